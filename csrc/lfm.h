@@ -1,0 +1,279 @@
+/*
+ * lfm.h — the whole public C API of liquidlfm, an inference engine for Liquid AI's LFM2 / LFM2.5
+ * hybrid (gated short-convolution + grouped-query attention) language models.
+ *
+ * Usage:
+ *
+ *     lfm_model *model;
+ *     lfm_model_params mp = lfm_model_default_params();
+ *     if (lfm_model_load("LFM2-350M-Q4_0.gguf", &mp, &model) != LFM_OK) {
+ *         fprintf(stderr, "%s\n", lfm_last_error());
+ *         return 1;
+ *     }
+ *     lfm_ctx *ctx;
+ *     lfm_ctx_params cp = lfm_ctx_default_params();
+ *     lfm_ctx_init(model, &cp, &ctx);
+ *     lfm_token prompt[] = {1, 6, 1495};
+ *     lfm_ctx_decode(ctx, prompt, 3, LFM_LOGITS_LAST);
+ *     const float *logits = lfm_ctx_logits(ctx, NULL);    // n_vocab floats
+ *     ...
+ *     lfm_ctx_free(ctx);
+ *     lfm_model_free(model);
+ *
+ * Conventions:
+ * - Every function that can fail returns an lfm_status; on failure lfm_last_error() holds a
+ *   thread-local message saying what, where and what was expected. Nothing here calls exit/abort.
+ * - Handles are opaque. free(NULL) functions are no-ops.
+ * - A model is read-only after load and may be shared by threads; a context is single-owner.
+ * - Shapes are written PyTorch-style [rows, cols] unless said otherwise.
+ */
+#ifndef LFM_H
+#define LFM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status ---- */
+
+typedef enum {
+    LFM_OK = 0,
+    LFM_ERR_IO = -1,          /* file missing / unreadable / mmap failed */
+    LFM_ERR_FORMAT = -2,      /* corrupt or inconsistent file, wrong shape, missing field */
+    LFM_ERR_UNSUPPORTED = -3, /* valid file, but a variant/type we do not run (MoE, vision, unknown quant) */
+    LFM_ERR_OOM = -4,
+    LFM_ERR_ARG = -5,         /* bad argument from the caller (token out of range, empty input, ...) */
+    LFM_ERR_CTX_FULL = -6,    /* not enough room left in the context */
+    LFM_ERR_ABORTED = -7,     /* the abort callback asked to stop */
+    LFM_ERR_BUSY = -8,        /* a context used by two threads at once */
+} lfm_status;
+
+const char *lfm_status_str(lfm_status s);
+const char *lfm_last_error(void); /* thread-local detail of the last failure on this thread */
+
+typedef int32_t lfm_token;
+
+/* ---- tensor types (values are ggml's, so GGUF type fields map directly) ---- */
+
+typedef enum {
+    LFM_TYPE_F32 = 0,
+    LFM_TYPE_F16 = 1,
+    LFM_TYPE_Q4_0 = 2,
+    LFM_TYPE_Q4_1 = 3,
+    LFM_TYPE_Q5_0 = 6,
+    LFM_TYPE_Q5_1 = 7,
+    LFM_TYPE_Q8_0 = 8,
+    LFM_TYPE_Q8_1 = 9,
+    LFM_TYPE_Q2_K = 10,
+    LFM_TYPE_Q3_K = 11,
+    LFM_TYPE_Q4_K = 12,
+    LFM_TYPE_Q5_K = 13,
+    LFM_TYPE_Q6_K = 14,
+    LFM_TYPE_Q8_K = 15,
+    LFM_TYPE_BF16 = 30,
+    LFM_TYPE_NONE = -1,
+} lfm_type;
+
+const char *lfm_type_name(lfm_type t); /* "q4_0", ...; NULL for a type we do not know */
+
+/* ---- model ---- */
+
+#define LFM_MAX_LAYERS 256
+
+typedef struct {
+    int32_t n_vocab;
+    int32_t n_embd;        /* H */
+    int32_t n_layer;
+    int32_t n_head;        /* query heads */
+    int32_t n_head_kv;
+    int32_t head_dim;      /* H / n_head */
+    int32_t n_ff;          /* FFN width actually used (checked against w1's shape) */
+    int32_t conv_l_cache;  /* conv kernel size K (3) */
+    int32_t n_ctx_train;   /* max_position_embeddings / lfm2.context_length */
+    float norm_eps;
+    float rope_theta;
+    lfm_token bos_id, eos_id, pad_id; /* -1 when unknown */
+    int32_t tied_output;   /* 1: the output head is the token embedding */
+    uint8_t is_attn[LFM_MAX_LAYERS]; /* 1: attention layer, 0: short-conv layer */
+} lfm_config;
+
+typedef struct {
+    lfm_type quantize;   /* LFM_TYPE_NONE: keep the file's types; else requantize 2-D weights on load */
+    int32_t n_threads;   /* threads for load-time work (quantize); <= 0: all cores */
+} lfm_model_params;
+
+typedef struct lfm_model lfm_model;
+
+lfm_model_params lfm_model_default_params(void);
+
+/* path: a Hugging Face folder (config.json + model.safetensors or sharded *.safetensors with
+ * model.safetensors.index.json) or a .gguf file. On failure *out is NULL and nothing leaks. */
+lfm_status lfm_model_load(const char *path, const lfm_model_params *p, lfm_model **out);
+void lfm_model_free(lfm_model *m);
+const lfm_config *lfm_model_config(const lfm_model *m);
+/* Describe the weights actually used: one line per tensor "name type [dims]" into buf. */
+size_t lfm_model_describe(const lfm_model *m, char *buf, size_t cap);
+
+/* ---- context: KV cache + conv state + scratch ---- */
+
+typedef enum {
+    LFM_LOGITS_NONE = 0,
+    LFM_LOGITS_LAST = 1, /* one row: the last token of the batch */
+    LFM_LOGITS_ALL = 2,  /* n_tokens rows */
+} lfm_logits_mode;
+
+typedef struct {
+    int32_t n_ctx;     /* positions the KV cache holds; <= 0: min(n_ctx_train, 32768) */
+    int32_t n_batch;   /* max tokens per internal forward chunk; <= 0: 512 */
+    int32_t n_threads; /* <= 0: all cores */
+} lfm_ctx_params;
+
+typedef struct lfm_ctx lfm_ctx;
+
+lfm_ctx_params lfm_ctx_default_params(void);
+lfm_status lfm_ctx_init(const lfm_model *m, const lfm_ctx_params *p, lfm_ctx **out);
+void lfm_ctx_free(lfm_ctx *c);
+
+/* Run tokens[0..n) at positions pos..pos+n-1 and advance pos. Prompts longer than n_batch are
+ * processed in chunks; the result does not depend on the chunking.
+ * On LFM_ERR_CTX_FULL / LFM_ERR_ARG nothing was changed. On LFM_ERR_ABORTED the context is reset. */
+lfm_status lfm_ctx_decode(lfm_ctx *c, const lfm_token *tokens, int32_t n_tokens, lfm_logits_mode mode);
+/* Borrowed pointer, valid until the next decode/reset/free; *n_rows gets the row count. */
+const float *lfm_ctx_logits(const lfm_ctx *c, int32_t *n_rows);
+int32_t lfm_ctx_pos(const lfm_ctx *c);
+int32_t lfm_ctx_n_ctx(const lfm_ctx *c);
+void lfm_ctx_reset(lfm_ctx *c); /* back to position 0, empty state */
+/* Called between layers/chunks; returning nonzero aborts the decode with LFM_ERR_ABORTED. */
+void lfm_ctx_set_abort_callback(lfm_ctx *c, int (*cb)(void *user), void *user);
+
+/* Whole recurrent state (position, conv state, KV rows 0..pos, last logits row) as a blob. */
+size_t lfm_ctx_state_size(const lfm_ctx *c);
+lfm_status lfm_ctx_state_save(const lfm_ctx *c, void *dst, size_t cap, size_t *written);
+/* Rejects blobs of another model shape or a corrupt blob; on failure the context is unchanged. */
+lfm_status lfm_ctx_state_load(lfm_ctx *c, const void *src, size_t n);
+
+/* ---- sampling ---- */
+
+typedef struct {
+    float temperature;         /* <= 0: greedy */
+    int32_t top_k;             /* <= 0: off */
+    float top_p;               /* >= 1: off */
+    float min_p;               /* <= 0: off */
+    float repetition_penalty;  /* 1: off (transformers semantics: divide positive, multiply negative) */
+    float presence_penalty;    /* 0: off (OpenAI semantics) */
+    float frequency_penalty;   /* 0: off */
+    int32_t penalty_last_n;    /* how many recent tokens the penalties look at; < 0: all */
+    uint64_t seed;
+} lfm_sampler_params;
+
+typedef struct lfm_sampler lfm_sampler;
+
+lfm_sampler_params lfm_sampler_default_params(void);
+lfm_status lfm_sampler_init(const lfm_sampler_params *p, int32_t n_vocab, lfm_sampler **out);
+void lfm_sampler_free(lfm_sampler *s);
+/* Added to the logits before any other step; -INFINITY bans a token. */
+lfm_status lfm_sampler_set_logit_bias(lfm_sampler *s, const lfm_token *ids, const float *bias, int32_t n);
+void lfm_sampler_accept(lfm_sampler *s, lfm_token t); /* append to the penalty history */
+void lfm_sampler_reset(lfm_sampler *s);               /* clear history, reseed */
+/* Pick a token from one row of n_vocab logits (the row is not modified). Does not accept it. */
+lfm_status lfm_sampler_sample(lfm_sampler *s, const float *logits, lfm_token *out);
+
+/* ---- generation loop ---- */
+
+typedef enum {
+    LFM_FINISH_NONE = 0,
+    LFM_FINISH_STOP = 1,   /* a stop token was sampled (not decoded, not counted in the context) */
+    LFM_FINISH_LENGTH = 2, /* max_tokens reached or the context is full */
+} lfm_finish_reason;
+
+/* One step of the C generate loop: sample from the context's current last logits, accept the
+ * token into the sampler; if it is one of stop_ids report LFM_FINISH_STOP, else decode it so the
+ * context holds the logits for the next step (LFM_FINISH_LENGTH when no room is left). */
+lfm_status lfm_generate_step(lfm_ctx *c, lfm_sampler *s, const lfm_token *stop_ids, int32_t n_stop,
+                             lfm_token *out_token, lfm_finish_reason *finish);
+
+/* ---- tokenizer: byte-level BPE (GPT-2 byte alphabet) with LFM2's LLaMA-3-style pre-tokenizer ---- */
+
+typedef enum {
+    LFM_TOKEN_NORMAL = 1,
+    LFM_TOKEN_UNKNOWN = 2,
+    LFM_TOKEN_CONTROL = 3,
+    LFM_TOKEN_USER_DEFINED = 4,
+    LFM_TOKEN_UNUSED = 5,
+    LFM_TOKEN_BYTE = 6,
+} lfm_token_kind; /* GGUF tokenizer.ggml.token_type values */
+
+typedef struct {
+    int32_t n_tokens;
+    const char *const *tokens;  /* vocab strings in the byte-level alphabet, UTF-8, NUL-terminated */
+    const int32_t *token_types; /* lfm_token_kind per token; NULL: all normal */
+    int32_t n_merges;
+    const char *const *merges;  /* "left right" in rank order */
+    int32_t ignore_merges;      /* a pre-token that is itself in the vocab is emitted whole */
+    lfm_token bos_id;           /* -1: none */
+    lfm_token eos_id;
+} lfm_tokenizer_params;
+
+typedef struct lfm_tokenizer lfm_tokenizer;
+
+lfm_status lfm_tokenizer_init(const lfm_tokenizer_params *p, lfm_tokenizer **out);
+void lfm_tokenizer_free(lfm_tokenizer *t);
+/* Encode UTF-8 text (invalid UTF-8 is LFM_ERR_ARG naming the byte offset). add_bos: prepend bos_id.
+ * parse_special: control/user-defined token strings in the text become their ids, otherwise they
+ * are ordinary text. Writes at most cap ids; *n_out is the full count (call again with more room
+ * when *n_out > cap). */
+lfm_status lfm_tokenizer_encode(const lfm_tokenizer *t, const char *text, size_t len, int add_bos,
+                                int parse_special, lfm_token *out, int32_t cap, int32_t *n_out);
+/* The raw bytes a token stands for (byte-level alphabet undone); control tokens give their text. */
+lfm_status lfm_tokenizer_token_bytes(const lfm_tokenizer *t, lfm_token id, const char **bytes, size_t *len);
+int32_t lfm_tokenizer_n_tokens(const lfm_tokenizer *t);
+
+/* ---- GGUF files ---- */
+
+typedef enum {
+    LFM_GGUF_UINT8 = 0, LFM_GGUF_INT8 = 1, LFM_GGUF_UINT16 = 2, LFM_GGUF_INT16 = 3,
+    LFM_GGUF_UINT32 = 4, LFM_GGUF_INT32 = 5, LFM_GGUF_FLOAT32 = 6, LFM_GGUF_BOOL = 7,
+    LFM_GGUF_STRING = 8, LFM_GGUF_ARRAY = 9, LFM_GGUF_UINT64 = 10, LFM_GGUF_INT64 = 11,
+    LFM_GGUF_FLOAT64 = 12,
+} lfm_gguf_value_type;
+
+typedef struct lfm_gguf lfm_gguf;
+
+/* mmap + validate the whole header (versions 2 and 3): every count, length, offset and shape is
+ * checked against the file size before use. */
+lfm_status lfm_gguf_open(const char *path, lfm_gguf **out);
+void lfm_gguf_close(lfm_gguf *g);
+uint32_t lfm_gguf_version(const lfm_gguf *g);
+int64_t lfm_gguf_n_kv(const lfm_gguf *g);
+int64_t lfm_gguf_find_key(const lfm_gguf *g, const char *key); /* -1 if absent */
+const char *lfm_gguf_key(const lfm_gguf *g, int64_t i);
+lfm_gguf_value_type lfm_gguf_kv_type(const lfm_gguf *g, int64_t i);
+/* Scalars are widened: integers/bools to int64, floats to double. */
+lfm_status lfm_gguf_get_int(const lfm_gguf *g, int64_t i, int64_t *out);
+lfm_status lfm_gguf_get_float(const lfm_gguf *g, int64_t i, double *out);
+lfm_status lfm_gguf_get_str(const lfm_gguf *g, int64_t i, const char **s, uint64_t *len); /* not NUL-terminated */
+lfm_status lfm_gguf_get_arr_info(const lfm_gguf *g, int64_t i, lfm_gguf_value_type *elem, uint64_t *n);
+lfm_status lfm_gguf_get_arr_int(const lfm_gguf *g, int64_t i, uint64_t j, int64_t *out);
+lfm_status lfm_gguf_get_arr_float(const lfm_gguf *g, int64_t i, uint64_t j, double *out);
+lfm_status lfm_gguf_get_arr_str(const lfm_gguf *g, int64_t i, uint64_t j, const char **s, uint64_t *len);
+int64_t lfm_gguf_n_tensors(const lfm_gguf *g);
+int64_t lfm_gguf_find_tensor(const lfm_gguf *g, const char *name); /* -1 if absent */
+/* ne in ggml order (fastest dimension first); data points into the mapping. */
+lfm_status lfm_gguf_tensor_info(const lfm_gguf *g, int64_t i, const char **name, lfm_type *type,
+                                int32_t *n_dims, int64_t ne[4], const void **data, size_t *nbytes);
+
+/* ---- quantized formats (ggml-compatible blocks) ---- */
+
+int64_t lfm_type_block_elems(lfm_type t);  /* elements per block (32, 256, 1); 0 if unknown */
+size_t lfm_type_block_bytes(lfm_type t);   /* bytes per block; 0 if unknown */
+/* n must be a multiple of the block size. */
+lfm_status lfm_dequantize_row(lfm_type t, const void *src, float *dst, int64_t n);
+lfm_status lfm_quantize_row(lfm_type t, const float *src, void *dst, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LFM_H */

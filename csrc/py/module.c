@@ -1,0 +1,75 @@
+/* module.c — liquidlfm._core: module init and the one place C statuses become Python exceptions. */
+#define LFM_PY_MODULE_MAIN
+#include "pycommon.h"
+
+#include <string.h>
+
+static PyObject *errors_module; /* liquidlfm.errors, imported once */
+
+static PyObject *exception_for(lfm_status status) {
+    const char *name = NULL;
+    switch (status) {
+    case LFM_ERR_IO: return PyExc_OSError;
+    case LFM_ERR_OOM: return PyExc_MemoryError;
+    case LFM_ERR_ARG: return PyExc_ValueError;
+    case LFM_ERR_BUSY: return PyExc_RuntimeError;
+    case LFM_ERR_FORMAT: name = "ModelFormatError"; break;
+    case LFM_ERR_UNSUPPORTED: name = "UnsupportedModelError"; break;
+    case LFM_ERR_CTX_FULL: name = "ContextFullError"; break;
+    case LFM_ERR_ABORTED: name = "Cancelled"; break;
+    default: return PyExc_RuntimeError;
+    }
+    PyObject *cls = errors_module ? PyObject_GetAttrString(errors_module, name) : NULL;
+    if (!cls) {
+        PyErr_Clear();
+        return PyExc_RuntimeError;
+    }
+    Py_DECREF(cls); /* the module keeps it alive */
+    return cls;
+}
+
+PyObject *lfm_py_raise_msg(lfm_status status, const char *msg) {
+    if (status == LFM_ERR_IO && msg && strstr(msg, "No such file")) {
+        PyErr_SetString(PyExc_FileNotFoundError, msg);
+        return NULL;
+    }
+    PyErr_SetString(exception_for(status), msg && *msg ? msg : lfm_status_str(status));
+    return NULL;
+}
+
+PyObject *lfm_py_raise(lfm_status status) { return lfm_py_raise_msg(status, lfm_last_error()); }
+
+static PyObject *py_cpu_features(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    const lfm_cpu_features *f = lfm_cpu();
+    return Py_BuildValue("{s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O}", "avx2", f->avx2 ? Py_True : Py_False,
+                         "fma", f->fma ? Py_True : Py_False, "f16c", f->f16c ? Py_True : Py_False,
+                         "avx512f", f->avx512f ? Py_True : Py_False, "avx512vnni",
+                         f->avx512vnni ? Py_True : Py_False, "avxvnni", f->avxvnni ? Py_True : Py_False,
+                         "neon", f->neon ? Py_True : Py_False, "force_ref", f->force_ref ? Py_True : Py_False);
+}
+
+static PyMethodDef module_methods[] = {
+    {"cpu_features", py_cpu_features, METH_NOARGS, "CPU features the kernels were chosen by."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_core", "liquidlfm's C engine (see csrc/lfm.h).", -1, module_methods,
+};
+
+PyMODINIT_FUNC PyInit__core(void) {
+    import_array();
+    PyObject *m = PyModule_Create(&module_def);
+    if (!m) return NULL;
+    errors_module = PyImport_ImportModule("liquidlfm.errors");
+    if (!errors_module) goto fail;
+    if (lfm_py_init_engine(m) < 0 || lfm_py_init_gguf(m) < 0 || lfm_py_init_tokenizer(m) < 0 ||
+        lfm_py_init_sampler(m) < 0)
+        goto fail;
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}

@@ -1,0 +1,16 @@
+"""Shared pytest configuration. Fixture builders live in tests/fixtures/ (random-weight models,
+tokenizers, GGUF files); the data in ../shared is read in place, never copied."""
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("LIQUIDLFM_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"../shared not found at {SHARED}; set LIQUIDLFM_SHARED to its path")
+    return SHARED
