@@ -53,6 +53,9 @@ typedef struct {
 } lfm_tensor;
 
 size_t lfm_tensor_row_bytes(const lfm_tensor *t); /* bytes of one row of ne[0] elements */
+/* Row r (of ne[1]*ne[2]*ne[3]) as ne[0] floats: F32/F16/BF16 converted, block types dequantized
+ * (csrc/requantize.c). */
+lfm_status lfm_tensor_row_to_f32(const lfm_tensor *t, int64_t r, float *dst);
 
 /* ---- model ---- */
 
