@@ -359,9 +359,13 @@ static lfm_status read_tensor_infos(lfm_gguf *g, cursor *c) {
     return LFM_OK;
 }
 
-static const gguf_tensor *sort_base;
-static int cmp_tensor_offset(const void *a, const void *b) {
-    uint64_t x = sort_base[*(const int64_t *)a].offset, y = sort_base[*(const int64_t *)b].offset;
+typedef struct {
+    uint64_t offset, nbytes;
+    int64_t idx;
+} span;
+
+static int cmp_span(const void *a, const void *b) {
+    uint64_t x = ((const span *)a)->offset, y = ((const span *)b)->offset;
     return x < y ? -1 : x > y;
 }
 
@@ -381,21 +385,19 @@ static lfm_status check_data(lfm_gguf *g) {
     }
     if (g->n_tensors < 2) return LFM_OK;
     /* no two tensors may share bytes */
-    int64_t *idx = malloc((size_t)g->n_tensors * sizeof *idx);
-    if (!idx) return lfm_fail(LFM_ERR_OOM, "out of memory");
-    for (int64_t i = 0; i < g->n_tensors; i++) idx[i] = i;
-    sort_base = g->tensors; /* qsort has no context argument in C11; the call below is short */
-    qsort(idx, (size_t)g->n_tensors, sizeof *idx, cmp_tensor_offset);
+    span *sp = malloc((size_t)g->n_tensors * sizeof *sp);
+    if (!sp) return lfm_fail(LFM_ERR_OOM, "out of memory");
+    for (int64_t i = 0; i < g->n_tensors; i++) sp[i] = (span){g->tensors[i].offset, g->tensors[i].nbytes, i};
+    qsort(sp, (size_t)g->n_tensors, sizeof *sp, cmp_span);
     lfm_status s = LFM_OK;
     for (int64_t k = 1; k < g->n_tensors; k++) {
-        const gguf_tensor *a = &g->tensors[idx[k - 1]], *b = &g->tensors[idx[k]];
-        if (a->offset + a->nbytes > b->offset) {
+        if (sp[k - 1].offset + sp[k - 1].nbytes > sp[k].offset) {
             s = lfm_fail(LFM_ERR_FORMAT, "'%s': tensors '%s' and '%s' overlap in the data section", g->path,
-                         a->name, b->name);
+                         g->tensors[sp[k - 1].idx].name, g->tensors[sp[k].idx].name);
             break;
         }
     }
-    free(idx);
+    free(sp);
     return s;
 }
 
