@@ -50,7 +50,7 @@ TOKENIZER_KEYS = (
 class TensorInfo:
     name: str
     type: int          # ggml type id
-    type_name: str     # "q4_0", "f16", ...
+    type_name: str     # the C core's name: "q4_0", "f16", "q4_K", ...
     ne: tuple          # ggml order: fastest dimension first
     offset: int        # absolute byte offset of the data in the file
     nbytes: int

@@ -162,7 +162,7 @@ def test_quantized_tensor_infos(tmp_path, qtype):
     write_sample(path, quant=(qtype,))
     info = compare_with_gguf_reader(path)
     t = info.tensor(f"{qtype.lower()}.w")
-    assert t.type == TYPE_IDS[qtype.lower()] and t.type_name == qtype.lower()
+    assert t.type == TYPE_IDS[qtype.lower()] and t.type_name.lower() == qtype.lower()
     block = gguf.GGML_QUANT_SIZES[QT[qtype]][0]
     assert t.ne == (2 * block, 3)
 
