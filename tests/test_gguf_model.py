@@ -148,7 +148,7 @@ def test_logits_vs_llama_cpp(hf32, f32_gguf, gguf_dir, qtype, source):
     assert top1 >= 0.99, (qtype, source, top1, mx, mean)
 
 
-@pytest.mark.parametrize("qtype", ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"])
+@pytest.mark.parametrize("qtype", ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"])
 def test_our_quantizer_output_runs_in_llama_cpp(hf32, gguf_dir, qtype):
     path = quantize_hf(hf32, gguf_dir / f"ours-{qtype}.gguf", qtype, progress=False)
     info = read_gguf(path)
@@ -158,11 +158,30 @@ def test_our_quantizer_output_runs_in_llama_cpp(hf32, gguf_dir, qtype):
     ids = tokens(32)
     ref = llama_logits(path, ids)
     assert ref.shape == (32, SHAPE["vocab_size"]) and np.isfinite(ref).all()
-    if qtype in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1"):
-        # the gguf package's reference quantizer gives the same file contents, so llama.cpp must
-        # compute exactly the same logits from both
-        other = hf_to_gguf(hf32, gguf_dir / f"ref-{qtype}.gguf", qtype)
-        np.testing.assert_array_equal(llama_logits(other, ids), ref)
+    # the gguf package's reference quantizer gives the same file contents, so llama.cpp must
+    # compute exactly the same logits from both
+    other = hf_to_gguf(hf32, gguf_dir / f"ref-{qtype}.gguf", qtype)
+    np.testing.assert_array_equal(llama_logits(other, ids), ref)
+
+
+@pytest.mark.parametrize("qtype", ["q4_k", "q5_k", "q6_k"])
+def test_k_quant_output(hf32, gguf_dir, qtype):
+    """K-quants: written and run by llama.cpp when the C core has their quantizer, otherwise a
+    clean UnsupportedModelError and no output file."""
+    from liquidlfm.quantize import _core_available
+
+    out = gguf_dir / f"ours-{qtype}.gguf"
+    if not _core_available(qtype):
+        with pytest.raises(lfm.UnsupportedModelError, match=f"no quantizer for {qtype}"):
+            quantize_hf(hf32, out, qtype, progress=False)
+        assert not out.exists()
+        return
+    quantize_hf(hf32, out, qtype, progress=False)
+    assert read_gguf(out).tensor("blk.0.ffn_gate.weight").type_name.lower() == qtype
+    ids = tokens(32)
+    assert np.isfinite(llama_logits(out, ids)).all()
+    top1, mx, mean = parity(our_logits(out, ids), llama_logits(out, ids))
+    PARITY[f"{qtype} (ours)"] = ("ours", top1, mx, mean)
 
 
 def test_our_quantizer_matches_gguf_reference_bytes(hf32, gguf_dir):
