@@ -28,7 +28,7 @@ if [ "$#" -gt 0 ]; then
     TESTS=("$@")
 else
     TESTS=(tests/test_gguf_corrupt.py tests/test_gguf_reader.py)
-    for f in tests/test_safetensors*.py tests/test_*corrupt*.py; do
+    for f in tests/test_*safetensors*.py tests/test_*corrupt*.py; do
         [ -e "$f" ] || continue
         case " ${TESTS[*]} " in *" $f "*) ;; *) TESTS+=("$f") ;; esac
     done
