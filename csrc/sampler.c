@@ -23,6 +23,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 struct lfm_sampler {
     lfm_sampler_params p;
@@ -47,6 +50,8 @@ struct lfm_sampler {
     int32_t *heap;      /* [n_vocab] candidate heap */
     int32_t *ord;       /* [n_vocab] kept candidates, descending */
     float *w;           /* [n_vocab] unnormalised probabilities of ord[] */
+    float *e;           /* [n_vocab] unnormalised probabilities of the heap candidates (top-p) */
+    uint16_t *bucket;   /* [n_vocab] top-p bucket of each candidate */
     int32_t n_kept;
     double z_kept;      /* sum of w[0..n_kept) */
 };
@@ -142,8 +147,10 @@ lfm_status lfm_sampler_init(const lfm_sampler_params *p, int32_t n_vocab, lfm_sa
     s->heap = malloc(nv * sizeof *s->heap);
     s->ord = malloc(nv * sizeof *s->ord);
     s->w = malloc(nv * sizeof *s->w);
+    s->e = malloc(nv * sizeof *s->e);
+    s->bucket = malloc(nv * sizeof *s->bucket);
     if (p->penalty_last_n > 0) s->ring = malloc((size_t)p->penalty_last_n * sizeof *s->ring);
-    if (!s->counts || !s->slot || !s->seen || !s->x || !s->heap || !s->ord || !s->w ||
+    if (!s->counts || !s->slot || !s->seen || !s->x || !s->heap || !s->ord || !s->w || !s->e || !s->bucket ||
         (p->penalty_last_n > 0 && !s->ring)) {
         lfm_sampler_free(s);
         return lfm_fail(LFM_ERR_OOM, "sampler: out of memory for n_vocab = %d", (int)n_vocab);
@@ -166,6 +173,8 @@ void lfm_sampler_free(lfm_sampler *s) {
     free(s->heap);
     free(s->ord);
     free(s->w);
+    free(s->e);
+    free(s->bucket);
     free(s);
 }
 
@@ -260,16 +269,48 @@ int32_t lfm_sampler_token_count(const lfm_sampler *s, lfm_token t) {
 
 /* ---- the processing pipeline ---- */
 
+/* Maximum of x[0..n) (-inf for n == 0). */
+static float max_value(const float *x, int32_t n) {
+    int32_t i = 0;
+    float r = -INFINITY;
+#if defined(__SSE2__)
+    __m128 m0 = _mm_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+    for (; i + 16 <= n; i += 16) {
+        m0 = _mm_max_ps(m0, _mm_loadu_ps(x + i));
+        m1 = _mm_max_ps(m1, _mm_loadu_ps(x + i + 4));
+        m2 = _mm_max_ps(m2, _mm_loadu_ps(x + i + 8));
+        m3 = _mm_max_ps(m3, _mm_loadu_ps(x + i + 12));
+    }
+    float lanes[4];
+    _mm_storeu_ps(lanes, _mm_max_ps(_mm_max_ps(m0, m1), _mm_max_ps(m2, m3)));
+    for (int j = 0; j < 4; j++) r = lanes[j] > r ? lanes[j] : r;
+#endif
+    for (; i < n; i++) r = x[i] > r ? x[i] : r;
+    return r;
+}
+
+/* Index of the first NaN or +inf in x, or -1; branch-free scan in blocks. */
+static int32_t find_bad(const float *x, int32_t n) {
+    for (int32_t i0 = 0; i0 < n; i0 += 1024) {
+        int32_t i1 = i0 + 1024 < n ? i0 + 1024 : n;
+        int bad = 0;
+        for (int32_t i = i0; i < i1; i++) bad |= (x[i] != x[i]) | (x[i] == INFINITY);
+        if (bad)
+            for (int32_t i = i0; i < i1; i++)
+                if (x[i] != x[i] || x[i] == INFINITY) return i;
+    }
+    return -1;
+}
+
 /* Steps 1-2 into s->x; returns the index of the maximum (first on ties). */
 static lfm_status process_logits(lfm_sampler *s, const float *logits, int32_t *argmax) {
     const int32_t V = s->n_vocab;
     float *x = s->x;
-    for (int32_t i = 0; i < V; i++) {
-        float v = logits[i];
-        if (isnan(v) || (isinf(v) && v > 0))
-            return lfm_fail(LFM_ERR_ARG, "sampler: logit %d is %g; logits must be finite or -inf", (int)i, (double)v);
-        x[i] = v;
-    }
+    int32_t bad = find_bad(logits, V);
+    if (bad >= 0)
+        return lfm_fail(LFM_ERR_ARG, "sampler: logit %d is %g; logits must be finite or -inf", (int)bad,
+                        (double)logits[bad]);
+    memcpy(x, logits, (size_t)V * sizeof *x);
     for (int32_t i = 0; i < s->n_bias; i++) x[s->bias_ids[i]] += s->bias_val[i];
 
     const float rep = s->p.repetition_penalty, pres = s->p.presence_penalty, freq = s->p.frequency_penalty;
@@ -283,15 +324,10 @@ static lfm_status process_logits(lfm_sampler *s, const float *logits, int32_t *a
         }
     }
 
-    int32_t best = -1;
-    float bv = -INFINITY;
-    for (int32_t i = 0; i < V; i++) {
-        if (x[i] > bv) {
-            bv = x[i];
-            best = i;
-        }
-    }
-    if (best < 0) return lfm_fail(LFM_ERR_ARG, "sampler: every token is banned (all logits are -inf)");
+    float bv = max_value(x, V);
+    if (bv == -INFINITY) return lfm_fail(LFM_ERR_ARG, "sampler: every token is banned (all logits are -inf)");
+    int32_t best = 0;
+    while (x[best] != bv) best++;
     *argmax = best;
     return LFM_OK;
 }
@@ -353,6 +389,10 @@ static float kth_largest(const float *x, int32_t V, int32_t k, float *buf) {
     }
     return n < k ? -INFINITY : buf[0];
 }
+
+/* top-p buckets: bucket b holds candidates with p / p_max in (e^-(b+1)/8, e^-b/8]. */
+#define TOP_P_BUCKETS 512
+#define TOP_P_PER_NAT 8.0f
 
 /* Steps 4-7: fill s->ord / s->w / s->n_kept / s->z_kept for temperature > 0. */
 static void select_candidates(lfm_sampler *s, int32_t argmax) {
@@ -416,26 +456,70 @@ static void select_candidates(lfm_sampler *s, int32_t argmax) {
          * top-p's, so min-p pre-filters the candidates (compared in logit space, no exp per
          * token); top-p's normaliser still needs every token (z_all). */
         const float lmin = min_p > 0.0f ? logf(min_p) : -INFINITY;
-        double z_all = 0.0;
         if (top_p < 1.0f) {
+            float *e = s->e;
+            uint16_t *bk = s->bucket;
+            double z_all = 0.0;
             for (int32_t i = 0; i < V; i++) {
                 if (x[i] == -INFINITY) continue;
                 float d = (x[i] - xmax) / T;
-                z_all += expf(d);
-                if (d >= lmin) h[nh++] = i;
+                float ei = expf(d);
+                z_all += ei;
+                if (d >= lmin) {
+                    float bd = -d * TOP_P_PER_NAT;
+                    bk[nh] = (uint16_t)(bd < (float)(TOP_P_BUCKETS - 1) ? (int32_t)bd : TOP_P_BUCKETS - 1);
+                    e[nh] = ei;
+                    h[nh++] = i;
+                }
+            }
+            const double lim = (double)top_p * z_all;
+            if (nh > 256) {
+                /* Walk the buckets from the top until their mass reaches lim: buckets above the
+                 * cut bucket are kept whole (every token in them ranks above the cut), buckets
+                 * below are dropped, and only the cut bucket is ordered. */
+                double mass[TOP_P_BUCKETS];
+                memset(mass, 0, sizeof mass);
+                for (int32_t j = 0; j < nh; j++) mass[bk[j]] += e[j];
+                double cum = 0.0;
+                int32_t cut = TOP_P_BUCKETS - 1;
+                for (int32_t b = 0; b < TOP_P_BUCKETS; b++) {
+                    if (cum + mass[b] >= lim) {
+                        cut = b;
+                        break;
+                    }
+                    cum += mass[b];
+                }
+                int32_t n = 0;
+                for (int32_t j = 0; j < nh; j++) {
+                    if (bk[j] < cut) {
+                        ord[m] = h[j];
+                        w[m] = e[j];
+                        z += e[j];
+                        m++;
+                    } else if (bk[j] == cut) {
+                        h[n++] = h[j];
+                    }
+                }
+                nh = n;
+            }
+            heap_build(h, nh, x);
+            while (nh > 0) {
+                if (m > 0 && z >= lim) break;
+                int32_t t = heap_pop(h, &nh, x);
+                ord[m] = t;
+                w[m] = expf((x[t] - xmax) / T);
+                z += w[m++];
             }
         } else {
             for (int32_t i = 0; i < V; i++)
                 if (x[i] != -INFINITY && (x[i] - xmax) / T >= lmin) h[nh++] = i;
-        }
-        heap_build(h, nh, x);
-        double lim = (double)top_p * z_all;
-        while (nh > 0) {
-            if (m > 0 && top_p < 1.0f && z >= lim) break;
-            int32_t t = heap_pop(h, &nh, x);
-            ord[m] = t;
-            w[m] = expf((x[t] - xmax) / T);
-            z += w[m++];
+            heap_build(h, nh, x);
+            while (nh > 0) {
+                int32_t t = heap_pop(h, &nh, x);
+                ord[m] = t;
+                w[m] = expf((x[t] - xmax) / T);
+                z += w[m++];
+            }
         }
     }
     s->n_kept = m;
