@@ -346,7 +346,7 @@ class _SessionState:
             return self.logits
         self.valid = False
         logits = self.session.prefill(new)
-        self.logits = np.array(logits, dtype=np.float32, copy=True).reshape(-1)[-_n_vocab_of(logits):]
+        self.logits = np.asarray(logits, dtype=np.float32).reshape(-1)[-_n_vocab_of(logits):]
         self.tokens.extend(new)
         self.valid = True
         return self.logits
@@ -354,7 +354,7 @@ class _SessionState:
     def step(self, tok: int):
         self.valid = False
         logits = self.session.step(tok)
-        self.logits = np.array(logits, dtype=np.float32, copy=True).reshape(-1)
+        self.logits = np.asarray(logits, dtype=np.float32).reshape(-1)
         self.tokens.append(tok)
         self.valid = True
         return self.logits
