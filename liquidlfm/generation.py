@@ -270,14 +270,18 @@ class _StopMatcher:
 
 class _SessionState:
     """Tracks the tokens decoded into one session (and the logits after the last one), keeps state
-    snapshots at turn boundaries, and refuses concurrent use."""
+    snapshots at turn boundaries, and refuses concurrent use.
+
+    Sessions of the engine keep their last logits themselves (Session.logits, also inside a saved
+    state); for other session objects a copy is kept here."""
 
     def __init__(self, session):
         self.session = session
         self.tokens: List[int] = []
-        self.logits: Optional[np.ndarray] = None
+        self.logits: Optional[np.ndarray] = None  # None: ask the session (when it can tell)
         self.valid = True  # False when an interruption may have left session and tokens out of sync
-        self.snapshots: List[tuple] = []  # (tokens tuple, blob, logits copy)
+        self.snapshots: List[tuple] = []  # (tokens tuple, blob, logits copy or None)
+        self.session_has_logits = isinstance(getattr(type(session), "logits", None), property)
         self._lock = threading.Lock()
 
     def acquire(self):
@@ -288,6 +292,11 @@ class _SessionState:
         self._lock.release()
 
     # all methods below run with the lock held
+
+    def current_logits(self):
+        if self.logits is not None:
+            return self.logits
+        return self.session.logits if self.session_has_logits and self.tokens else None
 
     def _reset(self):
         self.valid = False
@@ -305,11 +314,14 @@ class _SessionState:
         self.valid = True
 
     def snapshot(self):
-        if not self.valid or self.logits is None:
+        if not self.valid or not self.tokens:
             return
         key = tuple(self.tokens)
+        logits = None if self.session_has_logits else self.logits
+        if logits is None and not self.session_has_logits:
+            return
         self.snapshots = [s for s in self.snapshots if s[0] != key]
-        self.snapshots.append((key, self.session.save(), self.logits.copy()))
+        self.snapshots.append((key, self.session.save(), None if logits is None else logits.copy()))
         del self.snapshots[:-MAX_SNAPSHOTS]
 
     @staticmethod
@@ -319,7 +331,9 @@ class _SessionState:
     def _usable(self, toks, logits, ids):
         """A state holding toks can continue to ids if toks is a prefix of ids and either there is
         something left to prefill or its logits are known."""
-        return self._is_prefix(toks, ids) and (len(toks) < len(ids) or logits is not None)
+        if not self._is_prefix(toks, ids):
+            return False
+        return len(toks) < len(ids) or logits is not None or (self.session_has_logits and len(toks) > 0)
 
     def prepare(self, ids: List[int]) -> int:
         """Bring the session to a state that is a prefix of ids; return how many tokens are reused.
@@ -343,7 +357,7 @@ class _SessionState:
         """Decode ids (after prepare()); return the logits row for the next token."""
         new = ids[len(self.tokens):]
         if not new:
-            return self.logits
+            return self.current_logits()
         self.valid = False
         logits = self.session.prefill(new)
         self.logits = np.asarray(logits, dtype=np.float32).reshape(-1)[-_n_vocab_of(logits):]
@@ -358,6 +372,18 @@ class _SessionState:
         self.tokens.append(tok)
         self.valid = True
         return self.logits
+
+    def step_native(self, core, ctx, sampler, stop_list):
+        """One C generate step (sample, accept, stop check, decode) on the engine's context.
+        Returns (token, is_stop, context_full)."""
+        self.valid = False
+        pos0 = self.session.pos
+        t, fin = core.generate_step(ctx, sampler, stop_list)
+        if self.session.pos > pos0:
+            self.tokens.append(t)
+        self.logits = None  # now in the context
+        self.valid = True
+        return t, fin == core.FINISH_STOP, fin == core.FINISH_LENGTH
 
 
 def _n_vocab_of(logits) -> int:
@@ -418,8 +444,9 @@ def save_session(session, path):
         if not st.valid:
             raise RuntimeError("session state is inconsistent after an interruption; reset it before saving")
         blob = bytes(session.save())
-        logits = st.logits.astype(np.float32).tobytes() if st.logits is not None else b""
-        meta = json.dumps({"tokens": st.tokens, "n_logits": 0 if st.logits is None else int(st.logits.size)}).encode()
+        cur = st.current_logits()
+        logits = np.asarray(cur, dtype=np.float32).tobytes() if cur is not None else b""
+        meta = json.dumps({"tokens": st.tokens, "n_logits": 0 if cur is None else int(np.size(cur))}).encode()
         _atomic_write(path, [_STATE_MAGIC, struct.pack("<QQQ", len(meta), len(blob), len(logits)), meta, blob,
                              logits])
     finally:
@@ -702,6 +729,11 @@ class GenerationMixin:
             text_stream = _TextStream(tok) if tok is not None else None
             matcher = _StopMatcher(stops)
             n_ctx = session.n_ctx
+            from . import _core
+
+            ctx = getattr(session, "_ctx", None)
+            native = isinstance(ctx, _core.Ctx)
+            stop_list = sorted(stop_ids)
             finish = None
             t1 = time.perf_counter()
             n = 0
@@ -709,9 +741,20 @@ class GenerationMixin:
                 if n >= max_tokens:
                     finish = "length"
                     break
-                t = sampler.sample(logits)
-                sampler.accept(t)
-                if t in stop_ids:
+                if native:
+                    t, is_stop, full = state.step_native(_core, ctx, sampler, stop_list)
+                else:
+                    t = sampler.sample(logits)
+                    sampler.accept(t)
+                    is_stop = t in stop_ids
+                    full = False
+                    if not is_stop:
+                        if len(state.tokens) >= n_ctx:
+                            full = True  # the token is returned but cannot be decoded
+                        else:
+                            logits = state.step(t)
+                            full = len(state.tokens) >= n_ctx
+                if is_stop:
                     finish = "stop"
                     break
                 n += 1
@@ -720,10 +763,8 @@ class GenerationMixin:
                 out, hit = matcher.push(piece)
                 if hit:
                     finish = "stop"
-                elif n >= max_tokens or len(state.tokens) >= n_ctx:
+                elif n >= max_tokens or full:
                     finish = "length"
-                else:
-                    logits = state.step(t)
                 stats.generation_time = time.perf_counter() - t1
                 if finish is None:
                     yield Chunk(out, [t], None, dataclasses.replace(stats))

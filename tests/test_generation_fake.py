@@ -312,7 +312,11 @@ def test_context_filling_during_generation_reports_length():
     r = m.generate("abcd", max_tokens=100, session=s, **GREEDY)  # 5 prompt tokens
     assert r.finish_reason == "length"
     assert s.pos == 12
-    assert len(r.token_ids) == 12 - 5 + 1  # the last token is sampled but cannot be decoded
+    assert len(r.token_ids) == 12 - 5  # generation stops once a decode fills the context
+    # a prompt that fills the context exactly still yields one (undecoded) token
+    s2 = m.session()
+    r = m.generate("abcdefghijk", max_tokens=100, session=s2, **GREEDY)  # 12 tokens
+    assert r.finish_reason == "length" and len(r.token_ids) == 1 and s2.pos == 12
 
 
 def test_stats():
@@ -337,11 +341,10 @@ def test_chat_reuses_prefix_and_matches_a_fresh_run():
     n_before = s.n_run
     r2 = m.chat(msgs2, max_tokens=12, session=s, **GREEDY)
     full2 = FakeTokenizer().encode(m.apply_chat_template(msgs2), add_special_tokens=False, parse_special=True)
-    # everything up to the end of the first reply is reused (the reply's tokens are in the session
-    # except the last one, which was sampled but not decoded when max_tokens ran out)
-    assert r2.stats.reused_tokens == p1 + len(r1.token_ids) - 1
+    # everything up to the end of the first reply is reused
+    assert r2.stats.reused_tokens == p1 + len(r1.token_ids)
     assert r2.stats.prefilled_tokens == len(full2) - r2.stats.reused_tokens
-    assert s.n_run - n_before == r2.stats.prefilled_tokens + len(r2.token_ids) - 1
+    assert s.n_run - n_before == r2.stats.prefilled_tokens + len(r2.token_ids)
     fresh = FakeModel().chat(msgs2, max_tokens=12, session=FakeModel().session(), **GREEDY)
     assert fresh.token_ids == r2.token_ids and fresh == r2
 

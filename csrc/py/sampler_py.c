@@ -13,6 +13,8 @@
 #include "pycommon.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <string.h>
 
 typedef struct {
     PyObject_HEAD
@@ -431,6 +433,72 @@ static PyTypeObject SamplerType = {
     .tp_getset = Sampler_getset,
 };
 
+/* ---- generate_step(ctx, sampler, stop_ids) ---- */
+
+static PyObject *py_generate_step(PyObject *mod, PyObject *args) {
+    PyObject *ctx_obj, *stops = NULL;
+    SamplerObject *sp;
+    if (!PyArg_ParseTuple(args, "OO!|O", &ctx_obj, &SamplerType, (PyObject **)&sp, &stops)) return NULL;
+    /* stop ids */
+    lfm_token stop_buf[16];
+    lfm_token *stop_ids = stop_buf;
+    Py_ssize_t n_stop = 0;
+    PyObject *seq = NULL;
+    if (stops && stops != Py_None) {
+        seq = PySequence_Fast(stops, "stop_ids must be a sequence of ints");
+        if (!seq) return NULL;
+        n_stop = PySequence_Fast_GET_SIZE(seq);
+        if (n_stop > (Py_ssize_t)(sizeof stop_buf / sizeof stop_buf[0])) {
+            stop_ids = PyMem_Malloc((size_t)n_stop * sizeof *stop_ids);
+            if (!stop_ids) {
+                Py_DECREF(seq);
+                return PyErr_NoMemory();
+            }
+        }
+        for (Py_ssize_t i = 0; i < n_stop; i++) {
+            long long v = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
+            if (v == -1 && PyErr_Occurred()) goto fail_stops;
+            if (v < INT32_MIN || v > INT32_MAX) {
+                PyErr_Format(PyExc_ValueError, "stop id %lld out of range", v);
+                goto fail_stops;
+            }
+            stop_ids[i] = (lfm_token)v;
+        }
+        Py_CLEAR(seq);
+    }
+    if (sampler_enter(sp) < 0) goto fail_stops;
+    lfm_ctx *c = lfm_py_ctx_acquire(ctx_obj);
+    if (!c) {
+        sampler_leave(sp);
+        goto fail_stops;
+    }
+    lfm_token tok = -1;
+    lfm_finish_reason fin = LFM_FINISH_NONE;
+    lfm_status st;
+    char err[1024];
+    Py_BEGIN_ALLOW_THREADS
+    st = lfm_generate_step(c, sp->s, stop_ids, (int32_t)n_stop, &tok, &fin);
+    if (st != LFM_OK) snprintf(err, sizeof err, "%s", lfm_last_error());
+    Py_END_ALLOW_THREADS
+    lfm_py_ctx_release(ctx_obj);
+    sampler_leave(sp);
+    if (stop_ids != stop_buf) PyMem_Free(stop_ids);
+    if (st != LFM_OK) return lfm_py_raise_msg(st, err);
+    return Py_BuildValue("(ii)", (int)tok, (int)fin);
+fail_stops:
+    Py_XDECREF(seq);
+    if (stop_ids != stop_buf) PyMem_Free(stop_ids);
+    return NULL;
+}
+
+static PyMethodDef sampler_functions[] = {
+    {"generate_step", py_generate_step, METH_VARARGS,
+     "generate_step(ctx, sampler, stop_ids=()) -> (token, finish): sample from the context's last logits, "
+     "accept the token, and decode it unless it is a stop id (finish 1) or the context is full (finish 2 once "
+     "the context fills). The GIL is released."},
+    {NULL, NULL, 0, NULL},
+};
+
 int lfm_py_init_sampler(PyObject *module) {
     if (PyType_Ready(&SamplerType) < 0) return -1;
     Py_INCREF(&SamplerType);
@@ -438,5 +506,9 @@ int lfm_py_init_sampler(PyObject *module) {
         Py_DECREF(&SamplerType);
         return -1;
     }
-    return 0;
+    if (PyModule_AddIntConstant(module, "FINISH_NONE", LFM_FINISH_NONE) < 0 ||
+        PyModule_AddIntConstant(module, "FINISH_STOP", LFM_FINISH_STOP) < 0 ||
+        PyModule_AddIntConstant(module, "FINISH_LENGTH", LFM_FINISH_LENGTH) < 0)
+        return -1;
+    return PyModule_AddFunctions(module, sampler_functions);
 }
