@@ -564,10 +564,15 @@ class GenerationMixin:
         return list(out)
 
     def _gen_banned_ids(self) -> List[int]:
-        """Embedding rows the tokenizer does not define (padding of the vocabulary): never sampled."""
+        """Ids never sampled: embedding rows the tokenizer does not define (vocabulary padding) and
+        tokens the tokenizer marks UNUSED (GGUF "[PAD<i>]" fillers)."""
+        cached = self.__dict__.get("_lfm_banned_ids")
+        if cached is not None:
+            return cached
         tok = getattr(self, "tokenizer", None)
         if tok is None:
             return []
+        n_vocab = self._gen_n_vocab()
         n_tok = None
         for attr in ("n_tokens", "vocab_size"):
             v = getattr(tok, attr, None)
@@ -578,8 +583,14 @@ class GenerationMixin:
             try:
                 n_tok = len(tok)
             except TypeError:
-                return []
-        return list(range(max(n_tok, 0), self._gen_n_vocab()))
+                n_tok = n_vocab
+        banned = list(range(max(n_tok, 0), n_vocab))
+        token_type = getattr(tok, "token_type", None)
+        if callable(token_type):
+            unused = 5  # lfm_token_kind LFM_TOKEN_UNUSED
+            banned += [i for i in range(min(n_tok, n_vocab)) if token_type(i) == unused]
+        self.__dict__["_lfm_banned_ids"] = banned
+        return banned
 
     def _gen_encode(self, prompt, chat: bool) -> List[int]:
         n_vocab = self._gen_n_vocab()

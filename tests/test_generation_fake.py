@@ -526,3 +526,14 @@ def test_interrupted_prefill_does_not_leave_stale_tokens():
     msgs = [{"role": "user", "content": "a different and long question"}]
     r = m.chat(msgs, max_tokens=5, session=s, **GREEDY)
     assert r.token_ids == FakeModel().chat(msgs, max_tokens=5, session=FakeModel().session(), **GREEDY).token_ids
+
+
+def test_unused_tokens_are_never_sampled():
+    class Tok(FakeTokenizer):
+        def token_type(self, i):
+            return 5 if i == N_SPECIAL + ord("x") else 1
+
+    m = FakeModel()
+    m.tokenizer = Tok()
+    chunks = list(m.run_script(text_ids("p"), text_ids("axbx")))
+    assert N_SPECIAL + ord("x") not in [t for c in chunks for t in c.token_ids]
