@@ -206,9 +206,14 @@ def _resolve_repo(repo_id: str, selector: Optional[str], revision: Optional[str]
         raise ModelNotFoundError(_how_to_get(repo_id, filename,
                                              f"Model {repo_id}" + (f" ({filename})" if filename else "")
                                              + f" is not in the cache ({cache_dir()}) and downloads are off."))
-    # 2. download
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+    # 2. download (fail fast with the how-to message when the hub cannot be reached at all)
+    from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError, RepositoryNotFoundError
+
+    unreachable = _unreachable()
+    if unreachable:
+        raise ModelNotFoundError(_how_to_get(repo_id, filename, f"Model {repo_id}" + (f" ({filename})" if filename
+                                             else "") + f" is not in the cache ({cache_dir()}) and the Hugging Face "
+                                             f"Hub cannot be reached ({unreachable})."))
 
     names = None
     if filename is None:
@@ -220,7 +225,10 @@ def _resolve_repo(repo_id: str, selector: Optional[str], revision: Optional[str]
         filename = matches[0]
     try:
         return _download(repo_id, filename, revision, force_download)
-    except EntryNotFoundError:
+    except LocalEntryNotFoundError as e:  # the connection failed during the download
+        raise ModelNotFoundError(_how_to_get(repo_id, filename, f"Downloading {repo_id}/{filename} failed: {e}")) \
+            from None
+    except RemoteEntryNotFoundError:
         if explicit:
             raise ModelNotFoundError(f"{repo_id} has no file {filename!r}") from None
         names = _list_repo_files(repo_id, revision)
@@ -236,6 +244,23 @@ def _resolve_repo(repo_id: str, selector: Optional[str], revision: Optional[str]
     except OSError as e:  # connection problems surface as OSError subclasses (httpx errors are wrapped)
         raise ModelNotFoundError(_how_to_get(repo_id, filename, f"Downloading {repo_id}/{filename} failed: {e}")) \
             from e
+
+
+def _unreachable(timeout: float = 5.0) -> Optional[str]:
+    """None if a TCP connection to the hub endpoint opens, else the reason (DNS failure, refused, ...)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                                       "all_proxy")):
+        return None  # behind a proxy a direct probe proves nothing; let huggingface_hub try
+    u = urlsplit(_endpoint() or "https://huggingface.co")
+    port = u.port or (443 if u.scheme == "https" else 80)
+    try:
+        socket.create_connection((u.hostname, port), timeout=timeout).close()
+    except OSError as e:
+        return f"{u.hostname}:{port}: {e.strerror or e}"
+    return None
 
 
 def _download(repo_id: str, filename: str, revision: Optional[str], force_download: bool) -> str:
@@ -271,6 +296,10 @@ def _resolve_snapshot(repo_id: str, revision: Optional[str], *, offline: bool, f
     if offline:
         raise ModelNotFoundError(_how_to_get(repo_id, None, f"Model {repo_id} is not in the cache ({cache_dir()})"
                                              " and downloads are off."))
+    unreachable = _unreachable()
+    if unreachable:
+        raise ModelNotFoundError(_how_to_get(repo_id, None, f"Model {repo_id} is not in the cache ({cache_dir()}) "
+                                             f"and the Hugging Face Hub cannot be reached ({unreachable})."))
     try:
         return snapshot_download(repo_id, revision=revision, cache_dir=str(cache_dir()), endpoint=_endpoint(),
                                  allow_patterns=_SNAPSHOT_PATTERNS, force_download=force_download)

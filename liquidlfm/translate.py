@@ -539,7 +539,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                "  python -m liquidlfm.translate --to ko < README.md > README.ko.md",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("text", nargs="*", help="text to translate (default: read stdin)")
-    ap.add_argument("--to", "-t", required=True, dest="target", help="target language (ko, kor_Hang, Korean, ...)")
+    ap.add_argument("--to", "-t", dest="target", help="target language (ko, kor_Hang, Korean, ...)")
     ap.add_argument("--from", "-f", dest="source", help="source language (default: detected)")
     ap.add_argument("--model", "-m", help="model path or Hugging Face repo id (default: LIQUIDLFM_MODEL / cache / "
                                           "LiquidAI/LFM2-350M-GGUF)")
@@ -557,6 +557,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         for l in LANGUAGES.values():
             print(f"{l.code}\t{l.flores}\t{l.name}\t{l.native}" + ("" if l.official else "\t(not in LFM2's card)"))
         return 0
+    if not a.target:
+        ap.error("the following arguments are required: --to")
     from .errors import ModelNotFoundError
 
     try:

@@ -142,6 +142,19 @@ def test_offline_nothing_cached_message(env, monkeypatch):
         resolve_model("LiquidAI/Other-GGUF")
 
 
+def test_unreachable_hub_fails_fast_with_how_to(env):
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(liquidlfm.ModelNotFoundError) as ei:
+        resolve_model()  # HF_ENDPOINT is a closed loopback port (see the env fixture); not offline
+    assert time.perf_counter() - t0 < 10  # no minute of retries
+    msg = str(ei.value)
+    assert "cannot be reached (127.0.0.1:9" in msg and f"python -m liquidlfm.hub download {DEF_REPO}" in msg
+    with pytest.raises(liquidlfm.ModelNotFoundError, match="cannot be reached"):
+        resolve_model("acme/tiny-hf")  # the snapshot (safetensors) path too
+
+
 def test_quant_selector_and_listing_fallback(env, monkeypatch, gguf_bytes):
     q8 = gguf_bytes + b"\0" * 32  # distinct content per file
     odd = {"weird-name.q4_0.gguf": gguf_bytes, "weird-name.q8_0.gguf": q8, "config.json": b"{}"}
