@@ -119,7 +119,8 @@ def latex_to_text(s: str) -> str:
     s = re.sub(r"\\([uvHckr])(?:\s+|(?=\{))(\{[A-Za-z]\}|[A-Za-z])", accent, s)
     s = re.sub(r"\\([uvHckr])\{([A-Za-z])\}", accent, s)
     for k in sorted(_LATEX_SYMBOLS, key=len, reverse=True):
-        s = re.sub(re.escape(k) + r"(?![A-Za-z])\s?", _LATEX_SYMBOLS[k], s)
+        tail = r"(?![A-Za-z])(?:\{\}|\s)?" if k[1:].isalpha() else ""
+        s = re.sub(re.escape(k) + tail, _LATEX_SYMBOLS[k].replace("\\", "\\\\"), s)
     s = re.sub(r"\\(?:emph|textit|textbf|textsc|texttt|mathrm|mbox|url)\s*", "", s)
     s = re.sub(r"\\[A-Za-z]+\s*", "", s)                 # any other macro name
     s = s.replace("{", "").replace("}", "").replace("~", " ").replace("--", "–")

@@ -87,7 +87,9 @@ class ModelReranker:
         tok = self.model.tokenizer
         yes = _first_ids(tok, ["Yes", " Yes", "yes", " yes"])
         no = _first_ids(tok, ["No", " No", "no", " no"])
-        if not yes or not no or set(yes) & set(no):
+        both = set(yes) & set(no)                   # e.g. a shared leading-space byte
+        yes, no = [i for i in yes if i not in both], [i for i in no if i not in both]
+        if not yes or not no:
             raise ValueError("the model's tokenizer cannot tell 'Yes' from 'No'; cannot rerank")
         prompts = [self._encode(self.prompt(idea, p)) for p in papers]
         return [float(x) for x in self._scores(prompts, yes, no)]
