@@ -12,7 +12,7 @@ import random
 import re
 from dataclasses import replace
 
-from .retrieve import STOPWORDS, recall_at_k, stem, words  # noqa: F401  (re-exported for tests)
+from .retrieve import STOPWORDS, recall_at_k, stem, words  # noqa: F401
 
 _CONTRIB = re.compile(r"\b(we (propose|present|introduce|develop|design)|this (paper|work) "
                       r"(proposes|presents|introduces)|in this (paper|work))\b", re.I)
@@ -37,7 +37,7 @@ def make_pairs(papers, n: int = 200, seed: int = 0, held_out: bool = True, min_w
             continue
         j = next((k for k, s in enumerate(sents) if _CONTRIB.search(s)), 1)
         title_stems = {stem(w) for w in words(p.title)}
-        kept = [w for w in re.findall(r"[\w'-]+", sents[j]) if stem(w.lower()) not in title_stems]
+        kept = [w for w in re.findall(r"[^\W_]+", sents[j]) if stem(w.lower()) not in title_stems]
         content = [w for w in kept if w.lower() not in STOPWORDS]
         if len(content) < min_words:
             continue

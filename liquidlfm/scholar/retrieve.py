@@ -210,7 +210,7 @@ class Index:
 
 # ---- retrieval ----
 
-def query_weights(idea: str, bigram_weight: float = 0.5) -> dict:
+def query_weights(idea: str, bigram_weight: float = 0.25) -> dict:
     w = {}
     for t in analyze(idea):
         w[t] = w.get(t, 0.0) + (bigram_weight if "_" in t else 1.0)
@@ -219,8 +219,8 @@ def query_weights(idea: str, bigram_weight: float = 0.5) -> dict:
 
 def retrieve(idea: str, papers=None, *, index: Optional[Index] = None, top_k: int = 12,
              expand: bool = True, model=None, reranker=None, n_candidates: int = 30,
-             rerank_weight: float = 0.5, feedback_docs: int = 5, feedback_terms: int = 10,
-             feedback_weight: float = 0.3, progress: Optional[Callable] = None) -> Retrieval:
+             rerank_weight: float = 0.5, feedback_docs: int = 3, feedback_terms: int = 10,
+             feedback_weight: float = 0.2, progress: Optional[Callable] = None) -> Retrieval:
     """Find the papers most related to `idea`.
 
     expand: add expansion terms — from the model (`model` given: it proposes keyphrases, kept only if
