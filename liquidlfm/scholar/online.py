@@ -71,9 +71,10 @@ class DiskCache:
 class RateLimiter:
     """At most one request per `interval` seconds (per client)."""
 
-    def __init__(self, interval: float, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, interval: float, clock=None, sleep=None):
         self.interval = interval
-        self.clock, self.sleep = clock, sleep
+        self.clock = clock or (lambda: time.monotonic())
+        self.sleep = sleep or (lambda s: time.sleep(s))
         self._next = 0.0
         self._lock = threading.Lock()
 
@@ -90,12 +91,13 @@ class _Client:
     name = "online"
 
     def __init__(self, base_url, *, cache=None, cache_dir=None, min_interval=1.0, max_retries=4,
-                 backoff=1.0, max_backoff=30.0, timeout=20.0, sleep=time.sleep, log: Optional[Callable] = None):
+                 backoff=1.0, max_backoff=30.0, timeout=20.0, sleep=None, log: Optional[Callable] = None):
         self.base_url = base_url.rstrip("?/")
         self.cache = cache if cache is not None else DiskCache(cache_dir)
         self.limiter = RateLimiter(min_interval, sleep=sleep)
         self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
-        self.timeout, self.sleep = timeout, sleep
+        self.timeout = timeout
+        self.sleep = sleep or (lambda s: time.sleep(s))
         self.log = log or (lambda msg: None)
         self.requests = 0          # network requests actually made (tests check cache hits with it)
         self.cache_hits = 0
