@@ -74,7 +74,7 @@ class RateLimiter:
     def __init__(self, interval: float, clock=None, sleep=None):
         self.interval = interval
         self.clock = clock or (lambda: time.monotonic())
-        self.sleep = sleep or (lambda s: time.sleep(s))
+        self.sleep = sleep if sleep is not None else (lambda s: time.sleep(s))
         self._next = 0.0
         self._lock = threading.Lock()
 
@@ -97,7 +97,7 @@ class _Client:
         self.limiter = RateLimiter(min_interval, sleep=sleep)
         self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
         self.timeout = timeout
-        self.sleep = sleep or (lambda s: time.sleep(s))
+        self.sleep = sleep if sleep is not None else (lambda s: time.sleep(s))
         self.log = log or (lambda msg: None)
         self.requests = 0          # network requests actually made (tests check cache hits with it)
         self.cache_hits = 0
