@@ -236,7 +236,7 @@ def draft_from_retrieval(idea: str, retrieval: Retrieval, *, model=None, model_n
         themes_by = "model" if themes else "code (model's grouping was unusable)"
     if not themes:
         themes = code_themes(shorts, max_themes)
-    total = VerifyReport()
+    total, seen = VerifyReport(), set()
     for i, th in enumerate(themes, 1):
         if model is not None:
             say(f"writing paragraph {i}/{len(themes)}: {th.name}")
@@ -244,7 +244,7 @@ def draft_from_retrieval(idea: str, retrieval: Retrieval, *, model=None, model_n
                                    max_tokens=max_tokens)
         else:
             th.raw = ""
-        th.text, th.report = verify_paragraph(th.raw, shorts, th.keys, th.name)
+        th.text, th.report = verify_paragraph(th.raw, shorts, th.keys, th.name, seen)
         total.merge(th.report)
     if model is not None:
         say(f"verified citations: {total.summary()}")

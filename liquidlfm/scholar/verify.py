@@ -127,8 +127,10 @@ def clean_model_text(text: str) -> str:
 
 
 def verify_paragraph(text: str, shorts: dict, theme_keys: Sequence[str] = (),
-                     theme_name: str = "") -> tuple:
-    """-> (canonical text, VerifyReport). shorts: "P1" -> Paper for every retrieved paper."""
+                     theme_name: str = "", seen_sentences: Optional[set] = None) -> tuple:
+    """-> (canonical text, VerifyReport). shorts: "P1" -> Paper for every retrieved paper.
+    seen_sentences: normalised sentences of earlier paragraphs (updated), so a sentence the model
+    repeats across paragraphs is kept once."""
     rep = VerifyReport()
     res = KeyResolver(shorts)
     slots = []                                            # keys per placeholder
@@ -192,7 +194,8 @@ def verify_paragraph(text: str, shorts: dict, theme_keys: Sequence[str] = (),
 
     # sentences: dedupe keys within a sentence, drop verbatim-repeated sentences
     sents = re.split(r"(?<=[.!?])\s+(?=[A-Z\x00\"“(])", text)
-    out, seen_sent = [], set()
+    out = []
+    seen_sent = seen_sentences if seen_sentences is not None else set()
     for s in sents:
         sig = _norm(re.sub(r"\x00\d+\x00", "", s))
         if sig and sig in seen_sent and len(sig.split()) >= 4:
@@ -214,13 +217,15 @@ def verify_paragraph(text: str, shorts: dict, theme_keys: Sequence[str] = (),
         s = re.sub(r"\x00(\d+)\x00", canon, s)
         s = re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"\s{2,}", " ", s)).strip()
         s = re.sub(r"\(\s*\)", "", s)
+        # a removed citation can leave "see and." / "by ,." behind
+        s = re.sub(r"(?:\s*(?:,|\band\b|\bor\b|\bsee\b|\bby\b|\bin\b))+\s*([.;:!?])$", r"\1", s, flags=re.I)
         # merge adjacent groups "[P1] [P2]" -> "[P1, P2]"
         while True:
             s2 = re.sub(r"\[(P\d+(?:, P\d+)*)\]\s*\[(P\d+(?:, P\d+)*)\]", r"[\1, \2]", s)
             if s2 == s:
                 break
             s = s2
-        if s:
+        if len(re.findall(r"\w+", CANON.sub("", s))) >= 2 or CANON.search(s):
             out.append(s)
     text = " ".join(out).strip()
     if not CANON.search(text):
