@@ -30,16 +30,21 @@ def load_model(spec=None, *, progress=None):
         return spec
     say = progress or (lambda m: None)
     import liquidlfm as lfm
-    name = str(spec) if spec is not None else (os.environ.get("LIQUIDLFM_MODEL") or DEFAULT_MODEL)
-    path = name
     try:
         from liquidlfm.hub import resolve_model
-    except ImportError:
+    except ImportError:                                   # hub not available: let lfm.load resolve it
         resolve_model = None
     if resolve_model is not None:
-        path = resolve_model(name, purpose="chat")
-    say(f"loading model {name}")
-    return lfm.load(str(path))
+        path = resolve_model(None if spec is None else str(spec), purpose="chat")
+    else:
+        path = str(spec) if spec is not None else (os.environ.get("LIQUIDLFM_MODEL") or DEFAULT_MODEL)
+    say(f"loading model {path}")
+    model = lfm.load(str(path))
+    try:
+        model.name = str(spec) if spec is not None else os.environ.get("LIQUIDLFM_MODEL") or str(path)
+    except AttributeError:
+        pass
+    return model
 
 
 def draft_related_work(idea: str, corpus=None, *, papers=None, model=None, top_k: int = 12,

@@ -42,7 +42,34 @@ def generate_text(model, user: str, *, system: Optional[str] = None, max_tokens:
         msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
         return model.chat(msgs, **kw)
     prompt = (system + "\n\n" if system else "") + user + "\n"
-    return model.generate(prompt, **kw)
+    if hasattr(model, "generate"):
+        return model.generate(prompt, **kw)
+    return greedy_generate(model, _render_chat(model, user, system) or prompt, max_tokens)
+
+
+def greedy_generate(model, prompt: str, max_tokens: int) -> str:
+    """Greedy decoding over model.session() for model objects without generate()/chat()
+    (the engine's Model before the generation API lands). Stops at the tokenizer's EOS."""
+    tok = model.tokenizer
+    if tok is None or not hasattr(model, "session"):
+        raise TypeError(f"{type(model).__name__} has neither generate()/chat() nor tokenizer + session()")
+    ids = list(tok.encode(prompt, add_special_tokens=not prompt.startswith("<|startoftext|>")))
+    eos = {i for i in (getattr(tok, "eos_id", None), getattr(getattr(model, "config", None), "eos_token_id", None))
+           if isinstance(i, int)}
+    out = []
+    with model.session() as s:
+        n_ctx = getattr(s, "n_ctx", None) or 1 << 30
+        max_tokens = max(0, min(max_tokens, n_ctx - len(ids) - 1))
+        if len(ids) >= n_ctx:
+            ids = ids[-(n_ctx - 1):]
+        logits = s.prefill(ids)
+        for _ in range(max_tokens):
+            t = int(np.argmax(logits))
+            if t in eos:
+                break
+            out.append(t)
+            logits = s.step(t)
+    return tok.decode(out, skip_special_tokens=True)
 
 
 def _first_ids(tok, words: Sequence[str]) -> list:
