@@ -105,7 +105,7 @@ def test_cli_latex_out_writes_tex_and_bib_that_compile(tmp_path):
 
 
 def test_model_draft_with_hostile_text_compiles(tmp_path, shared_dir):
-    papers = load_corpus(shared_dir / "data" / "papers")
+    papers = load_corpus(shared_dir / "data" / "papers" / "naacl2022.jsonl")
     hostile = ("Prior work [P1] uses 100% of $budget & more_tokens #1 {braces} ~tilde ^caret \\backslash "
                "“quotes” — dashes… naïve café Œuvre ß α-β 中文 🙂 <tags> | pipes [P2, P99] (Smith et al., 2020). "
                "See \\cite{P3} and [P3].")

@@ -27,7 +27,7 @@ _SHORT = re.compile(r"^(?:p|paper|ref|reference)?\s*#?\s*0*(\d{1,4})$", re.I)
 _BRACKET = re.compile(r"\[([^\[\]\n]{1,200})\]")
 _CITE_CMD = re.compile(r"\\(?:cite[tp]?|citealp|citeauthor)\*?\s*(?:\[[^\]]*\]\s*)*\{([^}]*)\}")
 _AUTHOR_YEAR = re.compile(r"\(([A-Z][^()\d]{1,60}?),?\s+((?:19|20)\d\d)[a-z]?\)")
-_SPECIAL = re.compile(r"<\|[^|>]{1,40}\|>|</?s>|\x00|[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SPECIAL = re.compile(r"<\|[^|>]{1,40}\|>|</?s>|\x00|[\x01-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
 
 
 @dataclass
@@ -253,7 +253,8 @@ def _find_title(text: str, title: str) -> Optional[int]:
 
 def grounded_sentence(keys: Sequence[str], shorts: dict, theme_name: str = "") -> str:
     """Sentences built only from retrieved metadata (authors, year, title), each paper cited."""
-    return " ".join(f"{shorts[k].short_authors()} ({shorts[k].year or 'n.d.'}) present "
+    return " ".join(f"{shorts[k].short_authors()} ({shorts[k].year or 'n.d.'}) "
+                    f"{'presents' if len(shorts[k].authors) == 1 else 'present'} "
                     f"“{shorts[k].title.rstrip('.')}” [{k}]." for k in keys)
 
 
