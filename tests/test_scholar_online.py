@@ -272,6 +272,11 @@ def test_cli_no_corpus_offline_exit_code_and_message(tmp_path):
                        timeout=120)
     assert r.returncode == 2, r.stderr
     assert "--corpus FILE" in r.stderr and "cannot reach" in r.stderr and r.stdout == ""
+    # without --no-model too: the corpus problem is reported before any model is looked for
+    r = subprocess.run([sys.executable, "-m", "liquidlfm.scholar", "hybrid conv attention"],
+                       capture_output=True, text=True, env=dict(env, LIQUIDLFM_OFFLINE="1"), cwd=tmp_path,
+                       timeout=120)
+    assert r.returncode == 2 and "--corpus FILE" in r.stderr and "model" not in r.stderr.lower()
 
 
 def test_online_draft_pools_both_services(server, tmp_path, monkeypatch):

@@ -153,7 +153,9 @@ def test_cli_errors(tmp_path):
     r = subprocess.run([sys.executable, "-m", "liquidlfm.scholar", "x", "--corpus", str(bad), "--no-model"],
                        capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 1 and "bad.jsonl: line 2: not valid JSON" in r.stderr and r.stdout == ""
-    r = subprocess.run([sys.executable, "-m", "liquidlfm.scholar", "x", "--corpus", str(bad),
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"title": "A paper about x", "abstract": "x y z"}\n')
+    r = subprocess.run([sys.executable, "-m", "liquidlfm.scholar", "x", "--corpus", str(good),
                         "--model", str(tmp_path / "no-such-model")], capture_output=True, text=True,
                        timeout=120, env=dict(env, HF_HUB_OFFLINE="1"))
     assert r.returncode == 2 and "could not load the model" in r.stderr and "--no-model" in r.stderr

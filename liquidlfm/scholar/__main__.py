@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .api import DEFAULT_MODEL, NoCorpusError, draft_related_work, load_model
+from .api import DEFAULT_MODEL, NoCorpusError, draft_related_work, gather_papers, load_model
 from .corpus import FORMATS_HELP, CorpusError
 from .online import OnlineSearchError
 
@@ -55,6 +55,15 @@ def main(argv=None) -> int:
     progress = False if args.quiet else None
     from .draft import _progress
     say = _progress(progress)
+    try:                                                    # corpus first: its errors name what to pass
+        papers = gather_papers(args.idea, args.corpus, arxiv=args.arxiv, semantic_scholar=args.semantic_scholar,
+                               cache_dir=args.cache_dir, progress=say)
+    except NoCorpusError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (CorpusError, OnlineSearchError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     model = None
     if not args.no_model:
         try:
@@ -66,8 +75,8 @@ def main(argv=None) -> int:
             return 2
     try:
         draft = draft_related_work(
-            args.idea, args.corpus, model=model, top_k=args.top_k, format=fmt, arxiv=args.arxiv,
-            semantic_scholar=args.semantic_scholar, expand=not args.no_expand, rerank=not args.no_rerank,
+            args.idea, papers=papers, model=model, top_k=args.top_k, format=fmt,
+            expand=not args.no_expand, rerank=not args.no_rerank,
             n_candidates=args.candidates, max_themes=args.themes, max_tokens=args.max_tokens,
             cache_dir=args.cache_dir, progress=say)
     except NoCorpusError as e:

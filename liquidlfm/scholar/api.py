@@ -47,6 +47,39 @@ def load_model(spec=None, *, progress=None):
     return model
 
 
+def gather_papers(idea: str, corpus=None, *, papers=None, arxiv: bool = False, semantic_scholar: bool = False,
+                  cache_dir=None, online_limit: int = 40, progress=None) -> list:
+    """The papers to search: the corpus files, given papers, and online results (arXiv / Semantic
+    Scholar when asked, or both when neither a corpus nor papers is given). Raises NoCorpusError
+    with what to pass when that leaves nothing."""
+    say = progress or (lambda m: None)
+    pool = list(papers or [])
+    if corpus is not None:
+        say(f"loading corpus {corpus}")
+        pool += load_corpus(corpus)
+    if arxiv or semantic_scholar or (corpus is None and papers is None):
+        from .online import OnlineSearchError, search_online
+        if _offline():
+            if not pool:
+                raise NoCorpusError("no corpus given and online search is disabled "
+                                    f"(LIQUIDLFM_OFFLINE/HF_HUB_OFFLINE); {NO_CORPUS_HELP}")
+            say("offline: skipping online search")
+        else:
+            use_ax = arxiv or not semantic_scholar
+            use_s2 = semantic_scholar or not arxiv
+            try:
+                pool += search_online(idea, arxiv=use_ax, semantic_scholar=use_s2, limit=online_limit,
+                                      cache_dir=cache_dir, log=say)
+            except OnlineSearchError as e:
+                if not pool:
+                    raise NoCorpusError(f"no corpus given and online search failed ({e}); "
+                                        f"{NO_CORPUS_HELP}") from None
+                say(f"online search failed, using the corpus only: {e}")
+    if not pool:
+        raise NoCorpusError(f"no papers to search; {NO_CORPUS_HELP}")
+    return finalize(pool)
+
+
 def draft_related_work(idea: str, corpus=None, *, papers=None, model=None, top_k: int = 12,
                        format: str = "markdown", arxiv: bool = False, semantic_scholar: bool = False,
                        expand: bool = True, rerank: bool = True, reranker=None, n_candidates: int = 30,
@@ -68,41 +101,17 @@ def draft_related_work(idea: str, corpus=None, *, papers=None, model=None, top_k
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     say = _progress(progress)
+    if index is None:                                     # corpus problems surface before a model loads
+        pool = gather_papers(idea, corpus, papers=papers, arxiv=arxiv, semantic_scholar=semantic_scholar,
+                             cache_dir=cache_dir, online_limit=online_limit, progress=say)
+        say(f"indexing {len(pool)} papers")
+        index = Index(pool)
     model_name = ""
     if isinstance(model, (str, os.PathLike)):
         model_name = str(model)
         model = load_model(model, progress=say)
     elif model is not None:
-        model_name = getattr(model, "name", None) or getattr(model, "path", None) or type(model).__name__
-    pool = list(papers or [])
-    if corpus is not None:
-        say(f"loading corpus {corpus}")
-        pool += load_corpus(corpus)
-    if index is None:
-        online = arxiv or semantic_scholar or (corpus is None and papers is None)
-        if online:
-            from .online import OnlineSearchError, search_online
-            if _offline():
-                if not pool:
-                    raise NoCorpusError("no corpus given and online search is disabled "
-                                        f"(LIQUIDLFM_OFFLINE/HF_HUB_OFFLINE); {NO_CORPUS_HELP}")
-                say("offline: skipping online search")
-            else:
-                use_ax = arxiv or not semantic_scholar
-                use_s2 = semantic_scholar or not arxiv
-                try:
-                    pool += search_online(idea, arxiv=use_ax, semantic_scholar=use_s2, limit=online_limit,
-                                          cache_dir=cache_dir, log=say)
-                except OnlineSearchError as e:
-                    if not pool:
-                        raise NoCorpusError(f"no corpus given and online search failed ({e}); "
-                                            f"{NO_CORPUS_HELP}") from None
-                    say(f"online search failed, using the corpus only: {e}")
-        if not pool:
-            raise NoCorpusError(f"no papers to search; {NO_CORPUS_HELP}")
-        pool = finalize(pool)
-        say(f"indexing {len(pool)} papers")
-        index = Index(pool)
+        model_name = str(getattr(model, "name", None) or getattr(model, "path", None) or type(model).__name__)
     say(f"retrieving the top {top_k} papers")
     if rerank and reranker is None and model is not None:
         from .rerank import ModelReranker
