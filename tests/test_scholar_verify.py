@@ -217,3 +217,16 @@ def test_any_text_yields_only_retrieved_citations(parts):
     keys = cited_keys(text)
     assert keys and set(keys) <= set(s)
     assert not re.sub(CANON, "", text).count("[") and not re.sub(CANON, "", text).count("]")
+
+
+def test_theme_answers_in_common_shapes_are_parsed():
+    from liquidlfm.scholar.draft import parse_themes
+    text = """Here are the themes:
+1. **Efficient attention**: [P1], [P3]
+Theme 2: Word alignment (P2, P04)
+- Evaluation - P5, P5, P6
+Theme 3: P7
+Quality estimation: P8
+"""
+    assert parse_themes(text) == [("Efficient attention", ["P1", "P3"]), ("Word alignment", ["P2", "P4"]),
+                                  ("Evaluation", ["P5", "P6"]), ("Quality estimation", ["P8"])]

@@ -178,26 +178,39 @@ def model_themes(model, idea: str, shorts: dict, max_themes: int = 3, max_tokens
             f"Use every paper key exactly once and no other keys.")
     text = generate_text(model, user, system=SYSTEM, max_tokens=max_tokens)
     themes, used = [], set()
-    for line in text.splitlines():
-        m = re.match(r"^\s*(?:[-*\d.)]+\s*)?(?:theme\s*\d*\s*[:.-]\s*)?\**([^:\[\]]{3,80}?)\**\s*:\s*(.+)$",
-                     line, re.I)
-        if not m:
-            continue
-        name = m.group(1).strip(" *\"'")
-        ks = []
-        for n in re.findall(r"\bP\s*0*(\d{1,3})\b", m.group(2), re.I):
-            k = f"P{int(n)}"
-            if k in shorts and k not in used:
-                used.add(k)
-                ks.append(k)
-        if ks and re.search(r"[A-Za-z]{3}", name):
-            themes.append(Theme(name=name[:80], keys=ks))
+    for name, ks in parse_themes(text):
+        ks = [k for k in ks if k in shorts and k not in used]
+        used.update(ks)
+        if ks:
+            themes.append(Theme(name=name, keys=ks))
     if not themes or len(used) < max(1, len(shorts) // 2):
         return []
     rest = [k for k in shorts if k not in used]
     if rest:                                              # the model skipped some: place them by code
         themes.append(Theme(name="Further related work", keys=rest))
-    return themes[: max_themes + 1]
+    return themes
+
+
+_KEY = re.compile(r"\[?\bP\s*0*(\d{1,3})\b\]?", re.I)
+
+
+def parse_themes(text: str) -> list:
+    """[(theme name, [short keys])] from lines like "Name: P1, P2", "1. **Name**: [P1], [P3]",
+    "Theme 2: Name (P4, P5)", "- Name - P1, P2". Lines without keys or without a name are skipped."""
+    out = []
+    for line in text.splitlines():
+        keys = [f"P{int(n)}" for n in _KEY.findall(line)]
+        if not keys:
+            continue
+        first = _KEY.search(line)
+        name = line[:first.start()]
+        name = re.sub(r"^\s*(?:[-*•]|\d+[.)])\s*", "", name)                  # list markers
+        name = re.sub(r"^\s*\**\s*theme\s*\d*\s*\**\s*[:.\-–]?\s*", "", name, flags=re.I)
+        name = re.sub(r"[\s*:\-–(\[,]+$", "", name).strip(" *\"'_")
+        if not re.search(r"[A-Za-z]{3}", name):
+            continue
+        out.append((name[:80], list(dict.fromkeys(keys))))
+    return out
 
 
 # ---- drafting ----
