@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", metavar="FILE", help="write the draft here (atomically) and FILE's stem + .bib")
     ap.add_argument("--bib", metavar="FILE", help="where to write the .bib (default: next to --out)")
     ap.add_argument("--model", metavar="PATH_OR_REPO",
-                    help=f"model path or Hugging Face repo id (default: $LIQUIDLFM_MODEL or {DEFAULT_MODEL})")
+                    help=f"model path (HF folder or .gguf) or Hugging Face repo id, resolved like the translator's "
+                         f"(default: $LIQUIDLFM_MODEL, else {DEFAULT_MODEL}, downloaded once)")
     ap.add_argument("--no-model", action="store_true",
                     help="no model: BM25 retrieval only; paragraphs are built from the papers' metadata")
     ap.add_argument("--no-rerank", action="store_true", help="do not rerank with the model")
