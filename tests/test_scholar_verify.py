@@ -230,3 +230,16 @@ Quality estimation: P8
 """
     assert parse_themes(text) == [("Efficient attention", ["P1", "P3"]), ("Word alignment", ["P2", "P4"]),
                                   ("Evaluation", ["P5", "P6"]), ("Quality estimation", ["P8"])]
+
+
+def test_author_year_groups_and_narrative_citations():
+    s = shorts_of(make_papers())
+    text, rep = verify_paragraph(
+        "Supervision helps (e.g., Li et al., 2022; Ghost, 2019). Li and Fan (2022) add structure. "
+        "Ghost et al. (2020) did magic. Models trained on (2020 data) and (Table 2, 2020) stay prose. "
+        "Alignment works [P1].", s)
+    assert cited_keys(text) == ["P3", "P1"]
+    assert "Ghost" not in text and "magic" not in text and rep.unsupported_sentences == 1
+    assert "Li and Fan [P3] add structure." in text
+    assert "(2020 data)" in text and "(Table 2, 2020)" in text
+    assert {d[0] for d in rep.dropped} == {"Ghost, 2019", "Ghost et al. (2020)"}

@@ -5,6 +5,7 @@ The model is shown papers under short keys [P1]..[Pn]. Whatever it writes, verif
   - repairs near misses: a BibTeX key or a slightly misspelt one, a title inside brackets, an
     author-year citation "(Zhang et al., 2021)" that matches a retrieved paper;
   - drops citations it cannot resolve (invented keys [P99], unknown authors) — never guesses wildly;
+    a sentence that names unretrieved work in running text ("Smith et al. (2020) show ...") is removed;
   - adds a citation after an uncited verbatim or near-verbatim mention of a retrieved paper's title;
   - dedups: a key twice in one group or one sentence is kept once; a sentence repeated verbatim
     (small models loop) is removed;
@@ -26,7 +27,10 @@ CANON = re.compile(r"\[(P\d+(?:, P\d+)*)\]")
 _SHORT = re.compile(r"^(?:p|paper|ref|reference)?\s*#?\s*0*(\d{1,4})$", re.I)
 _BRACKET = re.compile(r"\[([^\[\]\n]{1,200})\]")
 _CITE_CMD = re.compile(r"\\(?:cite[tp]?|citealp|citeauthor)\*?\s*(?:\[[^\]]*\]\s*)*\{([^}]*)\}")
-_AUTHOR_YEAR = re.compile(r"\(([A-Z][^()\d]{1,60}?),?\s+((?:19|20)\d\d)[a-z]?\)")
+_PAREN = re.compile(r"\(((?:e\.g\.,?|see|cf\.|i\.e\.,?)?\s*[A-Z][^()]{0,200}?(?:19|20)\d\d[a-z]?)\)")
+_AY_ITEM = re.compile(r"^(?:e\.g\.,?|see|cf\.|i\.e\.,?)?\s*([A-Z][^\d;]{0,60}?),?\s+((?:19|20)\d\d)[a-z]?$")
+_NARRATIVE = re.compile(r"\b([A-Z][\w'’\-]+)((?:\s+et\s+al\.?)|(?:\s+(?:and|&)\s+[A-Z][\w'’\-]+))?"
+                        r"\s*\(((?:19|20)\d\d)[a-z]?\)")
 _SPECIAL = re.compile(r"<\|[^|>]{1,40}\|>|</?s>|\x00|[\x01-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
 
 
@@ -37,6 +41,7 @@ class VerifyReport:
     dropped: list = field(default_factory=list)       # (as written, why)
     deduped: int = 0
     repeated_sentences: int = 0
+    unsupported_sentences: int = 0                    # sentences naming a paper that was not retrieved
     mentions_added: list = field(default_factory=list)  # (title, key)
     fallback: bool = False
 
@@ -46,6 +51,7 @@ class VerifyReport:
         self.dropped += other.dropped
         self.deduped += other.deduped
         self.repeated_sentences += other.repeated_sentences
+        self.unsupported_sentences += other.unsupported_sentences
         self.mentions_added += other.mentions_added
         self.fallback = self.fallback or other.fallback
         return self
@@ -53,6 +59,7 @@ class VerifyReport:
     def summary(self) -> str:
         return (f"{self.kept} citations kept, {len(self.repaired)} repaired, {len(self.dropped)} dropped, "
                 f"{self.deduped} duplicates removed, {self.repeated_sentences} repeated sentences removed, "
+                f"{self.unsupported_sentences} sentences naming unretrieved work removed, "
                 f"{len(self.mentions_added)} title mentions cited"
                 + (", fallback sentence added" if self.fallback else ""))
 
@@ -168,15 +175,32 @@ def verify_paragraph(text: str, shorts: dict, theme_keys: Sequence[str] = (),
 
     text = _BRACKET.sub(bracket, text)
 
-    def author_year(m):
-        k = res.author_year(m.group(1).split(" et al")[0].split(" and ")[0].strip(), int(m.group(2)))
+    def paren(m):                                         # "(Zhang et al., 2021; Li and Fan, 2022)"
+        items = [x.strip() for x in m.group(1).split(";") if x.strip()]
+        parsed = [_AY_ITEM.match(x) for x in items]
+        if not all(parsed):
+            return m.group(0)                             # prose in parentheses, not a citation
+        keys = []
+        for x, ay in zip(items, parsed):
+            k = res.author_year(re.split(r"\s+(?:et al|and|&)\b", ay.group(1))[0].strip(), int(ay.group(2)))
+            if k:
+                rep.repaired.append((x, k, "author-year"))
+                keys.append(k)
+            else:
+                rep.dropped.append((x, "author-year matches no retrieved paper"))
+        return put(keys)
+
+    text = _PAREN.sub(paren, text)
+
+    def narrative(m):                                     # "Zhang et al. (2021) show ..."
+        k = res.author_year(m.group(1), int(m.group(3)))
         if k:
             rep.repaired.append((m.group(0), k, "author-year"))
-            return put([k])
-        rep.dropped.append((m.group(0), "author-year matches no retrieved paper"))
-        return put([])
+            return m.group(1) + (m.group(2) or "") + put([k])
+        rep.dropped.append((m.group(0), "names no retrieved paper; sentence removed"))
+        return "\x01"
 
-    text = _AUTHOR_YEAR.sub(author_year, text)
+    text = _NARRATIVE.sub(narrative, text)
     text = text.replace("[", "(").replace("]", ")")
 
     # uncited mentions of a retrieved title -> cite it right after the mention
@@ -193,16 +217,19 @@ def verify_paragraph(text: str, shorts: dict, theme_keys: Sequence[str] = (),
             rep.mentions_added.append((p.title, k))
 
     # sentences: dedupe keys within a sentence, drop verbatim-repeated sentences
-    sents = re.split(r"(?<=[.!?])\s+(?=[A-Z\x00\"“(])", text)
+    sents = re.split(r"(?<=[.!?])\s+(?=[A-Z\x00\x01\"“(])", text)
     out = []
     seen_sent = seen_sentences if seen_sentences is not None else set()
     for s in sents:
+        if "\x01" in s:
+            rep.unsupported_sentences += 1
+            continue
         sig = _norm(re.sub(r"\x00\d+\x00", "", s))
         if sig and sig in seen_sent and len(sig.split()) >= 4:
             rep.repeated_sentences += 1
             continue
         seen_sent.add(sig)
-        used = set()
+        used, removed = set(), []
 
         def canon(m):
             keys = []
@@ -212,13 +239,16 @@ def verify_paragraph(text: str, shorts: dict, theme_keys: Sequence[str] = (),
                     continue
                 used.add(k)
                 keys.append(k)
+            if not keys:
+                removed.append(m.group(0))
             return f"[{', '.join(keys)}]" if keys else ""
 
         s = re.sub(r"\x00(\d+)\x00", canon, s)
         s = re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"\s{2,}", " ", s)).strip()
         s = re.sub(r"\(\s*\)", "", s)
         # a removed citation can leave "see and." / "by ,." behind
-        s = re.sub(r"(?:\s*(?:,|\band\b|\bor\b|\bsee\b|\bby\b|\bin\b))+\s*([.;:!?])$", r"\1", s, flags=re.I)
+        if removed:
+            s = re.sub(r"(?:\s*(?:,|\band\b|\bor\b|\bsee\b|\bby\b|\bin\b))+\s*([.;:!?])$", r"\1", s, flags=re.I)
         # merge adjacent groups "[P1] [P2]" -> "[P1, P2]"
         while True:
             s2 = re.sub(r"\[(P\d+(?:, P\d+)*)\]\s*\[(P\d+(?:, P\d+)*)\]", r"[\1, \2]", s)
