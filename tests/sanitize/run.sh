@@ -32,7 +32,7 @@ cp "$OUT"/lib/liquidlfm/_core*.so "$STAGE/liquidlfm/"
 if [ "$#" -gt 0 ]; then
     TESTS=("$@")
 else
-    TESTS=(tests/test_gguf_corrupt.py tests/test_gguf_reader.py)
+    TESTS=(tests/test_gguf_corrupt.py tests/test_gguf_reader.py tests/sanitize/test_safetensors_fuzz.py)
     for f in tests/test_*safetensors*.py tests/test_*corrupt*.py; do
         [ -e "$f" ] || continue
         case " ${TESTS[*]} " in *" $f "*) ;; *) TESTS+=("$f") ;; esac
