@@ -221,6 +221,16 @@ def test_code_points_classified_like_hf(tok, hf):
     assert tok.encode(text) == hf.encode(text).ids
 
 
+def test_pretokenizer_splits_like_hf():
+    """The pre-token boundaries themselves (stronger than ids, which BPE can make coincide)."""
+    pre = tokenizers.pre_tokenizers.Split(
+        tokenizers.Regex(liquidlfm.tokenizer.LFM2_PRETOKENIZER_PATTERN), behavior="isolated")
+    extra = ["'ſx 'Sx 'ſſ 'REx 'LLx 'Dx x'tx", "a'b a'sb a'Sb A'LLB", "'\u017f\u017f'\u212a"]
+    for text in ADVERSARIAL + extra + random_strings(5, 500):
+        want = [p.encode("utf-8") for p, _ in pre.pre_tokenize_str(text)]
+        assert _core.pretokenize(text) == want, text
+
+
 def test_long_inputs(tok, hf):
     for text in ("a" * 100_000, "🙂" * 20_000, " " * 50_000 + "x", "1" * 30_001, "ab" * 40_000 + "\n" * 1000):
         assert tok.encode(text) == hf.encode(text).ids
