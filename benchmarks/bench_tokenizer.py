@@ -64,7 +64,7 @@ def main():
     }
     try:
         import llama_cpp  # noqa: F401
-        from tests.test_tokenizer_llama import write_vocab_gguf
+        from tests.fixtures.tokenizers import write_vocab_gguf
 
         gguf_path = tmp / "vocab.gguf"
         write_vocab_gguf(tmp, gguf_path)
