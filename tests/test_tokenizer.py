@@ -447,3 +447,51 @@ def test_threads_share_one_tokenizer(tok, parity_records):
     for th in threads:
         th.join()
     assert not errors
+
+
+# ---- robustness ----
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=64))
+def test_utf8_validation_matches_python(tok, hf, data):
+    """Random bytes: we reject exactly what Python's strict UTF-8 decoder rejects, at the same offset;
+    accepted bytes give HF's ids."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        with pytest.raises(ValueError, match=f"byte offset {e.start} "):
+            tok.encode(data)
+        return
+    assert tok.encode(data) == hf.encode(text).ids
+
+
+BL_CHARS = "abcĠĊ<|>é\u0100\u0120" + "".join(tokenizers.pre_tokenizers.ByteLevel.alphabet())[:40]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_fuzz_construction_and_encode(data):
+    """Garbage vocabularies / merges / types: a ValueError (ModelFormatError) or a working tokenizer,
+    never a crash; whatever builds, encodes arbitrary bytes (or raises ValueError), ids in range."""
+    tokens = data.draw(st.lists(st.text(alphabet=BL_CHARS, min_size=1, max_size=4), min_size=1, max_size=60))
+    types = data.draw(st.lists(st.sampled_from([1, 1, 1, 3, 4, 5, 6, 2, 0, 7]), min_size=len(tokens),
+                               max_size=len(tokens)))
+    pairs = data.draw(st.lists(st.tuples(st.integers(0, len(tokens) - 1), st.integers(0, len(tokens) - 1)),
+                               max_size=40))
+    merges = [f"{tokens[a]} {tokens[b]}" for a, b in pairs]
+    if data.draw(st.booleans()):  # make merged tokens exist, so many merges are valid
+        tokens = tokens + [tokens[a] + tokens[b] for a, b in pairs]
+        types = types + [1] * len(pairs)
+    text = data.draw(st.one_of(st.binary(max_size=40), st.text(alphabet=BL_CHARS + " 'x1\n", max_size=40)))
+    try:
+        t = _core.Tokenizer(tokens, types, merges, data.draw(st.booleans()), 0, -1)
+    except ValueError:
+        return
+    for add_bos in (False, True):
+        try:
+            ids = t.encode(text, add_bos=add_bos, parse_special=data.draw(st.booleans()))
+        except ValueError:
+            continue
+        assert all(0 <= i < len(tokens) for i in ids)
+        t.decode_bytes(ids)
+    t.close()
