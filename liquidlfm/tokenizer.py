@@ -157,6 +157,9 @@ class Tokenizer:
         types = meta.get("tokenizer.ggml.token_type")
         if types is not None and len(types) != len(tokens):
             raise ModelFormatError(f"{path}: {len(types)} token types for {len(tokens)} tokens")
+        for key, arr, typ in (("tokens", tokens, str), ("merges", merges, str), ("token_type", types or [], int)):
+            if not isinstance(arr, list) or not all(isinstance(x, typ) and not isinstance(x, bool) for x in arr):
+                raise ModelFormatError(f"{path}: tokenizer.ggml.{key} must be an array of {typ.__name__}")
 
         def tid(key):
             v = meta.get(key)
@@ -406,33 +409,10 @@ def _template_bos(post, data) -> Optional[int]:
 
 # ---- GGUF ----
 
-_GGUF_KEYS = (
-    "tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens", "tokenizer.ggml.token_type",
-    "tokenizer.ggml.merges", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
-    "tokenizer.ggml.padding_token_id", "tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token",
-)
-
-
 def _read_gguf_tokenizer_metadata(path: Path) -> dict:
+    """tokenizer.* keys through our C GGUF reader (csrc/gguf.c validates the whole header)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
-    try:  # our C reader, when the gguf part provides it
-        from .gguf import read_metadata  # type: ignore
-    except ImportError:
-        read_metadata = None
-    if read_metadata is not None:
-        meta = read_metadata(path)
-        return {k: meta[k] for k in _GGUF_KEYS if k in meta}
-    from gguf import GGUFReader  # fallback: the `gguf` package
+    from .gguf import read_tokenizer_metadata
 
-    try:
-        reader = GGUFReader(str(path), "r")
-    except Exception as e:  # the package raises ValueError/struct errors on corrupt files
-        raise ModelFormatError(f"{path}: not a readable GGUF file: {e}") from None
-    out = {}
-    for key in _GGUF_KEYS:
-        field = reader.get_field(key)
-        if field is None:
-            continue
-        out[key] = field.contents()
-    return out
+    return read_tokenizer_metadata(path)

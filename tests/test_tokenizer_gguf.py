@@ -87,6 +87,16 @@ def test_from_gguf_errors(tok_dir, tmp_path):
     _write_gguf(tmp_path / "merge.gguf", f5)
     with pytest.raises(liquidlfm.ModelFormatError, match="merge 10 'Ġ zzzz'"):
         Tokenizer.from_gguf(tmp_path / "merge.gguf")
+    f6 = dict(f)
+    f6["tokenizer.ggml.token_type"] = ["x"] * len(f["tokenizer.ggml.tokens"])
+    _write_gguf(tmp_path / "types.gguf", f6)
+    with pytest.raises(liquidlfm.ModelFormatError, match="token_type must be an array of int"):
+        Tokenizer.from_gguf(tmp_path / "types.gguf")
+    f7 = dict(f)
+    f7["tokenizer.ggml.token_type"] = [1] * (len(f["tokenizer.ggml.tokens"]) - 1)
+    _write_gguf(tmp_path / "ntypes.gguf", f7)
+    with pytest.raises(liquidlfm.ModelFormatError, match="1023 token types for 1024 tokens"):
+        Tokenizer.from_gguf(tmp_path / "ntypes.gguf")
     with pytest.raises(FileNotFoundError):
         Tokenizer.from_gguf(tmp_path / "missing.gguf")
     (tmp_path / "junk.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 20)
@@ -135,3 +145,20 @@ def test_llama_cpp_detokenize(llama, ours, texts):
     for t in texts[:300]:
         ids = ours.encode(t, add_special_tokens=False)
         assert llama.detokenize(ids, special=True) == ours.decode_bytes(ids)
+
+
+def test_model_gguf_from_hf_to_gguf(tmp_path, shared_dir):
+    """A whole random model converted by the gguf fixture (hf_to_gguf): its tokenizer metadata, read by
+    our C GGUF reader, gives the same ids as the HF folder's tokenizer.json, and lfm.load exposes it."""
+    from tests.fixtures.gguf_models import hf_to_gguf, make_tiny_hf
+
+    hf_dir = make_tiny_hf(tmp_path / "hf", vocab_size=512)
+    out = hf_to_gguf(hf_dir, tmp_path / "m-f32.gguf", "f32")
+    a, b = Tokenizer.from_gguf(out), Tokenizer.from_dir(hf_dir)
+    assert (a.vocab_size, a.bos_id, a.eos_id, a.pad_id) == (b.vocab_size, b.bos_id, b.eos_id, b.pad_id)
+    with open(shared_dir / "data" / "text" / "parity.jsonl", encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for line in f][::5] + ADVERSARIAL
+    for t in texts:
+        assert a.encode(t) == b.encode(t)
+    model = liquidlfm.load(str(out))
+    assert model.tokenizer is not None and model.tokenizer.encode("안녕 world") == b.encode("안녕 world")
