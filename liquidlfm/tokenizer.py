@@ -16,8 +16,13 @@ as "<|im_start|>" into its id (parse_special=True). For untrusted user content p
 parse_special=False, so a user cannot inject control tokens (llama-cpp-python's default).
 
 decode() is the exact byte concatenation of the tokens, decoded as UTF-8 with invalid/incomplete
-sequences replaced by U+FFFD (= `tokenizers` Tokenizer.decode). transformers' decode may additionally
-apply clean_up_tokenization_spaces (" ." -> "."), which changes text; we never do.
+sequences replaced by U+FFFD (= `tokenizers` Tokenizer.decode and transformers 5's decode on LFM2;
+older transformers could apply clean_up_tokenization_spaces, " ." -> ".", which we never do).
+
+Unicode: the pre-tokenizer's \p{L} / \p{N} / \s classes are Unicode 16.0 tables
+(csrc/unicode_tables.c, tools/gen_unicode_tables.py), matching HF tokenizers' Oniguruma exactly on
+every code point; llama.cpp ships its own tables, so characters whose category changed between
+Unicode versions could split differently there (none of the test text does).
 """
 from __future__ import annotations
 

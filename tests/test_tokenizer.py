@@ -83,7 +83,10 @@ def test_same_ids_as_transformers(tok_dir, tok, parity_records):
     transformers = pytest.importorskip("transformers")
     at = transformers.AutoTokenizer.from_pretrained(str(tok_dir))
     for r in parity_records[::25]:
-        assert tok.encode(r["text"]) == at(r["text"])["input_ids"]
+        ids = tok.encode(r["text"])
+        assert ids == at(r["text"])["input_ids"]
+        assert tok.decode(ids) == at.decode(ids)  # transformers 5 applies no clean-up here either
+        assert tok.decode(ids, skip_special_tokens=True) == at.decode(ids, skip_special_tokens=True)
     assert (at.bos_token_id, at.eos_token_id, at.pad_token_id) == (tok.bos_id, tok.eos_id, tok.pad_id)
 
 
@@ -93,6 +96,34 @@ def test_parity_jsonl_every_record(tok, hf, hf_plain, parity_records):
     assert len(parity_records) == 725
     for r in parity_records:
         assert_same(tok, hf, hf_plain, r["text"])
+
+
+@pytest.mark.parametrize("vocab_size", [300, 4096])
+def test_parity_other_vocab_sizes(tmp_path, vocab_size, parity_records):
+    """A tiny vocabulary (bytes only, no merges) and a larger one (longer merge chains)."""
+    d = write_tokenizer_files(tmp_path, vocab_size=vocab_size)
+    ours, ref = Tokenizer.from_dir(d), tokenizers.Tokenizer.from_file(str(d / "tokenizer.json"))
+    assert ours.vocab_size == vocab_size
+    for text in [r["text"] for r in parity_records] + ADVERSARIAL:
+        assert ours.encode(text) == ref.encode(text).ids, text
+
+
+@pytest.mark.parametrize("ignore_merges", [True, False])
+def test_ignore_merges_flag(tok_dir, parity_records, ignore_merges):
+    """A vocab entry no merge chain reaches ("Ġzzqx") is emitted whole only with ignore_merges."""
+    data = json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    data["model"]["ignore_merges"] = ignore_merges
+    data["model"]["vocab"]["Ġzzqx"] = 1023  # and "python" (an added token) moves to 1024
+    (py,) = [a for a in data["added_tokens"] if a["content"] == "python"]
+    py["id"] = 1024
+    ours = Tokenizer.from_tokenizer_json(data)
+    ref = tokenizers.Tokenizer.from_str(json.dumps(data))
+    assert ours.ignore_merges == ignore_merges
+    ids = ours.encode("a zzqx b", add_special_tokens=False)
+    assert (1023 in ids) == ignore_merges
+    assert ours.encode("python", add_special_tokens=False) == [1024]
+    for text in [r["text"] for r in parity_records[::3]] + ADVERSARIAL + ["a zzqx b zzqxzzqx"]:
+        assert ours.encode(text) == ref.encode(text).ids, text
 
 
 def test_parity_jsonl_concatenated(tok, hf, parity_records):
