@@ -1,4 +1,4 @@
-"""LFM2's tokenizer: byte-level BPE with the LLaMA-3-style pre-tokenizer, core in C (csrc/tokenizer.c).
+r"""LFM2's tokenizer: byte-level BPE with the LLaMA-3-style pre-tokenizer, core in C (csrc/tokenizer.c).
 
     tok = Tokenizer.from_dir("path/to/LFM2-350M")        # tokenizer.json (+ tokenizer_config.json)
     tok = Tokenizer.from_gguf("LFM2-350M-Q4_0.gguf")      # tokenizer.ggml.* metadata
