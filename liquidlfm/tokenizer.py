@@ -260,6 +260,16 @@ class Tokenizer:
             raise ValueError(f"token id {token_id} out of range [0, {len(self._types)})")
         return self._types[token_id]
 
+    @property
+    def token_types(self) -> tuple:
+        """GGUF token type of every id (see token_type)."""
+        return tuple(self._types)
+
+    @property
+    def unused_ids(self) -> list:
+        """Ids of type UNUSED (vocabulary holes, GGUF "[PAD<i>]" fillers): never emit these."""
+        return [i for i, k in enumerate(self._types) if k == UNUSED]
+
     def get_vocab(self) -> dict:
         """{token string: id}, like transformers' get_vocab()."""
         self.token_to_id("")

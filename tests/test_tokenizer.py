@@ -458,6 +458,7 @@ def test_vocab_holes_become_unused(tok_dir):
     t = Tokenizer.from_tokenizer_json(d)
     assert t.vocab_size == 1101
     assert t.token_type(1050) == 5 and t.id_to_token(1050) == "[PAD1050]"
+    assert t.unused_ids == list(range(1024, 1100)) and len(t.token_types) == 1101
     assert t.encode("a<think>b", add_special_tokens=False)[1] == 1100
     assert 1050 not in t.encode("[PAD1050]")
 
