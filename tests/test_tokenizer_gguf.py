@@ -17,6 +17,17 @@ def tok_dir(tmp_path_factory):
     return write_tokenizer_files(tmp_path_factory.mktemp("lfm2_tok_gguf"))
 
 
+@pytest.mark.parametrize("vocab_size", [300, 4096])
+def test_llama_cpp_parity_other_vocab_sizes(tmp_path, vocab_size, texts):
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python (test extra) not installed")
+    d = write_tokenizer_files(tmp_path, vocab_size=vocab_size)
+    path = write_vocab_gguf(d, tmp_path / "v.gguf")
+    llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    ours = Tokenizer.from_gguf(path)
+    for t in texts:
+        assert ours.encode(t) == llm.tokenize(t.encode("utf-8"), add_bos=True, special=True), t
+
+
 @pytest.fixture(scope="module")
 def gguf_path(tok_dir):
     return write_vocab_gguf(tok_dir, tok_dir / "vocab.gguf")
