@@ -286,7 +286,7 @@ class _SessionState:
 
     def acquire(self):
         if not self._lock.acquire(blocking=False):
-            raise RuntimeError("session is in use by another thread")
+            raise RuntimeError("session is in use by another thread (or by an unfinished stream)")
 
     def release(self):
         self._lock.release()
@@ -624,7 +624,7 @@ class GenerationMixin:
         if tok is None:
             return None
         out = {}
-        for name, attr in (("bos_token", "bos_id"), ("eos_token", "eos_id")):
+        for name, attr in (("bos_token", "bos_id"), ("eos_token", "eos_id"), ("pad_token", "pad_id")):
             i = getattr(tok, attr, None)
             if isinstance(i, int) and i >= 0:
                 try:
