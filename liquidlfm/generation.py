@@ -58,6 +58,7 @@ DEFAULT_MAX_TOKENS = 512
 # Control tokens that end a turn, looked up by text in the tokenizer.
 STOP_TOKEN_TEXTS = ("<|im_end|>", "<|endoftext|>")
 MAX_SNAPSHOTS = 4
+PREFILL_CHUNK = 512  # prompt tokens per engine call (Ctrl-C is checked between calls)
 
 
 # ---- results ----
@@ -281,6 +282,7 @@ class _SessionState:
         self.logits: Optional[np.ndarray] = None  # None: ask the session (when it can tell)
         self.valid = True  # False when an interruption may have left session and tokens out of sync
         self.snapshots: List[tuple] = []  # (tokens tuple, blob, logits copy or None)
+        self.pending: Optional[List[int]] = None  # tokens of the engine call in flight
         self.session_has_logits = isinstance(getattr(type(session), "logits", None), property)
         self._lock = threading.Lock()
 
@@ -298,16 +300,31 @@ class _SessionState:
             return self.logits
         return self.session.logits if self.session_has_logits and self.tokens else None
 
+    def _resync(self):
+        """After an interruption (KeyboardInterrupt between bytecodes around an engine call), tell
+        from the session's position whether the call in flight happened, and keep what is known."""
+        if self.valid:
+            return
+        pos = self.session.pos
+        if pos == len(self.tokens):  # the call did not happen (or failed atomically)
+            self.valid = True
+        elif self.pending is not None and pos == len(self.tokens) + len(self.pending):
+            self.tokens.extend(self.pending)  # it completed; only its logits copy was lost
+            self.logits = None
+            self.valid = self.session_has_logits
+        self.pending = None
+
     def _reset(self):
         self.valid = False
+        self.tokens = []  # first: if interrupted after the reset, pos 0 == len([]) resyncs correctly
         self.session.reset()
-        self.tokens = []
         self.logits = None
         self.valid = True
 
     def _restore(self, snap):
         toks, blob, logits = snap
         self.valid = False
+        self.tokens = []
         self.session.load(blob)
         self.tokens = list(toks)
         self.logits = logits
@@ -340,6 +357,7 @@ class _SessionState:
 
         Candidates: the session's current state (when in sync: valid and at position len(tokens))
         and the snapshots; the longest usable one wins, else the session is reset."""
+        self._resync()
         cur = -1
         if self.valid and self.session.pos == len(self.tokens) and self._usable(self.tokens, self.logits, ids):
             cur = len(self.tokens)
@@ -358,19 +376,23 @@ class _SessionState:
         new = ids[len(self.tokens):]
         if not new:
             return self.current_logits()
-        self.valid = False
-        logits = self.session.prefill(new)
-        self.logits = np.asarray(logits, dtype=np.float32).reshape(-1)[-_n_vocab_of(logits):]
-        self.tokens.extend(new)
-        self.valid = True
+        # In chunks, so Ctrl-C is seen between chunks of a long prompt; what was prefilled stays
+        # usable (the engine's result does not depend on the chunking).
+        for i in range(0, len(new), PREFILL_CHUNK):
+            part = new[i:i + PREFILL_CHUNK]
+            self.valid, self.pending = False, part
+            logits = self.session.prefill(part)
+            self.logits = np.asarray(logits, dtype=np.float32).reshape(-1)[-_n_vocab_of(logits):]
+            self.tokens.extend(part)
+            self.valid, self.pending = True, None
         return self.logits
 
     def step(self, tok: int):
-        self.valid = False
+        self.valid, self.pending = False, [tok]
         logits = self.session.step(tok)
         self.logits = np.asarray(logits, dtype=np.float32).reshape(-1)
         self.tokens.append(tok)
-        self.valid = True
+        self.valid, self.pending = True, None
         return self.logits
 
     def step_native(self, core, ctx, sampler, stop_list):

@@ -578,3 +578,26 @@ def test_streamed_text_equals_decode_for_any_unicode(s):
     chunks = list(m.run_script(text_ids("p"), ids + [7], max_tokens=len(ids) + 1))
     assert "".join(c.text for c in chunks) == s
     assert all("\ufffd" not in c.text for c in chunks) or "\ufffd" in s
+
+
+def test_interrupted_long_prefill_keeps_the_part_done(monkeypatch):
+    import liquidlfm.generation as g
+
+    monkeypatch.setattr(g, "PREFILL_CHUNK", 8)
+    m = FakeModel()
+    s = m.session()
+    calls = {"n": 0}
+
+    def hook(sess):
+        calls["n"] += 1
+        if calls["n"] == 17:  # as the third chunk starts, like a SIGINT between engine calls
+            raise KeyboardInterrupt
+
+    m.on_token = hook
+    prompt = "x" * 40
+    with pytest.raises(KeyboardInterrupt):
+        m.generate(prompt, max_tokens=3, session=s, **GREEDY)
+    m.on_token = None
+    r = m.generate(prompt, max_tokens=3, session=s, **GREEDY)
+    assert r.stats.reused_tokens == 16  # two whole chunks survived the interrupt
+    assert r.token_ids == FakeModel().generate(prompt, max_tokens=3, **GREEDY).token_ids
