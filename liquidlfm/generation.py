@@ -12,7 +12,8 @@ repetition_penalty, do_sample, max_new_tokens), else Liquid's recommended values
 (temperature 0.3, min_p 0.15, repetition_penalty 1.05). temperature=0 is greedy.
 
 Generation stops on the model's control tokens by id (eos, <|im_end|>, <|endoftext|>; never printed),
-on user stop strings (matched across token boundaries and never printed), after max_tokens, or when
+on user stop strings (matched across token boundaries and never printed; the first to complete wins),
+after max_tokens, or when
 the context is full (finish_reason "length"). A prompt that does not fit raises ContextFullError;
 nothing is ever truncated silently.
 
@@ -243,13 +244,15 @@ class _StopMatcher:
         if not self.stops:
             return text, False
         self.pending += text
-        hit = -1
+        # the stop string that completes first wins (ties: the one starting first), which makes the
+        # result independent of how the text arrives in pieces
+        best = None
         for s in self.stops:
             i = self.pending.find(s)
-            if i >= 0 and (hit < 0 or i < hit):
-                hit = i
-        if hit >= 0:
-            out = self.pending[:hit]
+            if i >= 0 and (best is None or (i + len(s), i) < best):
+                best = (i + len(s), i)
+        if best is not None:
+            out = self.pending[:best[1]]
             self.pending = ""
             return out, True
         hold = 0
