@@ -13,8 +13,7 @@ repetition_penalty, do_sample, max_new_tokens), else Liquid's recommended values
 
 Generation stops on the model's control tokens by id (eos, <|im_end|>, <|endoftext|>; never printed),
 on user stop strings (matched across token boundaries and never printed; the first to complete wins),
-after max_tokens, or when
-the context is full (finish_reason "length"). A prompt that does not fit raises ContextFullError;
+after max_tokens, or when the context is full (finish_reason "length"). A prompt that does not fit raises ContextFullError;
 nothing is ever truncated silently.
 
 Sessions: every thread gets its own session per model (so one model can serve several threads);
