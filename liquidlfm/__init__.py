@@ -10,6 +10,7 @@ from .errors import (
 )
 from . import _core
 from .model import Model, ModelConfig, Session, load
+from .generation import Chunk, GenerationResult, GenerationStats, load_session, save_session
 
 __version__ = "0.1.0"
 
