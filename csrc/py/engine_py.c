@@ -18,6 +18,24 @@
 #include <string.h>
 #include <strings.h>
 
+/* ---- errors ---- */
+
+/* Raise for status with msg made valid UTF-8 (a message may quote file bytes cut mid-character). */
+static PyObject *raise_err(lfm_status st, char *msg) {
+    unsigned char *p = (unsigned char *)msg;
+    while (*p) {
+        int len = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
+        int ok = len > 0;
+        for (int i = 1; ok && i < len; i++) ok = (p[i] & 0xC0) == 0x80;
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += len;
+    }
+    return lfm_py_raise_msg(st, msg);
+}
+
 /* ---- token lists ---- */
 
 /* ids (any sequence of ints / integer array) → int32 buffer checked against n_vocab. */
@@ -28,14 +46,25 @@ static int get_tokens(PyObject *ids, int32_t n_vocab, lfm_token **out, int32_t *
         PyErr_SetString(PyExc_TypeError, "token ids must be a sequence of ints, not str/bytes");
         return -1;
     }
-    PyArrayObject *arr = (PyArrayObject *)PyArray_FromAny(ids, PyArray_DescrFromType(NPY_INT64), 0, 0, NPY_ARRAY_CARRAY, NULL);
-    if (!arr) {
+    PyArrayObject *raw = (PyArrayObject *)PyArray_FromAny(ids, NULL, 0, 0, 0, NULL);
+    if (!raw) {
         if (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
             PyErr_Clear();
             PyErr_SetString(PyExc_TypeError, "token ids must be a sequence of ints");
         }
         return -1;
     }
+    char kind = PyArray_DESCR(raw)->kind;
+    if (PyArray_SIZE(raw) > 0 && kind != 'i' && kind != 'u') {
+        Py_DECREF(raw);
+        if (kind == 'O') PyErr_SetString(PyExc_ValueError, "token id out of range (a value too large for int64, or not an int)");
+        else PyErr_SetString(PyExc_TypeError, "token ids must be ints (got floats, bools or strings)");
+        return -1;
+    }
+    PyArrayObject *arr = (PyArrayObject *)PyArray_FromAny((PyObject *)raw, PyArray_DescrFromType(NPY_INT64), 0, 0,
+                                                          NPY_ARRAY_CARRAY | NPY_ARRAY_FORCECAST, NULL);
+    Py_DECREF(raw);
+    if (!arr) return -1;
     if (PyArray_NDIM(arr) != 1) {
         Py_DECREF(arr);
         PyErr_SetString(PyExc_ValueError, "token ids must be a flat (1-D) sequence of ints");
@@ -149,7 +178,7 @@ static int model_init(PyModel *self, PyObject *args, PyObject *kw) {
     Py_END_ALLOW_THREADS
     Py_DECREF(path_obj);
     if (st != LFM_OK) {
-        lfm_py_raise_msg(st, err);
+        raise_err(st, err);
         return -1;
     }
     self->m = m;
@@ -233,7 +262,7 @@ static PyObject *model_forward(PyModel *self, PyObject *args, PyObject *kw) {
     self->users--;
     model_release(self);
     PyMem_Free(toks);
-    if (st != LFM_OK) return lfm_py_raise_msg(st, err);
+    if (st != LFM_OK) return raise_err(st, err);
     PyObject *cap = PyCapsule_New(logits, "liquidlfm.logits", free_buffer_capsule);
     if (!cap) {
         free(logits);
@@ -338,7 +367,7 @@ static int ctx_init(PyCtx *self, PyObject *args, PyObject *kw) {
     if (st != LFM_OK) {
         pm->users--;
         model_release(pm);
-        lfm_py_raise_msg(st, err);
+        raise_err(st, err);
         return -1;
     }
     Py_INCREF(pm);
@@ -403,7 +432,7 @@ static PyObject *ctx_decode(PyCtx *self, PyObject *args, PyObject *kw) {
     Py_END_ALLOW_THREADS
     self->in_call = 0;
     PyMem_Free(toks);
-    if (st != LFM_OK) return lfm_py_raise_msg(st, err);
+    if (st != LFM_OK) return raise_err(st, err);
     if (mode == LFM_LOGITS_NONE) Py_RETURN_NONE;
     int32_t rows;
     const float *lg = lfm_ctx_logits(self->c, &rows);
@@ -441,7 +470,7 @@ static PyObject *ctx_save(PyCtx *self, PyObject *noargs) {
     self->in_call = 0;
     if (st != LFM_OK) {
         Py_DECREF(b);
-        return lfm_py_raise_msg(st, err);
+        return raise_err(st, err);
     }
     return b;
 }
@@ -459,7 +488,7 @@ static PyObject *ctx_load(PyCtx *self, PyObject *arg) {
     Py_END_ALLOW_THREADS
     self->in_call = 0;
     PyBuffer_Release(&view);
-    if (st != LFM_OK) return lfm_py_raise_msg(st, err);
+    if (st != LFM_OK) return raise_err(st, err);
     Py_RETURN_NONE;
 }
 
