@@ -24,5 +24,6 @@ int lfm_py_init_engine(PyObject *module);
 int lfm_py_init_gguf(PyObject *module);
 int lfm_py_init_tokenizer(PyObject *module);
 int lfm_py_init_sampler(PyObject *module);
+int lfm_py_init_quants(PyObject *module);
 
 #endif

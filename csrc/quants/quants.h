@@ -1,0 +1,136 @@
+/* quants.h — ggml-compatible block layouts and the kernel table shared by the csrc/quants files.
+ *
+ * Every struct below is byte-for-byte the block a GGUF file stores (little-endian, no padding:
+ * all members are byte arrays or 16-bit halves, except Q8_K which is only an activation format).
+ * Sizes are checked with _Static_assert. */
+#ifndef LFM_QUANTS_H
+#define LFM_QUANTS_H
+
+#include "../internal.h"
+
+#include <string.h>
+
+#define LFM_QK 32   /* elements per block of the 32-block types */
+#define LFM_QK_K 256 /* elements per super-block of the K-quants */
+
+typedef uint16_t lfm_half; /* IEEE binary16 bits */
+
+typedef struct { lfm_half d; uint8_t qs[16]; } lfm_block_q4_0;                     /* x = d*(q-8) */
+typedef struct { lfm_half d, m; uint8_t qs[16]; } lfm_block_q4_1;                  /* x = d*q + m */
+typedef struct { lfm_half d; uint8_t qh[4]; uint8_t qs[16]; } lfm_block_q5_0;      /* x = d*(q-16) */
+typedef struct { lfm_half d, m; uint8_t qh[4]; uint8_t qs[16]; } lfm_block_q5_1;   /* x = d*q + m */
+typedef struct { lfm_half d; int8_t qs[32]; } lfm_block_q8_0;                      /* x = d*q */
+typedef struct { lfm_half d, s; int8_t qs[32]; } lfm_block_q8_1;                   /* s = d*sum(q) */
+typedef struct { uint8_t scales[16]; uint8_t qs[64]; lfm_half d, dmin; } lfm_block_q2_K;
+typedef struct { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; lfm_half d; } lfm_block_q3_K;
+typedef struct { lfm_half d, dmin; uint8_t scales[12]; uint8_t qs[128]; } lfm_block_q4_K;
+typedef struct { lfm_half d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; } lfm_block_q5_K;
+typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; lfm_half d; } lfm_block_q6_K;
+typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } lfm_block_q8_K; /* activations only */
+
+_Static_assert(sizeof(lfm_block_q4_0) == 18, "q4_0 block");
+_Static_assert(sizeof(lfm_block_q4_1) == 20, "q4_1 block");
+_Static_assert(sizeof(lfm_block_q5_0) == 22, "q5_0 block");
+_Static_assert(sizeof(lfm_block_q5_1) == 24, "q5_1 block");
+_Static_assert(sizeof(lfm_block_q8_0) == 34, "q8_0 block");
+_Static_assert(sizeof(lfm_block_q8_1) == 36, "q8_1 block");
+_Static_assert(sizeof(lfm_block_q2_K) == 84, "q2_K block");
+_Static_assert(sizeof(lfm_block_q3_K) == 110, "q3_K block");
+_Static_assert(sizeof(lfm_block_q4_K) == 144, "q4_K block");
+_Static_assert(sizeof(lfm_block_q5_K) == 176, "q5_K block");
+_Static_assert(sizeof(lfm_block_q6_K) == 210, "q6_K block");
+_Static_assert(sizeof(lfm_block_q8_K) == 292, "q8_K block");
+
+/* ---- half precision (exact conversions, round to nearest even) ---- */
+
+static inline float lfm_half_to_float(lfm_half h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu, bits;
+    if (e == 0) {
+        float v = (float)m * 0x1p-24f; /* zero or subnormal: exact */
+        return sign ? -v : v;
+    }
+    if (e == 31) bits = sign | 0x7f800000u | (m << 13);
+    else bits = sign | ((e + 112u) << 23) | (m << 13);
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline lfm_half lfm_float_to_half(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) return (lfm_half)(sign | 0x7e00u | ((ax >> 13) & 0x3ffu)); /* NaN stays NaN */
+    if (ax == 0x7f800000u) return (lfm_half)(sign | 0x7c00u);
+    int32_t e = (int32_t)(ax >> 23) - 112; /* binary16 biased exponent */
+    uint32_t m = ax & 0x7fffffu;
+    if (e >= 31) return (lfm_half)(sign | 0x7c00u);
+    if (e <= 0) { /* subnormal result: units of 2^-24 */
+        if (e < -10) return (lfm_half)sign;
+        m |= 0x800000u;
+        int shift = 14 - e;
+        uint32_t h = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1))) h++;
+        return (lfm_half)(sign | h);
+    }
+    uint32_t h = ((uint32_t)e << 10) | (m >> 13), rem = m & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++; /* a carry may reach the exponent/inf: right */
+    return (lfm_half)(sign | h);
+}
+
+static inline float lfm_bf16_to_float(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Round half away from zero / to nearest even, as plain C. */
+static inline int lfm_round_even(float x) { return (int)__builtin_rintf(x); }
+
+/* 6-bit scale j and min j of a Q4_K/Q5_K super-block (8 of each packed in 12 bytes). */
+static inline void lfm_k4_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *mn) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *mn = s[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4));
+        *mn = (uint8_t)((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+    }
+}
+
+/* ---- kernel table ---- */
+
+/* Y[t*ldy + r] = dot(weight row r, activation row t) for r < nr, t < nt. Weight rows are bw bytes
+ * apart starting at w; activation rows (in the type's vec_dot format) bx bytes apart starting at x.
+ * n = elements per row. */
+typedef void (*lfm_qmm_fn)(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx,
+                           int64_t nt, float *y, int64_t ldy);
+/* Quantize n floats into activation blocks. */
+typedef void (*lfm_qact_fn)(const float *x, void *dst, int64_t n);
+
+#define LFM_TYPE_SLOTS 31
+
+typedef struct {
+    lfm_qmm_fn mm[LFM_TYPE_SLOTS];
+    lfm_qact_fn act[LFM_TYPE_SLOTS]; /* indexed by the activation type (Q8_0, Q8_1, Q8_K) */
+    const char *name;
+} lfm_qkernels;
+
+/* Scalar oracle (quants_ref.c) and the ISA tables, which fill in what they speed up and fall back
+ * to the scalar entries for the rest. */
+void lfm_qkernels_init_ref(lfm_qkernels *k);
+#if defined(LFM_IS_X86)
+void lfm_qkernels_init_avx2(lfm_qkernels *k);
+void lfm_qkernels_init_avx512(lfm_qkernels *k);
+#endif
+#if defined(LFM_IS_ARM64)
+void lfm_qkernels_init_neon(lfm_qkernels *k);
+#endif
+
+/* The table in use (chosen once from lfm_cpu(); LFM_KERNELS=ref gives the scalar one). */
+const lfm_qkernels *lfm_qkernels_get(void);
+const lfm_qkernels *lfm_qkernels_ref(void);
+
+#endif /* LFM_QUANTS_H */

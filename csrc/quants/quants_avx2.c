@@ -1,0 +1,483 @@
+/* quants_avx2.c — AVX2 + FMA + F16C quantized kernels.
+ *
+ * Dot products are int8: weights are unpacked to bytes (unsigned where the format allows, the
+ * offset taken back with the activation block sums), multiplied with the 8-bit activations by
+ * vpmaddubsw, widened with vpmaddwd, and every block's int32 sums are scaled in float.
+ *
+ * Each kernel works on a tile of NR weight rows x NT activation rows so a loaded, unpacked weight
+ * block is used NT times and an activation block NR times: decode (T = 1) runs 4x1 tiles, prefill
+ * larger ones (see mm_tiled). Activation quantization gives the same bytes as the scalar oracle. */
+#include "quants.h"
+
+#include <immintrin.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* ---- helpers ---- */
+
+INLINE float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE int hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+INLINE float h2f(lfm_half h) { return _cvtsh_ss(h); }
+
+/* 16 bytes of packed nibbles -> 32 bytes: low nibbles (elements 0..15), then high (16..31). */
+INLINE __m256i unpack_nibbles(const uint8_t *p) {
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    __m256i w = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+    return _mm256_and_si256(w, _mm256_set1_epi8(0x0f));
+}
+
+/* 32 bits -> 32 bytes, byte i = 0xff when bit i is set. */
+INLINE __m256i bits_to_bytes(const uint8_t *p) {
+    uint32_t u;
+    memcpy(&u, p, 4);
+    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3,
+                                          3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)u), shuf);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+/* ---- activation quantization (same bytes as quants_ref.c) ---- */
+
+INLINE __m256 absmax8(const float *x, int n8) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    for (int k = 0; k < n8; k++) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k)));
+    return m;
+}
+
+INLINE float hmax_ps(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Quantize 32 floats with multiplier id to int8 (round to nearest even, as lrintf), store them,
+ * return the 4 int32 vectors' sum. */
+INLINE __m256i quant32(const float *x, __m256 id, int8_t *dst) {
+    __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), id));
+    __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8), id));
+    __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 16), id));
+    __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 24), id));
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)dst, p);
+    return _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+}
+
+/* The same, returning the sums of elements 0..15 and 16..31 separately. */
+INLINE void quant32_halves(const float *x, __m256 id, int8_t *dst, __m256i *lo, __m256i *hi) {
+    __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), id));
+    __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8), id));
+    __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 16), id));
+    __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 24), id));
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)dst, p);
+    *lo = _mm256_add_epi32(i0, i1);
+    *hi = _mm256_add_epi32(i2, i3);
+}
+
+static void act_q8_0(const float *x, void *dst, int64_t n) {
+    lfm_block_q8_0 *y = dst;
+    for (int64_t i = 0; i < n / LFM_QK; i++, x += LFM_QK) {
+        float amax = hmax_ps(absmax8(x, 4));
+        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        y[i].d = lfm_float_to_half(amax / 127.0f);
+        quant32(x, _mm256_set1_ps(id), y[i].qs);
+    }
+}
+
+static void act_q8_1(const float *x, void *dst, int64_t n) {
+    lfm_block_q8_1 *y = dst;
+    for (int64_t i = 0; i < n / LFM_QK; i++, x += LFM_QK) {
+        float amax = hmax_ps(absmax8(x, 4));
+        float id = amax != 0.0f ? 127.0f / amax : 0.0f, d = amax / 127.0f;
+        int sum = hsum_epi32(quant32(x, _mm256_set1_ps(id), y[i].qs));
+        y[i].d = lfm_float_to_half(d);
+        y[i].s = lfm_float_to_half(d * (float)sum);
+    }
+}
+
+static void act_q8_K(const float *x, void *dst, int64_t n) {
+    lfm_block_q8_K *y = dst;
+    for (int64_t i = 0; i < n / LFM_QK_K; i++, x += LFM_QK_K) {
+        float amax = hmax_ps(absmax8(x, 32));
+        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        y[i].d = amax / 127.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        for (int k = 0; k < 8; k++) {
+            __m256i lo, hi;
+            quant32_halves(x + 32 * k, vid, y[i].qs + 32 * k, &lo, &hi);
+            y[i].bsums[2 * k] = (int16_t)hsum_epi32(lo);
+            y[i].bsums[2 * k + 1] = (int16_t)hsum_epi32(hi);
+        }
+    }
+}
+
+/* ---- 32-element block types ---- */
+
+#define MAXR 4
+#define MAXT 4
+
+INLINE void tile_q4_0(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                      const int NR, const int NT) {
+    __m256 acc[MAXR][MAXT];
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1), eight = _mm256_set1_epi8(8);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        __m256i qy[MAXT], cy[MAXT];
+        float dy[MAXT];
+        for (int t = 0; t < NT; t++) {
+            const lfm_block_q8_0 *xb = (const lfm_block_q8_0 *)(const void *)(x + t * bx) + ib;
+            qy[t] = _mm256_loadu_si256((const __m256i *)xb->qs);
+            cy[t] = _mm256_maddubs_epi16(eight, qy[t]);
+            dy[t] = h2f(xb->d);
+        }
+        for (int r = 0; r < NR; r++) {
+            const lfm_block_q4_0 *wb = (const lfm_block_q4_0 *)(const void *)(w + r * bw) + ib;
+            __m256i q = unpack_nibbles(wb->qs);
+            float dw = h2f(wb->d);
+            for (int t = 0; t < NT; t++) {
+                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, qy[t]), cy[t]);
+                __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+                acc[r][t] = _mm256_fmadd_ps(f, _mm256_set1_ps(dw * dy[t]), acc[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) y[t * ldy + r] = hsum_ps(acc[r][t]);
+}
+
+INLINE void tile_q8_0(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                      const int NR, const int NT) {
+    __m256 acc[MAXR][MAXT];
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        __m256i qy[MAXT];
+        float dy[MAXT];
+        for (int t = 0; t < NT; t++) {
+            const lfm_block_q8_0 *xb = (const lfm_block_q8_0 *)(const void *)(x + t * bx) + ib;
+            qy[t] = _mm256_loadu_si256((const __m256i *)xb->qs);
+            dy[t] = h2f(xb->d);
+        }
+        for (int r = 0; r < NR; r++) {
+            const lfm_block_q8_0 *wb = (const lfm_block_q8_0 *)(const void *)(w + r * bw) + ib;
+            __m256i q = _mm256_loadu_si256((const __m256i *)wb->qs);
+            __m256i aq = _mm256_sign_epi8(q, q);
+            float dw = h2f(wb->d);
+            for (int t = 0; t < NT; t++) {
+                __m256i p = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(qy[t], q));
+                __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+                acc[r][t] = _mm256_fmadd_ps(f, _mm256_set1_ps(dw * dy[t]), acc[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) y[t * ldy + r] = hsum_ps(acc[r][t]);
+}
+
+INLINE void tile_q5_0(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                      const int NR, const int NT) {
+    __m256 acc[MAXR][MAXT];
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi8(16);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        __m256i qy[MAXT], cy[MAXT];
+        float dy[MAXT];
+        for (int t = 0; t < NT; t++) {
+            const lfm_block_q8_0 *xb = (const lfm_block_q8_0 *)(const void *)(x + t * bx) + ib;
+            qy[t] = _mm256_loadu_si256((const __m256i *)xb->qs);
+            cy[t] = _mm256_maddubs_epi16(sixteen, qy[t]);
+            dy[t] = h2f(xb->d);
+        }
+        for (int r = 0; r < NR; r++) {
+            const lfm_block_q5_0 *wb = (const lfm_block_q5_0 *)(const void *)(w + r * bw) + ib;
+            __m256i q = _mm256_or_si256(unpack_nibbles(wb->qs), _mm256_and_si256(bits_to_bytes(wb->qh), sixteen));
+            float dw = h2f(wb->d);
+            for (int t = 0; t < NT; t++) {
+                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, qy[t]), cy[t]);
+                __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+                acc[r][t] = _mm256_fmadd_ps(f, _mm256_set1_ps(dw * dy[t]), acc[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) y[t * ldy + r] = hsum_ps(acc[r][t]);
+}
+
+/* Q4_1 / Q5_1 against Q8_1: d*q + m  ->  dw*dy*sum(q*y) + mw*sy. */
+INLINE void tile_qx_1(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                      const int NR, const int NT, const int five) {
+    __m256 acc[MAXR][MAXT];
+    float accm[MAXR][MAXT];
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps(), accm[r][t] = 0.0f;
+    const __m256i ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi8(16);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        __m256i qy[MAXT];
+        float dy[MAXT], sy[MAXT];
+        for (int t = 0; t < NT; t++) {
+            const lfm_block_q8_1 *xb = (const lfm_block_q8_1 *)(const void *)(x + t * bx) + ib;
+            qy[t] = _mm256_loadu_si256((const __m256i *)xb->qs);
+            dy[t] = h2f(xb->d);
+            sy[t] = h2f(xb->s);
+        }
+        for (int r = 0; r < NR; r++) {
+            __m256i q;
+            float dw, mw;
+            if (five) {
+                const lfm_block_q5_1 *wb = (const lfm_block_q5_1 *)(const void *)(w + r * bw) + ib;
+                q = _mm256_or_si256(unpack_nibbles(wb->qs), _mm256_and_si256(bits_to_bytes(wb->qh), sixteen));
+                dw = h2f(wb->d), mw = h2f(wb->m);
+            } else {
+                const lfm_block_q4_1 *wb = (const lfm_block_q4_1 *)(const void *)(w + r * bw) + ib;
+                q = unpack_nibbles(wb->qs);
+                dw = h2f(wb->d), mw = h2f(wb->m);
+            }
+            for (int t = 0; t < NT; t++) {
+                __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q, qy[t]), ones));
+                acc[r][t] = _mm256_fmadd_ps(f, _mm256_set1_ps(dw * dy[t]), acc[r][t]);
+                accm[r][t] += mw * sy[t];
+            }
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) y[t * ldy + r] = hsum_ps(acc[r][t]) + accm[r][t];
+}
+
+INLINE void tile_q4_1(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                      const int NR, const int NT) {
+    tile_qx_1(nb, w, bw, x, bx, y, ldy, NR, NT, 0);
+}
+
+INLINE void tile_q5_1(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                      const int NR, const int NT) {
+    tile_qx_1(nb, w, bw, x, bx, y, ldy, NR, NT, 1);
+}
+
+/* ---- K-quants against Q8_K ---- */
+
+/* vpshufb index broadcasting int16 element j of each 128-bit lane */
+INLINE __m256i bcast16_idx(int j) { return _mm256_set1_epi16((short)((2 * j + 1) << 8 | 2 * j)); }
+
+/* The 8 scales and 8 mins of a Q4_K/Q5_K block as int16 vectors: scales in both 128-bit lanes
+ * (s0..s7), mins duplicated per 16-element half (m0 m0 m1 m1 ... m7 m7) to meet the 16 bsums. */
+INLINE void k4_scales(const uint8_t *s, __m256i *sc, __m256i *mn2) {
+    uint32_t a[3];
+    memcpy(a, s, 12);
+    uint32_t s0 = a[0] & 0x3f3f3f3fu, m0 = a[1] & 0x3f3f3f3fu;
+    uint32_t s1 = (a[2] & 0x0f0f0f0fu) | ((a[0] >> 6) & 0x03030303u) << 4;
+    uint32_t m1 = ((a[2] >> 4) & 0x0f0f0f0fu) | ((a[1] >> 6) & 0x03030303u) << 4;
+    __m128i v = _mm_setr_epi32((int)s0, (int)s1, (int)m0, (int)m1); /* s0..s7 m0..m7 bytes */
+    *sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v));
+    __m128i md = _mm_shuffle_epi8(v, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15));
+    *mn2 = _mm256_cvtepu8_epi16(md);
+}
+
+INLINE void tile_q45_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                       const int NR, const int NT, const int five) {
+    __m256 acc[MAXR][MAXT];
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const lfm_block_q8_K *yb[MAXT];
+        for (int t = 0; t < NT; t++) yb[t] = (const lfm_block_q8_K *)(const void *)(x + t * bx) + ib;
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *wq, *wqh = NULL, *wsc;
+            lfm_half wd, wdmin;
+            if (five) {
+                const lfm_block_q5_K *wb = (const lfm_block_q5_K *)(const void *)(w + r * bw) + ib;
+                wq = wb->qs, wqh = wb->qh, wsc = wb->scales, wd = wb->d, wdmin = wb->dmin;
+            } else {
+                const lfm_block_q4_K *wb = (const lfm_block_q4_K *)(const void *)(w + r * bw) + ib;
+                wq = wb->qs, wsc = wb->scales, wd = wb->d, wdmin = wb->dmin;
+            }
+            __m256i sc, mn2;
+            k4_scales(wsc, &sc, &mn2);
+            __m256i hb = five ? _mm256_loadu_si256((const __m256i *)wqh) : _mm256_setzero_si256();
+            __m256i isum[MAXT];
+            for (int t = 0; t < NT; t++) isum[t] = _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) {
+                __m256i q = _mm256_loadu_si256((const __m256i *)(wq + 32 * c));
+                __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                if (five) {
+                    lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c), one), 4));
+                    hi = _mm256_or_si256(hi,
+                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * c + 1), one), 4));
+                }
+                __m256i s_lo = _mm256_shuffle_epi8(sc, bcast16_idx(2 * c));
+                __m256i s_hi = _mm256_shuffle_epi8(sc, bcast16_idx(2 * c + 1));
+                for (int t = 0; t < NT; t++) {
+                    __m256i y0 = _mm256_loadu_si256((const __m256i *)(yb[t]->qs + 64 * c));
+                    __m256i y1 = _mm256_loadu_si256((const __m256i *)(yb[t]->qs + 64 * c + 32));
+                    __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s_lo);
+                    __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s_hi);
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(p0, p1));
+                }
+            }
+            float d = h2f(wd), dmin = h2f(wdmin);
+            for (int t = 0; t < NT; t++) {
+                __m256i bs = _mm256_loadu_si256((const __m256i *)yb[t]->bsums);
+                __m256i mprod = _mm256_madd_epi16(bs, mn2);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * yb[t]->d), acc[r][t]);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mprod), _mm256_set1_ps(-dmin * yb[t]->d), acc[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) y[t * ldy + r] = hsum_ps(acc[r][t]);
+}
+
+INLINE void tile_q4_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                      const int NR, const int NT) {
+    tile_q45_K(nb, w, bw, x, bx, y, ldy, NR, NT, 0);
+}
+
+INLINE void tile_q5_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                      const int NR, const int NT) {
+    tile_q45_K(nb, w, bw, x, bx, y, ldy, NR, NT, 1);
+}
+
+INLINE void tile_q6_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                      const int NR, const int NT) {
+    __m256 acc[MAXR][MAXT];
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+    const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const lfm_block_q8_K *yb[MAXT];
+        for (int t = 0; t < NT; t++) yb[t] = (const lfm_block_q8_K *)(const void *)(x + t * bx) + ib;
+        for (int r = 0; r < NR; r++) {
+            const lfm_block_q6_K *wb = (const lfm_block_q6_K *)(const void *)(w + r * bw) + ib;
+            __m128i s8 = _mm_loadu_si128((const __m128i *)wb->scales);
+            __m256i snat = _mm256_cvtepi8_epi16(s8);                         /* s0..s15 */
+            __m256i spair = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s8, even_odd)); /* evens | odds */
+            __m256i isum[MAXT];
+            for (int t = 0; t < NT; t++) {
+                __m256i bs = _mm256_loadu_si256((const __m256i *)yb[t]->bsums);
+                /* the -32 offset: 32 * sum_g s_g * bsum_g, taken off up front */
+                isum[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(snat, bs), 5));
+            }
+            for (int h = 0; h < 2; h++) {
+                __m256i ql0 = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h));
+                __m256i ql1 = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h + 32));
+                __m256i qh = _mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h));
+                __m256i q[4];
+                q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
+                q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
+                for (int k = 0; k < 4; k++) {
+                    /* groups g = 8h + 2k (bytes 0..15) and g + 1 (bytes 16..31) */
+                    __m256i s = _mm256_shuffle_epi8(spair, bcast16_idx(4 * h + k));
+                    for (int t = 0; t < NT; t++) {
+                        __m256i yv = _mm256_loadu_si256((const __m256i *)(yb[t]->qs + 128 * h + 32 * k));
+                        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yv), s));
+                    }
+                }
+            }
+            float d = h2f(wb->d);
+            for (int t = 0; t < NT; t++)
+                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * yb[t]->d), acc[r][t]);
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) y[t * ldy + r] = hsum_ps(acc[r][t]);
+}
+
+/* ---- tiling ---- */
+
+typedef void (*tile_fn)(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy);
+
+#define TILE_FNS(T)                                                                                            \
+    static void T##_11(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 1, 1); } \
+    static void T##_21(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 2, 1); } \
+    static void T##_31(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 3, 1); } \
+    static void T##_41(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 4, 1); } \
+    static void T##_12(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 1, 2); } \
+    static void T##_22(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 2, 2); } \
+    static void T##_32(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 3, 2); } \
+    static void T##_42(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 4, 2); } \
+    static void T##_13(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 1, 3); } \
+    static void T##_23(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 2, 3); } \
+    static void T##_33(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 3, 3); } \
+    static void T##_43(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 4, 3); } \
+    static const tile_fn T##_tiles[4][3] = {{T##_11, T##_12, T##_13}, {T##_21, T##_22, T##_23},             \
+                                            {T##_31, T##_32, T##_33}, {T##_41, T##_42, T##_43}};            \
+    static void mm_##T(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx,      \
+                       int64_t nt, float *y, int64_t ldy) {                                                  \
+        mm_tiled(T##_tiles, n / (int64_t)(lfm_type_block_elems(T##_type)), w, bw, nr, x, bx, nt, y, ldy);    \
+    }
+
+/* Decode: 4x1 tiles down the rows. Prefill: the tokens in chunks that stay in L2, and inside a
+ * chunk 4-row x 3-token tiles so each weight tile is read from memory once per chunk. */
+static void mm_tiled(const tile_fn tiles[4][3], int64_t nb, const uint8_t *w, size_t bw, int64_t nr,
+                     const uint8_t *x, size_t bx, int64_t nt, float *y, int64_t ldy) {
+    const int64_t TR = 4, TT = 3, CHUNK = 48;
+    for (int64_t t0 = 0; t0 < nt; t0 += CHUNK) {
+        int64_t t1 = lfm_min64(nt, t0 + CHUNK);
+        for (int64_t r = 0; r < nr; r += TR) {
+            int64_t rr = lfm_min64(TR, nr - r);
+            for (int64_t t = t0; t < t1; t += TT) {
+                int64_t tt = lfm_min64(TT, t1 - t);
+                tiles[rr - 1][tt - 1](nb, w + (size_t)r * bw, bw, x + (size_t)t * bx, bx, y + t * ldy + r, ldy);
+            }
+        }
+    }
+}
+
+#define q4_0_type LFM_TYPE_Q4_0
+#define q4_1_type LFM_TYPE_Q4_1
+#define q5_0_type LFM_TYPE_Q5_0
+#define q5_1_type LFM_TYPE_Q5_1
+#define q8_0_type LFM_TYPE_Q8_0
+#define q4_K_type LFM_TYPE_Q4_K
+#define q5_K_type LFM_TYPE_Q5_K
+#define q6_K_type LFM_TYPE_Q6_K
+
+TILE_FNS(q4_0)
+TILE_FNS(q4_1)
+TILE_FNS(q5_0)
+TILE_FNS(q5_1)
+TILE_FNS(q8_0)
+TILE_FNS(q4_K)
+TILE_FNS(q5_K)
+TILE_FNS(q6_K)
+
+void lfm_qkernels_init_avx2(lfm_qkernels *k) {
+    k->name = "avx2";
+    k->act[LFM_TYPE_Q8_0] = act_q8_0;
+    k->act[LFM_TYPE_Q8_1] = act_q8_1;
+    k->act[LFM_TYPE_Q8_K] = act_q8_K;
+    k->mm[LFM_TYPE_Q4_0] = mm_q4_0;
+    k->mm[LFM_TYPE_Q4_1] = mm_q4_1;
+    k->mm[LFM_TYPE_Q5_0] = mm_q5_0;
+    k->mm[LFM_TYPE_Q5_1] = mm_q5_1;
+    k->mm[LFM_TYPE_Q8_0] = mm_q8_0;
+    k->mm[LFM_TYPE_Q4_K] = mm_q4_K;
+    k->mm[LFM_TYPE_Q5_K] = mm_q5_K;
+    k->mm[LFM_TYPE_Q6_K] = mm_q6_K;
+}

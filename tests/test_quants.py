@@ -1,0 +1,227 @@
+"""Quantized block formats and kernels (csrc/quants) against the `gguf` package's reference
+(gguf.quants) and against each other (the ISA kernels vs the scalar oracle)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as Q
+from gguf import quants as gq
+from gguf.constants import GGML_QUANT_SIZES
+
+from liquidlfm import UnsupportedModelError, _core
+
+WEIGHT_TYPES = [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K]
+# byte offsets of the fp16 scale fields inside each block
+HALF_FIELDS = {
+    Q.Q4_0: [0], Q.Q4_1: [0, 2], Q.Q5_0: [0], Q.Q5_1: [0, 2], Q.Q8_0: [0],
+    Q.Q2_K: [80, 82], Q.Q3_K: [108], Q.Q4_K: [0, 2], Q.Q5_K: [0, 2], Q.Q6_K: [208],
+}
+VEC_DOT_TYPE = {Q.Q4_0: Q.Q8_0, Q.Q5_0: Q.Q8_0, Q.Q8_0: Q.Q8_0, Q.Q4_1: Q.Q8_1, Q.Q5_1: Q.Q8_1}
+
+
+def random_blocks(qtype, n_blocks, rng, scale=0.02):
+    """Random bytes with finite fp16 scales: every bit pattern of the quants is exercised."""
+    bs, ts = GGML_QUANT_SIZES[qtype]
+    raw = rng.integers(0, 256, size=(n_blocks, ts), dtype=np.uint8)
+    for off in HALF_FIELDS[qtype]:
+        h = (rng.standard_normal(n_blocks) * scale).astype(np.float16)
+        raw[:, off:off + 2] = h.view(np.uint8).reshape(n_blocks, 2)
+    return raw
+
+
+def bits(a):
+    return np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+
+
+def test_type_sizes_match_ggml():
+    # the 32-block and K types use the block sizes of the `gguf` package (ggml's structs)
+    for t in WEIGHT_TYPES + [Q.F32, Q.F16, Q.BF16, Q.Q8_K]:
+        bs, ts = GGML_QUANT_SIZES[t]
+        x = np.zeros(bs, np.float32)
+        assert len(_core._dequantize(int(t), bytes(ts), bs)) == bs if t != Q.Q8_K else True
+        if t in (Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.F16, Q.BF16, Q.F32, Q.Q8_K):
+            assert len(_core._quantize(int(t), x)) == ts
+
+
+@pytest.mark.parametrize("qtype", WEIGHT_TYPES, ids=lambda t: t.name)
+def test_dequantize_bit_exact(qtype):
+    rng = np.random.default_rng(int(qtype))
+    bs, ts = GGML_QUANT_SIZES[qtype]
+    for scale in (0.02, 3.0, 1e-6):  # normal, large and subnormal-ish halves
+        blocks = random_blocks(qtype, 64, rng, scale)
+        want = gq.dequantize(blocks, qtype).reshape(-1)
+        got = _core._dequantize(int(qtype), blocks.tobytes(), 64 * bs)
+        assert np.array_equal(bits(got), bits(want))
+
+
+@pytest.mark.parametrize("qtype", [Q.F16, Q.BF16, Q.F32], ids=lambda t: t.name)
+def test_float_types_round_trip_exact(qtype):
+    rng = np.random.default_rng(5)
+    x = np.concatenate([
+        rng.standard_normal(4096).astype(np.float32),
+        (rng.standard_normal(4096) * 1e-6).astype(np.float32),  # fp16 subnormals
+        (rng.standard_normal(4096) * 1e5).astype(np.float32),  # fp16 overflow
+        np.array([0.0, -0.0, 65504.0, 65519.99, 65520.0, 2.0**-24, 2.0**-25, 3 * 2.0**-26, np.inf, -np.inf],
+                 np.float32),
+        rng.integers(0, 2**32, 4096, dtype=np.uint64).astype(np.uint32).view(np.float32),  # any bits
+    ])
+    x = x[~np.isnan(x)]  # NaN payloads are not compared
+    want = gq.quantize(x, qtype)
+    got = _core._quantize(int(qtype), x)
+    assert got == np.ascontiguousarray(want).tobytes()
+    back = _core._dequantize(int(qtype), got, len(x))
+    assert np.array_equal(bits(back), bits(gq.dequantize(np.frombuffer(got, np.uint8), qtype).reshape(-1)))
+
+
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0], ids=lambda t: t.name)
+def test_quantize_bit_exact(qtype):
+    rng = np.random.default_rng(int(qtype) + 100)
+    rows = [
+        rng.standard_normal(32 * 64).astype(np.float32),
+        (rng.standard_normal(32 * 64) * 1e-3).astype(np.float32),
+        rng.uniform(-5, 5, 32 * 64).astype(np.float32),
+        np.zeros(32 * 4, np.float32),
+        np.full(32 * 4, 0.75, np.float32),
+        np.tile(np.arange(32, dtype=np.float32) - 16, 4),
+        (rng.standard_normal(32 * 64) * 1e-6).astype(np.float32),  # scales in fp16 subnormals
+    ]
+    for x in rows:
+        want = gq.quantize(x.reshape(1, -1), qtype).tobytes()
+        got = _core._quantize(int(qtype), x)
+        assert got == want
+
+
+def test_quantize_rejects_bad_input():
+    with pytest.raises(ValueError, match="multiple"):
+        _core._quantize(int(Q.Q4_0), np.zeros(33, np.float32))
+    with pytest.raises(ValueError, match="unknown tensor type"):
+        _core._quantize(99, np.zeros(32, np.float32))
+    with pytest.raises(UnsupportedModelError, match="q4_K"):
+        _core._quantize(int(Q.Q4_K), np.zeros(256, np.float32))
+    with pytest.raises(ValueError, match="multiple"):
+        _core._dequantize(int(Q.Q4_K), bytes(144), 255)
+    with pytest.raises(ValueError, match="too short"):
+        _core._dequantize(int(Q.Q4_K), bytes(143), 256)
+    with pytest.raises(UnsupportedModelError, match="activation format"):
+        _core._dequantize(int(Q.Q8_K), bytes(292), 256)
+
+
+# ---- activation quantization ----
+
+def parse_act(qtype, data, n):
+    """(scales per element, int quants) of an activation row, decoded with numpy."""
+    b = np.frombuffer(data, np.uint8)
+    if qtype == Q.Q8_0:
+        b = b.reshape(-1, 34)
+        d = b[:, :2].copy().view(np.float16).astype(np.float32)
+        q = b[:, 2:].view(np.int8).astype(np.int32)
+        return np.repeat(d[:, 0], 32), q.reshape(-1), None
+    if qtype == Q.Q8_1:
+        b = b.reshape(-1, 36)
+        d = b[:, :2].copy().view(np.float16).astype(np.float32)
+        s = b[:, 2:4].copy().view(np.float16).astype(np.float32)
+        q = b[:, 4:].view(np.int8).astype(np.int32)
+        return np.repeat(d[:, 0], 32), q.reshape(-1), s[:, 0]
+    b = b.reshape(-1, 292)
+    d = b[:, :4].copy().view(np.float32)
+    q = b[:, 4:260].view(np.int8).astype(np.int32)
+    bsums = b[:, 260:].copy().view(np.int16)
+    return np.repeat(d[:, 0], 256), q.reshape(-1), bsums
+
+
+@pytest.mark.parametrize("qtype", [Q.Q8_0, Q.Q8_1, Q.Q8_K], ids=lambda t: t.name)
+def test_activation_quantization(qtype):
+    rng = np.random.default_rng(7)
+    n = 1024
+    x = (rng.standard_normal(n) * 3).astype(np.float32)
+    x[256:512] = 0  # an all-zero block
+    data = _core._quantize_act(int(qtype), x, ref=True)
+    d, q, extra = parse_act(qtype, data, n)
+    blk = 32 if qtype != Q.Q8_K else 256
+    amax = np.abs(x.reshape(-1, blk)).max(axis=1)
+    assert np.all(np.abs(q) <= 127)
+    # q is round-to-nearest(x * 127 / amax): within half a step
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exact = np.where(np.repeat(amax, blk) > 0, x * (127 / np.repeat(amax, blk)), 0)
+    assert np.all(np.abs(q - exact) <= 0.5 + 1e-4)
+    assert np.allclose(d * q, x, atol=np.repeat(amax, blk) / 127 * 0.51 + 1e-3)
+    if qtype == Q.Q8_1:
+        sums = q.reshape(-1, 32).sum(axis=1) * d.reshape(-1, 32)[:, 0]
+        assert np.allclose(extra, sums, rtol=2e-3, atol=1e-3)
+    if qtype == Q.Q8_K:
+        assert np.array_equal(extra.reshape(-1), q.reshape(-1, 16).sum(axis=1))
+    # the ISA kernels produce the same bytes
+    assert _core._quantize_act(int(qtype), x, ref=False) == data
+
+
+# ---- dot products ----
+
+def dequant_act(qtype, data, n):
+    d, q, _ = parse_act(qtype, data, n)
+    return d.astype(np.float64) * q
+
+
+def vec_dot_type(qtype):
+    return VEC_DOT_TYPE.get(qtype, Q.Q8_K)
+
+
+@pytest.mark.parametrize("qtype", WEIGHT_TYPES, ids=lambda t: t.name)
+def test_matmul_matches_dequantized_dot(qtype):
+    rng = np.random.default_rng(int(qtype) + 7)
+    bs, ts = GGML_QUANT_SIZES[qtype]
+    cols, rows, T = 512, 9, 3
+    w = random_blocks(qtype, rows * cols // bs, rng)
+    wf = gq.dequantize(w, qtype).reshape(rows, cols).astype(np.float64)
+    x = rng.standard_normal((T, cols)).astype(np.float32)
+    vt = vec_dot_type(qtype)
+    xf = np.stack([dequant_act(vt, _core._quantize_act(int(vt), x[t], ref=True), cols) for t in range(T)])
+    want = xf @ wf.T
+    mag = np.abs(xf) @ np.abs(wf).T
+    for ref in (True, False):
+        got = _core._quant_matmul(int(qtype), w.tobytes(), rows, cols, x, ref=ref)
+        assert got.shape == (T, rows)
+        err = np.abs(got - want) / (mag + 1e-30)
+        assert err.max() < 2e-5, (ref, err.max())
+    # and near the float product (activation quantization error only)
+    got = _core._quant_matmul(int(qtype), w.tobytes(), rows, cols, x)
+    full = x.astype(np.float64) @ wf.T
+    assert np.abs(got - full).max() < 0.02 * (np.abs(x) @ np.abs(wf).T).max()
+
+
+@pytest.mark.parametrize("qtype", WEIGHT_TYPES, ids=lambda t: t.name)
+def test_isa_kernels_match_scalar(qtype):
+    rng = np.random.default_rng(int(qtype) + 11)
+    bs, ts = GGML_QUANT_SIZES[qtype]
+    for cols, rows, T in [(bs, 1, 1), (bs * 3, 5, 1), (1024, 13, 1), (1024, 8, 4), (512, 7, 7), (256 * 2, 16, 9)]:
+        if cols % bs:
+            continue
+        w = random_blocks(qtype, rows * cols // bs, rng, scale=0.05)
+        x = (rng.standard_normal((T, cols)) * 2).astype(np.float32)
+        ref = _core._quant_matmul(int(qtype), w.tobytes(), rows, cols, x, ref=True)
+        got = _core._quant_matmul(int(qtype), w.tobytes(), rows, cols, x, ref=False)
+        wf = np.abs(gq.dequantize(w, qtype).reshape(rows, cols))
+        mag = np.abs(x) @ wf.T
+        assert np.all(np.abs(got - ref) <= 1e-5 * mag + 1e-6), (cols, rows, T)
+
+
+def test_kernel_choice_follows_cpu_and_env():
+    feats = _core.cpu_features()
+    name = _core._quant_kernels()
+    if feats["avx2"] and feats["fma"] and feats["f16c"]:
+        assert name in ("avx2", "avx512")
+    env = dict(os.environ, LFM_KERNELS="ref")
+    out = subprocess.run([sys.executable, "-c", "from liquidlfm import _core; print(_core._quant_kernels())"],
+                         env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ref"
+
+
+def test_matmul_rejects_bad_input():
+    w = bytes(18 * 4)
+    with pytest.raises(ValueError, match="bad shape"):
+        _core._quant_matmul(int(Q.Q4_0), w, 1, 33, np.zeros(33, np.float32))
+    with pytest.raises(ValueError, match="weight buffer"):
+        _core._quant_matmul(int(Q.Q4_0), w, 3, 64, np.zeros(64, np.float32))
+    with pytest.raises(ValueError, match="no quantized matmul"):
+        _core._quant_matmul(int(Q.F16), w, 1, 32, np.zeros(32, np.float32))
