@@ -321,7 +321,23 @@ typedef struct {
     PyModel *model;
     lfm_ctx *c;
     int in_call;
+    int check_signals;   /* this decode runs on the main thread: poll for Ctrl-C between layers */
+    long abort_after;    /* test hook: abort after this many layer checks; < 0: off */
 } PyCtx;
+
+static unsigned long main_thread_id;
+
+/* Abort callback (called between layers without the GIL): Ctrl-C on the main thread stops a
+ * long prefill with KeyboardInterrupt (the exception stays set); the test hook counts down. */
+static int ctx_abort_cb(void *user) {
+    PyCtx *self = user;
+    if (self->abort_after >= 0 && self->abort_after-- == 0) return 1;
+    if (!self->check_signals) return 0;
+    PyGILState_STATE g = PyGILState_Ensure();
+    int stop = PyErr_CheckSignals() < 0;
+    PyGILState_Release(g);
+    return stop;
+}
 
 static int ctx_check(PyCtx *self) {
     if (!self->c) {
@@ -373,6 +389,8 @@ static int ctx_init(PyCtx *self, PyObject *args, PyObject *kw) {
     Py_INCREF(pm);
     self->model = pm;
     self->c = c;
+    self->abort_after = -1;
+    lfm_ctx_set_abort_callback(c, ctx_abort_cb, self);
     return 0;
 }
 
@@ -426,12 +444,14 @@ static PyObject *ctx_decode(PyCtx *self, PyObject *args, PyObject *kw) {
     lfm_status st;
     char err[1024];
     self->in_call = 1;
+    self->check_signals = PyThread_get_thread_ident() == main_thread_id;
     Py_BEGIN_ALLOW_THREADS
     st = lfm_ctx_decode(self->c, toks, n, mode);
     if (st != LFM_OK) snprintf(err, sizeof err, "%s", lfm_last_error());
     Py_END_ALLOW_THREADS
     self->in_call = 0;
     PyMem_Free(toks);
+    if (st == LFM_ERR_ABORTED && PyErr_Occurred()) return NULL; /* KeyboardInterrupt from Ctrl-C */
     if (st != LFM_OK) return raise_err(st, err);
     if (mode == LFM_LOGITS_NONE) Py_RETURN_NONE;
     int32_t rows;
@@ -446,6 +466,14 @@ static PyObject *ctx_last_logits(PyCtx *self, PyObject *noargs) {
     if (!lg || !self->c->has_last_logits) Py_RETURN_NONE;
     const int32_t V = self->model->m->cfg.n_vocab;
     return copy_rows(lg + (size_t)(rows - 1) * V, 1, V, 0);
+}
+
+static PyObject *ctx_set_abort_after(PyCtx *self, PyObject *arg) {
+    if (ctx_check(self) < 0) return NULL;
+    long n = PyLong_AsLong(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    self->abort_after = n;
+    Py_RETURN_NONE;
 }
 
 static PyObject *ctx_reset(PyCtx *self, PyObject *noargs) {
@@ -526,6 +554,7 @@ static PyMethodDef ctx_methods[] = {
      "decode(ids, logits='last'|'all'|'none') -> copy of the last row [n_vocab], all rows [T, n_vocab], or None."},
     {"last_logits", (PyCFunction)ctx_last_logits, METH_NOARGS, "Copy of the logits of the last decoded token, or None."},
     {"reset", (PyCFunction)ctx_reset, METH_NOARGS, "Back to position 0 with an empty state."},
+    {"_set_abort_after", (PyCFunction)ctx_set_abort_after, METH_O, "Test hook: abort decode after n layer checks (< 0: off)."},
     {"save", (PyCFunction)ctx_save, METH_NOARGS, "The whole state as bytes."},
     {"load", (PyCFunction)ctx_load, METH_O, "Restore a state saved from a context of the same model shape."},
     {"close", (PyCFunction)ctx_close, METH_NOARGS, "Free the KV cache and scratch."},
@@ -692,6 +721,14 @@ static PyMethodDef engine_functions[] = {
 };
 
 int lfm_py_init_engine(PyObject *module) {
+    PyObject *threading = PyImport_ImportModule("threading");
+    PyObject *mt = threading ? PyObject_CallMethod(threading, "main_thread", NULL) : NULL;
+    PyObject *ident = mt ? PyObject_GetAttrString(mt, "ident") : NULL;
+    main_thread_id = ident ? PyLong_AsUnsignedLong(ident) : 0;
+    Py_XDECREF(ident);
+    Py_XDECREF(mt);
+    Py_XDECREF(threading);
+    if (PyErr_Occurred()) return -1;
     if (PyType_Ready(&PyModel_Type) < 0 || PyType_Ready(&PyCtx_Type) < 0) return -1;
     Py_INCREF(&PyModel_Type);
     if (PyModule_AddObject(module, "Model", (PyObject *)&PyModel_Type) < 0) {
