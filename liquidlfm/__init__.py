@@ -13,6 +13,14 @@ from .model import Model, ModelConfig, Session, load
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):  # lazy, so `python -m liquidlfm.translate` runs without a runpy warning
+    if name == "translate":  # the module is callable: lfm.translate(text, "ko")
+        import importlib
+
+        return importlib.import_module(__name__ + ".translate")
+    raise AttributeError(f"module 'liquidlfm' has no attribute {name!r}")
+
 __all__ = [
     "Cancelled",
     "ContextFullError",
