@@ -78,7 +78,9 @@ def test_repo_id_goes_to_hub(monkeypatch, path):
     monkeypatch.setattr(lfm, "hub", fake, raising=False)
     with lfm.load("LiquidAI/LFM2-350M") as m:
         assert m.config.n_embd == 64
-    assert calls == ["LiquidAI/LFM2-350M"]
+    with lfm.load("LiquidAI/LFM2-350M-GGUF:Q4_0"):
+        pass
+    assert calls == ["LiquidAI/LFM2-350M", "LiquidAI/LFM2-350M-GGUF:Q4_0"]
 
 
 def test_missing_local_path_is_not_a_repo_id(tmp_path):

@@ -450,6 +450,7 @@ static PyObject *ctx_decode(PyCtx *self, PyObject *args, PyObject *kw) {
     if (st != LFM_OK) snprintf(err, sizeof err, "%s", lfm_last_error());
     Py_END_ALLOW_THREADS
     self->in_call = 0;
+    self->check_signals = 0; /* other users of this context (the C generate loop) poll signals themselves */
     PyMem_Free(toks);
     if (st == LFM_ERR_ABORTED && PyErr_Occurred()) return NULL; /* KeyboardInterrupt from Ctrl-C */
     if (st != LFM_OK) return raise_err(st, err);
@@ -753,6 +754,7 @@ lfm_ctx *lfm_py_ctx_acquire(PyObject *obj) {
     PyCtx *self = (PyCtx *)obj;
     if (ctx_check(self) < 0) return NULL;
     self->in_call = 1;
+    self->check_signals = 0; /* the caller's own loop handles Ctrl-C between steps */
     return self->c;
 }
 
