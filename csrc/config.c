@@ -2,6 +2,7 @@
 #include "engine.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* First of several synonymous keys that is present (and not null). */
@@ -21,7 +22,12 @@ static lfm_status get_int(const lfm_json *root, const char *what, const char *co
     const char *key = keys[0];
     const lfm_json *v = get_any(root, keys, &key);
     if (!v) {
-        if (required) return lfm_fail(LFM_ERR_FORMAT, "%s: missing required field \"%s\"", what, keys[0]);
+        if (required) {
+            char names[160] = "";
+            for (int i = 0; keys[i]; i++)
+                snprintf(names + strlen(names), sizeof names - strlen(names), "%s\"%s\"", i ? " or " : "", keys[i]);
+            return lfm_fail(LFM_ERR_FORMAT, "%s: missing required field %s", what, names);
+        }
         *out = def;
         return LFM_OK;
     }

@@ -223,8 +223,9 @@ static lfm_status read_index(const char *dir, const char *index_path, st_index *
     for (int64_t i = 0; i < wm->n; i++) {
         const lfm_json *f = wm->items[i];
         if (f->type != LFM_JSON_STRING || f->len == 0 || strlen(f->str) != f->len || strchr(f->str, '/') || strcmp(f->str, "..") == 0) {
+            st = lfm_fail(LFM_ERR_FORMAT, "'%s': weight_map[\"%.80s\"] must be a file name in the same folder", index_path, wm->keys[i]);
             lfm_json_free(root);
-            return lfm_fail(LFM_ERR_FORMAT, "'%s': weight_map[\"%s\"] must be a file name in the same folder", index_path, wm->keys[i]);
+            return st;
         }
         if ((st = add_file(ix, join(dir, f->str))) != LFM_OK) { lfm_json_free(root); return st; }
     }

@@ -15,7 +15,7 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-#define SPIN_ITERS 20000
+#define SPIN_ITERS 2000
 
 struct lfm_threadpool {
     int n_threads; /* including the caller */

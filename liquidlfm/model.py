@@ -68,8 +68,10 @@ class ModelConfig:
 
 
 def _looks_like_repo_id(s: str) -> bool:
-    parts = s.split("/")
-    return len(parts) == 2 and all(parts) and not s.startswith((".", "~")) and not s.endswith((".gguf", ".safetensors"))
+    """ "owner/name", optionally with liquidlfm.hub's ":FILE.gguf" / ":QUANT" / "@revision" suffixes."""
+    head = s.split(":", 1)[0].split("@", 1)[0]
+    parts = head.split("/")
+    return len(parts) == 2 and all(parts) and not s.startswith(("/", ".", "~")) and not head.endswith((".gguf", ".safetensors"))
 
 
 def load(path_or_repo_id: Union[str, os.PathLike], *, quantize: Optional[str] = None, n_threads: Optional[int] = None) -> "Model":

@@ -2,8 +2,8 @@
  * run time by lfm_kernels_get when the CPU has all three). Same contracts as ref.c.
  *
  * The matmul is a blocked GEMM: a chunk of tokens small enough to stay in L2 is multiplied by
- * 4 weight rows × 2 tokens per inner loop, so every weight vector loaded (and converted from
- * F16/BF16) is used twice and every activation vector four times; for prefill each weight row
+ * 4 weight rows × 3 tokens per inner loop, so every weight vector loaded (and converted from
+ * F16/BF16) is used three times and every activation vector four times; for prefill each weight row
  * is streamed from memory once per token chunk instead of once per token. */
 #include "../engine.h"
 
@@ -36,6 +36,31 @@ static ALWAYS_INLINE float ld1_bf16(const void *w, int64_t k) { return lfm_bf16_
 
 typedef __m256 (*ld8_fn)(const void *, int64_t);
 typedef float (*ld1_fn)(const void *, int64_t);
+
+/* 4 rows x 3 tokens: 12 accumulators + 3 activations + 1 weight = 16 registers */
+static ALWAYS_INLINE void tile_4x3(ld8_fn ld8, ld1_fn ld1, const void *w0, const void *w1, const void *w2, const void *w3,
+                                   const float *x0, const float *x1, const float *x2, int64_t K, float *y0, float *y1,
+                                   float *y2) {
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;
+    __m256 a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 xa = _mm256_loadu_ps(x0 + k), xb = _mm256_loadu_ps(x1 + k), xc = _mm256_loadu_ps(x2 + k), w;
+        w = ld8(w0, k), a00 = _mm256_fmadd_ps(w, xa, a00), a01 = _mm256_fmadd_ps(w, xb, a01), a02 = _mm256_fmadd_ps(w, xc, a02);
+        w = ld8(w1, k), a10 = _mm256_fmadd_ps(w, xa, a10), a11 = _mm256_fmadd_ps(w, xb, a11), a12 = _mm256_fmadd_ps(w, xc, a12);
+        w = ld8(w2, k), a20 = _mm256_fmadd_ps(w, xa, a20), a21 = _mm256_fmadd_ps(w, xb, a21), a22 = _mm256_fmadd_ps(w, xc, a22);
+        w = ld8(w3, k), a30 = _mm256_fmadd_ps(w, xa, a30), a31 = _mm256_fmadd_ps(w, xb, a31), a32 = _mm256_fmadd_ps(w, xc, a32);
+    }
+    float s[4][3] = {{hsum(a00), hsum(a01), hsum(a02)}, {hsum(a10), hsum(a11), hsum(a12)},
+                     {hsum(a20), hsum(a21), hsum(a22)}, {hsum(a30), hsum(a31), hsum(a32)}};
+    const void *w[4] = {w0, w1, w2, w3};
+    for (; k < K; k++)
+        for (int r = 0; r < 4; r++) {
+            float f = ld1(w[r], k);
+            s[r][0] += f * x0[k], s[r][1] += f * x1[k], s[r][2] += f * x2[k];
+        }
+    for (int r = 0; r < 4; r++) y0[r] = s[r][0], y1[r] = s[r][1], y2[r] = s[r][2];
+}
 
 /* 4 rows x 2 tokens */
 static ALWAYS_INLINE void tile_4x2(ld8_fn ld8, ld1_fn ld1, const void *w0, const void *w1, const void *w2, const void *w3,
@@ -98,10 +123,11 @@ static ALWAYS_INLINE void gemm_generic(ld8_fn ld8, ld1_fn ld1, size_t esz, const
                                        int64_t T, float *Y, int64_t ldy, int64_t r0, int64_t r1) {
     const char *Wb = W;
     const size_t row = (size_t)K * esz;
-    /* tokens per chunk: keep the chunk's activations (TB*K floats) within ~128 KiB of L2 */
-    int64_t TB = (32 * 1024) / (K > 0 ? K : 1);
+    /* tokens per chunk: keep the chunk's activations (TB*K floats) within ~384 KiB (L2) */
+    int64_t TB = (96 * 1024) / (K > 0 ? K : 1);
     TB = TB < 2 ? 2 : TB > 64 ? 64 : TB;
-    TB &= ~(int64_t)1;
+    TB -= TB % 3 ? TB % 3 : 0; /* whole 4x3 tiles */
+    TB = TB < 3 ? 3 : TB;
     for (int64_t t0 = 0; t0 < T; t0 += TB) {
         int64_t t1 = t0 + TB < T ? t0 + TB : T;
         int64_t r = r0;
@@ -109,6 +135,9 @@ static ALWAYS_INLINE void gemm_generic(ld8_fn ld8, ld1_fn ld1, size_t esz, const
             const void *w0 = Wb + (size_t)r * row, *w1 = Wb + (size_t)(r + 1) * row;
             const void *w2 = Wb + (size_t)(r + 2) * row, *w3 = Wb + (size_t)(r + 3) * row;
             int64_t t = t0;
+            for (; t + 3 <= t1; t += 3)
+                tile_4x3(ld8, ld1, w0, w1, w2, w3, X + t * ldx, X + (t + 1) * ldx, X + (t + 2) * ldx, K, Y + t * ldy + r,
+                         Y + (t + 1) * ldy + r, Y + (t + 2) * ldy + r);
             for (; t + 2 <= t1; t += 2)
                 tile_4x2(ld8, ld1, w0, w1, w2, w3, X + t * ldx, X + (t + 1) * ldx, K, Y + t * ldy + r, Y + (t + 1) * ldy + r);
             for (; t < t1; t++) tile_4x1(ld8, ld1, w0, w1, w2, w3, X + t * ldx, K, Y + t * ldy + r);

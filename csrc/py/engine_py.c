@@ -18,6 +18,24 @@
 #include <string.h>
 #include <strings.h>
 
+/* ---- errors ---- */
+
+/* Raise for status with msg made valid UTF-8 (a message may quote file bytes cut mid-character). */
+static PyObject *raise_err(lfm_status st, char *msg) {
+    unsigned char *p = (unsigned char *)msg;
+    while (*p) {
+        int len = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
+        int ok = len > 0;
+        for (int i = 1; ok && i < len; i++) ok = (p[i] & 0xC0) == 0x80;
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += len;
+    }
+    return lfm_py_raise_msg(st, msg);
+}
+
 /* ---- token lists ---- */
 
 /* ids (any sequence of ints / integer array) → int32 buffer checked against n_vocab. */
@@ -28,14 +46,25 @@ static int get_tokens(PyObject *ids, int32_t n_vocab, lfm_token **out, int32_t *
         PyErr_SetString(PyExc_TypeError, "token ids must be a sequence of ints, not str/bytes");
         return -1;
     }
-    PyArrayObject *arr = (PyArrayObject *)PyArray_FromAny(ids, PyArray_DescrFromType(NPY_INT64), 0, 0, NPY_ARRAY_CARRAY, NULL);
-    if (!arr) {
+    PyArrayObject *raw = (PyArrayObject *)PyArray_FromAny(ids, NULL, 0, 0, 0, NULL);
+    if (!raw) {
         if (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
             PyErr_Clear();
             PyErr_SetString(PyExc_TypeError, "token ids must be a sequence of ints");
         }
         return -1;
     }
+    char kind = PyArray_DESCR(raw)->kind;
+    if (PyArray_SIZE(raw) > 0 && kind != 'i' && kind != 'u') {
+        Py_DECREF(raw);
+        if (kind == 'O') PyErr_SetString(PyExc_ValueError, "token id out of range (a value too large for int64, or not an int)");
+        else PyErr_SetString(PyExc_TypeError, "token ids must be ints (got floats, bools or strings)");
+        return -1;
+    }
+    PyArrayObject *arr = (PyArrayObject *)PyArray_FromAny((PyObject *)raw, PyArray_DescrFromType(NPY_INT64), 0, 0,
+                                                          NPY_ARRAY_CARRAY | NPY_ARRAY_FORCECAST, NULL);
+    Py_DECREF(raw);
+    if (!arr) return -1;
     if (PyArray_NDIM(arr) != 1) {
         Py_DECREF(arr);
         PyErr_SetString(PyExc_ValueError, "token ids must be a flat (1-D) sequence of ints");
@@ -149,7 +178,7 @@ static int model_init(PyModel *self, PyObject *args, PyObject *kw) {
     Py_END_ALLOW_THREADS
     Py_DECREF(path_obj);
     if (st != LFM_OK) {
-        lfm_py_raise_msg(st, err);
+        raise_err(st, err);
         return -1;
     }
     self->m = m;
@@ -233,7 +262,7 @@ static PyObject *model_forward(PyModel *self, PyObject *args, PyObject *kw) {
     self->users--;
     model_release(self);
     PyMem_Free(toks);
-    if (st != LFM_OK) return lfm_py_raise_msg(st, err);
+    if (st != LFM_OK) return raise_err(st, err);
     PyObject *cap = PyCapsule_New(logits, "liquidlfm.logits", free_buffer_capsule);
     if (!cap) {
         free(logits);
@@ -292,7 +321,23 @@ typedef struct {
     PyModel *model;
     lfm_ctx *c;
     int in_call;
+    int check_signals;   /* this decode runs on the main thread: poll for Ctrl-C between layers */
+    long abort_after;    /* test hook: abort after this many layer checks; < 0: off */
 } PyCtx;
+
+static unsigned long main_thread_id;
+
+/* Abort callback (called between layers without the GIL): Ctrl-C on the main thread stops a
+ * long prefill with KeyboardInterrupt (the exception stays set); the test hook counts down. */
+static int ctx_abort_cb(void *user) {
+    PyCtx *self = user;
+    if (self->abort_after >= 0 && self->abort_after-- == 0) return 1;
+    if (!self->check_signals) return 0;
+    PyGILState_STATE g = PyGILState_Ensure();
+    int stop = PyErr_CheckSignals() < 0;
+    PyGILState_Release(g);
+    return stop;
+}
 
 static int ctx_check(PyCtx *self) {
     if (!self->c) {
@@ -338,12 +383,14 @@ static int ctx_init(PyCtx *self, PyObject *args, PyObject *kw) {
     if (st != LFM_OK) {
         pm->users--;
         model_release(pm);
-        lfm_py_raise_msg(st, err);
+        raise_err(st, err);
         return -1;
     }
     Py_INCREF(pm);
     self->model = pm;
     self->c = c;
+    self->abort_after = -1;
+    lfm_ctx_set_abort_callback(c, ctx_abort_cb, self);
     return 0;
 }
 
@@ -397,13 +444,16 @@ static PyObject *ctx_decode(PyCtx *self, PyObject *args, PyObject *kw) {
     lfm_status st;
     char err[1024];
     self->in_call = 1;
+    self->check_signals = PyThread_get_thread_ident() == main_thread_id;
     Py_BEGIN_ALLOW_THREADS
     st = lfm_ctx_decode(self->c, toks, n, mode);
     if (st != LFM_OK) snprintf(err, sizeof err, "%s", lfm_last_error());
     Py_END_ALLOW_THREADS
     self->in_call = 0;
+    self->check_signals = 0; /* other users of this context (the C generate loop) poll signals themselves */
     PyMem_Free(toks);
-    if (st != LFM_OK) return lfm_py_raise_msg(st, err);
+    if (st == LFM_ERR_ABORTED && PyErr_Occurred()) return NULL; /* KeyboardInterrupt from Ctrl-C */
+    if (st != LFM_OK) return raise_err(st, err);
     if (mode == LFM_LOGITS_NONE) Py_RETURN_NONE;
     int32_t rows;
     const float *lg = lfm_ctx_logits(self->c, &rows);
@@ -417,6 +467,14 @@ static PyObject *ctx_last_logits(PyCtx *self, PyObject *noargs) {
     if (!lg || !self->c->has_last_logits) Py_RETURN_NONE;
     const int32_t V = self->model->m->cfg.n_vocab;
     return copy_rows(lg + (size_t)(rows - 1) * V, 1, V, 0);
+}
+
+static PyObject *ctx_set_abort_after(PyCtx *self, PyObject *arg) {
+    if (ctx_check(self) < 0) return NULL;
+    long n = PyLong_AsLong(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    self->abort_after = n;
+    Py_RETURN_NONE;
 }
 
 static PyObject *ctx_reset(PyCtx *self, PyObject *noargs) {
@@ -441,7 +499,7 @@ static PyObject *ctx_save(PyCtx *self, PyObject *noargs) {
     self->in_call = 0;
     if (st != LFM_OK) {
         Py_DECREF(b);
-        return lfm_py_raise_msg(st, err);
+        return raise_err(st, err);
     }
     return b;
 }
@@ -459,7 +517,7 @@ static PyObject *ctx_load(PyCtx *self, PyObject *arg) {
     Py_END_ALLOW_THREADS
     self->in_call = 0;
     PyBuffer_Release(&view);
-    if (st != LFM_OK) return lfm_py_raise_msg(st, err);
+    if (st != LFM_OK) return raise_err(st, err);
     Py_RETURN_NONE;
 }
 
@@ -497,6 +555,7 @@ static PyMethodDef ctx_methods[] = {
      "decode(ids, logits='last'|'all'|'none') -> copy of the last row [n_vocab], all rows [T, n_vocab], or None."},
     {"last_logits", (PyCFunction)ctx_last_logits, METH_NOARGS, "Copy of the logits of the last decoded token, or None."},
     {"reset", (PyCFunction)ctx_reset, METH_NOARGS, "Back to position 0 with an empty state."},
+    {"_set_abort_after", (PyCFunction)ctx_set_abort_after, METH_O, "Test hook: abort decode after n layer checks (< 0: off)."},
     {"save", (PyCFunction)ctx_save, METH_NOARGS, "The whole state as bytes."},
     {"load", (PyCFunction)ctx_load, METH_O, "Restore a state saved from a context of the same model shape."},
     {"close", (PyCFunction)ctx_close, METH_NOARGS, "Free the KV cache and scratch."},
@@ -663,6 +722,14 @@ static PyMethodDef engine_functions[] = {
 };
 
 int lfm_py_init_engine(PyObject *module) {
+    PyObject *threading = PyImport_ImportModule("threading");
+    PyObject *mt = threading ? PyObject_CallMethod(threading, "main_thread", NULL) : NULL;
+    PyObject *ident = mt ? PyObject_GetAttrString(mt, "ident") : NULL;
+    main_thread_id = ident ? PyLong_AsUnsignedLong(ident) : 0;
+    Py_XDECREF(ident);
+    Py_XDECREF(mt);
+    Py_XDECREF(threading);
+    if (PyErr_Occurred()) return -1;
     if (PyType_Ready(&PyModel_Type) < 0 || PyType_Ready(&PyCtx_Type) < 0) return -1;
     Py_INCREF(&PyModel_Type);
     if (PyModule_AddObject(module, "Model", (PyObject *)&PyModel_Type) < 0) {
@@ -687,6 +754,7 @@ lfm_ctx *lfm_py_ctx_acquire(PyObject *obj) {
     PyCtx *self = (PyCtx *)obj;
     if (ctx_check(self) < 0) return NULL;
     self->in_call = 1;
+    self->check_signals = 0; /* the caller's own loop handles Ctrl-C between steps */
     return self->c;
 }
 

@@ -1,0 +1,223 @@
+"""Every kernel set (ref, and avx2 when the CPU has it) against NumPy, and each ISA set against
+ref, on random shapes including ragged tails (sizes not a multiple of the vector width)."""
+import numpy as np
+import pytest
+
+from liquidlfm import _core
+
+SETS = _core.kernel_sets()
+ISA = [s for s in SETS if s != "ref"]
+
+
+def K(impl, name, *args):
+    return _core._kernel(impl, name, *args)
+
+
+def test_ref_is_always_available():
+    assert "ref" in SETS
+    assert _core.kernels_default() in SETS
+
+
+def test_avx2_present_on_this_machine_if_cpu_has_it():
+    f = _core.cpu_features()
+    if f["avx2"] and f["fma"] and f["f16c"]:
+        assert "avx2" in SETS
+
+
+def to_bf16_bits(x):
+    """Round-to-nearest-even float32 → bfloat16 bit patterns (uint16)."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    return u.astype(np.uint16)
+
+
+def bf16_bits_to_f32(b):
+    return (b.astype(np.uint32) << 16).view(np.float32)
+
+
+SHAPES = [(1, 1, 1), (1, 7, 8), (3, 5, 17), (2, 13, 64), (5, 9, 100), (7, 33, 257), (64, 8, 40)]  # (T, R, K)
+
+
+@pytest.mark.parametrize("impl", SETS)
+@pytest.mark.parametrize("wtype", ["f32", "f16", "bf16"])
+@pytest.mark.parametrize("T,R,Kd", SHAPES)
+def test_gemm_vs_numpy(impl, wtype, T, R, Kd):
+    rng = np.random.default_rng(T * 1000 + R * 10 + Kd)
+    W = rng.standard_normal((R, Kd)).astype(np.float32)
+    X = rng.standard_normal((T, Kd)).astype(np.float32)
+    if wtype == "f32":
+        Wk, Wf = W, W
+    elif wtype == "f16":
+        Wk = W.astype(np.float16).view(np.uint16)
+        Wf = W.astype(np.float16).astype(np.float32)
+    else:
+        Wk = to_bf16_bits(W)
+        Wf = bf16_bits_to_f32(Wk)
+    want = X.astype(np.float64) @ Wf.astype(np.float64).T
+    got = K(impl, f"gemm_{wtype}", Wk, X, 0, R)
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * np.sqrt(Kd) * max(1.0, np.abs(want).max()))
+    # a sub-range of rows only writes those rows
+    if R > 2:
+        part = K(impl, f"gemm_{wtype}", Wk, X, 1, R - 1)
+        np.testing.assert_array_equal(part[:, 0], 0)
+        np.testing.assert_array_equal(part[:, -1], 0)
+        np.testing.assert_allclose(part[:, 1:-1], got[:, 1:-1], rtol=0, atol=1e-5 * np.sqrt(Kd))
+
+
+@pytest.mark.parametrize("impl", ISA)
+@pytest.mark.parametrize("wtype", ["f32", "f16", "bf16"])
+def test_gemm_isa_vs_ref(impl, wtype):
+    rng = np.random.default_rng(7)
+    for T, R, Kd in SHAPES + [(17, 61, 1024)]:
+        W = rng.standard_normal((R, Kd)).astype(np.float32)
+        X = rng.standard_normal((T, Kd)).astype(np.float32)
+        Wk = W if wtype == "f32" else (W.astype(np.float16).view(np.uint16) if wtype == "f16" else to_bf16_bits(W))
+        a = K("ref", f"gemm_{wtype}", Wk, X, 0, R)
+        b = K(impl, f"gemm_{wtype}", Wk, X, 0, R)
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * np.sqrt(Kd) * max(1.0, np.abs(a).max()))
+
+
+def test_gemm_prefill_rows_equal_single_token_rows():
+    """Blocked prefill and one-token decode must give identical rows (decode == full forward)."""
+    rng = np.random.default_rng(3)
+    for impl in SETS:
+        for wtype in ["f32", "bf16"]:
+            W = rng.standard_normal((37, 200)).astype(np.float32)
+            Wk = W if wtype == "f32" else to_bf16_bits(W)
+            X = rng.standard_normal((9, 200)).astype(np.float32)
+            full = K(impl, f"gemm_{wtype}", Wk, X, 0, 37)
+            rows = np.concatenate([K(impl, f"gemm_{wtype}", Wk, X[t:t + 1], 0, 37) for t in range(9)])
+            np.testing.assert_array_equal(full, rows)
+
+
+@pytest.mark.parametrize("impl", SETS)
+@pytest.mark.parametrize("n", [1, 7, 16, 64, 100, 2048])
+def test_rmsnorm(impl, n):
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal(n).astype(np.float32) * 3
+    w = (1 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+    x64 = x.astype(np.float64)
+    want = w * (x64 / np.sqrt(np.mean(x64 * x64) + 1e-5))
+    got = K(impl, "rmsnorm", x, w, 1e-5)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(got, K("ref", "rmsnorm", x, w, 1e-5), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("impl", SETS)
+@pytest.mark.parametrize("hd", [2, 8, 16, 64, 80, 128])
+def test_rope_neox(impl, hd):
+    rng = np.random.default_rng(hd)
+    x = rng.standard_normal(hd).astype(np.float32)
+    half = hd // 2
+    ang = 37 * (1e6 ** (-np.arange(half) * 2 / hd))
+    cs = np.concatenate([np.cos(ang), np.sin(ang)]).astype(np.float32)
+    a, b = x[:half].astype(np.float64), x[half:].astype(np.float64)
+    c, s = cs[:half].astype(np.float64), cs[half:].astype(np.float64)
+    want = np.concatenate([a * c - b * s, b * c + a * s])
+    got = K(impl, "rope", x, cs)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(got, K("ref", "rope", x, cs))
+
+
+@pytest.mark.parametrize("impl", SETS)
+@pytest.mark.parametrize("n", [1, 5, 8, 33, 1000])
+def test_softmax(impl, n):
+    x = (np.random.default_rng(n).standard_normal(n) * 10).astype(np.float32)
+    e = np.exp(x.astype(np.float64) - x.max())
+    got = K(impl, "softmax", x)
+    np.testing.assert_allclose(got, e / e.sum(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got, K("ref", "softmax", x), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("impl", SETS)
+@pytest.mark.parametrize("n", [1, 9, 64, 301])
+def test_elementwise(impl, n):
+    rng = np.random.default_rng(n)
+    a = (rng.standard_normal(n) * 4).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    np.testing.assert_allclose(K(impl, "silu_mul", a, b), a64 / (1 + np.exp(-a64)) * b64, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(K(impl, "mul", a, b), a * b)
+    np.testing.assert_array_equal(K(impl, "add", a, b), a + b)
+    for f in ("silu_mul", "mul", "add"):
+        np.testing.assert_allclose(K(impl, f, a, b), K("ref", f, a, b), rtol=1e-6, atol=1e-7)
+
+
+def conv_numpy(v, w, state):
+    """Depthwise causal conv over concat(state, v); last tap = current token (reference §2.2)."""
+    Kk = w.shape[1]
+    seq = np.concatenate([state, v]).astype(np.float64)
+    T = v.shape[0]
+    out = np.stack([(w.T.astype(np.float64) * seq[t:t + Kk]).sum(0) for t in range(T)])
+    return out, seq[-(Kk - 1):] if Kk > 1 else state
+
+
+def test_conv_worked_example():
+    """lfm2-reference.md §2.2: w = (1, 10, 100), v = (1, 2, 3) → z = (100, 210, 321)."""
+    for impl in SETS:
+        v = np.array([[1.0], [2.0], [3.0]], np.float32)
+        w = np.array([[1.0, 10.0, 100.0]], np.float32)
+        out, st = K(impl, "conv", v, w, np.zeros((2, 1), np.float32))
+        np.testing.assert_array_equal(out[:, 0], [100, 210, 321])
+        np.testing.assert_array_equal(st[:, 0], [2, 3])
+
+
+@pytest.mark.parametrize("impl", SETS)
+@pytest.mark.parametrize("T,H,Kk", [(1, 8, 3), (2, 5, 3), (5, 64, 3), (9, 100, 3), (4, 24, 4), (3, 16, 1)])
+def test_conv_vs_numpy_and_chunking(impl, T, H, Kk):
+    rng = np.random.default_rng(T * 100 + H)
+    v = rng.standard_normal((T, H)).astype(np.float32)
+    w = rng.standard_normal((H, Kk)).astype(np.float32)
+    st0 = rng.standard_normal((Kk - 1, H)).astype(np.float32)
+    out, st = K(impl, "conv", v, w, st0)
+    want, want_st = conv_numpy(v, w, st0)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(st, want_st.astype(np.float32))
+    # token by token with the rolling state gives the same outputs
+    s = st0
+    rows = []
+    for t in range(T):
+        o, s = K(impl, "conv", v[t:t + 1], w, s)
+        rows.append(o)
+    np.testing.assert_array_equal(np.concatenate(rows), out)
+    np.testing.assert_array_equal(s, st)
+    np.testing.assert_array_equal(out, K("ref", "conv", v, w, st0)[0])
+
+
+@pytest.mark.parametrize("impl", SETS)
+@pytest.mark.parametrize("n,hd,ld", [(1, 8, 8), (5, 16, 32), (33, 64, 128), (200, 64, 64), (7, 12, 24)])
+def test_attention_head(impl, n, hd, ld):
+    rng = np.random.default_rng(n + hd)
+    q = rng.standard_normal(hd).astype(np.float32)
+    Kc = rng.standard_normal((n, ld)).astype(np.float32)
+    Vc = rng.standard_normal((n, ld)).astype(np.float32)
+    scale = 1 / np.sqrt(hd)
+    s = Kc[:, :hd].astype(np.float64) @ q.astype(np.float64) * scale
+    p = np.exp(s - s.max())
+    p /= p.sum()
+    want = p @ Vc[:, :hd].astype(np.float64)
+    got = K(impl, "attn", q, Kc, Vc, float(scale))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, K("ref", "attn", q, Kc, Vc, float(scale)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("impl", SETS)
+def test_half_conversions(impl):
+    bits = np.arange(65536, dtype=np.uint32).astype(np.uint16)
+    f16 = K(impl, "f16_to_f32", bits)
+    want = bits.view(np.float16).astype(np.float32)
+    finite = np.isfinite(want)
+    np.testing.assert_array_equal(f16[finite], want[finite])
+    assert np.array_equal(np.isnan(f16), np.isnan(want)) and np.array_equal(np.isinf(f16), np.isinf(want))
+    bf = K(impl, "bf16_to_f32", bits)
+    wbf = bf16_bits_to_f32(bits)
+    ok = ~np.isnan(wbf)
+    np.testing.assert_array_equal(bf[ok], wbf[ok])
+    assert np.isnan(bf[~ok]).all()
+
+
+def test_unknown_kernel_and_set():
+    with pytest.raises(ValueError):
+        K("ref", "nope", np.zeros(3, np.float32))
+    with pytest.raises(ValueError):
+        K("sse9", "softmax", np.zeros(3, np.float32))
