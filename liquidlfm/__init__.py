@@ -10,6 +10,7 @@ from .errors import (
 )
 from . import _core
 from .model import Model, ModelConfig, Session, load
+from .tokenizer import StreamDecoder, Tokenizer
 
 __version__ = "0.1.0"
 

@@ -180,3 +180,17 @@ def test_tex_escape():
     assert tex_escape("café naïve Š") == r"caf{\'{e}} na{\"{\i}}ve {\v{S}}"
     assert tex_escape("“a” — b…") == "``a'' --- b\\ldots{}"
     assert tex_escape("中🙂") == "??"
+    assert tex_escape("Łukasz Kędzia Nguyễn") == r"{\L}ukasz Kedzia Nguy{\~{\^{e}}}n"   # OT1 has no ogonek
+
+
+def test_whole_shared_corpus_bib_compiles(tmp_path, shared_dir):
+    """Every paper of the shared corpus as a .bib entry, \\nocite{*}: pdflatex + bibtex accept all
+    names and titles (found: ogonek \\k is T1-only and broke OT1 documents)."""
+    from liquidlfm.scholar.render import to_bibtex
+    need_tex()
+    papers = load_corpus(shared_dir / "data" / "papers")
+    (tmp_path / "all.bib").write_text(to_bibtex(papers), encoding="utf-8")
+    assert len(bib_keys(tmp_path / "all.bib")) == len(papers)
+    (tmp_path / "frag.tex").write_text("\\nocite{*}\n")
+    compile_fragment(tmp_path, "frag.tex", "all.bib")
+    assert (tmp_path / "main.bbl").read_text(errors="replace").count("\\bibitem") == len(papers)
