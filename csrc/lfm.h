@@ -180,8 +180,9 @@ void lfm_sampler_accept(lfm_sampler *s, lfm_token t); /* append to the penalty h
 void lfm_sampler_reset(lfm_sampler *s);               /* clear history, reseed */
 /* Pick a token from one row of n_vocab logits (the row is not modified). Does not accept it. */
 lfm_status lfm_sampler_sample(lfm_sampler *s, const float *logits, lfm_token *out);
-/* The distribution lfm_sampler_sample draws from: the kept tokens (in no particular order) and their normalised probabilities. Writes at
- * most cap entries; *n_out is the full count. Greedy gives the argmax with probability 1. */
+/* The distribution lfm_sampler_sample draws from: the kept tokens (in no particular order) and
+ * their normalised probabilities. Writes at most cap entries; *n_out is the full count. Greedy
+ * gives the argmax with probability 1. Does not consume randomness. */
 lfm_status lfm_sampler_dist(lfm_sampler *s, const float *logits, lfm_token *ids, float *probs, int32_t cap,
                             int32_t *n_out);
 /* The logits after bias and penalties (before temperature), n_vocab floats into out. */

@@ -11,6 +11,7 @@ from .errors import (
 from . import _core
 from .model import Model, ModelConfig, Session, load
 from .tokenizer import StreamDecoder, Tokenizer
+from .generation import Chunk, GenerationResult, GenerationStats, load_session, save_session
 
 __version__ = "0.1.0"
 
@@ -22,7 +23,20 @@ def __getattr__(name):  # lazy, so `python -m liquidlfm.translate` runs without 
         return importlib.import_module(__name__ + ".translate")
     raise AttributeError(f"module 'liquidlfm' has no attribute {name!r}")
 
+
 __all__ = [
+    "load",
+    "translate",
+    "Model",
+    "ModelConfig",
+    "Session",
+    "Tokenizer",
+    "StreamDecoder",
+    "Chunk",
+    "GenerationResult",
+    "GenerationStats",
+    "save_session",
+    "load_session",
     "Cancelled",
     "ContextFullError",
     "LiquidLFMError",

@@ -12,8 +12,8 @@ repetition_penalty, do_sample, max_new_tokens), else Liquid's recommended values
 (temperature 0.3, min_p 0.15, repetition_penalty 1.05). temperature=0 is greedy.
 
 Generation stops on the model's control tokens by id (eos, <|im_end|>, <|endoftext|>; never printed),
-on user stop strings (matched across token boundaries and never printed), after max_tokens, or when
-the context is full (finish_reason "length"). A prompt that does not fit raises ContextFullError;
+on user stop strings (matched across token boundaries and never printed; the first to complete wins),
+after max_tokens, or when the context is full (finish_reason "length"). A prompt that does not fit raises ContextFullError;
 nothing is ever truncated silently.
 
 Sessions: every thread gets its own session per model (so one model can serve several threads);
@@ -58,6 +58,7 @@ DEFAULT_MAX_TOKENS = 512
 # Control tokens that end a turn, looked up by text in the tokenizer.
 STOP_TOKEN_TEXTS = ("<|im_end|>", "<|endoftext|>")
 MAX_SNAPSHOTS = 4
+PREFILL_CHUNK = 512  # prompt tokens per engine call (Ctrl-C is checked between calls)
 
 
 # ---- results ----
@@ -242,13 +243,15 @@ class _StopMatcher:
         if not self.stops:
             return text, False
         self.pending += text
-        hit = -1
+        # the stop string that completes first wins (ties: the one starting first), which makes the
+        # result independent of how the text arrives in pieces
+        best = None
         for s in self.stops:
             i = self.pending.find(s)
-            if i >= 0 and (hit < 0 or i < hit):
-                hit = i
-        if hit >= 0:
-            out = self.pending[:hit]
+            if i >= 0 and (best is None or (i + len(s), i) < best):
+                best = (i + len(s), i)
+        if best is not None:
+            out = self.pending[:best[1]]
             self.pending = ""
             return out, True
         hold = 0
@@ -281,12 +284,13 @@ class _SessionState:
         self.logits: Optional[np.ndarray] = None  # None: ask the session (when it can tell)
         self.valid = True  # False when an interruption may have left session and tokens out of sync
         self.snapshots: List[tuple] = []  # (tokens tuple, blob, logits copy or None)
+        self.pending: Optional[List[int]] = None  # tokens of the engine call in flight
         self.session_has_logits = isinstance(getattr(type(session), "logits", None), property)
         self._lock = threading.Lock()
 
     def acquire(self):
         if not self._lock.acquire(blocking=False):
-            raise RuntimeError("session is in use by another thread")
+            raise RuntimeError("session is in use by another thread (or by an unfinished stream)")
 
     def release(self):
         self._lock.release()
@@ -298,16 +302,31 @@ class _SessionState:
             return self.logits
         return self.session.logits if self.session_has_logits and self.tokens else None
 
+    def _resync(self):
+        """After an interruption (KeyboardInterrupt between bytecodes around an engine call), tell
+        from the session's position whether the call in flight happened, and keep what is known."""
+        if self.valid:
+            return
+        pos = self.session.pos
+        if pos == len(self.tokens):  # the call did not happen (or failed atomically)
+            self.valid = True
+        elif self.pending is not None and pos == len(self.tokens) + len(self.pending):
+            self.tokens.extend(self.pending)  # it completed; only its logits copy was lost
+            self.logits = None
+            self.valid = self.session_has_logits
+        self.pending = None
+
     def _reset(self):
         self.valid = False
+        self.tokens = []  # first: if interrupted after the reset, pos 0 == len([]) resyncs correctly
         self.session.reset()
-        self.tokens = []
         self.logits = None
         self.valid = True
 
     def _restore(self, snap):
         toks, blob, logits = snap
         self.valid = False
+        self.tokens = []
         self.session.load(blob)
         self.tokens = list(toks)
         self.logits = logits
@@ -340,6 +359,7 @@ class _SessionState:
 
         Candidates: the session's current state (when in sync: valid and at position len(tokens))
         and the snapshots; the longest usable one wins, else the session is reset."""
+        self._resync()
         cur = -1
         if self.valid and self.session.pos == len(self.tokens) and self._usable(self.tokens, self.logits, ids):
             cur = len(self.tokens)
@@ -358,19 +378,23 @@ class _SessionState:
         new = ids[len(self.tokens):]
         if not new:
             return self.current_logits()
-        self.valid = False
-        logits = self.session.prefill(new)
-        self.logits = np.asarray(logits, dtype=np.float32).reshape(-1)[-_n_vocab_of(logits):]
-        self.tokens.extend(new)
-        self.valid = True
+        # In chunks, so Ctrl-C is seen between chunks of a long prompt; what was prefilled stays
+        # usable (the engine's result does not depend on the chunking).
+        for i in range(0, len(new), PREFILL_CHUNK):
+            part = new[i:i + PREFILL_CHUNK]
+            self.valid, self.pending = False, part
+            logits = self.session.prefill(part)
+            self.logits = np.asarray(logits, dtype=np.float32).reshape(-1)[-_n_vocab_of(logits):]
+            self.tokens.extend(part)
+            self.valid, self.pending = True, None
         return self.logits
 
     def step(self, tok: int):
-        self.valid = False
+        self.valid, self.pending = False, [tok]
         logits = self.session.step(tok)
         self.logits = np.asarray(logits, dtype=np.float32).reshape(-1)
         self.tokens.append(tok)
-        self.valid = True
+        self.valid, self.pending = True, None
         return self.logits
 
     def step_native(self, core, ctx, sampler, stop_list):
@@ -624,7 +648,7 @@ class GenerationMixin:
         if tok is None:
             return None
         out = {}
-        for name, attr in (("bos_token", "bos_id"), ("eos_token", "eos_id")):
+        for name, attr in (("bos_token", "bos_id"), ("eos_token", "eos_id"), ("pad_token", "pad_id")):
             i = getattr(tok, attr, None)
             if isinstance(i, int) and i >= 0:
                 try:

@@ -537,3 +537,68 @@ def test_unused_tokens_are_never_sampled():
     m.tokenizer = Tok()
     chunks = list(m.run_script(text_ids("p"), text_ids("axbx")))
     assert N_SPECIAL + ord("x") not in [t for c in chunks for t in c.token_ids]
+
+
+# ---- properties of the text assembly ----
+
+from hypothesis import given, settings, strategies as hst  # noqa: E402
+
+from liquidlfm.generation import _StopMatcher  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=hst.text(alphabet="ab c안🙂", max_size=40), stops=hst.lists(hst.text(alphabet="ab c안🙂", min_size=1,
+       max_size=4), max_size=3), cuts=hst.lists(hst.integers(0, 40), max_size=10))
+def test_stop_matcher_property(text, stops, cuts):
+    """Whatever the chunking, the emitted text is the text before the first stop string to complete."""
+    bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
+    m = _StopMatcher(stops)
+    out, hit = [], False
+    for a, b in zip(bounds, bounds[1:]):
+        piece, hit = m.push(text[a:b])
+        out.append(piece)
+        if hit:
+            break
+    if not hit:
+        out.append(m.flush())
+    # the stop string that completes first wins (ties: the one starting first)
+    ends = [(text.find(s) + len(s), text.find(s)) for s in stops if s in text]
+    first = min(ends)[1] if ends else -1
+    want = text if first < 0 else text[:first]
+    assert "".join(out) == want
+    assert hit == (first >= 0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(hst.text(max_size=30))
+def test_streamed_text_equals_decode_for_any_unicode(s):
+    m = FakeModel()
+    ids = text_ids(s)
+    if not ids:
+        return
+    chunks = list(m.run_script(text_ids("p"), ids + [7], max_tokens=len(ids) + 1))
+    assert "".join(c.text for c in chunks) == s
+    assert all("\ufffd" not in c.text for c in chunks) or "\ufffd" in s
+
+
+def test_interrupted_long_prefill_keeps_the_part_done(monkeypatch):
+    import liquidlfm.generation as g
+
+    monkeypatch.setattr(g, "PREFILL_CHUNK", 8)
+    m = FakeModel()
+    s = m.session()
+    calls = {"n": 0}
+
+    def hook(sess):
+        calls["n"] += 1
+        if calls["n"] == 17:  # as the third chunk starts, like a SIGINT between engine calls
+            raise KeyboardInterrupt
+
+    m.on_token = hook
+    prompt = "x" * 40
+    with pytest.raises(KeyboardInterrupt):
+        m.generate(prompt, max_tokens=3, session=s, **GREEDY)
+    m.on_token = None
+    r = m.generate(prompt, max_tokens=3, session=s, **GREEDY)
+    assert r.stats.reused_tokens == 16  # two whole chunks survived the interrupt
+    assert r.token_ids == FakeModel().generate(prompt, max_tokens=3, **GREEDY).token_ids
