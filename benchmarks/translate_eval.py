@@ -112,7 +112,8 @@ def run_liquidlfm(model_path, pairs, src, tgt, max_tokens, n_threads):
 def run_llama(model_path, pairs, src, tgt, max_tokens, n_threads):
     import llama_cpp
 
-    llm = llama_cpp.Llama(model_path=model_path, n_ctx=4096, n_threads=n_threads or os.cpu_count(),
+    nt = n_threads or os.cpu_count()
+    llm = llama_cpp.Llama(model_path=model_path, n_ctx=4096, n_threads=nt, n_threads_batch=nt,
                           n_batch=512, verbose=False, seed=0)
     hyps = []
     n_prompt = n_gen = 0

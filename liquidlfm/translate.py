@@ -413,8 +413,9 @@ class Translator:
 
     # -- documents --
     def iter_translate(self, text: str, target: str, *, source=None, formality=None, glossary=None,
-                       max_tokens=None, markdown=True, progress=None, **gen) -> Iterator[str]:
-        """Yield the translated document piece by piece (markup verbatim, translations in between)."""
+                       max_tokens=None, markdown=True, progress=None, memo=None, **gen) -> Iterator[str]:
+        """Yield the translated document piece by piece (markup verbatim, translations in between).
+        memo: a dict shared across calls to translate repeated pieces once (greedy decoding only)."""
         tgt = language(target)
         segs = segment(text) if markdown else segment_plain(text)
         src_fixed = language(source).code if source is not None else None
@@ -425,8 +426,13 @@ class Translator:
                 continue
             piece = re.sub(r"[ \t]*\n[ \t]*", " ", seg.text)
             src = src_fixed or detect_language(piece)
+            key = (piece, tgt.code, formality, json.dumps(_glossary_for(piece, glossary), ensure_ascii=False),
+                   max_tokens)
+            greedy = not gen.get("temperature")
             if src == tgt.code:
                 out = seg.text  # already in the target language
+            elif memo is not None and greedy and key in memo:
+                out = memo[key]
             else:
                 outs = []
                 for part in self._fit(piece, tgt.code, formality, glossary):
@@ -438,6 +444,8 @@ class Translator:
                             "incomplete (pass a larger max_tokens)"), stacklevel=3)
                     outs.append(o)
                 out = joiner.join(outs)
+                if memo is not None and greedy:
+                    memo[key] = out
             if progress is not None:
                 progress.update(1)
             yield out
@@ -480,7 +488,7 @@ def translate(text: Union[str, Sequence[str]], target: str, *, model=None, sourc
               formality: Optional[str] = None, glossary: Optional[Dict[str, str]] = None,
               max_tokens: Optional[int] = None, stream: bool = False, markdown: bool = True,
               n_ctx: Optional[int] = None, temperature: float = 0.0, top_k: int = 0, min_p: float = 0.0,
-              seed: Optional[int] = None, progress=None):
+              seed: Optional[int] = None, progress=None, batch: bool = True):
     """Translate ``text`` (a string or a list of strings) into ``target``.
 
     target: a code ("ko"), FLORES code ("kor_Hang") or name ("Korean"); unknown → ValueError listing
@@ -490,6 +498,9 @@ def translate(text: Union[str, Sequence[str]], target: str, *, model=None, sourc
     formality: None, "polite" or "casual". glossary: {"source term": "translation"}.
     max_tokens: per piece; default 3 × the piece's tokens + 20. Greedy unless temperature > 0.
     markdown: keep markdown structure (default) or treat the text as plain paragraphs.
+    batch: translate a piece that occurs several times in the call (within a document or across list
+        items) only once (greedy decoding only). The engine decodes one sequence at a time; list items
+        share the prefilled prompt-prefix state.
     stream: for a string, an iterator of str chunks whose concatenation is the translation (each
         translated piece as soon as it is done); for a list, an iterator of the items' translations in
         order. Empty input → ValueError.
@@ -520,7 +531,8 @@ def translate(text: Union[str, Sequence[str]], target: str, *, model=None, sourc
         raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
     tr = _translator_for(model, n_ctx)
     kw = dict(source=source, formality=formality, glossary=glossary, max_tokens=max_tokens, markdown=markdown,
-              temperature=temperature, top_k=top_k, min_p=min_p, seed=seed, progress=progress)
+              temperature=temperature, top_k=top_k, min_p=min_p, seed=seed, progress=progress,
+              memo={} if batch else None)
     if stream:
         if single:
             return tr.iter_translate(items[0], target, **kw)

@@ -170,6 +170,13 @@ def test_quant_selector_and_listing_fallback(env, monkeypatch, gguf_bytes):
         assert any(path.startswith("/api/models/acme/odd-GGUF/tree") for _, path in srv.requests)
         p = resolve_model("acme/odd-GGUF:*q4_0*")
         assert Path(p).name == "weird-name.q4_0.gguf"
+        # offline, patterns and quant names are matched against the cached files
+        monkeypatch.setenv("LIQUIDLFM_OFFLINE", "1")
+        n = len(srv.requests)
+        assert resolve_model("acme/odd-GGUF:*q4_0*") == p
+        assert Path(resolve_model("acme/odd-GGUF:Q8_0")).name == "weird-name.q8_0.gguf"
+        assert len(srv.requests) == n
+        monkeypatch.delenv("LIQUIDLFM_OFFLINE")
         with pytest.raises(liquidlfm.ModelNotFoundError, match="weird-name.q4_0.gguf"):
             resolve_model("acme/odd-GGUF:Q6_K")  # lists what exists
         with pytest.raises(liquidlfm.ModelNotFoundError, match="has no file 'nope.gguf'"):

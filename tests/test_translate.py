@@ -363,3 +363,14 @@ def test_module_is_callable(fake):
     import liquidlfm.translate as m
     assert callable(m) and m("hi", "ko", model=fake) == "HI"
     assert liquidlfm.translate("hi", "ko", model=fake) == "HI"
+
+
+def test_batch_translates_repeated_pieces_once(fake):
+    stats = tr_mod._translator_for(fake).stats
+    items = ["Same sentence. Other one.", "Same sentence.", "- Same sentence."]
+    n0 = stats["segments"]
+    assert translate(items, "ko", model=fake) == ["SAME SENTENCE. OTHER ONE.", "SAME SENTENCE.", "- SAME SENTENCE."]
+    assert stats["segments"] - n0 == 2  # "Same sentence." once, "Other one." once
+    n0 = stats["segments"]
+    assert translate(items, "ko", model=fake, batch=False)[2] == "- SAME SENTENCE."
+    assert stats["segments"] - n0 == 4
