@@ -50,7 +50,13 @@ typedef struct {
     int64_t ne[4];
     const void *data;
     size_t nbytes;
+    int32_t layout; /* LFM_LAYOUT_ROWS (0, what loaders produce) or a repacked layout (csrc/quants) */
 } lfm_tensor;
+
+/* How a quantized matrix's blocks are laid out in memory. Loaders always produce ROWS (ggml's);
+ * lfm_model_repack may switch matmul weights to X8: groups of 8 rows whose blocks are interleaved
+ * (block i of rows 8g..8g+7 together), read only by lfm_matmul_quant_rows. */
+enum { LFM_LAYOUT_ROWS = 0, LFM_LAYOUT_X8 = 1 };
 
 size_t lfm_tensor_row_bytes(const lfm_tensor *t); /* bytes of one row of ne[0] elements */
 
@@ -132,6 +138,12 @@ void lfm_quantize_act_row(lfm_type vec_dot_type, const float *x, void *dst, int6
  * (rows of xq_row_bytes bytes each). */
 void lfm_matmul_quant_rows(const lfm_tensor *W, const void *Xq, size_t xq_row_bytes, int64_t T,
                            float *Y, int64_t ldy, int64_t r0, int64_t r1);
+
+/* Re-lay out the model's matmul weights for the running CPU's kernels (today: Q4_0 matrices with a
+ * multiple of 8 rows -> LFM_LAYOUT_X8 on AVX2). Copies are owned by the model; the file pages they
+ * replace are released from the process. Call once after lfm_model_validate/requantize; a no-op
+ * with LFM_KERNELS=ref or when nothing qualifies. tok_embd is never repacked (rows are looked up). */
+lfm_status lfm_model_repack(struct lfm_model *m);
 
 /* ---- misc ---- */
 
