@@ -208,7 +208,9 @@ typedef enum {
 
 typedef struct {
     int32_t n_tokens;
-    const char *const *tokens;  /* vocab strings in the byte-level alphabet, UTF-8, NUL-terminated */
+    /* NUL-terminated UTF-8. NORMAL/UNKNOWN tokens are in the byte-level alphabet (as in tokenizer.json
+     * and GGUF); CONTROL/USER_DEFINED/UNUSED/BYTE tokens are their literal text (as llama.cpp). */
+    const char *const *tokens;
     const int32_t *token_types; /* lfm_token_kind per token; NULL: all normal */
     int32_t n_merges;
     const char *const *merges;  /* "left right" in rank order */
@@ -222,14 +224,24 @@ typedef struct lfm_tokenizer lfm_tokenizer;
 lfm_status lfm_tokenizer_init(const lfm_tokenizer_params *p, lfm_tokenizer **out);
 void lfm_tokenizer_free(lfm_tokenizer *t);
 /* Encode UTF-8 text (invalid UTF-8 is LFM_ERR_ARG naming the byte offset). add_bos: prepend bos_id.
- * parse_special: control/user-defined token strings in the text become their ids, otherwise they
- * are ordinary text. Writes at most cap ids; *n_out is the full count (call again with more room
- * when *n_out > cap). */
+ * parse_special: CONTROL token strings in the text become their ids, otherwise they are ordinary
+ * text. USER_DEFINED tokens (HF non-special added tokens) are always split out, as HF tokenizers and
+ * llama.cpp do. Each kind is matched leftmost-longest. Writes at most cap ids; *n_out is the full
+ * count (call again with more room when *n_out > cap; len + 1 is always enough). Thread-safe. */
 lfm_status lfm_tokenizer_encode(const lfm_tokenizer *t, const char *text, size_t len, int add_bos,
                                 int parse_special, lfm_token *out, int32_t cap, int32_t *n_out);
 /* The raw bytes a token stands for (byte-level alphabet undone); control tokens give their text. */
 lfm_status lfm_tokenizer_token_bytes(const lfm_tokenizer *t, lfm_token id, const char **bytes, size_t *len);
 int32_t lfm_tokenizer_n_tokens(const lfm_tokenizer *t);
+int32_t lfm_tokenizer_token_kind(const lfm_tokenizer *t, lfm_token id); /* lfm_token_kind; 0 if out of range */
+/* Concatenate the bytes of ids (skip_control: leave CONTROL tokens out). Writes at most cap bytes
+ * to out (may be NULL with cap 0); *n_out is the full length. The bytes may end inside a UTF-8
+ * character or contain invalid sequences (a stream of ids cut anywhere). Id out of range: LFM_ERR_ARG. */
+lfm_status lfm_tokenizer_decode(const lfm_tokenizer *t, const lfm_token *ids, int32_t n, int skip_control,
+                                char *out, size_t cap, size_t *n_out);
+/* The pre-tokenizer alone on plain text (no added tokens): byte end offset of each pre-token into
+ * ends (at most cap); *n_out is the full count. For tests and debugging. */
+lfm_status lfm_tokenizer_pretokenize(const char *text, size_t len, size_t *ends, size_t cap, size_t *n_out);
 
 /* ---- GGUF files ---- */
 

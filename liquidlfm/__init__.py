@@ -9,6 +9,7 @@ from .errors import (
     UnsupportedModelError,
 )
 from . import _core
+from .model import Model, ModelConfig, Session, load
 
 __version__ = "0.1.0"
 

@@ -1,7 +1,678 @@
-/* engine_py.c — Python bindings for the engine part of the C API. */
+/* engine_py.c — Python bindings for the engine: _core.Model, _core.Ctx and kernel test hooks.
+ *
+ * Ownership and threads:
+ * - Model owns an lfm_model. Every Ctx holds a strong reference to its Model and counts as a user;
+ *   Model.close() frees the native model only once no Ctx and no running call uses it (the Python
+ *   object reports closed immediately).
+ * - The GIL is released around load, context creation, decode and state copies. A Ctx is
+ *   single-owner: a second thread entering while a call runs gets RuntimeError.
+ * - Logits: Model.forward returns a read-only NumPy array that is a zero-copy view of the C
+ *   buffer the engine wrote; the buffer is detached from its (freed) context and owned by the
+ *   array's base object, so nothing can overwrite it. Ctx.decode returns copies (a step's logits
+ *   must stay valid after the next step), which costs one vocab row per token.
+ */
 #include "pycommon.h"
 
-int lfm_py_init_engine(PyObject *module) {
-    (void)module;
+#include "../engine.h"
+
+#include <string.h>
+#include <strings.h>
+
+/* ---- token lists ---- */
+
+/* ids (any sequence of ints / integer array) → int32 buffer checked against n_vocab. */
+static int get_tokens(PyObject *ids, int32_t n_vocab, lfm_token **out, int32_t *n_out) {
+    *out = NULL;
+    *n_out = 0;
+    if (PyUnicode_Check(ids) || PyBytes_Check(ids)) {
+        PyErr_SetString(PyExc_TypeError, "token ids must be a sequence of ints, not str/bytes");
+        return -1;
+    }
+    PyArrayObject *arr = (PyArrayObject *)PyArray_FromAny(ids, PyArray_DescrFromType(NPY_INT64), 0, 0, NPY_ARRAY_CARRAY, NULL);
+    if (!arr) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_TypeError, "token ids must be a sequence of ints");
+        }
+        return -1;
+    }
+    if (PyArray_NDIM(arr) != 1) {
+        Py_DECREF(arr);
+        PyErr_SetString(PyExc_ValueError, "token ids must be a flat (1-D) sequence of ints");
+        return -1;
+    }
+    npy_intp n = PyArray_DIM(arr, 0);
+    if (n == 0) {
+        Py_DECREF(arr);
+        PyErr_SetString(PyExc_ValueError, "empty token list");
+        return -1;
+    }
+    if (n > INT32_MAX) {
+        Py_DECREF(arr);
+        PyErr_SetString(PyExc_ValueError, "too many tokens");
+        return -1;
+    }
+    const int64_t *src = PyArray_DATA(arr);
+    lfm_token *buf = PyMem_Malloc((size_t)n * sizeof *buf);
+    if (!buf) {
+        Py_DECREF(arr);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (npy_intp i = 0; i < n; i++) {
+        if (src[i] < 0 || src[i] >= n_vocab) {
+            PyErr_Format(PyExc_ValueError, "token id %lld at index %zd is out of range [0, %d)", (long long)src[i], (Py_ssize_t)i,
+                         (int)n_vocab);
+            PyMem_Free(buf);
+            Py_DECREF(arr);
+            return -1;
+        }
+        buf[i] = (lfm_token)src[i];
+    }
+    Py_DECREF(arr);
+    *out = buf;
+    *n_out = (int32_t)n;
     return 0;
+}
+
+/* ---- Model ---- */
+
+typedef struct {
+    PyObject_HEAD
+    lfm_model *m;
+    int closed;
+    int users; /* live Ctx objects + running calls (GIL-protected) */
+} PyModel;
+
+static PyTypeObject PyModel_Type;
+
+static void model_release(PyModel *self) {
+    if (self->closed && self->users == 0 && self->m) {
+        lfm_model *m = self->m;
+        self->m = NULL;
+        lfm_model_free(m);
+    }
+}
+
+static int model_check(PyModel *self) {
+    if (self->closed || !self->m) {
+        PyErr_SetString(PyExc_ValueError, "model is closed");
+        return -1;
+    }
+    return 0;
+}
+
+static lfm_type type_by_name(const char *name) {
+    static const lfm_type all[] = {LFM_TYPE_F32,  LFM_TYPE_F16,  LFM_TYPE_BF16, LFM_TYPE_Q4_0, LFM_TYPE_Q4_1,
+                                   LFM_TYPE_Q5_0, LFM_TYPE_Q5_1, LFM_TYPE_Q8_0, LFM_TYPE_Q2_K, LFM_TYPE_Q3_K,
+                                   LFM_TYPE_Q4_K, LFM_TYPE_Q5_K, LFM_TYPE_Q6_K};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        const char *n = lfm_type_name(all[i]);
+        if (n && strcasecmp(n, name) == 0) return all[i];
+    }
+    return LFM_TYPE_NONE;
+}
+
+static int model_init(PyModel *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"path", "quantize", "n_threads", NULL};
+    PyObject *path_obj, *quant = Py_None;
+    int n_threads = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|Oi", kwlist, PyUnicode_FSConverter, &path_obj, &quant, &n_threads)) return -1;
+    if (self->m) {
+        Py_DECREF(path_obj);
+        PyErr_SetString(PyExc_RuntimeError, "Model already initialised");
+        return -1;
+    }
+    lfm_model_params p = lfm_model_default_params();
+    p.n_threads = n_threads;
+    if (quant != Py_None) {
+        const char *qs = PyUnicode_Check(quant) ? PyUnicode_AsUTF8(quant) : NULL;
+        if (!qs) {
+            Py_DECREF(path_obj);
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "quantize must be a type name such as 'q8_0' or None");
+            return -1;
+        }
+        p.quantize = type_by_name(qs);
+        if (p.quantize == LFM_TYPE_NONE) {
+            PyErr_Format(PyExc_ValueError, "quantize: unknown type '%s'", qs);
+            Py_DECREF(path_obj);
+            return -1;
+        }
+    }
+    const char *path = PyBytes_AS_STRING(path_obj);
+    lfm_model *m = NULL;
+    lfm_status st;
+    char err[1024];
+    Py_BEGIN_ALLOW_THREADS
+    st = lfm_model_load(path, &p, &m);
+    if (st != LFM_OK) snprintf(err, sizeof err, "%s", lfm_last_error());
+    Py_END_ALLOW_THREADS
+    Py_DECREF(path_obj);
+    if (st != LFM_OK) {
+        lfm_py_raise_msg(st, err);
+        return -1;
+    }
+    self->m = m;
+    self->closed = 0;
+    return 0;
+}
+
+static void model_dealloc(PyModel *self) {
+    /* users > 0 is impossible here: every Ctx holds a reference */
+    if (self->m) lfm_model_free(self->m);
+    self->m = NULL;
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *model_close(PyModel *self, PyObject *noargs) {
+    self->closed = 1;
+    model_release(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *model_get_closed(PyModel *self, void *closure) { return PyBool_FromLong(self->closed); }
+
+static PyObject *model_get_config(PyModel *self, void *closure) {
+    if (model_check(self) < 0) return NULL;
+    const lfm_config *c = lfm_model_config(self->m);
+    PyObject *types = PyList_New(c->n_layer);
+    if (!types) return NULL;
+    for (int32_t l = 0; l < c->n_layer; l++)
+        PyList_SET_ITEM(types, l, PyUnicode_FromString(c->is_attn[l] ? "full_attention" : "conv"));
+    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:i,s:i,s:i,s:O,s:N,s:s}", "n_vocab", c->n_vocab, "n_embd",
+                         c->n_embd, "n_layer", c->n_layer, "n_head", c->n_head, "n_head_kv", c->n_head_kv, "head_dim", c->head_dim,
+                         "n_ff", c->n_ff, "conv_l_cache", c->conv_l_cache, "n_ctx_train", c->n_ctx_train, "norm_eps",
+                         (double)c->norm_eps, "rope_theta", (double)c->rope_theta, "bos_id", c->bos_id, "eos_id", c->eos_id,
+                         "pad_id", c->pad_id, "tied_output", c->tied_output ? Py_True : Py_False, "layer_types", types,
+                         "weight_type", lfm_type_name(self->m->layers[0].ffn_gate.type) ? lfm_type_name(self->m->layers[0].ffn_gate.type) : "?");
+}
+
+static PyObject *model_describe(PyModel *self, PyObject *noargs) {
+    if (model_check(self) < 0) return NULL;
+    size_t n = lfm_model_describe(self->m, NULL, 0);
+    char *buf = PyMem_Malloc(n + 1);
+    if (!buf) return PyErr_NoMemory();
+    lfm_model_describe(self->m, buf, n + 1);
+    PyObject *s = PyUnicode_FromStringAndSize(buf, (Py_ssize_t)n);
+    PyMem_Free(buf);
+    return s;
+}
+
+/* A capsule owning a float buffer: the base object of zero-copy logits arrays. */
+static void free_buffer_capsule(PyObject *cap) { free(PyCapsule_GetPointer(cap, "liquidlfm.logits")); }
+
+static PyObject *model_forward(PyModel *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"ids", "n_threads", "n_batch", NULL};
+    PyObject *ids;
+    int n_threads = 0, n_batch = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|ii", kwlist, &ids, &n_threads, &n_batch)) return NULL;
+    if (model_check(self) < 0) return NULL;
+    const int32_t V = self->m->cfg.n_vocab;
+    lfm_token *toks;
+    int32_t n;
+    if (get_tokens(ids, V, &toks, &n) < 0) return NULL;
+    lfm_ctx_params cp = lfm_ctx_default_params();
+    cp.n_ctx = n;
+    cp.n_batch = n_batch;
+    cp.n_threads = n_threads;
+    lfm_ctx *c = NULL;
+    float *logits = NULL;
+    lfm_status st;
+    char err[1024];
+    self->users++;
+    Py_BEGIN_ALLOW_THREADS
+    st = lfm_ctx_init(self->m, &cp, &c);
+    if (st == LFM_OK) st = lfm_ctx_decode(c, toks, n, LFM_LOGITS_ALL);
+    if (st == LFM_OK) { /* detach the logits buffer from the context */
+        logits = c->logits;
+        c->logits = NULL;
+    }
+    if (st != LFM_OK) snprintf(err, sizeof err, "%s", lfm_last_error());
+    lfm_ctx_free(c);
+    Py_END_ALLOW_THREADS
+    self->users--;
+    model_release(self);
+    PyMem_Free(toks);
+    if (st != LFM_OK) return lfm_py_raise_msg(st, err);
+    PyObject *cap = PyCapsule_New(logits, "liquidlfm.logits", free_buffer_capsule);
+    if (!cap) {
+        free(logits);
+        return NULL;
+    }
+    npy_intp dims[2] = {n, V};
+    PyObject *arr = PyArray_New(&PyArray_Type, 2, dims, NPY_FLOAT32, NULL, logits, 0, NPY_ARRAY_CARRAY_RO, NULL);
+    if (!arr || PyArray_SetBaseObject((PyArrayObject *)arr, cap) < 0) { /* SetBaseObject steals cap even on failure */
+        Py_XDECREF(arr);
+        if (!arr) Py_DECREF(cap);
+        return NULL;
+    }
+    return arr;
+}
+
+static PyObject *model_enter(PyObject *self, PyObject *noargs) {
+    if (model_check((PyModel *)self) < 0) return NULL;
+    Py_INCREF(self);
+    return self;
+}
+
+static PyObject *model_exit(PyModel *self, PyObject *args) { return model_close(self, NULL); }
+
+static PyMethodDef model_methods[] = {
+    {"close", (PyCFunction)model_close, METH_NOARGS, "Release the weights (deferred while a context still uses them)."},
+    {"describe", (PyCFunction)model_describe, METH_NOARGS, "One line per weight: name type [rows, cols]."},
+    {"forward", (PyCFunction)(void (*)(void))model_forward, METH_VARARGS | METH_KEYWORDS,
+     "forward(ids, n_threads=0, n_batch=0) -> float32 array [T, n_vocab] (read-only, zero-copy)."},
+    {"__enter__", model_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)model_exit, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef model_getset[] = {
+    {"config", (getter)model_get_config, NULL, "hyper-parameters as a dict", NULL},
+    {"closed", (getter)model_get_closed, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject PyModel_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "liquidlfm._core.Model",
+    .tp_basicsize = sizeof(PyModel),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Model(path, quantize=None, n_threads=0): an LFM2 model loaded from a HF folder or .gguf file.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)model_init,
+    .tp_dealloc = (destructor)model_dealloc,
+    .tp_methods = model_methods,
+    .tp_getset = model_getset,
+};
+
+/* ---- Ctx ---- */
+
+typedef struct {
+    PyObject_HEAD
+    PyModel *model;
+    lfm_ctx *c;
+    int in_call;
+} PyCtx;
+
+static int ctx_check(PyCtx *self) {
+    if (!self->c) {
+        PyErr_SetString(PyExc_ValueError, "session is closed");
+        return -1;
+    }
+    if (self->model->closed) {
+        PyErr_SetString(PyExc_ValueError, "model is closed");
+        return -1;
+    }
+    if (self->in_call) {
+        PyErr_SetString(PyExc_RuntimeError, "session is in use by another thread");
+        return -1;
+    }
+    return 0;
+}
+
+static int ctx_init(PyCtx *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"model", "n_ctx", "n_batch", "n_threads", NULL};
+    PyObject *model;
+    int n_ctx = 0, n_batch = 0, n_threads = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!|iii", kwlist, &PyModel_Type, &model, &n_ctx, &n_batch, &n_threads)) return -1;
+    if (self->c) {
+        PyErr_SetString(PyExc_RuntimeError, "Ctx already initialised");
+        return -1;
+    }
+    PyModel *pm = (PyModel *)model;
+    if (model_check(pm) < 0) return -1;
+    if (n_ctx < 0 || n_batch < 0) {
+        PyErr_SetString(PyExc_ValueError, "n_ctx and n_batch must be >= 0 (0: default)");
+        return -1;
+    }
+    lfm_ctx_params cp = lfm_ctx_default_params();
+    cp.n_ctx = n_ctx, cp.n_batch = n_batch, cp.n_threads = n_threads;
+    lfm_ctx *c = NULL;
+    lfm_status st;
+    char err[1024];
+    pm->users++;
+    Py_BEGIN_ALLOW_THREADS
+    st = lfm_ctx_init(pm->m, &cp, &c);
+    if (st != LFM_OK) snprintf(err, sizeof err, "%s", lfm_last_error());
+    Py_END_ALLOW_THREADS
+    if (st != LFM_OK) {
+        pm->users--;
+        model_release(pm);
+        lfm_py_raise_msg(st, err);
+        return -1;
+    }
+    Py_INCREF(pm);
+    self->model = pm;
+    self->c = c;
+    return 0;
+}
+
+static void ctx_release(PyCtx *self) {
+    if (self->c) {
+        lfm_ctx_free(self->c);
+        self->c = NULL;
+        self->model->users--;
+        model_release(self->model);
+    }
+}
+
+static void ctx_dealloc(PyCtx *self) {
+    ctx_release(self);
+    Py_XDECREF(self->model);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *ctx_close(PyCtx *self, PyObject *noargs) {
+    if (self->in_call) {
+        PyErr_SetString(PyExc_RuntimeError, "session is in use by another thread");
+        return NULL;
+    }
+    ctx_release(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *copy_rows(const float *src, int32_t rows, int32_t V, int two_d) {
+    npy_intp dims[2] = {rows, V};
+    PyObject *arr = two_d ? PyArray_SimpleNew(2, dims, NPY_FLOAT32) : PyArray_SimpleNew(1, dims + 1, NPY_FLOAT32);
+    if (!arr) return NULL;
+    memcpy(PyArray_DATA((PyArrayObject *)arr), src, (size_t)rows * (size_t)V * sizeof(float));
+    return arr;
+}
+
+static PyObject *ctx_decode(PyCtx *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"ids", "logits", NULL};
+    PyObject *ids;
+    const char *mode_s = "last";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|s", kwlist, &ids, &mode_s)) return NULL;
+    if (ctx_check(self) < 0) return NULL;
+    lfm_logits_mode mode;
+    if (strcmp(mode_s, "last") == 0) mode = LFM_LOGITS_LAST;
+    else if (strcmp(mode_s, "all") == 0) mode = LFM_LOGITS_ALL;
+    else if (strcmp(mode_s, "none") == 0) mode = LFM_LOGITS_NONE;
+    else return PyErr_Format(PyExc_ValueError, "logits must be 'last', 'all' or 'none', got '%s'", mode_s);
+    const int32_t V = self->model->m->cfg.n_vocab;
+    lfm_token *toks;
+    int32_t n;
+    if (get_tokens(ids, V, &toks, &n) < 0) return NULL;
+    lfm_status st;
+    char err[1024];
+    self->in_call = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = lfm_ctx_decode(self->c, toks, n, mode);
+    if (st != LFM_OK) snprintf(err, sizeof err, "%s", lfm_last_error());
+    Py_END_ALLOW_THREADS
+    self->in_call = 0;
+    PyMem_Free(toks);
+    if (st != LFM_OK) return lfm_py_raise_msg(st, err);
+    if (mode == LFM_LOGITS_NONE) Py_RETURN_NONE;
+    int32_t rows;
+    const float *lg = lfm_ctx_logits(self->c, &rows);
+    return copy_rows(lg, rows, V, mode == LFM_LOGITS_ALL);
+}
+
+static PyObject *ctx_last_logits(PyCtx *self, PyObject *noargs) {
+    if (ctx_check(self) < 0) return NULL;
+    int32_t rows;
+    const float *lg = lfm_ctx_logits(self->c, &rows);
+    if (!lg || !self->c->has_last_logits) Py_RETURN_NONE;
+    const int32_t V = self->model->m->cfg.n_vocab;
+    return copy_rows(lg + (size_t)(rows - 1) * V, 1, V, 0);
+}
+
+static PyObject *ctx_reset(PyCtx *self, PyObject *noargs) {
+    if (ctx_check(self) < 0) return NULL;
+    lfm_ctx_reset(self->c);
+    Py_RETURN_NONE;
+}
+
+static PyObject *ctx_save(PyCtx *self, PyObject *noargs) {
+    if (ctx_check(self) < 0) return NULL;
+    size_t n = lfm_ctx_state_size(self->c);
+    PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+    if (!b) return NULL;
+    lfm_status st;
+    char err[1024];
+    char *dst = PyBytes_AS_STRING(b);
+    self->in_call = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = lfm_ctx_state_save(self->c, dst, n, NULL);
+    if (st != LFM_OK) snprintf(err, sizeof err, "%s", lfm_last_error());
+    Py_END_ALLOW_THREADS
+    self->in_call = 0;
+    if (st != LFM_OK) {
+        Py_DECREF(b);
+        return lfm_py_raise_msg(st, err);
+    }
+    return b;
+}
+
+static PyObject *ctx_load(PyCtx *self, PyObject *arg) {
+    if (ctx_check(self) < 0) return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    lfm_status st;
+    char err[1024];
+    self->in_call = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = lfm_ctx_state_load(self->c, view.buf, (size_t)view.len);
+    if (st != LFM_OK) snprintf(err, sizeof err, "%s", lfm_last_error());
+    Py_END_ALLOW_THREADS
+    self->in_call = 0;
+    PyBuffer_Release(&view);
+    if (st != LFM_OK) return lfm_py_raise_msg(st, err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *ctx_get_pos(PyCtx *self, void *cl) {
+    if (ctx_check(self) < 0) return NULL;
+    return PyLong_FromLong(lfm_ctx_pos(self->c));
+}
+static PyObject *ctx_get_n_ctx(PyCtx *self, void *cl) {
+    if (ctx_check(self) < 0) return NULL;
+    return PyLong_FromLong(lfm_ctx_n_ctx(self->c));
+}
+static PyObject *ctx_get_n_batch(PyCtx *self, void *cl) {
+    if (ctx_check(self) < 0) return NULL;
+    return PyLong_FromLong(self->c->n_batch);
+}
+static PyObject *ctx_get_n_threads(PyCtx *self, void *cl) {
+    if (ctx_check(self) < 0) return NULL;
+    return PyLong_FromLong(lfm_threadpool_n_threads(self->c->tp));
+}
+static PyObject *ctx_get_closed(PyCtx *self, void *cl) { return PyBool_FromLong(self->c == NULL); }
+static PyObject *ctx_get_kernels(PyCtx *self, void *cl) {
+    if (ctx_check(self) < 0) return NULL;
+    return PyUnicode_FromString(self->c->k->name);
+}
+
+static PyObject *ctx_enter(PyObject *self, PyObject *noargs) {
+    if (ctx_check((PyCtx *)self) < 0) return NULL;
+    Py_INCREF(self);
+    return self;
+}
+static PyObject *ctx_exit(PyCtx *self, PyObject *args) { return ctx_close(self, NULL); }
+
+static PyMethodDef ctx_methods[] = {
+    {"decode", (PyCFunction)(void (*)(void))ctx_decode, METH_VARARGS | METH_KEYWORDS,
+     "decode(ids, logits='last'|'all'|'none') -> copy of the last row [n_vocab], all rows [T, n_vocab], or None."},
+    {"last_logits", (PyCFunction)ctx_last_logits, METH_NOARGS, "Copy of the logits of the last decoded token, or None."},
+    {"reset", (PyCFunction)ctx_reset, METH_NOARGS, "Back to position 0 with an empty state."},
+    {"save", (PyCFunction)ctx_save, METH_NOARGS, "The whole state as bytes."},
+    {"load", (PyCFunction)ctx_load, METH_O, "Restore a state saved from a context of the same model shape."},
+    {"close", (PyCFunction)ctx_close, METH_NOARGS, "Free the KV cache and scratch."},
+    {"__enter__", ctx_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)ctx_exit, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef ctx_getset[] = {
+    {"pos", (getter)ctx_get_pos, NULL, "tokens decoded so far", NULL},
+    {"n_ctx", (getter)ctx_get_n_ctx, NULL, "capacity in positions", NULL},
+    {"n_batch", (getter)ctx_get_n_batch, NULL, "tokens per internal chunk", NULL},
+    {"n_threads", (getter)ctx_get_n_threads, NULL, "threads of this context's pool", NULL},
+    {"kernels", (getter)ctx_get_kernels, NULL, "kernel set in use ('avx2', 'ref')", NULL},
+    {"closed", (getter)ctx_get_closed, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject PyCtx_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "liquidlfm._core.Ctx",
+    .tp_basicsize = sizeof(PyCtx),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Ctx(model, n_ctx=0, n_batch=0, n_threads=0): KV cache + conv state + scratch for one sequence.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)ctx_init,
+    .tp_dealloc = (destructor)ctx_dealloc,
+    .tp_methods = ctx_methods,
+    .tp_getset = ctx_getset,
+};
+
+/* ---- kernel test hooks: _core._kernel(impl, name, *arrays) ---- */
+
+static PyArrayObject *f32_arg(PyObject *o) {
+    return (PyArrayObject *)PyArray_FromAny(o, PyArray_DescrFromType(NPY_FLOAT32), 0, 0, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST, NULL);
+}
+
+static PyObject *py_kernel(PyObject *mod, PyObject *args) {
+    Py_ssize_t na = PyTuple_GET_SIZE(args);
+    if (na < 2) return PyErr_Format(PyExc_TypeError, "_kernel(impl, name, *arrays)");
+    const char *impl = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args, 0));
+    const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args, 1));
+    if (!impl || !name) return NULL;
+    const lfm_kernels *k = lfm_kernels_by_name(impl);
+    if (!k) return PyErr_Format(PyExc_ValueError, "kernel set '%s' is not available on this CPU/build", impl);
+#define ARG(i) PyTuple_GET_ITEM(args, (i) + 2)
+    if (strncmp(name, "gemm_", 5) == 0) { /* W (R,K) float32 or uint16 bits, X (T,K) float32, r0, r1 -> Y (T,R) */
+        if (na != 6) return PyErr_Format(PyExc_TypeError, "gemm: W, X, r0, r1");
+        int f32 = strcmp(name, "gemm_f32") == 0;
+        lfm_gemm_fn fn = f32 ? k->gemm_f32 : strcmp(name, "gemm_f16") == 0 ? k->gemm_f16 : strcmp(name, "gemm_bf16") == 0 ? k->gemm_bf16 : NULL;
+        if (!fn) return PyErr_Format(PyExc_ValueError, "unknown kernel '%s'", name);
+        PyArrayObject *W = (PyArrayObject *)PyArray_FromAny(ARG(0), PyArray_DescrFromType(f32 ? NPY_FLOAT32 : NPY_UINT16), 2, 2, NPY_ARRAY_IN_ARRAY, NULL);
+        PyArrayObject *X = W ? (PyArrayObject *)PyArray_FromAny(ARG(1), PyArray_DescrFromType(NPY_FLOAT32), 2, 2, NPY_ARRAY_IN_ARRAY, NULL) : NULL;
+        long r0 = PyLong_AsLong(ARG(2)), r1 = PyLong_AsLong(ARG(3));
+        if (!W || !X || PyErr_Occurred() || PyArray_DIM(W, 1) != PyArray_DIM(X, 1) || r0 < 0 || r1 > PyArray_DIM(W, 0) || r0 > r1) {
+            Py_XDECREF(W);
+            Py_XDECREF(X);
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "gemm: bad shapes or row range");
+            return NULL;
+        }
+        npy_intp dims[2] = {PyArray_DIM(X, 0), PyArray_DIM(W, 0)};
+        PyObject *Y = PyArray_ZEROS(2, dims, NPY_FLOAT32, 0);
+        if (Y)
+            fn(PyArray_DATA(W), PyArray_DIM(W, 1), PyArray_DATA(X), PyArray_DIM(X, 1), dims[0], PyArray_DATA((PyArrayObject *)Y), dims[1], r0, r1);
+        Py_DECREF(W);
+        Py_DECREF(X);
+        return Y;
+    }
+    if (strcmp(name, "f16_to_f32") == 0 || strcmp(name, "bf16_to_f32") == 0) {
+        PyArrayObject *a = (PyArrayObject *)PyArray_FromAny(ARG(0), PyArray_DescrFromType(NPY_UINT16), 1, 1, NPY_ARRAY_IN_ARRAY, NULL);
+        if (!a) return NULL;
+        npy_intp n = PyArray_DIM(a, 0);
+        PyObject *out = PyArray_SimpleNew(1, &n, NPY_FLOAT32);
+        if (out) (name[0] == 'f' ? k->f16_to_f32 : k->bf16_to_f32)(PyArray_DATA((PyArrayObject *)out), PyArray_DATA(a), n);
+        Py_DECREF(a);
+        return out;
+    }
+    /* the rest take float32 arrays (+ scalars) */
+    PyArrayObject *A[4] = {NULL, NULL, NULL, NULL};
+    PyObject *res = NULL;
+    int n_arr = 0;
+    for (Py_ssize_t i = 2; i < na && n_arr < 4; i++) {
+        PyObject *o = PyTuple_GET_ITEM(args, i);
+        if (PyFloat_Check(o) || PyLong_Check(o)) break;
+        if (!(A[n_arr++] = f32_arg(o))) goto done;
+    }
+    Py_ssize_t n_sc = na - 2 - n_arr;
+    double sc = n_sc > 0 ? PyFloat_AsDouble(PyTuple_GET_ITEM(args, 2 + n_arr)) : 0;
+    if (PyErr_Occurred()) goto done;
+#define OUT_LIKE(a) PyArray_NewLikeArray((a), NPY_CORDER, NULL, 0)
+#define D(a) ((float *)PyArray_DATA(a))
+#define SIZE(a) ((int64_t)PyArray_SIZE(a))
+    if (strcmp(name, "rmsnorm") == 0 && n_arr == 2 && n_sc == 1 && SIZE(A[0]) == SIZE(A[1])) {
+        if ((res = OUT_LIKE(A[0]))) k->rmsnorm(D((PyArrayObject *)res), D(A[0]), D(A[1]), SIZE(A[0]), (float)sc);
+    } else if (strcmp(name, "rope") == 0 && n_arr == 2 && SIZE(A[0]) == SIZE(A[1]) && SIZE(A[0]) % 2 == 0) {
+        if ((res = (PyObject *)PyArray_NewCopy(A[0], NPY_CORDER))) k->rope(D((PyArrayObject *)res), D(A[1]), SIZE(A[0]));
+    } else if (strcmp(name, "softmax") == 0 && n_arr == 1 && SIZE(A[0]) > 0) {
+        if ((res = (PyObject *)PyArray_NewCopy(A[0], NPY_CORDER))) k->softmax(D((PyArrayObject *)res), SIZE(A[0]));
+    } else if ((strcmp(name, "silu_mul") == 0 || strcmp(name, "mul") == 0) && n_arr == 2 && SIZE(A[0]) == SIZE(A[1])) {
+        if ((res = OUT_LIKE(A[0]))) (name[0] == 's' ? k->silu_mul : k->mul)(D((PyArrayObject *)res), D(A[0]), D(A[1]), SIZE(A[0]));
+    } else if (strcmp(name, "add") == 0 && n_arr == 2 && SIZE(A[0]) == SIZE(A[1])) {
+        if ((res = (PyObject *)PyArray_NewCopy(A[0], NPY_CORDER))) k->add(D((PyArrayObject *)res), D(A[1]), SIZE(A[0]));
+    } else if (strcmp(name, "conv") == 0 && n_arr == 3 && PyArray_NDIM(A[0]) == 2 && PyArray_NDIM(A[1]) == 2 && PyArray_NDIM(A[2]) == 2 &&
+               PyArray_DIM(A[1], 0) == PyArray_DIM(A[0], 1) && PyArray_DIM(A[2], 0) == PyArray_DIM(A[1], 1) - 1 &&
+               PyArray_DIM(A[2], 1) == PyArray_DIM(A[0], 1)) {
+        /* v (T,H), w (H,K), state (K-1,H) -> (out (T,H), new state) */
+        PyObject *out = OUT_LIKE(A[0]);
+        PyObject *st = (PyObject *)PyArray_NewCopy(A[2], NPY_CORDER);
+        if (out && st) {
+            k->conv(D((PyArrayObject *)out), PyArray_DIM(A[0], 1), D(A[0]), PyArray_DIM(A[0], 1), PyArray_DIM(A[0], 0), PyArray_DIM(A[0], 1),
+                    D(A[1]), PyArray_DIM(A[1], 1), D((PyArrayObject *)st));
+            res = Py_BuildValue("(NN)", out, st);
+        } else {
+            Py_XDECREF(out);
+            Py_XDECREF(st);
+        }
+    } else if (strcmp(name, "attn") == 0 && n_arr == 3 && n_sc == 1 && PyArray_NDIM(A[1]) == 2 && PyArray_NDIM(A[2]) == 2 &&
+               PyArray_DIM(A[1], 0) == PyArray_DIM(A[2], 0) && PyArray_DIM(A[1], 1) == PyArray_DIM(A[2], 1) &&
+               SIZE(A[0]) <= PyArray_DIM(A[1], 1) && PyArray_DIM(A[1], 0) > 0) {
+        /* q (hd), K (n, ld), V (n, ld), scale: head at columns [0, hd) */
+        int64_t n = PyArray_DIM(A[1], 0), hd = SIZE(A[0]);
+        float *scores = PyMem_Malloc((size_t)n * sizeof(float));
+        if (!scores) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        if ((res = OUT_LIKE(A[0]))) k->attn(D((PyArrayObject *)res), D(A[0]), D(A[1]), D(A[2]), PyArray_DIM(A[1], 1), n, hd, (float)sc, scores);
+        PyMem_Free(scores);
+    } else {
+        PyErr_Format(PyExc_ValueError, "unknown kernel '%s' or bad arguments", name);
+    }
+done:
+    for (int i = 0; i < 4; i++) Py_XDECREF(A[i]);
+    return res;
+#undef ARG
+#undef OUT_LIKE
+#undef D
+#undef SIZE
+}
+
+static PyObject *py_kernel_sets(PyObject *mod, PyObject *noargs) {
+    PyObject *l = PyList_New(0);
+    if (!l) return NULL;
+    static const char *names[] = {"ref", "avx2"};
+    for (size_t i = 0; i < 2; i++)
+        if (lfm_kernels_by_name(names[i])) {
+            PyObject *s = PyUnicode_FromString(names[i]);
+            if (!s || PyList_Append(l, s) < 0) {
+                Py_XDECREF(s);
+                Py_DECREF(l);
+                return NULL;
+            }
+            Py_DECREF(s);
+        }
+    return l;
+}
+
+static PyObject *py_kernels_default(PyObject *mod, PyObject *noargs) { return PyUnicode_FromString(lfm_kernels_get()->name); }
+
+static PyMethodDef engine_functions[] = {
+    {"_kernel", py_kernel, METH_VARARGS, "_kernel(impl, name, *arrays): run one kernel (tests)."},
+    {"kernel_sets", py_kernel_sets, METH_NOARGS, "Kernel sets available on this CPU/build."},
+    {"kernels_default", py_kernels_default, METH_NOARGS, "The kernel set contexts use (LFM_KERNELS=ref forces 'ref')."},
+    {NULL, NULL, 0, NULL},
+};
+
+int lfm_py_init_engine(PyObject *module) {
+    if (PyType_Ready(&PyModel_Type) < 0 || PyType_Ready(&PyCtx_Type) < 0) return -1;
+    Py_INCREF(&PyModel_Type);
+    if (PyModule_AddObject(module, "Model", (PyObject *)&PyModel_Type) < 0) {
+        Py_DECREF(&PyModel_Type);
+        return -1;
+    }
+    Py_INCREF(&PyCtx_Type);
+    if (PyModule_AddObject(module, "Ctx", (PyObject *)&PyCtx_Type) < 0) {
+        Py_DECREF(&PyCtx_Type);
+        return -1;
+    }
+    return PyModule_AddFunctions(module, engine_functions);
 }

@@ -1,0 +1,283 @@
+/* kernels_avx2.c — AVX2 + FMA + F16C kernels (compiled with -mavx2 -mfma -mf16c only; chosen at
+ * run time by lfm_kernels_get when the CPU has all three). Same contracts as ref.c.
+ *
+ * The matmul is a blocked GEMM: a chunk of tokens small enough to stay in L2 is multiplied by
+ * 4 weight rows × 2 tokens per inner loop, so every weight vector loaded (and converted from
+ * F16/BF16) is used twice and every activation vector four times; for prefill each weight row
+ * is streamed from memory once per token chunk instead of once per token. */
+#include "../engine.h"
+
+#include <immintrin.h>
+#include <math.h>
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+static ALWAYS_INLINE float hsum(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+/* ---- weight loaders: 8 consecutive weights of row w as floats, and one as a scalar ---- */
+
+static ALWAYS_INLINE __m256 ld8_f32(const void *w, int64_t k) { return _mm256_loadu_ps((const float *)w + k); }
+static ALWAYS_INLINE __m256 ld8_f16(const void *w, int64_t k) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + k)));
+}
+static ALWAYS_INLINE __m256 ld8_bf16(const void *w, int64_t k) {
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + k));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+static ALWAYS_INLINE float ld1_f32(const void *w, int64_t k) { return ((const float *)w)[k]; }
+static ALWAYS_INLINE float ld1_f16(const void *w, int64_t k) { return _cvtsh_ss(((const uint16_t *)w)[k]); }
+static ALWAYS_INLINE float ld1_bf16(const void *w, int64_t k) { return lfm_bf16_to_f32(((const uint16_t *)w)[k]); }
+
+typedef __m256 (*ld8_fn)(const void *, int64_t);
+typedef float (*ld1_fn)(const void *, int64_t);
+
+/* 4 rows x 2 tokens */
+static ALWAYS_INLINE void tile_4x2(ld8_fn ld8, ld1_fn ld1, const void *w0, const void *w1, const void *w2, const void *w3,
+                                   const float *x0, const float *x1, int64_t K, float *y0, float *y1) {
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 xa = _mm256_loadu_ps(x0 + k), xb = _mm256_loadu_ps(x1 + k), w;
+        w = ld8(w0, k), a00 = _mm256_fmadd_ps(w, xa, a00), a01 = _mm256_fmadd_ps(w, xb, a01);
+        w = ld8(w1, k), a10 = _mm256_fmadd_ps(w, xa, a10), a11 = _mm256_fmadd_ps(w, xb, a11);
+        w = ld8(w2, k), a20 = _mm256_fmadd_ps(w, xa, a20), a21 = _mm256_fmadd_ps(w, xb, a21);
+        w = ld8(w3, k), a30 = _mm256_fmadd_ps(w, xa, a30), a31 = _mm256_fmadd_ps(w, xb, a31);
+    }
+    float s00 = hsum(a00), s01 = hsum(a01), s10 = hsum(a10), s11 = hsum(a11);
+    float s20 = hsum(a20), s21 = hsum(a21), s30 = hsum(a30), s31 = hsum(a31);
+    for (; k < K; k++) {
+        float f0 = ld1(w0, k), f1 = ld1(w1, k), f2 = ld1(w2, k), f3 = ld1(w3, k);
+        s00 += f0 * x0[k], s01 += f0 * x1[k], s10 += f1 * x0[k], s11 += f1 * x1[k];
+        s20 += f2 * x0[k], s21 += f2 * x1[k], s30 += f3 * x0[k], s31 += f3 * x1[k];
+    }
+    y0[0] = s00, y0[1] = s10, y0[2] = s20, y0[3] = s30;
+    y1[0] = s01, y1[1] = s11, y1[2] = s21, y1[3] = s31;
+}
+
+/* 4 rows x 1 token */
+static ALWAYS_INLINE void tile_4x1(ld8_fn ld8, ld1_fn ld1, const void *w0, const void *w1, const void *w2, const void *w3,
+                                   const float *x0, int64_t K, float *y0) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 xa = _mm256_loadu_ps(x0 + k);
+        a0 = _mm256_fmadd_ps(ld8(w0, k), xa, a0);
+        a1 = _mm256_fmadd_ps(ld8(w1, k), xa, a1);
+        a2 = _mm256_fmadd_ps(ld8(w2, k), xa, a2);
+        a3 = _mm256_fmadd_ps(ld8(w3, k), xa, a3);
+    }
+    float s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+    for (; k < K; k++) {
+        s0 += ld1(w0, k) * x0[k], s1 += ld1(w1, k) * x0[k];
+        s2 += ld1(w2, k) * x0[k], s3 += ld1(w3, k) * x0[k];
+    }
+    y0[0] = s0, y0[1] = s1, y0[2] = s2, y0[3] = s3;
+}
+
+/* 1 row x 1 token */
+static ALWAYS_INLINE float tile_1x1(ld8_fn ld8, ld1_fn ld1, const void *w0, const float *x0, int64_t K) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        a0 = _mm256_fmadd_ps(ld8(w0, k), _mm256_loadu_ps(x0 + k), a0);
+        a1 = _mm256_fmadd_ps(ld8(w0, k + 8), _mm256_loadu_ps(x0 + k + 8), a1);
+    }
+    for (; k + 8 <= K; k += 8) a0 = _mm256_fmadd_ps(ld8(w0, k), _mm256_loadu_ps(x0 + k), a0);
+    float s = hsum(_mm256_add_ps(a0, a1));
+    for (; k < K; k++) s += ld1(w0, k) * x0[k];
+    return s;
+}
+
+static ALWAYS_INLINE void gemm_generic(ld8_fn ld8, ld1_fn ld1, size_t esz, const void *W, int64_t K, const float *X, int64_t ldx,
+                                       int64_t T, float *Y, int64_t ldy, int64_t r0, int64_t r1) {
+    const char *Wb = W;
+    const size_t row = (size_t)K * esz;
+    /* tokens per chunk: keep the chunk's activations (TB*K floats) within ~128 KiB of L2 */
+    int64_t TB = (32 * 1024) / (K > 0 ? K : 1);
+    TB = TB < 2 ? 2 : TB > 64 ? 64 : TB;
+    TB &= ~(int64_t)1;
+    for (int64_t t0 = 0; t0 < T; t0 += TB) {
+        int64_t t1 = t0 + TB < T ? t0 + TB : T;
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) {
+            const void *w0 = Wb + (size_t)r * row, *w1 = Wb + (size_t)(r + 1) * row;
+            const void *w2 = Wb + (size_t)(r + 2) * row, *w3 = Wb + (size_t)(r + 3) * row;
+            int64_t t = t0;
+            for (; t + 2 <= t1; t += 2)
+                tile_4x2(ld8, ld1, w0, w1, w2, w3, X + t * ldx, X + (t + 1) * ldx, K, Y + t * ldy + r, Y + (t + 1) * ldy + r);
+            for (; t < t1; t++) tile_4x1(ld8, ld1, w0, w1, w2, w3, X + t * ldx, K, Y + t * ldy + r);
+        }
+        for (; r < r1; r++)
+            for (int64_t t = t0; t < t1; t++) Y[t * ldy + r] = tile_1x1(ld8, ld1, Wb + (size_t)r * row, X + t * ldx, K);
+    }
+}
+
+static void gemm_f32(const void *W, int64_t K, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy, int64_t r0, int64_t r1) {
+    gemm_generic(ld8_f32, ld1_f32, 4, W, K, X, ldx, T, Y, ldy, r0, r1);
+}
+static void gemm_f16(const void *W, int64_t K, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy, int64_t r0, int64_t r1) {
+    gemm_generic(ld8_f16, ld1_f16, 2, W, K, X, ldx, T, Y, ldy, r0, r1);
+}
+static void gemm_bf16(const void *W, int64_t K, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy, int64_t r0, int64_t r1) {
+    gemm_generic(ld8_bf16, ld1_bf16, 2, W, K, X, ldx, T, Y, ldy, r0, r1);
+}
+
+/* ---- element-wise ---- */
+
+static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        acc = _mm256_fmadd_ps(v, v, acc);
+    }
+    double ss = hsum(acc);
+    for (; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / (double)n + eps));
+    __m256 s = _mm256_set1_ps(scale);
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(w + i), _mm256_mul_ps(_mm256_loadu_ps(x + i), s)));
+    for (; i < n; i++) out[i] = w[i] * (x[i] * scale);
+}
+
+static void rope(float *x, const float *cs, int64_t hd) {
+    int64_t half = hd / 2, i = 0;
+    const float *cos_ = cs, *sin_ = cs + half;
+    for (; i + 8 <= half; i += 8) {
+        __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + half + i);
+        __m256 c = _mm256_loadu_ps(cos_ + i), s = _mm256_loadu_ps(sin_ + i);
+        _mm256_storeu_ps(x + i, _mm256_sub_ps(_mm256_mul_ps(a, c), _mm256_mul_ps(b, s)));
+        _mm256_storeu_ps(x + half + i, _mm256_add_ps(_mm256_mul_ps(b, c), _mm256_mul_ps(a, s)));
+    }
+    for (; i < half; i++) {
+        float a = x[i], b = x[i + half];
+        x[i] = a * cos_[i] - b * sin_[i];
+        x[i + half] = b * cos_[i] + a * sin_[i];
+    }
+}
+
+/* softmax / SiLU keep libm's expf (exactness over speed; they are a small share of the time) */
+static void softmax(float *x, int64_t n) {
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    for (; i < n; i++) x[i] *= (float)(1.0 / sum);
+}
+
+static void silu_mul(float *out, const float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+static void mul(float *out, const float *a, const float *b, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+    for (; i < n; i++) out[i] = a[i] * b[i];
+}
+
+static void add(float *y, const float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_loadu_ps(x + i)));
+    for (; i < n; i++) y[i] += x[i];
+}
+
+/* ---- depthwise causal conv: 8 channels at a time, taps as vectors ---- */
+
+#define CONV_MAX_K 16
+
+static void conv(float *out, int64_t ld_out, const float *v, int64_t ld_v, int64_t T, int64_t H, const float *w, int64_t K,
+                 float *state) {
+    if (K > CONV_MAX_K) {
+        lfm_kernels_ref.conv(out, ld_out, v, ld_v, T, H, w, K, state);
+        return;
+    }
+#define INPUT_PTR(j) ((j) < K - 1 ? state + (j) * H : v + ((j) - (K - 1)) * ld_v)
+    int64_t c = 0;
+    for (; c + 8 <= H; c += 8) {
+        __m256 wk[CONV_MAX_K];
+        for (int64_t k = 0; k < K; k++)
+            wk[k] = _mm256_setr_ps(w[(c + 0) * K + k], w[(c + 1) * K + k], w[(c + 2) * K + k], w[(c + 3) * K + k],
+                                   w[(c + 4) * K + k], w[(c + 5) * K + k], w[(c + 6) * K + k], w[(c + 7) * K + k]);
+        for (int64_t t = 0; t < T; t++) {
+            /* same summation order as ref: s = 0; s += w_k * in_k for k = 0.. */
+            __m256 s = _mm256_setzero_ps();
+            for (int64_t k = 0; k < K; k++) s = _mm256_add_ps(s, _mm256_mul_ps(wk[k], _mm256_loadu_ps(INPUT_PTR(t + k) + c)));
+            _mm256_storeu_ps(out + t * ld_out + c, s);
+        }
+    }
+    for (; c < H; c++)
+        for (int64_t t = 0; t < T; t++) {
+            float s = 0;
+            for (int64_t k = 0; k < K; k++) s += w[c * K + k] * INPUT_PTR(t + k)[c];
+            out[t * ld_out + c] = s;
+        }
+    for (int64_t j = 0; j < K - 1; j++) {
+        const float *src = INPUT_PTR(T + j);
+        float *dst = state + j * H;
+        for (int64_t i = 0; i < H; i++) dst[i] = src[i];
+    }
+#undef INPUT_PTR
+}
+
+/* ---- attention for one head ---- */
+
+static void attn(float *out, const float *q, const float *k, const float *v, int64_t ld, int64_t n, int64_t hd, float scale,
+                 float *scores) {
+    for (int64_t j = 0; j < n; j++) scores[j] = tile_1x1(ld8_f32, ld1_f32, k + j * ld, q, hd) * scale;
+    softmax(scores, n);
+    int64_t i = 0;
+    for (; i + 8 <= hd; i += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t j = 0; j < n; j++) acc = _mm256_fmadd_ps(_mm256_set1_ps(scores[j]), _mm256_loadu_ps(v + j * ld + i), acc);
+        _mm256_storeu_ps(out + i, acc);
+    }
+    for (; i < hd; i++) {
+        float acc = 0;
+        for (int64_t j = 0; j < n; j++) acc += scores[j] * v[j * ld + i];
+        out[i] = acc;
+    }
+}
+
+static void f16_to_f32(float *dst, const uint16_t *src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, ld8_f16(src, i));
+    for (; i < n; i++) dst[i] = _cvtsh_ss(src[i]);
+}
+
+static void bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, ld8_bf16(src, i));
+    for (; i < n; i++) dst[i] = lfm_bf16_to_f32(src[i]);
+}
+
+const lfm_kernels lfm_kernels_avx2 = {
+    .name = "avx2",
+    .gemm_f32 = gemm_f32,
+    .gemm_f16 = gemm_f16,
+    .gemm_bf16 = gemm_bf16,
+    .rmsnorm = rmsnorm,
+    .rope = rope,
+    .softmax = softmax,
+    .silu_mul = silu_mul,
+    .mul = mul,
+    .add = add,
+    .conv = conv,
+    .attn = attn,
+    .f16_to_f32 = f16_to_f32,
+    .bf16_to_f32 = bf16_to_f32,
+};

@@ -1,0 +1,205 @@
+/* ref.c — scalar reference kernels: the oracle every ISA version is tested against, and the
+ * kernel table used when LFM_KERNELS=ref or the CPU lacks AVX2/FMA/F16C. */
+#include "../engine.h"
+
+#include <math.h>
+#include <string.h>
+
+float lfm_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: renormalise */
+            exp = 127 - 15 + 1;
+            while (!(man & 0x400)) {
+                man <<= 1;
+                exp--;
+            }
+            bits = sign | (exp << 23) | ((man & 0x3FF) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7F800000u | (man << 13);
+    } else {
+        bits = sign | ((exp - 15 + 127) << 23) | (man << 13);
+    }
+    union { uint32_t u; float f; } v = {bits};
+    return v.f;
+}
+
+/* ---- matmul rows ---- */
+
+static void gemm_f32(const void *W_, int64_t K, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy, int64_t r0,
+                     int64_t r1) {
+    const float *W = W_;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *w = W + r * K;
+        for (int64_t t = 0; t < T; t++) {
+            const float *x = X + t * ldx;
+            float s = 0;
+            for (int64_t k = 0; k < K; k++) s += w[k] * x[k];
+            Y[t * ldy + r] = s;
+        }
+    }
+}
+
+static void gemm_f16(const void *W_, int64_t K, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy, int64_t r0,
+                     int64_t r1) {
+    const uint16_t *W = W_;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint16_t *w = W + r * K;
+        for (int64_t t = 0; t < T; t++) {
+            const float *x = X + t * ldx;
+            float s = 0;
+            for (int64_t k = 0; k < K; k++) s += lfm_f16_to_f32(w[k]) * x[k];
+            Y[t * ldy + r] = s;
+        }
+    }
+}
+
+static void gemm_bf16(const void *W_, int64_t K, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy, int64_t r0,
+                      int64_t r1) {
+    const uint16_t *W = W_;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint16_t *w = W + r * K;
+        for (int64_t t = 0; t < T; t++) {
+            const float *x = X + t * ldx;
+            float s = 0;
+            for (int64_t k = 0; k < K; k++) s += lfm_bf16_to_f32(w[k]) * x[k];
+            Y[t * ldy + r] = s;
+        }
+    }
+}
+
+/* ---- element-wise ---- */
+
+static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / (double)n + eps));
+    for (int64_t i = 0; i < n; i++) out[i] = w[i] * (x[i] * scale);
+}
+
+static void rope(float *x, const float *cs, int64_t hd) {
+    int64_t half = hd / 2;
+    const float *cos_ = cs, *sin_ = cs + half;
+    for (int64_t i = 0; i < half; i++) {
+        float a = x[i], b = x[i + half];
+        x[i] = a * cos_[i] - b * sin_[i];
+        x[i + half] = b * cos_[i] + a * sin_[i];
+    }
+}
+
+static void softmax(float *x, int64_t n) {
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+static void silu_mul(float *out, const float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+static void mul(float *out, const float *a, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = a[i] * b[i];
+}
+
+static void add(float *y, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+/* ---- depthwise causal conv with rolling state ---- */
+
+static void conv(float *out, int64_t ld_out, const float *v, int64_t ld_v, int64_t T, int64_t H, const float *w, int64_t K,
+                 float *state) {
+    /* input j of the virtual sequence concat(state[0..K-2], v[0..T-1]) */
+#define INPUT(j, c) ((j) < K - 1 ? state[(j) * H + (c)] : v[((j) - (K - 1)) * ld_v + (c)])
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t c = 0; c < H; c++) {
+            float s = 0;
+            for (int64_t k = 0; k < K; k++) s += w[c * K + k] * INPUT(t + k, c);
+            out[t * ld_out + c] = s;
+        }
+    /* new state: the last K-1 inputs; shift through a temporary row when T < K-1 */
+    for (int64_t j = 0; j < K - 1; j++) {
+        int64_t src = T + j; /* index in the virtual sequence */
+        for (int64_t c = 0; c < H; c++) {
+            float val = INPUT(src, c);
+            state[j * H + c] = val; /* src >= j + 1 > j, so state rows not yet read are not overwritten */
+        }
+    }
+#undef INPUT
+}
+
+/* ---- attention for one head ---- */
+
+static void attn(float *out, const float *q, const float *k, const float *v, int64_t ld, int64_t n, int64_t hd, float scale,
+                 float *scores) {
+    for (int64_t j = 0; j < n; j++) {
+        float s = 0;
+        for (int64_t i = 0; i < hd; i++) s += q[i] * k[j * ld + i];
+        scores[j] = s * scale;
+    }
+    softmax(scores, n);
+    for (int64_t i = 0; i < hd; i++) out[i] = 0;
+    for (int64_t j = 0; j < n; j++) {
+        float p = scores[j];
+        for (int64_t i = 0; i < hd; i++) out[i] += p * v[j * ld + i];
+    }
+}
+
+static void f16_to_f32(float *dst, const uint16_t *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = lfm_f16_to_f32(src[i]);
+}
+
+static void bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = lfm_bf16_to_f32(src[i]);
+}
+
+const lfm_kernels lfm_kernels_ref = {
+    .name = "ref",
+    .gemm_f32 = gemm_f32,
+    .gemm_f16 = gemm_f16,
+    .gemm_bf16 = gemm_bf16,
+    .rmsnorm = rmsnorm,
+    .rope = rope,
+    .softmax = softmax,
+    .silu_mul = silu_mul,
+    .mul = mul,
+    .add = add,
+    .conv = conv,
+    .attn = attn,
+    .f16_to_f32 = f16_to_f32,
+    .bf16_to_f32 = bf16_to_f32,
+};
+
+/* ---- dispatch ---- */
+
+const lfm_kernels *lfm_kernels_by_name(const char *name) {
+    if (!name || strcmp(name, "ref") == 0) return &lfm_kernels_ref;
+#if defined(LFM_IS_X86)
+    if (strcmp(name, "avx2") == 0) {
+        const lfm_cpu_features *f = lfm_cpu();
+        return f->avx2 && f->fma && f->f16c ? &lfm_kernels_avx2 : NULL;
+    }
+#endif
+    return NULL;
+}
+
+const lfm_kernels *lfm_kernels_get(void) {
+    const lfm_cpu_features *f = lfm_cpu();
+    if (f->force_ref) return &lfm_kernels_ref;
+#if defined(LFM_IS_X86)
+    if (f->avx2 && f->fma && f->f16c) return &lfm_kernels_avx2;
+#endif
+    return &lfm_kernels_ref;
+}

@@ -1,0 +1,438 @@
+"""LFM2's tokenizer: byte-level BPE with the LLaMA-3-style pre-tokenizer, core in C (csrc/tokenizer.c).
+
+    tok = Tokenizer.from_dir("path/to/LFM2-350M")        # tokenizer.json (+ tokenizer_config.json)
+    tok = Tokenizer.from_gguf("LFM2-350M-Q4_0.gguf")      # tokenizer.ggml.* metadata
+    ids = tok.encode("안녕하세요, world! 🙂")                # [1, ...]: BOS first, like transformers
+    tok.decode(ids)                                        # '<|startoftext|>안녕하세요, world! 🙂'
+    tok.decode(ids, skip_special_tokens=True)              # '안녕하세요, world! 🙂'
+    dec = tok.stream_decoder()                             # never splits a UTF-8 character
+    for i in ids: print(dec.feed(i), end="")
+    print(dec.flush())
+
+Ids are identical to Hugging Face `tokenizers` loading the same tokenizer.json and to llama.cpp on a
+GGUF carrying the same vocabulary (tests/test_tokenizer*.py). Defaults follow transformers:
+`encode(text)` adds BOS (when the tokenizer's add_bos_token says so) and turns special-token text such
+as "<|im_start|>" into its id (parse_special=True). For untrusted user content pass
+parse_special=False, so a user cannot inject control tokens (llama-cpp-python's default).
+
+decode() is the exact byte concatenation of the tokens, decoded as UTF-8 with invalid/incomplete
+sequences replaced by U+FFFD (= `tokenizers` Tokenizer.decode). transformers' decode may additionally
+apply clean_up_tokenization_spaces (" ." -> "."), which changes text; we never do.
+"""
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Mapping, Optional, Sequence, Union
+
+from . import _core
+from .errors import ModelFormatError, UnsupportedModelError
+
+__all__ = ["Tokenizer", "StreamDecoder", "LFM2_PRETOKENIZER_PATTERN"]
+
+# GGUF tokenizer.ggml.token_type values (= lfm_token_kind in csrc/lfm.h)
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+LFM2_PRETOKENIZER_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+# GGUF tokenizer.ggml.pre values llama.cpp runs with this pattern and ignore_merges
+_GGUF_PRE_OK = {"lfm2", "llama-bpe", "llama3", "llama-v3"}
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _content(tok) -> Optional[str]:
+    if tok is None:
+        return None
+    if isinstance(tok, Mapping):
+        return tok.get("content")
+    return str(tok)
+
+
+class Tokenizer:
+    """Byte-level BPE tokenizer (C core). Build with from_dir / from_tokenizer_json / from_gguf / load.
+
+    Attributes: vocab_size, bos_id, eos_id, pad_id (None when unknown), add_bos_token,
+    add_eos_token, special_ids (control tokens: <|im_start|>, ...). Thread-safe; close() frees the
+    native tables (also via `with`)."""
+
+    def __init__(self, tokens: Sequence[str], token_types: Optional[Sequence[int]], merges: Sequence[str], *,
+                 ignore_merges: bool = True, bos_id: Optional[int] = None, eos_id: Optional[int] = None,
+                 pad_id: Optional[int] = None, add_bos_token: bool = True, add_eos_token: bool = False):
+        tokens = list(tokens)
+        types = list(token_types) if token_types is not None else [NORMAL] * len(tokens)
+        for name, v in (("bos_id", bos_id), ("eos_id", eos_id), ("pad_id", pad_id)):
+            if v is not None and not 0 <= v < len(tokens):
+                raise ModelFormatError(f"tokenizer {name} {v} outside the vocabulary [0, {len(tokens)})")
+        self._core = _core.Tokenizer(tokens, types, list(merges), bool(ignore_merges),
+                                     -1 if bos_id is None else bos_id, -1 if eos_id is None else eos_id)
+        self._tokens = tokens
+        self._types = types
+        self._token_to_id: Optional[dict] = None
+        self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
+        self.add_bos_token = bool(add_bos_token) and bos_id is not None
+        self.add_eos_token = bool(add_eos_token) and eos_id is not None
+        self.special_ids = frozenset(i for i, k in enumerate(types) if k == CONTROL)
+        self.ignore_merges = bool(ignore_merges)
+
+    # ---- construction ----
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike]) -> "Tokenizer":
+        """A model folder, a tokenizer.json or a .gguf file."""
+        p = Path(path)
+        if p.is_dir():
+            return cls.from_dir(p)
+        if p.suffix == ".gguf":
+            return cls.from_gguf(p)
+        return cls.from_tokenizer_json(p)
+
+    @classmethod
+    def from_dir(cls, folder: Union[str, os.PathLike]) -> "Tokenizer":
+        """tokenizer.json, with add_bos_token / add_eos_token / bos / eos / pad from tokenizer_config.json
+        (falling back to generation_config.json ids) when present."""
+        folder = Path(folder)
+        tj = folder / "tokenizer.json"
+        if not tj.is_file():
+            raise FileNotFoundError(f"{tj} not found (a model folder needs tokenizer.json for its tokenizer)")
+        config = _read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
+        gen = _read_json(folder / "generation_config.json") if (folder / "generation_config.json").is_file() else {}
+        return cls.from_tokenizer_json(tj, tokenizer_config=config, generation_config=gen)
+
+    @classmethod
+    def from_tokenizer_json(cls, src: Union[str, os.PathLike, Mapping], *, tokenizer_config: Optional[Mapping] = None,
+                            generation_config: Optional[Mapping] = None) -> "Tokenizer":
+        """From a tokenizer.json path or its parsed dict. Raises UnsupportedModelError for a tokenizer
+        that is not LFM2-style byte-level BPE (other pre-tokenizer, normalizer, byte fallback...)."""
+        data = _read_json(Path(src)) if not isinstance(src, Mapping) else src
+        tokens, types, merges, ignore_merges, template_bos = _parse_tokenizer_json(data)
+        config = dict(tokenizer_config or {})
+        gen = dict(generation_config or {})
+        index = {t: i for i, t in enumerate(tokens) if types[i] in (CONTROL, USER_DEFINED)}
+
+        def special(name, gen_key):
+            c = _content(config.get(name))
+            if c is not None:
+                if c not in index:
+                    raise ModelFormatError(f"tokenizer_config.json {name} {c!r} is not an added token")
+                return index[c]
+            v = gen.get(gen_key)
+            if isinstance(v, list):
+                v = v[0] if v else None
+            return v if isinstance(v, int) and 0 <= v < len(tokens) else None
+
+        bos = special("bos_token", "bos_token_id")
+        if bos is None:
+            bos = template_bos
+        eos = special("eos_token", "eos_token_id")
+        pad = special("pad_token", "pad_token_id")
+        add_bos = config.get("add_bos_token")
+        if add_bos is None:
+            add_bos = template_bos is not None
+        return cls(tokens, types, merges, ignore_merges=ignore_merges, bos_id=bos, eos_id=eos, pad_id=pad,
+                   add_bos_token=bool(add_bos), add_eos_token=bool(config.get("add_eos_token", False)))
+
+    @classmethod
+    def from_gguf(cls, path: Union[str, os.PathLike]) -> "Tokenizer":
+        """From the tokenizer.ggml.* metadata of a GGUF file (model "gpt2", pre "lfm2" or "llama-bpe")."""
+        meta = _read_gguf_tokenizer_metadata(Path(path))
+        model = meta.get("tokenizer.ggml.model")
+        if model is None:
+            raise ModelFormatError(f"{path}: no tokenizer.ggml.model key (the file carries no tokenizer)")
+        if model != "gpt2":
+            raise UnsupportedModelError(f"{path}: tokenizer.ggml.model is {model!r}; only byte-level BPE ('gpt2') is supported")
+        pre = meta.get("tokenizer.ggml.pre")
+        if pre not in _GGUF_PRE_OK:
+            raise UnsupportedModelError(
+                f"{path}: tokenizer.ggml.pre is {pre!r}; supported: {sorted(_GGUF_PRE_OK)} (LFM2's LLaMA-3 pattern)")
+        tokens = meta.get("tokenizer.ggml.tokens")
+        merges = meta.get("tokenizer.ggml.merges")
+        if not tokens or merges is None:
+            raise ModelFormatError(f"{path}: tokenizer.ggml.tokens / tokenizer.ggml.merges missing")
+        types = meta.get("tokenizer.ggml.token_type")
+        if types is not None and len(types) != len(tokens):
+            raise ModelFormatError(f"{path}: {len(types)} token types for {len(tokens)} tokens")
+
+        def tid(key):
+            v = meta.get(key)
+            return int(v) if v is not None else None
+
+        bos = tid("tokenizer.ggml.bos_token_id")
+        add_bos = meta.get("tokenizer.ggml.add_bos_token")
+        return cls(tokens, types, merges, ignore_merges=True, bos_id=bos, eos_id=tid("tokenizer.ggml.eos_token_id"),
+                   pad_id=tid("tokenizer.ggml.padding_token_id"),
+                   add_bos_token=bool(add_bos) if add_bos is not None else bos is not None,
+                   add_eos_token=bool(meta.get("tokenizer.ggml.add_eos_token", False)))
+
+    # ---- encode / decode ----
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._tokens)
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def encode(self, text: Union[str, bytes], add_special_tokens: bool = True, parse_special: bool = True,
+               errors: str = "strict") -> list:
+        """Token ids of text (str, or bytes that must be valid UTF-8).
+
+        add_special_tokens: prepend BOS (and append EOS) as the tokenizer's add_bos_token /
+        add_eos_token say — transformers' default. Chat-template output already starts with
+        <|startoftext|>: encode it with add_special_tokens=False.
+        parse_special: special-token text ("<|im_end|>") becomes its id (transformers' behaviour);
+        False treats it as plain text — use that for untrusted user content.
+        errors: a Python str may hold lone surrogates ("\\ud800"), which have no UTF-8 form. "strict"
+        raises UnicodeEncodeError (a ValueError, like HF tokenizers); "replace" tokenizes each as U+FFFD.
+        Invalid UTF-8 bytes raise ValueError naming the byte offset."""
+        if isinstance(text, str):
+            m = _SURROGATE.search(text)
+            if m:
+                if errors == "replace":
+                    text = _SURROGATE.sub("\ufffd", text)
+                elif errors == "strict":
+                    raise UnicodeEncodeError(
+                        "utf-8", text, m.start(), m.start() + 1,
+                        f"lone surrogate U+{ord(m.group()):04X} cannot be tokenized (not valid Unicode text); "
+                        "pass errors='replace' to tokenize it as U+FFFD")
+                else:
+                    raise ValueError(f"errors must be 'strict' or 'replace', not {errors!r}")
+        elif not isinstance(text, (bytes, bytearray, memoryview)):
+            raise TypeError(f"text must be str or bytes, not {type(text).__name__}")
+        ids = self._core.encode(text, add_bos=add_special_tokens and self.add_bos_token,
+                                parse_special=bool(parse_special))
+        if add_special_tokens and self.add_eos_token:
+            ids.append(self.eos_id)
+        return ids
+
+    def __call__(self, text, **kw) -> list:
+        return self.encode(text, **kw)
+
+    def decode(self, ids: Union[int, Iterable[int]], skip_special_tokens: bool = False) -> str:
+        """Text of ids. Incomplete or invalid UTF-8 (ids cut mid-character) becomes U+FFFD.
+        skip_special_tokens drops control tokens (<|startoftext|>, <|im_end|>, ...). Ids outside the
+        vocabulary raise ValueError."""
+        return self.decode_bytes(ids, skip_special_tokens).decode("utf-8", "replace")
+
+    def decode_bytes(self, ids: Union[int, Iterable[int]], skip_special_tokens: bool = False) -> bytes:
+        """The raw bytes of ids, concatenated (may end inside a UTF-8 character)."""
+        if isinstance(ids, int):
+            ids = [ids]
+        elif not isinstance(ids, (list, tuple)):
+            ids = list(ids)
+        return self._core.decode_bytes(ids, skip_special_tokens=bool(skip_special_tokens))
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes token_id stands for (control tokens: their text)."""
+        return self._core.token_bytes(int(token_id))
+
+    def id_to_token(self, token_id: int) -> str:
+        """The vocabulary string (byte-level alphabet for normal tokens, e.g. 'Ġworld')."""
+        if not 0 <= token_id < len(self._tokens):
+            raise ValueError(f"token id {token_id} out of range [0, {len(self._tokens)})")
+        return self._tokens[token_id]
+
+    def token_to_id(self, token: str) -> Optional[int]:
+        """Id of a vocabulary string (as id_to_token returns it), or None."""
+        if self._token_to_id is None:
+            d = {}
+            for i, t in enumerate(self._tokens):
+                d.setdefault(t, i)
+            self._token_to_id = d
+        return self._token_to_id.get(token)
+
+    def token_type(self, token_id: int) -> int:
+        """GGUF token type: 1 normal, 3 control, 4 user-defined, 5 unused, ..."""
+        if not 0 <= token_id < len(self._types):
+            raise ValueError(f"token id {token_id} out of range [0, {len(self._types)})")
+        return self._types[token_id]
+
+    def get_vocab(self) -> dict:
+        """{token string: id}, like transformers' get_vocab()."""
+        self.token_to_id("")
+        return dict(self._token_to_id)
+
+    def stream_decoder(self, skip_special_tokens: bool = False) -> "StreamDecoder":
+        return StreamDecoder(self, skip_special_tokens=skip_special_tokens)
+
+    # ---- lifetime ----
+
+    def close(self) -> None:
+        self._core.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    def __enter__(self) -> "Tokenizer":
+        if self.closed:
+            raise ValueError("tokenizer is closed")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"vocab_size={self.vocab_size}"
+        return f"<liquidlfm.Tokenizer {state} bos_id={self.bos_id} eos_id={self.eos_id}>"
+
+
+class StreamDecoder:
+    """Incremental detokenizer: feed ids as they are generated, get text that never ends inside a
+    UTF-8 character (the bytes of an incomplete character wait for the next ids). The chunks joined,
+    plus flush(), equal tokenizer.decode(all ids)."""
+
+    def __init__(self, tokenizer: Tokenizer, skip_special_tokens: bool = False):
+        self._tok = tokenizer
+        self._skip = skip_special_tokens
+        self._dec = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def feed(self, ids: Union[int, Iterable[int]]) -> str:
+        """Text completed by these ids ('' while a character is still incomplete)."""
+        return self._dec.decode(self._tok.decode_bytes(ids, self._skip), final=False)
+
+    def flush(self) -> str:
+        """End of stream: pending bytes of an incomplete character become U+FFFD."""
+        out = self._dec.decode(b"", final=True)
+        self._dec.reset()
+        return out
+
+    @property
+    def pending(self) -> bytes:
+        """Bytes held back because they may start a character."""
+        return self._dec.getstate()[0]
+
+
+# ---- tokenizer.json ----
+
+def _read_json(path: Path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ModelFormatError(f"{path}: invalid JSON: {e}") from None
+
+
+def _check_pretokenizer(pre) -> None:
+    def bad(why):
+        raise UnsupportedModelError(
+            f"tokenizer.json pre_tokenizer is not LFM2's Sequence[Split(LLaMA-3 regex, Isolated), "
+            f"ByteLevel(use_regex=false)] ({why}); other tokenizers are not supported")
+
+    if not isinstance(pre, Mapping) or pre.get("type") != "Sequence":
+        bad(f"got {pre.get('type') if isinstance(pre, Mapping) else pre!r}")
+    steps = pre.get("pretokenizers") or []
+    if len(steps) != 2:
+        bad(f"{len(steps)} steps")
+    split, bl = steps
+    pattern = (split.get("pattern") or {}).get("Regex") if split.get("type") == "Split" else None
+    if pattern != LFM2_PRETOKENIZER_PATTERN:
+        bad(f"split pattern {pattern!r}")
+    if split.get("behavior") != "Isolated" or split.get("invert"):
+        bad(f"split behavior {split.get('behavior')!r}, invert={split.get('invert')!r}")
+    if bl.get("type") != "ByteLevel" or bl.get("use_regex", True) or bl.get("add_prefix_space", False):
+        bad(f"second step {bl!r}")
+
+
+def _parse_tokenizer_json(data: Mapping):
+    model = data.get("model") or {}
+    if model.get("type") != "BPE":
+        raise UnsupportedModelError(f"tokenizer.json model type {model.get('type')!r}; only BPE is supported")
+    if data.get("normalizer") is not None:
+        raise UnsupportedModelError(f"tokenizer.json has a normalizer ({data['normalizer'].get('type')}); LFM2 has none")
+    for key, ok in (("byte_fallback", (None, False)), ("continuing_subword_prefix", (None, "")),
+                    ("end_of_word_suffix", (None, "")), ("dropout", (None, 0, 0.0))):
+        if model.get(key) not in ok:
+            raise UnsupportedModelError(f"tokenizer.json model.{key} = {model.get(key)!r} is not supported")
+    _check_pretokenizer(data.get("pre_tokenizer"))
+    dec = data.get("decoder")
+    if dec is not None and dec.get("type") != "ByteLevel":
+        raise UnsupportedModelError(f"tokenizer.json decoder {dec.get('type')!r}; expected ByteLevel")
+    vocab = model.get("vocab") or {}
+    added = data.get("added_tokens") or []
+    n = 1 + max([-1] + list(vocab.values()) + [a["id"] for a in added])
+    tokens = [None] * n
+    types = [NORMAL] * n
+    for t, i in vocab.items():
+        if not isinstance(i, int) or i < 0:
+            raise ModelFormatError(f"tokenizer.json vocab entry {t!r} has id {i!r}")
+        tokens[i] = t
+    for a in added:
+        if a.get("lstrip") or a.get("rstrip") or a.get("single_word"):
+            raise UnsupportedModelError(f"added token {a['content']!r} uses lstrip/rstrip/single_word")
+        tokens[a["id"]] = a["content"]
+        types[a["id"]] = CONTROL if a.get("special") else USER_DEFINED
+    for i, t in enumerate(tokens):
+        if t is None:  # a hole: like llama.cpp's converter, a never-produced placeholder
+            tokens[i] = f"[PAD{i}]"
+            types[i] = UNUSED
+    merges = []
+    for m in model.get("merges") or []:
+        if isinstance(m, str):
+            merges.append(m)
+        elif isinstance(m, (list, tuple)) and len(m) == 2:
+            merges.append(f"{m[0]} {m[1]}")
+        else:
+            raise ModelFormatError(f"tokenizer.json merge {m!r} is neither 'a b' nor [a, b]")
+    template_bos = _template_bos(data.get("post_processor"), data)
+    return tokens, types, merges, bool(model.get("ignore_merges", False)), template_bos
+
+
+def _template_bos(post, data) -> Optional[int]:
+    """The id the post-processor puts in front of a single sequence, if any."""
+    if not isinstance(post, Mapping):
+        return None
+    if post.get("type") == "Sequence":
+        for p in post.get("processors") or []:
+            b = _template_bos(p, data)
+            if b is not None:
+                return b
+        return None
+    if post.get("type") != "TemplateProcessing":
+        return None
+    single = post.get("single") or []
+    if not single or "SpecialToken" not in single[0]:
+        return None
+    name = single[0]["SpecialToken"]["id"]
+    spec = (post.get("special_tokens") or {}).get(name) or {}
+    ids = spec.get("ids") or []
+    return ids[0] if len(ids) == 1 else None
+
+
+# ---- GGUF ----
+
+_GGUF_KEYS = (
+    "tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens", "tokenizer.ggml.token_type",
+    "tokenizer.ggml.merges", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+    "tokenizer.ggml.padding_token_id", "tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token",
+)
+
+
+def _read_gguf_tokenizer_metadata(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    try:  # our C reader, when the gguf part provides it
+        from .gguf import read_metadata  # type: ignore
+    except ImportError:
+        read_metadata = None
+    if read_metadata is not None:
+        meta = read_metadata(path)
+        return {k: meta[k] for k in _GGUF_KEYS if k in meta}
+    from gguf import GGUFReader  # fallback: the `gguf` package
+
+    try:
+        reader = GGUFReader(str(path), "r")
+    except Exception as e:  # the package raises ValueError/struct errors on corrupt files
+        raise ModelFormatError(f"{path}: not a readable GGUF file: {e}") from None
+    out = {}
+    for key in _GGUF_KEYS:
+        field = reader.get_field(key)
+        if field is None:
+            continue
+        out[key] = field.contents()
+    return out
