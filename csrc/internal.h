@@ -145,6 +145,22 @@ void lfm_matmul_quant_rows(const lfm_tensor *W, const void *Xq, size_t xq_row_by
  * with LFM_KERNELS=ref or when nothing qualifies. tok_embd is never repacked (rows are looked up). */
 lfm_status lfm_model_repack(struct lfm_model *m);
 
+/* ---- profiling (csrc/quants/profile.c) ---- */
+
+/* Off unless LFM_PROFILE=1 in the environment or lfm_profile_enable(true): then lfm_matmul adds its
+ * wall time per weight name, so a decode step can be split into matmuls per weight and the rest. */
+bool lfm_profile_on(void);
+void lfm_profile_enable(bool on);
+double lfm_profile_now(void); /* seconds, monotonic */
+void lfm_profile_add(const char *name, double seconds, int64_t T);
+/* Copy up to cap entries (name, calls, rows, seconds) out; returns the number of entries. */
+typedef struct {
+    char name[96];
+    int64_t calls, rows;
+    double seconds;
+} lfm_profile_entry;
+int lfm_profile_get(lfm_profile_entry *out, int cap, bool reset);
+
 /* ---- misc ---- */
 
 static inline int64_t lfm_min64(int64_t a, int64_t b) { return a < b ? a : b; }

@@ -225,3 +225,44 @@ def test_matmul_rejects_bad_input():
         _core._quant_matmul(int(Q.Q4_0), w, 3, 64, np.zeros(64, np.float32))
     with pytest.raises(ValueError, match="no quantized matmul"):
         _core._quant_matmul(int(Q.F16), w, 1, 32, np.zeros(32, np.float32))
+
+
+# ---- repacked layouts ----
+
+def has_x8():
+    try:
+        _core._quant_matmul(int(Q.Q4_0), bytes(18 * 8), 8, 32, np.zeros(32, np.float32), x8=True)
+        return True
+    except ValueError:
+        return False
+
+
+def test_x8_layout_matches_rows_layout():
+    if not has_x8():
+        assert _core._quant_kernels() == "ref" or not _core.cpu_features()["avx2"]
+        pytest.skip("no X8 kernel on this CPU (scalar kernels)")
+    rng = np.random.default_rng(3)
+    rows, cols = 40, 1024
+    w = random_blocks(Q.Q4_0, rows * cols // 32, rng, scale=0.05).tobytes()
+    wf = np.abs(gq.dequantize(np.frombuffer(w, np.uint8).reshape(-1, 18), Q.Q4_0).reshape(rows, cols))
+    for T in (1, 2, 5, 9):
+        x = rng.standard_normal((T, cols)).astype(np.float32)
+        ref = _core._quant_matmul(int(Q.Q4_0), w, rows, cols, x, ref=True)
+        tol = 1e-5 * (np.abs(x) @ wf.T) + 1e-6
+        # thread ranges that start and end inside 8-row groups take the unpacking path
+        for r0, r1 in [(0, rows), (3, 37), (8, 16), (5, 7), (12, 12)]:
+            got = _core._quant_matmul(int(Q.Q4_0), w, rows, cols, x, x8=True, r0=r0, r1=r1)
+            assert np.all(got[:, :r0] == 0) and np.all(got[:, r1:] == 0)
+            assert np.all(np.abs(got[:, r0:r1] - ref[:, r0:r1]) <= tol[:, r0:r1]), (T, r0, r1)
+
+
+def test_x8_rejects_bad_shapes():
+    with pytest.raises(ValueError):
+        _core._quant_matmul(int(Q.Q4_0), bytes(18 * 4), 4, 32, np.zeros(32, np.float32), x8=True)
+    with pytest.raises(ValueError):
+        _core._quant_matmul(int(Q.Q8_0), bytes(34 * 8), 8, 32, np.zeros(32, np.float32), x8=True)
+
+
+def test_profile_counts_matmuls():
+    _core._profile_get(reset=True)
+    assert _core._profile_get() == []

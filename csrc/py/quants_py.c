@@ -274,7 +274,38 @@ static PyObject *py_quant_kernels(PyObject *self, PyObject *noargs) {
     return PyUnicode_FromString(lfm_qkernels_get()->name);
 }
 
+static PyObject *py_profile_enable(PyObject *self, PyObject *arg) {
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    lfm_profile_enable(on);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_profile_get(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"reset", NULL};
+    int reset = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|p", kwlist, &reset)) return NULL;
+    enum { CAP = 1024 };
+    lfm_profile_entry *e = malloc(CAP * sizeof *e);
+    if (!e) return PyErr_NoMemory();
+    int n = lfm_profile_get(e, CAP, reset);
+    PyObject *list = PyList_New(n);
+    for (int i = 0; list && i < n; i++) {
+        PyObject *t = Py_BuildValue("(sLLd)", e[i].name, (long long)e[i].calls, (long long)e[i].rows, e[i].seconds);
+        if (!t) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, i, t);
+    }
+    free(e);
+    return list;
+}
+
 static PyMethodDef quants_methods[] = {
+    {"_profile_enable", py_profile_enable, METH_O, "_profile_enable(on): time every matmul per weight (LFM_PROFILE=1)"},
+    {"_profile_get", (PyCFunction)(void (*)(void))py_profile_get, METH_VARARGS | METH_KEYWORDS,
+     "_profile_get(reset=True) -> [(weight name, calls, activation rows, seconds)]"},
     {"_dequantize", py_dequantize, METH_VARARGS, "_dequantize(type, data, n) -> float32 array (test hook)"},
     {"_quantize", py_quantize, METH_VARARGS, "_quantize(type, x) -> bytes (test hook)"},
     {"_quantize_act", (PyCFunction)(void (*)(void))py_quantize_act, METH_VARARGS | METH_KEYWORDS,
