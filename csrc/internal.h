@@ -59,6 +59,9 @@ typedef struct {
 enum { LFM_LAYOUT_ROWS = 0, LFM_LAYOUT_X8 = 1 };
 
 size_t lfm_tensor_row_bytes(const lfm_tensor *t); /* bytes of one row of ne[0] elements */
+/* Row r (of ne[1]*ne[2]*ne[3]) as ne[0] floats: F32/F16/BF16 converted, block types dequantized
+ * (csrc/requantize.c). */
+lfm_status lfm_tensor_row_to_f32(const lfm_tensor *t, int64_t r, float *dst);
 
 /* ---- model ---- */
 
@@ -106,6 +109,18 @@ lfm_status lfm_model_load_gguf(struct lfm_model *m, const char *path);
 lfm_status lfm_model_validate(struct lfm_model *m);
 /* Re-encode every 2-D weight matrix into type (quantize on load). */
 lfm_status lfm_model_requantize(struct lfm_model *m, lfm_type type, int n_threads);
+
+/* ---- GGUF internals (csrc/gguf.c) ---- */
+
+uint64_t lfm_gguf_alignment(const lfm_gguf *g);
+uint64_t lfm_gguf_data_offset(const lfm_gguf *g);                /* file offset of the data section */
+uint64_t lfm_gguf_tensor_offset(const lfm_gguf *g, int64_t i);   /* relative to the data section */
+/* Raw bytes of metadata value i inside the mapping (already validated; arrays include their
+ * 12-byte header), e.g. to decode nested arrays. */
+lfm_status lfm_gguf_kv_data(const lfm_gguf *g, int64_t i, const void **data, size_t *size);
+/* Move the file mapping out of g (the caller unmaps it); metadata accessors stay valid as long
+ * as the caller keeps the mapping alive. */
+void lfm_gguf_take_mapping(lfm_gguf *g, lfm_mapping *out);
 
 /* ---- threads ---- */
 

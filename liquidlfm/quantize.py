@@ -1,0 +1,442 @@
+"""Convert a Hugging Face LFM2 folder to a GGUF file llama.cpp loads, quantized by liquidlfm's C
+block quantizer.
+
+    python -m liquidlfm.quantize path/to/hf-folder out.gguf --type q4_0
+
+Types: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, and q4_k / q5_k / q6_k when the C core has
+a quantizer for them. Policy (llama.cpp-like):
+  - 1-D tensors (norms) and the short-conv kernel stay F32;
+  - token_embd.weight (also the output head when tied) is stored as Q6_K for 4/5-bit targets when
+    available, else Q8_0; for q8_0 / float targets it gets the target type;
+  - a matrix whose row length is not a multiple of the type's block size falls back to Q8_0
+    (rows multiple of 32) or F16.
+The output is written to a temporary file beside `out` and renamed into place only when complete.
+
+The HF-side reading (config.json, safetensors incl. sharded, tokenizer.json) and the GGUF metadata
+(lfm2.* keys and tokenizer.*) live here too; tests/fixtures/gguf_models.py reuses them with the
+`gguf` package's reference quantizer.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import struct
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+# ---- HF folder reading --------------------------------------------------------------------------
+
+_ST_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.float64}
+
+
+class SafetensorsFolder:
+    """Tensors of a HF folder (model.safetensors or sharded with model.safetensors.index.json) as
+    float32 numpy arrays, read lazily through np.memmap."""
+
+    def __init__(self, folder: str | os.PathLike):
+        folder = Path(folder)
+        index = folder / "model.safetensors.index.json"
+        if index.is_file():
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        elif (folder / "model.safetensors").is_file():
+            files = ["model.safetensors"]
+        else:
+            files = sorted(p.name for p in folder.glob("*.safetensors"))
+        if not files:
+            raise FileNotFoundError(f"no *.safetensors in {folder}")
+        self.entries = {}
+        for f in files:
+            path = folder / f
+            with open(path, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(n))
+            base = 8 + n
+            for name, e in header.items():
+                if name == "__metadata__":
+                    continue
+                self.entries[name] = (path, base + e["data_offsets"][0], base + e["data_offsets"][1],
+                                      e["dtype"], tuple(e["shape"]))
+
+    def __contains__(self, name):
+        return name in self.entries
+
+    def names(self):
+        return list(self.entries)
+
+    def shape(self, name):
+        return self.entries[name][4]
+
+    def get(self, name) -> np.ndarray:
+        path, start, end, dtype, shape = self.entries[name]
+        if dtype not in _ST_DTYPES:
+            raise ValueError(f"tensor {name!r}: unsupported safetensors dtype {dtype}")
+        raw = np.memmap(path, dtype=np.uint8, mode="r", offset=start, shape=(end - start,)) if end > start else \
+            np.zeros(0, np.uint8)
+        a = raw.view(_ST_DTYPES[dtype])
+        if dtype == "BF16":
+            a = (a.astype(np.uint32) << 16).view(np.float32)
+        return np.asarray(a, dtype=np.float32).reshape(shape)
+
+
+def read_hf_config(folder: Path, st: SafetensorsFolder) -> dict:
+    """Normalise an LFM2 config.json (old and new key names) into the values the GGUF needs."""
+    cfg = json.loads((folder / "config.json").read_text())
+    arch = (cfg.get("architectures") or ["?"])[0]
+    if cfg.get("model_type") not in (None, "lfm2") or arch not in ("Lfm2ForCausalLM", "?"):
+        from .errors import UnsupportedModelError
+        raise UnsupportedModelError(f"{folder}: model_type {cfg.get('model_type')!r} / {arch}: only dense LFM2 "
+                                    "(Lfm2ForCausalLM) can be converted")
+    n_layer = cfg["num_hidden_layers"]
+    if "layer_types" in cfg and cfg["layer_types"]:
+        layer_types = list(cfg["layer_types"])
+    else:
+        attn = set(cfg.get("full_attn_idxs") or [])
+        layer_types = ["full_attention" if i in attn else "conv" for i in range(n_layer)]
+    H = cfg.get("hidden_size", cfg.get("block_dim"))
+    n_head = cfg.get("num_attention_heads", cfg.get("num_heads"))
+    rope = cfg.get("rope_theta")
+    if rope is None:
+        rope = (cfg.get("rope_parameters") or {}).get("rope_theta", cfg.get("theta", 1e6))
+    # trust the tensor shape for the FFN width (config keys disagree between copies)
+    F = st.shape("model.layers.0.feed_forward.w1.weight")[0]
+    tie = cfg.get("tie_word_embeddings", cfg.get("tie_embedding", True))
+    return dict(
+        n_layer=n_layer, layer_types=layer_types, n_embd=H, n_head=n_head, n_head_kv=cfg["num_key_value_heads"],
+        n_ff=F, n_ctx=cfg.get("max_position_embeddings", 128000), rope_theta=float(rope),
+        eps=float(cfg.get("norm_eps", cfg.get("block_norm_eps", 1e-5))), l_cache=cfg.get("conv_L_cache", 3),
+        vocab_size=cfg["vocab_size"], tie=bool(tie) or "lm_head.weight" not in st,
+        bos=cfg.get("bos_token_id"), eos=cfg.get("eos_token_id"), pad=cfg.get("pad_token_id"),
+        name=folder.name,
+    )
+
+
+def tensor_map(cfg: dict, st: SafetensorsFolder) -> list[tuple[str, str]]:
+    """(GGUF name, HF name) in the order llama.cpp's converter writes them."""
+    out = [("token_embd.weight", "model.embed_tokens.weight")]
+    final_norm = "model.embedding_norm.weight" if "model.embedding_norm.weight" in st else "model.norm.weight"
+    out.append(("token_embd_norm.weight", final_norm))
+    for i, kind in enumerate(cfg["layer_types"]):
+        p = f"model.layers.{i}."
+        b = f"blk.{i}."
+        out += [(b + "attn_norm.weight", p + "operator_norm.weight"), (b + "ffn_norm.weight", p + "ffn_norm.weight"),
+                (b + "ffn_gate.weight", p + "feed_forward.w1.weight"), (b + "ffn_up.weight", p + "feed_forward.w3.weight"),
+                (b + "ffn_down.weight", p + "feed_forward.w2.weight")]
+        if kind == "conv":
+            out += [(b + "shortconv.in_proj.weight", p + "conv.in_proj.weight"),
+                    (b + "shortconv.conv.weight", p + "conv.conv.weight"),
+                    (b + "shortconv.out_proj.weight", p + "conv.out_proj.weight")]
+        else:
+            out += [(b + "attn_q.weight", p + "self_attn.q_proj.weight"), (b + "attn_k.weight", p + "self_attn.k_proj.weight"),
+                    (b + "attn_v.weight", p + "self_attn.v_proj.weight"),
+                    (b + "attn_output.weight", p + "self_attn.out_proj.weight"),
+                    (b + "attn_q_norm.weight", p + "self_attn.q_layernorm.weight"),
+                    (b + "attn_k_norm.weight", p + "self_attn.k_layernorm.weight")]
+    if not cfg["tie"]:
+        out.append(("output.weight", "lm_head.weight"))
+    missing = [hf for _, hf in out if hf not in st]
+    if missing:
+        from .errors import ModelFormatError
+        raise ModelFormatError(f"missing tensors in the safetensors: {', '.join(missing[:5])}")
+    return out
+
+
+# ---- tokenizer metadata --------------------------------------------------------------------------
+
+TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = 1, 2, 3, 4, 5, 6
+
+
+def read_hf_tokenizer(folder: Path, vocab_size: int, cfg: dict) -> dict | None:
+    """tokenizer.* GGUF metadata from tokenizer.json (+ tokenizer_config.json, chat_template.jinja).
+    None when the folder has no tokenizer.json."""
+    tj = folder / "tokenizer.json"
+    if not tj.is_file():
+        return None
+    tok = json.loads(tj.read_text(encoding="utf-8"))
+    model = tok.get("model", {})
+    if model.get("type") != "BPE":
+        from .errors import UnsupportedModelError
+        raise UnsupportedModelError(f"{tj}: tokenizer model {model.get('type')!r} (expected byte-level BPE)")
+    vocab = dict(model.get("vocab", {}))
+    added = {a["content"]: a for a in tok.get("added_tokens", [])}
+    for content, a in added.items():
+        vocab[content] = a["id"]
+    n = max(vocab_size, max(vocab.values()) + 1)
+    tokens = [None] * n
+    types = [TOKEN_NORMAL] * n
+    for s, i in vocab.items():
+        tokens[i] = s
+    for content, a in added.items():
+        types[a["id"]] = TOKEN_CONTROL if a.get("special") else TOKEN_USER_DEFINED
+    for i in range(n):
+        if tokens[i] is None:
+            tokens[i] = f"[PAD{i}]"
+            types[i] = TOKEN_UNUSED
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+    tc = {}
+    if (folder / "tokenizer_config.json").is_file():
+        tc = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+
+    def tid(key, fallback):
+        v = tc.get(key)
+        if isinstance(v, dict):
+            v = v.get("content")
+        if isinstance(v, str) and v in vocab:
+            return vocab[v]
+        return fallback
+
+    template = None
+    if (folder / "chat_template.jinja").is_file():
+        template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    elif isinstance(tc.get("chat_template"), str):
+        template = tc["chat_template"]
+    return dict(
+        tokens=tokens, types=types, merges=merges,
+        bos=cfg["bos"] if cfg["bos"] is not None else tid("bos_token", None),
+        eos=cfg["eos"] if cfg["eos"] is not None else tid("eos_token", None),
+        pad=cfg["pad"] if cfg["pad"] is not None else tid("pad_token", None),
+        add_bos=bool(tc.get("add_bos_token", True)), add_eos=bool(tc.get("add_eos_token", False)),
+        chat_template=template,
+    )
+
+
+def synthetic_tokenizer(vocab_size: int) -> dict:
+    """A minimal byte-level vocabulary for folders without tokenizer.json, so llama.cpp (which
+    needs tokenizer.* keys) still loads the file: LFM2's 14 special tokens, the 256 byte symbols,
+    one merge, then [PAD<i>] fillers."""
+    specials = ["<|pad|>", "<|startoftext|>", "<|endoftext|>", "<|fim_pre|>", "<|fim_mid|>", "<|fim_suf|>",
+                "<|im_start|>", "<|im_end|>", "<|tool_list_start|>", "<|tool_list_end|>", "<|tool_call_start|>",
+                "<|tool_call_end|>", "<|tool_response_start|>", "<|tool_response_end|>"]
+    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    cs = bs[:]
+    k = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + k)
+            k += 1
+    byte_syms = [chr(c) for c in cs]
+    tokens = specials + byte_syms + ["Ġt"]
+    types = [TOKEN_CONTROL] * len(specials) + [TOKEN_NORMAL] * (len(byte_syms) + 1)
+    if len(tokens) > vocab_size:
+        raise ValueError(f"vocab_size {vocab_size} < {len(tokens)} needed for the synthetic tokenizer")
+    for i in range(len(tokens), vocab_size):
+        tokens.append(f"[PAD{i}]")
+        types.append(TOKEN_UNUSED)
+    return dict(tokens=tokens, types=types, merges=["Ġ t"], bos=1, eos=7, pad=0, add_bos=True, add_eos=False,
+                chat_template=None)
+
+
+# ---- type policy -------------------------------------------------------------------------------
+
+TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k")
+
+FILE_TYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q4_k": 15,
+             "q5_k": 17, "q6_k": 18, "bf16": 32}  # llama_ftype (…_K as the _M mixes' ids)
+
+BLOCK = {"f32": (1, 4), "f16": (1, 2), "bf16": (1, 2), "q8_0": (32, 34), "q4_0": (32, 18), "q4_1": (32, 20),
+         "q5_0": (32, 22), "q5_1": (32, 24), "q4_k": (256, 144), "q5_k": (256, 176), "q6_k": (256, 210)}
+
+
+def choose_type(gguf_name: str, shape: tuple, target: str, available: Callable[[str], bool]) -> str:
+    """Storage type of one tensor (see the module docstring)."""
+    if len(shape) < 2 or ".shortconv.conv." in gguf_name or target == "f32":
+        return "f32"
+    t = target
+    if gguf_name in ("token_embd.weight", "output.weight") and target not in ("f16", "bf16", "q8_0", "q6_k"):
+        t = "q6_k" if available("q6_k") else "q8_0"
+    n = shape[-1]
+    if n % BLOCK[t][0] != 0 or not available(t):
+        t = "q8_0" if n % 32 == 0 and available("q8_0") and target not in ("f16", "bf16") else "f16"
+        if target == "bf16":
+            t = "bf16"
+    return t
+
+
+def _float_encode(a: np.ndarray, t: str) -> np.ndarray:
+    if t == "f32":
+        return np.ascontiguousarray(a, dtype=np.float32)
+    if t == "f16":
+        return np.ascontiguousarray(a.astype(np.float16))
+    if t == "bf16":  # round to nearest even, like torch
+        u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+        r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+        nan = np.isnan(a)
+        r[nan] = 0x7FC0
+        return r
+    raise ValueError(t)
+
+
+# ---- GGUF writing ------------------------------------------------------------------------------
+
+def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray, str], np.ndarray],
+                    available: Callable[[str], bool], progress: bool = False, name: str | None = None) -> None:
+    """Write `hf_dir` as an LFM2 GGUF at out_path (atomically). encode(float32 [rows, n], type) must
+    return the row-major bytes (uint8 [rows, row_bytes]) of a quantized type."""
+    import gguf
+
+    target = target.lower()
+    if target not in TYPES:
+        raise ValueError(f"unknown type {target!r}; expected one of {', '.join(TYPES)}")
+    if not available(target):
+        from .errors import UnsupportedModelError
+        raise UnsupportedModelError(f"no quantizer for {target} in this build")
+    hf_dir = Path(hf_dir)
+    st = SafetensorsFolder(hf_dir)
+    cfg = read_hf_config(hf_dir, st)
+    names = tensor_map(cfg, st)
+    tok = read_hf_tokenizer(hf_dir, cfg["vocab_size"], cfg) or synthetic_tokenizer(cfg["vocab_size"])
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".part", dir=out_path.parent)
+    os.close(fd)
+    try:
+        w = gguf.GGUFWriter(tmp, "lfm2")
+        w.add_name(name or cfg["name"])
+        w.add_file_type(FILE_TYPE[target])
+        if target not in ("f32", "f16", "bf16"):
+            w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        w.add_block_count(cfg["n_layer"])
+        w.add_context_length(cfg["n_ctx"])
+        w.add_embedding_length(cfg["n_embd"])
+        w.add_feed_forward_length(cfg["n_ff"])
+        w.add_head_count(cfg["n_head"])
+        w.add_head_count_kv([cfg["n_head_kv"] if k != "conv" else 0 for k in cfg["layer_types"]])
+        w.add_rope_freq_base(cfg["rope_theta"])
+        w.add_layer_norm_rms_eps(cfg["eps"])
+        w.add_vocab_size(cfg["vocab_size"])
+        w.add_shortconv_l_cache(cfg["l_cache"])
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("lfm2")
+        w.add_token_list(tok["tokens"])
+        w.add_token_types(tok["types"])
+        w.add_token_merges(tok["merges"])
+        if tok["bos"] is not None:
+            w.add_bos_token_id(tok["bos"])
+        if tok["eos"] is not None:
+            w.add_eos_token_id(tok["eos"])
+        if tok["pad"] is not None:
+            w.add_pad_token_id(tok["pad"])
+        w.add_add_bos_token(tok["add_bos"])
+        w.add_add_eos_token(tok["add_eos"])
+        if tok["chat_template"]:
+            w.add_chat_template(tok["chat_template"])
+
+        plan = []
+        for gname, hname in names:
+            shape = st.shape(hname)
+            if ".shortconv.conv." in gname and len(shape) == 3:
+                shape = (shape[0], shape[2])  # [H, 1, K] -> [H, K]
+            t = choose_type(gname, shape, target, available)
+            be, bb = BLOCK[t]
+            rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+            nbytes = rows * (shape[-1] // be) * bb
+            qtype = gguf.GGMLQuantizationType[t.upper()]
+            # PyTorch-order shapes; the writer reverses them into ggml ne. Raw types are given
+            # as their byte shape (last dimension = bytes per row).
+            if t in ("f32", "f16"):
+                w.add_tensor_info(gname, shape, np.dtype(np.float32 if t == "f32" else np.float16), nbytes)
+            else:
+                byte_shape = tuple(shape[:-1]) + (shape[-1] // be * bb,)
+                w.add_tensor_info(gname, byte_shape, np.dtype(np.uint8), nbytes, raw_dtype=qtype)
+            plan.append((gname, hname, shape, t))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        it = plan
+        if progress:
+            from tqdm import tqdm
+            it = tqdm(plan, desc=f"{out_path.name} ({target})", unit="tensor")
+        for gname, hname, shape, t in it:
+            a = st.get(hname).reshape(shape)
+            if t in ("f32", "f16", "bf16"):
+                data = _float_encode(a, t)
+            else:
+                data = encode(np.ascontiguousarray(a.reshape(-1, shape[-1]), dtype=np.float32), t)
+            w.write_tensor_data(np.ascontiguousarray(data).view(np.uint8) if t not in ("f32", "f16") else data)
+        w.close()
+        os.replace(tmp, out_path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+# ---- liquidlfm's quantizer -----------------------------------------------------------------------
+
+def _core_available(t: str) -> bool:
+    from . import _core
+    from .gguf import TYPE_IDS
+    return t in ("f32", "f16", "bf16") or _core.type_info(TYPE_IDS[t]) is not None and _probe(t)
+
+
+_probed: dict = {}
+
+
+def _probe(t: str) -> bool:
+    """True when the C core can quantize t (the type may be known for dequantize only)."""
+    if t not in _probed:
+        from . import _core
+        from .gguf import TYPE_IDS
+        try:
+            _core.quantize(TYPE_IDS[t], np.zeros((1, BLOCK[t][0]), np.float32))
+            _probed[t] = True
+        except Exception:
+            _probed[t] = False
+    return _probed[t]
+
+
+def _core_encode(a: np.ndarray, t: str, n_threads: int | None = None) -> np.ndarray:
+    """Quantize rows with the C quantizer, split over threads (the C call releases the GIL)."""
+    from . import _core
+    from .gguf import TYPE_IDS
+    tid = TYPE_IDS[t]
+    n_threads = n_threads or os.cpu_count() or 1
+    rows = a.shape[0]
+    if n_threads <= 1 or rows < 64:
+        return _core.quantize(tid, a)
+    from concurrent.futures import ThreadPoolExecutor
+    step = (rows + n_threads - 1) // n_threads
+    with ThreadPoolExecutor(n_threads) as ex:
+        parts = list(ex.map(lambda r0: _core.quantize(tid, a[r0:r0 + step]), range(0, rows, step)))
+    return np.concatenate(parts, axis=0)
+
+
+def quantize_hf(hf_dir, out_path, type: str = "q8_0", *, progress: bool = True, n_threads: int | None = None,
+                name: str | None = None) -> Path:
+    """Convert a HF LFM2 folder into a GGUF of `type` with liquidlfm's quantizer; returns out_path."""
+    write_lfm2_gguf(hf_dir, out_path, type, lambda a, t: _core_encode(a, t, n_threads), _core_available,
+                    progress=progress, name=name)
+    return Path(out_path)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m liquidlfm.quantize",
+                                 description="Convert a Hugging Face LFM2 folder into a (quantized) GGUF file.")
+    ap.add_argument("hf_dir", help="folder with config.json, *.safetensors and tokenizer.json")
+    ap.add_argument("out", help="output .gguf path (written atomically)")
+    ap.add_argument("--type", default="q8_0", choices=TYPES, help="storage type of the weight matrices")
+    ap.add_argument("--threads", type=int, default=None, help="quantizer threads (default: all cores)")
+    ap.add_argument("--name", default=None, help="general.name (default: the folder name)")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    from .errors import LiquidLFMError
+    try:
+        quantize_hf(args.hf_dir, args.out, args.type, progress=not args.quiet, n_threads=args.threads,
+                    name=args.name)
+    except (LiquidLFMError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
