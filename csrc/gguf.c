@@ -40,7 +40,8 @@ typedef struct {
 } gguf_tensor;
 
 struct lfm_gguf {
-    lfm_mapping map;
+    lfm_mapping map;           /* owned until lfm_gguf_take_mapping */
+    const uint8_t *base;       /* the mapping's bytes (stay valid while whoever owns it keeps it) */
     char *path;
     uint32_t version;
     int64_t n_kv;
@@ -465,6 +466,7 @@ lfm_status lfm_gguf_open(const char *path, lfm_gguf **out) {
         return lfm_fail(LFM_ERR_OOM, "out of memory opening '%s'", path);
     }
     lfm_status s = lfm_map_file(path, &g->map);
+    g->base = g->map.addr;
     if (!s) s = parse(g);
     if (s) {
         lfm_gguf_close(g);
@@ -657,7 +659,7 @@ lfm_status lfm_gguf_tensor_info(const lfm_gguf *g, int64_t i, const char **name,
     if (type) *type = t->type;
     if (n_dims) *n_dims = t->n_dims;
     if (ne) memcpy(ne, t->ne, sizeof t->ne);
-    if (data) *data = (const uint8_t *)g->map.addr + g->data_start + t->offset;
+    if (data) *data = g->base + g->data_start + t->offset;
     if (nbytes) *nbytes = t->nbytes;
     return LFM_OK;
 }

@@ -4,7 +4,7 @@
  *   _quantize(type, x float32 [n]) -> bytes            (lfm_quantize_row; activation types too)
  *   _quantize_act(type, x, ref=False) -> bytes         (one row, with the scalar or the best kernels)
  *   _quant_matmul(type, w, rows, cols, x [T, cols], ref=False, x8=False, r0=0, r1=rows) -> float32 [T, rows]
- *       (x8: Q4_0 repacked to LFM_LAYOUT_X8 first; rows outside [r0, r1) stay 0)
+ *       (x8: Q4_0/Q8_0 repacked to LFM_LAYOUT_X8 first; rows outside [r0, r1) stay 0)
  *   _quant_bench(type, w, rows, cols, x [T, cols], iters, n_threads, x8=False) -> (wall, thread-0 CPU) seconds per matmul
  *   _quant_kernels() -> name of the kernel set lfm_cpu() chose
  */
@@ -154,7 +154,7 @@ static int mm_args_parse(mm_args *a, int ti, long long rows, long long cols, PyO
     a->W = (lfm_tensor){.type = a->t, .n_dims = 2, .ne = {cols, rows, 1, 1}, .data = a->w.buf,
                         .nbytes = a->bw * (size_t)rows, .layout = LFM_LAYOUT_ROWS};
     if (x8) {
-        if (a->t != LFM_TYPE_Q4_0 || rows % 8 != 0 || !lfm_qkernels_get()->mm_x8[a->t]) {
+        if (!lfm_type_has_x8(a->t) || rows % 8 != 0 || !lfm_qkernels_get()->mm_x8[a->t]) {
             PyErr_Format(PyExc_ValueError, "no X8 layout for %s with %lld rows on this CPU", lfm_type_name(a->t), rows);
             return -1;
         }
@@ -163,7 +163,7 @@ static int mm_args_parse(mm_args *a, int ti, long long rows, long long cols, PyO
             PyErr_NoMemory();
             return -1;
         }
-        lfm_repack_q4_0_x8(a->w.buf, a->packed, rows, cols);
+        lfm_repack_x8(a->t, a->w.buf, a->packed, rows, cols);
         a->W.data = a->packed;
         a->W.layout = LFM_LAYOUT_X8;
     }

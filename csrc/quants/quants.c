@@ -418,23 +418,18 @@ void lfm_quantize_act_row(lfm_type vec_dot_type, const float *x, void *dst, int6
 static void x8_rows_slow(lfm_qmm_fn fn, const lfm_tensor *W, const uint8_t *x, size_t bx, int64_t T, float *Y,
                          int64_t ldy, int64_t r0, int64_t r1) {
     enum { CHUNK = 64 };
-    lfm_block_q4_0 row[CHUNK];
+    uint8_t row[CHUNK * sizeof(lfm_block_q8_0)];
     int64_t nb = W->ne[0] / LFM_QK;
+    size_t bs = lfm_type_block_bytes(W->type);
     size_t bx_blk = bx / (size_t)nb; /* activation bytes per block */
     for (int64_t r = r0; r < r1; r++)
         for (int64_t t = 0; t < T; t++) {
             float sum = 0.0f;
             for (int64_t i0 = 0; i0 < nb; i0 += CHUNK) {
                 int64_t m = lfm_min64(CHUNK, nb - i0);
-                /* unpack only blocks [i0, i0+m) of row r */
-                const lfm_block_q4_0x8 *g = (const lfm_block_q4_0x8 *)W->data + (r / 8) * nb + i0;
-                for (int64_t i = 0; i < m; i++) {
-                    row[i].d = g[i].d[r % 8];
-                    for (int k = 0; k < 4; k++) memcpy(row[i].qs + 4 * k, g[i].qs + 32 * k + 4 * (r % 8), 4);
-                }
+                lfm_unpack_x8_row(W->type, W->data, r, W->ne[0], i0, m, row);
                 float part;
-                fn(m * LFM_QK, (const uint8_t *)row, (size_t)m * sizeof(lfm_block_q4_0), 1, x + (size_t)t * bx + (size_t)i0 * bx_blk,
-                   bx, 1, &part, 1);
+                fn(m * LFM_QK, row, (size_t)m * bs, 1, x + (size_t)t * bx + (size_t)i0 * bx_blk, bx, 1, &part, 1);
                 sum += part;
             }
             Y[t * ldy + r] = sum;

@@ -31,9 +31,12 @@ typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } lfm_block_q8_K; /
 /* LFM_LAYOUT_X8 of Q4_0: block i of 8 consecutive rows. qs[32k + 4r + j] is byte 4k + j of row r's
  * ggml block (k < 4, j < 4): a 4-byte interleave, so one 32-byte load holds 4 bytes of each row. */
 typedef struct { lfm_half d[8]; uint8_t qs[128]; } lfm_block_q4_0x8;
+/* The same for Q8_0: qs[32k + 4r + j] is byte 4k + j of row r's block (k < 8). */
+typedef struct { lfm_half d[8]; int8_t qs[256]; } lfm_block_q8_0x8;
 
 _Static_assert(sizeof(lfm_block_q4_0) == 18, "q4_0 block");
 _Static_assert(sizeof(lfm_block_q4_0x8) == 8 * 18, "q4_0x8 block");
+_Static_assert(sizeof(lfm_block_q8_0x8) == 8 * 34, "q8_0x8 block");
 _Static_assert(sizeof(lfm_block_q4_1) == 20, "q4_1 block");
 _Static_assert(sizeof(lfm_block_q5_0) == 22, "q5_0 block");
 _Static_assert(sizeof(lfm_block_q5_1) == 24, "q5_1 block");
@@ -137,10 +140,11 @@ void lfm_qkernels_init_avx512(lfm_qkernels *k);
 void lfm_qkernels_init_neon(lfm_qkernels *k);
 #endif
 
-/* LFM_LAYOUT_X8 of Q4_0 (repack.c): rows % 8 == 0. */
-void lfm_repack_q4_0_x8(const void *src, void *dst, int64_t rows, int64_t cols);
-/* Row r of an X8 Q4_0 matrix back in ggml's layout (cols / 32 blocks). */
-void lfm_unpack_q4_0_x8_row(const void *src, int64_t r, int64_t cols, void *dst);
+/* LFM_LAYOUT_X8 of Q4_0 / Q8_0 (repack.c): rows % 8 == 0. */
+bool lfm_type_has_x8(lfm_type t);
+void lfm_repack_x8(lfm_type t, const void *src, void *dst, int64_t rows, int64_t cols);
+/* Blocks [i0, i0+nb) of row r of an X8 matrix (cols wide) back in ggml's layout. */
+void lfm_unpack_x8_row(lfm_type t, const void *src, int64_t r, int64_t cols, int64_t i0, int64_t nb, void *dst);
 
 /* The table in use (chosen once from lfm_cpu(); LFM_KERNELS=ref gives the scalar one). */
 const lfm_qkernels *lfm_qkernels_get(void);

@@ -542,8 +542,60 @@ static void mm_q4_0_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const
     }
 }
 
+/* ---- Q8_0 in LFM_LAYOUT_X8 ---- */
+
+INLINE void tile_q8_0x8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy, const int NT) {
+    __m256 acc[MAXT];
+    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    const lfm_block_q8_0x8 *g = (const lfm_block_q8_0x8 *)(const void *)w;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const lfm_block_q8_0 *xb[MAXT];
+        __m256i isum[MAXT];
+        for (int t = 0; t < NT; t++) {
+            xb[t] = (const lfm_block_q8_0 *)(const void *)(x + t * bx) + ib;
+            isum[t] = _mm256_setzero_si256();
+        }
+        for (int k = 0; k < 8; k++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(g[ib].qs + 32 * k));
+            __m256i a = _mm256_sign_epi8(v, v);
+            for (int t = 0; t < NT; t++) {
+                __m256i xv = _mm256_set1_epi32(load_i32(xb[t]->qs + 4 * k));
+                __m256i p = _mm256_maddubs_epi16(a, _mm256_sign_epi8(xv, v));
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, ones));
+            }
+        }
+        __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g[ib].d));
+        for (int t = 0; t < NT; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(d8, _mm256_set1_ps(h2f(xb[t]->d))), acc[t]);
+    }
+    for (int t = 0; t < NT; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
+}
+
+static void q8_0x8_1(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q8_0x8(nb, w, x, bx, y, ldy, 1); }
+static void q8_0x8_2(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q8_0x8(nb, w, x, bx, y, ldy, 2); }
+static void q8_0x8_3(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q8_0x8(nb, w, x, bx, y, ldy, 3); }
+static void q8_0x8_4(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q8_0x8(nb, w, x, bx, y, ldy, 4); }
+
+static void mm_q8_0_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                       float *y, int64_t ldy) {
+    typedef void (*fn_t)(int64_t, const uint8_t *, const uint8_t *, size_t, float *, int64_t);
+    static const fn_t tiles[4] = {q8_0x8_1, q8_0x8_2, q8_0x8_3, q8_0x8_4};
+    int64_t nb = n / LFM_QK;
+    const int64_t CHUNK = 64;
+    for (int64_t t0 = 0; t0 < nt; t0 += CHUNK) {
+        int64_t t1 = lfm_min64(nt, t0 + CHUNK);
+        for (int64_t r = 0; r < nr; r += 8)
+            for (int64_t t = t0; t < t1; t += 4) {
+                int64_t tt = lfm_min64(4, t1 - t);
+                tiles[tt - 1](nb, w + (size_t)r * bw, x + (size_t)t * bx, bx, y + t * ldy + r, ldy);
+            }
+    }
+}
+
 void lfm_qkernels_init_avx2(lfm_qkernels *k) {
     k->mm_x8[LFM_TYPE_Q4_0] = mm_q4_0_x8;
+    k->mm_x8[LFM_TYPE_Q8_0] = mm_q8_0_x8;
     k->name = "avx2";
     k->act[LFM_TYPE_Q8_0] = act_q8_0;
     k->act[LFM_TYPE_Q8_1] = act_q8_1;
