@@ -12,7 +12,7 @@ llama.cpp loads it), then quantized with llama.cpp's own llama_model_quantize â€
 llama.cpp itself makes (Q6_K token embedding in Q4_0 / Q4_K_M files, etc.). Files are cached in
 --cache-dir. Random weights say nothing about quality; they are only for speed.
 
-Each measurement runs in a fresh subprocess per engine (so peak RSS, read from getrusage, is that
+Each measurement runs in a fresh subprocess per engine (so peak RSS, VmHWM from /proc, is that
 engine's alone). pp = prefill of N random tokens in one call; tg = N single-token decode steps after a
 one-token prompt (llama-bench's definitions). The engines alternate, and the best of --reps runs is
 kept, since the machine may be shared. ratio = liquidlfm / llama.cpp (higher is better for t/s).
@@ -170,6 +170,11 @@ def model_file(cache: Path, key: str, qtype: str, threads: int) -> Path:
 # ---- workers (one engine per process) ----
 
 def _peak_rss_mib() -> float:
+    """VmHWM of this process (getrusage's ru_maxrss would carry over the parent's peak across exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

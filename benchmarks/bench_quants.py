@@ -53,22 +53,26 @@ def main():
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     print(f"kernels: {_core._quant_kernels()}; numpy single-thread read bandwidth ~{read_bandwidth():.1f} GB/s")
-    print("| type | rows x cols | MB | threads | T | ms/matmul | GB/s weights | GMAC/s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("GB/s = weight bytes / time; 'cpu' uses the first thread's CPU time (robust when the machine is"
+          " shared), 'wall' the elapsed time. x8 = rows repacked 8 at a time (LFM_LAYOUT_X8).\n")
+    print("| type | layout | rows x cols | MB | threads | T | ms (wall) | GB/s wall | GB/s cpu | GMAC/s cpu |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.types:
         qt = TYPES[name]
         w = random_weights(qt, args.rows, args.cols, rng)
-        for T in [1] + ([args.prefill] if args.prefill else []):
-            x = rng.standard_normal((T, args.cols)).astype(np.float32)
-            for nth in args.threads:
-                one = _core._quant_bench(int(qt), w, args.rows, args.cols, x, 1, nth)
-                iters = max(1, int(args.seconds / max(one, 1e-6)))
-                sec = min(_core._quant_bench(int(qt), w, args.rows, args.cols, x, iters, nth) for _ in range(3))
-                gbs = len(w) / sec / 1e9
-                gmac = args.rows * args.cols * T / sec / 1e9
-                print(f"| {name} | {args.rows}x{args.cols} | {len(w) / 1e6:.1f} | {nth} | {T} | {sec * 1e3:.3f} | "
-                      f"{gbs:.1f} | {gmac:.1f} |")
-
+        layouts = [False] + ([True] if name in ("q4_0", "q8_0") else [])
+        for x8 in layouts:
+            for T in [1] + ([args.prefill] if args.prefill else []):
+                x = rng.standard_normal((T, args.cols)).astype(np.float32)
+                for nth in args.threads:
+                    one = _core._quant_bench(int(qt), w, args.rows, args.cols, x, 1, nth, x8)[0]
+                    iters = max(1, int(args.seconds / max(one, 1e-6)))
+                    runs = [_core._quant_bench(int(qt), w, args.rows, args.cols, x, iters, nth, x8) for _ in range(3)]
+                    wall = min(r[0] for r in runs)
+                    cpu = min(r[1] for r in runs)
+                    print(f"| {name} | {'x8' if x8 else 'rows'} | {args.rows}x{args.cols} | {len(w) / 1e6:.1f} | {nth} | "
+                          f"{T} | {wall * 1e3:.3f} | {len(w) / wall / 1e9:.1f} | {len(w) / cpu / 1e9:.1f} | "
+                          f"{args.rows * args.cols * T / cpu / 1e9:.1f} |")
 
 if __name__ == "__main__":
     main()

@@ -7,6 +7,7 @@
 #include "quants.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 
 /* ---- type traits ---- */
@@ -373,7 +374,7 @@ lfm_status lfm_quantize_row(lfm_type t, const float *src, void *dst, int64_t n) 
 /* ---- kernel choice and the matmul entry point ---- */
 
 static lfm_qkernels table_ref, table_best;
-static int tables_ready;
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
 
 static void tables_init(void) {
     lfm_qkernels_init_ref(&table_ref);
@@ -391,11 +392,7 @@ static void tables_init(void) {
 }
 
 const lfm_qkernels *lfm_qkernels_get(void) {
-    /* Benign race: every thread builds the same tables. */
-    if (!tables_ready) {
-        tables_init();
-        tables_ready = 1;
-    }
+    pthread_once(&tables_once, tables_init);
     return &table_best;
 }
 

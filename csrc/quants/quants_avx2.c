@@ -362,7 +362,7 @@ INLINE void tile_q6_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x,
     __m256 acc[MAXR][MAXT];
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
     const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
     for (int64_t ib = 0; ib < nb; ib++) {
         const lfm_block_q8_K *yb[MAXT];
@@ -382,14 +382,14 @@ INLINE void tile_q6_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x,
                 __m256i ql0 = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h));
                 __m256i ql1 = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h + 32));
                 __m256i qh = _mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h));
+                /* the 2 high bits of each element moved straight to bits 4..5 (16-bit shifts are
+                 * fine: what crosses into a neighbouring byte is masked off) */
                 __m256i q[4];
-                q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
-                q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
-                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
-                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
+                q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+                q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
                 q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
+                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
                 for (int k = 0; k < 4; k++) {
                     /* groups g = 8h + 2k (bytes 0..15) and g + 1 (bytes 16..31) */
                     __m256i s = _mm256_shuffle_epi8(spair, bcast16_idx(4 * h + k));
