@@ -180,6 +180,16 @@ void lfm_sampler_accept(lfm_sampler *s, lfm_token t); /* append to the penalty h
 void lfm_sampler_reset(lfm_sampler *s);               /* clear history, reseed */
 /* Pick a token from one row of n_vocab logits (the row is not modified). Does not accept it. */
 lfm_status lfm_sampler_sample(lfm_sampler *s, const float *logits, lfm_token *out);
+/* The distribution lfm_sampler_sample draws from: the kept tokens (in no particular order) and
+ * their normalised probabilities. Writes at most cap entries; *n_out is the full count. Greedy
+ * gives the argmax with probability 1. Does not consume randomness. */
+lfm_status lfm_sampler_dist(lfm_sampler *s, const float *logits, lfm_token *ids, float *probs, int32_t cap,
+                            int32_t *n_out);
+/* The logits after bias and penalties (before temperature), n_vocab floats into out. */
+lfm_status lfm_sampler_processed_logits(lfm_sampler *s, const float *logits, float *out);
+const lfm_sampler_params *lfm_sampler_get_params(const lfm_sampler *s);
+int32_t lfm_sampler_n_vocab(const lfm_sampler *s);
+int32_t lfm_sampler_token_count(const lfm_sampler *s, lfm_token t); /* occurrences in the penalty window */
 
 /* ---- generation loop ---- */
 
@@ -192,6 +202,10 @@ typedef enum {
 /* One step of the C generate loop: sample from the context's current last logits, accept the
  * token into the sampler; if it is one of stop_ids report LFM_FINISH_STOP, else decode it so the
  * context holds the logits for the next step (LFM_FINISH_LENGTH when no room is left). */
+/* Details: the sampler's n_vocab must be the model's. *out_token is always the sampled token.
+ * LFM_FINISH_LENGTH is reported once the token's decode fills the context (it is in the context),
+ * or when the context was already full on entry (the token is returned but not decoded).
+ * A decode failure is returned as is (LFM_ERR_ABORTED: the context was reset by the decode). */
 lfm_status lfm_generate_step(lfm_ctx *c, lfm_sampler *s, const lfm_token *stop_ids, int32_t n_stop,
                              lfm_token *out_token, lfm_finish_reason *finish);
 

@@ -297,16 +297,19 @@ lfm_status lfm_model_load_gguf(struct lfm_model *m, const char *path) {
     lfm_gguf *g;
     lfm_status st = lfm_gguf_open(path, &g);
     if (st) return st;
-    /* the model owns the mapping from here on; g's metadata stays readable while it lives */
-    lfm_mapping *maps = realloc(m->maps, (size_t)(m->n_maps + 1) * sizeof *maps);
-    if (!maps) {
-        lfm_gguf_close(g);
-        return lfm_fail(LFM_ERR_OOM, "out of memory loading '%s'", path);
-    }
-    m->maps = maps;
-    lfm_gguf_take_mapping(g, &m->maps[m->n_maps++]);
     loader L = {m, g, path};
     st = load(&L);
+    if (st == LFM_OK) {
+        /* the tensors point into the mapping: the model owns it from here on (after load, since
+         * taking it clears g's base address that lfm_gguf_tensor_info computes views from) */
+        lfm_mapping *maps = realloc(m->maps, (size_t)(m->n_maps + 1) * sizeof *maps);
+        if (!maps) {
+            st = lfm_fail(LFM_ERR_OOM, "out of memory loading '%s'", path);
+        } else {
+            m->maps = maps;
+            lfm_gguf_take_mapping(g, &m->maps[m->n_maps++]);
+        }
+    }
     lfm_gguf_close(g);
     return st;
 }

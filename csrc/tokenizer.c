@@ -152,20 +152,14 @@ static lfm_status utf8_validate(const uint8_t *s, size_t n) {
 }
 
 /* GPT-2 byte alphabet: bytes 0x21-0x7E, 0xA1-0xAC, 0xAE-0xFF stand for themselves, the other 68
- * bytes for U+0100.. in byte order. Returns the byte for a stand-in code point, -1 if none. */
+ * (0x00-0x20, 0x7F-0xA0, 0xAD) for U+0100.. in byte order. Returns the byte for a stand-in code
+ * point, -1 if none. */
 static int byte_of_unicode(uint32_t cp) {
-    static int16_t table[256 + 68];
-    static int ready; /* benign race: every thread writes identical values */
-    if (!ready) {
-        for (int i = 0; i < 256 + 68; i++) table[i] = -1;
-        int next = 0;
-        for (int b = 0; b < 256; b++) {
-            int self = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
-            table[self ? b : 256 + next++] = (int16_t)b;
-        }
-        ready = 1;
-    }
-    return cp < 256 + 68 ? table[cp] : -1;
+    if (cp < 256) return (cp >= 0x21 && cp <= 0x7E) || (cp >= 0xA1 && cp <= 0xAC) || cp >= 0xAE ? (int)cp : -1;
+    uint32_t k = cp - 256;
+    if (k < 33) return (int)k;
+    if (k < 67) return (int)(0x7F + (k - 33));
+    return k == 67 ? 0xAD : -1;
 }
 
 static inline uint8_t cls_of(uint32_t cp) {

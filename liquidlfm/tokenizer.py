@@ -1,4 +1,4 @@
-"""LFM2's tokenizer: byte-level BPE with the LLaMA-3-style pre-tokenizer, core in C (csrc/tokenizer.c).
+r"""LFM2's tokenizer: byte-level BPE with the LLaMA-3-style pre-tokenizer, core in C (csrc/tokenizer.c).
 
     tok = Tokenizer.from_dir("path/to/LFM2-350M")        # tokenizer.json (+ tokenizer_config.json)
     tok = Tokenizer.from_gguf("LFM2-350M-Q4_0.gguf")      # tokenizer.ggml.* metadata
@@ -16,8 +16,13 @@ as "<|im_start|>" into its id (parse_special=True). For untrusted user content p
 parse_special=False, so a user cannot inject control tokens (llama-cpp-python's default).
 
 decode() is the exact byte concatenation of the tokens, decoded as UTF-8 with invalid/incomplete
-sequences replaced by U+FFFD (= `tokenizers` Tokenizer.decode). transformers' decode may additionally
-apply clean_up_tokenization_spaces (" ." -> "."), which changes text; we never do.
+sequences replaced by U+FFFD (= `tokenizers` Tokenizer.decode and transformers 5's decode on LFM2;
+older transformers could apply clean_up_tokenization_spaces, " ." -> ".", which we never do).
+
+Unicode: the pre-tokenizer's \p{L} / \p{N} / \s classes are Unicode 16.0 tables
+(csrc/unicode_tables.c, tools/gen_unicode_tables.py), matching HF tokenizers' Oniguruma exactly on
+every code point; llama.cpp ships its own tables, so characters whose category changed between
+Unicode versions could split differently there (none of the test text does).
 """
 from __future__ import annotations
 
@@ -157,6 +162,9 @@ class Tokenizer:
         types = meta.get("tokenizer.ggml.token_type")
         if types is not None and len(types) != len(tokens):
             raise ModelFormatError(f"{path}: {len(types)} token types for {len(tokens)} tokens")
+        for key, arr, typ in (("tokens", tokens, str), ("merges", merges, str), ("token_type", types or [], int)):
+            if not isinstance(arr, list) or not all(isinstance(x, typ) and not isinstance(x, bool) for x in arr):
+                raise ModelFormatError(f"{path}: tokenizer.ggml.{key} must be an array of {typ.__name__}")
 
         def tid(key):
             v = meta.get(key)
@@ -251,6 +259,16 @@ class Tokenizer:
         if not 0 <= token_id < len(self._types):
             raise ValueError(f"token id {token_id} out of range [0, {len(self._types)})")
         return self._types[token_id]
+
+    @property
+    def token_types(self) -> tuple:
+        """GGUF token type of every id (see token_type)."""
+        return tuple(self._types)
+
+    @property
+    def unused_ids(self) -> list:
+        """Ids of type UNUSED (vocabulary holes, GGUF "[PAD<i>]" fillers): never emit these."""
+        return [i for i, k in enumerate(self._types) if k == UNUSED]
 
     def get_vocab(self) -> dict:
         """{token string: id}, like transformers' get_vocab()."""
@@ -406,33 +424,10 @@ def _template_bos(post, data) -> Optional[int]:
 
 # ---- GGUF ----
 
-_GGUF_KEYS = (
-    "tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens", "tokenizer.ggml.token_type",
-    "tokenizer.ggml.merges", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
-    "tokenizer.ggml.padding_token_id", "tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token",
-)
-
-
 def _read_gguf_tokenizer_metadata(path: Path) -> dict:
+    """tokenizer.* keys through our C GGUF reader (csrc/gguf.c validates the whole header)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
-    try:  # our C reader, when the gguf part provides it
-        from .gguf import read_metadata  # type: ignore
-    except ImportError:
-        read_metadata = None
-    if read_metadata is not None:
-        meta = read_metadata(path)
-        return {k: meta[k] for k in _GGUF_KEYS if k in meta}
-    from gguf import GGUFReader  # fallback: the `gguf` package
+    from .gguf import read_tokenizer_metadata
 
-    try:
-        reader = GGUFReader(str(path), "r")
-    except Exception as e:  # the package raises ValueError/struct errors on corrupt files
-        raise ModelFormatError(f"{path}: not a readable GGUF file: {e}") from None
-    out = {}
-    for key in _GGUF_KEYS:
-        field = reader.get_field(key)
-        if field is None:
-            continue
-        out[key] = field.contents()
-    return out
+    return read_tokenizer_metadata(path)

@@ -676,3 +676,18 @@ int lfm_py_init_engine(PyObject *module) {
     }
     return PyModule_AddFunctions(module, engine_functions);
 }
+
+/* ---- for other parts of the module (sampler_py.c's generate_step) ---- */
+
+lfm_ctx *lfm_py_ctx_acquire(PyObject *obj) {
+    if (!PyObject_TypeCheck(obj, &PyCtx_Type)) {
+        PyErr_Format(PyExc_TypeError, "expected a liquidlfm._core.Ctx, got %s", Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyCtx *self = (PyCtx *)obj;
+    if (ctx_check(self) < 0) return NULL;
+    self->in_call = 1;
+    return self->c;
+}
+
+void lfm_py_ctx_release(PyObject *obj) { ((PyCtx *)obj)->in_call = 0; }

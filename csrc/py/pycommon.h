@@ -26,4 +26,9 @@ int lfm_py_init_tokenizer(PyObject *module);
 int lfm_py_init_sampler(PyObject *module);
 int lfm_py_init_quants(PyObject *module);
 
+/* engine_py.c: the lfm_ctx of a _core.Ctx, marked in use until lfm_py_ctx_release (call both with
+ * the GIL held). NULL with TypeError / ValueError (closed) / RuntimeError (in use by another thread). */
+lfm_ctx *lfm_py_ctx_acquire(PyObject *obj);
+void lfm_py_ctx_release(PyObject *obj);
+
 #endif

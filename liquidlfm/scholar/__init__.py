@@ -1,0 +1,19 @@
+"""LFM-Scholar: related-work drafts with real, verifiable citations.
+
+    from liquidlfm.scholar import draft_related_work
+    draft = draft_related_work("idea ...", corpus="refs.bib", model="LiquidAI/LFM2.5-1.2B-Instruct")
+    print(draft.markdown()); draft.save("related.tex")   # + related.bib
+
+Retrieval and citation bookkeeping are code (BM25 + expansion + optional model reranking); the model
+groups papers into themes and writes prose over their abstracts; verify.py checks every citation.
+"""
+from .api import DEFAULT_MODEL, NoCorpusError, draft_related_work, gather_papers, load_model
+from .corpus import CorpusError, Paper, load_corpus
+from .draft import RelatedWork, Theme
+from .online import OnlineSearchError, search_online
+from .retrieve import Index, Retrieval, retrieve
+from .verify import VerifyReport, verify_paragraph
+
+__all__ = ["draft_related_work", "gather_papers", "load_model", "load_corpus", "retrieve", "search_online",
+           "verify_paragraph", "Index", "Paper", "RelatedWork", "Retrieval", "Theme", "VerifyReport",
+           "CorpusError", "NoCorpusError", "OnlineSearchError", "DEFAULT_MODEL"]

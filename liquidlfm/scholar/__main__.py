@@ -1,0 +1,105 @@
+"""python -m liquidlfm.scholar "idea" [--corpus refs.bib] [--format latex --out related.tex] ...
+
+The draft goes to stdout (or --out, written atomically, with the .bib of exactly the cited papers next
+to it); progress and --explain go to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .api import DEFAULT_MODEL, NoCorpusError, draft_related_work, gather_papers, load_model
+from .corpus import FORMATS_HELP, CorpusError
+from .online import OnlineSearchError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m liquidlfm.scholar",
+        description="Draft a Related Work section for a research idea, citing only papers it retrieved.")
+    ap.add_argument("idea", help="the research idea, in a sentence or two")
+    ap.add_argument("--corpus", action="append", metavar="PATH",
+                    help=f"papers to search (repeatable): {FORMATS_HELP}")
+    ap.add_argument("--arxiv", action="store_true", help="also search arXiv (cached on disk)")
+    ap.add_argument("--semantic-scholar", action="store_true", help="also search Semantic Scholar (cached)")
+    ap.add_argument("--top-k", type=int, default=12, help="papers to retrieve and draft from (default 12)")
+    ap.add_argument("--format", choices=("markdown", "latex"),
+                    help="output format (default: from --out's suffix, else markdown)")
+    ap.add_argument("--out", metavar="FILE", help="write the draft here (atomically) and FILE's stem + .bib")
+    ap.add_argument("--bib", metavar="FILE", help="where to write the .bib (default: next to --out)")
+    ap.add_argument("--model", metavar="PATH_OR_REPO",
+                    help=f"model path (HF folder or .gguf) or Hugging Face repo id, resolved like the translator's "
+                         f"(default: $LIQUIDLFM_MODEL, else {DEFAULT_MODEL}, downloaded once)")
+    ap.add_argument("--no-model", action="store_true",
+                    help="no model: BM25 retrieval only; paragraphs are built from the papers' metadata")
+    ap.add_argument("--no-rerank", action="store_true", help="do not rerank with the model")
+    ap.add_argument("--no-expand", action="store_true", help="no query expansion")
+    ap.add_argument("--candidates", type=int, default=30, help="BM25 candidates to rerank (default 30)")
+    ap.add_argument("--themes", type=int, default=3, help="at most this many themes (default 3)")
+    ap.add_argument("--max-tokens", type=int, default=300, help="token budget per paragraph")
+    ap.add_argument("--explain", action="store_true",
+                    help="show why each paper was picked (matched terms, BM25 and rerank scores) on stderr")
+    ap.add_argument("--cache-dir", metavar="DIR", help="on-disk cache for online search")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    fmt = args.format
+    if fmt is None:
+        fmt = "latex" if args.out and Path(args.out).suffix.lower() in (".tex", ".latex") else "markdown"
+    if args.top_k < 1:
+        print("error: --top-k must be at least 1", file=sys.stderr)
+        return 2
+    progress = False if args.quiet else None
+    from .draft import _progress
+    say = _progress(progress)
+    try:                                                    # corpus first: its errors name what to pass
+        papers = gather_papers(args.idea, args.corpus, arxiv=args.arxiv, semantic_scholar=args.semantic_scholar,
+                               cache_dir=args.cache_dir, progress=say)
+    except NoCorpusError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (CorpusError, OnlineSearchError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    model = None
+    if not args.no_model:
+        try:
+            model = load_model(args.model, progress=say)
+        except Exception as e:                                  # noqa: BLE001 - any load failure
+            print(f"error: could not load the model {args.model or DEFAULT_MODEL!r}: {e}\n"
+                  f"Pass --model PATH (a model folder or .gguf), set LIQUIDLFM_MODEL, or use --no-model "
+                  f"to draft from the papers' metadata without a model.", file=sys.stderr)
+            return 2
+    try:
+        draft = draft_related_work(
+            args.idea, papers=papers, model=model, top_k=args.top_k, format=fmt,
+            expand=not args.no_expand, rerank=not args.no_rerank,
+            n_candidates=args.candidates, max_themes=args.themes, max_tokens=args.max_tokens,
+            cache_dir=args.cache_dir, progress=say)
+    except NoCorpusError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (CorpusError, OnlineSearchError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.explain:
+        print(draft.explain(), file=sys.stderr)
+    if args.out:
+        path, bib = draft.save(args.out, args.bib)
+        say(f"wrote {path} and {bib} ({len(draft.cited)} cited papers)")
+    else:
+        sys.stdout.write(draft.text)
+        if args.bib:
+            from .render import atomic_write
+            atomic_write(args.bib, draft.bibtex())
+            say(f"wrote {args.bib}")
+    say(draft.report.summary() if model is not None else draft.provenance())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""draft_related_work(): corpus/online search -> retrieval -> themes + prose -> verified draft."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from .corpus import FORMATS_HELP, CorpusError, finalize, load_corpus
+from .draft import RelatedWork, _progress, draft_from_retrieval
+from .retrieve import Index, retrieve
+
+DEFAULT_MODEL = "LiquidAI/LFM2.5-1.2B-Instruct"
+
+NO_CORPUS_HELP = (f"pass --corpus FILE (or a folder): {FORMATS_HELP}. Example: "
+                  f'python -m liquidlfm.scholar "your idea" --corpus refs.bib')
+
+
+class NoCorpusError(CorpusError):
+    """No corpus was given and online search is not possible."""
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes")
+               for v in ("LIQUIDLFM_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def load_model(spec=None, *, progress=None):
+    """A model object from a path / HF repo id / None (LIQUIDLFM_MODEL, else DEFAULT_MODEL), resolved
+    like the translator does (liquidlfm.hub.resolve_model(purpose="chat")). Objects pass through."""
+    if spec is not None and not isinstance(spec, (str, os.PathLike)):
+        return spec
+    say = progress or (lambda m: None)
+    import liquidlfm as lfm
+    try:
+        from liquidlfm.hub import resolve_model
+    except ImportError:                                   # hub not available: let lfm.load resolve it
+        resolve_model = None
+    if resolve_model is not None:
+        path = resolve_model(None if spec is None else str(spec), purpose="chat")
+    else:
+        path = str(spec) if spec is not None else (os.environ.get("LIQUIDLFM_MODEL") or DEFAULT_MODEL)
+    say(f"loading model {path}")
+    model = lfm.load(str(path))
+    try:
+        model.name = str(spec) if spec is not None else os.environ.get("LIQUIDLFM_MODEL") or str(path)
+    except AttributeError:
+        pass
+    return model
+
+
+def gather_papers(idea: str, corpus=None, *, papers=None, arxiv: bool = False, semantic_scholar: bool = False,
+                  cache_dir=None, online_limit: int = 40, progress=None) -> list:
+    """The papers to search: the corpus files, given papers, and online results (arXiv / Semantic
+    Scholar when asked, or both when neither a corpus nor papers is given). Raises NoCorpusError
+    with what to pass when that leaves nothing."""
+    say = progress or (lambda m: None)
+    pool = list(papers or [])
+    if corpus is not None:
+        say(f"loading corpus {corpus}")
+        pool += load_corpus(corpus)
+    if arxiv or semantic_scholar or (corpus is None and papers is None):
+        from .online import OnlineSearchError, search_online
+        if _offline():
+            if not pool:
+                raise NoCorpusError("no corpus given and online search is disabled "
+                                    f"(LIQUIDLFM_OFFLINE/HF_HUB_OFFLINE); {NO_CORPUS_HELP}")
+            say("offline: skipping online search")
+        else:
+            use_ax = arxiv or not semantic_scholar
+            use_s2 = semantic_scholar or not arxiv
+            try:
+                pool += search_online(idea, arxiv=use_ax, semantic_scholar=use_s2, limit=online_limit,
+                                      cache_dir=cache_dir, log=say)
+            except OnlineSearchError as e:
+                if not pool:
+                    raise NoCorpusError(f"no corpus given and online search failed ({e}); "
+                                        f"{NO_CORPUS_HELP}") from None
+                say(f"online search failed, using the corpus only: {e}")
+    if not pool:
+        raise NoCorpusError(f"no papers to search; {NO_CORPUS_HELP}")
+    return finalize(pool)
+
+
+def draft_related_work(idea: str, corpus=None, *, papers=None, model=None, top_k: int = 12,
+                       format: str = "markdown", arxiv: bool = False, semantic_scholar: bool = False,
+                       expand: bool = True, rerank: bool = True, reranker=None, n_candidates: int = 30,
+                       max_themes: int = 3, max_tokens: int = 300, cache_dir=None, index: Optional[Index] = None,
+                       online_limit: int = 40, progress=False) -> RelatedWork:
+    """Draft a Related Work section for `idea`.
+
+    corpus: path(s) to .bib/.jsonl/.json/.csv files or folders; papers: a list of Paper instead;
+    arxiv / semantic_scholar: also search online (with neither corpus nor papers, both are searched).
+    model: None (BM25 only; each paragraph built from metadata), a path / repo id, or a model object
+    with the liquidlfm Model API (or any callable generator(prompt, max_tokens=...) -> str).
+    reranker: callable (idea, papers) -> relevance scores in [0, 1]; default: the model's yes/no logits.
+    Returns a RelatedWork (markdown(), latex(), bibtex(), save(path), explain(), cited, report).
+    """
+    if format not in ("markdown", "latex"):
+        raise ValueError(f"format must be 'markdown' or 'latex', got {format!r}")
+    if not isinstance(idea, str) or not idea.strip():
+        raise ValueError("the idea is empty; describe the research idea in a sentence or two")
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    say = _progress(progress)
+    if index is None:                                     # corpus problems surface before a model loads
+        pool = gather_papers(idea, corpus, papers=papers, arxiv=arxiv, semantic_scholar=semantic_scholar,
+                             cache_dir=cache_dir, online_limit=online_limit, progress=say)
+        say(f"indexing {len(pool)} papers")
+        index = Index(pool)
+    model_name = ""
+    if isinstance(model, (str, os.PathLike)):
+        model_name = str(model)
+        model = load_model(model, progress=say)
+    elif model is not None:
+        model_name = str(getattr(model, "name", None) or getattr(model, "path", None) or type(model).__name__)
+    say(f"retrieving the top {top_k} papers")
+    if rerank and reranker is None and model is not None:
+        from .rerank import ModelReranker
+        reranker = ModelReranker(model)
+    r = retrieve(idea, index=index, top_k=top_k, expand=expand, model=model,
+                 reranker=reranker if rerank else None, n_candidates=n_candidates, progress=say)
+    return draft_from_retrieval(idea, r, model=model, model_name=model_name, format=format,
+                                max_themes=max_themes, max_tokens=max_tokens, progress=say)

@@ -1,0 +1,266 @@
+"""Drafting: themes (model or code), one paragraph per theme written by the model over the abstracts
+it is given, every citation verified (verify.py), rendered as Markdown / LaTeX + a .bib."""
+from __future__ import annotations
+
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from .rerank import _abstract_snippet, generate_text
+from .retrieve import Retrieval, analyze, words, stem, STOPWORDS
+from .verify import VerifyReport, cited_keys, grounded_sentence, verify_paragraph
+
+SYSTEM = ("You are a careful research assistant writing the Related Work section of a paper. "
+          "You only state what the given abstracts say and cite only the given paper keys.")
+
+
+@dataclass
+class Theme:
+    name: str
+    keys: list                      # short keys of the papers grouped here
+    text: str = ""                  # canonical verified paragraph ("[P1, P3]" citations)
+    raw: str = ""                   # what the model wrote (before verification)
+    report: VerifyReport = field(default_factory=VerifyReport)
+
+
+@dataclass
+class RelatedWork:
+    """A verified related-work draft. str(draft) / draft.text is the rendered output."""
+
+    idea: str
+    retrieval: Retrieval
+    shorts: dict                    # "P1" -> Paper (the retrieved set)
+    themes: list
+    format: str = "markdown"
+    model_name: str = ""            # "" = drafted without a model (metadata sentences)
+    themes_by: str = "code"
+    report: VerifyReport = field(default_factory=VerifyReport)
+
+    # -- content --
+    def cited_short_keys(self) -> list:
+        out = []
+        for th in self.themes:
+            for k in cited_keys(th.text):
+                if k not in out:
+                    out.append(k)
+        return out
+
+    def cited_papers(self) -> list:
+        return [self.shorts[k] for k in self.cited_short_keys()]
+
+    @property
+    def cited(self) -> list:
+        """BibTeX keys of the cited papers, in first-citation order."""
+        return [p.key for p in self.cited_papers()]
+
+    @property
+    def retrieved(self) -> list:
+        return [h.paper for h in self.retrieval.hits]
+
+    def provenance(self) -> str:
+        how = (f"prose by model {self.model_name}; every citation checked against the retrieved papers"
+               if self.model_name else
+               "drafted WITHOUT a model: each sentence is built from the retrieved papers' metadata")
+        return f"{len(self.retrieved)} papers retrieved, {len(self.cited)} cited; {how}"
+
+    # -- renderings --
+    def markdown(self) -> str:
+        from .render import to_markdown
+        return to_markdown(self)
+
+    def latex(self) -> str:
+        from .render import to_latex
+        return to_latex(self)
+
+    def bibtex(self) -> str:
+        from .render import to_bibtex
+        return to_bibtex(self.cited_papers())
+
+    @property
+    def text(self) -> str:
+        return self.latex() if self.format == "latex" else self.markdown()
+
+    def __str__(self) -> str:
+        return self.text
+
+    def explain(self) -> str:
+        return self.retrieval.explain()
+
+    def save(self, path, bib_path=None) -> tuple:
+        """Write the draft (format from self.format) and the .bib next to it (same stem), each
+        atomically. Returns (draft path, bib path)."""
+        from .render import atomic_write
+        path = Path(path)
+        bib = Path(bib_path) if bib_path else path.with_suffix(".bib")
+        if bib.resolve() == path.resolve():
+            raise ValueError(f"the draft and its .bib would both be written to {path}")
+        text, bibtext = self.text, self.bibtex()
+        atomic_write(bib, bibtext)
+        atomic_write(path, text)
+        return path, bib
+
+
+# ---- themes ----
+
+def _surface_forms(texts):
+    forms = {}
+    for t in texts:
+        for w in words(t):
+            if w in STOPWORDS:
+                continue
+            s = stem(w)
+            d = forms.setdefault(s, {})
+            d[w] = d.get(w, 0) + 1
+    return {s: max(d.items(), key=lambda kv: kv[1])[0] for s, d in forms.items()}
+
+
+def code_themes(shorts: dict, max_themes: int = 3) -> list:
+    """Group papers by TF-IDF cosine (average-link agglomerative), label each group by its top terms."""
+    keys = list(shorts)
+    if not keys:
+        return []
+    docs = [analyze(shorts[k].title) * 2 + analyze(shorts[k].abstract) for k in keys]
+    vocab = sorted({t for d in docs for t in d})
+    ix = {t: i for i, t in enumerate(vocab)}
+    X = np.zeros((len(keys), len(vocab)))
+    for i, d in enumerate(docs):
+        for t in d:
+            X[i, ix[t]] += 1
+    df = (X > 0).sum(0)
+    X = X * np.log((1 + len(keys)) / (1 + df) + 1)
+    X /= np.linalg.norm(X, axis=1, keepdims=True) + 1e-12
+    n_groups = 1 if len(keys) < 4 else min(max_themes, max(2, len(keys) // 4))
+    groups = [[i] for i in range(len(keys))]
+    sim = X @ X.T
+    while len(groups) > n_groups:
+        best, pair = -1.0, (0, 1)
+        for a in range(len(groups)):
+            for b in range(a + 1, len(groups)):
+                s = float(sim[np.ix_(groups[a], groups[b])].mean())
+                if s > best:
+                    best, pair = s, (a, b)
+        a, b = pair
+        groups[a] += groups.pop(b)
+    groups.sort(key=lambda g: min(g))
+    forms = _surface_forms(shorts[k].title + " " + shorts[k].abstract for k in keys)
+    themes, used_labels = [], set()
+    for g in groups:
+        w = X[g].sum(0)
+        label = None
+        for i in np.argsort(-w):
+            t = vocab[i]
+            if "_" in t and w[i] > 0:
+                parts = t.split("_")
+                lab = " ".join(forms.get(p, p) for p in parts)
+                if lab not in used_labels:
+                    label = lab
+                    break
+        if label is None:
+            tops = [forms.get(vocab[i], vocab[i]) for i in np.argsort(-w)[:2] if w[i] > 0]
+            label = " and ".join(tops) or "related work"
+        used_labels.add(label)
+        themes.append(Theme(name=label[:1].upper() + label[1:], keys=[keys[i] for i in sorted(g)]))
+    return themes
+
+
+def model_themes(model, idea: str, shorts: dict, max_themes: int = 3, max_tokens: int = 160) -> list:
+    """Ask the model to group the papers; returns [] if its answer cannot be used."""
+    listing = "\n".join(f"[{k}] {p.title}" for k, p in shorts.items())
+    user = (f"Research idea: {idea}\n\nPapers:\n{listing}\n\n"
+            f"Group these papers into 2 to {max_themes} themes for a Related Work section. "
+            f"Answer with one line per theme in the form\nTheme name: P1, P2\n"
+            f"Use every paper key exactly once and no other keys.")
+    text = generate_text(model, user, system=SYSTEM, max_tokens=max_tokens)
+    themes, used = [], set()
+    for name, ks in parse_themes(text):
+        ks = [k for k in ks if k in shorts and k not in used]
+        used.update(ks)
+        if ks:
+            themes.append(Theme(name=name, keys=ks))
+    if not themes or len(used) < max(1, len(shorts) // 2):
+        return []
+    rest = [k for k in shorts if k not in used]
+    if rest:                                              # the model skipped some: place them by code
+        themes.append(Theme(name="Further related work", keys=rest))
+    return themes
+
+
+_KEY = re.compile(r"\[?\bP\s*0*(\d{1,3})\b\]?", re.I)
+
+
+def parse_themes(text: str) -> list:
+    """[(theme name, [short keys])] from lines like "Name: P1, P2", "1. **Name**: [P1], [P3]",
+    "Theme 2: Name (P4, P5)", "- Name - P1, P2". Lines without keys or without a name are skipped."""
+    out = []
+    for line in text.splitlines():
+        keys = [f"P{int(n)}" for n in _KEY.findall(line)]
+        if not keys:
+            continue
+        first = _KEY.search(line)
+        name = line[:first.start()]
+        name = re.sub(r"^\s*(?:[-*•]|\d+[.)])\s*", "", name)                  # list markers
+        name = re.sub(r"^\s*\**\s*theme\s*\d*\s*\**\s*[:.\-–]?\s*", "", name, flags=re.I)
+        name = re.sub(r"[\s*:\-–(\[,]+$", "", name).strip(" *\"'_")
+        if not re.search(r"[A-Za-z]{3}", name):
+            continue
+        out.append((name[:80], list(dict.fromkeys(keys))))
+    return out
+
+
+# ---- drafting ----
+
+def paragraph_prompt(idea: str, theme: Theme, shorts: dict, max_words: int = 110) -> str:
+    listing = "\n\n".join(
+        f"[{k}] {shorts[k].title} ({shorts[k].short_authors()}, {shorts[k].year or 'n.d.'})\n"
+        f"Abstract: {_abstract_snippet(shorts[k].abstract, max_words)}" for k in theme.keys)
+    return (f"Research idea: {idea}\n\nTheme: {theme.name}\n\nPapers:\n{listing}\n\n"
+            f"Write one paragraph (3 to 5 sentences) of the Related Work section about this theme. "
+            f"Describe what these papers do, using only their abstracts above, and how they relate to "
+            f"the research idea. Cite a paper by writing its key in square brackets, e.g. [{theme.keys[0]}]. "
+            f"Cite only the keys listed above. Do not write a heading.")
+
+
+def _progress(progress):
+    if progress is None or progress is True:
+        t0 = time.time()
+        return lambda msg: print(f"[scholar {time.time() - t0:5.1f}s] {msg}", file=sys.stderr, flush=True)
+    if progress is False:
+        return lambda msg: None
+    return progress
+
+
+def draft_from_retrieval(idea: str, retrieval: Retrieval, *, model=None, model_name: str = "",
+                         format: str = "markdown", max_themes: int = 3, max_tokens: int = 300,
+                         progress=None) -> RelatedWork:
+    say = _progress(progress)
+    shorts = {f"P{i}": h.paper for i, h in enumerate(retrieval.hits, 1)}
+    if not shorts:
+        raise ValueError("no papers were retrieved for this idea; nothing to draft from")
+    themes, themes_by = [], "code"
+    if model is not None:
+        say("asking the model to group the papers into themes")
+        themes = model_themes(model, idea, shorts, max_themes)
+        themes_by = "model" if themes else "code (model's grouping was unusable)"
+    if not themes:
+        themes = code_themes(shorts, max_themes)
+    total, seen = VerifyReport(), set()
+    for i, th in enumerate(themes, 1):
+        if model is not None:
+            say(f"writing paragraph {i}/{len(themes)}: {th.name}")
+            th.raw = generate_text(model, paragraph_prompt(idea, th, shorts), system=SYSTEM,
+                                   max_tokens=max_tokens)
+        else:
+            th.raw = ""
+        th.text, th.report = verify_paragraph(th.raw, shorts, th.keys, th.name, seen)
+        total.merge(th.report)
+    if model is not None:
+        say(f"verified citations: {total.summary()}")
+    return RelatedWork(idea=idea, retrieval=retrieval, shorts=shorts, themes=themes, format=format,
+                       model_name=model_name if model is not None else "", themes_by=themes_by,
+                       report=total)

@@ -1,0 +1,354 @@
+"""The C sampler (csrc/sampler.c via _core.Sampler) against NumPy references of the same semantics
+and against transformers' logits processors."""
+import math
+import threading
+
+import numpy as np
+import pytest
+
+from liquidlfm._core import Sampler
+
+
+def rand_logits(rng, v, scale=3.0):
+    return (rng.standard_normal(v) * scale).astype(np.float32)
+
+
+# ---- NumPy reference (transformers order: temperature -> top-k -> top-p -> min-p) ----
+
+def ref_filter(logits, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0):
+    """Return {token: prob} of the distribution transformers would sample from (float64)."""
+    x = logits.astype(np.float64) / temperature
+    keep = np.isfinite(x)
+    if top_k > 0:
+        kth = np.sort(x[keep])[::-1][min(top_k, keep.sum()) - 1]
+        keep &= x >= kth
+    def probs_of(mask):
+        y = np.where(mask, x, -np.inf)
+        e = np.exp(y - y.max())
+        return e / e.sum()
+    if top_p < 1.0:
+        p = probs_of(keep)
+        order = np.argsort(-p, kind="stable")
+        above = np.concatenate([[0.0], np.cumsum(p[order])[:-1]])
+        kept_sorted = above < top_p
+        kept_sorted[0] = True
+        m = np.zeros_like(keep)
+        m[order[kept_sorted]] = True
+        keep &= m
+    if min_p > 0.0:
+        p = probs_of(keep)
+        keep &= p >= min_p * p.max()
+    p = probs_of(keep)
+    return {int(i): float(p[i]) for i in np.flatnonzero(keep)}
+
+
+def dist_dict(s, logits):
+    ids, probs = s.dist(logits)
+    return {int(i): float(p) for i, p in zip(ids, probs)}
+
+
+def assert_same_dist(got, want, tol=2e-5):
+    assert set(got) == set(want), (sorted(set(got) ^ set(want)))
+    for k in want:
+        assert abs(got[k] - want[k]) <= tol * max(1.0, want[k]) + 1e-7, (k, got[k], want[k])
+
+
+# ---- greedy ----
+
+def test_greedy_is_argmax_and_deterministic():
+    rng = np.random.default_rng(0)
+    for trial in range(50):
+        x = rand_logits(rng, 1000)
+        for t in (0.0, -1.0):
+            s = Sampler(1000, temperature=t, seed=trial)
+            assert s.sample(x) == int(np.argmax(x))
+            assert s.sample(x) == int(np.argmax(x))
+
+
+def test_greedy_ties_take_first_index():
+    x = np.zeros(16, dtype=np.float32)
+    x[[3, 9]] = 5.0
+    assert Sampler(16, temperature=0).sample(x) == 3
+
+
+def test_top_k_1_is_argmax():
+    rng = np.random.default_rng(1)
+    for trial in range(50):
+        x = rand_logits(rng, 4096)
+        s = Sampler(4096, temperature=1.5, top_k=1, seed=trial)
+        for _ in range(3):
+            assert s.sample(x) == int(np.argmax(x))
+
+
+def test_2d_logits_use_last_row():
+    rng = np.random.default_rng(2)
+    x = rand_logits(rng, 3 * 50).reshape(3, 50)
+    assert Sampler(50, temperature=0).sample(x) == int(np.argmax(x[-1]))
+
+
+# ---- seeds ----
+
+def draw(s, x, n):
+    return [s.sample(x) for _ in range(n)]
+
+
+def test_same_seed_same_tokens_and_reset_reseeds():
+    rng = np.random.default_rng(3)
+    x = rand_logits(rng, 500, scale=1.0)
+    a = draw(Sampler(500, temperature=1.0, seed=42), x, 200)
+    b = draw(Sampler(500, temperature=1.0, seed=42), x, 200)
+    c = draw(Sampler(500, temperature=1.0, seed=43), x, 200)
+    assert a == b
+    assert a != c
+    s = Sampler(500, temperature=1.0, seed=42)
+    first = draw(s, x, 50)
+    s.reset()
+    assert draw(s, x, 50) == first == a[:50]
+
+
+def test_seed_any_int():
+    x = np.zeros(10, dtype=np.float32)
+    Sampler(10, seed=2**64 + 5).sample(x)
+    assert Sampler(10, seed=-1).seed == 2**64 - 1
+
+
+# ---- filters vs the NumPy reference (exact kept sets) ----
+
+CASES = [
+    dict(temperature=1.0),
+    dict(temperature=0.7),
+    dict(temperature=1.0, top_k=5),
+    dict(temperature=0.3, top_k=50),
+    dict(temperature=1.0, top_p=0.9),
+    dict(temperature=0.5, top_p=0.5),
+    dict(temperature=1.0, min_p=0.05),
+    dict(temperature=0.3, min_p=0.15),
+    dict(temperature=1.2, top_k=40, top_p=0.8),
+    dict(temperature=0.8, top_k=30, top_p=0.95, min_p=0.02),
+    dict(temperature=1.0, top_p=0.7, min_p=0.1),
+    dict(temperature=1.0, top_k=100000),  # k larger than the vocabulary
+]
+
+
+@pytest.mark.parametrize("params", CASES, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()))
+def test_filters_match_numpy_reference(params):
+    rng = np.random.default_rng(4)
+    for v in (7, 300, 5000):
+        for _ in range(5):
+            x = rand_logits(rng, v, scale=rng.uniform(0.5, 4.0))
+            s = Sampler(v, seed=0, **params)
+            assert_same_dist(dist_dict(s, x), ref_filter(x, **params))
+
+
+def test_top_k_keeps_ties_at_threshold():
+    x = np.array([5, 4, 3, 3, 3, 1, 0], dtype=np.float32)
+    assert set(dist_dict(Sampler(7, top_k=3), x)) == {0, 1, 2, 3, 4}
+
+
+def test_filters_match_transformers_warpers():
+    torch = pytest.importorskip("torch")
+    from transformers.generation.logits_process import (
+        MinPLogitsWarper,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    rng = np.random.default_rng(5)
+    for params in CASES:
+        for v in (50, 2000):
+            x = rand_logits(rng, v, scale=2.0)
+            scores = torch.from_numpy(x.copy())[None]
+            ids = torch.zeros((1, 1), dtype=torch.long)
+            scores = TemperatureLogitsWarper(params["temperature"])(ids, scores)
+            if params.get("top_k", 0) > 0:
+                scores = TopKLogitsWarper(params["top_k"])(ids, scores)
+            if params.get("top_p", 1.0) < 1.0:
+                scores = TopPLogitsWarper(params["top_p"])(ids, scores)
+            if params.get("min_p", 0.0) > 0.0:
+                scores = MinPLogitsWarper(params["min_p"])(ids, scores)
+            p = torch.softmax(scores[0].double(), -1).numpy()
+            want = {int(i): float(p[i]) for i in np.flatnonzero(np.isfinite(scores[0].numpy()))}
+            assert_same_dist(dist_dict(Sampler(v, **params), x), want)
+
+
+def test_samples_follow_the_distribution():
+    """Empirical frequencies of 40k draws (fixed seed) match the reported distribution."""
+    rng = np.random.default_rng(6)
+    x = rand_logits(rng, 12, scale=1.0)
+    for params in (dict(temperature=1.0), dict(temperature=0.8, top_k=6), dict(temperature=1.0, top_p=0.8),
+                   dict(temperature=1.0, min_p=0.2)):
+        s = Sampler(12, seed=123, **params)
+        want = ref_filter(x, **params)
+        n = 40000
+        counts = np.bincount([s.sample(x) for _ in range(n)], minlength=12)
+        assert set(np.flatnonzero(counts)) <= set(want)
+        for k, p in want.items():
+            sd = math.sqrt(p * (1 - p) / n)
+            assert abs(counts[k] / n - p) < 5 * sd + 1e-4, (params, k, counts[k] / n, p)
+
+
+# ---- penalties ----
+
+def test_repetition_penalty_matches_transformers():
+    torch = pytest.importorskip("torch")
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    rng = np.random.default_rng(7)
+    for penalty in (1.05, 1.3, 0.8):
+        x = rand_logits(rng, 1000)
+        hist = rng.integers(0, 1000, size=60).tolist()
+        s = Sampler(1000, repetition_penalty=penalty)
+        s.accept(hist)
+        got = s.processed_logits(x)
+        want = RepetitionPenaltyLogitsProcessor(penalty)(torch.tensor([hist]), torch.from_numpy(x.copy())[None])
+        np.testing.assert_array_equal(got, want[0].numpy())
+
+
+def ref_penalties(x, hist, rep=1.0, presence=0.0, frequency=0.0, last_n=-1):
+    x = x.astype(np.float32).copy()
+    window = hist if last_n < 0 else hist[len(hist) - last_n:] if last_n > 0 else []
+    counts = {}
+    for t in window:
+        counts[t] = counts.get(t, 0) + 1
+    for t, c in counts.items():
+        v = x[t]
+        if rep != 1.0:
+            v = v * np.float32(rep) if v < 0 else v / np.float32(rep)
+        v = np.float32(v - (np.float32(c) * np.float32(frequency) + np.float32(presence)))
+        x[t] = v
+    return x
+
+
+@pytest.mark.parametrize("last_n", [-1, 0, 1, 7, 64])
+def test_presence_frequency_and_window(last_n):
+    rng = np.random.default_rng(8)
+    x = rand_logits(rng, 200)
+    hist = rng.integers(0, 30, size=100).tolist()
+    kw = dict(repetition_penalty=1.1, presence_penalty=0.5, frequency_penalty=0.25)
+    s = Sampler(200, penalty_last_n=last_n, **kw)
+    for t in hist:  # one at a time, so the ring buffer wraps
+        s.accept(t)
+    want = ref_penalties(x, hist, 1.1, 0.5, 0.25, last_n)
+    np.testing.assert_allclose(s.processed_logits(x), want, rtol=1e-6, atol=1e-6)
+    window = hist if last_n < 0 else hist[len(hist) - last_n:] if last_n > 0 else []
+    for t in range(30):
+        assert s.count(t) == window.count(t)
+    s.reset()
+    np.testing.assert_array_equal(s.processed_logits(x), x)
+
+
+def test_frequency_penalty_matches_openai_formula():
+    x = np.zeros(5, dtype=np.float32)
+    s = Sampler(5, presence_penalty=1.0, frequency_penalty=0.5)
+    s.accept([2, 2, 2, 4])
+    np.testing.assert_allclose(s.processed_logits(x), [0, 0, -2.5, 0, -1.5])
+
+
+def test_penalties_change_greedy_choice():
+    x = np.array([1.0, 2.0, 1.95], dtype=np.float32)
+    s = Sampler(3, temperature=0, repetition_penalty=1.1)
+    assert s.sample(x) == 1
+    s.accept(1)
+    assert s.sample(x) == 2
+
+
+# ---- logit bias ----
+
+def test_logit_bias_adds_and_bans():
+    x = np.array([3.0, 2.0, 1.0, 0.0], dtype=np.float32)
+    s = Sampler(4, temperature=0, logit_bias={0: -math.inf})
+    assert s.sample(x) == 1
+    s.set_logit_bias({3: 10.0})
+    assert s.sample(x) == 3
+    np.testing.assert_allclose(s.processed_logits(x), [3, 2, 1, 10])
+    s.set_logit_bias(None)
+    assert s.sample(x) == 0
+    # banned tokens are never drawn
+    s = Sampler(4, temperature=5.0, logit_bias={0: -math.inf, 1: -math.inf}, seed=1)
+    assert set(draw(s, x, 300)) == {2, 3}
+
+
+# ---- bad arguments ----
+
+@pytest.mark.parametrize("kw", [
+    dict(top_k=-1), dict(temperature=math.nan), dict(temperature=math.inf), dict(top_p=0.0), dict(top_p=1.5),
+    dict(top_p=math.nan), dict(top_p=-0.1), dict(min_p=-0.1), dict(min_p=1.5), dict(min_p=math.nan),
+    dict(repetition_penalty=0.0), dict(repetition_penalty=-1.0), dict(repetition_penalty=math.nan),
+    dict(presence_penalty=math.nan), dict(frequency_penalty=math.inf),
+    dict(logit_bias={10: 1.0}), dict(logit_bias={-1: 1.0}), dict(logit_bias={1: math.nan}),
+    dict(logit_bias={1: math.inf}),
+])
+def test_bad_params_raise_value_error(kw):
+    with pytest.raises(ValueError):
+        Sampler(10, **kw)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError):
+        Sampler(0)
+    with pytest.raises(TypeError):
+        Sampler(10, logit_bias=[1, 2])
+    with pytest.raises(TypeError):
+        Sampler(10, seed="x")
+    s = Sampler(10)
+    with pytest.raises(TypeError):
+        s.sample(np.zeros(10, dtype=np.float64))
+    with pytest.raises(ValueError):
+        s.sample(np.zeros(11, dtype=np.float32))
+    with pytest.raises((ValueError, BufferError)):
+        s.sample(np.zeros(20, dtype=np.float32)[::2])
+    x = np.zeros(10, dtype=np.float32)
+    x[3] = np.nan
+    with pytest.raises(ValueError, match="logit 3"):
+        s.sample(x)
+    with pytest.raises(ValueError, match="banned"):
+        s.sample(np.full(10, -np.inf, dtype=np.float32))
+    with pytest.raises(ValueError):
+        s.accept(10)
+    with pytest.raises(ValueError):
+        s.accept([1, 2, -1])
+    assert s.count(1) == 0  # a rejected batch leaves the history unchanged
+    s.close()
+    with pytest.raises(ValueError, match="closed"):
+        s.sample(np.zeros(10, dtype=np.float32))
+    s.close()  # idempotent
+    with Sampler(10) as s2:
+        s2.sample(np.zeros(10, dtype=np.float32))
+    assert s2.closed
+
+
+def test_concurrent_use_never_crashes():
+    """Two threads hammering one sampler either succeed or get RuntimeError (busy)."""
+    v = 65536
+    x = rand_logits(np.random.default_rng(9), v)
+    s = Sampler(v, temperature=1.0, top_p=0.9)
+    errors = []
+
+    def work():
+        for _ in range(100):
+            try:
+                s.sample(x)
+            except RuntimeError as e:
+                errors.append(e)
+
+    ts = [threading.Thread(target=work) for _ in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert all("in use" in str(e) for e in errors)
+
+
+def test_large_vocab_filters_are_sublinear_in_sorting():
+    """top-k / min-p on 65k logits must not cost a full sort per token (sanity bound, generous)."""
+    import time
+
+    v = 65536
+    x = rand_logits(np.random.default_rng(10), v)
+    s = Sampler(v, temperature=0.8, top_k=40, top_p=0.95, min_p=0.05)
+    t0 = time.perf_counter()
+    for _ in range(200):
+        s.sample(x)
+    per = (time.perf_counter() - t0) / 200
+    assert per < 5e-3, per

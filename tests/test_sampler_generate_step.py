@@ -1,0 +1,77 @@
+"""_core.generate_step (csrc/generate.c): the C step of the generation loop on the engine's context."""
+import numpy as np
+import pytest
+
+import liquidlfm as lfm
+from liquidlfm import _core
+from tests.fixtures.hf_models import make_hf_model
+
+V = 300
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = make_hf_model(tmp_path_factory.mktemp("gs"), vocab_size=V, hidden_size=64, num_hidden_layers=2,
+                         layer_types=["conv", "full_attention"], num_attention_heads=4, num_key_value_heads=2,
+                         intermediate_size=96, seed=5, tokenizer=False)
+    m = lfm.load(path)
+    yield m
+    m.close()
+
+
+def test_matches_sample_then_decode(model):
+    prompt = [1, 20, 30, 40]
+    with model.session(n_ctx=64) as a, model.session(n_ctx=64) as b:
+        a.prefill(prompt)
+        logits = b.prefill(prompt)
+        sa = _core.Sampler(V, temperature=0.9, top_k=20, seed=3, repetition_penalty=1.2)
+        sb = _core.Sampler(V, temperature=0.9, top_k=20, seed=3, repetition_penalty=1.2)
+        for _ in range(15):
+            t, fin = _core.generate_step(a._ctx, sa, [])
+            u = sb.sample(logits)
+            sb.accept(u)
+            logits = b.step(u)
+            assert (t, fin) == (u, _core.FINISH_NONE)
+            assert sa.count(t) == sb.count(t)
+        assert a.pos == b.pos == len(prompt) + 15
+        np.testing.assert_array_equal(a.logits, b.logits)
+
+
+def test_stop_ids_and_length(model):
+    with model.session(n_ctx=8) as s:
+        s.prefill([1, 2, 3])
+        greedy = _core.Sampler(V, temperature=0)
+        t = int(np.argmax(s.logits))
+        tok, fin = _core.generate_step(s._ctx, greedy, [t, 5])
+        assert (tok, fin) == (t, _core.FINISH_STOP) and s.pos == 3  # a stop token is not decoded
+        fins = []
+        for _ in range(5):
+            tok, fin = _core.generate_step(s._ctx, greedy, ())
+            fins.append(fin)
+        assert fins == [0, 0, 0, 0, _core.FINISH_LENGTH] and s.pos == 8
+        tok, fin = _core.generate_step(s._ctx, greedy, None)  # full on entry: returned, not decoded
+        assert fin == _core.FINISH_LENGTH and s.pos == 8 and 0 <= tok < V
+
+
+def test_bad_arguments(model):
+    with model.session(n_ctx=16) as s:
+        smp = _core.Sampler(V)
+        with pytest.raises(ValueError, match="no logits"):
+            _core.generate_step(s._ctx, smp)  # nothing decoded yet
+        s.prefill([1, 2])
+        with pytest.raises(ValueError, match="n_vocab"):
+            _core.generate_step(s._ctx, _core.Sampler(V + 1))
+        with pytest.raises(TypeError):
+            _core.generate_step(s, smp)  # the Python Session, not its _core.Ctx
+        with pytest.raises(TypeError):
+            _core.generate_step(s._ctx, object())
+        with pytest.raises(TypeError):
+            _core.generate_step(s._ctx, smp, ["a"])
+        assert s.pos == 2
+    with pytest.raises(ValueError, match="closed"):
+        _core.generate_step(s._ctx, smp)
+    smp.close()
+    with model.session(n_ctx=16) as s2:
+        s2.prefill([1])
+        with pytest.raises(ValueError, match="closed"):
+            _core.generate_step(s2._ctx, smp)
