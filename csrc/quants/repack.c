@@ -87,8 +87,9 @@ static lfm_status repack_one(struct lfm_model *m, lfm_tensor *t) {
     const void *old = t->data;
     t->data = buf;
     t->layout = LFM_LAYOUT_X8;
-    /* the tied head shares tok_embd's bytes, which embedding lookups still read */
-    if (old != m->tok_embd.data && in_mapping(m, old)) release_pages(old, bytes);
+    /* Drop the file pages from this process (they stay in the page cache). A tied head shares
+     * tok_embd's bytes: embedding lookups then fault back in only the rows they read. */
+    if (in_mapping(m, old)) release_pages(old, bytes);
     return LFM_OK;
 }
 
