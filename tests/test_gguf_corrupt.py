@@ -219,3 +219,45 @@ def test_mutation_fuzz(tmp_path):
         except ModelFormatError:
             outcomes["format"] += 1
     assert outcomes["format"] > 300, outcomes
+
+
+# ---- whole models through lfm.load --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory):
+    from tests.fixtures.gguf_models import hf_to_gguf, make_tiny_hf
+
+    d = tmp_path_factory.mktemp("tiny")
+    hf = make_tiny_hf(d / "hf", vocab_size=320, hidden_size=64, n_layers=2, layer_types=["conv", "full_attention"],
+                      heads=4, kv_heads=2, ff=96, tokenizer=False)
+    return hf_to_gguf(hf, d / "m.gguf", "f16").read_bytes()
+
+
+def test_model_load_truncated_and_mutated(tmp_path, tiny_gguf):
+    import liquidlfm as lfm
+
+    p = tmp_path / "m.gguf"
+    p.write_bytes(tiny_gguf)
+    m = lfm.load(str(p))
+    assert m.forward([1, 2, 3]).shape == (3, 320)
+    rng = random.Random(7)
+    cuts = sorted({rng.randrange(len(tiny_gguf)) for _ in range(40)} | {len(tiny_gguf) - 1, 4, 100})
+    for cut in cuts:
+        p.write_bytes(tiny_gguf[:cut])
+        with pytest.raises(ModelFormatError):
+            lfm.load(str(p))
+    info = read_gguf(write(tmp_path, tiny_gguf, "ok.gguf"))
+    header_end = info.data_offset
+    ok = 0
+    for _ in range(150):
+        blob = bytearray(tiny_gguf)
+        for _ in range(rng.randint(1, 3)):
+            pos = rng.randrange(header_end)
+            blob[pos] = rng.randrange(256)
+        p.write_bytes(bytes(blob))
+        try:
+            lfm.load(str(p)).forward([1, 2])
+            ok += 1
+        except (ModelFormatError, UnsupportedModelError):
+            pass
+    assert ok < 150

@@ -13,7 +13,12 @@ OUT="$REPO/build/sanitize"
 STAGE="$OUT/stage"
 cd "$REPO"
 
-LIQUIDLFM_SANITIZE=1 python3 setup.py -q build_ext --build-lib "$OUT/lib" --build-temp "$OUT/tmp" -j2 >/dev/null
+mkdir -p "$OUT"
+if ! LIQUIDLFM_SANITIZE=1 python3 setup.py -q build_ext --build-lib "$OUT/lib" --build-temp "$OUT/tmp" -j2 \
+        >"$OUT/build.log" 2>&1; then
+    cat "$OUT/build.log"
+    exit 1
+fi
 
 # A staging copy of the Python package + tests next to the sanitized extension (pytest puts the
 # tests' root first on sys.path, so the in-place liquidlfm/ must not be importable from there).
@@ -27,8 +32,8 @@ cp "$OUT"/lib/liquidlfm/_core*.so "$STAGE/liquidlfm/"
 if [ "$#" -gt 0 ]; then
     TESTS=("$@")
 else
-    TESTS=(tests/test_gguf_corrupt.py tests/test_gguf_reader.py)
-    for f in tests/test_safetensors*.py tests/test_*corrupt*.py; do
+    TESTS=(tests/test_gguf_corrupt.py tests/test_gguf_reader.py tests/sanitize/test_safetensors_fuzz.py)
+    for f in tests/test_*safetensors*.py tests/test_*corrupt*.py; do
         [ -e "$f" ] || continue
         case " ${TESTS[*]} " in *" $f "*) ;; *) TESTS+=("$f") ;; esac
     done
