@@ -50,7 +50,13 @@ typedef struct {
     int64_t ne[4];
     const void *data;
     size_t nbytes;
+    int32_t layout; /* LFM_LAYOUT_ROWS (0, what loaders produce) or a repacked layout (csrc/quants) */
 } lfm_tensor;
+
+/* How a quantized matrix's blocks are laid out in memory. Loaders always produce ROWS (ggml's);
+ * lfm_model_repack may switch matmul weights to X8: groups of 8 rows whose blocks are interleaved
+ * (block i of rows 8g..8g+7 together), read only by lfm_matmul_quant_rows. */
+enum { LFM_LAYOUT_ROWS = 0, LFM_LAYOUT_X8 = 1 };
 
 size_t lfm_tensor_row_bytes(const lfm_tensor *t); /* bytes of one row of ne[0] elements */
 /* Row r (of ne[1]*ne[2]*ne[3]) as ne[0] floats: F32/F16/BF16 converted, block types dequantized
@@ -147,6 +153,28 @@ void lfm_quantize_act_row(lfm_type vec_dot_type, const float *x, void *dst, int6
  * (rows of xq_row_bytes bytes each). */
 void lfm_matmul_quant_rows(const lfm_tensor *W, const void *Xq, size_t xq_row_bytes, int64_t T,
                            float *Y, int64_t ldy, int64_t r0, int64_t r1);
+
+/* Re-lay out the model's matmul weights for the running CPU's kernels (today: Q4_0 matrices with a
+ * multiple of 8 rows -> LFM_LAYOUT_X8 on AVX2). Copies are owned by the model; the file pages they
+ * replace are released from the process. Call once after lfm_model_validate/requantize; a no-op
+ * with LFM_KERNELS=ref or when nothing qualifies. tok_embd is never repacked (rows are looked up). */
+lfm_status lfm_model_repack(struct lfm_model *m);
+
+/* ---- profiling (csrc/quants/profile.c) ---- */
+
+/* Off unless LFM_PROFILE=1 in the environment or lfm_profile_enable(true): then lfm_matmul adds its
+ * wall time per weight name, so a decode step can be split into matmuls per weight and the rest. */
+bool lfm_profile_on(void);
+void lfm_profile_enable(bool on);
+double lfm_profile_now(void); /* seconds, monotonic */
+void lfm_profile_add(const char *name, double seconds, int64_t T);
+/* Copy up to cap entries (name, calls, rows, seconds) out; returns the number of entries. */
+typedef struct {
+    char name[96];
+    int64_t calls, rows;
+    double seconds;
+} lfm_profile_entry;
+int lfm_profile_get(lfm_profile_entry *out, int cap, bool reset);
 
 /* ---- misc ---- */
 

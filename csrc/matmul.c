@@ -35,15 +35,17 @@ typedef struct {
     lfm_gemm_fn gemm;
 } mm_job;
 
-/* [r0, r1) of this thread: rows in multiples of 4 so GEMM tiles stay whole */
-static void split_rows(int64_t R, int ith, int nth, int64_t *r0, int64_t *r1) {
-    int64_t blocks = (R + 3) / 4;
+/* [r0, r1) of this thread: rows in multiples of g so kernel tiles stay whole */
+static void split_rows_g(int64_t R, int64_t g, int ith, int nth, int64_t *r0, int64_t *r1) {
+    int64_t blocks = (R + g - 1) / g;
     int64_t per = blocks / nth, extra = blocks % nth;
     int64_t b0 = ith * per + (ith < extra ? ith : extra);
     int64_t b1 = b0 + per + (ith < extra ? 1 : 0);
-    *r0 = lfm_min64(b0 * 4, R);
-    *r1 = lfm_min64(b1 * 4, R);
+    *r0 = lfm_min64(b0 * g, R);
+    *r1 = lfm_min64(b1 * g, R);
 }
+
+static void split_rows(int64_t R, int ith, int nth, int64_t *r0, int64_t *r1) { split_rows_g(R, 4, ith, nth, r0, r1); }
 
 static void mm_float(void *arg, int ith, int nth) {
     mm_job *j = arg;
@@ -62,13 +64,13 @@ static void mm_quantize_act(void *arg, int ith, int nth) {
 static void mm_quant(void *arg, int ith, int nth) {
     mm_job *j = arg;
     int64_t r0, r1;
-    split_rows(j->W->ne[1], ith, nth, &r0, &r1);
+    /* repacked weights come in groups of 8 rows (csrc/quants/repack.c) */
+    split_rows_g(j->W->ne[1], j->W->layout == LFM_LAYOUT_X8 ? 8 : 4, ith, nth, &r0, &r1);
     if (r0 < r1) lfm_matmul_quant_rows(j->W, j->xq, j->xq_row, j->T, j->Y, j->ldy, r0, r1);
 }
 
-void lfm_matmul(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy,
-                void *scratch) {
-    if (T <= 0) return;
+static void matmul_run(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y,
+                       int64_t ldy, void *scratch) {
     mm_job j = {W, X, ldx, T, Y, ldy, scratch, 0, NULL};
     const lfm_kernels *k = kernels();
     switch (W->type) {
@@ -83,6 +85,19 @@ void lfm_matmul(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t
     }
     /* quantized: lfm_model_validate guaranteed a known block type */
     j.xq_row = act_row_bytes(W);
-    lfm_threadpool_run(tp, mm_quantize_act, &j);
+    if (T <= 2) mm_quantize_act(&j, 0, 1); /* a few rows: cheaper here than a round trip to the pool */
+    else lfm_threadpool_run(tp, mm_quantize_act, &j);
     lfm_threadpool_run(tp, mm_quant, &j);
+}
+
+void lfm_matmul(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy,
+                void *scratch) {
+    if (T <= 0) return;
+    if (!lfm_profile_on()) {
+        matmul_run(tp, W, X, ldx, T, Y, ldy, scratch);
+        return;
+    }
+    double t0 = lfm_profile_now();
+    matmul_run(tp, W, X, ldx, T, Y, ldy, scratch);
+    lfm_profile_add(W->name, lfm_profile_now() - t0, T);
 }

@@ -60,6 +60,7 @@ lfm_status lfm_model_load(const char *path, const lfm_model_params *p, lfm_model
         st = lfm_model_requantize(m, p->quantize, p->n_threads);
         if (st == LFM_OK) st = lfm_model_validate(m);
     }
+    if (st == LFM_OK) st = lfm_model_repack(m); /* csrc/quants/repack.c: kernel-friendly weight layout */
     if (st != LFM_OK) {
         lfm_model_free(m);
         return st;

@@ -225,3 +225,108 @@ def test_matmul_rejects_bad_input():
         _core._quant_matmul(int(Q.Q4_0), w, 3, 64, np.zeros(64, np.float32))
     with pytest.raises(ValueError, match="no quantized matmul"):
         _core._quant_matmul(int(Q.F16), w, 1, 32, np.zeros(32, np.float32))
+
+
+# ---- repacked layouts ----
+
+def has_x8():
+    try:
+        _core._quant_matmul(int(Q.Q4_0), bytes(18 * 8), 8, 32, np.zeros(32, np.float32), x8=True)
+        return True
+    except ValueError:
+        return False
+
+
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q8_0], ids=lambda t: t.name)
+def test_x8_layout_matches_rows_layout(qtype):
+    if not has_x8():
+        assert _core._quant_kernels() == "ref" or not _core.cpu_features()["avx2"]
+        pytest.skip("no X8 kernel on this CPU (scalar kernels)")
+    rng = np.random.default_rng(3)
+    rows, cols = 40, 1024
+    ts = GGML_QUANT_SIZES[qtype][1]
+    w = random_blocks(qtype, rows * cols // 32, rng, scale=0.05).tobytes()
+    wf = np.abs(gq.dequantize(np.frombuffer(w, np.uint8).reshape(-1, ts), qtype).reshape(rows, cols))
+    for T in (1, 2, 5, 9):
+        x = rng.standard_normal((T, cols)).astype(np.float32)
+        ref = _core._quant_matmul(int(qtype), w, rows, cols, x, ref=True)
+        tol = 1e-5 * (np.abs(x) @ wf.T) + 1e-6
+        # thread ranges that start and end inside 8-row groups take the unpacking path
+        for r0, r1 in [(0, rows), (3, 37), (8, 16), (5, 7), (12, 12)]:
+            got = _core._quant_matmul(int(qtype), w, rows, cols, x, x8=True, r0=r0, r1=r1)
+            assert np.all(got[:, :r0] == 0) and np.all(got[:, r1:] == 0)
+            assert np.all(np.abs(got[:, r0:r1] - ref[:, r0:r1]) <= tol[:, r0:r1]), (T, r0, r1)
+
+
+def test_x8_rejects_bad_shapes():
+    with pytest.raises(ValueError):
+        _core._quant_matmul(int(Q.Q4_0), bytes(18 * 4), 4, 32, np.zeros(32, np.float32), x8=True)
+    with pytest.raises(ValueError):
+        _core._quant_matmul(int(Q.Q4_K), bytes(144 * 8), 8, 256, np.zeros(256, np.float32), x8=True)
+
+
+def test_profile_counts_matmuls():
+    _core._profile_get(reset=True)
+    assert _core._profile_get() == []
+
+
+# ---- whole model: repacked weights and the profiler ----
+
+MODEL_SHAPE = dict(vocab_size=320, hidden_size=128, n_layers=3, layer_types=["conv", "full_attention", "conv"],
+                   heads=2, kv_heads=1, ff=256, max_position_embeddings=1024)
+
+
+@pytest.fixture(scope="module")
+def q_ggufs(tmp_path_factory):
+    from tests.fixtures.gguf_models import hf_to_gguf, make_tiny_hf
+
+    d = tmp_path_factory.mktemp("qmodel")
+    hf = make_tiny_hf(d / "hf", dtype="float32", seed=3, **MODEL_SHAPE)
+    return {t: hf_to_gguf(hf, d / f"m-{t}.gguf", t) for t in ("q4_0", "q8_0")}
+
+
+LOGITS_SCRIPT = """
+import sys, numpy as np, liquidlfm as lfm
+m = lfm.load(sys.argv[1], n_threads=2)
+np.save(sys.argv[2], np.array(m.forward(list(range(1, 40))), dtype=np.float32))
+"""
+
+
+@pytest.mark.parametrize("qtype", ["q4_0", "q8_0"])
+def test_repacked_model_matches_scalar_kernels(q_ggufs, qtype, tmp_path):
+    """The model as loaded (X8-repacked weights + AVX2 kernels where the CPU has them) gives the
+    logits of the scalar oracle (LFM_KERNELS=ref: ggml layout, scalar dot products)."""
+    out = {}
+    for name, env in (("best", {}), ("ref", {"LFM_KERNELS": "ref"})):
+        f = tmp_path / f"{name}.npy"
+        subprocess.run([sys.executable, "-c", LOGITS_SCRIPT, str(q_ggufs[qtype]), str(f)], check=True,
+                       env=dict(os.environ, **env), cwd=str(os.path.dirname(os.path.dirname(__file__))))
+        out[name] = np.load(f)
+    # Bit-level differences upstream (the float kernels change too) can move an activation across a
+    # rounding boundary of the 8-bit quantization, which shows as one quant step here and there:
+    # bound the worst case by a few steps and the typical error far below one.
+    err = np.abs(out["best"] - out["ref"])
+    scale = np.abs(out["ref"]).max()
+    assert err.max() <= 1e-2 * scale
+    assert err.mean() <= 1e-4 * scale
+    assert (out["best"].argmax(-1) == out["ref"].argmax(-1)).mean() >= 0.95
+
+
+def test_profile_times_each_weight(q_ggufs):
+    import liquidlfm as lfm
+
+    m = lfm.load(str(q_ggufs["q4_0"]), n_threads=1)
+    try:
+        _core._profile_enable(True)
+        _core._profile_get(reset=True)
+        with m.session(n_ctx=64) as s:
+            s.prefill([1, 2, 3])
+            s.step(4)
+        prof = {name: (calls, rows, sec) for name, calls, rows, sec in _core._profile_get(reset=True)}
+    finally:
+        _core._profile_enable(False)
+        m.close()
+    assert prof["blk.1.attn_q.weight"][:2] == (2, 4)  # prefill of 3 rows + one step
+    assert prof["blk.0.shortconv.in_proj.weight"][:2] == (2, 4)
+    assert all(sec >= 0 for _, _, sec in prof.values())
+    assert _core._profile_get() == []

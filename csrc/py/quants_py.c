@@ -3,8 +3,9 @@
  *   _dequantize(type, data, n) -> float32 [n]
  *   _quantize(type, x float32 [n]) -> bytes            (lfm_quantize_row; activation types too)
  *   _quantize_act(type, x, ref=False) -> bytes         (one row, with the scalar or the best kernels)
- *   _quant_matmul(type, w, rows, cols, x [T, cols], ref=False) -> float32 [T, rows]
- *   _quant_bench(type, w, rows, cols, x [T, cols], iters, n_threads) -> seconds per matmul
+ *   _quant_matmul(type, w, rows, cols, x [T, cols], ref=False, x8=False, r0=0, r1=rows) -> float32 [T, rows]
+ *       (x8: Q4_0/Q8_0 repacked to LFM_LAYOUT_X8 first; rows outside [r0, r1) stay 0)
+ *   _quant_bench(type, w, rows, cols, x [T, cols], iters, n_threads, x8=False) -> (wall, thread-0 CPU) seconds per matmul
  *   _quant_kernels() -> name of the kernel set lfm_cpu() chose
  */
 #include "pycommon.h"
@@ -119,15 +120,19 @@ typedef struct {
     PyArrayObject *x;
     void *xq;
     lfm_qmm_fn fn;
+    lfm_tensor W;   /* view of w (or of its X8 repack) for lfm_matmul_quant_rows */
+    void *packed;   /* X8 copy of w */
 } mm_args;
 
 static void mm_args_free(mm_args *a) {
     if (a->w.obj) PyBuffer_Release(&a->w);
     Py_XDECREF(a->x);
     free(a->xq);
+    free(a->packed);
 }
 
-static int mm_args_parse(mm_args *a, int ti, long long rows, long long cols, PyObject *xo, const lfm_qkernels *k) {
+static int mm_args_parse(mm_args *a, int ti, long long rows, long long cols, PyObject *xo, const lfm_qkernels *k,
+                         int x8) {
     if (parse_type(ti, &a->t) < 0) return -1;
     a->fn = k->mm[a->t];
     if (!a->fn) {
@@ -145,6 +150,22 @@ static int mm_args_parse(mm_args *a, int ti, long long rows, long long cols, PyO
     if ((size_t)a->w.len < a->bw * (size_t)rows) {
         PyErr_Format(PyExc_ValueError, "weight buffer has %zd bytes, need %zu", a->w.len, a->bw * (size_t)rows);
         return -1;
+    }
+    a->W = (lfm_tensor){.type = a->t, .n_dims = 2, .ne = {cols, rows, 1, 1}, .data = a->w.buf,
+                        .nbytes = a->bw * (size_t)rows, .layout = LFM_LAYOUT_ROWS};
+    if (x8) {
+        if (!lfm_type_has_x8(a->t) || rows % 8 != 0 || !lfm_qkernels_get()->mm_x8[a->t]) {
+            PyErr_Format(PyExc_ValueError, "no X8 layout for %s with %lld rows on this CPU", lfm_type_name(a->t), rows);
+            return -1;
+        }
+        a->packed = malloc(a->bw * (size_t)rows);
+        if (!a->packed) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        lfm_repack_x8(a->t, a->w.buf, a->packed, rows, cols);
+        a->W.data = a->packed;
+        a->W.layout = LFM_LAYOUT_X8;
     }
     a->x = as_f32(xo);
     if (!a->x) return -1;
@@ -165,21 +186,29 @@ static int mm_args_parse(mm_args *a, int ti, long long rows, long long cols, PyO
 }
 
 static PyObject *py_quant_matmul(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"type", "w", "rows", "cols", "x", "ref", NULL};
-    int ti, ref = 0;
-    long long rows, cols;
+    static char *kwlist[] = {"type", "w", "rows", "cols", "x", "ref", "x8", "r0", "r1", NULL};
+    int ti, ref = 0, x8 = 0;
+    long long rows, cols, r0 = 0, r1 = -1;
     PyObject *xo;
     mm_args a = {0};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "iy*LLO|p", kwlist, &ti, &a.w, &rows, &cols, &xo, &ref)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iy*LLO|ppLL", kwlist, &ti, &a.w, &rows, &cols, &xo, &ref, &x8, &r0,
+                                     &r1))
+        return NULL;
+    if (r1 < 0) r1 = rows;
     const lfm_qkernels *k = ref ? lfm_qkernels_ref() : lfm_qkernels_get();
     PyObject *res = NULL;
-    if (mm_args_parse(&a, ti, rows, cols, xo, k) == 0) {
+    if (ref && x8) {
+        PyErr_SetString(PyExc_ValueError, "the X8 layout has no scalar kernel");
+    } else if (r0 < 0 || r0 > r1 || r1 > rows) {
+        PyErr_SetString(PyExc_ValueError, "need 0 <= r0 <= r1 <= rows");
+    } else if (mm_args_parse(&a, ti, rows, cols, xo, k, x8) == 0) {
         npy_intp dims[2] = {(npy_intp)a.T, (npy_intp)rows};
-        res = PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+        res = PyArray_ZEROS(2, dims, NPY_FLOAT32, 0);
         if (res) {
             float *y = PyArray_DATA((PyArrayObject *)res);
             Py_BEGIN_ALLOW_THREADS
-            a.fn(cols, a.w.buf, a.bw, rows, a.xq, a.bx, a.T, y, rows);
+            if (ref) a.fn(cols, (const uint8_t *)a.w.buf + (size_t)r0 * a.bw, a.bw, r1 - r0, a.xq, a.bx, a.T, y + r0, rows);
+            else lfm_matmul_quant_rows(&a.W, a.xq, a.bx, a.T, y, rows, r0, r1);
             Py_END_ALLOW_THREADS
         }
     }
@@ -196,24 +225,22 @@ typedef struct {
 static void *bench_worker(void *p) {
     bench_job *j = p;
     mm_args *a = j->a;
-    for (int64_t it = 0; it < j->iters; it++)
-        a->fn(a->cols, (const uint8_t *)a->w.buf + (size_t)j->r0 * a->bw, a->bw, j->r1 - j->r0, a->xq, a->bx, a->T,
-              j->y + j->r0, a->rows);
+    for (int64_t it = 0; it < j->iters; it++) lfm_matmul_quant_rows(&a->W, a->xq, a->bx, a->T, j->y, a->rows, j->r0, j->r1);
     return NULL;
 }
 
 static PyObject *py_quant_bench(PyObject *self, PyObject *args) {
-    int ti, nth;
+    int ti, nth, x8 = 0;
     long long rows, cols, iters;
     PyObject *xo;
     mm_args a = {0};
-    if (!PyArg_ParseTuple(args, "iy*LLOLi", &ti, &a.w, &rows, &cols, &xo, &iters, &nth)) return NULL;
+    if (!PyArg_ParseTuple(args, "iy*LLOLi|p", &ti, &a.w, &rows, &cols, &xo, &iters, &nth, &x8)) return NULL;
     PyObject *res = NULL;
     if (nth < 1 || nth > 64 || iters < 1) {
         PyErr_SetString(PyExc_ValueError, "need 1 <= n_threads <= 64 and iters >= 1");
         goto done;
     }
-    if (mm_args_parse(&a, ti, rows, cols, xo, lfm_qkernels_get()) < 0) goto done;
+    if (mm_args_parse(&a, ti, rows, cols, xo, lfm_qkernels_get(), x8) < 0) goto done;
     float *y = malloc(sizeof(float) * (size_t)(a.T * rows));
     if (!y) {
         PyErr_NoMemory();
@@ -221,19 +248,23 @@ static PyObject *py_quant_bench(PyObject *self, PyObject *args) {
     }
     bench_job jobs[64];
     pthread_t th[64];
-    struct timespec t0, t1;
+    struct timespec t0, t1, c0, c1;
     Py_BEGIN_ALLOW_THREADS
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
     for (int i = 0; i < nth; i++) {
-        jobs[i] = (bench_job){&a, y, rows * i / nth, rows * (i + 1) / nth, iters};
+        jobs[i] = (bench_job){&a, y, rows * i / nth / 8 * 8, i + 1 == nth ? rows : rows * (i + 1) / nth / 8 * 8, iters};
         if (i > 0) pthread_create(&th[i], NULL, bench_worker, &jobs[i]);
     }
     bench_worker(&jobs[0]);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
     for (int i = 1; i < nth; i++) pthread_join(th[i], NULL);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     Py_END_ALLOW_THREADS
     free(y);
-    res = PyFloat_FromDouble(((double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec)) / (double)iters);
+    double wall = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    double cpu = (double)(c1.tv_sec - c0.tv_sec) + 1e-9 * (double)(c1.tv_nsec - c0.tv_nsec);
+    res = Py_BuildValue("(dd)", wall / (double)iters, cpu / (double)iters);
 done:
     mm_args_free(&a);
     return res;
@@ -243,7 +274,38 @@ static PyObject *py_quant_kernels(PyObject *self, PyObject *noargs) {
     return PyUnicode_FromString(lfm_qkernels_get()->name);
 }
 
+static PyObject *py_profile_enable(PyObject *self, PyObject *arg) {
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    lfm_profile_enable(on);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_profile_get(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"reset", NULL};
+    int reset = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|p", kwlist, &reset)) return NULL;
+    enum { CAP = 1024 };
+    lfm_profile_entry *e = malloc(CAP * sizeof *e);
+    if (!e) return PyErr_NoMemory();
+    int n = lfm_profile_get(e, CAP, reset);
+    PyObject *list = PyList_New(n);
+    for (int i = 0; list && i < n; i++) {
+        PyObject *t = Py_BuildValue("(sLLd)", e[i].name, (long long)e[i].calls, (long long)e[i].rows, e[i].seconds);
+        if (!t) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, i, t);
+    }
+    free(e);
+    return list;
+}
+
 static PyMethodDef quants_methods[] = {
+    {"_profile_enable", py_profile_enable, METH_O, "_profile_enable(on): time every matmul per weight (LFM_PROFILE=1)"},
+    {"_profile_get", (PyCFunction)(void (*)(void))py_profile_get, METH_VARARGS | METH_KEYWORDS,
+     "_profile_get(reset=True) -> [(weight name, calls, activation rows, seconds)]"},
     {"_dequantize", py_dequantize, METH_VARARGS, "_dequantize(type, data, n) -> float32 array (test hook)"},
     {"_quantize", py_quantize, METH_VARARGS, "_quantize(type, x) -> bytes (test hook)"},
     {"_quantize_act", (PyCFunction)(void (*)(void))py_quantize_act, METH_VARARGS | METH_KEYWORDS,
@@ -251,7 +313,7 @@ static PyMethodDef quants_methods[] = {
     {"_quant_matmul", (PyCFunction)(void (*)(void))py_quant_matmul, METH_VARARGS | METH_KEYWORDS,
      "_quant_matmul(type, w, rows, cols, x, ref=False) -> float32 [T, rows] (test hook)"},
     {"_quant_bench", py_quant_bench, METH_VARARGS,
-     "_quant_bench(type, w, rows, cols, x, iters, n_threads) -> seconds per matmul (benchmark hook)"},
+     "_quant_bench(type, w, rows, cols, x, iters, n_threads) -> (wall, thread-0 CPU) seconds per matmul (benchmark hook)"},
     {"_quant_kernels", py_quant_kernels, METH_NOARGS, "name of the quantized kernel set in use"},
     {NULL, NULL, 0, NULL},
 };

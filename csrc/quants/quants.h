@@ -28,7 +28,15 @@ typedef struct { lfm_half d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t q
 typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; lfm_half d; } lfm_block_q6_K;
 typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } lfm_block_q8_K; /* activations only */
 
+/* LFM_LAYOUT_X8 of Q4_0: block i of 8 consecutive rows. qs[32k + 4r + j] is byte 4k + j of row r's
+ * ggml block (k < 4, j < 4): a 4-byte interleave, so one 32-byte load holds 4 bytes of each row. */
+typedef struct { lfm_half d[8]; uint8_t qs[128]; } lfm_block_q4_0x8;
+/* The same for Q8_0: qs[32k + 4r + j] is byte 4k + j of row r's block (k < 8). */
+typedef struct { lfm_half d[8]; int8_t qs[256]; } lfm_block_q8_0x8;
+
 _Static_assert(sizeof(lfm_block_q4_0) == 18, "q4_0 block");
+_Static_assert(sizeof(lfm_block_q4_0x8) == 8 * 18, "q4_0x8 block");
+_Static_assert(sizeof(lfm_block_q8_0x8) == 8 * 34, "q8_0x8 block");
 _Static_assert(sizeof(lfm_block_q4_1) == 20, "q4_1 block");
 _Static_assert(sizeof(lfm_block_q5_0) == 22, "q5_0 block");
 _Static_assert(sizeof(lfm_block_q5_1) == 24, "q5_1 block");
@@ -114,6 +122,9 @@ typedef void (*lfm_qact_fn)(const float *x, void *dst, int64_t n);
 
 typedef struct {
     lfm_qmm_fn mm[LFM_TYPE_SLOTS];
+    /* LFM_LAYOUT_X8 kernels: w points at a group of 8 rows, nr is a multiple of 8, bw is still the
+     * bytes of one (logical) row so a group spans 8*bw bytes. NULL: the layout is not used. */
+    lfm_qmm_fn mm_x8[LFM_TYPE_SLOTS];
     lfm_qact_fn act[LFM_TYPE_SLOTS]; /* indexed by the activation type (Q8_0, Q8_1, Q8_K) */
     const char *name;
 } lfm_qkernels;
@@ -128,6 +139,12 @@ void lfm_qkernels_init_avx512(lfm_qkernels *k);
 #if defined(LFM_IS_ARM64)
 void lfm_qkernels_init_neon(lfm_qkernels *k);
 #endif
+
+/* LFM_LAYOUT_X8 of Q4_0 / Q8_0 (repack.c): rows % 8 == 0. */
+bool lfm_type_has_x8(lfm_type t);
+void lfm_repack_x8(lfm_type t, const void *src, void *dst, int64_t rows, int64_t cols);
+/* Blocks [i0, i0+nb) of row r of an X8 matrix (cols wide) back in ggml's layout. */
+void lfm_unpack_x8_row(lfm_type t, const void *src, int64_t r, int64_t cols, int64_t i0, int64_t nb, void *dst);
 
 /* The table in use (chosen once from lfm_cpu(); LFM_KERNELS=ref gives the scalar one). */
 const lfm_qkernels *lfm_qkernels_get(void);

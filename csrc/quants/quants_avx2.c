@@ -362,7 +362,7 @@ INLINE void tile_q6_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x,
     __m256 acc[MAXR][MAXT];
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
     const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
     for (int64_t ib = 0; ib < nb; ib++) {
         const lfm_block_q8_K *yb[MAXT];
@@ -382,14 +382,14 @@ INLINE void tile_q6_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x,
                 __m256i ql0 = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h));
                 __m256i ql1 = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h + 32));
                 __m256i qh = _mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h));
+                /* the 2 high bits of each element moved straight to bits 4..5 (16-bit shifts are
+                 * fine: what crosses into a neighbouring byte is masked off) */
                 __m256i q[4];
-                q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
-                q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
-                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
-                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
+                q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+                q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
                 q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
+                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
                 for (int k = 0; k < 4; k++) {
                     /* groups g = 8h + 2k (bytes 0..15) and g + 1 (bytes 16..31) */
                     __m256i s = _mm256_shuffle_epi8(spair, bcast16_idx(4 * h + k));
@@ -467,7 +467,135 @@ TILE_FNS(q4_K)
 TILE_FNS(q5_K)
 TILE_FNS(q6_K)
 
+/* ---- Q4_0 in LFM_LAYOUT_X8: 8 rows per register ---- */
+
+/* Sum of the 32 int8 of every activation block (the -8 offset of Q4_0 is taken back with it). */
+static void q8_0_block_sums(const uint8_t *x, size_t bx, int64_t nt, int64_t nb, int32_t *out) {
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    for (int64_t t = 0; t < nt; t++) {
+        const lfm_block_q8_0 *xb = (const lfm_block_q8_0 *)(const void *)(x + (size_t)t * bx);
+        for (int64_t i = 0; i < nb; i++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)xb[i].qs);
+            out[t * nb + i] = hsum_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones16));
+        }
+    }
+}
+
+INLINE int32_t load_i32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* 8 rows (one group) x NT tokens. Lane r of every accumulator is row r. */
+INLINE void tile_q4_0x8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, const int32_t *xs, float *y,
+                        int64_t ldy, const int NT) {
+    __m256 acc[MAXT];
+    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const lfm_block_q4_0x8 *g = (const lfm_block_q4_0x8 *)(const void *)w;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        __m256i lo[4], hi[4];
+        for (int k = 0; k < 4; k++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(g[ib].qs + 32 * k));
+            lo[k] = _mm256_and_si256(v, m4);
+            hi[k] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        }
+        __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g[ib].d));
+        for (int t = 0; t < NT; t++) {
+            const lfm_block_q8_0 *xb = (const lfm_block_q8_0 *)(const void *)(x + t * bx) + ib;
+            __m256i s = _mm256_maddubs_epi16(lo[0], _mm256_set1_epi32(load_i32(xb->qs)));
+            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(hi[0], _mm256_set1_epi32(load_i32(xb->qs + 16))));
+            for (int k = 1; k < 4; k++) {
+                s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo[k], _mm256_set1_epi32(load_i32(xb->qs + 4 * k))));
+                s = _mm256_add_epi16(s, _mm256_maddubs_epi16(hi[k], _mm256_set1_epi32(load_i32(xb->qs + 16 + 4 * k))));
+            }
+            /* |pair| <= 2*15*127, 8 pairs per lane: fits int16 */
+            __m256i i32 = _mm256_sub_epi32(_mm256_madd_epi16(s, ones), _mm256_set1_epi32(8 * xs[t * nb + ib]));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(d8, _mm256_set1_ps(h2f(xb->d))), acc[t]);
+        }
+    }
+    for (int t = 0; t < NT; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
+}
+
+static void q4_0x8_1(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, const int32_t *xs, float *y, int64_t ldy) { tile_q4_0x8(nb, w, x, bx, xs, y, ldy, 1); }
+static void q4_0x8_2(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, const int32_t *xs, float *y, int64_t ldy) { tile_q4_0x8(nb, w, x, bx, xs, y, ldy, 2); }
+static void q4_0x8_3(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, const int32_t *xs, float *y, int64_t ldy) { tile_q4_0x8(nb, w, x, bx, xs, y, ldy, 3); }
+static void q4_0x8_4(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, const int32_t *xs, float *y, int64_t ldy) { tile_q4_0x8(nb, w, x, bx, xs, y, ldy, 4); }
+
+static void mm_q4_0_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                       float *y, int64_t ldy) {
+    typedef void (*fn_t)(int64_t, const uint8_t *, const uint8_t *, size_t, const int32_t *, float *, int64_t);
+    static const fn_t tiles[4] = {q4_0x8_1, q4_0x8_2, q4_0x8_3, q4_0x8_4};
+    enum { XS_CAP = 8192 }; /* repack.c only repacks rows of at most 8192 blocks */
+    int32_t xs[XS_CAP];
+    int64_t nb = n / LFM_QK;
+    int64_t chunk = lfm_max64(1, lfm_min64(64, XS_CAP / nb));
+    for (int64_t t0 = 0; t0 < nt; t0 += chunk) {
+        int64_t t1 = lfm_min64(nt, t0 + chunk);
+        q8_0_block_sums(x + (size_t)t0 * bx, bx, t1 - t0, nb, xs);
+        for (int64_t r = 0; r < nr; r += 8)
+            for (int64_t t = t0; t < t1; t += 4) {
+                int64_t tt = lfm_min64(4, t1 - t);
+                tiles[tt - 1](nb, w + (size_t)r * bw, x + (size_t)t * bx, bx, xs + (t - t0) * nb, y + t * ldy + r, ldy);
+            }
+    }
+}
+
+/* ---- Q8_0 in LFM_LAYOUT_X8 ---- */
+
+INLINE void tile_q8_0x8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy, const int NT) {
+    __m256 acc[MAXT];
+    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    const lfm_block_q8_0x8 *g = (const lfm_block_q8_0x8 *)(const void *)w;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const lfm_block_q8_0 *xb[MAXT];
+        __m256i isum[MAXT];
+        for (int t = 0; t < NT; t++) {
+            xb[t] = (const lfm_block_q8_0 *)(const void *)(x + t * bx) + ib;
+            isum[t] = _mm256_setzero_si256();
+        }
+        for (int k = 0; k < 8; k++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(g[ib].qs + 32 * k));
+            __m256i a = _mm256_sign_epi8(v, v);
+            for (int t = 0; t < NT; t++) {
+                __m256i xv = _mm256_set1_epi32(load_i32(xb[t]->qs + 4 * k));
+                __m256i p = _mm256_maddubs_epi16(a, _mm256_sign_epi8(xv, v));
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, ones));
+            }
+        }
+        __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g[ib].d));
+        for (int t = 0; t < NT; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(d8, _mm256_set1_ps(h2f(xb[t]->d))), acc[t]);
+    }
+    for (int t = 0; t < NT; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
+}
+
+static void q8_0x8_1(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q8_0x8(nb, w, x, bx, y, ldy, 1); }
+static void q8_0x8_2(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q8_0x8(nb, w, x, bx, y, ldy, 2); }
+static void q8_0x8_3(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q8_0x8(nb, w, x, bx, y, ldy, 3); }
+static void q8_0x8_4(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q8_0x8(nb, w, x, bx, y, ldy, 4); }
+
+static void mm_q8_0_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                       float *y, int64_t ldy) {
+    typedef void (*fn_t)(int64_t, const uint8_t *, const uint8_t *, size_t, float *, int64_t);
+    static const fn_t tiles[4] = {q8_0x8_1, q8_0x8_2, q8_0x8_3, q8_0x8_4};
+    int64_t nb = n / LFM_QK;
+    const int64_t CHUNK = 64;
+    for (int64_t t0 = 0; t0 < nt; t0 += CHUNK) {
+        int64_t t1 = lfm_min64(nt, t0 + CHUNK);
+        for (int64_t r = 0; r < nr; r += 8)
+            for (int64_t t = t0; t < t1; t += 4) {
+                int64_t tt = lfm_min64(4, t1 - t);
+                tiles[tt - 1](nb, w + (size_t)r * bw, x + (size_t)t * bx, bx, y + t * ldy + r, ldy);
+            }
+    }
+}
+
 void lfm_qkernels_init_avx2(lfm_qkernels *k) {
+    k->mm_x8[LFM_TYPE_Q4_0] = mm_q4_0_x8;
+    k->mm_x8[LFM_TYPE_Q8_0] = mm_q8_0_x8;
     k->name = "avx2";
     k->act[LFM_TYPE_Q8_0] = act_q8_0;
     k->act[LFM_TYPE_Q8_1] = act_q8_1;
