@@ -30,14 +30,14 @@ import dataclasses
 import json
 import os
 import struct
-import tempfile
 import threading
 import time
 import weakref
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
+from ._files import atomic_write_bytes
 from .errors import ContextFullError
 
 __all__ = [
@@ -440,25 +440,6 @@ def _state_for(session) -> _SessionState:
 _STATE_MAGIC = b"LFMSESS1"
 
 
-def _atomic_write(path, parts: Iterable[bytes]):
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".lfmstate-", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for p in parts:
-                f.write(p)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def save_session(session, path):
     """Write a session's whole state (the engine's blob + the tokens it holds + its last logits)
     to path atomically (temporary file, fsync, rename)."""
@@ -471,7 +452,7 @@ def save_session(session, path):
         cur = st.current_logits()
         logits = np.asarray(cur, dtype=np.float32).tobytes() if cur is not None else b""
         meta = json.dumps({"tokens": st.tokens, "n_logits": 0 if cur is None else int(np.size(cur))}).encode()
-        _atomic_write(path, [_STATE_MAGIC, struct.pack("<QQQ", len(meta), len(blob), len(logits)), meta, blob,
+        atomic_write_bytes(path, [_STATE_MAGIC, struct.pack("<QQQ", len(meta), len(blob), len(logits)), meta, blob,
                              logits])
     finally:
         st.release()

@@ -1,12 +1,10 @@
 """Markdown / LaTeX / BibTeX rendering of a verified draft, and atomic file output."""
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import unicodedata
-from pathlib import Path
 
+from .._files import atomic_write_bytes
 from .verify import CANON
 
 # ---- LaTeX ----
@@ -151,19 +149,5 @@ def to_bibtex(papers) -> str:
 # ---- files ----
 
 def atomic_write(path, text: str) -> None:
-    """Write text to path so that a reader sees the old file or the whole new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write text (UTF-8, newlines as given) to path atomically: the old file or the whole new one."""
+    atomic_write_bytes(path, [text.encode("utf-8")])
