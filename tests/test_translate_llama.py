@@ -108,13 +108,15 @@ def report():
             print("| " + " | ".join(str(x) for x in r) + " |")
 
 
-# Known divergence on main (2026-11-28, after the gguf/quants/engine merges): our quantized matmuls differ from
-# llama.cpp's by up to ~0.3 in the logits (mean ~0.05) even on Q8_0, while F32 files agree to ~1e-3; the
-# logit-parity tests in tests/test_gguf_model.py fail the same way. Greedy runs then diverge at non-tied steps.
+# Known divergence (issue #3): on quantized files our logits agree with llama.cpp's bit for bit at the
+# first position, then drift (max ~0.2-0.4, mean ~0.02-0.05): last-bit float differences in attention
+# flip 8-bit activation roundings, and these flat-logit random models amplify them (our own scalar and
+# AVX2 kernels differ from each other by as much). F32 files agree to ~1e-3. Greedy runs therefore
+# diverge at steps that are not near-ties by this test's definition.
 # strict=True: this test FAILS as soon as the engine matches llama.cpp, so the marker gets removed then.
 KNOWN_QUANT_MISMATCH = pytest.mark.xfail(
     strict=True, raises=AssertionError,
-    reason="quantized matmul results differ from llama.cpp (see tests/test_gguf_model.py parity); remove when fixed")
+    reason="quantized logits drift from llama.cpp's after position 0 (issue #3); remove when fixed")
 
 
 @KNOWN_QUANT_MISMATCH
