@@ -4,6 +4,7 @@
 
 #include "internal.h"
 #include "json.h"
+#include "quants/quants.h"
 
 #include <stdatomic.h>
 
@@ -59,12 +60,9 @@ const lfm_kernels *lfm_kernels_get(void);
 /* By name ("ref", "avx2"); NULL if not available on this CPU/build. */
 const lfm_kernels *lfm_kernels_by_name(const char *name);
 
-/* scalar conversions */
-static inline float lfm_bf16_to_f32(uint16_t h) {
-    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
-    return v.f;
-}
-float lfm_f16_to_f32(uint16_t h);
+/* scalar conversions: the exact ones the block formats use (quants/quants.h) */
+static inline float lfm_bf16_to_f32(uint16_t h) { return lfm_bf16_to_float(h); }
+static inline float lfm_f16_to_f32(uint16_t h) { return lfm_half_to_float(h); }
 
 /* ---- context ---- */
 

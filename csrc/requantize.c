@@ -20,57 +20,9 @@
 
 /* ---- float rows ---- */
 
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else { /* subnormal: normalise */
-            exp = 127 - 15 + 1;
-            while (!(man & 0x400)) {
-                man <<= 1;
-                exp--;
-            }
-            man &= 0x3ff;
-            bits = sign | (exp << 23) | (man << 13);
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-static size_t row_bytes(const lfm_tensor *t) {
-    int64_t be = lfm_type_block_elems(t->type);
-    return be > 0 ? (size_t)(t->ne[0] / be) * lfm_type_block_bytes(t->type) : 0;
-}
-
 lfm_status lfm_tensor_row_to_f32(const lfm_tensor *t, int64_t r, float *dst) {
-    const int64_t n = t->ne[0];
-    const uint8_t *src = (const uint8_t *)t->data + (size_t)r * row_bytes(t);
-    switch (t->type) {
-    case LFM_TYPE_F32: memcpy(dst, src, (size_t)n * sizeof(float)); return LFM_OK;
-    case LFM_TYPE_F16:
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            dst[i] = f16_to_f32(h);
-        }
-        return LFM_OK;
-    case LFM_TYPE_BF16:
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            uint32_t bits = (uint32_t)h << 16;
-            memcpy(&dst[i], &bits, 4);
-        }
-        return LFM_OK;
-    default: return lfm_dequantize_row(t->type, src, dst, n);
-    }
+    const uint8_t *src = (const uint8_t *)t->data + (size_t)r * lfm_tensor_row_bytes(t);
+    return lfm_dequantize_row(t->type, src, dst, t->ne[0]); /* float types included */
 }
 
 /* ---- policy ---- */

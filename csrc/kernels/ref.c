@@ -5,28 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-float lfm_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else { /* subnormal: renormalise */
-            exp = 127 - 15 + 1;
-            while (!(man & 0x400)) {
-                man <<= 1;
-                exp--;
-            }
-            bits = sign | (exp << 23) | ((man & 0x3FF) << 13);
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7F800000u | (man << 13);
-    } else {
-        bits = sign | ((exp - 15 + 127) << 23) | (man << 13);
-    }
-    union { uint32_t u; float f; } v = {bits};
-    return v.f;
-}
-
 /* ---- matmul rows ---- */
 
 static void gemm_f32(const void *W_, int64_t K, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy, int64_t r0,
