@@ -142,8 +142,7 @@ static bool utf8_valid(const uint8_t *s, uint64_t n) {
     return true;
 }
 
-/* Size of one scalar of type t, 0 for string/array/unknown. */
-static uint64_t scalar_size(uint32_t t) {
+uint64_t lfm_gguf_scalar_size(uint32_t t) {
     switch (t) {
     case LFM_GGUF_UINT8: case LFM_GGUF_INT8: case LFM_GGUF_BOOL: return 1;
     case LFM_GGUF_UINT16: case LFM_GGUF_INT16: return 2;
@@ -165,7 +164,7 @@ static char *dup_bytes(const uint8_t *p, uint64_t n) {
 
 /* Skip (and validate) one value of type t; depth counts enclosing arrays. */
 static lfm_status skip_value(cursor *c, uint32_t t, int depth, const char *key) {
-    uint64_t sz = scalar_size(t);
+    uint64_t sz = lfm_gguf_scalar_size(t);
     if (sz) {
         lfm_status s = need(c, sz, key);
         if (s) return s;
@@ -190,7 +189,7 @@ static lfm_status skip_value(cursor *c, uint32_t t, int depth, const char *key) 
         if (s || (s = take_u64(c, &n, key))) return s;
         if (!valid_value_type(et))
             return lfm_fail(LFM_ERR_FORMAT, "'%s': key '%s': unknown array element type %u", c->path, key, et);
-        uint64_t esz = scalar_size(et);
+        uint64_t esz = lfm_gguf_scalar_size(et);
         if (esz) {
             if (n > left(c) / esz)
                 return lfm_fail(LFM_ERR_FORMAT,
@@ -604,7 +603,7 @@ static lfm_status arr_elem(const lfm_gguf *g, int64_t i, uint64_t j, const uint8
     if (j >= kv->n)
         return lfm_fail(LFM_ERR_ARG, "'%s': key '%s': index %llu out of range (%llu elements)", g->path, kv->key,
                         (unsigned long long)j, (unsigned long long)kv->n);
-    uint64_t esz = scalar_size(kv->elem);
+    uint64_t esz = lfm_gguf_scalar_size(kv->elem);
     if (esz) *p = kv->value + 12 + j * esz;
     else if (kv->elem == LFM_GGUF_STRING) *p = kv->value + kv->str_off[j];
     else

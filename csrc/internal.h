@@ -112,6 +112,8 @@ lfm_status lfm_model_requantize(struct lfm_model *m, lfm_type type, int n_thread
 
 /* ---- GGUF internals (csrc/gguf.c) ---- */
 
+/* Size of one scalar of value type t, 0 for string/array/unknown. */
+uint64_t lfm_gguf_scalar_size(uint32_t t);
 uint64_t lfm_gguf_alignment(const lfm_gguf *g);
 uint64_t lfm_gguf_data_offset(const lfm_gguf *g);                /* file offset of the data section */
 uint64_t lfm_gguf_tensor_offset(const lfm_gguf *g, int64_t i);   /* relative to the data section */

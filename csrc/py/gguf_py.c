@@ -16,20 +16,10 @@ static PyObject *decode_str(const uint8_t *p, uint64_t len) {
     return PyUnicode_DecodeUTF8((const char *)p, (Py_ssize_t)len, "surrogateescape");
 }
 
-static uint64_t elem_size(uint32_t t) {
-    switch (t) {
-    case LFM_GGUF_UINT8: case LFM_GGUF_INT8: case LFM_GGUF_BOOL: return 1;
-    case LFM_GGUF_UINT16: case LFM_GGUF_INT16: return 2;
-    case LFM_GGUF_UINT32: case LFM_GGUF_INT32: case LFM_GGUF_FLOAT32: return 4;
-    case LFM_GGUF_UINT64: case LFM_GGUF_INT64: case LFM_GGUF_FLOAT64: return 8;
-    default: return 0;
-    }
-}
-
 /* Decode one value of type t at *p (the C reader validated all lengths) and advance *p. */
 static PyObject *decode_value(uint32_t t, const uint8_t **pp) {
     const uint8_t *p = *pp;
-    uint64_t sz = elem_size(t);
+    uint64_t sz = lfm_gguf_scalar_size(t);
     if (sz) {
         *pp = p + sz;
         switch (t) {
