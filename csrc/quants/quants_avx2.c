@@ -133,25 +133,34 @@ static void act_q8_K(const float *x, void *dst, int64_t n) {
 #define MAXR 4
 #define MAXT 4
 
-INLINE void tile_q4_0(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
-                      const int NR, const int NT) {
+/* Q4_0 / Q5_0 against Q8_0: d*(q - z) with z = 8 or 16  ->  dw*dy*(sum(q*y) - z*sum(y)). */
+INLINE void tile_qx_0(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                      const int NR, const int NT, const int five) {
     __m256 acc[MAXR][MAXT];
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1), eight = _mm256_set1_epi8(8);
+    const __m256i ones = _mm256_set1_epi16(1), zero_point = _mm256_set1_epi8(five ? 16 : 8);
     for (int64_t ib = 0; ib < nb; ib++) {
         __m256i qy[MAXT], cy[MAXT];
         float dy[MAXT];
         for (int t = 0; t < NT; t++) {
             const lfm_block_q8_0 *xb = (const lfm_block_q8_0 *)(const void *)(x + t * bx) + ib;
             qy[t] = _mm256_loadu_si256((const __m256i *)xb->qs);
-            cy[t] = _mm256_maddubs_epi16(eight, qy[t]);
+            cy[t] = _mm256_maddubs_epi16(zero_point, qy[t]);
             dy[t] = h2f(xb->d);
         }
         for (int r = 0; r < NR; r++) {
-            const lfm_block_q4_0 *wb = (const lfm_block_q4_0 *)(const void *)(w + r * bw) + ib;
-            __m256i q = unpack_nibbles(wb->qs);
-            float dw = h2f(wb->d);
+            __m256i q;
+            float dw;
+            if (five) {
+                const lfm_block_q5_0 *wb = (const lfm_block_q5_0 *)(const void *)(w + r * bw) + ib;
+                q = _mm256_or_si256(unpack_nibbles(wb->qs), _mm256_and_si256(bits_to_bytes(wb->qh), zero_point));
+                dw = h2f(wb->d);
+            } else {
+                const lfm_block_q4_0 *wb = (const lfm_block_q4_0 *)(const void *)(w + r * bw) + ib;
+                q = unpack_nibbles(wb->qs);
+                dw = h2f(wb->d);
+            }
             for (int t = 0; t < NT; t++) {
                 __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, qy[t]), cy[t]);
                 __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
@@ -161,6 +170,16 @@ INLINE void tile_q4_0(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x,
     }
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++) y[t * ldy + r] = hsum_ps(acc[r][t]);
+}
+
+INLINE void tile_q4_0(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                      const int NR, const int NT) {
+    tile_qx_0(nb, w, bw, x, bx, y, ldy, NR, NT, 0);
+}
+
+INLINE void tile_q5_0(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                      const int NR, const int NT) {
+    tile_qx_0(nb, w, bw, x, bx, y, ldy, NR, NT, 1);
 }
 
 INLINE void tile_q8_0(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
@@ -184,36 +203,6 @@ INLINE void tile_q8_0(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x,
             float dw = h2f(wb->d);
             for (int t = 0; t < NT; t++) {
                 __m256i p = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(qy[t], q));
-                __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-                acc[r][t] = _mm256_fmadd_ps(f, _mm256_set1_ps(dw * dy[t]), acc[r][t]);
-            }
-        }
-    }
-    for (int r = 0; r < NR; r++)
-        for (int t = 0; t < NT; t++) y[t * ldy + r] = hsum_ps(acc[r][t]);
-}
-
-INLINE void tile_q5_0(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
-                      const int NR, const int NT) {
-    __m256 acc[MAXR][MAXT];
-    for (int r = 0; r < NR; r++)
-        for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi8(16);
-    for (int64_t ib = 0; ib < nb; ib++) {
-        __m256i qy[MAXT], cy[MAXT];
-        float dy[MAXT];
-        for (int t = 0; t < NT; t++) {
-            const lfm_block_q8_0 *xb = (const lfm_block_q8_0 *)(const void *)(x + t * bx) + ib;
-            qy[t] = _mm256_loadu_si256((const __m256i *)xb->qs);
-            cy[t] = _mm256_maddubs_epi16(sixteen, qy[t]);
-            dy[t] = h2f(xb->d);
-        }
-        for (int r = 0; r < NR; r++) {
-            const lfm_block_q5_0 *wb = (const lfm_block_q5_0 *)(const void *)(w + r * bw) + ib;
-            __m256i q = _mm256_or_si256(unpack_nibbles(wb->qs), _mm256_and_si256(bits_to_bytes(wb->qh), sixteen));
-            float dw = h2f(wb->d);
-            for (int t = 0; t < NT; t++) {
-                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, qy[t]), cy[t]);
                 __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
                 acc[r][t] = _mm256_fmadd_ps(f, _mm256_set1_ps(dw * dy[t]), acc[r][t]);
             }
