@@ -116,6 +116,15 @@ def _conventional_filename(repo_id: str, quant: str) -> str:
 
 # ---- cache lookups (never touch the network) ----
 
+def _find_cached(repo_id: str, filename: str, revision: Optional[str]) -> Optional[str]:
+    """A cached copy of repo_id/filename: a file placed loose in the cache folder (what the offline
+    message tells people to do), else the hub's own cache. None if neither has it."""
+    loose = cache_dir() / filename
+    if loose.is_file():
+        return str(loose)
+    return _cached_file(repo_id, filename, revision)
+
+
 def _cached_file(repo_id: str, filename: str, revision: Optional[str]) -> Optional[str]:
     from huggingface_hub import try_to_load_from_cache
 
@@ -190,10 +199,7 @@ def _resolve_repo(repo_id: str, selector: Optional[str], revision: Optional[str]
     # 1. the cache (no network)
     if not force_download:
         if filename:
-            loose = cache_dir() / filename
-            if loose.is_file():
-                return str(loose)
-            hit = _cached_file(repo_id, filename, revision)
+            hit = _find_cached(repo_id, filename, revision)
             if hit:
                 return hit
         cached = _cached_files(repo_id)
@@ -354,10 +360,7 @@ def resolve_model(spec: Optional[str] = None, *, purpose: str = "translate") -> 
     # the cache: this purpose's default first, then the other defaults (offline fallback)
     order = [DEFAULT_MODELS[purpose]] + [v for k, v in DEFAULT_MODELS.items() if k != purpose]
     for rid, fn in order:
-        loose = cache_dir() / fn
-        if loose.is_file():
-            return str(loose)
-        hit = _cached_file(rid, fn, None)
+        hit = _find_cached(rid, fn, None)
         if hit:
             return hit
     if is_offline():
