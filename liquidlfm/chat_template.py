@@ -6,8 +6,8 @@ a ``{% generation %}`` block (rendered as its body), ``tojson`` = ``json.dumps(e
 the globals ``raise_exception`` and ``strftime_now``, and the tokenizer's special tokens
 (``bos_token``, ``eos_token``, ...) as variables.
 
-Where the template comes from (first found): the model's ``tokenizer_config.json`` ``chat_template``,
-its ``chat_template.jinja``, the GGUF key ``tokenizer.chat_template``; otherwise the built-in LFM2
+Where the template comes from (first found): the model's ``chat_template.jinja``, its
+``tokenizer_config.json`` ``chat_template``, the GGUF key ``tokenizer.chat_template``; otherwise the built-in LFM2
 template below.
 
     from liquidlfm.chat_template import ChatTemplate
@@ -263,20 +263,20 @@ def _template_from_config_value(value) -> Optional[str]:
 
 
 def chat_template_from_dir(path) -> Optional[str]:
-    """The chat template of a Hugging Face model folder, or None."""
+    """The chat template of a Hugging Face model folder, or None. As in transformers, a
+    chat_template.jinja file takes priority over tokenizer_config.json's chat_template."""
     path = Path(path)
+    jinja = path / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
     cfg = path / "tokenizer_config.json"
     if cfg.is_file():
         try:
             data = json.loads(cfg.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             data = {}
-        t = _template_from_config_value(data.get("chat_template")) if isinstance(data, dict) else None
-        if t:
-            return t
-    jinja = path / "chat_template.jinja"
-    if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
+        if isinstance(data, dict):
+            return _template_from_config_value(data.get("chat_template"))
     return None
 
 

@@ -130,18 +130,9 @@ class Model(GenerationMixin):
                 Tokenizer = None
             if Tokenizer is not None:
                 self.tokenizer = Tokenizer.from_dir(folder)
-        jinja = folder / "chat_template.jinja"
-        if jinja.is_file():
-            self.chat_template = jinja.read_text(encoding="utf-8")
-        else:
-            tc = _read_json(folder / "tokenizer_config.json") or {}
-            ct = tc.get("chat_template")
-            if isinstance(ct, str):
-                self.chat_template = ct
-            elif isinstance(ct, list):  # [{"name": "default", "template": ...}, ...]
-                for entry in ct:
-                    if isinstance(entry, dict) and entry.get("name") == "default":
-                        self.chat_template = entry.get("template")
+        from .chat_template import chat_template_from_dir
+
+        self.chat_template = chat_template_from_dir(folder)
         gc = _read_json(folder / "generation_config.json")
         self.generation_config = gc if isinstance(gc, dict) else {}
 

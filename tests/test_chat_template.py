@@ -159,14 +159,15 @@ def test_template_sources_and_special_tokens(tmp_path):
     d = tmp_path / "m"
     d.mkdir()
     assert chat_template_from_dir(d) is None
-    (d / "chat_template.jinja").write_text("JINJA{{ bos_token }}", encoding="utf-8")
-    assert chat_template_from_dir(d) == "JINJA{{ bos_token }}"
     (d / "tokenizer_config.json").write_text(json.dumps({"chat_template": "CFG", "bos_token": "<s>",
                                                          "eos_token": {"content": "</s>"}}))
     assert chat_template_from_dir(d) == "CFG"
     (d / "tokenizer_config.json").write_text(json.dumps({"chat_template": [
         {"name": "tool_use", "template": "TOOLS"}, {"name": "default", "template": "DEFAULT"}]}))
     assert chat_template_from_dir(d) == "DEFAULT"
+    # transformers: a chat_template.jinja file takes priority over tokenizer_config.json's template
+    (d / "chat_template.jinja").write_text("JINJA{{ bos_token }}", encoding="utf-8")
+    assert chat_template_from_dir(d) == "JINJA{{ bos_token }}"
     (d / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": {"content": "</s>"}}))
     assert chat_template_from_dir(d) == "JINJA{{ bos_token }}"
     assert special_tokens_from_dir(d) == {"bos_token": "<s>", "eos_token": "</s>"}
