@@ -69,6 +69,9 @@ class BuildExt(build_ext):
                 depends=ext.depends,
             )
         ext.extra_objects = list(ext.extra_objects or []) + objects
+        # build_ext relinks only when a source or a dependency is newer than the module; the ISA
+        # files are no longer in ext.sources, so list them there
+        ext.depends = list(ext.depends) + isa_sources
         super().build_extension(ext)
 
 

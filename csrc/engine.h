@@ -6,6 +6,7 @@
 #include "json.h"
 #include "quants/quants.h"
 
+#include <math.h>
 #include <stdatomic.h>
 
 /* ---- config.json ---- */
@@ -63,6 +64,17 @@ const lfm_kernels *lfm_kernels_by_name(const char *name);
 /* scalar conversions: the exact ones the block formats use (quants/quants.h) */
 static inline float lfm_bf16_to_f32(uint16_t h) { return lfm_bf16_to_float(h); }
 static inline float lfm_f16_to_f32(uint16_t h) { return lfm_half_to_float(h); }
+
+/* RMSNorm's 1/sqrt(mean(x^2) + eps), rounded the way llama.cpp's CPU backend rounds it: float
+ * squares summed in order in double, the mean and the root in float. Both kernel sets share it so
+ * that GGUF models reproduce llama.cpp's activations bit for bit (the 8-bit activation quantization
+ * of the next matmul turns any last-bit difference into a visible one). */
+static inline float lfm_rms_scale(const float *x, int64_t n, float eps) {
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
+    const float mean = (float)(ss / (double)n);
+    return 1.0f / sqrtf(mean + eps);
+}
 
 /* ---- context ---- */
 

@@ -142,9 +142,17 @@ def test_activation_quantization(qtype):
     blk = 32 if qtype != Q.Q8_K else 256
     amax = np.abs(x.reshape(-1, blk)).max(axis=1)
     assert np.all(np.abs(q) <= 127)
-    # q is round-to-nearest(x * 127 / amax): within half a step
+    # q is round-to-nearest(x * 127 / amax): within half a step. Q8_K, like llama.cpp's, scales by
+    # the signed largest element, -127/max, so its quants and scale have the opposite sign.
+    scale = 127 / np.repeat(amax, blk)
+    if qtype == Q.Q8_K:
+        rows = x.reshape(-1, blk)
+        signed_max = rows[np.arange(len(rows)), np.abs(rows).argmax(axis=1)]
+        scale = -127 / np.repeat(signed_max, blk)
+        nonzero = amax > 0
+        assert np.all(q.reshape(-1, blk)[nonzero].min(axis=1) == -127)
     with np.errstate(divide="ignore", invalid="ignore"):
-        exact = np.where(np.repeat(amax, blk) > 0, x * (127 / np.repeat(amax, blk)), 0)
+        exact = np.where(np.repeat(amax, blk) > 0, x * scale, 0)
     assert np.all(np.abs(q - exact) <= 0.5 + 1e-4)
     assert np.allclose(d * q, x, atol=np.repeat(amax, blk) / 127 * 0.51 + 1e-3)
     if qtype == Q.Q8_1:

@@ -30,18 +30,20 @@ static void matmul(struct lfm_ctx *c, const lfm_tensor *W, const float *X, int64
     lfm_matmul(c->tp, W, X, ldx, T, Y, ldy, c->mm_scratch);
 }
 
-/* cos/sin of pos·θ_i for the chunk's positions, computed in float like transformers does */
+/* cos/sin of pos·θ^(-2i/hd) for the chunk's positions. The angle is built by repeated float
+ * multiplication by θ^(-2/hd), as llama.cpp does: within float rounding of transformers' pos·inv_freq,
+ * and identical to llama.cpp's, which GGUF models are checked against bit for bit. */
 static void rope_tables(struct lfm_ctx *c, int32_t T) {
     const lfm_config *cfg = &c->model->cfg;
     const int64_t hd = cfg->head_dim, half = hd / 2;
+    const float step = powf(cfg->rope_theta, -2.0f / (float)hd);
     for (int32_t t = 0; t < T; t++) {
         float *cs = c->rope_cs + t * hd;
-        float p = (float)(c->pos + t);
+        float ang = (float)(c->pos + t);
         for (int64_t i = 0; i < half; i++) {
-            float inv_freq = 1.0f / powf(cfg->rope_theta, (float)(2 * i) / (float)hd);
-            float ang = p * inv_freq;
             cs[i] = cosf(ang);
             cs[half + i] = sinf(ang);
+            ang *= step;
         }
     }
 }
@@ -120,7 +122,7 @@ static void ffn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
     const int64_t H = c->model->cfg.n_embd, F = c->model->cfg.n_ff;
     matmul(c, &ly->ffn_gate, c->xn, H, T, c->big, F);
     matmul(c, &ly->ffn_up, c->xn, H, T, c->big2, F);
-    c->k->silu_mul(c->big, c->big, c->big2, (int64_t)T * F);
+    for (int32_t t = 0; t < T; t++) c->k->silu_mul(c->big + t * F, c->big + t * F, c->big2 + t * F, F);
     matmul(c, &ly->ffn_down, c->big, F, T, c->xn, H);
 }
 

@@ -160,17 +160,10 @@ static void gemm_bf16(const void *W, int64_t K, const float *X, int64_t ldx, int
 /* ---- element-wise ---- */
 
 static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
-    __m256 acc = _mm256_setzero_ps();
+    const float scale = lfm_rms_scale(x, n, eps);
+    const __m256 s = _mm256_set1_ps(scale);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
-        acc = _mm256_fmadd_ps(v, v, acc);
-    }
-    double ss = hsum(acc);
-    for (; i < n; i++) ss += (double)x[i] * x[i];
-    float scale = (float)(1.0 / sqrt(ss / (double)n + eps));
-    __m256 s = _mm256_set1_ps(scale);
-    for (i = 0; i + 8 <= n; i += 8)
+    for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(w + i), _mm256_mul_ps(_mm256_loadu_ps(x + i), s)));
     for (; i < n; i++) out[i] = w[i] * (x[i] * scale);
 }
@@ -181,33 +174,88 @@ static void rope(float *x, const float *cs, int64_t hd) {
     for (; i + 8 <= half; i += 8) {
         __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + half + i);
         __m256 c = _mm256_loadu_ps(cos_ + i), s = _mm256_loadu_ps(sin_ + i);
-        _mm256_storeu_ps(x + i, _mm256_sub_ps(_mm256_mul_ps(a, c), _mm256_mul_ps(b, s)));
-        _mm256_storeu_ps(x + half + i, _mm256_add_ps(_mm256_mul_ps(b, c), _mm256_mul_ps(a, s)));
+        _mm256_storeu_ps(x + i, _mm256_fmsub_ps(a, c, _mm256_mul_ps(b, s)));
+        _mm256_storeu_ps(x + half + i, _mm256_fmadd_ps(a, s, _mm256_mul_ps(b, c)));
     }
     for (; i < half; i++) {
         float a = x[i], b = x[i + half];
-        x[i] = a * cos_[i] - b * sin_[i];
-        x[i + half] = b * cos_[i] + a * sin_[i];
+        x[i] = fmaf(a, cos_[i], -(b * sin_[i]));
+        x[i + half] = fmaf(a, sin_[i], b * cos_[i]);
     }
 }
 
-/* softmax / SiLU keep libm's expf (exactness over speed; they are a small share of the time) */
+/* ---- exp for softmax and SiLU ----
+ *
+ * e^x = 2^n (1 + p(r)): n = round(x log2 e) by the 1.5*2^23 shift, r = x - n ln2 with ln2 split in a
+ * high and a low part, p a degree-5 minimax polynomial (the Arm Optimized Routines expf, max error
+ * about 1.5 ulp). llama.cpp's CPU backend evaluates exactly this, operation for operation, and GGUF
+ * models are checked against it bit for bit, so the rounding steps below must stay as they are. */
+static ALWAYS_INLINE __m256 exp8(__m256 x) {
+    const __m256 shift = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift);
+    const __m256 n = _mm256_sub_ps(z, shift);
+    const __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f), _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    const __m256 two_n = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1.0f))));
+    const __m256 r2 = _mm256_mul_ps(r, r);
+    const __m256 hi = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), r, _mm256_set1_ps(0x1.573e2ep-5f)), r2,
+                                      _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), r, _mm256_set1_ps(0x1.fffdb6p-2f)));
+    const __m256 poly = _mm256_fmadd_ps(hi, r2, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), r)); /* e^r - 1 */
+    const __m256 abs_n = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
+    const __m256 big = _mm256_cmp_ps(abs_n, _mm256_set1_ps(126.0f), _CMP_GT_OQ);
+    if (!_mm256_movemask_ps(big)) return _mm256_fmadd_ps(poly, two_n, two_n);
+    /* |n| > 126: 2^n is not a normal float; scale by two factors. |n| > 192: overflow to inf or
+     * underflow to 0. */
+    const __m256i bias = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                                          _mm256_set1_epi32((int)0x82000000u));
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(bias, _mm256_set1_epi32(0x7f000000)));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, bias));
+    const __m256 huge = _mm256_cmp_ps(abs_n, _mm256_set1_ps(192.0f), _CMP_GT_OQ);
+    const __m256 scaled = _mm256_mul_ps(_mm256_fmadd_ps(s2, poly, s2), s1);
+    const __m256 normal = _mm256_fmadd_ps(two_n, poly, two_n);
+    return _mm256_blendv_ps(_mm256_blendv_ps(normal, scaled, big), _mm256_mul_ps(s1, s1), huge);
+}
+
+/* Sums chunks of 8 exps (each reduced in float, the chunks in double) from index 0, as llama.cpp
+ * does over its padded KV rows; the padding lanes here are exact zeros. */
 static void softmax(float *x, int64_t n) {
     float mx = -INFINITY;
     for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    const __m256 vmx = _mm256_set1_ps(mx);
     double sum = 0;
-    for (int64_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
-    __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
-    for (; i < n; i++) x[i] *= (float)(1.0 / sum);
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmx));
+        _mm256_storeu_ps(x + i, e);
+        sum += hsum(e);
+    }
+    if (i < n) {
+        float tail[8] = {0};
+        for (int64_t j = i; j < n; j++) tail[j - i] = x[j] - mx;
+        __m256 e = exp8(_mm256_loadu_ps(tail));
+        __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - i)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+        e = _mm256_and_ps(e, live);
+        _mm256_storeu_ps(tail, e);
+        for (int64_t j = i; j < n; j++) x[j] = tail[j - i];
+        sum += hsum(e);
+    }
+    const float inv = (float)(1.0 / sum);
+    const __m256 vinv = _mm256_set1_ps(inv);
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
+    for (; i < n; i++) x[i] *= inv;
 }
 
+/* silu(g) * up = g / (1 + e^-g) * up, 8 at a time with exp8 and libm's expf for the tail, like
+ * llama.cpp (callers pass one row at a time so the tail falls where llama.cpp's does). */
 static void silu_mul(float *out, const float *gate, const float *up, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+        __m256 silu = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) {
         float g = gate[i];
         out[i] = g / (1.0f + expf(-g)) * up[i];
     }
@@ -243,16 +291,16 @@ static void conv(float *out, int64_t ld_out, const float *v, int64_t ld_v, int64
             wk[k] = _mm256_setr_ps(w[(c + 0) * K + k], w[(c + 1) * K + k], w[(c + 2) * K + k], w[(c + 3) * K + k],
                                    w[(c + 4) * K + k], w[(c + 5) * K + k], w[(c + 6) * K + k], w[(c + 7) * K + k]);
         for (int64_t t = 0; t < T; t++) {
-            /* same summation order as ref: s = 0; s += w_k * in_k for k = 0.. */
+            /* same order and rounding as ref: s = fma(w_k, in_k, s) for k = 0.. */
             __m256 s = _mm256_setzero_ps();
-            for (int64_t k = 0; k < K; k++) s = _mm256_add_ps(s, _mm256_mul_ps(wk[k], _mm256_loadu_ps(INPUT_PTR(t + k) + c)));
+            for (int64_t k = 0; k < K; k++) s = _mm256_fmadd_ps(wk[k], _mm256_loadu_ps(INPUT_PTR(t + k) + c), s);
             _mm256_storeu_ps(out + t * ld_out + c, s);
         }
     }
     for (; c < H; c++)
         for (int64_t t = 0; t < T; t++) {
             float s = 0;
-            for (int64_t k = 0; k < K; k++) s += w[c * K + k] * INPUT_PTR(t + k)[c];
+            for (int64_t k = 0; k < K; k++) s = fmaf(w[c * K + k], INPUT_PTR(t + k)[c], s);
             out[t * ld_out + c] = s;
         }
     for (int64_t j = 0; j < K - 1; j++) {
@@ -265,20 +313,45 @@ static void conv(float *out, int64_t ld_out, const float *v, int64_t ld_v, int64
 
 /* ---- attention for one head ---- */
 
+/* q . k: four 8-lane accumulators over steps of 32, then pairwise, as llama.cpp's F32 dot */
+static float dot_f32(const float *x, const float *y, int64_t n) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const int64_t n32 = n & ~(int64_t)31;
+    for (int64_t i = 0; i < n32; i += 32)
+        for (int j = 0; j < 4; j++)
+            acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8 * j), _mm256_loadu_ps(y + i + 8 * j), acc[j]);
+    __m256 a = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    h = _mm_hadd_ps(h, h);
+    float s = _mm_cvtss_f32(_mm_hadd_ps(h, h));
+    for (int64_t i = n32; i < n; i++) s = fmaf(x[i], y[i], s);
+    return s;
+}
+
+/* p . V: position j goes to accumulator j % 8 (positions in aligned groups of 8 from 0), the 8
+ * accumulators then summed as one 8-lane horizontal sum: llama.cpp's order for this product. */
 static void attn(float *out, const float *q, const float *k, const float *v, int64_t ld, int64_t n, int64_t hd, float scale,
                  float *scores) {
-    for (int64_t j = 0; j < n; j++) scores[j] = tile_1x1(ld8_f32, ld1_f32, k + j * ld, q, hd) * scale;
+    for (int64_t j = 0; j < n; j++) scores[j] = dot_f32(q, k + j * ld, hd) * scale;
     softmax(scores, n);
     int64_t i = 0;
     for (; i + 8 <= hd; i += 8) {
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t j = 0; j < n; j++) acc = _mm256_fmadd_ps(_mm256_set1_ps(scores[j]), _mm256_loadu_ps(v + j * ld + i), acc);
-        _mm256_storeu_ps(out + i, acc);
+        __m256 a[8];
+        for (int l = 0; l < 8; l++) a[l] = _mm256_setzero_ps();
+        int64_t j = 0;
+        for (; j + 8 <= n; j += 8)
+            for (int l = 0; l < 8; l++)
+                a[l] = _mm256_fmadd_ps(_mm256_set1_ps(scores[j + l]), _mm256_loadu_ps(v + (j + l) * ld + i), a[l]);
+        for (int l = 0; j + l < n; l++)
+            a[l] = _mm256_fmadd_ps(_mm256_set1_ps(scores[j + l]), _mm256_loadu_ps(v + (j + l) * ld + i), a[l]);
+        __m256 even = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
+        __m256 odd = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
+        _mm256_storeu_ps(out + i, _mm256_add_ps(even, odd));
     }
     for (; i < hd; i++) {
-        float acc = 0;
-        for (int64_t j = 0; j < n; j++) acc += scores[j] * v[j * ld + i];
-        out[i] = acc;
+        float a[8] = {0};
+        for (int64_t j = 0; j < n; j++) a[j & 7] = fmaf(scores[j], v[j * ld + i], a[j & 7]);
+        out[i] = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
     }
 }
 

@@ -52,9 +52,7 @@ static void gemm_bf16(const void *W_, int64_t K, const float *X, int64_t ldx, in
 /* ---- element-wise ---- */
 
 static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
-    double ss = 0;
-    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float scale = (float)(1.0 / sqrt(ss / (double)n + eps));
+    float scale = lfm_rms_scale(x, n, eps);
     for (int64_t i = 0; i < n; i++) out[i] = w[i] * (x[i] * scale);
 }
 
@@ -63,8 +61,8 @@ static void rope(float *x, const float *cs, int64_t hd) {
     const float *cos_ = cs, *sin_ = cs + half;
     for (int64_t i = 0; i < half; i++) {
         float a = x[i], b = x[i + half];
-        x[i] = a * cos_[i] - b * sin_[i];
-        x[i + half] = b * cos_[i] + a * sin_[i];
+        x[i] = fmaf(a, cos_[i], -(b * sin_[i]));
+        x[i + half] = fmaf(a, sin_[i], b * cos_[i]);
     }
 }
 
@@ -104,7 +102,7 @@ static void conv(float *out, int64_t ld_out, const float *v, int64_t ld_v, int64
     for (int64_t t = 0; t < T; t++)
         for (int64_t c = 0; c < H; c++) {
             float s = 0;
-            for (int64_t k = 0; k < K; k++) s += w[c * K + k] * INPUT(t + k, c);
+            for (int64_t k = 0; k < K; k++) s = fmaf(w[c * K + k], INPUT(t + k, c), s);
             out[t * ld_out + c] = s;
         }
     /* new state: the last K-1 inputs; shift through a temporary row when T < K-1 */

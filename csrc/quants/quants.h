@@ -8,6 +8,7 @@
 
 #include "../internal.h"
 
+#include <math.h>
 #include <string.h>
 
 #define LFM_QK 32   /* elements per block of the 32-block types */
@@ -92,6 +93,16 @@ static inline float lfm_bf16_to_float(uint16_t h) {
     float f;
     memcpy(&f, &bits, 4);
     return f;
+}
+
+/* The element of largest magnitude, with its sign (the first one on ties); 0 for all zeros. */
+static inline float lfm_signed_absmax(const float *x, int64_t n) {
+    float amax = 0.0f, max = 0.0f;
+    for (int64_t j = 0; j < n; j++) {
+        float ax = fabsf(x[j]);
+        if (ax > amax) amax = ax, max = x[j];
+    }
+    return max;
 }
 
 /* Round half away from zero / to nearest even, as plain C. */

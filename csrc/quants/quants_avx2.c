@@ -112,19 +112,26 @@ static void act_q8_1(const float *x, void *dst, int64_t n) {
     }
 }
 
+/* Q8_K as llama.cpp forms it (see quants_ref.c): scale from the signed largest element. */
 static void act_q8_K(const float *x, void *dst, int64_t n) {
     lfm_block_q8_K *y = dst;
     for (int64_t i = 0; i < n / LFM_QK_K; i++, x += LFM_QK_K) {
-        float amax = hmax_ps(absmax8(x, 32));
-        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-        y[i].d = amax / 127.0f;
-        __m256 vid = _mm256_set1_ps(id);
+        const float amax = hmax_ps(absmax8(x, 32));
+        if (amax == 0.0f) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        int64_t j = 0;
+        while (fabsf(x[j]) != amax) j++;
+        const float iscale = -127.0f / x[j];
+        __m256 vid = _mm256_set1_ps(iscale);
         for (int k = 0; k < 8; k++) {
             __m256i lo, hi;
             quant32_halves(x + 32 * k, vid, y[i].qs + 32 * k, &lo, &hi);
             y[i].bsums[2 * k] = (int16_t)hsum_epi32(lo);
             y[i].bsums[2 * k + 1] = (int16_t)hsum_epi32(hi);
         }
+        y[i].d = 1.0f / iscale;
     }
 }
 
@@ -531,52 +538,59 @@ static void mm_q4_0_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const
     }
 }
 
-/* ---- Q8_0 in LFM_LAYOUT_X8 ---- */
+/* ---- Q8_0 in LFM_LAYOUT_X8 ----
+ *
+ * Vector k of a group block holds bytes 4k..4k+3 of the 8 rows, so its per-lane products are, row
+ * by row, lane k of the row-layout kernel (and of llama.cpp's Q8_0 dot). Keeping one float
+ * accumulator per k and summing the 8 at the end in the row kernel's horizontal order gives the
+ * same bits as the row layout, 8 rows at a time without a horizontal sum per block. */
 
 INLINE void tile_q8_0x8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy, const int NT) {
-    __m256 acc[MAXT];
-    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    __m256 acc[2][8];
+    for (int t = 0; t < NT; t++)
+        for (int k = 0; k < 8; k++) acc[t][k] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
     const lfm_block_q8_0x8 *g = (const lfm_block_q8_0x8 *)(const void *)w;
     for (int64_t ib = 0; ib < nb; ib++) {
-        const lfm_block_q8_0 *xb[MAXT];
-        __m256i isum[MAXT];
+        const lfm_block_q8_0 *xb[2];
+        __m256 d[2];
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g[ib].d));
         for (int t = 0; t < NT; t++) {
             xb[t] = (const lfm_block_q8_0 *)(const void *)(x + t * bx) + ib;
-            isum[t] = _mm256_setzero_si256();
+            d[t] = _mm256_mul_ps(d8, _mm256_set1_ps(h2f(xb[t]->d)));
         }
         for (int k = 0; k < 8; k++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(g[ib].qs + 32 * k));
             __m256i a = _mm256_sign_epi8(v, v);
             for (int t = 0; t < NT; t++) {
                 __m256i xv = _mm256_set1_epi32(load_i32(xb[t]->qs + 4 * k));
-                __m256i p = _mm256_maddubs_epi16(a, _mm256_sign_epi8(xv, v));
-                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, ones));
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(a, _mm256_sign_epi8(xv, v)), ones);
+                acc[t][k] = _mm256_fmadd_ps(d[t], _mm256_cvtepi32_ps(p), acc[t][k]);
             }
         }
-        __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g[ib].d));
-        for (int t = 0; t < NT; t++)
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(d8, _mm256_set1_ps(h2f(xb[t]->d))), acc[t]);
     }
-    for (int t = 0; t < NT; t++) _mm256_storeu_ps(y + t * ldy, acc[t]);
+    for (int t = 0; t < NT; t++) {
+        __m256 *a = acc[t];
+        __m256 even = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
+        __m256 odd = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
+        _mm256_storeu_ps(y + t * ldy, _mm256_add_ps(even, odd));
+    }
 }
 
 static void q8_0x8_1(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q8_0x8(nb, w, x, bx, y, ldy, 1); }
 static void q8_0x8_2(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q8_0x8(nb, w, x, bx, y, ldy, 2); }
-static void q8_0x8_3(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q8_0x8(nb, w, x, bx, y, ldy, 3); }
-static void q8_0x8_4(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q8_0x8(nb, w, x, bx, y, ldy, 4); }
 
 static void mm_q8_0_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
                        float *y, int64_t ldy) {
     typedef void (*fn_t)(int64_t, const uint8_t *, const uint8_t *, size_t, float *, int64_t);
-    static const fn_t tiles[4] = {q8_0x8_1, q8_0x8_2, q8_0x8_3, q8_0x8_4};
+    static const fn_t tiles[2] = {q8_0x8_1, q8_0x8_2};
     int64_t nb = n / LFM_QK;
     const int64_t CHUNK = 64;
     for (int64_t t0 = 0; t0 < nt; t0 += CHUNK) {
         int64_t t1 = lfm_min64(nt, t0 + CHUNK);
         for (int64_t r = 0; r < nr; r += 8)
-            for (int64_t t = t0; t < t1; t += 4) {
-                int64_t tt = lfm_min64(4, t1 - t);
+            for (int64_t t = t0; t < t1; t += 2) {
+                int64_t tt = lfm_min64(2, t1 - t);
                 tiles[tt - 1](nb, w + (size_t)r * bw, x + (size_t)t * bx, bx, y + t * ldy + r, ldy);
             }
     }

@@ -42,22 +42,28 @@ static void act_q8_1(const float *x, void *dst, int64_t n) {
     }
 }
 
+/* Q8_K as llama.cpp forms it: the scale comes from the signed element of largest magnitude (the
+ * first one on ties), so the quants are negated, d = 1/(-127/max). */
 static void act_q8_K(const float *x, void *dst, int64_t n) {
     lfm_block_q8_K *y = dst;
     for (int64_t i = 0; i < n / LFM_QK_K; i++, x += LFM_QK_K) {
-        float amax = absmax(x, LFM_QK_K);
-        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-        y[i].d = amax / 127.0f;
+        float max = lfm_signed_absmax(x, LFM_QK_K);
+        if (max == 0.0f) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        const float iscale = -127.0f / max;
         for (int g = 0; g < 16; g++) {
             int sum = 0;
             for (int j = 0; j < 16; j++) {
-                int q = lfm_round_even(x[g * 16 + j] * id);
-                q = q > 127 ? 127 : q < -127 ? -127 : q;
+                int q = lfm_round_even(iscale * x[g * 16 + j]);
+                q = q > 127 ? 127 : q;
                 y[i].qs[g * 16 + j] = (int8_t)q;
                 sum += q;
             }
             y[i].bsums[g] = (int16_t)sum;
         }
+        y[i].d = 1.0f / iscale;
     }
 }
 
