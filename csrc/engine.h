@@ -45,9 +45,10 @@ typedef struct {
     void (*conv)(float *out, int64_t ld_out, const float *v, int64_t ld_v, int64_t T, int64_t H,
                  const float *w, int64_t K, float *state);
     /* one query head against n cached positions: out[hd] = softmax(q.k_j * scale) . v_j;
-     * k_j at k + j*ld, v_j at v + j*ld; scores: n floats of scratch */
+     * k_j at k + j*ld, v_j at v + j*ld; scores: n floats of scratch. one_token: the query is the
+     * only token of its batch (llama.cpp sums p.v in another order then; we follow it) */
     void (*attn)(float *out, const float *q, const float *k, const float *v, int64_t ld, int64_t n, int64_t hd,
-                 float scale, float *scores);
+                 float scale, float *scores, int one_token);
     void (*f16_to_f32)(float *dst, const uint16_t *src, int64_t n);
     void (*bf16_to_f32)(float *dst, const uint16_t *src, int64_t n);
 } lfm_kernels;

@@ -196,9 +196,10 @@ def test_attention_head(impl, n, hd, ld):
     p = np.exp(s - s.max())
     p /= p.sum()
     want = p @ Vc[:, :hd].astype(np.float64)
-    got = K(impl, "attn", q, Kc, Vc, float(scale))
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(got, K("ref", "attn", q, Kc, Vc, float(scale)), rtol=1e-5, atol=1e-6)
+    for name in ("attn", "attn1"):  # attn1: the one-token-batch summation order
+        got = K(impl, name, q, Kc, Vc, float(scale))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got, K("ref", "attn", q, Kc, Vc, float(scale)), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("impl", SETS)

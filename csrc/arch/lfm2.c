@@ -82,7 +82,7 @@ static void attn_worker(void *arg, int ith, int nth) {
     for (int64_t i = ith; i < (int64_t)j->T * nh; i += nth) {
         int64_t t = i / nh, h = i % nh, g = h / group;
         c->k->attn(c->y + t * nh * hd + h * hd, j->q + t * j->ldq + h * hd, j->kc + g * hd, j->vc + g * hd, ldkv,
-                   c->pos + t + 1, hd, scale, scores);
+                   c->pos + t + 1, hd, scale, scores, j->T == 1);
     }
 }
 

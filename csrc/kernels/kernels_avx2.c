@@ -328,12 +328,9 @@ static float dot_f32(const float *x, const float *y, int64_t n) {
     return s;
 }
 
-/* p . V: position j goes to accumulator j % 8 (positions in aligned groups of 8 from 0), the 8
- * accumulators then summed as one 8-lane horizontal sum: llama.cpp's order for this product. */
-static void attn(float *out, const float *q, const float *k, const float *v, int64_t ld, int64_t n, int64_t hd, float scale,
-                 float *scores) {
-    for (int64_t j = 0; j < n; j++) scores[j] = dot_f32(q, k + j * ld, hd) * scale;
-    softmax(scores, n);
+/* p . V for a batch of tokens: position j goes to accumulator j % 8 (positions in aligned groups
+ * of 8 from 0), the 8 accumulators then summed as one 8-lane horizontal sum. */
+static void pv_batch(float *out, const float *p, const float *v, int64_t ld, int64_t n, int64_t hd) {
     int64_t i = 0;
     for (; i + 8 <= hd; i += 8) {
         __m256 a[8];
@@ -341,18 +338,48 @@ static void attn(float *out, const float *q, const float *k, const float *v, int
         int64_t j = 0;
         for (; j + 8 <= n; j += 8)
             for (int l = 0; l < 8; l++)
-                a[l] = _mm256_fmadd_ps(_mm256_set1_ps(scores[j + l]), _mm256_loadu_ps(v + (j + l) * ld + i), a[l]);
+                a[l] = _mm256_fmadd_ps(_mm256_set1_ps(p[j + l]), _mm256_loadu_ps(v + (j + l) * ld + i), a[l]);
         for (int l = 0; j + l < n; l++)
-            a[l] = _mm256_fmadd_ps(_mm256_set1_ps(scores[j + l]), _mm256_loadu_ps(v + (j + l) * ld + i), a[l]);
+            a[l] = _mm256_fmadd_ps(_mm256_set1_ps(p[j + l]), _mm256_loadu_ps(v + (j + l) * ld + i), a[l]);
         __m256 even = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
         __m256 odd = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
         _mm256_storeu_ps(out + i, _mm256_add_ps(even, odd));
     }
     for (; i < hd; i++) {
         float a[8] = {0};
-        for (int64_t j = 0; j < n; j++) a[j & 7] = fmaf(scores[j], v[j * ld + i], a[j & 7]);
+        for (int64_t j = 0; j < n; j++) a[j & 7] = fmaf(p[j], v[j * ld + i], a[j & 7]);
         out[i] = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
     }
+}
+
+/* p . V for a lone token: dot_f32's order over the positions (residue j % 32 picks one of 32
+ * accumulators), which is what llama.cpp runs for one-token batches. */
+static void pv_one(float *out, const float *p, const float *v, int64_t ld, int64_t n, int64_t hd) {
+    int64_t i = 0;
+    for (; i + 8 <= hd; i += 8) {
+        __m256 a[32];
+        for (int l = 0; l < 32; l++) a[l] = _mm256_setzero_ps();
+        for (int64_t j = 0; j < n; j++)
+            a[j & 31] = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * ld + i), a[j & 31]);
+        __m256 b[8];
+        for (int l = 0; l < 8; l++) b[l] = _mm256_add_ps(_mm256_add_ps(a[l], a[16 + l]), _mm256_add_ps(a[8 + l], a[24 + l]));
+        __m256 lo = _mm256_add_ps(_mm256_add_ps(b[0], b[4]), _mm256_add_ps(b[1], b[5]));
+        __m256 hi = _mm256_add_ps(_mm256_add_ps(b[2], b[6]), _mm256_add_ps(b[3], b[7]));
+        _mm256_storeu_ps(out + i, _mm256_add_ps(lo, hi));
+    }
+    for (; i < hd; i++) {
+        float a[32] = {0}, b[8];
+        for (int64_t j = 0; j < n; j++) a[j & 31] = fmaf(p[j], v[j * ld + i], a[j & 31]);
+        for (int l = 0; l < 8; l++) b[l] = (a[l] + a[16 + l]) + (a[8 + l] + a[24 + l]);
+        out[i] = ((b[0] + b[4]) + (b[1] + b[5])) + ((b[2] + b[6]) + (b[3] + b[7]));
+    }
+}
+
+static void attn(float *out, const float *q, const float *k, const float *v, int64_t ld, int64_t n, int64_t hd, float scale,
+                 float *scores, int one_token) {
+    for (int64_t j = 0; j < n; j++) scores[j] = dot_f32(q, k + j * ld, hd) * scale;
+    softmax(scores, n);
+    (one_token ? pv_one : pv_batch)(out, scores, v, ld, n, hd);
 }
 
 static void f16_to_f32(float *dst, const uint16_t *src, int64_t n) {

@@ -671,7 +671,7 @@ static PyObject *py_kernel(PyObject *mod, PyObject *args) {
             Py_XDECREF(out);
             Py_XDECREF(st);
         }
-    } else if (strcmp(name, "attn") == 0 && n_arr == 3 && n_sc == 1 && PyArray_NDIM(A[1]) == 2 && PyArray_NDIM(A[2]) == 2 &&
+    } else if ((strcmp(name, "attn") == 0 || strcmp(name, "attn1") == 0) && n_arr == 3 && n_sc == 1 && PyArray_NDIM(A[1]) == 2 && PyArray_NDIM(A[2]) == 2 &&
                PyArray_DIM(A[1], 0) == PyArray_DIM(A[2], 0) && PyArray_DIM(A[1], 1) == PyArray_DIM(A[2], 1) &&
                SIZE(A[0]) <= PyArray_DIM(A[1], 1) && PyArray_DIM(A[1], 0) > 0) {
         /* q (hd), K (n, ld), V (n, ld), scale: head at columns [0, hd) */
@@ -681,7 +681,8 @@ static PyObject *py_kernel(PyObject *mod, PyObject *args) {
             PyErr_NoMemory();
             goto done;
         }
-        if ((res = OUT_LIKE(A[0]))) k->attn(D((PyArrayObject *)res), D(A[0]), D(A[1]), D(A[2]), PyArray_DIM(A[1], 1), n, hd, (float)sc, scores);
+        if ((res = OUT_LIKE(A[0]))) k->attn(D((PyArrayObject *)res), D(A[0]), D(A[1]), D(A[2]), PyArray_DIM(A[1], 1), n, hd, (float)sc, scores,
+                                             name[4] == '1');
         PyMem_Free(scores);
     } else {
         PyErr_Format(PyExc_ValueError, "unknown kernel '%s' or bad arguments", name);
