@@ -288,11 +288,25 @@ INLINE void k4_scales(const uint8_t *s, __m256i *sc, __m256i *mn2) {
     *mn2 = _mm256_cvtepu8_epi16(md);
 }
 
+/* The float rounding follows llama.cpp, whose exact results GGUF models are checked against:
+ * Q5_K as its dot product (scale products in 8 lanes, the mins as one float per row, added last);
+ * Q4_K as its 8-row interleaved kernels (a row's dot and min terms as exact integers, each folded
+ * into its own float with one FMA, subtracted at the end): one FMA per 256-element block in its
+ * one-token kernel, one per 64 elements in its 4-token GEMM (mode K4_GEMM4). */
+enum { K4_BLOCK = 0, K5 = 1, K4_GEMM4 = 2, K5_TILED = 3 };
+
+/* min j (0..7) of a Q4_K/Q5_K block's packed 6-bit scales */
+INLINE int k4_min(const uint8_t *s, int j) {
+    return j < 4 ? s[j + 4] & 63 : (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+}
+
 INLINE void tile_q45_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
-                       const int NR, const int NT, const int five) {
+                       const int NR, const int NT, const int mode) {
+    const int five = mode == K5 || mode == K5_TILED;
     __m256 acc[MAXR][MAXT];
+    float sacc[MAXR][MAXT], macc[MAXR][MAXT];
     for (int r = 0; r < NR; r++)
-        for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
+        for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps(), sacc[r][t] = 0.0f, macc[r][t] = 0.0f;
     const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
     for (int64_t ib = 0; ib < nb; ib++) {
         const lfm_block_q8_K *yb[MAXT];
@@ -327,37 +341,71 @@ INLINE void tile_q45_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x
                     __m256i y1 = _mm256_loadu_si256((const __m256i *)(yb[t]->qs + 64 * c + 32));
                     __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s_lo);
                     __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s_hi);
-                    isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(p0, p1));
+                    if (mode == K4_GEMM4) {
+                        const float dd = h2f(wd) * yb[t]->d, ddmin = h2f(wdmin) * yb[t]->d;
+                        const int16_t *bs = yb[t]->bsums + 4 * c;
+                        const int mins = k4_min(wsc, 2 * c) * (bs[0] + bs[1]) + k4_min(wsc, 2 * c + 1) * (bs[2] + bs[3]);
+                        sacc[r][t] = fmaf((float)hsum_epi32(_mm256_add_epi32(p0, p1)), dd, sacc[r][t]);
+                        macc[r][t] = fmaf((float)mins, ddmin, macc[r][t]);
+                    } else {
+                        isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(p0, p1));
+                    }
                 }
             }
-            float d = h2f(wd), dmin = h2f(wdmin);
+            if (mode == K4_GEMM4) continue;
+            const float d = h2f(wd), dmin = h2f(wdmin);
             for (int t = 0; t < NT; t++) {
                 __m256i bs = _mm256_loadu_si256((const __m256i *)yb[t]->bsums);
-                __m256i mprod = _mm256_madd_epi16(bs, mn2);
-                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * yb[t]->d), acc[r][t]);
-                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mprod), _mm256_set1_ps(-dmin * yb[t]->d), acc[r][t]);
+                const float mins = (float)hsum_epi32(_mm256_madd_epi16(bs, mn2));
+                if (mode == K5_TILED) {
+                    const float res = fmaf(-dmin, mins, d * (float)hsum_epi32(isum[t]));
+                    sacc[r][t] = fmaf(res, yb[t]->d, sacc[r][t]);
+                } else if (five) {
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(yb[t]->d * d), _mm256_cvtepi32_ps(isum[t]), acc[r][t]);
+                    macc[r][t] = fmaf(-yb[t]->d * dmin, mins, macc[r][t]);
+                } else {
+                    sacc[r][t] = fmaf((float)hsum_epi32(isum[t]), d * yb[t]->d, sacc[r][t]);
+                    macc[r][t] = fmaf(mins, dmin * yb[t]->d, macc[r][t]);
+                }
             }
         }
     }
     for (int r = 0; r < NR; r++)
-        for (int t = 0; t < NT; t++) y[t * ldy + r] = hsum_ps(acc[r][t]);
+        for (int t = 0; t < NT; t++)
+            y[t * ldy + r] = mode == K5         ? hsum_ps(acc[r][t]) + macc[r][t]
+                             : mode == K5_TILED ? sacc[r][t]
+                                                : sacc[r][t] - macc[r][t];
 }
 
 INLINE void tile_q4_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
                       const int NR, const int NT) {
-    tile_q45_K(nb, w, bw, x, bx, y, ldy, NR, NT, 0);
+    tile_q45_K(nb, w, bw, x, bx, y, ldy, NR, NT, K4_BLOCK);
+}
+
+INLINE void tile_q4_K4(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                       const int NR, const int NT) {
+    tile_q45_K(nb, w, bw, x, bx, y, ldy, NR, NT, K4_GEMM4);
 }
 
 INLINE void tile_q5_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
                       const int NR, const int NT) {
-    tile_q45_K(nb, w, bw, x, bx, y, ldy, NR, NT, 1);
+    tile_q45_K(nb, w, bw, x, bx, y, ldy, NR, NT, K5);
 }
 
-INLINE void tile_q6_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
-                      const int NR, const int NT) {
+INLINE void tile_q5_K8(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                       const int NR, const int NT) {
+    tile_q45_K(nb, w, bw, x, bx, y, ldy, NR, NT, K5_TILED);
+}
+
+/* Rounding as llama.cpp's Q6_K dot product (8 lanes, summed at the end), or with tiled = 1 as its
+ * tiled kernel for batches of 8 or more tokens (per block: weight scale times the exact integer
+ * total, then one FMA with the activation scale). */
+INLINE void tile_q6_Kx(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                       const int NR, const int NT, const int tiled) {
     __m256 acc[MAXR][MAXT];
+    float sacc[MAXR][MAXT];
     for (int r = 0; r < NR; r++)
-        for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
+        for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps(), sacc[r][t] = 0.0f;
     const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
     const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
     for (int64_t ib = 0; ib < nb; ib++) {
@@ -396,12 +444,24 @@ INLINE void tile_q6_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x,
                 }
             }
             float d = h2f(wb->d);
-            for (int t = 0; t < NT; t++)
-                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * yb[t]->d), acc[r][t]);
+            for (int t = 0; t < NT; t++) {
+                if (tiled) sacc[r][t] = fmaf(d * (float)hsum_epi32(isum[t]), yb[t]->d, sacc[r][t]);
+                else acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * yb[t]->d), acc[r][t]);
+            }
         }
     }
     for (int r = 0; r < NR; r++)
-        for (int t = 0; t < NT; t++) y[t * ldy + r] = hsum_ps(acc[r][t]);
+        for (int t = 0; t < NT; t++) y[t * ldy + r] = tiled ? sacc[r][t] : hsum_ps(acc[r][t]);
+}
+
+INLINE void tile_q6_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                      const int NR, const int NT) {
+    tile_q6_Kx(nb, w, bw, x, bx, y, ldy, NR, NT, 0);
+}
+
+INLINE void tile_q6_K8(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                       const int NR, const int NT) {
+    tile_q6_Kx(nb, w, bw, x, bx, y, ldy, NR, NT, 1);
 }
 
 /* ---- tiling ---- */
@@ -460,6 +520,22 @@ TILE_FNS(q5_0)
 TILE_FNS(q5_1)
 TILE_FNS(q8_0)
 TILE_FNS(q4_K)
+#define q4_K4_type LFM_TYPE_Q4_K
+#define q5_K8_type LFM_TYPE_Q5_K
+#define q6_K8_type LFM_TYPE_Q6_K
+TILE_FNS(q4_K4)
+TILE_FNS(q5_K8)
+TILE_FNS(q6_K8)
+
+
+/* Q4_K: llama.cpp runs the tokens of a batch in groups of 4 through its GEMM and the rest (the last
+ * T % 4, or all of them when T < 4) through its one-token kernel; rounding follows suit. */
+static void mm_q4_K_llama(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                          float *y, int64_t ldy) {
+    const int64_t grouped = nt > 3 ? nt - nt % 4 : 0;
+    if (grouped) mm_q4_K4(n, w, bw, nr, x, bx, grouped, y, ldy);
+    if (nt > grouped) mm_q4_K(n, w, bw, nr, x + (size_t)grouped * bx, bx, nt - grouped, y + grouped * ldy, ldy);
+}
 TILE_FNS(q5_K)
 TILE_FNS(q6_K)
 
@@ -596,6 +672,17 @@ static void mm_q8_0_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const
     }
 }
 
+/* Q5_K / Q6_K: llama.cpp switches to its tiled kernel for batches of 8 or more tokens */
+static void mm_q5_K_llama(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                          float *y, int64_t ldy) {
+    (nt >= 8 ? mm_q5_K8 : mm_q5_K)(n, w, bw, nr, x, bx, nt, y, ldy);
+}
+
+static void mm_q6_K_llama(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                          float *y, int64_t ldy) {
+    (nt >= 8 ? mm_q6_K8 : mm_q6_K)(n, w, bw, nr, x, bx, nt, y, ldy);
+}
+
 void lfm_qkernels_init_avx2(lfm_qkernels *k) {
     k->mm_x8[LFM_TYPE_Q4_0] = mm_q4_0_x8;
     k->mm_x8[LFM_TYPE_Q8_0] = mm_q8_0_x8;
@@ -608,7 +695,7 @@ void lfm_qkernels_init_avx2(lfm_qkernels *k) {
     k->mm[LFM_TYPE_Q5_0] = mm_q5_0;
     k->mm[LFM_TYPE_Q5_1] = mm_q5_1;
     k->mm[LFM_TYPE_Q8_0] = mm_q8_0;
-    k->mm[LFM_TYPE_Q4_K] = mm_q4_K;
-    k->mm[LFM_TYPE_Q5_K] = mm_q5_K;
-    k->mm[LFM_TYPE_Q6_K] = mm_q6_K;
+    k->mm[LFM_TYPE_Q4_K] = mm_q4_K_llama;
+    k->mm[LFM_TYPE_Q5_K] = mm_q5_K_llama;
+    k->mm[LFM_TYPE_Q6_K] = mm_q6_K_llama;
 }
