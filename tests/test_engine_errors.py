@@ -399,7 +399,7 @@ def test_closed_session(model):
 def test_session_of_closed_model(good):
     m = lfm.load(good)
     s = m.session(n_ctx=8)
-    a = s.step(1)
+    s.step(1)
     m.close()
     with pytest.raises(ValueError, match="model is closed"):
         s.step(2)

@@ -4,7 +4,6 @@ model (tests/test_generation.py runs the real engine)."""
 import _thread
 import hashlib
 import math
-import os
 import pickle
 import threading
 import time

@@ -1,7 +1,6 @@
 """Output: the CLI (--out writes the draft and the .bib atomically), the LaTeX compiles as a fragment
 with pdflatex + bibtex (Debian: texlive-latex-base; the test FAILS without it), the .bib parses with
 bibtexparser and holds exactly the cited papers, Markdown references match the citations."""
-import json
 import os
 import re
 import shutil

@@ -13,7 +13,7 @@ import pytest
 from liquidlfm.scholar import Index, load_corpus, retrieve
 from liquidlfm.scholar.evalpairs import make_pairs
 from liquidlfm.scholar.rerank import ModelReranker, model_expansion_terms
-from liquidlfm.scholar.retrieve import analyze, recall_at_k, stem
+from liquidlfm.scholar.retrieve import analyze, recall_at_k
 from tests.fixtures.scholar_fakes import ScriptedGenerator, TinyRandomLM
 
 N_PAIRS = 200
