@@ -8,7 +8,7 @@ from .errors import (
     ModelNotFoundError,
     UnsupportedModelError,
 )
-from . import _core
+from . import _core  # noqa: F401  (the C extension: fail at import, not first use)
 from .model import Model, ModelConfig, Session, load
 from .tokenizer import StreamDecoder, Tokenizer
 from .generation import Chunk, GenerationResult, GenerationStats, load_session, save_session

@@ -33,12 +33,12 @@ import types
 import unicodedata
 import warnings
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .errors import ContextFullError
-from .segment import Segment, rebuild, segment, segment_plain
+from .segment import segment, segment_plain
 
 __all__ = ["translate", "Translator", "LANGUAGES", "language", "detect_language", "system_prompt",
            "TranslationTruncatedWarning", "load_glossary"]

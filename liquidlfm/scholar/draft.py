@@ -2,19 +2,17 @@
 it is given, every citation verified (verify.py), rendered as Markdown / LaTeX + a .bib."""
 from __future__ import annotations
 
-import math
 import re
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from .rerank import _abstract_snippet, generate_text
 from .retrieve import Retrieval, analyze, words, stem, STOPWORDS
-from .verify import VerifyReport, cited_keys, grounded_sentence, verify_paragraph
+from .verify import VerifyReport, cited_keys, verify_paragraph
 
 SYSTEM = ("You are a careful research assistant writing the Related Work section of a paper. "
           "You only state what the given abstracts say and cite only the given paper keys.")
