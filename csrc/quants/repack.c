@@ -1,9 +1,14 @@
 /* repack.c — load-time re-layout of quantized matmul weights for the running CPU's kernels.
  *
- * Q4_0 / Q8_0 -> LFM_LAYOUT_X8 (see lfm_block_q4_0x8): the AVX2 kernel then reads one 32-byte vector holding
- * 4 bytes of each of 8 rows and gets the 8 rows' dot products in the 8 lanes of one register, with
- * the 8 scales converted by one vcvtph2ps, instead of a horizontal reduction and a scalar scale
- * conversion per row and block. Same bytes, same rounding: only the order changes. */
+ * Q4_0 / Q8_0 / Q4_K / Q6_K -> LFM_LAYOUT_X8 (see lfm_block_q4_0x8 ... lfm_block_q6_Kx8): block i of
+ * 8 consecutive rows stored together, each field of the ggml block interleaved a few bytes at a
+ * time, so the AVX2 kernel reads one 32-byte vector holding the same bytes of 8 rows and gets the 8
+ * rows' partial sums in the 8 lanes of one register, with the 8 scales converted by one vcvtph2ps.
+ * For short rows (the 65536 x 1024 tied output head) this also turns 4 short interleaved streams per
+ * tile into one long sequential one, which the hardware prefetcher follows. Same bytes: only the
+ * order changes.
+ *
+ * LFM_REPACK=0 in the environment keeps ggml's row layout (A/B timing). */
 #define _GNU_SOURCE
 #include "quants.h"
 
@@ -11,48 +16,75 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define X8_MAX_BLOCKS 8192 /* the AVX2 kernel keeps per-block activation sums on the stack */
+#define X8_MAX_BLOCKS 8192 /* the Q4_0 kernel keeps per-block activation sums on the stack */
 
-bool lfm_type_has_x8(lfm_type t) { return t == LFM_TYPE_Q4_0 || t == LFM_TYPE_Q8_0; }
+/* Bytes [off, off + len) of a ggml block, stored for the 8 rows `unit` bytes at a time: unit k of
+ * row r at (8k + r) * unit from the start of the field in the group block. */
+typedef struct { uint8_t off, len, unit; } x8_field;
+typedef struct { int n; x8_field f[4]; } x8_format;
+
+static const x8_format *x8_format_of(lfm_type t) {
+    static const x8_format q4_0 = {2, {{0, 2, 2}, {2, 16, 4}}};
+    static const x8_format q8_0 = {2, {{0, 2, 2}, {2, 32, 4}}};
+    static const x8_format q4_K = {4, {{0, 2, 2}, {2, 2, 2}, {4, 12, 4}, {16, 128, 4}}};
+    static const x8_format q6_K = {4, {{0, 128, 4}, {128, 64, 4}, {192, 16, 2}, {208, 2, 2}}};
+    switch (t) {
+    case LFM_TYPE_Q4_0: return &q4_0;
+    case LFM_TYPE_Q8_0: return &q8_0;
+    case LFM_TYPE_Q4_K: return &q4_K;
+    case LFM_TYPE_Q6_K: return &q6_K;
+    default: return NULL;
+    }
+}
+
+bool lfm_type_has_x8(lfm_type t) { return x8_format_of(t) != NULL; }
+
+static bool repack_enabled(void) {
+    const char *e = getenv("LFM_REPACK");
+    return !(e && strcmp(e, "0") == 0);
+}
 
 static bool can_repack(const lfm_tensor *t) {
     if (t->layout != LFM_LAYOUT_ROWS || !t->data || !lfm_type_has_x8(t->type)) return false;
     if (!lfm_qkernels_get()->mm_x8[t->type]) return false;
     if (t->ne[2] > 1 || t->ne[3] > 1) return false;
-    return t->ne[1] >= 8 && t->ne[1] % 8 == 0 && t->ne[0] % LFM_QK == 0 && t->ne[0] / LFM_QK <= X8_MAX_BLOCKS;
+    int64_t be = lfm_type_block_elems(t->type);
+    return t->ne[1] >= 8 && t->ne[1] % 8 == 0 && t->ne[0] % be == 0 && t->ne[0] / be <= X8_MAX_BLOCKS;
 }
 
-/* Both X8 types are (fp16 d, qsz bytes of quants) per block; the group block is the 8 d's then the
- * quants interleaved 4 bytes at a time. */
-static size_t qs_bytes(lfm_type t) { return t == LFM_TYPE_Q4_0 ? 16 : 32; }
+/* Copy one block between ggml's layout (blk) and slot r of a group block (grp). */
+static void x8_block_copy(const x8_format *fmt, uint8_t *grp, uint8_t *blk, int r, bool to_group) {
+    size_t pos = 0;
+    for (int i = 0; i < fmt->n; i++) {
+        const x8_field *f = &fmt->f[i];
+        for (int k = 0; k < f->len / f->unit; k++) {
+            uint8_t *g = grp + pos + (size_t)(8 * k + r) * f->unit, *b = blk + f->off + k * f->unit;
+            if (to_group) memcpy(g, b, f->unit);
+            else memcpy(b, g, f->unit);
+        }
+        pos += 8 * (size_t)f->len;
+    }
+}
 
 void lfm_repack_x8(lfm_type t, const void *src, void *dst, int64_t rows, int64_t cols) {
-    int64_t nb = cols / LFM_QK;
-    size_t qsz = qs_bytes(t), bs = 2 + qsz, gs = 8 * bs;
-    const uint8_t *s = src;
-    uint8_t *d = dst;
+    const x8_format *fmt = x8_format_of(t);
+    int64_t nb = cols / lfm_type_block_elems(t);
+    size_t bs = lfm_type_block_bytes(t), gs = 8 * bs;
     for (int64_t g = 0; g < rows / 8; g++)
         for (int64_t i = 0; i < nb; i++) {
-            uint8_t *o = d + (size_t)(g * nb + i) * gs;
-            for (int r = 0; r < 8; r++) {
-                const uint8_t *b = s + (size_t)((g * 8 + r) * nb + i) * bs;
-                memcpy(o + 2 * r, b, 2);
-                for (size_t k = 0; k < qsz / 4; k++) memcpy(o + 16 + 32 * k + 4 * r, b + 2 + 4 * k, 4);
-            }
+            uint8_t *o = (uint8_t *)dst + (size_t)(g * nb + i) * gs;
+            for (int r = 0; r < 8; r++)
+                x8_block_copy(fmt, o, (uint8_t *)src + (size_t)((g * 8 + r) * nb + i) * bs, r, true);
         }
 }
 
 void lfm_unpack_x8_row(lfm_type t, const void *src, int64_t r, int64_t cols, int64_t i0, int64_t nb, void *dst) {
-    int64_t nbr = cols / LFM_QK;
-    size_t qsz = qs_bytes(t), bs = 2 + qsz, gs = 8 * bs;
+    const x8_format *fmt = x8_format_of(t);
+    int64_t nbr = cols / lfm_type_block_elems(t);
+    size_t bs = lfm_type_block_bytes(t), gs = 8 * bs;
     const uint8_t *g = (const uint8_t *)src + (size_t)((r / 8) * nbr) * gs;
-    uint8_t *o = dst;
-    int rr = (int)(r % 8);
-    for (int64_t i = 0; i < nb; i++) {
-        const uint8_t *b = g + (size_t)(i0 + i) * gs;
-        memcpy(o + i * bs, b + 2 * rr, 2);
-        for (size_t k = 0; k < qsz / 4; k++) memcpy(o + i * bs + 2 + 4 * k, b + 16 + 32 * k + 4 * rr, 4);
-    }
+    for (int64_t i = 0; i < nb; i++)
+        x8_block_copy(fmt, (uint8_t *)(g + (size_t)(i0 + i) * gs), (uint8_t *)dst + (size_t)i * bs, (int)(r % 8), false);
 }
 
 /* Let the kernel forget file pages no longer read (they stay in the page cache). */
@@ -74,7 +106,7 @@ static bool in_mapping(const struct lfm_model *m, const void *p) {
 
 static lfm_status repack_one(struct lfm_model *m, lfm_tensor *t) {
     if (!can_repack(t)) return LFM_OK;
-    size_t bytes = (size_t)(t->ne[0] / LFM_QK) * lfm_type_block_bytes(t->type) * (size_t)t->ne[1];
+    size_t bytes = lfm_tensor_row_bytes(t) * (size_t)t->ne[1];
     void *buf = NULL;
     if (posix_memalign(&buf, 64, bytes) != 0 || !buf)
         return lfm_fail(LFM_ERR_OOM, "repack '%s': cannot allocate %zu bytes", t->name, bytes);
@@ -94,7 +126,7 @@ static lfm_status repack_one(struct lfm_model *m, lfm_tensor *t) {
 }
 
 lfm_status lfm_model_repack(struct lfm_model *m) {
-    if (lfm_cpu()->force_ref) return LFM_OK;
+    if (lfm_cpu()->force_ref || !repack_enabled()) return LFM_OK;
     lfm_status st = repack_one(m, &m->output);
     for (int32_t i = 0; st == LFM_OK && i < m->cfg.n_layer; i++) {
         lfm_layer *l = &m->layers[i];
