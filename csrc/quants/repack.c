@@ -12,27 +12,67 @@
 #define _GNU_SOURCE
 #include "quants.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #define X8_MAX_BLOCKS 8192 /* the Q4_0 kernel keeps per-block activation sums on the stack */
 
-/* Bytes [off, off + len) of a ggml block, stored for the 8 rows `unit` bytes at a time: unit k of
- * row r at (8k + r) * unit from the start of the field in the group block. */
+/* An X8 group block is built in two steps: each row's ggml block is first put in the order the
+ * kernel reads it (order[i] = source byte of byte i; NULL: ggml's), then the fields [off, off+len)
+ * of that are stored for the 8 rows `unit` bytes at a time: unit k of row r at (8k + r) * unit from
+ * the start of the field. The kernels then read every group block front to back, one sequential
+ * stream, which the hardware prefetcher follows. */
 typedef struct { uint8_t off, len, unit; } x8_field;
-typedef struct { int n; x8_field f[4]; } x8_format;
+typedef struct {
+    int n;
+    x8_field f[4];
+    const uint16_t *order;
+} x8_format;
+
+/* Q4_K: d, dmin, the 12 scale bytes, then per lane j (< 8) the 4 quant bytes 4j..4j+3 of each
+ * 32-byte chunk c (< 4): what tile_q4_Kx8 reads for one lane. */
+static void order_q4_K(uint16_t *o) {
+    int p = 0;
+    for (int i = 0; i < 16; i++) o[p++] = (uint16_t)i;
+    for (int j = 0; j < 8; j++)
+        for (int c = 0; c < 4; c++)
+            for (int b = 0; b < 4; b++) o[p++] = (uint16_t)(16 + 32 * c + 4 * j + b);
+}
+
+/* Q6_K: d, the 16 scales, then per lane j (< 8) and half h (< 2) the 4 bytes at 4j of the ql rows
+ * 64h and 64h + 32 and of the qh row 32h: what tile_q6_Kx8 reads for one lane. */
+static void order_q6_K(uint16_t *o) {
+    int p = 0;
+    o[p++] = 208, o[p++] = 209;
+    for (int i = 0; i < 16; i++) o[p++] = (uint16_t)(192 + i);
+    for (int j = 0; j < 8; j++)
+        for (int h = 0; h < 2; h++) {
+            const int src[3] = {64 * h + 4 * j, 64 * h + 32 + 4 * j, 128 + 32 * h + 4 * j};
+            for (int m = 0; m < 3; m++)
+                for (int b = 0; b < 4; b++) o[p++] = (uint16_t)(src[m] + b);
+        }
+}
+
+static uint16_t ord_q4_K[sizeof(lfm_block_q4_K)], ord_q6_K[sizeof(lfm_block_q6_K)];
+
+static void init_orders(void) {
+    order_q4_K(ord_q4_K);
+    order_q6_K(ord_q6_K);
+}
 
 static const x8_format *x8_format_of(lfm_type t) {
-    static const x8_format q4_0 = {2, {{0, 2, 2}, {2, 16, 4}}};
-    static const x8_format q8_0 = {2, {{0, 2, 2}, {2, 32, 4}}};
-    static const x8_format q4_K = {4, {{0, 2, 2}, {2, 2, 2}, {4, 12, 4}, {16, 128, 4}}};
-    static const x8_format q6_K = {4, {{0, 128, 4}, {128, 64, 4}, {192, 16, 2}, {208, 2, 2}}};
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    static const x8_format q4_0 = {2, {{0, 2, 2}, {2, 16, 4}}, NULL};
+    static const x8_format q8_0 = {2, {{0, 2, 2}, {2, 32, 4}}, NULL};
+    static const x8_format q4_K = {4, {{0, 2, 2}, {2, 2, 2}, {4, 12, 4}, {16, 128, 4}}, ord_q4_K};
+    static const x8_format q6_K = {3, {{0, 2, 2}, {2, 16, 2}, {18, 192, 4}}, ord_q6_K};
     switch (t) {
     case LFM_TYPE_Q4_0: return &q4_0;
     case LFM_TYPE_Q8_0: return &q8_0;
-    case LFM_TYPE_Q4_K: return &q4_K;
-    case LFM_TYPE_Q6_K: return &q6_K;
+    case LFM_TYPE_Q4_K: pthread_once(&once, init_orders); return &q4_K;
+    case LFM_TYPE_Q6_K: pthread_once(&once, init_orders); return &q6_K;
     default: return NULL;
     }
 }
@@ -52,18 +92,24 @@ static bool can_repack(const lfm_tensor *t) {
     return t->ne[1] >= 8 && t->ne[1] % 8 == 0 && t->ne[0] % be == 0 && t->ne[0] / be <= X8_MAX_BLOCKS;
 }
 
-/* Copy one block between ggml's layout (blk) and slot r of a group block (grp). */
-static void x8_block_copy(const x8_format *fmt, uint8_t *grp, uint8_t *blk, int r, bool to_group) {
+/* Copy one block between ggml's layout (blk, bs bytes) and slot r of a group block (grp). */
+static void x8_block_copy(const x8_format *fmt, size_t bs, uint8_t *grp, uint8_t *blk, int r, bool to_group) {
+    uint8_t tmp[sizeof(lfm_block_q8_K)], *ob = blk; /* the row's block in kernel order */
+    if (fmt->order && to_group)
+        for (size_t i = 0; i < bs; i++) tmp[i] = blk[fmt->order[i]];
+    if (fmt->order) ob = tmp;
     size_t pos = 0;
     for (int i = 0; i < fmt->n; i++) {
         const x8_field *f = &fmt->f[i];
         for (int k = 0; k < f->len / f->unit; k++) {
-            uint8_t *g = grp + pos + (size_t)(8 * k + r) * f->unit, *b = blk + f->off + k * f->unit;
+            uint8_t *g = grp + pos + (size_t)(8 * k + r) * f->unit, *b = ob + f->off + k * f->unit;
             if (to_group) memcpy(g, b, f->unit);
             else memcpy(b, g, f->unit);
         }
         pos += 8 * (size_t)f->len;
     }
+    if (fmt->order && !to_group)
+        for (size_t i = 0; i < bs; i++) blk[fmt->order[i]] = tmp[i];
 }
 
 void lfm_repack_x8(lfm_type t, const void *src, void *dst, int64_t rows, int64_t cols) {
@@ -74,7 +120,7 @@ void lfm_repack_x8(lfm_type t, const void *src, void *dst, int64_t rows, int64_t
         for (int64_t i = 0; i < nb; i++) {
             uint8_t *o = (uint8_t *)dst + (size_t)(g * nb + i) * gs;
             for (int r = 0; r < 8; r++)
-                x8_block_copy(fmt, o, (uint8_t *)src + (size_t)((g * 8 + r) * nb + i) * bs, r, true);
+                x8_block_copy(fmt, bs, o, (uint8_t *)src + (size_t)((g * 8 + r) * nb + i) * bs, r, true);
         }
 }
 
@@ -84,7 +130,8 @@ void lfm_unpack_x8_row(lfm_type t, const void *src, int64_t r, int64_t cols, int
     size_t bs = lfm_type_block_bytes(t), gs = 8 * bs;
     const uint8_t *g = (const uint8_t *)src + (size_t)((r / 8) * nbr) * gs;
     for (int64_t i = 0; i < nb; i++)
-        x8_block_copy(fmt, (uint8_t *)(g + (size_t)(i0 + i) * gs), (uint8_t *)dst + (size_t)i * bs, (int)(r % 8), false);
+        x8_block_copy(fmt, bs, (uint8_t *)(g + (size_t)(i0 + i) * gs), (uint8_t *)dst + (size_t)i * bs, (int)(r % 8),
+                      false);
 }
 
 /* Let the kernel forget file pages no longer read (they stay in the page cache). */
