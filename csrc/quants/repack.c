@@ -157,18 +157,26 @@ static lfm_status repack_one(struct lfm_model *m, lfm_tensor *t) {
     void *buf = NULL;
     if (posix_memalign(&buf, 64, bytes) != 0 || !buf)
         return lfm_fail(LFM_ERR_OOM, "repack '%s': cannot allocate %zu bytes", t->name, bytes);
-    lfm_repack_x8(t->type, t->data, buf, t->ne[1], t->ne[0]);
     lfm_status st = lfm_model_own(m, buf);
     if (st != LFM_OK) {
         free(buf);
         return st;
     }
-    const void *old = t->data;
+    /* A slice of rows at a time, dropping the file pages already copied from this process as we
+     * go (they stay in the page cache), so the peak RSS holds the copy plus one slice, not both
+     * matrices. A tied head shares tok_embd's bytes: embedding lookups then fault back in only
+     * the rows they read. */
+    const int64_t slice = 4096; /* rows, a multiple of 8 */
+    const uint8_t *old = t->data;
+    size_t bw = lfm_tensor_row_bytes(t);
+    bool mapped = in_mapping(m, old);
+    for (int64_t r0 = 0; r0 < t->ne[1]; r0 += slice) {
+        int64_t n = lfm_min64(slice, t->ne[1] - r0);
+        lfm_repack_x8(t->type, old + (size_t)r0 * bw, (uint8_t *)buf + (size_t)r0 * bw, n, t->ne[0]);
+        if (mapped) release_pages(old, (size_t)(r0 + n) * bw);
+    }
     t->data = buf;
     t->layout = LFM_LAYOUT_X8;
-    /* Drop the file pages from this process (they stay in the page cache). A tied head shares
-     * tok_embd's bytes: embedding lookups then fault back in only the rows they read. */
-    if (in_mapping(m, old)) release_pages(old, bytes);
     return LFM_OK;
 }
 
