@@ -607,6 +607,17 @@ INLINE __m256i row_byte_pairs(__m256i v, int i) {
     return _mm256_shuffle_epi8(v, _mm256_broadcastsi128_si256(m));
 }
 
+/* Ask for the cache lines `ahead` bytes past p: the group blocks are one front-to-back stream (the
+ * next group's blocks follow this one's), and for short rows the hardware prefetcher alone does not
+ * run far enough ahead of the 4..8 blocks per group. Prefetching past the matrix is harmless. */
+#ifndef X8_PREFETCH_AHEAD
+#define X8_PREFETCH_AHEAD 2048
+#endif
+INLINE void prefetch_lines(const uint8_t *p, int bytes) {
+    if (X8_PREFETCH_AHEAD <= 0) return; /* -DX8_PREFETCH_AHEAD=0: hardware prefetch only */
+    for (int o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + X8_PREFETCH_AHEAD + o, _MM_HINT_T0);
+}
+
 /* bsums[2j], bsums[2j+1] of an activation block as the int16 pair of every int32 lane */
 INLINE __m256i bsum_pair(const lfm_block_q8_K *b, int j) { return _mm256_set1_epi32(load_i32(b->bsums + 2 * j)); }
 
@@ -617,6 +628,7 @@ INLINE void tile_q4_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t b
     const __m256i m4 = _mm256_set1_epi8(0x0f), m6 = _mm256_set1_epi8(0x3f), m2 = _mm256_set1_epi8(0x03);
     const lfm_block_q4_Kx8 *g = (const lfm_block_q4_Kx8 *)(const void *)w;
     for (int64_t ib = 0; ib < nb; ib++) {
+        prefetch_lines((const uint8_t *)(g + ib), (int)sizeof *g);
         const lfm_block_q8_K *yb[MAXT];
         __m256 dd[MAXT], dm[MAXT];
         __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g[ib].d));
@@ -676,6 +688,7 @@ INLINE void tile_q6_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t b
     const __m256i dup_odd = _mm256_broadcastsi128_si256(_mm_setr_epi8(2, 3, 2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15));
     const lfm_block_q6_Kx8 *g = (const lfm_block_q6_Kx8 *)(const void *)w;
     for (int64_t ib = 0; ib < nb; ib++) {
+        prefetch_lines((const uint8_t *)(g + ib), (int)sizeof *g);
         const lfm_block_q8_K *yb[MAXT];
         __m256 dd[MAXT];
         __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g[ib].d));
