@@ -55,29 +55,57 @@ static void order_q6_K(uint16_t *o) {
         }
 }
 
-static uint16_t ord_q4_K[sizeof(lfm_block_q4_K)], ord_q6_K[sizeof(lfm_block_q6_K)];
+/* Where each 2-byte pair p of a group block comes from: row row[p] (< 8) of the group, bytes off[p]
+ * and off[p] + 1 of that row's ggml block (every field unit and every order run is 2 or 4 bytes
+ * from an even offset). Built once per type from the format; repacking is one gather loop. */
+typedef struct {
+    uint8_t row[4 * sizeof(lfm_block_q6_K)];
+    uint16_t off[4 * sizeof(lfm_block_q6_K)];
+} x8_map;
 
-static void init_orders(void) {
+enum { X8_Q4_0, X8_Q8_0, X8_Q4_K, X8_Q6_K, X8_N };
+static uint16_t ord_q4_K[sizeof(lfm_block_q4_K)], ord_q6_K[sizeof(lfm_block_q6_K)];
+static const x8_format formats[X8_N] = {
+    [X8_Q4_0] = {2, {{0, 2, 2}, {2, 16, 4}}, NULL},
+    [X8_Q8_0] = {2, {{0, 2, 2}, {2, 32, 4}}, NULL},
+    [X8_Q4_K] = {4, {{0, 2, 2}, {2, 2, 2}, {4, 12, 4}, {16, 128, 4}}, ord_q4_K},
+    [X8_Q6_K] = {3, {{0, 2, 2}, {2, 16, 2}, {18, 192, 4}}, ord_q6_K},
+};
+static const lfm_type format_types[X8_N] = {LFM_TYPE_Q4_0, LFM_TYPE_Q8_0, LFM_TYPE_Q4_K, LFM_TYPE_Q6_K};
+static x8_map maps[X8_N];
+
+static void maps_init(void) {
     order_q4_K(ord_q4_K);
     order_q6_K(ord_q6_K);
-}
-
-static const x8_format *x8_format_of(lfm_type t) {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    static const x8_format q4_0 = {2, {{0, 2, 2}, {2, 16, 4}}, NULL};
-    static const x8_format q8_0 = {2, {{0, 2, 2}, {2, 32, 4}}, NULL};
-    static const x8_format q4_K = {4, {{0, 2, 2}, {2, 2, 2}, {4, 12, 4}, {16, 128, 4}}, ord_q4_K};
-    static const x8_format q6_K = {3, {{0, 2, 2}, {2, 16, 2}, {18, 192, 4}}, ord_q6_K};
-    switch (t) {
-    case LFM_TYPE_Q4_0: return &q4_0;
-    case LFM_TYPE_Q8_0: return &q8_0;
-    case LFM_TYPE_Q4_K: pthread_once(&once, init_orders); return &q4_K;
-    case LFM_TYPE_Q6_K: pthread_once(&once, init_orders); return &q6_K;
-    default: return NULL;
+    for (int t = 0; t < X8_N; t++) {
+        const x8_format *fmt = &formats[t];
+        for (int r = 0; r < 8; r++) {
+            size_t pos = 0;
+            for (int i = 0; i < fmt->n; i++) {
+                const x8_field *f = &fmt->f[i];
+                for (int k = 0; k < f->len / f->unit; k++)
+                    for (int b = 0; b < f->unit; b += 2) {
+                        size_t gp = pos + (size_t)(8 * k + r) * f->unit + b, pp = f->off + k * f->unit + b;
+                        maps[t].row[gp / 2] = (uint8_t)r;
+                        maps[t].off[gp / 2] = fmt->order ? fmt->order[pp] : (uint16_t)pp;
+                    }
+                pos += 8 * (size_t)f->len;
+            }
+        }
     }
 }
 
-bool lfm_type_has_x8(lfm_type t) { return x8_format_of(t) != NULL; }
+static const x8_map *x8_map_of(lfm_type t) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    for (int i = 0; i < X8_N; i++)
+        if (format_types[i] == t) {
+            pthread_once(&once, maps_init);
+            return &maps[i];
+        }
+    return NULL;
+}
+
+bool lfm_type_has_x8(lfm_type t) { return x8_map_of(t) != NULL; }
 
 static bool repack_enabled(void) {
     const char *e = getenv("LFM_REPACK");
@@ -92,46 +120,30 @@ static bool can_repack(const lfm_tensor *t) {
     return t->ne[1] >= 8 && t->ne[1] % 8 == 0 && t->ne[0] % be == 0 && t->ne[0] / be <= X8_MAX_BLOCKS;
 }
 
-/* Copy one block between ggml's layout (blk, bs bytes) and slot r of a group block (grp). */
-static void x8_block_copy(const x8_format *fmt, size_t bs, uint8_t *grp, uint8_t *blk, int r, bool to_group) {
-    uint8_t tmp[sizeof(lfm_block_q8_K)], *ob = blk; /* the row's block in kernel order */
-    if (fmt->order && to_group)
-        for (size_t i = 0; i < bs; i++) tmp[i] = blk[fmt->order[i]];
-    if (fmt->order) ob = tmp;
-    size_t pos = 0;
-    for (int i = 0; i < fmt->n; i++) {
-        const x8_field *f = &fmt->f[i];
-        for (int k = 0; k < f->len / f->unit; k++) {
-            uint8_t *g = grp + pos + (size_t)(8 * k + r) * f->unit, *b = ob + f->off + k * f->unit;
-            if (to_group) memcpy(g, b, f->unit);
-            else memcpy(b, g, f->unit);
-        }
-        pos += 8 * (size_t)f->len;
-    }
-    if (fmt->order && !to_group)
-        for (size_t i = 0; i < bs; i++) blk[fmt->order[i]] = tmp[i];
-}
-
 void lfm_repack_x8(lfm_type t, const void *src, void *dst, int64_t rows, int64_t cols) {
-    const x8_format *fmt = x8_format_of(t);
+    const x8_map *mp = x8_map_of(t);
     int64_t nb = cols / lfm_type_block_elems(t);
     size_t bs = lfm_type_block_bytes(t), gs = 8 * bs;
     for (int64_t g = 0; g < rows / 8; g++)
         for (int64_t i = 0; i < nb; i++) {
+            const uint8_t *rb[8];
+            for (int r = 0; r < 8; r++) rb[r] = (const uint8_t *)src + (size_t)((g * 8 + r) * nb + i) * bs;
             uint8_t *o = (uint8_t *)dst + (size_t)(g * nb + i) * gs;
-            for (int r = 0; r < 8; r++)
-                x8_block_copy(fmt, bs, o, (uint8_t *)src + (size_t)((g * 8 + r) * nb + i) * bs, r, true);
+            for (size_t p = 0; p < gs / 2; p++) memcpy(o + 2 * p, rb[mp->row[p]] + mp->off[p], 2);
         }
 }
 
 void lfm_unpack_x8_row(lfm_type t, const void *src, int64_t r, int64_t cols, int64_t i0, int64_t nb, void *dst) {
-    const x8_format *fmt = x8_format_of(t);
+    const x8_map *mp = x8_map_of(t);
     int64_t nbr = cols / lfm_type_block_elems(t);
     size_t bs = lfm_type_block_bytes(t), gs = 8 * bs;
     const uint8_t *g = (const uint8_t *)src + (size_t)((r / 8) * nbr) * gs;
-    for (int64_t i = 0; i < nb; i++)
-        x8_block_copy(fmt, bs, (uint8_t *)(g + (size_t)(i0 + i) * gs), (uint8_t *)dst + (size_t)i * bs, (int)(r % 8),
-                      false);
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *b = g + (size_t)(i0 + i) * gs;
+        uint8_t *o = (uint8_t *)dst + (size_t)i * bs;
+        for (size_t p = 0; p < gs / 2; p++)
+            if (mp->row[p] == r % 8) memcpy(o + mp->off[p], b + 2 * p, 2);
+    }
 }
 
 /* Let the kernel forget file pages no longer read (they stay in the page cache). */
