@@ -2,6 +2,7 @@
 GFLOP-equivalents of the prefill tiles, next to the machine's memory read bandwidth.
 
     python benchmarks/bench_quants.py [--rows 8192 --cols 2048] [--threads 1 2] [--types q4_0 q8_0 ...]
+    python benchmarks/bench_quants.py --shapes 65536x1024 2048x1024 --types q4_K q6_K   # decode shapes
 
 Weights are random valid blocks; the matrix is larger than the last-level cache by default so the
 matvec numbers are DRAM-bound like real decode."""
@@ -47,6 +48,8 @@ def main():
     ap.add_argument("--rows", type=int, default=8192)
     ap.add_argument("--cols", type=int, default=2048)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--shapes", nargs="+", metavar="ROWSxCOLS",
+                    help="several matrix shapes, e.g. 65536x1024 (the tied head of LFM2-350M) 2048x1024")
     ap.add_argument("--types", nargs="+", default=["q4_0", "q8_0", "q4_K", "q5_K", "q6_K"])
     ap.add_argument("--prefill", type=int, default=0, help="also time T activation rows (e.g. 64)")
     ap.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
@@ -57,22 +60,33 @@ def main():
           " shared), 'wall' the elapsed time. x8 = rows repacked 8 at a time (LFM_LAYOUT_X8).\n")
     print("| type | layout | rows x cols | MB | threads | T | ms (wall) | GB/s wall | GB/s cpu | GMAC/s cpu |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for name in args.types:
-        qt = TYPES[name]
-        w = random_weights(qt, args.rows, args.cols, rng)
-        layouts = [False] + ([True] if name in ("q4_0", "q8_0") else [])
-        for x8 in layouts:
-            for T in [1] + ([args.prefill] if args.prefill else []):
-                x = rng.standard_normal((T, args.cols)).astype(np.float32)
-                for nth in args.threads:
-                    one = _core._quant_bench(int(qt), w, args.rows, args.cols, x, 1, nth, x8)[0]
-                    iters = max(1, int(args.seconds / max(one, 1e-6)))
-                    runs = [_core._quant_bench(int(qt), w, args.rows, args.cols, x, iters, nth, x8) for _ in range(3)]
-                    wall = min(r[0] for r in runs)
-                    cpu = min(r[1] for r in runs)
-                    print(f"| {name} | {'x8' if x8 else 'rows'} | {args.rows}x{args.cols} | {len(w) / 1e6:.1f} | {nth} | "
-                          f"{T} | {wall * 1e3:.3f} | {len(w) / wall / 1e9:.1f} | {len(w) / cpu / 1e9:.1f} | "
-                          f"{args.rows * args.cols * T / cpu / 1e9:.1f} |")
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes] if args.shapes else [(args.rows, args.cols)]
+    for rows, cols in shapes:
+        for name in args.types:
+            qt = TYPES[name]
+            w = random_weights(qt, rows, cols, rng)
+            for x8 in [False] + ([True] if has_x8(qt, cols) else []):
+                for T in [1] + ([args.prefill] if args.prefill else []):
+                    x = rng.standard_normal((T, cols)).astype(np.float32)
+                    for nth in args.threads:
+                        one = _core._quant_bench(int(qt), w, rows, cols, x, 1, nth, x8)[0]
+                        iters = max(1, int(args.seconds / max(one, 1e-6)))
+                        runs = [_core._quant_bench(int(qt), w, rows, cols, x, iters, nth, x8) for _ in range(3)]
+                        wall = min(r[0] for r in runs)
+                        cpu = min(r[1] for r in runs)
+                        print(f"| {name} | {'x8' if x8 else 'rows'} | {rows}x{cols} | {len(w) / 1e6:.1f} | {nth} | "
+                              f"{T} | {wall * 1e3:.3f} | {len(w) / wall / 1e9:.1f} | {len(w) / cpu / 1e9:.1f} | "
+                              f"{rows * cols * T / cpu / 1e9:.1f} |", flush=True)
+
+
+def has_x8(qtype, cols):
+    """Whether this build and CPU have an X8 kernel for qtype (the kernel says no with ValueError)."""
+    bs, ts = GGML_QUANT_SIZES[qtype]
+    try:
+        _core._quant_matmul(int(qtype), bytes(8 * ts), 8, bs, np.zeros(bs, np.float32), x8=True)
+        return True
+    except ValueError:
+        return False
 
 if __name__ == "__main__":
     main()

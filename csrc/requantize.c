@@ -12,6 +12,7 @@
  * Rows are split over n_threads plain pthreads (load-time only). */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "quants/quants.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -21,6 +22,18 @@
 /* ---- float rows ---- */
 
 lfm_status lfm_tensor_row_to_f32(const lfm_tensor *t, int64_t r, float *dst) {
+    if (t->layout == LFM_LAYOUT_X8) { /* repacked (csrc/quants/repack.c): one block at a time */
+        int64_t be = lfm_type_block_elems(t->type);
+        uint8_t blk[sizeof(lfm_block_q8_K)]; /* the largest block */
+        if (be <= 1 || lfm_type_block_bytes(t->type) > sizeof blk || !lfm_type_has_x8(t->type))
+            return lfm_fail(LFM_ERR_UNSUPPORTED, "'%s': no X8 layout for %s", t->name, lfm_type_name(t->type));
+        for (int64_t i = 0; i < t->ne[0] / be; i++) {
+            lfm_unpack_x8_row(t->type, t->data, r, t->ne[0], i, 1, blk);
+            lfm_status st = lfm_dequantize_row(t->type, blk, dst + i * be, be);
+            if (st != LFM_OK) return st;
+        }
+        return LFM_OK;
+    }
     const uint8_t *src = (const uint8_t *)t->data + (size_t)r * lfm_tensor_row_bytes(t);
     return lfm_dequantize_row(t->type, src, dst, t->ne[0]); /* float types included */
 }

@@ -267,11 +267,70 @@ def test_x8_layout_matches_rows_layout(qtype):
             assert np.all(np.abs(got[:, r0:r1] - ref[:, r0:r1]) <= tol[:, r0:r1]), (T, r0, r1)
 
 
+X8_K_TYPES = [Q.Q4_K, Q.Q6_K]
+
+
+@pytest.mark.parametrize("qtype", X8_K_TYPES, ids=lambda t: t.name)
+def test_x8_k_quants_bit_identical_to_rows_layout(qtype):
+    """The K-quant X8 kernels are a re-ordering of the row kernels' integer work with the same float
+    operations: their floats equal the row kernel's bit for bit, for every token count (decode and
+    prefill tiles) and for thread ranges that cut 8-row groups; and both stay near the scalar oracle."""
+    if not has_x8():
+        pytest.skip("no X8 kernel on this CPU (scalar kernels)")
+    rng = np.random.default_rng(int(qtype) + 29)
+    ts = GGML_QUANT_SIZES[qtype][1]
+    for rows, cols in [(8, 256), (16, 1024), (40, 512), (24, 256 * 33)]:
+        w = random_blocks(qtype, rows * cols // 256, rng, scale=0.05).tobytes()
+        wf = np.abs(gq.dequantize(np.frombuffer(w, np.uint8).reshape(-1, ts), qtype).reshape(rows, cols))
+        for T in (1, 2, 3, 4, 5, 9):
+            x = (rng.standard_normal((T, cols)) * 2).astype(np.float32)
+            x[:, :7] *= 60  # large values: int8 extremes in the first block
+            want = _core._quant_matmul(int(qtype), w, rows, cols, x)
+            got = _core._quant_matmul(int(qtype), w, rows, cols, x, x8=True)
+            assert np.array_equal(bits(got), bits(want)), (rows, cols, T)
+            for r0, r1 in [(3, rows - 2), (5, 7), (8, 8), (1, rows)]:
+                part = _core._quant_matmul(int(qtype), w, rows, cols, x, x8=True, r0=r0, r1=r1)
+                assert np.array_equal(bits(part[:, r0:r1]), bits(want[:, r0:r1])), (rows, cols, T, r0, r1)
+                assert np.all(part[:, :r0] == 0) and np.all(part[:, r1:] == 0)
+            ref = _core._quant_matmul(int(qtype), w, rows, cols, x, ref=True)
+            assert np.all(np.abs(got - ref) <= 1e-5 * (np.abs(x) @ wf.T) + 1e-6), (rows, cols, T)
+
+
+@pytest.mark.parametrize("qtype", X8_K_TYPES, ids=lambda t: t.name)
+def test_x8_k_quants_extreme_blocks(qtype):
+    """All-max quants and scales (Q6_K: 63 with scale -128 / 127; Q4_K: 15 with scale and min 63)
+    against activations at +-127: the int16 pair sums and int32 lanes at their limits, bit-identical."""
+    if not has_x8():
+        pytest.skip("no X8 kernel on this CPU (scalar kernels)")
+    bs, ts = GGML_QUANT_SIZES[qtype]
+    rows, cols = 16, 512
+    raw = np.full((rows * cols // bs, ts), 0xff, np.uint8)
+    for off in HALF_FIELDS[qtype]:
+        raw[:, off:off + 2] = np.array([0.5], np.float16).view(np.uint8)
+    if qtype == Q.Q6_K:
+        raw[::2, 192:208] = np.uint8(0x80)  # scale -128 on every other block
+        raw[1::2, 192:208] = np.uint8(0x7f)
+    w = raw.tobytes()
+    for sign in (1.0, -1.0):
+        x = np.full((3, cols), sign, np.float32)
+        x[1, ::2] = -sign
+        want = _core._quant_matmul(int(qtype), w, rows, cols, x)
+        got = _core._quant_matmul(int(qtype), w, rows, cols, x, x8=True)
+        assert np.array_equal(bits(got), bits(want))
+        ref = _core._quant_matmul(int(qtype), w, rows, cols, x, ref=True)
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-3)
+
+
 def test_x8_rejects_bad_shapes():
+    """Only whole 8-row groups repack; such matrices stay in rows layout (a model loads them so)."""
     with pytest.raises(ValueError):
         _core._quant_matmul(int(Q.Q4_0), bytes(18 * 4), 4, 32, np.zeros(32, np.float32), x8=True)
-    with pytest.raises(ValueError):
-        _core._quant_matmul(int(Q.Q4_K), bytes(144 * 8), 8, 256, np.zeros(256, np.float32), x8=True)
+    for qtype in X8_K_TYPES:
+        ts = GGML_QUANT_SIZES[qtype][1]
+        with pytest.raises(ValueError):
+            _core._quant_matmul(int(qtype), bytes(ts * 13), 13, 256, np.zeros(256, np.float32), x8=True)
+    with pytest.raises(ValueError):  # no X8 kernel for this type
+        _core._quant_matmul(int(Q.Q5_K), bytes(176 * 8), 8, 256, np.zeros(256, np.float32), x8=True)
 
 
 def test_profile_counts_matmuls():
@@ -319,6 +378,53 @@ def test_repacked_model_matches_scalar_kernels(q_ggufs, qtype, tmp_path):
     assert err.max() <= 1e-2 * scale
     assert err.mean() <= 1e-4 * scale
     assert (out["best"].argmax(-1) == out["ref"].argmax(-1)).mean() >= 0.95
+
+
+# K-quant files as llama.cpp writes them: Q4_K_M (Q4_K + Q6_K matrices, Q6_K tied head) and Q6_K.
+# Rows of 256 so every matrix can be a K-quant; a vocabulary of 324 rows (not a multiple of 8) keeps
+# the tied head in rows layout next to repacked layer matrices.
+K_MODEL_SHAPE = dict(hidden_size=256, n_layers=3, layer_types=["conv", "full_attention", "conv"], heads=4,
+                     kv_heads=2, ff=512, max_position_embeddings=1024)
+
+
+@pytest.fixture(scope="module")
+def k_ggufs(tmp_path_factory):
+    from tests.fixtures.gguf_models import hf_to_gguf, llama_quantize, make_tiny_hf
+
+    d = tmp_path_factory.mktemp("kmodel")
+    out = {}
+    for vocab in (320, 324):
+        hf = make_tiny_hf(d / f"hf-{vocab}", dtype="float32", seed=5, vocab_size=vocab, **K_MODEL_SHAPE)
+        f32 = hf_to_gguf(hf, d / f"m-{vocab}-f32.gguf", "f32")
+        for t in ("q4_k_m", "q6_k"):
+            out[(t, vocab)] = llama_quantize(f32, d / f"m-{vocab}-{t}.gguf", t)
+    return out
+
+
+def run_logits(path, tmp_path, name, env):
+    f = tmp_path / f"{name}.npy"
+    subprocess.run([sys.executable, "-c", LOGITS_SCRIPT, str(path), str(f)], check=True,
+                   env=dict(os.environ, **env), cwd=str(os.path.dirname(os.path.dirname(__file__))))
+    return np.load(f)
+
+
+@pytest.mark.parametrize("vocab", [320, 324])
+@pytest.mark.parametrize("qtype", ["q4_k_m", "q6_k"])
+def test_repacked_k_model_logits_unchanged(k_ggufs, qtype, vocab, tmp_path):
+    """A Q4_K_M / Q6_K GGUF loaded with X8-repacked K-quant matrices (and, for vocab 320, the tied
+    Q6_K head, while tok_embd's rows are still looked up in ggml's layout) gives exactly the logits
+    of the same kernels on the row layout (LFM_REPACK=0). (How close the AVX2 kernels are to the
+    scalar oracle on a whole random model is test_gguf_model's subject; the kernels above.)"""
+    from gguf import GGUFReader
+
+    path = k_ggufs[(qtype, vocab)]
+    types = {t.name: t.tensor_type for t in GGUFReader(str(path)).tensors}
+    assert types["token_embd.weight"] == Q.Q6_K and "output.weight" not in types  # tied Q6_K head
+    assert {types["blk.0.ffn_gate.weight"], types["blk.0.ffn_down.weight"]} <= set(X8_K_TYPES)
+    x8 = run_logits(path, tmp_path, "x8", {})
+    rows = run_logits(path, tmp_path, "rows", {"LFM_REPACK": "0"})
+    assert np.array_equal(bits(x8), bits(rows))
+    assert np.isfinite(x8).all() and np.abs(x8).max() > 0
 
 
 def test_profile_times_each_weight(q_ggufs):

@@ -6,6 +6,8 @@
  * bit (same float32 operations, same rounding). */
 #include "quants.h"
 
+#include <stdlib.h>
+
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -410,27 +412,26 @@ void lfm_quantize_act_row(lfm_type vec_dot_type, const float *x, void *dst, int6
     memcpy(dst, x, (size_t)n * sizeof(float)); /* float types: activations stay F32 */
 }
 
-/* Rows of an X8 matrix outside whole groups (a thread's range need not start at a multiple of 8):
- * unpacked to ggml blocks a chunk at a time and run through the row kernel. */
-static void x8_rows_slow(lfm_qmm_fn fn, const lfm_tensor *W, const uint8_t *x, size_t bx, int64_t T, float *Y,
-                         int64_t ldy, int64_t r0, int64_t r1) {
-    enum { CHUNK = 64 };
-    uint8_t row[CHUNK * sizeof(lfm_block_q8_0)];
-    int64_t nb = W->ne[0] / LFM_QK;
-    size_t bs = lfm_type_block_bytes(W->type);
-    size_t bx_blk = bx / (size_t)nb; /* activation bytes per block */
-    for (int64_t r = r0; r < r1; r++)
+/* Rows [r0, r1) of an X8 matrix inside one 8-row group (a thread's range need not start or end at
+ * a multiple of 8): the whole group through the X8 kernel with all T tokens at once (the kernels'
+ * rounding depends on the batch size, as llama.cpp's does), keeping the rows asked for, so every row
+ * of the matrix comes out of the same kernel whatever the split. */
+static void x8_group_part(lfm_qmm_fn fn, const lfm_tensor *W, size_t bw, const uint8_t *x, size_t bx, int64_t T,
+                          float *Y, int64_t ldy, int64_t r0, int64_t r1) {
+    int64_t g = r0 / 8 * 8;
+    float small[8 * 64];
+    float *y8 = T <= 64 ? small : malloc((size_t)T * 8 * sizeof(float));
+    if (!y8) { /* no memory for the buffer: one token at a time, rounded as one-token batches */
         for (int64_t t = 0; t < T; t++) {
-            float sum = 0.0f;
-            for (int64_t i0 = 0; i0 < nb; i0 += CHUNK) {
-                int64_t m = lfm_min64(CHUNK, nb - i0);
-                lfm_unpack_x8_row(W->type, W->data, r, W->ne[0], i0, m, row);
-                float part;
-                fn(m * LFM_QK, row, (size_t)m * bs, 1, x + (size_t)t * bx + (size_t)i0 * bx_blk, bx, 1, &part, 1);
-                sum += part;
-            }
-            Y[t * ldy + r] = sum;
+            fn(W->ne[0], (const uint8_t *)W->data + (size_t)g * bw, bw, 8, x + (size_t)t * bx, bx, 1, small, 8);
+            for (int64_t r = r0; r < r1; r++) Y[t * ldy + r] = small[r - g];
         }
+        return;
+    }
+    fn(W->ne[0], (const uint8_t *)W->data + (size_t)g * bw, bw, 8, x, bx, T, y8, 8);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t r = r0; r < r1; r++) Y[t * ldy + r] = y8[t * 8 + r - g];
+    if (y8 != small) free(y8);
 }
 
 void lfm_matmul_quant_rows(const lfm_tensor *W, const void *Xq, size_t xq_row_bytes, int64_t T, float *Y,
@@ -442,15 +443,14 @@ void lfm_matmul_quant_rows(const lfm_tensor *W, const void *Xq, size_t xq_row_by
     if (!fn) return; /* lfm_model_validate rejects weight types without a kernel before we get here */
     size_t bw = (size_t)(W->ne[0] / lfm_type_block_elems(W->type)) * lfm_type_block_bytes(W->type);
     const uint8_t *w = W->data, *x = Xq;
-    if (W->layout == LFM_LAYOUT_X8 && !k->mm_x8[W->type]) {
-        x8_rows_slow(fn, W, x, xq_row_bytes, T, Y, ldy, r0, r1);
-        return;
-    }
     if (W->layout == LFM_LAYOUT_X8) {
+        /* only repacked when the table has the kernel (repack.c), and the table never changes */
+        lfm_qmm_fn fx = k->mm_x8[W->type];
+        if (!fx) return;
         int64_t a = lfm_min64((r0 + 7) / 8 * 8, r1), b = lfm_max64(r1 / 8 * 8, a);
-        if (r0 < a) x8_rows_slow(fn, W, x, xq_row_bytes, T, Y, ldy, r0, a);
-        if (a < b) k->mm_x8[W->type](W->ne[0], w + (size_t)a * bw, bw, b - a, x, xq_row_bytes, T, Y + a, ldy);
-        if (b < r1) x8_rows_slow(fn, W, x, xq_row_bytes, T, Y, ldy, b, r1);
+        if (r0 < a) x8_group_part(fx, W, bw, x, xq_row_bytes, T, Y, ldy, r0, a);
+        if (a < b) fx(W->ne[0], w + (size_t)a * bw, bw, b - a, x, xq_row_bytes, T, Y + a, ldy);
+        if (b < r1) x8_group_part(fx, W, bw, x, xq_row_bytes, T, Y, ldy, b, r1);
         return;
     }
     fn(W->ne[0], w + (size_t)r0 * bw, bw, r1 - r0, x, xq_row_bytes, T, Y + r0, ldy);

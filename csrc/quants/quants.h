@@ -34,10 +34,22 @@ typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } lfm_block_q8_K; /
 typedef struct { lfm_half d[8]; uint8_t qs[128]; } lfm_block_q4_0x8;
 /* The same for Q8_0: qs[32k + 4r + j] is byte 4k + j of row r's block (k < 8). */
 typedef struct { lfm_half d[8]; int8_t qs[256]; } lfm_block_q8_0x8;
+/* Q4_K in LFM_LAYOUT_X8, in the order tile_q4_Kx8 reads it (repack.c): d[r], dmin[r] of row r;
+ * scales[32k + 4r + b] = byte 4k + b of row r's 12 scale bytes (k < 3); qs[128j + 32c + 4r + b] =
+ * byte 32c + 4j + b of row r's qs (j < 8, c < 4): one 32-byte load holds, for each row, the 4 bytes
+ * the row kernel reduces into int32 lane j of chunk c. */
+typedef struct { lfm_half d[8], dmin[8]; uint8_t scales[96]; uint8_t qs[1024]; } lfm_block_q4_Kx8;
+/* Q6_K in LFM_LAYOUT_X8, in the order tile_q6_Kx8 reads it: d[r]; scales[16k + 2r + b] = scale
+ * 2k + b of row r (one 16-byte load sign-extends to the int16 pairs (s[2k], s[2k+1]) of the 8
+ * rows); q[192j + 96h + 32m + 4r + b] = byte 4j + b of row r's ql[64h..] (m = 0), ql[64h + 32..]
+ * (m = 1) or qh[32h..] (m = 2), for lane j < 8 and half h < 2. */
+typedef struct { lfm_half d[8]; int8_t scales[128]; uint8_t q[1536]; } lfm_block_q6_Kx8;
 
 _Static_assert(sizeof(lfm_block_q4_0) == 18, "q4_0 block");
 _Static_assert(sizeof(lfm_block_q4_0x8) == 8 * 18, "q4_0x8 block");
 _Static_assert(sizeof(lfm_block_q8_0x8) == 8 * 34, "q8_0x8 block");
+_Static_assert(sizeof(lfm_block_q4_Kx8) == 8 * 144, "q4_Kx8 block");
+_Static_assert(sizeof(lfm_block_q6_Kx8) == 8 * 210, "q6_Kx8 block");
 _Static_assert(sizeof(lfm_block_q4_1) == 20, "q4_1 block");
 _Static_assert(sizeof(lfm_block_q5_0) == 22, "q5_0 block");
 _Static_assert(sizeof(lfm_block_q5_1) == 24, "q5_1 block");
@@ -134,7 +146,9 @@ typedef void (*lfm_qact_fn)(const float *x, void *dst, int64_t n);
 typedef struct {
     lfm_qmm_fn mm[LFM_TYPE_SLOTS];
     /* LFM_LAYOUT_X8 kernels: w points at a group of 8 rows, nr is a multiple of 8, bw is still the
-     * bytes of one (logical) row so a group spans 8*bw bytes. NULL: the layout is not used. */
+     * bytes of one (logical) row so a group spans 8*bw bytes. NULL: the layout is not used.
+     * The Q4_K / Q6_K ones give the floats of mm[] bit for bit (same int32 lanes, same float
+     * operations in the same order); the Q4_0 / Q8_0 ones sum a block's products in another order. */
     lfm_qmm_fn mm_x8[LFM_TYPE_SLOTS];
     lfm_qact_fn act[LFM_TYPE_SLOTS]; /* indexed by the activation type (Q8_0, Q8_1, Q8_K) */
     const char *name;
@@ -151,7 +165,7 @@ void lfm_qkernels_init_avx512(lfm_qkernels *k);
 void lfm_qkernels_init_neon(lfm_qkernels *k);
 #endif
 
-/* LFM_LAYOUT_X8 of Q4_0 / Q8_0 (repack.c): rows % 8 == 0. */
+/* LFM_LAYOUT_X8 of Q4_0 / Q8_0 / Q4_K / Q6_K (repack.c): rows % 8 == 0. */
 bool lfm_type_has_x8(lfm_type t);
 void lfm_repack_x8(lfm_type t, const void *src, void *dst, int64_t rows, int64_t cols);
 /* Blocks [i0, i0+nb) of row r of an X8 matrix (cols wide) back in ggml's layout. */

@@ -683,9 +683,244 @@ static void mm_q6_K_llama(int64_t n, const uint8_t *w, size_t bw, int64_t nr, co
     (nt >= 8 ? mm_q6_K8 : mm_q6_K)(n, w, bw, nr, x, bx, nt, y, ldy);
 }
 
+/* ---- Q4_K / Q6_K in LFM_LAYOUT_X8: the row kernels' int32 lanes, 8 rows per register ----
+ *
+ * tile_q45_K / tile_q6_K reduce a block of one row to 8 int32 lanes (lane j: bytes 4j..4j+3 of each
+ * 32-byte chunk of quants, times the chunk's scale), accumulate lane j across blocks with one fma
+ * (two for Q4_K's mins) and add the 8 lanes at the end (hsum_ps). Here register v[j] holds lane j
+ * for the 8 rows of a group (register lane r = row r): the same integers, the same float products
+ * and fmas lane by lane, and at the end hsum_ps's addition tree done across registers, so the floats
+ * are bit-identical to mm_q4_K / mm_q6_K. */
+
+/* hsum_ps of row r's 8 lanes for the 8 rows: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)) */
+INLINE __m256 hsum_rows8(const __m256 a[8]) {
+    __m256 s0 = _mm256_add_ps(a[0], a[4]), s1 = _mm256_add_ps(a[1], a[5]);
+    __m256 s2 = _mm256_add_ps(a[2], a[6]), s3 = _mm256_add_ps(a[3], a[7]);
+    return _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
+}
+
+/* Byte i (< 4) of every row's 4 bytes (row r at bytes 4r..4r+3) as the int16 pair (b, b), b
+ * zero-extended: the multiplier vpmaddwd needs to scale both halves of a row's lane. */
+INLINE __m256i row_byte_pairs(__m256i v, int i) {
+    const char z = (char)0x80;
+    __m128i m = _mm_setr_epi8((char)i, z, (char)i, z, (char)(4 + i), z, (char)(4 + i), z, (char)(8 + i), z,
+                              (char)(8 + i), z, (char)(12 + i), z, (char)(12 + i), z);
+    return _mm256_shuffle_epi8(v, _mm256_broadcastsi128_si256(m));
+}
+
+/* Ask for the cache lines `ahead` bytes past p: the group blocks are one front-to-back stream (the
+ * next group's blocks follow this one's), and for short rows the hardware prefetcher alone does not
+ * run far enough ahead of the 4..8 blocks per group. Prefetching past the matrix is harmless. */
+#ifndef X8_PREFETCH_AHEAD
+#define X8_PREFETCH_AHEAD 2048
+#endif
+INLINE void prefetch_lines(const uint8_t *p, int bytes) {
+    if (X8_PREFETCH_AHEAD <= 0) return; /* -DX8_PREFETCH_AHEAD=0: hardware prefetch only */
+    for (int o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + X8_PREFETCH_AHEAD + o, _MM_HINT_T0);
+}
+
+/* bsums[2j], bsums[2j+1] of an activation block as the int16 pair of every int32 lane */
+INLINE __m256i bsum_pair(const lfm_block_q8_K *b, int j) { return _mm256_set1_epi32(load_i32(b->bsums + 2 * j)); }
+
+/* Q4_K's float order is llama.cpp's 8-row kernels' (see tile_q45_K): per row, the exact integer dot
+ * and min terms of a whole block (K4_BLOCK) or of each 64-element chunk (K4_GEMM4) go through one
+ * FMA each into two floats, subtracted at the end. With rows in register lanes that is plain
+ * vertical arithmetic. */
+INLINE void tile_q4_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy, const int NT,
+                        const int mode) {
+    __m256 sacc[MAXT], macc[MAXT];
+    for (int t = 0; t < NT; t++) sacc[t] = _mm256_setzero_ps(), macc[t] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m6 = _mm256_set1_epi8(0x3f), m2 = _mm256_set1_epi8(0x03);
+    const lfm_block_q4_Kx8 *g = (const lfm_block_q4_Kx8 *)(const void *)w;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        prefetch_lines((const uint8_t *)(g + ib), (int)sizeof *g);
+        const lfm_block_q8_K *yb[MAXT];
+        __m256 dd[MAXT], dm[MAXT];
+        __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g[ib].d));
+        __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g[ib].dmin));
+        for (int t = 0; t < NT; t++) {
+            yb[t] = (const lfm_block_q8_K *)(const void *)(x + t * bx) + ib;
+            dd[t] = _mm256_mul_ps(d8, _mm256_set1_ps(yb[t]->d)); /* d * y.d */
+            dm[t] = _mm256_mul_ps(m8, _mm256_set1_ps(yb[t]->d)); /* dmin * y.d */
+        }
+        /* k4_scales for 8 rows: row r's scales / mins 0..3 and 4..7 in bytes 4r..4r+3 */
+        __m256i a0 = _mm256_loadu_si256((const __m256i *)g[ib].scales);
+        __m256i a1 = _mm256_loadu_si256((const __m256i *)(g[ib].scales + 32));
+        __m256i a2 = _mm256_loadu_si256((const __m256i *)(g[ib].scales + 64));
+        __m256i sc[2], mn[2];
+        sc[0] = _mm256_and_si256(a0, m6);
+        mn[0] = _mm256_and_si256(a1, m6);
+        sc[1] = _mm256_or_si256(_mm256_and_si256(a2, m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(a0, 6), m2), 4));
+        mn[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a2, 4), m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(a1, 6), m2), 4));
+        __m256i s[8], m[8];
+        for (int i = 0; i < 8; i++) {
+            s[i] = row_byte_pairs(sc[i / 4], i % 4);
+            m[i] = row_byte_pairs(mn[i / 4], i % 4);
+        }
+        __m256i vb[MAXT], mb[MAXT];
+        for (int t = 0; t < NT; t++) vb[t] = _mm256_setzero_si256(), mb[t] = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i v[MAXT];
+            for (int t = 0; t < NT; t++) v[t] = _mm256_setzero_si256();
+            for (int j = 0; j < 8; j++) {
+                __m256i q = _mm256_loadu_si256((const __m256i *)(g[ib].qs + 128 * j + 32 * c));
+                __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                for (int t = 0; t < NT; t++) {
+                    __m256i y0 = _mm256_set1_epi32(load_i32(yb[t]->qs + 64 * c + 4 * j));
+                    __m256i y1 = _mm256_set1_epi32(load_i32(yb[t]->qs + 64 * c + 32 + 4 * j));
+                    __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s[2 * c]);
+                    __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s[2 * c + 1]);
+                    v[t] = _mm256_add_epi32(v[t], _mm256_add_epi32(p0, p1));
+                }
+            }
+            for (int t = 0; t < NT; t++) {
+                /* mins of sub-blocks 2c and 2c+1 against their bsum pairs */
+                __m256i mc = _mm256_add_epi32(_mm256_madd_epi16(m[2 * c], bsum_pair(yb[t], 2 * c)),
+                                              _mm256_madd_epi16(m[2 * c + 1], bsum_pair(yb[t], 2 * c + 1)));
+                if (mode == K4_GEMM4) {
+                    sacc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v[t]), dd[t], sacc[t]);
+                    macc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mc), dm[t], macc[t]);
+                } else {
+                    vb[t] = _mm256_add_epi32(vb[t], v[t]);
+                    mb[t] = _mm256_add_epi32(mb[t], mc);
+                }
+            }
+        }
+        if (mode != K4_GEMM4)
+            for (int t = 0; t < NT; t++) {
+                sacc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(vb[t]), dd[t], sacc[t]);
+                macc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mb[t]), dm[t], macc[t]);
+            }
+    }
+    for (int t = 0; t < NT; t++) _mm256_storeu_ps(y + t * ldy, _mm256_sub_ps(sacc[t], macc[t]));
+}
+
+/* tiled = 0: the row kernel's 8 lanes per row (llama.cpp's dot product); tiled = 1: per row and
+ * block, weight scale times the exact integer total, then one FMA with the activation scale
+ * (llama.cpp's tiled kernel, 8+ token batches). */
+INLINE void tile_q6_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy, const int NT,
+                        const int tiled) {
+    __m256 acc[MAXT][8], tacc[MAXT];
+    for (int t = 0; t < NT; t++) {
+        tacc[t] = _mm256_setzero_ps();
+        for (int j = 0; j < 8; j++) acc[t][j] = _mm256_setzero_ps();
+    }
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    /* int16 pairs (s[2k], s[2k+1]) of each row -> (s[2k], s[2k]) and (s[2k+1], s[2k+1]) */
+    const __m256i dup_even = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13));
+    const __m256i dup_odd = _mm256_broadcastsi128_si256(_mm_setr_epi8(2, 3, 2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15));
+    const lfm_block_q6_Kx8 *g = (const lfm_block_q6_Kx8 *)(const void *)w;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        prefetch_lines((const uint8_t *)(g + ib), (int)sizeof *g);
+        const lfm_block_q8_K *yb[MAXT];
+        __m256 dd[MAXT];
+        __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g[ib].d));
+        __m256i tot[MAXT];
+        for (int t = 0; t < NT; t++) {
+            yb[t] = (const lfm_block_q8_K *)(const void *)(x + t * bx) + ib;
+            dd[t] = _mm256_mul_ps(d8, _mm256_set1_ps(yb[t]->d));
+            tot[t] = _mm256_setzero_si256();
+        }
+        __m256i sp[8], s[16]; /* sp[k]: pairs (s[2k], s[2k+1]); s[g]: scale g of each row, twice */
+        for (int k = 0; k < 8; k++) {
+            sp[k] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g[ib].scales + 16 * k)));
+            s[2 * k] = _mm256_shuffle_epi8(sp[k], dup_even);
+            s[2 * k + 1] = _mm256_shuffle_epi8(sp[k], dup_odd);
+        }
+        for (int j = 0; j < 8; j++) {
+            __m256i v[MAXT];
+            for (int t = 0; t < NT; t++) /* the -32 offset: 32 * (s[2j] bsum[2j] + s[2j+1] bsum[2j+1]) */
+                v[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sp[j], bsum_pair(yb[t], j)), 5));
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *p = g[ib].q + 192 * j + 96 * h;
+                __m256i ql0 = _mm256_loadu_si256((const __m256i *)p);
+                __m256i ql1 = _mm256_loadu_si256((const __m256i *)(p + 32));
+                __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 64));
+                __m256i q[4];
+                q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+                q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+                for (int k = 0; k < 4; k++) {
+                    /* chunk (h, k): lanes 0..3 are group 8h + 2k, lanes 4..7 group 8h + 2k + 1 */
+                    __m256i sk = s[8 * h + 2 * k + (j >= 4)];
+                    for (int t = 0; t < NT; t++) {
+                        __m256i yv = _mm256_set1_epi32(load_i32(yb[t]->qs + 128 * h + 32 * k + 4 * j));
+                        v[t] = _mm256_add_epi32(v[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yv), sk));
+                    }
+                }
+            }
+            for (int t = 0; t < NT; t++) {
+                if (tiled) tot[t] = _mm256_add_epi32(tot[t], v[t]);
+                else acc[t][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v[t]), dd[t], acc[t][j]);
+            }
+        }
+        if (tiled)
+            for (int t = 0; t < NT; t++)
+                tacc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d8, _mm256_cvtepi32_ps(tot[t])), _mm256_set1_ps(yb[t]->d), tacc[t]);
+    }
+    for (int t = 0; t < NT; t++) _mm256_storeu_ps(y + t * ldy, tiled ? tacc[t] : hsum_rows8(acc[t]));
+}
+
+typedef void (*tile_x8_fn)(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy);
+
+static void q4_Kx8_1(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q4_Kx8(nb, w, x, bx, y, ldy, 1, K4_BLOCK); }
+static void q4_Kx8_2(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q4_Kx8(nb, w, x, bx, y, ldy, 2, K4_BLOCK); }
+static void q4_Kx8_3(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q4_Kx8(nb, w, x, bx, y, ldy, 3, K4_BLOCK); }
+static void q4_Kx8_4(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q4_Kx8(nb, w, x, bx, y, ldy, 4, K4_BLOCK); }
+static void q4_Kx8g_1(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q4_Kx8(nb, w, x, bx, y, ldy, 1, K4_GEMM4); }
+static void q4_Kx8g_2(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q4_Kx8(nb, w, x, bx, y, ldy, 2, K4_GEMM4); }
+static void q4_Kx8g_3(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q4_Kx8(nb, w, x, bx, y, ldy, 3, K4_GEMM4); }
+static void q4_Kx8g_4(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q4_Kx8(nb, w, x, bx, y, ldy, 4, K4_GEMM4); }
+static void q6_Kx8_1(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q6_Kx8(nb, w, x, bx, y, ldy, 1, 0); }
+static void q6_Kx8_2(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q6_Kx8(nb, w, x, bx, y, ldy, 2, 0); }
+static void q6_Kx8_3(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q6_Kx8(nb, w, x, bx, y, ldy, 3, 0); }
+static void q6_Kx8_4(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q6_Kx8(nb, w, x, bx, y, ldy, 4, 0); }
+static void q6_Kx8t_1(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q6_Kx8(nb, w, x, bx, y, ldy, 1, 1); }
+static void q6_Kx8t_2(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q6_Kx8(nb, w, x, bx, y, ldy, 2, 1); }
+static void q6_Kx8t_3(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q6_Kx8(nb, w, x, bx, y, ldy, 3, 1); }
+static void q6_Kx8t_4(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q6_Kx8(nb, w, x, bx, y, ldy, 4, 1); }
+
+/* 8-row groups x 4-token tiles, the tokens in chunks whose activations stay in L2 */
+static void mm_k_x8(const tile_x8_fn tiles[4], int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x,
+                    size_t bx, int64_t nt, float *y, int64_t ldy) {
+    int64_t nb = n / LFM_QK_K;
+    int64_t chunk = lfm_max64(4, lfm_min64(64, (int64_t)((256 << 10) / bx)));
+    for (int64_t t0 = 0; t0 < nt; t0 += chunk) {
+        int64_t t1 = lfm_min64(nt, t0 + chunk);
+        for (int64_t r = 0; r < nr; r += 8)
+            for (int64_t t = t0; t < t1; t += 4) {
+                int64_t tt = lfm_min64(4, t1 - t);
+                tiles[tt - 1](nb, w + (size_t)r * bw, x + (size_t)t * bx, bx, y + t * ldy + r, ldy);
+            }
+    }
+}
+
+/* the token split of mm_q4_K_llama: groups of 4 through the GEMM order, the rest one by one */
+static void mm_q4_K_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                       float *y, int64_t ldy) {
+    static const tile_x8_fn block[4] = {q4_Kx8_1, q4_Kx8_2, q4_Kx8_3, q4_Kx8_4};
+    static const tile_x8_fn gemm4[4] = {q4_Kx8g_1, q4_Kx8g_2, q4_Kx8g_3, q4_Kx8g_4};
+    const int64_t grouped = nt > 3 ? nt - nt % 4 : 0;
+    if (grouped) mm_k_x8(gemm4, n, w, bw, nr, x, bx, grouped, y, ldy);
+    if (nt > grouped) mm_k_x8(block, n, w, bw, nr, x + (size_t)grouped * bx, bx, nt - grouped, y + grouped * ldy, ldy);
+}
+
+static void mm_q6_K_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                       float *y, int64_t ldy) {
+    static const tile_x8_fn dot[4] = {q6_Kx8_1, q6_Kx8_2, q6_Kx8_3, q6_Kx8_4};
+    static const tile_x8_fn tiled[4] = {q6_Kx8t_1, q6_Kx8t_2, q6_Kx8t_3, q6_Kx8t_4};
+    mm_k_x8(nt >= 8 ? tiled : dot, n, w, bw, nr, x, bx, nt, y, ldy);
+}
+
 void lfm_qkernels_init_avx2(lfm_qkernels *k) {
     k->mm_x8[LFM_TYPE_Q4_0] = mm_q4_0_x8;
     k->mm_x8[LFM_TYPE_Q8_0] = mm_q8_0_x8;
+    k->mm_x8[LFM_TYPE_Q4_K] = mm_q4_K_x8;
+    k->mm_x8[LFM_TYPE_Q6_K] = mm_q6_K_x8;
     k->name = "avx2";
     k->act[LFM_TYPE_Q8_0] = act_q8_0;
     k->act[LFM_TYPE_Q8_1] = act_q8_1;
