@@ -195,6 +195,15 @@ static lfm_status repack_one(struct lfm_model *m, lfm_tensor *t) {
 lfm_status lfm_model_repack(struct lfm_model *m) {
     if (lfm_cpu()->force_ref || !repack_enabled()) return LFM_OK;
     lfm_status st = repack_one(m, &m->output);
+    /* Embedding lookups read one row per token at random: without this the kernel reads ahead
+     * 64 KiB around each, and the file pages of a tied head just released come back. */
+    const lfm_tensor *E = &m->tok_embd;
+    if (st == LFM_OK && E->layout == LFM_LAYOUT_ROWS && in_mapping(m, E->data)) {
+        long ps = sysconf(_SC_PAGESIZE);
+        uintptr_t a = (uintptr_t)E->data & ~(uintptr_t)(ps > 0 ? ps - 1 : 0);
+        uintptr_t b = (uintptr_t)E->data + lfm_tensor_row_bytes(E) * (size_t)E->ne[1];
+        if (ps > 0 && b > a) madvise((void *)a, b - a, MADV_RANDOM);
+    }
     for (int32_t i = 0; st == LFM_OK && i < m->cfg.n_layer; i++) {
         lfm_layer *l = &m->layers[i];
         lfm_tensor *ts[] = {&l->ffn_gate, &l->ffn_up, &l->ffn_down, &l->conv_in_proj, &l->conv_out_proj,
