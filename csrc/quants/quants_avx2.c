@@ -179,18 +179,9 @@ INLINE void tile_qx_0(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x,
         for (int t = 0; t < NT; t++) y[t * ldy + r] = hsum_ps(acc[r][t]);
 }
 
-INLINE void tile_q4_0(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
-                      const int NR, const int NT) {
-    tile_qx_0(nb, w, bw, x, bx, y, ldy, NR, NT, 0);
-}
-
-INLINE void tile_q5_0(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
-                      const int NR, const int NT) {
-    tile_qx_0(nb, w, bw, x, bx, y, ldy, NR, NT, 1);
-}
-
 INLINE void tile_q8_0(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
-                      const int NR, const int NT) {
+                      const int NR, const int NT, const int unused_mode) {
+    (void)unused_mode;
     __m256 acc[MAXR][MAXT];
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
@@ -257,16 +248,6 @@ INLINE void tile_qx_1(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x,
     }
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++) y[t * ldy + r] = hsum_ps(acc[r][t]) + accm[r][t];
-}
-
-INLINE void tile_q4_1(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
-                      const int NR, const int NT) {
-    tile_qx_1(nb, w, bw, x, bx, y, ldy, NR, NT, 0);
-}
-
-INLINE void tile_q5_1(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
-                      const int NR, const int NT) {
-    tile_qx_1(nb, w, bw, x, bx, y, ldy, NR, NT, 1);
 }
 
 /* ---- K-quants against Q8_K ---- */
@@ -377,24 +358,15 @@ INLINE void tile_q45_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x
                                                 : sacc[r][t] - macc[r][t];
 }
 
-INLINE void tile_q4_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
-                      const int NR, const int NT) {
-    tile_q45_K(nb, w, bw, x, bx, y, ldy, NR, NT, K4_BLOCK);
-}
-
-INLINE void tile_q4_K4(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
-                       const int NR, const int NT) {
-    tile_q45_K(nb, w, bw, x, bx, y, ldy, NR, NT, K4_GEMM4);
-}
-
-INLINE void tile_q5_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
-                      const int NR, const int NT) {
-    tile_q45_K(nb, w, bw, x, bx, y, ldy, NR, NT, K5);
-}
-
-INLINE void tile_q5_K8(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
-                       const int NR, const int NT) {
-    tile_q45_K(nb, w, bw, x, bx, y, ldy, NR, NT, K5_TILED);
+/* Q6_K's 6-bit quants (0..63) of four 32-byte chunks from 64 bytes of low nibbles and 32 of high bit
+ * pairs: the 2 high bits of each element moved straight to bits 4..5 (16-bit shifts are fine: what
+ * crosses into a neighbouring byte is masked off). */
+INLINE void q6_unpack(__m256i ql0, __m256i ql1, __m256i qh, __m256i q[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+    q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
 }
 
 /* Rounding as llama.cpp's Q6_K dot product (8 lanes, summed at the end), or with tiled = 1 as its
@@ -406,7 +378,6 @@ INLINE void tile_q6_Kx(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x
     float sacc[MAXR][MAXT];
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps(), sacc[r][t] = 0.0f;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
     const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
     for (int64_t ib = 0; ib < nb; ib++) {
         const lfm_block_q8_K *yb[MAXT];
@@ -426,14 +397,8 @@ INLINE void tile_q6_Kx(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x
                 __m256i ql0 = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h));
                 __m256i ql1 = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h + 32));
                 __m256i qh = _mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h));
-                /* the 2 high bits of each element moved straight to bits 4..5 (16-bit shifts are
-                 * fine: what crosses into a neighbouring byte is masked off) */
                 __m256i q[4];
-                q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-                q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
-                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+                q6_unpack(ql0, ql1, qh, q);
                 for (int k = 0; k < 4; k++) {
                     /* groups g = 8h + 2k (bytes 0..15) and g + 1 (bytes 16..31) */
                     __m256i s = _mm256_shuffle_epi8(spair, bcast16_idx(4 * h + k));
@@ -454,38 +419,29 @@ INLINE void tile_q6_Kx(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x
         for (int t = 0; t < NT; t++) y[t * ldy + r] = tiled ? sacc[r][t] : hsum_ps(acc[r][t]);
 }
 
-INLINE void tile_q6_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
-                      const int NR, const int NT) {
-    tile_q6_Kx(nb, w, bw, x, bx, y, ldy, NR, NT, 0);
-}
-
-INLINE void tile_q6_K8(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
-                       const int NR, const int NT) {
-    tile_q6_Kx(nb, w, bw, x, bx, y, ldy, NR, NT, 1);
-}
-
 /* ---- tiling ---- */
 
 typedef void (*tile_fn)(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy);
 
-#define TILE_FNS(T)                                                                                            \
-    static void T##_11(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 1, 1); } \
-    static void T##_21(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 2, 1); } \
-    static void T##_31(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 3, 1); } \
-    static void T##_41(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 4, 1); } \
-    static void T##_12(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 1, 2); } \
-    static void T##_22(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 2, 2); } \
-    static void T##_32(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 3, 2); } \
-    static void T##_42(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 4, 2); } \
-    static void T##_13(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 1, 3); } \
-    static void T##_23(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 2, 3); } \
-    static void T##_33(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 3, 3); } \
-    static void T##_43(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_##T(nb, w, bw, x, bx, y, ldy, 4, 3); } \
+/* T##_RN: BASE(..., R rows, N tokens, MODE); mm_##T runs TYPE's matmul through them. */
+#define TILE_FNS(T, BASE, MODE, TYPE)                                                                                \
+    static void T##_11(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { BASE(nb, w, bw, x, bx, y, ldy, 1, 1, MODE); } \
+    static void T##_21(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { BASE(nb, w, bw, x, bx, y, ldy, 2, 1, MODE); } \
+    static void T##_31(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { BASE(nb, w, bw, x, bx, y, ldy, 3, 1, MODE); } \
+    static void T##_41(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { BASE(nb, w, bw, x, bx, y, ldy, 4, 1, MODE); } \
+    static void T##_12(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { BASE(nb, w, bw, x, bx, y, ldy, 1, 2, MODE); } \
+    static void T##_22(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { BASE(nb, w, bw, x, bx, y, ldy, 2, 2, MODE); } \
+    static void T##_32(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { BASE(nb, w, bw, x, bx, y, ldy, 3, 2, MODE); } \
+    static void T##_42(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { BASE(nb, w, bw, x, bx, y, ldy, 4, 2, MODE); } \
+    static void T##_13(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { BASE(nb, w, bw, x, bx, y, ldy, 1, 3, MODE); } \
+    static void T##_23(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { BASE(nb, w, bw, x, bx, y, ldy, 2, 3, MODE); } \
+    static void T##_33(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { BASE(nb, w, bw, x, bx, y, ldy, 3, 3, MODE); } \
+    static void T##_43(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy) { BASE(nb, w, bw, x, bx, y, ldy, 4, 3, MODE); } \
     static const tile_fn T##_tiles[4][3] = {{T##_11, T##_12, T##_13}, {T##_21, T##_22, T##_23},             \
                                             {T##_31, T##_32, T##_33}, {T##_41, T##_42, T##_43}};            \
     static void mm_##T(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx,      \
                        int64_t nt, float *y, int64_t ldy) {                                                  \
-        mm_tiled(T##_tiles, n / (int64_t)(lfm_type_block_elems(T##_type)), w, bw, nr, x, bx, nt, y, ldy);    \
+        mm_tiled(T##_tiles, n / (int64_t)(lfm_type_block_elems(TYPE)), w, bw, nr, x, bx, nt, y, ldy);       \
     }
 
 /* Decode: 4x1 tiles down the rows. Prefill: the tokens in chunks that stay in L2, and inside a
@@ -505,28 +461,17 @@ static void mm_tiled(const tile_fn tiles[4][3], int64_t nb, const uint8_t *w, si
     }
 }
 
-#define q4_0_type LFM_TYPE_Q4_0
-#define q4_1_type LFM_TYPE_Q4_1
-#define q5_0_type LFM_TYPE_Q5_0
-#define q5_1_type LFM_TYPE_Q5_1
-#define q8_0_type LFM_TYPE_Q8_0
-#define q4_K_type LFM_TYPE_Q4_K
-#define q5_K_type LFM_TYPE_Q5_K
-#define q6_K_type LFM_TYPE_Q6_K
-
-TILE_FNS(q4_0)
-TILE_FNS(q4_1)
-TILE_FNS(q5_0)
-TILE_FNS(q5_1)
-TILE_FNS(q8_0)
-TILE_FNS(q4_K)
-#define q4_K4_type LFM_TYPE_Q4_K
-#define q5_K8_type LFM_TYPE_Q5_K
-#define q6_K8_type LFM_TYPE_Q6_K
-TILE_FNS(q4_K4)
-TILE_FNS(q5_K8)
-TILE_FNS(q6_K8)
-
+TILE_FNS(q4_0, tile_qx_0, 0, LFM_TYPE_Q4_0)
+TILE_FNS(q5_0, tile_qx_0, 1, LFM_TYPE_Q5_0)
+TILE_FNS(q4_1, tile_qx_1, 0, LFM_TYPE_Q4_1)
+TILE_FNS(q5_1, tile_qx_1, 1, LFM_TYPE_Q5_1)
+TILE_FNS(q8_0, tile_q8_0, 0, LFM_TYPE_Q8_0)
+TILE_FNS(q4_K, tile_q45_K, K4_BLOCK, LFM_TYPE_Q4_K)
+TILE_FNS(q4_K4, tile_q45_K, K4_GEMM4, LFM_TYPE_Q4_K)
+TILE_FNS(q5_K, tile_q45_K, K5, LFM_TYPE_Q5_K)
+TILE_FNS(q5_K8, tile_q45_K, K5_TILED, LFM_TYPE_Q5_K)
+TILE_FNS(q6_K, tile_q6_Kx, 0, LFM_TYPE_Q6_K)
+TILE_FNS(q6_K8, tile_q6_Kx, 1, LFM_TYPE_Q6_K)
 
 /* Q4_K: llama.cpp runs the tokens of a batch in groups of 4 through its GEMM and the rest (the last
  * T % 4, or all of them when T < 4) through its one-token kernel; rounding follows suit. */
@@ -536,8 +481,6 @@ static void mm_q4_K_llama(int64_t n, const uint8_t *w, size_t bw, int64_t nr, co
     if (grouped) mm_q4_K4(n, w, bw, nr, x, bx, grouped, y, ldy);
     if (nt > grouped) mm_q4_K(n, w, bw, nr, x + (size_t)grouped * bx, bx, nt - grouped, y + grouped * ldy, ldy);
 }
-TILE_FNS(q5_K)
-TILE_FNS(q6_K)
 
 /* ---- Q4_0 in LFM_LAYOUT_X8: 8 rows per register ---- */
 
@@ -614,6 +557,24 @@ static void mm_q4_0_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const
     }
 }
 
+/* ---- X8 drivers ---- */
+
+/* an X8 tile: one 8-row group against nt tokens (nt fixed per function) */
+typedef void (*tile_x8_fn)(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy);
+
+/* 8-row groups x tiles of up to max_nt tokens (tiles[k] takes k + 1), tokens in chunks of `chunk` */
+static void x8_drive(const tile_x8_fn *tiles, int64_t max_nt, int64_t nb, int64_t chunk, const uint8_t *w, size_t bw,
+                     int64_t nr, const uint8_t *x, size_t bx, int64_t nt, float *y, int64_t ldy) {
+    for (int64_t t0 = 0; t0 < nt; t0 += chunk) {
+        int64_t t1 = lfm_min64(nt, t0 + chunk);
+        for (int64_t r = 0; r < nr; r += 8)
+            for (int64_t t = t0; t < t1; t += max_nt) {
+                int64_t tt = lfm_min64(max_nt, t1 - t);
+                tiles[tt - 1](nb, w + (size_t)r * bw, x + (size_t)t * bx, bx, y + t * ldy + r, ldy);
+            }
+    }
+}
+
 /* ---- Q8_0 in LFM_LAYOUT_X8 ----
  *
  * Vector k of a group block holds bytes 4k..4k+3 of the 8 rows, so its per-lane products are, row
@@ -658,18 +619,8 @@ static void q8_0x8_2(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, 
 
 static void mm_q8_0_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
                        float *y, int64_t ldy) {
-    typedef void (*fn_t)(int64_t, const uint8_t *, const uint8_t *, size_t, float *, int64_t);
-    static const fn_t tiles[2] = {q8_0x8_1, q8_0x8_2};
-    int64_t nb = n / LFM_QK;
-    const int64_t CHUNK = 64;
-    for (int64_t t0 = 0; t0 < nt; t0 += CHUNK) {
-        int64_t t1 = lfm_min64(nt, t0 + CHUNK);
-        for (int64_t r = 0; r < nr; r += 8)
-            for (int64_t t = t0; t < t1; t += 2) {
-                int64_t tt = lfm_min64(2, t1 - t);
-                tiles[tt - 1](nb, w + (size_t)r * bw, x + (size_t)t * bx, bx, y + t * ldy + r, ldy);
-            }
-    }
+    static const tile_x8_fn tiles[2] = {q8_0x8_1, q8_0x8_2};
+    x8_drive(tiles, 2, n / LFM_QK, 64, w, bw, nr, x, bx, nt, y, ldy);
 }
 
 /* Q5_K / Q6_K: llama.cpp switches to its tiled kernel for batches of 8 or more tokens */
@@ -807,7 +758,6 @@ INLINE void tile_q6_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t b
         tacc[t] = _mm256_setzero_ps();
         for (int j = 0; j < 8; j++) acc[t][j] = _mm256_setzero_ps();
     }
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
     /* int16 pairs (s[2k], s[2k+1]) of each row -> (s[2k], s[2k]) and (s[2k+1], s[2k+1]) */
     const __m256i dup_even = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13));
     const __m256i dup_odd = _mm256_broadcastsi128_si256(_mm_setr_epi8(2, 3, 2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15));
@@ -839,11 +789,7 @@ INLINE void tile_q6_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t b
                 __m256i ql1 = _mm256_loadu_si256((const __m256i *)(p + 32));
                 __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 64));
                 __m256i q[4];
-                q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-                q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
-                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+                q6_unpack(ql0, ql1, qh, q);
                 for (int k = 0; k < 4; k++) {
                     /* chunk (h, k): lanes 0..3 are group 8h + 2k, lanes 4..7 group 8h + 2k + 1 */
                     __m256i sk = s[8 * h + 2 * k + (j >= 4)];
@@ -865,8 +811,6 @@ INLINE void tile_q6_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t b
     for (int t = 0; t < NT; t++) _mm256_storeu_ps(y + t * ldy, tiled ? tacc[t] : hsum_rows8(acc[t]));
 }
 
-typedef void (*tile_x8_fn)(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy);
-
 static void q4_Kx8_1(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q4_Kx8(nb, w, x, bx, y, ldy, 1, K4_BLOCK); }
 static void q4_Kx8_2(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q4_Kx8(nb, w, x, bx, y, ldy, 2, K4_BLOCK); }
 static void q4_Kx8_3(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q4_Kx8(nb, w, x, bx, y, ldy, 3, K4_BLOCK); }
@@ -887,16 +831,8 @@ static void q6_Kx8t_4(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx,
 /* 8-row groups x 4-token tiles, the tokens in chunks whose activations stay in L2 */
 static void mm_k_x8(const tile_x8_fn tiles[4], int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x,
                     size_t bx, int64_t nt, float *y, int64_t ldy) {
-    int64_t nb = n / LFM_QK_K;
     int64_t chunk = lfm_max64(4, lfm_min64(64, (int64_t)((256 << 10) / bx)));
-    for (int64_t t0 = 0; t0 < nt; t0 += chunk) {
-        int64_t t1 = lfm_min64(nt, t0 + chunk);
-        for (int64_t r = 0; r < nr; r += 8)
-            for (int64_t t = t0; t < t1; t += 4) {
-                int64_t tt = lfm_min64(4, t1 - t);
-                tiles[tt - 1](nb, w + (size_t)r * bw, x + (size_t)t * bx, bx, y + t * ldy + r, ldy);
-            }
-    }
+    x8_drive(tiles, 4, n / LFM_QK_K, chunk, w, bw, nr, x, bx, nt, y, ldy);
 }
 
 /* the token split of mm_q4_K_llama: groups of 4 through the GEMM order, the rest one by one */
