@@ -156,10 +156,11 @@ void lfm_quantize_act_row(lfm_type vec_dot_type, const float *x, void *dst, int6
 void lfm_matmul_quant_rows(const lfm_tensor *W, const void *Xq, size_t xq_row_bytes, int64_t T,
                            float *Y, int64_t ldy, int64_t r0, int64_t r1);
 
-/* Re-lay out the model's matmul weights for the running CPU's kernels (today: Q4_0 matrices with a
- * multiple of 8 rows -> LFM_LAYOUT_X8 on AVX2). Copies are owned by the model; the file pages they
- * replace are released from the process. Call once after lfm_model_validate/requantize; a no-op
- * with LFM_KERNELS=ref or when nothing qualifies. tok_embd is never repacked (rows are looked up). */
+/* Re-lay out the model's matmul weights for the running CPU's kernels (today: Q4_0, Q8_0, Q4_K and
+ * Q6_K matrices with a multiple of 8 rows -> LFM_LAYOUT_X8 on AVX2). Copies are owned by the model;
+ * the file pages they replace are released from the process. Call once after
+ * lfm_model_validate/requantize; a no-op with LFM_KERNELS=ref, LFM_REPACK=0 or when nothing
+ * qualifies. tok_embd is never repacked (rows are looked up). */
 lfm_status lfm_model_repack(struct lfm_model *m);
 
 /* ---- profiling (csrc/quants/profile.c) ---- */

@@ -4,7 +4,7 @@
  *   _quantize(type, x float32 [n]) -> bytes            (lfm_quantize_row; activation types too)
  *   _quantize_act(type, x, ref=False) -> bytes         (one row, with the scalar or the best kernels)
  *   _quant_matmul(type, w, rows, cols, x [T, cols], ref=False, x8=False, r0=0, r1=rows) -> float32 [T, rows]
- *       (x8: Q4_0/Q8_0 repacked to LFM_LAYOUT_X8 first; rows outside [r0, r1) stay 0)
+ *       (x8: repacked to LFM_LAYOUT_X8 first, for the types that have it; rows outside [r0, r1) stay 0)
  *   _quant_bench(type, w, rows, cols, x [T, cols], iters, n_threads, x8=False) -> (wall, thread-0 CPU) seconds per matmul
  *   _quant_kernels() -> name of the kernel set lfm_cpu() chose
  */

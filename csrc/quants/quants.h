@@ -147,8 +147,9 @@ typedef struct {
     lfm_qmm_fn mm[LFM_TYPE_SLOTS];
     /* LFM_LAYOUT_X8 kernels: w points at a group of 8 rows, nr is a multiple of 8, bw is still the
      * bytes of one (logical) row so a group spans 8*bw bytes. NULL: the layout is not used.
-     * The Q4_K / Q6_K ones give the floats of mm[] bit for bit (same int32 lanes, same float
-     * operations in the same order); the Q4_0 / Q8_0 ones sum a block's products in another order. */
+     * The Q8_0 / Q4_K / Q6_K ones give the floats of mm[] bit for bit (same int32 lanes, same float
+     * operations in the same order); Q4_0's sums in the order of llama.cpp's repacked Q4_0 kernel,
+     * which its row kernel (llama.cpp's unrepacked one) does not. */
     lfm_qmm_fn mm_x8[LFM_TYPE_SLOTS];
     lfm_qact_fn act[LFM_TYPE_SLOTS]; /* indexed by the activation type (Q8_0, Q8_1, Q8_K) */
     const char *name;
