@@ -144,7 +144,8 @@ def test_activation_quantization(qtype):
     assert np.all(np.abs(q) <= 127)
     # q is round-to-nearest(x * 127 / amax): within half a step. Q8_K, like llama.cpp's, scales by
     # the signed largest element, -127/max, so its quants and scale have the opposite sign.
-    scale = 127 / np.repeat(amax, blk)
+    with np.errstate(divide="ignore"):
+        scale = 127 / np.repeat(amax, blk)
     if qtype == Q.Q8_K:
         rows = x.reshape(-1, blk)
         signed_max = rows[np.arange(len(rows)), np.abs(rows).argmax(axis=1)]
