@@ -6,7 +6,7 @@
 #include <string.h>
 
 lfm_ctx_params lfm_ctx_default_params(void) {
-    lfm_ctx_params p = {0, 0, 0};
+    lfm_ctx_params p = {0, 0, 0, 0};
     return p;
 }
 
@@ -60,6 +60,8 @@ lfm_status lfm_ctx_init(const lfm_model *m, const lfm_ctx_params *p, lfm_ctx **o
     c->k = lfm_kernels_get();
     c->n_ctx = n_ctx;
     c->n_batch = n_batch;
+    c->kv_f16 = p->kv_f16 != 0;
+    c->kv_elem = c->kv_f16 ? 2 : 4;
     atomic_init(&c->busy, 0);
     lfm_status st = lfm_threadpool_create(p->n_threads, &c->tp);
     if (st != LFM_OK) goto fail;
@@ -77,8 +79,8 @@ lfm_status lfm_ctx_init(const lfm_model *m, const lfm_ctx_params *p, lfm_ctx **o
     const size_t B = (size_t)n_batch;
     /* large buffers come from calloc → fresh zero pages: KV rows cost memory only once written */
     if (c->n_layer_attn) {
-        c->k_cache = calloc((size_t)c->n_layer_attn * (size_t)n_ctx * (size_t)nkv, sizeof(float));
-        c->v_cache = calloc((size_t)c->n_layer_attn * (size_t)n_ctx * (size_t)nkv, sizeof(float));
+        c->k_cache = calloc((size_t)c->n_layer_attn * (size_t)n_ctx * (size_t)nkv, c->kv_elem);
+        c->v_cache = calloc((size_t)c->n_layer_attn * (size_t)n_ctx * (size_t)nkv, c->kv_elem);
         if (!c->k_cache || !c->v_cache) goto oom;
     }
     if (c->n_layer_conv && K > 1) {

@@ -45,10 +45,12 @@ typedef struct {
     void (*conv)(float *out, int64_t ld_out, const float *v, int64_t ld_v, int64_t T, int64_t H,
                  const float *w, int64_t K, float *state);
     /* one query head against n cached positions: out[hd] = softmax(q.k_j * scale) . v_j;
-     * k_j at k + j*ld, v_j at v + j*ld; scores: n floats of scratch. one_token: the query is the
-     * only token of its batch (llama.cpp sums p.v in another order then; we follow it) */
-    void (*attn)(float *out, const float *q, const float *k, const float *v, int64_t ld, int64_t n, int64_t hd,
-                 float scale, float *scores, int one_token);
+     * k_j at k + j*ld, v_j at v + j*ld (elements, F32 or with f16 F16); scores: n floats of scratch.
+     * one_token: the query is the only token of its batch (llama.cpp sums in another order then; we
+     * follow it). f16: the cache is F16, and q and the attention weights are rounded to F16 too, as
+     * llama.cpp does with its F16 cache. hd <= LFM_MAX_HEAD_DIM. */
+    void (*attn)(float *out, const float *q, const void *k, const void *v, int64_t ld, int64_t n, int64_t hd,
+                 float scale, float *scores, int one_token, int f16);
     void (*f16_to_f32)(float *dst, const uint16_t *src, int64_t n);
     void (*bf16_to_f32)(float *dst, const uint16_t *src, int64_t n);
 } lfm_kernels;
@@ -65,6 +67,8 @@ const lfm_kernels *lfm_kernels_by_name(const char *name);
 /* scalar conversions: the exact ones the block formats use (quants/quants.h) */
 static inline float lfm_bf16_to_f32(uint16_t h) { return lfm_bf16_to_float(h); }
 static inline float lfm_f16_to_f32(uint16_t h) { return lfm_half_to_float(h); }
+
+#define LFM_MAX_HEAD_DIM 1024 /* config.c accepts head_dim up to 1024 */
 
 /* RMSNorm's 1/sqrt(mean(x^2) + eps), rounded the way llama.cpp's CPU backend rounds it: float
  * squares summed in order in double, the mean and the root in float. Both kernel sets share it so
@@ -86,8 +90,10 @@ struct lfm_ctx {
     int32_t n_ctx, n_batch, pos;
     int32_t n_layer_attn, n_layer_conv;
     int32_t *slot;           /* n_layer: index among attention layers or among conv layers */
-    float *k_cache;          /* (n_layer_attn, n_ctx, n_head_kv*head_dim) */
-    float *v_cache;          /* (n_layer_attn, n_ctx, n_head_kv*head_dim) */
+    void *k_cache;           /* (n_layer_attn, n_ctx, n_head_kv*head_dim) of F32, or F16 if kv_f16 */
+    void *v_cache;           /* (n_layer_attn, n_ctx, n_head_kv*head_dim) of F32, or F16 if kv_f16 */
+    int kv_f16;
+    size_t kv_elem;          /* bytes per cached value: 4 or 2 */
     float *conv_state;       /* (n_layer_conv, K-1, H) oldest first */
     /* scratch, sized for n_batch tokens */
     float *x;                /* (n_batch, H) residual stream */

@@ -129,6 +129,8 @@ typedef struct {
     int32_t n_ctx;     /* positions the KV cache holds; <= 0: min(n_ctx_train, 32768) */
     int32_t n_batch;   /* max tokens per internal forward chunk; <= 0: 512 */
     int32_t n_threads; /* <= 0: all cores */
+    int32_t kv_f16;    /* nonzero: K and V kept in F16 (half the memory; llama.cpp's default cache,
+                          whose rounding of q, k, v and the attention weights it then reproduces) */
 } lfm_ctx_params;
 
 typedef struct lfm_ctx lfm_ctx;

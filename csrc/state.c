@@ -3,20 +3,21 @@
  * Layout (little-endian host order, all fields 4 or 8 bytes):
  *   header: magic "LFMS", version, model shape (n_layer, n_embd, n_head_kv, head_dim, conv_l_cache,
  *           n_vocab, layer-type bitmap), pos, has_logits, payload size, FNV-1a checksum of the payload
+ *           bytes per KV value (4: F32, 2: F16)
  *   payload: conv states (n_layer_conv, K-1, H) f32; per attention layer K rows 0..pos-1 then
- *           V rows 0..pos-1 (nkv*hd f32 each); the last logits row (n_vocab f32) if has_logits. */
+ *           V rows 0..pos-1 (nkv*hd values each); the last logits row (n_vocab f32) if has_logits. */
 #include "engine.h"
 
 #include <string.h>
 
 #define STATE_MAGIC 0x534D464Cu /* "LFMS" */
-#define STATE_VERSION 1u
+#define STATE_VERSION 2u
 
 typedef struct {
     uint32_t magic, version;
     int32_t n_layer, n_embd, n_head_kv, head_dim, conv_l_cache, n_vocab;
     uint8_t is_attn[LFM_MAX_LAYERS];
-    int32_t pos, has_logits;
+    int32_t pos, has_logits, kv_elem, reserved;
     uint64_t payload_bytes, checksum;
 } state_header;
 
@@ -32,9 +33,8 @@ static size_t payload_bytes(const lfm_ctx *c, int32_t pos, bool has_logits) {
     const lfm_config *cfg = &c->model->cfg;
     size_t nkv = (size_t)cfg->n_head_kv * (size_t)cfg->head_dim;
     size_t n = (size_t)c->n_layer_conv * (size_t)(cfg->conv_l_cache - 1) * (size_t)cfg->n_embd;
-    n += (size_t)c->n_layer_attn * 2 * (size_t)pos * nkv;
     if (has_logits) n += (size_t)cfg->n_vocab;
-    return n * sizeof(float);
+    return n * sizeof(float) + (size_t)c->n_layer_attn * 2 * (size_t)pos * nkv * c->kv_elem;
 }
 
 static void fill_header(const lfm_ctx *c, state_header *h) {
@@ -45,6 +45,7 @@ static void fill_header(const lfm_ctx *c, state_header *h) {
     h->n_layer = cfg->n_layer, h->n_embd = cfg->n_embd, h->n_head_kv = cfg->n_head_kv;
     h->head_dim = cfg->head_dim, h->conv_l_cache = cfg->conv_l_cache, h->n_vocab = cfg->n_vocab;
     memcpy(h->is_attn, cfg->is_attn, sizeof h->is_attn);
+    h->kv_elem = (int32_t)c->kv_elem;
 }
 
 size_t lfm_ctx_state_size(const lfm_ctx *c) {
@@ -63,10 +64,10 @@ size_t lfm_ctx_state_size(const lfm_ctx *c) {
             if (bytes) STMT;                                                                                           \
         }                                                                                                              \
         for (int32_t a_ = 0; a_ < (c)->n_layer_attn; a_++) {                                                           \
-            size_t bytes = (size_t)(pos) * nkv_ * 4;                                                                   \
-            float *ptr = (c)->k_cache + (size_t)a_ * (size_t)(c)->n_ctx * nkv_;                                        \
+            size_t bytes = (size_t)(pos) * nkv_ * (c)->kv_elem;                                                        \
+            char *ptr = (char *)(c)->k_cache + (size_t)a_ * (size_t)(c)->n_ctx * nkv_ * (c)->kv_elem;                  \
             if (bytes) STMT;                                                                                           \
-            ptr = (c)->v_cache + (size_t)a_ * (size_t)(c)->n_ctx * nkv_;                                               \
+            ptr = (char *)(c)->v_cache + (size_t)a_ * (size_t)(c)->n_ctx * nkv_ * (c)->kv_elem;                        \
             if (bytes) STMT;                                                                                           \
         }                                                                                                              \
         if (has_logits) {                                                                                              \
@@ -108,6 +109,9 @@ lfm_status lfm_ctx_state_load(lfm_ctx *c, const void *src, size_t n) {
         h.conv_l_cache != want.conv_l_cache || h.n_vocab != want.n_vocab || memcmp(h.is_attn, want.is_attn, sizeof h.is_attn) != 0)
         return lfm_fail(LFM_ERR_ARG, "state blob was saved from a model of another shape (layers %d, embd %d, vocab %d; this model: %d, %d, %d)",
                         h.n_layer, h.n_embd, h.n_vocab, want.n_layer, want.n_embd, want.n_vocab);
+    if (h.kv_elem != want.kv_elem)
+        return lfm_fail(LFM_ERR_ARG, "state blob holds an %s KV cache, this context keeps %s",
+                        h.kv_elem == 2 ? "F16" : "F32", want.kv_elem == 2 ? "F16" : "F32");
     if (h.pos < 0 || h.pos > c->n_ctx)
         return lfm_fail(LFM_ERR_CTX_FULL, "state blob holds %d positions, this context has room for %d", h.pos, c->n_ctx);
     if (h.has_logits != 0 && h.has_logits != 1) return lfm_fail(LFM_ERR_FORMAT, "corrupt state blob (has_logits)");

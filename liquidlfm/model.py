@@ -74,12 +74,15 @@ def _looks_like_repo_id(s: str) -> bool:
     return len(parts) == 2 and all(parts) and not s.startswith(("/", ".", "~")) and not head.endswith((".gguf", ".safetensors"))
 
 
-def load(path_or_repo_id: Union[str, os.PathLike], *, quantize: Optional[str] = None, n_threads: Optional[int] = None) -> "Model":
+def load(path_or_repo_id: Union[str, os.PathLike], *, quantize: Optional[str] = None, n_threads: Optional[int] = None,
+         kv_cache: str = "f32") -> "Model":
     """Load a model from a Hugging Face folder, a .safetensors file, a .gguf file, or a Hub id.
 
     A path that does not exist and looks like "org/name" is resolved (cache or download) by
     liquidlfm.hub.resolve_model. quantize: e.g. "q8_0" to re-encode the weights on load.
     n_threads: default thread count of this model's sessions (None: all cores).
+    kv_cache: default KV cache precision of its sessions: "f32" (exact, as transformers) or "f16"
+    (half the memory; llama.cpp's default cache, whose results it then reproduces).
     Raises FileNotFoundError, ModelFormatError (corrupt/inconsistent), UnsupportedModelError.
     """
     path = os.fspath(path_or_repo_id)
@@ -87,7 +90,13 @@ def load(path_or_repo_id: Union[str, os.PathLike], *, quantize: Optional[str] = 
         from .hub import resolve_model  # lazy: only Hub ids need it
 
         path = os.fspath(resolve_model(path))
-    return Model(path, quantize=quantize, n_threads=n_threads)
+    return Model(path, quantize=quantize, n_threads=n_threads, kv_cache=kv_cache)
+
+
+def _kv_f16(kv_cache: str) -> bool:
+    if kv_cache not in ("f32", "f16"):
+        raise ValueError(f"kv_cache must be 'f32' or 'f16', got {kv_cache!r}")
+    return kv_cache == "f16"
 
 
 def _read_json(p: Path) -> Optional[dict]:
@@ -104,11 +113,14 @@ class Model(GenerationMixin):
     chat_template (str or None), generation_config (dict).
     """
 
-    def __init__(self, path, *, quantize: Optional[str] = None, n_threads: Optional[int] = None):
+    def __init__(self, path, *, quantize: Optional[str] = None, n_threads: Optional[int] = None,
+                 kv_cache: str = "f32"):
         self.path = Path(os.fspath(path))
         self.n_threads = int(n_threads) if n_threads else 0
         if self.n_threads < 0:
             raise ValueError("n_threads must be positive or None")
+        _kv_f16(kv_cache)
+        self.kv_cache = kv_cache
         self._core = _core.Model(str(self.path), quantize=quantize, n_threads=self.n_threads)
         self.config = ModelConfig._from_core(self._core.config)
         self.tokenizer = None
@@ -168,13 +180,14 @@ class Model(GenerationMixin):
         A read-only zero-copy view of the engine's output buffer (owned by the array).
         Raises ValueError for an empty list or an id outside [0, n_vocab).
         """
-        return self._core.forward(ids, n_threads=self.n_threads)
+        return self._core.forward(ids, n_threads=self.n_threads, kv_f16=_kv_f16(self.kv_cache))
 
     def session(self, n_ctx: Optional[int] = None, *, n_batch: Optional[int] = None,
-                n_threads: Optional[int] = None) -> "Session":
+                n_threads: Optional[int] = None, kv_cache: Optional[str] = None) -> "Session":
         """A new decoding session (KV cache + conv state). n_ctx: positions it can hold
-        (None: min(n_ctx_train, 32768); memory is committed only as positions are used)."""
-        return Session(self, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads)
+        (None: min(n_ctx_train, 32768); memory is committed only as positions are used).
+        kv_cache: "f32" / "f16" (None: the model's, see load())."""
+        return Session(self, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads, kv_cache=kv_cache)
 
     def describe(self) -> str:
         """One line per weight the engine uses: name type [rows, cols]."""
@@ -213,7 +226,7 @@ class Session:
     """
 
     def __init__(self, model: Model, n_ctx: Optional[int] = None, *, n_batch: Optional[int] = None,
-                 n_threads: Optional[int] = None):
+                 n_threads: Optional[int] = None, kv_cache: Optional[str] = None):
         if model.closed:
             raise ValueError("model is closed")
         for name, v in (("n_ctx", n_ctx), ("n_batch", n_batch), ("n_threads", n_threads)):
@@ -221,7 +234,8 @@ class Session:
                 raise ValueError(f"{name} must be a positive int or None, got {v!r}")
         self.model = model
         nt = n_threads if n_threads is not None else model.n_threads
-        self._ctx = _core.Ctx(model._core, n_ctx=n_ctx or 0, n_batch=n_batch or 0, n_threads=nt or 0)
+        kv_f16 = _kv_f16(kv_cache if kv_cache is not None else model.kv_cache)
+        self._ctx = _core.Ctx(model._core, n_ctx=n_ctx or 0, n_batch=n_batch or 0, n_threads=nt or 0, kv_f16=kv_f16)
 
     def prefill(self, ids: Sequence[int]) -> np.ndarray:
         """Append ids at the current position; return the last position's logits [n_vocab]."""

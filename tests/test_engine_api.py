@@ -123,3 +123,23 @@ def test_describe_and_repr(model):
     assert "model.embed_tokens.weight f32 [512, 64]" in d
     assert "model.layers.1.self_attn.q_proj.weight f32 [64, 64]" in d
     assert "3 layers" in repr(model)
+
+
+def test_f16_kv_cache_session(model):
+    """kv_cache="f16": close to the F32 cache, its own save/restore exact, blobs not mixed."""
+    import liquidlfm as lfm
+
+    ids = [1, 5, 9, 3, 7, 2, 8]
+    with model.session(n_ctx=32) as a, model.session(n_ctx=32, kv_cache="f16") as b:
+        la, lb = a.prefill(ids), b.prefill(ids)
+        assert np.abs(la - lb).max() < 0.05 * max(1.0, np.abs(la).max())
+        blob = b.save()
+        assert len(blob) < len(a.save())  # half the bytes per cached value
+        with pytest.raises((ValueError, lfm.LiquidLFMError), match="F16 KV cache"):
+            a.load(blob)
+        nxt = b.step(4)
+        with model.session(n_ctx=32, kv_cache="f16") as c:
+            c.load(blob)
+            np.testing.assert_array_equal(c.step(4), nxt)
+    with pytest.raises(ValueError, match="kv_cache"):
+        model.session(kv_cache="q8")

@@ -57,14 +57,15 @@ def transformers_logits(hf_dir, ids):
         return m(torch.tensor([ids])).logits[0].float().numpy()
 
 
-def llama_logits(path, ids, n_batch=None):
-    """llama-cpp-python's logits, its KV cache in F32 like ours (type_k/type_v 0; its default rounds K
-    and V to F16, which we do not)."""
+def llama_logits(path, ids, n_batch=None, kv_f32=True):
+    """llama-cpp-python's logits; kv_f32: its KV cache in F32 like our default (type_k/type_v 0),
+    else its default F16 cache."""
     import llama_cpp
 
     n_batch = n_batch or len(ids)
+    kv = dict(type_k=0, type_v=0) if kv_f32 else {}
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=len(ids) + 8, n_batch=n_batch, n_ubatch=n_batch,
-                          logits_all=True, n_threads=2, verbose=False, seed=0, type_k=0, type_v=0)
+                          logits_all=True, n_threads=2, verbose=False, seed=0, **kv)
     try:
         llm.eval(ids)
         return np.array(llm.scores[: len(ids)], dtype=np.float32)
@@ -72,9 +73,9 @@ def llama_logits(path, ids, n_batch=None):
         llm.close()
 
 
-def our_step_logits(path, ids):
+def our_step_logits(path, ids, kv_cache="f32"):
     """Our logits one token at a time (the generation path)."""
-    m = lfm.load(str(path))
+    m = lfm.load(str(path), kv_cache=kv_cache)
     try:
         with m.session(n_ctx=len(ids) + 8) as s:
             return np.stack([np.array(s.step(t), dtype=np.float32) for t in ids])
@@ -166,6 +167,25 @@ def test_logits_vs_llama_cpp(hf32, f32_gguf, gguf_dir, qtype, source):
             # bit for bit, but F32 one-token steps: llama.cpp's F32 matmul for one token sums in an
             # order we do not copy (F32 GGUFs are a test format, not a deployment one)
             assert mx == 0.0 or (qtype == "f32" and mx < 1e-4), (qtype, batch, step)
+
+
+@pytest.mark.parametrize("qtype,source", [("q8_0", "gguf"), ("q4_0", "gguf"), ("q4_k_m", "llama"), ("q6_k", "llama")])
+def test_f16_cache_vs_default_llama_cpp(hf32, f32_gguf, gguf_dir, qtype, source):
+    """kv_cache="f16" against llama.cpp with its default settings (F16 KV cache): both paths."""
+    path = gguf_dir / f"m-{qtype}-{source}.gguf"
+    if not path.exists():
+        if source == "gguf":
+            hf_to_gguf(hf32, path, qtype)
+        else:
+            llama_quantize(f32_gguf, path, qtype)
+    ids = tokens()
+    batch = parity(our_logits(path, ids, kv_cache="f16"), llama_logits(path, ids, kv_f32=False))
+    step = parity(our_step_logits(path, ids, kv_cache="f16"), llama_logits(path, ids, n_batch=1, kv_f32=False))
+    PARITY[f"{qtype} F16 KV vs default llama.cpp"] = (source, *batch, *step)
+    for top1, mx, _ in (batch, step):
+        assert top1 >= 0.99, (qtype, batch, step)
+        if cpu_runs_our_llama_paths():
+            assert mx == 0.0, (qtype, batch, step)
 
 
 @pytest.mark.parametrize("qtype", ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"])

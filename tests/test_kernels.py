@@ -200,6 +200,16 @@ def test_attention_head(impl, n, hd, ld):
         got = K(impl, name, q, Kc, Vc, float(scale))
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(got, K("ref", "attn", q, Kc, Vc, float(scale)), rtol=1e-5, atol=1e-6)
+    # F16 cache: K, V, q and the weights rounded to F16, as llama.cpp's default cache does
+    h = lambda a: a.astype(np.float16).astype(np.float64)  # noqa: E731
+    s16 = h(Kc[:, :hd]) @ h(q) * scale
+    p16 = np.exp(s16 - s16.max())
+    p16 /= p16.sum()
+    want16 = h(p16) @ h(Vc[:, :hd])
+    for name in ("attn_f16", "attn1_f16"):
+        got = K(impl, name, q, Kc, Vc, float(scale))
+        np.testing.assert_allclose(got, want16, rtol=2e-3, atol=2e-3 * max(1.0, np.abs(want16).max()))
+        np.testing.assert_allclose(got, K("ref", "attn_f16", q, Kc, Vc, float(scale)), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("impl", SETS)

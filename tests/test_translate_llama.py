@@ -9,7 +9,8 @@ vocabulary, so the test runs in seconds. Set LIQUIDLFM_E2E_FULL=1 to use the ful
 (H = 1024, 16/8 heads, FFN 4608; minutes, not for CI).
 
 Both engines get the same token ids (tokenizer parity is tests/test_tokenizer*.py's job), the same file,
-greedy decoding, llama.cpp's KV cache in F32 like ours. On this machine both engines compute the same
+greedy decoding, with both KV caches: F32 (llama.cpp set to F32 too) and F16 (llama.cpp as it comes,
+ours with kv_cache="f16"). On this machine both engines compute the same
 bits (tests/test_gguf_model.py), so every prompt is token-identical. Elsewhere (a CPU where llama.cpp
 takes other SIMD paths) a divergence is accepted only as a near-tie: at the first differing token both
 engines have seen the same prefix, so the two logit vectors there are directly comparable, and the two
@@ -111,16 +112,18 @@ def report():
             print("| " + " | ".join(str(x) for x in r) + " |")
 
 
+@pytest.mark.parametrize("kv_cache", ["f32", "f16"])
 @pytest.mark.parametrize("quant", ["q4_0", "q4_k_m"])
-def test_greedy_tokens_identical_to_llama_cpp(files, quant):
+def test_greedy_tokens_identical_to_llama_cpp(files, quant, kv_cache):
     import llama_cpp
 
     path = str(files[quant])
-    model = lfm.load(path, n_threads=1)  # one thread each: exactness does not depend on it, and the
-    # machine running the tests is shared
-    # type_k/type_v 0 = F32: llama.cpp's KV cache at our precision (its default rounds K and V to F16)
+    model = lfm.load(path, n_threads=1, kv_cache=kv_cache)  # one thread each: exactness does not
+    # depend on it, and the machine running the tests is shared
+    # f32: llama.cpp's KV cache set to F32 (type_k/type_v 0) like ours; f16: llama.cpp as it comes
+    kv = dict(type_k=0, type_v=0) if kv_cache == "f32" else {}
     llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_batch=512, logits_all=True, n_threads=1, verbose=False,
-                          seed=0, type_k=0, type_v=0)
+                          seed=0, **kv)
     try:
         prompts, all_ids = _prompts(model)
         assert len(prompts) == 10
@@ -134,7 +137,7 @@ def test_greedy_tokens_identical_to_llama_cpp(files, quant):
             same = next((k for k in range(N_GEN) if a[k] != b[k]), None)
             d0 = float(np.abs(la[0] - lb[0]).max())
             if same is None:
-                REPORT.append((quant, i, kind, f"{N_GEN}/{N_GEN}", "-", "-", f"{d0:.2e}"))
+                REPORT.append((f"{quant} {kv_cache} KV", i, kind, f"{N_GEN}/{N_GEN}", "-", "-", f"{d0:.2e}"))
                 continue
             k = same
             x, y = la[k], lb[k]
@@ -142,13 +145,13 @@ def test_greedy_tokens_identical_to_llama_cpp(files, quant):
             gap_ours = float(x[a[k]] - x[b[k]])
             gap_llama = float(y[b[k]] - y[a[k]])
             near_tie = gap_ours <= 2 * diff and gap_llama <= 2 * diff and diff < NEAR_TIE_MAX_DIFF
-            REPORT.append((quant, i, kind, f"{k}/{N_GEN}", f"step {k}: {a[k]} vs {b[k]}",
+            REPORT.append((f"{quant} {kv_cache} KV", i, kind, f"{k}/{N_GEN}", f"step {k}: {a[k]} vs {b[k]}",
                            f"{gap_ours:.2e} / {gap_llama:.2e}", f"{diff:.2e}" + ("" if near_tie else " UNEXPLAINED")))
             if not near_tie:
                 unexplained.append((i, k, gap_ours, gap_llama, diff))
         assert not unexplained, unexplained
         if cpu_runs_our_llama_paths():
-            assert all(r[3] == f"{N_GEN}/{N_GEN}" for r in REPORT if r[0] == quant), REPORT
+            assert all(r[3] == f"{N_GEN}/{N_GEN}" for r in REPORT if r[0] == f"{quant} {kv_cache} KV"), REPORT
     finally:
         llm.close()
         model.close()

@@ -68,7 +68,7 @@ typedef struct {
     struct lfm_ctx *c;
     const float *q;     /* (T, ldq) */
     int64_t ldq;
-    const float *kc, *vc; /* this layer's cache rows */
+    const char *kc, *vc; /* this layer's cache rows */
     int32_t T;
 } attn_job;
 
@@ -81,9 +81,18 @@ static void attn_worker(void *arg, int ith, int nth) {
     float *scores = c->scores + (size_t)ith * (size_t)c->n_ctx;
     for (int64_t i = ith; i < (int64_t)j->T * nh; i += nth) {
         int64_t t = i / nh, h = i % nh, g = h / group;
-        c->k->attn(c->y + t * nh * hd + h * hd, j->q + t * j->ldq + h * hd, j->kc + g * hd, j->vc + g * hd, ldkv,
-                   c->pos + t + 1, hd, scale, scores, j->T == 1);
+        c->k->attn(c->y + t * nh * hd + h * hd, j->q + t * j->ldq + h * hd, j->kc + (size_t)(g * hd) * c->kv_elem,
+                   j->vc + (size_t)(g * hd) * c->kv_elem, ldkv, c->pos + t + 1, hd, scale, scores, j->T == 1, c->kv_f16);
     }
+}
+
+static void store_kv_row(const struct lfm_ctx *c, char *dst, const float *src, int64_t n) {
+    if (!c->kv_f16) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        return;
+    }
+    uint16_t *h = (uint16_t *)(void *)dst;
+    for (int64_t i = 0; i < n; i++) h[i] = lfm_float_to_half(src[i]);
 }
 
 static void attn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t l, int32_t T) {
@@ -94,8 +103,8 @@ static void attn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t l, int32_
     matmul(c, &ly->wq, c->xn, H, T, q, ld);
     matmul(c, &ly->wk, c->xn, H, T, k, ld);
     matmul(c, &ly->wv, c->xn, H, T, v, ld);
-    float *kc = c->k_cache + (size_t)c->slot[l] * (size_t)c->n_ctx * (size_t)nkv;
-    float *vc = c->v_cache + (size_t)c->slot[l] * (size_t)c->n_ctx * (size_t)nkv;
+    char *kc = (char *)c->k_cache + (size_t)c->slot[l] * (size_t)c->n_ctx * (size_t)nkv * c->kv_elem;
+    char *vc = (char *)c->v_cache + (size_t)c->slot[l] * (size_t)c->n_ctx * (size_t)nkv * c->kv_elem;
     for (int32_t t = 0; t < T; t++) {
         const float *cs = c->rope_cs + t * hd;
         for (int64_t h = 0; h < nh; h++) {
@@ -108,8 +117,8 @@ static void attn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t l, int32_
             c->k->rmsnorm(kh, kh, ly->k_norm.data, hd, cfg->norm_eps);
             c->k->rope(kh, cs, hd);
         }
-        memcpy(kc + (size_t)(c->pos + t) * nkv, k + t * ld, (size_t)nkv * sizeof(float));
-        memcpy(vc + (size_t)(c->pos + t) * nkv, v + t * ld, (size_t)nkv * sizeof(float));
+        store_kv_row(c, kc + (size_t)(c->pos + t) * nkv * c->kv_elem, k + t * ld, nkv);
+        store_kv_row(c, vc + (size_t)(c->pos + t) * nkv * c->kv_elem, v + t * ld, nkv);
     }
     attn_job j = {c, q, ld, kc, vc, T};
     lfm_threadpool_run(c->tp, attn_worker, &j); /* y (T, nh*hd) */

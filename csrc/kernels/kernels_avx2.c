@@ -313,54 +313,62 @@ static void conv(float *out, int64_t ld_out, const float *v, int64_t ld_v, int64
 
 /* ---- attention for one head ---- */
 
-/* q . k: four 8-lane accumulators over steps of 32, then pairwise, as llama.cpp's F32 dot */
-static float dot_f32(const float *x, const float *y, int64_t n) {
+/* The attention products in llama.cpp's orders. x is a float vector; y is read through ld8/ld1
+ * (F32 or F16 cache). */
+
+/* four 8-lane accumulators over steps of 32, then pairwise: llama.cpp's F32 / F16 dot */
+static ALWAYS_INLINE float dot_steps32(ld8_fn ld8, ld1_fn ld1, const float *x, const void *y, int64_t n) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     const int64_t n32 = n & ~(int64_t)31;
     for (int64_t i = 0; i < n32; i += 32)
-        for (int j = 0; j < 4; j++)
-            acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8 * j), _mm256_loadu_ps(y + i + 8 * j), acc[j]);
+        for (int j = 0; j < 4; j++) acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8 * j), ld8(y, i + 8 * j), acc[j]);
     __m256 a = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
     __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     h = _mm_hadd_ps(h, h);
     float s = _mm_cvtss_f32(_mm_hadd_ps(h, h));
-    for (int64_t i = n32; i < n; i++) s = fmaf(x[i], y[i], s);
+    for (int64_t i = n32; i < n; i++) s = fmaf(x[i], ld1(y, i), s);
     return s;
+}
+
+/* one 8-lane accumulator over steps of 8, one horizontal sum: llama.cpp's batched F16 product */
+static ALWAYS_INLINE float dot_steps8(ld8_fn ld8, const float *x, const void *y, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), ld8(y, i), acc);
+    return hsum(acc);
 }
 
 /* p . V for a batch of tokens: position j goes to accumulator j % 8 (positions in aligned groups
  * of 8 from 0), the 8 accumulators then summed as one 8-lane horizontal sum. */
-static void pv_batch(float *out, const float *p, const float *v, int64_t ld, int64_t n, int64_t hd) {
+static ALWAYS_INLINE void pv_batch(ld8_fn ld8, ld1_fn ld1, float *out, const float *p, const void *v, int64_t ld, int64_t n,
+                                   int64_t hd) {
     int64_t i = 0;
     for (; i + 8 <= hd; i += 8) {
         __m256 a[8];
         for (int l = 0; l < 8; l++) a[l] = _mm256_setzero_ps();
         int64_t j = 0;
         for (; j + 8 <= n; j += 8)
-            for (int l = 0; l < 8; l++)
-                a[l] = _mm256_fmadd_ps(_mm256_set1_ps(p[j + l]), _mm256_loadu_ps(v + (j + l) * ld + i), a[l]);
-        for (int l = 0; j + l < n; l++)
-            a[l] = _mm256_fmadd_ps(_mm256_set1_ps(p[j + l]), _mm256_loadu_ps(v + (j + l) * ld + i), a[l]);
+            for (int l = 0; l < 8; l++) a[l] = _mm256_fmadd_ps(_mm256_set1_ps(p[j + l]), ld8(v, (j + l) * ld + i), a[l]);
+        for (int l = 0; j + l < n; l++) a[l] = _mm256_fmadd_ps(_mm256_set1_ps(p[j + l]), ld8(v, (j + l) * ld + i), a[l]);
         __m256 even = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
         __m256 odd = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
         _mm256_storeu_ps(out + i, _mm256_add_ps(even, odd));
     }
     for (; i < hd; i++) {
         float a[8] = {0};
-        for (int64_t j = 0; j < n; j++) a[j & 7] = fmaf(p[j], v[j * ld + i], a[j & 7]);
+        for (int64_t j = 0; j < n; j++) a[j & 7] = fmaf(p[j], ld1(v, j * ld + i), a[j & 7]);
         out[i] = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
     }
 }
 
-/* p . V for a lone token: dot_f32's order over the positions (residue j % 32 picks one of 32
+/* p . V for a lone token: dot_steps32's order over the positions (residue j % 32 picks one of 32
  * accumulators), which is what llama.cpp runs for one-token batches. */
-static void pv_one(float *out, const float *p, const float *v, int64_t ld, int64_t n, int64_t hd) {
+static ALWAYS_INLINE void pv_one(ld8_fn ld8, ld1_fn ld1, float *out, const float *p, const void *v, int64_t ld, int64_t n,
+                                 int64_t hd) {
     int64_t i = 0;
     for (; i + 8 <= hd; i += 8) {
         __m256 a[32];
         for (int l = 0; l < 32; l++) a[l] = _mm256_setzero_ps();
-        for (int64_t j = 0; j < n; j++)
-            a[j & 31] = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * ld + i), a[j & 31]);
+        for (int64_t j = 0; j < n; j++) a[j & 31] = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), ld8(v, j * ld + i), a[j & 31]);
         __m256 b[8];
         for (int l = 0; l < 8; l++) b[l] = _mm256_add_ps(_mm256_add_ps(a[l], a[16 + l]), _mm256_add_ps(a[8 + l], a[24 + l]));
         __m256 lo = _mm256_add_ps(_mm256_add_ps(b[0], b[4]), _mm256_add_ps(b[1], b[5]));
@@ -369,17 +377,40 @@ static void pv_one(float *out, const float *p, const float *v, int64_t ld, int64
     }
     for (; i < hd; i++) {
         float a[32] = {0}, b[8];
-        for (int64_t j = 0; j < n; j++) a[j & 31] = fmaf(p[j], v[j * ld + i], a[j & 31]);
+        for (int64_t j = 0; j < n; j++) a[j & 31] = fmaf(p[j], ld1(v, j * ld + i), a[j & 31]);
         for (int l = 0; l < 8; l++) b[l] = (a[l] + a[16 + l]) + (a[8 + l] + a[24 + l]);
         out[i] = ((b[0] + b[4]) + (b[1] + b[5])) + ((b[2] + b[6]) + (b[3] + b[7]));
     }
 }
 
-static void attn(float *out, const float *q, const float *k, const float *v, int64_t ld, int64_t n, int64_t hd, float scale,
-                 float *scores, int one_token) {
-    for (int64_t j = 0; j < n; j++) scores[j] = dot_f32(q, k + j * ld, hd) * scale;
+/* float -> nearest F16 -> float, 8 at a time */
+static void round_to_f16(float *dst, const float *src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT)));
+    for (; i < n; i++) dst[i] = _cvtsh_ss(_cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT));
+}
+
+static void attn(float *out, const float *q, const void *k, const void *v, int64_t ld, int64_t n, int64_t hd, float scale,
+                 float *scores, int one_token, int f16) {
+    if (!f16) {
+        for (int64_t j = 0; j < n; j++) scores[j] = dot_steps32(ld8_f32, ld1_f32, q, (const float *)k + j * ld, hd) * scale;
+        softmax(scores, n);
+        if (one_token) pv_one(ld8_f32, ld1_f32, out, scores, v, ld, n, hd);
+        else pv_batch(ld8_f32, ld1_f32, out, scores, v, ld, n, hd);
+        return;
+    }
+    /* llama.cpp's F16 cache: q and the weights are converted to F16 for the F16 products */
+    float qh[LFM_MAX_HEAD_DIM];
+    round_to_f16(qh, q, hd);
+    for (int64_t j = 0; j < n; j++) {
+        const uint16_t *kj = (const uint16_t *)k + j * ld;
+        scores[j] = (one_token || hd % 8 ? dot_steps32(ld8_f16, ld1_f16, qh, kj, hd) : dot_steps8(ld8_f16, qh, kj, hd)) * scale;
+    }
     softmax(scores, n);
-    (one_token ? pv_one : pv_batch)(out, scores, v, ld, n, hd);
+    round_to_f16(scores, scores, n);
+    if (one_token) pv_one(ld8_f16, ld1_f16, out, scores, v, ld, n, hd);
+    else pv_batch(ld8_f16, ld1_f16, out, scores, v, ld, n, hd);
 }
 
 static void f16_to_f32(float *dst, const uint16_t *src, int64_t n) {

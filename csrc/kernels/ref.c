@@ -118,19 +118,24 @@ static void conv(float *out, int64_t ld_out, const float *v, int64_t ld_v, int64
 
 /* ---- attention for one head ---- */
 
-static void attn(float *out, const float *q, const float *k, const float *v, int64_t ld, int64_t n, int64_t hd, float scale,
-                 float *scores, int one_token) {
+static float ref_round_f16(float x) { return lfm_half_to_float(lfm_float_to_half(x)); }
+
+static void attn(float *out, const float *q, const void *k, const void *v, int64_t ld, int64_t n, int64_t hd, float scale,
+                 float *scores, int one_token, int f16) {
     (void)one_token; /* the reference sums in plain order either way */
+    const float *kf = k, *vf = v;
+    const uint16_t *kh = k, *vh = v;
     for (int64_t j = 0; j < n; j++) {
         float s = 0;
-        for (int64_t i = 0; i < hd; i++) s += q[i] * k[j * ld + i];
+        for (int64_t i = 0; i < hd; i++)
+            s += f16 ? ref_round_f16(q[i]) * lfm_half_to_float(kh[j * ld + i]) : q[i] * kf[j * ld + i];
         scores[j] = s * scale;
     }
     softmax(scores, n);
     for (int64_t i = 0; i < hd; i++) out[i] = 0;
     for (int64_t j = 0; j < n; j++) {
-        float p = scores[j];
-        for (int64_t i = 0; i < hd; i++) out[i] += p * v[j * ld + i];
+        float p = f16 ? ref_round_f16(scores[j]) : scores[j];
+        for (int64_t i = 0; i < hd; i++) out[i] += p * (f16 ? lfm_half_to_float(vh[j * ld + i]) : vf[j * ld + i]);
     }
 }
 

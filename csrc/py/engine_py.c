@@ -231,10 +231,10 @@ static PyObject *model_describe(PyModel *self, PyObject *noargs) {
 static void free_buffer_capsule(PyObject *cap) { free(PyCapsule_GetPointer(cap, "liquidlfm.logits")); }
 
 static PyObject *model_forward(PyModel *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"ids", "n_threads", "n_batch", NULL};
+    static char *kwlist[] = {"ids", "n_threads", "n_batch", "kv_f16", NULL};
     PyObject *ids;
-    int n_threads = 0, n_batch = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|ii", kwlist, &ids, &n_threads, &n_batch)) return NULL;
+    int n_threads = 0, n_batch = 0, kv_f16 = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|iip", kwlist, &ids, &n_threads, &n_batch, &kv_f16)) return NULL;
     if (model_check(self) < 0) return NULL;
     const int32_t V = self->m->cfg.n_vocab;
     lfm_token *toks;
@@ -244,6 +244,7 @@ static PyObject *model_forward(PyModel *self, PyObject *args, PyObject *kw) {
     cp.n_ctx = n;
     cp.n_batch = n_batch;
     cp.n_threads = n_threads;
+    cp.kv_f16 = kv_f16;
     lfm_ctx *c = NULL;
     float *logits = NULL;
     lfm_status st;
@@ -356,10 +357,12 @@ static int ctx_check(PyCtx *self) {
 }
 
 static int ctx_init(PyCtx *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"model", "n_ctx", "n_batch", "n_threads", NULL};
+    static char *kwlist[] = {"model", "n_ctx", "n_batch", "n_threads", "kv_f16", NULL};
     PyObject *model;
-    int n_ctx = 0, n_batch = 0, n_threads = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!|iii", kwlist, &PyModel_Type, &model, &n_ctx, &n_batch, &n_threads)) return -1;
+    int n_ctx = 0, n_batch = 0, n_threads = 0, kv_f16 = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!|iiip", kwlist, &PyModel_Type, &model, &n_ctx, &n_batch, &n_threads,
+                                     &kv_f16))
+        return -1;
     if (self->c) {
         PyErr_SetString(PyExc_RuntimeError, "Ctx already initialised");
         return -1;
@@ -371,7 +374,7 @@ static int ctx_init(PyCtx *self, PyObject *args, PyObject *kw) {
         return -1;
     }
     lfm_ctx_params cp = lfm_ctx_default_params();
-    cp.n_ctx = n_ctx, cp.n_batch = n_batch, cp.n_threads = n_threads;
+    cp.n_ctx = n_ctx, cp.n_batch = n_batch, cp.n_threads = n_threads, cp.kv_f16 = kv_f16;
     lfm_ctx *c = NULL;
     lfm_status st;
     char err[1024];
@@ -671,19 +674,31 @@ static PyObject *py_kernel(PyObject *mod, PyObject *args) {
             Py_XDECREF(out);
             Py_XDECREF(st);
         }
-    } else if ((strcmp(name, "attn") == 0 || strcmp(name, "attn1") == 0) && n_arr == 3 && n_sc == 1 && PyArray_NDIM(A[1]) == 2 && PyArray_NDIM(A[2]) == 2 &&
+    } else if (strncmp(name, "attn", 4) == 0 && (!name[4] || !strcmp(name + 4, "1") || !strcmp(name + 4, "_f16") ||
+                                                 !strcmp(name + 4, "1_f16")) &&
+               n_arr == 3 && n_sc == 1 && PyArray_NDIM(A[1]) == 2 && PyArray_NDIM(A[2]) == 2 &&
                PyArray_DIM(A[1], 0) == PyArray_DIM(A[2], 0) && PyArray_DIM(A[1], 1) == PyArray_DIM(A[2], 1) &&
-               SIZE(A[0]) <= PyArray_DIM(A[1], 1) && PyArray_DIM(A[1], 0) > 0) {
-        /* q (hd), K (n, ld), V (n, ld), scale: head at columns [0, hd) */
-        int64_t n = PyArray_DIM(A[1], 0), hd = SIZE(A[0]);
+               SIZE(A[0]) <= PyArray_DIM(A[1], 1) && SIZE(A[0]) <= LFM_MAX_HEAD_DIM && PyArray_DIM(A[1], 0) > 0) {
+        /* q (hd), K (n, ld), V (n, ld), scale: head at columns [0, hd). "1": a one-token batch;
+         * "_f16": K and V stored as F16 first */
+        int64_t n = PyArray_DIM(A[1], 0), hd = SIZE(A[0]), ld = PyArray_DIM(A[1], 1);
+        int one = name[4] == '1', f16 = strstr(name, "_f16") != NULL;
         float *scores = PyMem_Malloc((size_t)n * sizeof(float));
-        if (!scores) {
+        uint16_t *kh = f16 ? PyMem_Malloc((size_t)(n * ld) * 2) : NULL, *vh = f16 ? PyMem_Malloc((size_t)(n * ld) * 2) : NULL;
+        if (!scores || (f16 && (!kh || !vh))) {
+            PyMem_Free(scores), PyMem_Free(kh), PyMem_Free(vh);
             PyErr_NoMemory();
             goto done;
         }
-        if ((res = OUT_LIKE(A[0]))) k->attn(D((PyArrayObject *)res), D(A[0]), D(A[1]), D(A[2]), PyArray_DIM(A[1], 1), n, hd, (float)sc, scores,
-                                             name[4] == '1');
-        PyMem_Free(scores);
+        if (f16)
+            for (int64_t i = 0; i < n * ld; i++) {
+                kh[i] = lfm_float_to_half(D(A[1])[i]);
+                vh[i] = lfm_float_to_half(D(A[2])[i]);
+            }
+        if ((res = OUT_LIKE(A[0])))
+            k->attn(D((PyArrayObject *)res), D(A[0]), f16 ? (const void *)kh : D(A[1]), f16 ? (const void *)vh : D(A[2]), ld, n,
+                    hd, (float)sc, scores, one, f16);
+        PyMem_Free(scores), PyMem_Free(kh), PyMem_Free(vh);
     } else {
         PyErr_Format(PyExc_ValueError, "unknown kernel '%s' or bad arguments", name);
     }
