@@ -276,11 +276,6 @@ INLINE void k4_scales(const uint8_t *s, __m256i *sc, __m256i *mn2) {
  * one-token kernel, one per 64 elements in its 4-token GEMM (mode K4_GEMM4). */
 enum { K4_BLOCK = 0, K5 = 1, K4_GEMM4 = 2, K5_TILED = 3 };
 
-/* min j (0..7) of a Q4_K/Q5_K block's packed 6-bit scales */
-INLINE int k4_min(const uint8_t *s, int j) {
-    return j < 4 ? s[j + 4] & 63 : (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-}
-
 INLINE void tile_q45_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
                        const int NR, const int NT, const int mode) {
     const int five = mode == K5 || mode == K5_TILED;
@@ -317,6 +312,11 @@ INLINE void tile_q45_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x
                 }
                 __m256i s_lo = _mm256_shuffle_epi8(sc, bcast16_idx(2 * c));
                 __m256i s_hi = _mm256_shuffle_epi8(sc, bcast16_idx(2 * c + 1));
+                uint8_t unused_sc, mn_lo = 0, mn_hi = 0; /* this chunk's two mins (K4_GEMM4) */
+                if (mode == K4_GEMM4) {
+                    lfm_k4_scale_min(2 * c, wsc, &unused_sc, &mn_lo);
+                    lfm_k4_scale_min(2 * c + 1, wsc, &unused_sc, &mn_hi);
+                }
                 for (int t = 0; t < NT; t++) {
                     __m256i y0 = _mm256_loadu_si256((const __m256i *)(yb[t]->qs + 64 * c));
                     __m256i y1 = _mm256_loadu_si256((const __m256i *)(yb[t]->qs + 64 * c + 32));
@@ -325,7 +325,7 @@ INLINE void tile_q45_K(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x
                     if (mode == K4_GEMM4) {
                         const float dd = h2f(wd) * yb[t]->d, ddmin = h2f(wdmin) * yb[t]->d;
                         const int16_t *bs = yb[t]->bsums + 4 * c;
-                        const int mins = k4_min(wsc, 2 * c) * (bs[0] + bs[1]) + k4_min(wsc, 2 * c + 1) * (bs[2] + bs[3]);
+                        const int mins = mn_lo * (bs[0] + bs[1]) + mn_hi * (bs[2] + bs[3]);
                         sacc[r][t] = fmaf((float)hsum_epi32(_mm256_add_epi32(p0, p1)), dd, sacc[r][t]);
                         macc[r][t] = fmaf((float)mins, ddmin, macc[r][t]);
                     } else {
