@@ -155,36 +155,26 @@ static void dq_q3_K(const lfm_block_q3_K *b, float *y) {
     }
 }
 
-static void dq_q4_K(const lfm_block_q4_K *b, float *y) {
-    float d = lfm_half_to_float(b->d), dmin = lfm_half_to_float(b->dmin);
+/* Q4_K, and Q5_K when qh supplies each element's fifth bit (NULL for Q4_K) */
+static void dq_k4(lfm_half dh, lfm_half dminh, const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, float *y) {
+    float d = lfm_half_to_float(dh), dmin = lfm_half_to_float(dminh);
     for (int j = 0; j < 8; j++) {
         uint8_t sc, mn;
-        lfm_k4_scale_min(j, b->scales, &sc, &mn);
+        lfm_k4_scale_min(j, scales, &sc, &mn);
         float dj = d * (float)sc, mj = dmin * (float)mn;
-        const uint8_t *q = b->qs + (j / 2) * 32;
+        const uint8_t *q = qs + (j / 2) * 32;
         int shift = (j % 2) * 4;
         for (int l = 0; l < 32; l++) {
-            float p = dj * (float)((q[l] >> shift) & 0x0f);
-            y[j * 32 + l] = p - mj;
-        }
-    }
-}
-
-static void dq_q5_K(const lfm_block_q5_K *b, float *y) {
-    float d = lfm_half_to_float(b->d), dmin = lfm_half_to_float(b->dmin);
-    for (int j = 0; j < 8; j++) {
-        uint8_t sc, mn;
-        lfm_k4_scale_min(j, b->scales, &sc, &mn);
-        float dj = d * (float)sc, mj = dmin * (float)mn;
-        const uint8_t *q = b->qs + (j / 2) * 32;
-        int shift = (j % 2) * 4;
-        for (int l = 0; l < 32; l++) {
-            int v = ((q[l] >> shift) & 0x0f) | ((b->qh[l] >> j) & 1) << 4;
+            int v = (q[l] >> shift) & 0x0f;
+            if (qh) v |= ((qh[l] >> j) & 1) << 4;
             float p = dj * (float)v;
             y[j * 32 + l] = p - mj;
         }
     }
 }
+
+static void dq_q4_K(const lfm_block_q4_K *b, float *y) { dq_k4(b->d, b->dmin, b->scales, b->qs, NULL, y); }
+static void dq_q5_K(const lfm_block_q5_K *b, float *y) { dq_k4(b->d, b->dmin, b->scales, b->qs, b->qh, y); }
 
 static void dq_q6_K(const lfm_block_q6_K *b, float *y) {
     float d = lfm_half_to_float(b->d);

@@ -190,23 +190,32 @@ static float dot_q3_K(int64_t n, const void *wv, const void *xv) {
     return sum;
 }
 
+/* One Q4_K block, or a Q5_K block when qh supplies each element's fifth bit (NULL for Q4_K),
+ * against a Q8_K block */
+static float dot_k4_block(lfm_half d, lfm_half dmin, const uint8_t *scales, const uint8_t *qs, const uint8_t *qh,
+                          const lfm_block_q8_K *x) {
+    int isum = 0, summ = 0;
+    for (int j = 0; j < 8; j++) {
+        uint8_t sc, mn;
+        lfm_k4_scale_min(j, scales, &sc, &mn);
+        const uint8_t *q = qs + (j / 2) * 32;
+        int shift = (j % 2) * 4, s = 0;
+        for (int l = 0; l < 32; l++) {
+            int v = (q[l] >> shift) & 0x0f;
+            if (qh) v |= ((qh[l] >> j) & 1) << 4;
+            s += v * x->qs[j * 32 + l];
+        }
+        isum += sc * s;
+        summ += mn * (x->bsums[2 * j] + x->bsums[2 * j + 1]);
+    }
+    return x->d * lfm_half_to_float(d) * (float)isum - x->d * lfm_half_to_float(dmin) * (float)summ;
+}
+
 static float dot_q4_K(int64_t n, const void *wv, const void *xv) {
     const lfm_block_q4_K *w = wv;
     const lfm_block_q8_K *x = xv;
     float sum = 0.0f;
-    for (int64_t i = 0; i < n / LFM_QK_K; i++) {
-        int isum = 0, summ = 0;
-        for (int j = 0; j < 8; j++) {
-            uint8_t sc, mn;
-            lfm_k4_scale_min(j, w[i].scales, &sc, &mn);
-            const uint8_t *q = w[i].qs + (j / 2) * 32;
-            int shift = (j % 2) * 4, s = 0;
-            for (int l = 0; l < 32; l++) s += ((q[l] >> shift) & 0x0f) * x[i].qs[j * 32 + l];
-            isum += sc * s;
-            summ += mn * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]);
-        }
-        sum += x[i].d * lfm_half_to_float(w[i].d) * (float)isum - x[i].d * lfm_half_to_float(w[i].dmin) * (float)summ;
-    }
+    for (int64_t i = 0; i < n / LFM_QK_K; i++) sum += dot_k4_block(w[i].d, w[i].dmin, w[i].scales, w[i].qs, NULL, &x[i]);
     return sum;
 }
 
@@ -214,20 +223,7 @@ static float dot_q5_K(int64_t n, const void *wv, const void *xv) {
     const lfm_block_q5_K *w = wv;
     const lfm_block_q8_K *x = xv;
     float sum = 0.0f;
-    for (int64_t i = 0; i < n / LFM_QK_K; i++) {
-        int isum = 0, summ = 0;
-        for (int j = 0; j < 8; j++) {
-            uint8_t sc, mn;
-            lfm_k4_scale_min(j, w[i].scales, &sc, &mn);
-            const uint8_t *q = w[i].qs + (j / 2) * 32;
-            int shift = (j % 2) * 4, s = 0;
-            for (int l = 0; l < 32; l++)
-                s += (((q[l] >> shift) & 0x0f) | ((w[i].qh[l] >> j) & 1) << 4) * x[i].qs[j * 32 + l];
-            isum += sc * s;
-            summ += mn * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]);
-        }
-        sum += x[i].d * lfm_half_to_float(w[i].d) * (float)isum - x[i].d * lfm_half_to_float(w[i].dmin) * (float)summ;
-    }
+    for (int64_t i = 0; i < n / LFM_QK_K; i++) sum += dot_k4_block(w[i].d, w[i].dmin, w[i].scales, w[i].qs, w[i].qh, &x[i]);
     return sum;
 }
 
