@@ -7,46 +7,39 @@
 
 /* ---- matmul rows ---- */
 
-static void gemm_f32(const void *W_, int64_t K, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy, int64_t r0,
-                     int64_t r1) {
-    const float *W = W_;
+/* weight k of row w as a float */
+static float w_f32(const void *w, int64_t k) { return ((const float *)w)[k]; }
+static float w_f16(const void *w, int64_t k) { return lfm_f16_to_f32(((const uint16_t *)w)[k]); }
+static float w_bf16(const void *w, int64_t k) { return lfm_bf16_to_f32(((const uint16_t *)w)[k]); }
+
+/* always inlined, so each caller gets its weight reader inlined (this is also the kernel of CPUs
+ * without AVX2) */
+static inline __attribute__((always_inline)) void gemm_rows(float (*weight)(const void *, int64_t), size_t wbytes, const void *W, int64_t K, const float *X,
+                      int64_t ldx, int64_t T, float *Y, int64_t ldy, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
-        const float *w = W + r * K;
+        const void *w = (const char *)W + (size_t)(r * K) * wbytes;
         for (int64_t t = 0; t < T; t++) {
             const float *x = X + t * ldx;
             float s = 0;
-            for (int64_t k = 0; k < K; k++) s += w[k] * x[k];
+            for (int64_t k = 0; k < K; k++) s += weight(w, k) * x[k];
             Y[t * ldy + r] = s;
         }
     }
 }
 
-static void gemm_f16(const void *W_, int64_t K, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy, int64_t r0,
+static void gemm_f32(const void *W, int64_t K, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy, int64_t r0,
                      int64_t r1) {
-    const uint16_t *W = W_;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint16_t *w = W + r * K;
-        for (int64_t t = 0; t < T; t++) {
-            const float *x = X + t * ldx;
-            float s = 0;
-            for (int64_t k = 0; k < K; k++) s += lfm_f16_to_f32(w[k]) * x[k];
-            Y[t * ldy + r] = s;
-        }
-    }
+    gemm_rows(w_f32, 4, W, K, X, ldx, T, Y, ldy, r0, r1);
 }
 
-static void gemm_bf16(const void *W_, int64_t K, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy, int64_t r0,
+static void gemm_f16(const void *W, int64_t K, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy, int64_t r0,
+                     int64_t r1) {
+    gemm_rows(w_f16, 2, W, K, X, ldx, T, Y, ldy, r0, r1);
+}
+
+static void gemm_bf16(const void *W, int64_t K, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy, int64_t r0,
                       int64_t r1) {
-    const uint16_t *W = W_;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint16_t *w = W + r * K;
-        for (int64_t t = 0; t < T; t++) {
-            const float *x = X + t * ldx;
-            float s = 0;
-            for (int64_t k = 0; k < K; k++) s += lfm_bf16_to_f32(w[k]) * x[k];
-            Y[t * ldy + r] = s;
-        }
-    }
+    gemm_rows(w_bf16, 2, W, K, X, ldx, T, Y, ldy, r0, r1);
 }
 
 /* ---- element-wise ---- */
