@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.signals import restore_default_sigint
+
 REPO = Path(__file__).resolve().parents[1]
 
 RUNNER = (
@@ -66,7 +68,8 @@ def test_bad_flag_values_exit_cleanly():
 def test_ctrl_c_exits_cleanly():
     code = RUNNER.format(repo=str(REPO), delay=0.01)
     p = subprocess.Popen([sys.executable, "-c", code, "generate", "-m", "fake", "-n", "100000", "go"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(REPO))
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(REPO),
+                         preexec_fn=restore_default_sigint)
     # wait until it is generating
     first = p.stdout.read(1)
     assert first
@@ -81,7 +84,7 @@ def test_ctrl_c_in_chat_stops_the_reply_only():
     code = RUNNER.format(repo=str(REPO), delay=0.01)
     p = subprocess.Popen([sys.executable, "-c", code, "chat", "-m", "fake", "-n", "100000"],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         cwd=str(REPO))
+                         cwd=str(REPO), preexec_fn=restore_default_sigint)
     p.stdin.write("tell me everything\n")
     p.stdin.flush()
     assert p.stdout.read(1)

@@ -270,7 +270,7 @@ def test_one_session_two_threads_raises(model):
         list(it)
 
 
-def test_keyboard_interrupt_leaves_session_consistent(model):
+def test_keyboard_interrupt_leaves_session_consistent(model, sigint_raises_keyboard_interrupt):
     with model.session(n_ctx=4096) as s:
         timer = threading.Timer(0.3, _thread.interrupt_main)
         timer.start()

@@ -488,7 +488,7 @@ def test_keyboard_interrupt_mid_generation_leaves_session_consistent():
     assert r.token_ids == FakeModel().generate("interrupt me", max_tokens=10, **GREEDY).token_ids
 
 
-def test_sigint_from_another_thread_stops_within_a_token():
+def test_sigint_from_another_thread_stops_within_a_token(sigint_raises_keyboard_interrupt):
     m = FakeModel()
     m.step_delay = 0.005
     s = m.session()

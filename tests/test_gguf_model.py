@@ -11,7 +11,7 @@ import pytest
 import liquidlfm as lfm
 from liquidlfm.gguf import read_gguf, read_metadata
 from liquidlfm.quantize import quantize_hf, main as quantize_main
-from tests.fixtures.gguf_models import cpu_runs_our_llama_paths, hf_to_gguf, llama_quantize, make_tiny_hf
+from tests.fixtures.gguf_models import hf_to_gguf, require_exact_llama_reference, llama_quantize, make_tiny_hf
 
 N_POS = 256
 SHAPE = dict(vocab_size=512, hidden_size=256, n_layers=6,
@@ -150,6 +150,7 @@ def test_logits_vs_llama_cpp(hf32, f32_gguf, gguf_dir, qtype, source):
     """Two paths, each against llama.cpp's own: a 256-token batch (prefill) and 256 one-token steps
     (generation). llama.cpp rounds differently in the two (its one-token attention and its K-quant
     kernels for 4+ or 8+ token batches sum in another order); we follow it in both."""
+    require_exact_llama_reference()
     path = gguf_dir / f"m-{qtype}-{source}.gguf"
     if source == "gguf":
         path = f32_gguf if qtype == "f32" else hf_to_gguf(hf32, path, qtype)
@@ -163,15 +164,15 @@ def test_logits_vs_llama_cpp(hf32, f32_gguf, gguf_dir, qtype, source):
     PARITY[f"{qtype}" + ("" if source == "gguf" else f" ({source})")] = (source, *batch, *step)
     for top1, mx, mean in (batch, step):
         assert top1 >= 0.99, (qtype, batch, step)  # the issue's bar
-        if cpu_runs_our_llama_paths():
-            # bit for bit, but F32 one-token steps: llama.cpp's F32 matmul for one token sums in an
-            # order we do not copy (F32 GGUFs are a test format, not a deployment one)
-            assert mx == 0.0 or (qtype == "f32" and mx < 1e-4), (qtype, batch, step)
+        # bit for bit, but F32 one-token steps: llama.cpp's F32 matmul for one token sums in an
+        # order we do not copy (F32 GGUFs are a test format, not a deployment one)
+        assert mx == 0.0 or (qtype == "f32" and mx < 1e-4), (qtype, batch, step)
 
 
 @pytest.mark.parametrize("qtype,source", [("q8_0", "gguf"), ("q4_0", "gguf"), ("q4_k_m", "llama"), ("q6_k", "llama")])
 def test_f16_cache_vs_default_llama_cpp(hf32, f32_gguf, gguf_dir, qtype, source):
     """kv_cache="f16" against llama.cpp with its default settings (F16 KV cache): both paths."""
+    require_exact_llama_reference()
     path = gguf_dir / f"m-{qtype}-{source}.gguf"
     if not path.exists():
         if source == "gguf":
@@ -184,8 +185,7 @@ def test_f16_cache_vs_default_llama_cpp(hf32, f32_gguf, gguf_dir, qtype, source)
     PARITY[f"{qtype} F16 KV vs default llama.cpp"] = (source, *batch, *step)
     for top1, mx, _ in (batch, step):
         assert top1 >= 0.99, (qtype, batch, step)
-        if cpu_runs_our_llama_paths():
-            assert mx == 0.0, (qtype, batch, step)
+        assert mx == 0.0, (qtype, batch, step)
 
 
 @pytest.mark.parametrize("qtype", ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"])

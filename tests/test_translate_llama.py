@@ -24,7 +24,7 @@ import pytest
 
 import liquidlfm as lfm
 from liquidlfm.translate import Translator
-from tests.fixtures.gguf_models import cpu_runs_our_llama_paths
+from tests.fixtures.gguf_models import require_exact_llama_reference
 
 FULL = os.environ.get("LIQUIDLFM_E2E_FULL") == "1"
 ATTN = (2, 5, 8, 10, 12, 14)
@@ -117,6 +117,8 @@ def report():
 def test_greedy_tokens_identical_to_llama_cpp(files, quant, kv_cache):
     import llama_cpp
 
+    require_exact_llama_reference()
+
     path = str(files[quant])
     model = lfm.load(path, n_threads=1, kv_cache=kv_cache)  # one thread each: exactness does not
     # depend on it, and the machine running the tests is shared
@@ -150,8 +152,7 @@ def test_greedy_tokens_identical_to_llama_cpp(files, quant, kv_cache):
             if not near_tie:
                 unexplained.append((i, k, gap_ours, gap_llama, diff))
         assert not unexplained, unexplained
-        if cpu_runs_our_llama_paths():
-            assert all(r[3] == f"{N_GEN}/{N_GEN}" for r in REPORT if r[0] == f"{quant} {kv_cache} KV"), REPORT
+        assert all(r[3] == f"{N_GEN}/{N_GEN}" for r in REPORT if r[0] == f"{quant} {kv_cache} KV"), REPORT
     finally:
         llm.close()
         model.close()
