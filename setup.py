@@ -2,7 +2,7 @@
 
 Every csrc/**/*.c goes into one extension module. Files named *_avx2.c, *_avx512.c and *_neon.c
 hold kernels for one instruction set; they are compiled with that ISA's flags only, and the
-running CPU picks among them at run time (csrc/common.c), so the wheel never needs -march=native.
+running CPU picks among them at run time (csrc/base/cpu.c, csrc/kernels/), so the wheel never needs -march=native.
 
 LIQUIDLFM_SANITIZE=1 builds with AddressSanitizer + UBSan (run Python with libasan preloaded).
 LIQUIDLFM_DEBUG=1 builds with -O0 -g.

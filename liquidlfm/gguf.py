@@ -1,4 +1,4 @@
-"""Read GGUF files through liquidlfm's C reader (csrc/gguf.c).
+"""Read GGUF files through liquidlfm's C reader (csrc/format/gguf.c).
 
     >>> from liquidlfm.gguf import read_metadata, read_gguf
     >>> meta = read_metadata("LFM2-350M-Q4_0.gguf")

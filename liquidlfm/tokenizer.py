@@ -1,4 +1,4 @@
-r"""LFM2's tokenizer: byte-level BPE with the LLaMA-3-style pre-tokenizer, core in C (csrc/tokenizer.c).
+r"""LFM2's tokenizer: byte-level BPE with the LLaMA-3-style pre-tokenizer, core in C (csrc/text/tokenizer.c).
 
     tok = Tokenizer.from_dir("path/to/LFM2-350M")        # tokenizer.json (+ tokenizer_config.json)
     tok = Tokenizer.from_gguf("LFM2-350M-Q4_0.gguf")      # tokenizer.ggml.* metadata
@@ -20,7 +20,7 @@ sequences replaced by U+FFFD (= `tokenizers` Tokenizer.decode and transformers 5
 older transformers could apply clean_up_tokenization_spaces, " ." -> ".", which we never do).
 
 Unicode: the pre-tokenizer's \p{L} / \p{N} / \s classes are Unicode 16.0 tables
-(csrc/unicode_tables.c, tools/gen_unicode_tables.py), matching HF tokenizers' Oniguruma exactly on
+(csrc/text/unicode_tables.c, tools/gen_unicode_tables.py), matching HF tokenizers' Oniguruma exactly on
 every code point; llama.cpp ships its own tables, so characters whose category changed between
 Unicode versions could split differently there (none of the test text does).
 """
@@ -425,7 +425,7 @@ def _template_bos(post, data) -> Optional[int]:
 # ---- GGUF ----
 
 def _read_gguf_tokenizer_metadata(path: Path) -> dict:
-    """tokenizer.* keys through our C GGUF reader (csrc/gguf.c validates the whole header)."""
+    """tokenizer.* keys through our C GGUF reader (csrc/format/gguf.c validates the whole header)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
     from .gguf import read_tokenizer_metadata

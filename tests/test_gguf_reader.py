@@ -1,4 +1,4 @@
-"""liquidlfm's C GGUF reader (csrc/gguf.c via liquidlfm.gguf) against the `gguf` package's
+"""liquidlfm's C GGUF reader (csrc/format/gguf.c via liquidlfm.gguf) against the `gguf` package's
 GGUFReader on files written by gguf.GGUFWriter: every metadata value type, nested arrays, custom
 alignment, version 2 and 3, float and block-quantized tensors."""
 import numpy as np

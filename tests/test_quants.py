@@ -1,4 +1,4 @@
-"""Quantized block formats and kernels (csrc/quants) against the `gguf` package's reference
+"""Quantized block formats and kernels (csrc/kernels/quants, csrc/kernels/x86) against the `gguf` package's reference
 (gguf.quants) and against each other (the ISA kernels vs the scalar oracle)."""
 import os
 import subprocess

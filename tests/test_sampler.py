@@ -1,4 +1,4 @@
-"""The C sampler (csrc/sampler.c via _core.Sampler) against NumPy references of the same semantics
+"""The C sampler (csrc/text/sampler.c via _core.Sampler) against NumPy references of the same semantics
 and against transformers' logits processors."""
 import math
 import threading

@@ -1,4 +1,4 @@
-"""_core.generate_step (csrc/generate.c): the C step of the generation loop on the engine's context."""
+"""_core.generate_step (csrc/runtime/generate.c): the C step of the generation loop on the engine's context."""
 import numpy as np
 import pytest
 

@@ -1,7 +1,7 @@
-"""Generate csrc/unicode_tables.c: the character classes LFM2's pre-tokenizer regex needs.
+"""Generate csrc/text/unicode_tables.c: the character classes LFM2's pre-tokenizer regex needs.
 
     pip install unicodedata2==16.0.0        # dev-only; the package itself does not need it
-    python tools/gen_unicode_tables.py                # writes csrc/unicode_tables.c
+    python tools/gen_unicode_tables.py                # writes csrc/text/unicode_tables.c
     python tools/gen_unicode_tables.py --check        # also compares every code point with HF tokenizers
 
 Which Unicode version: the reference implementation is Hugging Face `tokenizers`, whose Split
@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "csrc" / "unicode_tables.c"
+OUT = ROOT / "csrc" / "text" / "unicode_tables.c"
 UNICODE_VERSION = "16.0.0"
 
 LETTER, NUMBER, SPACE = 1, 2, 4

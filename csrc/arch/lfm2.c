@@ -7,7 +7,7 @@
  *
  * Activations are F32 rows of a (T, width) matrix; every projection is one lfm_matmul over the
  * whole chunk, so prefill reads each weight once per chunk. */
-#include "../engine.h"
+#include "runtime/runtime.h"
 
 #include <math.h>
 #include <string.h>

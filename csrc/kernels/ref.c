@@ -1,6 +1,6 @@
 /* ref.c — scalar reference kernels: the oracle every ISA version is tested against, and the
  * kernel table used when LFM_KERNELS=ref or the CPU lacks AVX2/FMA/F16C. */
-#include "../engine.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 #include <string.h>

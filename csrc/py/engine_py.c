@@ -13,7 +13,7 @@
  */
 #include "pycommon.h"
 
-#include "../engine.h"
+#include "runtime/runtime.h"
 
 #include <string.h>
 #include <strings.h>

@@ -5,6 +5,7 @@
  *   _core.dequantize(type_id, buffer, n) -> float32 array [n]
  * liquidlfm/gguf.py and liquidlfm/quantize.py are the Python faces of these. */
 #include "pycommon.h"
+#include "format/format.h"
 
 #include <string.h>
 

@@ -12,7 +12,8 @@
 #endif
 #include <numpy/arrayobject.h>
 
-#include "../internal.h"
+#include "base/base.h"
+#include "model/model.h"
 
 /* Raise the Python exception for status (message from lfm_last_error()) and return NULL. */
 PyObject *lfm_py_raise(lfm_status status);

@@ -10,7 +10,7 @@
  */
 #include "pycommon.h"
 
-#include "../quants/quants.h"
+#include "kernels/kernels.h"
 
 #include <pthread.h>
 #include <time.h>

@@ -1,4 +1,4 @@
-/* sampler_py.c — _core.Sampler: the C sampler (csrc/sampler.c) as a Python object.
+/* sampler_py.c — _core.Sampler: the C sampler (csrc/text/sampler.c) as a Python object.
  *
  *     s = _core.Sampler(n_vocab, temperature=0.3, top_k=0, top_p=1.0, min_p=0.15,
  *                       repetition_penalty=1.05, presence_penalty=0.0, frequency_penalty=0.0,

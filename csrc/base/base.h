@@ -1,0 +1,73 @@
+/* base/base.h — the plumbing every other file uses: errors, CPU features, files,
+ * threads, profiling. Every OS call goes through base/, so porting to another OS changes one folder. */
+#ifndef LFM_BASE_H
+#define LFM_BASE_H
+
+#include "lfm.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- errors ---- */
+
+/* Record a printf-style message for lfm_last_error() on this thread and return status, so call
+ * sites read `return lfm_fail(LFM_ERR_FORMAT, "tensor '%s': expected ...", name);`. */
+lfm_status lfm_fail(lfm_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* ---- CPU features (detected once) ---- */
+
+typedef struct {
+    bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, avxvnni, neon, dotprod;
+    bool force_ref; /* LFM_KERNELS=ref in the environment */
+} lfm_cpu_features;
+
+const lfm_cpu_features *lfm_cpu(void);
+int lfm_n_cores(void);
+
+/* ---- files ---- */
+
+typedef struct {
+    void *addr;   /* read-only mapping of the whole file (NULL for an empty file) */
+    size_t size;
+} lfm_mapping;
+
+lfm_status lfm_map_file(const char *path, lfm_mapping *out);
+void lfm_unmap_file(lfm_mapping *m);
+
+/* ---- threads ---- */
+
+typedef struct lfm_threadpool lfm_threadpool;
+
+/* Workers are created once and sleep between jobs. n_threads counts the calling thread. */
+lfm_status lfm_threadpool_create(int n_threads, lfm_threadpool **out);
+void lfm_threadpool_free(lfm_threadpool *tp);
+int lfm_threadpool_n_threads(const lfm_threadpool *tp);
+/* Run fn(arg, ith, nth) on every thread (ith = 0 is the caller) and wait for all. */
+void lfm_threadpool_run(lfm_threadpool *tp, void (*fn)(void *arg, int ith, int nth), void *arg);
+
+/* ---- profiling (base/profile.c) ---- */
+
+/* Off unless LFM_PROFILE=1 in the environment or lfm_profile_enable(true): then lfm_matmul adds its
+ * wall time per weight name, so a decode step can be split into matmuls per weight and the rest. */
+bool lfm_profile_on(void);
+void lfm_profile_enable(bool on);
+double lfm_profile_now(void); /* seconds, monotonic */
+void lfm_profile_add(const char *name, double seconds, int64_t T);
+/* Copy up to cap entries (name, calls, rows, seconds) out; returns the number of entries. */
+typedef struct {
+    char name[96];
+    int64_t calls, rows;
+    double seconds;
+} lfm_profile_entry;
+int lfm_profile_get(lfm_profile_entry *out, int cap, bool reset);
+
+/* ---- misc ---- */
+
+static inline int64_t lfm_min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t lfm_max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+#endif /* LFM_BASE_H */

@@ -1,0 +1,34 @@
+/* errors.c — the thread-local error message behind lfm_last_error() and status names. */
+#include "base/base.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+/* ---- errors ---- */
+
+static _Thread_local char last_error[1024];
+
+lfm_status lfm_fail(lfm_status status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+const char *lfm_last_error(void) { return last_error; }
+
+const char *lfm_status_str(lfm_status s) {
+    switch (s) {
+    case LFM_OK: return "ok";
+    case LFM_ERR_IO: return "I/O error";
+    case LFM_ERR_FORMAT: return "invalid model file";
+    case LFM_ERR_UNSUPPORTED: return "unsupported model";
+    case LFM_ERR_OOM: return "out of memory";
+    case LFM_ERR_ARG: return "invalid argument";
+    case LFM_ERR_CTX_FULL: return "context full";
+    case LFM_ERR_ABORTED: return "aborted";
+    case LFM_ERR_BUSY: return "context busy";
+    }
+    return "unknown status";
+}

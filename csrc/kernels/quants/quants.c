@@ -1,0 +1,447 @@
+/* quants.c — ggml-compatible block formats: type traits, dequantize, quantize, activation
+ * quantization and the quantized matmul entry point with its run-time kernel choice.
+ *
+ * Dequantization follows the `gguf` package's reference (gguf.quants) operation by operation, so the
+ * floats are bit-identical; quantization of the 32-block types matches gguf.quants.quantize bit for
+ * bit (same float32 operations, same rounding). */
+#include "kernels/kernels.h"
+
+#include <stdlib.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+
+/* ---- type traits ---- */
+
+typedef struct {
+    const char *name;
+    int64_t block_elems;
+    size_t block_bytes;
+    lfm_type vec_dot_type;
+} type_traits;
+
+static const type_traits *traits(lfm_type t) {
+    static const type_traits tab[LFM_TYPE_SLOTS] = {
+        [LFM_TYPE_F32] = {"f32", 1, 4, LFM_TYPE_F32},
+        [LFM_TYPE_F16] = {"f16", 1, 2, LFM_TYPE_F32},
+        [LFM_TYPE_Q4_0] = {"q4_0", LFM_QK, sizeof(lfm_block_q4_0), LFM_TYPE_Q8_0},
+        [LFM_TYPE_Q4_1] = {"q4_1", LFM_QK, sizeof(lfm_block_q4_1), LFM_TYPE_Q8_1},
+        [LFM_TYPE_Q5_0] = {"q5_0", LFM_QK, sizeof(lfm_block_q5_0), LFM_TYPE_Q8_0},
+        [LFM_TYPE_Q5_1] = {"q5_1", LFM_QK, sizeof(lfm_block_q5_1), LFM_TYPE_Q8_1},
+        [LFM_TYPE_Q8_0] = {"q8_0", LFM_QK, sizeof(lfm_block_q8_0), LFM_TYPE_Q8_0},
+        [LFM_TYPE_Q8_1] = {"q8_1", LFM_QK, sizeof(lfm_block_q8_1), LFM_TYPE_Q8_1},
+        [LFM_TYPE_Q2_K] = {"q2_K", LFM_QK_K, sizeof(lfm_block_q2_K), LFM_TYPE_Q8_K},
+        [LFM_TYPE_Q3_K] = {"q3_K", LFM_QK_K, sizeof(lfm_block_q3_K), LFM_TYPE_Q8_K},
+        [LFM_TYPE_Q4_K] = {"q4_K", LFM_QK_K, sizeof(lfm_block_q4_K), LFM_TYPE_Q8_K},
+        [LFM_TYPE_Q5_K] = {"q5_K", LFM_QK_K, sizeof(lfm_block_q5_K), LFM_TYPE_Q8_K},
+        [LFM_TYPE_Q6_K] = {"q6_K", LFM_QK_K, sizeof(lfm_block_q6_K), LFM_TYPE_Q8_K},
+        [LFM_TYPE_Q8_K] = {"q8_K", LFM_QK_K, sizeof(lfm_block_q8_K), LFM_TYPE_Q8_K},
+        [LFM_TYPE_BF16] = {"bf16", 1, 2, LFM_TYPE_F32},
+    };
+    if ((int)t < 0 || (int)t >= LFM_TYPE_SLOTS || !tab[t].name) return NULL;
+    return &tab[t];
+}
+
+const char *lfm_type_name(lfm_type t) {
+    const type_traits *tt = traits(t);
+    return tt ? tt->name : NULL;
+}
+
+int64_t lfm_type_block_elems(lfm_type t) {
+    const type_traits *tt = traits(t);
+    return tt ? tt->block_elems : 0;
+}
+
+size_t lfm_type_block_bytes(lfm_type t) {
+    const type_traits *tt = traits(t);
+    return tt ? tt->block_bytes : 0;
+}
+
+bool lfm_type_is_quantized(lfm_type t) { return lfm_type_block_elems(t) > 1; }
+
+lfm_type lfm_type_vec_dot_type(lfm_type t) {
+    const type_traits *tt = traits(t);
+    return tt ? tt->vec_dot_type : LFM_TYPE_NONE;
+}
+
+static lfm_status check_row(lfm_type t, int64_t n, const char *what) {
+    const type_traits *tt = traits(t);
+    if (!tt) return lfm_fail(LFM_ERR_UNSUPPORTED, "%s: unknown tensor type %d", what, (int)t);
+    if (n < 0 || n % tt->block_elems != 0)
+        return lfm_fail(LFM_ERR_ARG, "%s %s: %lld elements is not a multiple of the block size %lld", what,
+                        tt->name, (long long)n, (long long)tt->block_elems);
+    return LFM_OK;
+}
+
+/* ---- dequantize (one operation at a time as gguf.quants does it: bit-identical floats) ---- */
+
+static void dq_q4_0(const lfm_block_q4_0 *b, float *y) {
+    float d = lfm_half_to_float(b->d);
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * (float)((b->qs[j] & 0x0f) - 8);
+        y[j + 16] = d * (float)((b->qs[j] >> 4) - 8);
+    }
+}
+
+static void dq_q4_1(const lfm_block_q4_1 *b, float *y) {
+    float d = lfm_half_to_float(b->d), m = lfm_half_to_float(b->m);
+    for (int j = 0; j < 16; j++) {
+        float p0 = d * (float)(b->qs[j] & 0x0f), p1 = d * (float)(b->qs[j] >> 4);
+        y[j] = p0 + m;
+        y[j + 16] = p1 + m;
+    }
+}
+
+static uint32_t load_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void dq_q5_0(const lfm_block_q5_0 *b, float *y) {
+    float d = lfm_half_to_float(b->d);
+    uint32_t qh = load_u32(b->qh);
+    for (int j = 0; j < 16; j++) {
+        int q0 = (b->qs[j] & 0x0f) | (int)((qh >> j) & 1) << 4;
+        int q1 = (b->qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+        y[j] = d * (float)(q0 - 16);
+        y[j + 16] = d * (float)(q1 - 16);
+    }
+}
+
+static void dq_q5_1(const lfm_block_q5_1 *b, float *y) {
+    float d = lfm_half_to_float(b->d), m = lfm_half_to_float(b->m);
+    uint32_t qh = load_u32(b->qh);
+    for (int j = 0; j < 16; j++) {
+        int q0 = (b->qs[j] & 0x0f) | (int)((qh >> j) & 1) << 4;
+        int q1 = (b->qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+        float p0 = d * (float)q0, p1 = d * (float)q1;
+        y[j] = p0 + m;
+        y[j + 16] = p1 + m;
+    }
+}
+
+static void dq_q8_0(const lfm_block_q8_0 *b, float *y) {
+    float d = lfm_half_to_float(b->d);
+    for (int j = 0; j < 32; j++) y[j] = (float)b->qs[j] * d;
+}
+
+static void dq_q2_K(const lfm_block_q2_K *b, float *y) {
+    float d = lfm_half_to_float(b->d), dmin = lfm_half_to_float(b->dmin);
+    for (int i = 0; i < 256; i++) {
+        int h = i / 128, s = (i / 32) % 4, l = i % 32;
+        int q = (b->qs[h * 32 + l] >> (2 * s)) & 3;
+        uint8_t sc = b->scales[i / 16];
+        float dl = d * (float)(sc & 0x0f), ml = dmin * (float)(sc >> 4);
+        float p = dl * (float)q;
+        y[i] = p - ml;
+    }
+}
+
+static int q3_K_scale(const uint8_t *s, int i) {
+    int lo = i < 8 ? (s[i] & 0x0f) : (s[i - 8] >> 4);
+    int hi = (s[8 + i % 4] >> (2 * (i / 4))) & 3;
+    return (int)(int8_t)(uint8_t)(lo | hi << 4) - 32;
+}
+
+static void dq_q3_K(const lfm_block_q3_K *b, float *y) {
+    float d = lfm_half_to_float(b->d);
+    for (int i = 0; i < 256; i++) {
+        int h = i / 128, s = (i / 32) % 4, l = i % 32;
+        int ql = (b->qs[h * 32 + l] >> (2 * s)) & 3;
+        int hb = (b->hmask[l] >> (i / 32)) & 1;
+        int q = ql - ((hb ^ 1) << 2);
+        float dl = d * (float)q3_K_scale(b->scales, i / 16);
+        y[i] = dl * (float)q;
+    }
+}
+
+/* Q4_K, and Q5_K when qh supplies each element's fifth bit (NULL for Q4_K) */
+static void dq_k4(lfm_half dh, lfm_half dminh, const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, float *y) {
+    float d = lfm_half_to_float(dh), dmin = lfm_half_to_float(dminh);
+    for (int j = 0; j < 8; j++) {
+        uint8_t sc, mn;
+        lfm_k4_scale_min(j, scales, &sc, &mn);
+        float dj = d * (float)sc, mj = dmin * (float)mn;
+        const uint8_t *q = qs + (j / 2) * 32;
+        int shift = (j % 2) * 4;
+        for (int l = 0; l < 32; l++) {
+            int v = (q[l] >> shift) & 0x0f;
+            if (qh) v |= ((qh[l] >> j) & 1) << 4;
+            float p = dj * (float)v;
+            y[j * 32 + l] = p - mj;
+        }
+    }
+}
+
+static void dq_q4_K(const lfm_block_q4_K *b, float *y) { dq_k4(b->d, b->dmin, b->scales, b->qs, NULL, y); }
+static void dq_q5_K(const lfm_block_q5_K *b, float *y) { dq_k4(b->d, b->dmin, b->scales, b->qs, b->qh, y); }
+
+static void dq_q6_K(const lfm_block_q6_K *b, float *y) {
+    float d = lfm_half_to_float(b->d);
+    for (int i = 0; i < 256; i++) {
+        int h = i / 128, r = i % 128;
+        int ql = (b->ql[h * 64 + r % 64] >> (4 * (r / 64))) & 0x0f;
+        int qh = (b->qh[h * 32 + r % 32] >> (2 * (r / 32))) & 3;
+        float dl = d * (float)b->scales[i / 16];
+        y[i] = dl * (float)((ql | qh << 4) - 32);
+    }
+}
+
+lfm_status lfm_dequantize_row(lfm_type t, const void *src, float *dst, int64_t n) {
+    lfm_status st = check_row(t, n, "dequantize");
+    if (st != LFM_OK) return st;
+    const uint8_t *s = src;
+    int64_t nb = n / lfm_type_block_elems(t);
+    size_t bs = lfm_type_block_bytes(t);
+    switch (t) {
+    case LFM_TYPE_F32: memcpy(dst, src, (size_t)n * 4); return LFM_OK;
+    case LFM_TYPE_F16:
+        for (int64_t i = 0; i < n; i++) {
+            lfm_half h;
+            memcpy(&h, s + 2 * i, 2);
+            dst[i] = lfm_half_to_float(h);
+        }
+        return LFM_OK;
+    case LFM_TYPE_BF16:
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, s + 2 * i, 2);
+            dst[i] = lfm_bf16_to_float(h);
+        }
+        return LFM_OK;
+    default: break;
+    }
+#define DQ_CASE(T, fn, blk)                                                                        \
+    case T:                                                                                        \
+        for (int64_t i = 0; i < nb; i++) fn((const blk *)(const void *)(s + i * bs), dst + i * lfm_type_block_elems(t)); \
+        return LFM_OK;
+    switch (t) {
+        DQ_CASE(LFM_TYPE_Q4_0, dq_q4_0, lfm_block_q4_0)
+        DQ_CASE(LFM_TYPE_Q4_1, dq_q4_1, lfm_block_q4_1)
+        DQ_CASE(LFM_TYPE_Q5_0, dq_q5_0, lfm_block_q5_0)
+        DQ_CASE(LFM_TYPE_Q5_1, dq_q5_1, lfm_block_q5_1)
+        DQ_CASE(LFM_TYPE_Q8_0, dq_q8_0, lfm_block_q8_0)
+        DQ_CASE(LFM_TYPE_Q2_K, dq_q2_K, lfm_block_q2_K)
+        DQ_CASE(LFM_TYPE_Q3_K, dq_q3_K, lfm_block_q3_K)
+        DQ_CASE(LFM_TYPE_Q4_K, dq_q4_K, lfm_block_q4_K)
+        DQ_CASE(LFM_TYPE_Q5_K, dq_q5_K, lfm_block_q5_K)
+        DQ_CASE(LFM_TYPE_Q6_K, dq_q6_K, lfm_block_q6_K)
+    default: break;
+    }
+#undef DQ_CASE
+    return lfm_fail(LFM_ERR_UNSUPPORTED, "dequantize: type %s is an activation format, not a weight type",
+                    lfm_type_name(t));
+}
+
+/* ---- quantize weights (the reference rounding of ggml / gguf.quants) ---- */
+
+static int trunc_clip(float v, int hi) {
+    int q = (int)v; /* v >= 0 here; NaN inputs are not supported */
+    return q < 0 ? 0 : q > hi ? hi : q;
+}
+
+/* Value of largest magnitude (first one on ties), as numpy's argmax(abs) picks it. */
+static float signed_absmax(const float *x, int n) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < n; j++) {
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    }
+    return max;
+}
+
+static void q_q4_0(const float *x, lfm_block_q4_0 *b) {
+    float max = signed_absmax(x, 32);
+    float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    b->d = lfm_float_to_half(d);
+    for (int j = 0; j < 16; j++) {
+        float a = x[j] * id, c = x[j + 16] * id;
+        int q0 = trunc_clip(a + 8.5f, 15), q1 = trunc_clip(c + 8.5f, 15);
+        b->qs[j] = (uint8_t)(q0 | q1 << 4);
+    }
+}
+
+static void q_q4_1(const float *x, lfm_block_q4_1 *b) {
+    float mn = x[0], mx = x[0];
+    for (int j = 1; j < 32; j++) {
+        mn = x[j] < mn ? x[j] : mn;
+        mx = x[j] > mx ? x[j] : mx;
+    }
+    float d = (mx - mn) / 15.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    b->d = lfm_float_to_half(d);
+    b->m = lfm_float_to_half(mn);
+    for (int j = 0; j < 16; j++) {
+        float a = (x[j] - mn) * id, c = (x[j + 16] - mn) * id;
+        int q0 = trunc_clip(a + 0.5f, 15), q1 = trunc_clip(c + 0.5f, 15);
+        b->qs[j] = (uint8_t)(q0 | q1 << 4);
+    }
+}
+
+static void q_q5_0(const float *x, lfm_block_q5_0 *b) {
+    float max = signed_absmax(x, 32);
+    float d = max / -16.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    b->d = lfm_float_to_half(d);
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        float a = x[j] * id, c = x[j + 16] * id;
+        int q0 = trunc_clip(a + 16.5f, 31), q1 = trunc_clip(c + 16.5f, 31);
+        b->qs[j] = (uint8_t)((q0 & 0x0f) | (q1 & 0x0f) << 4);
+        qh |= (uint32_t)(q0 >> 4) << j | (uint32_t)(q1 >> 4) << (j + 16);
+    }
+    for (int k = 0; k < 4; k++) b->qh[k] = (uint8_t)(qh >> (8 * k));
+}
+
+static void q_q5_1(const float *x, lfm_block_q5_1 *b) {
+    float mn = x[0], mx = x[0];
+    for (int j = 1; j < 32; j++) {
+        mn = x[j] < mn ? x[j] : mn;
+        mx = x[j] > mx ? x[j] : mx;
+    }
+    float d = (mx - mn) / 31.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    b->d = lfm_float_to_half(d);
+    b->m = lfm_float_to_half(mn);
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        float a = (x[j] - mn) * id, c = (x[j + 16] - mn) * id;
+        int q0 = trunc_clip(a + 0.5f, 31), q1 = trunc_clip(c + 0.5f, 31);
+        b->qs[j] = (uint8_t)((q0 & 0x0f) | (q1 & 0x0f) << 4);
+        qh |= (uint32_t)(q0 >> 4) << j | (uint32_t)(q1 >> 4) << (j + 16);
+    }
+    for (int k = 0; k < 4; k++) b->qh[k] = (uint8_t)(qh >> (8 * k));
+}
+
+static void q_q8_0(const float *x, lfm_block_q8_0 *b) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+    float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    b->d = lfm_float_to_half(d);
+    for (int j = 0; j < 32; j++) b->qs[j] = (int8_t)roundf(x[j] * id); /* half away from zero */
+}
+
+static uint16_t float_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 64); /* quiet NaN */
+    return (uint16_t)((u + (0x7fffu + ((u >> 16) & 1))) >> 16);
+}
+
+lfm_status lfm_quantize_row(lfm_type t, const float *src, void *dst, int64_t n) {
+    lfm_status st = check_row(t, n, "quantize");
+    if (st != LFM_OK) return st;
+    uint8_t *d = dst;
+    size_t bs = lfm_type_block_bytes(t);
+    int64_t nb = n / lfm_type_block_elems(t);
+    switch (t) {
+    case LFM_TYPE_F32: memcpy(dst, src, (size_t)n * 4); return LFM_OK;
+    case LFM_TYPE_F16:
+        for (int64_t i = 0; i < n; i++) {
+            lfm_half h = lfm_float_to_half(src[i]);
+            memcpy(d + 2 * i, &h, 2);
+        }
+        return LFM_OK;
+    case LFM_TYPE_BF16:
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h = float_to_bf16(src[i]);
+            memcpy(d + 2 * i, &h, 2);
+        }
+        return LFM_OK;
+    case LFM_TYPE_Q4_0: for (int64_t i = 0; i < nb; i++) q_q4_0(src + 32 * i, (lfm_block_q4_0 *)(void *)(d + i * bs)); return LFM_OK;
+    case LFM_TYPE_Q4_1: for (int64_t i = 0; i < nb; i++) q_q4_1(src + 32 * i, (lfm_block_q4_1 *)(void *)(d + i * bs)); return LFM_OK;
+    case LFM_TYPE_Q5_0: for (int64_t i = 0; i < nb; i++) q_q5_0(src + 32 * i, (lfm_block_q5_0 *)(void *)(d + i * bs)); return LFM_OK;
+    case LFM_TYPE_Q5_1: for (int64_t i = 0; i < nb; i++) q_q5_1(src + 32 * i, (lfm_block_q5_1 *)(void *)(d + i * bs)); return LFM_OK;
+    case LFM_TYPE_Q8_0: for (int64_t i = 0; i < nb; i++) q_q8_0(src + 32 * i, (lfm_block_q8_0 *)(void *)(d + i * bs)); return LFM_OK;
+    case LFM_TYPE_Q8_1:
+    case LFM_TYPE_Q8_K:
+        /* activation formats: the same encoding the matmul uses */
+        lfm_quantize_act_row(t, src, dst, n);
+        return LFM_OK;
+    default: break;
+    }
+    return lfm_fail(LFM_ERR_UNSUPPORTED, "quantize: no quantizer for type %s (supported: f32, f16, bf16, q4_0, "
+                    "q4_1, q5_0, q5_1, q8_0)", lfm_type_name(t));
+}
+
+/* ---- kernel choice and the matmul entry point ---- */
+
+static lfm_qkernels table_ref, table_best;
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+
+static void tables_init(void) {
+    lfm_qkernels_init_ref(&table_ref);
+    table_best = table_ref;
+    const lfm_cpu_features *f = lfm_cpu();
+    if (!f->force_ref) {
+#if defined(LFM_IS_X86)
+        if (f->avx2 && f->fma && f->f16c) lfm_qkernels_init_avx2(&table_best);
+        if (f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni) lfm_qkernels_init_avx512(&table_best);
+#endif
+#if defined(LFM_IS_ARM64)
+        if (f->neon && f->dotprod) lfm_qkernels_init_neon(&table_best);
+#endif
+    }
+}
+
+const lfm_qkernels *lfm_qkernels_get(void) {
+    pthread_once(&tables_once, tables_init);
+    return &table_best;
+}
+
+const lfm_qkernels *lfm_qkernels_ref(void) {
+    lfm_qkernels_get();
+    return &table_ref;
+}
+
+void lfm_quantize_act_row(lfm_type vec_dot_type, const float *x, void *dst, int64_t n) {
+    const lfm_qkernels *k = lfm_qkernels_get();
+    if ((int)vec_dot_type >= 0 && (int)vec_dot_type < LFM_TYPE_SLOTS && k->act[vec_dot_type]) {
+        k->act[vec_dot_type](x, dst, n);
+        return;
+    }
+    memcpy(dst, x, (size_t)n * sizeof(float)); /* float types: activations stay F32 */
+}
+
+/* Rows [r0, r1) of an X8 matrix inside one 8-row group (a thread's range need not start or end at
+ * a multiple of 8): the whole group through the X8 kernel with all T tokens at once (the kernels'
+ * rounding depends on the batch size, as llama.cpp's does), keeping the rows asked for, so every row
+ * of the matrix comes out of the same kernel whatever the split. */
+static void x8_group_part(lfm_qmm_fn fn, const lfm_tensor *W, size_t bw, const uint8_t *x, size_t bx, int64_t T,
+                          float *Y, int64_t ldy, int64_t r0, int64_t r1) {
+    int64_t g = r0 / 8 * 8;
+    float small[8 * 64];
+    float *y8 = T <= 64 ? small : malloc((size_t)T * 8 * sizeof(float));
+    if (!y8) { /* no memory for the buffer: one token at a time, rounded as one-token batches */
+        for (int64_t t = 0; t < T; t++) {
+            fn(W->ne[0], (const uint8_t *)W->data + (size_t)g * bw, bw, 8, x + (size_t)t * bx, bx, 1, small, 8);
+            for (int64_t r = r0; r < r1; r++) Y[t * ldy + r] = small[r - g];
+        }
+        return;
+    }
+    fn(W->ne[0], (const uint8_t *)W->data + (size_t)g * bw, bw, 8, x, bx, T, y8, 8);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t r = r0; r < r1; r++) Y[t * ldy + r] = y8[t * 8 + r - g];
+    if (y8 != small) free(y8);
+}
+
+void lfm_matmul_quant_rows(const lfm_tensor *W, const void *Xq, size_t xq_row_bytes, int64_t T, float *Y,
+                           int64_t ldy, int64_t r0, int64_t r1) {
+    if (r1 <= r0 || T <= 0) return;
+    const lfm_qkernels *k = lfm_qkernels_get();
+    if ((int)W->type < 0 || (int)W->type >= LFM_TYPE_SLOTS) return;
+    lfm_qmm_fn fn = k->mm[W->type];
+    if (!fn) return; /* lfm_model_validate rejects weight types without a kernel before we get here */
+    size_t bw = (size_t)(W->ne[0] / lfm_type_block_elems(W->type)) * lfm_type_block_bytes(W->type);
+    const uint8_t *w = W->data, *x = Xq;
+    if (W->layout == LFM_LAYOUT_X8) {
+        /* only repacked when the table has the kernel (model/repack.c), and the table never changes */
+        lfm_qmm_fn fx = k->mm_x8[W->type];
+        if (!fx) return;
+        int64_t a = lfm_min64((r0 + 7) / 8 * 8, r1), b = lfm_max64(r1 / 8 * 8, a);
+        if (r0 < a) x8_group_part(fx, W, bw, x, xq_row_bytes, T, Y, ldy, r0, a);
+        if (a < b) fx(W->ne[0], w + (size_t)a * bw, bw, b - a, x, xq_row_bytes, T, Y + a, ldy);
+        if (b < r1) x8_group_part(fx, W, bw, x, xq_row_bytes, T, Y, ldy, b, r1);
+        return;
+    }
+    fn(W->ne[0], w + (size_t)r0 * bw, bw, r1 - r0, x, xq_row_bytes, T, Y + r0, ldy);
+}

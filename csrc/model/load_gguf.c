@@ -1,0 +1,317 @@
+/* load_gguf.c — GGUF (arch "lfm2") → struct lfm_model.
+ *
+ * Metadata (reference §5.3) becomes lfm_config; tensors (§5.4) become views into the mapping,
+ * which the model owns. Shapes are checked here against the config; 1-D weights (norms) and the
+ * short-conv kernel are converted to F32 owned buffers when the file stores them otherwise.
+ * Quantized matrices stay as they are (the matmul's quant hooks run them). */
+#include "model/model.h"
+#include "format/format.h"
+#include "kernels/kernels.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    struct lfm_model *m;
+    lfm_gguf *g;
+    const char *path;
+} loader;
+
+/* ---- metadata ---- */
+
+static lfm_status meta_str(loader *L, const char *key, char *buf, size_t cap, bool required) {
+    int64_t i = lfm_gguf_find_key(L->g, key);
+    buf[0] = '\0';
+    if (i < 0)
+        return required ? lfm_fail(LFM_ERR_FORMAT, "'%s': missing metadata key '%s'", L->path, key) : LFM_OK;
+    const char *s;
+    uint64_t n;
+    lfm_status st = lfm_gguf_get_str(L->g, i, &s, &n);
+    if (st) return st;
+    if (n >= cap) n = cap - 1;
+    memcpy(buf, s, (size_t)n);
+    buf[n] = '\0';
+    return LFM_OK;
+}
+
+/* An integer in [lo, hi]; *out keeps def when the key is absent and not required. */
+static lfm_status meta_int(loader *L, const char *key, int64_t lo, int64_t hi, bool required, int64_t *out) {
+    int64_t i = lfm_gguf_find_key(L->g, key);
+    if (i < 0)
+        return required ? lfm_fail(LFM_ERR_FORMAT, "'%s': missing metadata key '%s'", L->path, key) : LFM_OK;
+    int64_t v;
+    lfm_status st = lfm_gguf_get_int(L->g, i, &v);
+    if (st) return st;
+    if (v < lo || v > hi)
+        return lfm_fail(LFM_ERR_FORMAT, "'%s': %s = %lld (expected %lld..%lld)", L->path, key, (long long)v,
+                        (long long)lo, (long long)hi);
+    *out = v;
+    return LFM_OK;
+}
+
+static lfm_status meta_float(loader *L, const char *key, double lo, double hi, double *out) {
+    int64_t i = lfm_gguf_find_key(L->g, key);
+    if (i < 0) return LFM_OK;
+    double v;
+    lfm_status st = lfm_gguf_get_float(L->g, i, &v);
+    if (st) return st;
+    if (!(v >= lo && v <= hi))
+        return lfm_fail(LFM_ERR_FORMAT, "'%s': %s = %g (expected %g..%g)", L->path, key, v, lo, hi);
+    *out = v;
+    return LFM_OK;
+}
+
+/* A per-layer integer that may be stored as one scalar or as an array of n_layer entries.
+ * *is_array tells which; vals gets n_layer values. */
+static lfm_status meta_layer_ints(loader *L, const char *key, int32_t n_layer, int64_t lo, int64_t hi,
+                                  int64_t *vals, bool *is_array) {
+    int64_t i = lfm_gguf_find_key(L->g, key);
+    if (i < 0) return lfm_fail(LFM_ERR_FORMAT, "'%s': missing metadata key '%s'", L->path, key);
+    *is_array = lfm_gguf_kv_type(L->g, i) == LFM_GGUF_ARRAY;
+    if (!*is_array) {
+        int64_t v = 0;
+        lfm_status st = meta_int(L, key, lo, hi, true, &v);
+        if (st) return st;
+        for (int32_t l = 0; l < n_layer; l++) vals[l] = v;
+        return LFM_OK;
+    }
+    lfm_gguf_value_type et;
+    uint64_t n;
+    lfm_status st = lfm_gguf_get_arr_info(L->g, i, &et, &n);
+    if (st) return st;
+    if (n != (uint64_t)n_layer)
+        return lfm_fail(LFM_ERR_FORMAT, "'%s': %s has %llu entries, expected one per layer (%d)", L->path, key,
+                        (unsigned long long)n, n_layer);
+    for (int32_t l = 0; l < n_layer; l++) {
+        if ((st = lfm_gguf_get_arr_int(L->g, i, (uint64_t)l, &vals[l]))) return st;
+        if (vals[l] < lo || vals[l] > hi)
+            return lfm_fail(LFM_ERR_FORMAT, "'%s': %s[%d] = %lld (expected %lld..%lld)", L->path, key, l,
+                            (long long)vals[l], (long long)lo, (long long)hi);
+    }
+    return LFM_OK;
+}
+
+static lfm_token meta_token(loader *L, const char *key) {
+    int64_t v = -1;
+    if (meta_int(L, key, 0, INT32_MAX, false, &v) != LFM_OK) return -1; /* a bad special id is not fatal */
+    return (lfm_token)v;
+}
+
+/* ---- tensors ---- */
+
+/* Fill *t from the GGUF tensor `name`. nd/ne0/ne1: the expected ggml shape (ne1 ignored for 1-D).
+ * Missing and not required: *t stays zeroed and *found is false. */
+static lfm_status get_tensor(loader *L, const char *name, int32_t nd, int64_t ne0, int64_t ne1, bool required,
+                             lfm_tensor *t, bool *found) {
+    memset(t, 0, sizeof *t);
+    if (found) *found = false;
+    int64_t i = lfm_gguf_find_tensor(L->g, name);
+    if (i < 0) {
+        if (!required) return LFM_OK;
+        return lfm_fail(LFM_ERR_FORMAT, "'%s': missing tensor '%s'", L->path, name);
+    }
+    const char *tn;
+    int32_t n_dims;
+    lfm_status st = lfm_gguf_tensor_info(L->g, i, &tn, &t->type, &n_dims, t->ne, &t->data, &t->nbytes);
+    if (st) return st;
+    snprintf(t->name, sizeof t->name, "%s", name);
+    /* trailing 1s do not count: a [H] norm stored as [H, 1] is still 1-D */
+    int32_t eff = n_dims;
+    while (eff > 1 && t->ne[eff - 1] == 1) eff--;
+    bool ok = eff <= nd && t->ne[0] == ne0 && (nd < 2 || t->ne[1] == ne1) && t->ne[2] == 1 && t->ne[3] == 1;
+    if (!ok) {
+        if (nd == 1)
+            return lfm_fail(LFM_ERR_FORMAT, "'%s': tensor '%s': expected ne [%lld], got [%lld, %lld, %lld, %lld]",
+                            L->path, name, (long long)ne0, (long long)t->ne[0], (long long)t->ne[1],
+                            (long long)t->ne[2], (long long)t->ne[3]);
+        return lfm_fail(LFM_ERR_FORMAT, "'%s': tensor '%s': expected ne [%lld, %lld], got [%lld, %lld, %lld, %lld]",
+                        L->path, name, (long long)ne0, (long long)ne1, (long long)t->ne[0], (long long)t->ne[1],
+                        (long long)t->ne[2], (long long)t->ne[3]);
+    }
+    t->n_dims = nd;
+    if (found) *found = true;
+    return LFM_OK;
+}
+
+/* Norms and the conv kernel must be F32: convert F16/BF16/quantized ones into an owned buffer. */
+static lfm_status make_f32(loader *L, lfm_tensor *t) {
+    if (!t->data || t->type == LFM_TYPE_F32) return LFM_OK;
+    int64_t n = t->ne[0] * t->ne[1];
+    float *buf = malloc((size_t)n * sizeof(float));
+    if (!buf) return lfm_fail(LFM_ERR_OOM, "out of memory converting '%s' to F32", t->name);
+    lfm_status st = lfm_model_own(L->m, buf);
+    if (st) {
+        free(buf);
+        return st;
+    }
+    for (int64_t r = 0; r < t->ne[1]; r++)
+        if ((st = lfm_tensor_row_to_f32(t, r, buf + r * t->ne[0]))) return st;
+    t->type = LFM_TYPE_F32;
+    t->data = buf;
+    t->nbytes = (size_t)n * sizeof(float);
+    return LFM_OK;
+}
+
+/* ---- loader ---- */
+
+static lfm_status load(loader *L) {
+    struct lfm_model *m = L->m;
+    lfm_config *c = &m->cfg;
+    char arch[64];
+    lfm_status st = meta_str(L, "general.architecture", arch, sizeof arch, true);
+    if (st) return st;
+    if (strcmp(arch, "lfm2") != 0) {
+        if (strcmp(arch, "lfm2moe") == 0)
+            return lfm_fail(LFM_ERR_UNSUPPORTED, "'%s': architecture 'lfm2moe' (LFM2 mixture-of-experts) is not "
+                            "supported; liquidlfm runs the dense LFM2 / LFM2.5 models (arch 'lfm2')", L->path);
+        return lfm_fail(LFM_ERR_UNSUPPORTED, "'%s': architecture '%s' is not supported (expected 'lfm2')", L->path,
+                        arch);
+    }
+
+    int64_t v;
+    if ((st = meta_int(L, "lfm2.block_count", 1, LFM_MAX_LAYERS, true, &v))) return st;
+    c->n_layer = (int32_t)v;
+    if ((st = meta_int(L, "lfm2.embedding_length", 1, 1 << 20, true, &v))) return st;
+    c->n_embd = (int32_t)v;
+    int64_t nh[LFM_MAX_LAYERS], nkv[LFM_MAX_LAYERS];
+    bool nh_arr, nkv_arr;
+    if ((st = meta_layer_ints(L, "lfm2.attention.head_count", c->n_layer, 0, 1 << 16, nh, &nh_arr))) return st;
+    if ((st = meta_layer_ints(L, "lfm2.attention.head_count_kv", c->n_layer, 0, 1 << 16, nkv, &nkv_arr)))
+        return st;
+    v = 128000;
+    if ((st = meta_int(L, "lfm2.context_length", 1, INT32_MAX, false, &v))) return st;
+    c->n_ctx_train = (int32_t)v;
+    v = 3;
+    if ((st = meta_int(L, "lfm2.shortconv.l_cache", 1, 64, false, &v))) return st;
+    c->conv_l_cache = (int32_t)v;
+    double eps = 1e-5, theta = 1e6;
+    if ((st = meta_float(L, "lfm2.attention.layer_norm_rms_epsilon", 0.0, 1.0, &eps))) return st;
+    if ((st = meta_float(L, "lfm2.rope.freq_base", 1e-3, 1e12, &theta))) return st;
+    c->norm_eps = (float)eps;
+    c->rope_theta = (float)theta;
+    c->bos_id = meta_token(L, "tokenizer.ggml.bos_token_id");
+    c->eos_id = meta_token(L, "tokenizer.ggml.eos_token_id");
+    c->pad_id = meta_token(L, "tokenizer.ggml.padding_token_id");
+
+    /* layer kinds: head_count_kv[l] == 0 marks a conv layer; a scalar head_count_kv (some
+     * converters) says nothing, so the tensors decide. Both must agree when both speak. */
+    const int32_t H = c->n_embd;
+    c->n_head = 0;
+    c->n_head_kv = 0;
+    for (int32_t l = 0; l < c->n_layer; l++) {
+        char name[96];
+        snprintf(name, sizeof name, "blk.%d.attn_q.weight", l);
+        bool has_attn = lfm_gguf_find_tensor(L->g, name) >= 0;
+        snprintf(name, sizeof name, "blk.%d.shortconv.in_proj.weight", l);
+        bool has_conv = lfm_gguf_find_tensor(L->g, name) >= 0;
+        if (has_attn == has_conv)
+            return lfm_fail(LFM_ERR_FORMAT, "'%s': layer %d has %s", L->path, l,
+                            has_attn ? "both attention and short-conv tensors" : "neither attention nor short-conv tensors");
+        if (nkv_arr && (nkv[l] > 0) != has_attn)
+            return lfm_fail(LFM_ERR_FORMAT, "'%s': layer %d: head_count_kv = %lld but the layer has %s tensors",
+                            L->path, l, (long long)nkv[l], has_attn ? "attention" : "short-conv");
+        c->is_attn[l] = has_attn;
+        if (!has_attn) continue;
+        if (nh[l] <= 0 || nkv[l] <= 0 || nh[l] % nkv[l] != 0)
+            return lfm_fail(LFM_ERR_FORMAT, "'%s': layer %d: %lld query heads and %lld KV heads (expected > 0, "
+                            "query heads a multiple of KV heads)", L->path, l, (long long)nh[l], (long long)nkv[l]);
+        if ((c->n_head && c->n_head != nh[l]) || (c->n_head_kv && c->n_head_kv != nkv[l]))
+            return lfm_fail(LFM_ERR_UNSUPPORTED, "'%s': attention layers with different head counts are not supported",
+                            L->path);
+        c->n_head = (int32_t)nh[l];
+        c->n_head_kv = (int32_t)nkv[l];
+    }
+    if (c->n_head == 0) { /* conv-only model: keep a consistent head split for the config */
+        c->n_head = nh[0] > 0 ? (int32_t)nh[0] : 1;
+        c->n_head_kv = c->n_head;
+    }
+    c->head_dim = H / c->n_head;
+    v = c->head_dim;
+    if ((st = meta_int(L, "lfm2.attention.key_length", 1, 1 << 16, false, &v))) return st;
+    if (v != c->head_dim || H % c->n_head != 0)
+        return lfm_fail(LFM_ERR_UNSUPPORTED, "'%s': head dim %lld with %d heads and embedding %d (expected "
+                        "embedding = heads x head dim)", L->path, (long long)v, c->n_head, H);
+    const int32_t hd = c->head_dim, q_dim = c->n_head * hd, kv_dim = c->n_head_kv * hd, K = c->conv_l_cache;
+
+    /* token embedding decides the vocabulary; ffn_gate of layer 0 the FFN width */
+    int64_t it = lfm_gguf_find_tensor(L->g, "token_embd.weight");
+    if (it < 0) return lfm_fail(LFM_ERR_FORMAT, "'%s': missing tensor 'token_embd.weight'", L->path);
+    int64_t ne[4];
+    lfm_gguf_tensor_info(L->g, it, NULL, NULL, NULL, ne, NULL, NULL);
+    if (ne[1] <= 0 || ne[1] > INT32_MAX)
+        return lfm_fail(LFM_ERR_FORMAT, "'%s': token_embd.weight has %lld rows", L->path, (long long)ne[1]);
+    c->n_vocab = (int32_t)ne[1];
+    if ((st = get_tensor(L, "token_embd.weight", 2, H, c->n_vocab, true, &m->tok_embd, NULL))) return st;
+    int64_t ig = lfm_gguf_find_tensor(L->g, "blk.0.ffn_gate.weight");
+    if (ig < 0) return lfm_fail(LFM_ERR_FORMAT, "'%s': missing tensor 'blk.0.ffn_gate.weight'", L->path);
+    lfm_gguf_tensor_info(L->g, ig, NULL, NULL, NULL, ne, NULL, NULL);
+    if (ne[1] <= 0 || ne[1] > INT32_MAX)
+        return lfm_fail(LFM_ERR_FORMAT, "'%s': blk.0.ffn_gate.weight has %lld rows", L->path, (long long)ne[1]);
+    c->n_ff = (int32_t)ne[1];
+    const int32_t F = c->n_ff;
+
+    /* final norm: llama.cpp's converter names it token_embd_norm, ollama's output_norm */
+    bool found;
+    if ((st = get_tensor(L, "token_embd_norm.weight", 1, H, 1, false, &m->output_norm, &found))) return st;
+    if (!found && (st = get_tensor(L, "output_norm.weight", 1, H, 1, true, &m->output_norm, NULL))) return st;
+    if ((st = make_f32(L, &m->output_norm))) return st;
+    if ((st = get_tensor(L, "output.weight", 2, H, c->n_vocab, false, &m->output, &found))) return st;
+    c->tied_output = !found;
+    if (!found) m->output = m->tok_embd;
+
+    m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
+    if (!m->layers) return lfm_fail(LFM_ERR_OOM, "out of memory for %d layers", c->n_layer);
+    for (int32_t l = 0; l < c->n_layer; l++) {
+        lfm_layer *y = &m->layers[l];
+        char n[96];
+#define T(field, suffix, nd, a, b)                                                   \
+    do {                                                                             \
+        snprintf(n, sizeof n, "blk.%d." suffix, l);                                  \
+        if ((st = get_tensor(L, n, nd, a, b, true, &y->field, NULL))) return st;     \
+    } while (0)
+        T(attn_norm, "attn_norm.weight", 1, H, 1);
+        T(ffn_norm, "ffn_norm.weight", 1, H, 1);
+        T(ffn_gate, "ffn_gate.weight", 2, H, F);
+        T(ffn_up, "ffn_up.weight", 2, H, F);
+        T(ffn_down, "ffn_down.weight", 2, F, H);
+        if ((st = make_f32(L, &y->attn_norm)) || (st = make_f32(L, &y->ffn_norm))) return st;
+        if (c->is_attn[l]) {
+            T(wq, "attn_q.weight", 2, H, q_dim);
+            T(wk, "attn_k.weight", 2, H, kv_dim);
+            T(wv, "attn_v.weight", 2, H, kv_dim);
+            T(wo, "attn_output.weight", 2, q_dim, H);
+            T(q_norm, "attn_q_norm.weight", 1, hd, 1);
+            T(k_norm, "attn_k_norm.weight", 1, hd, 1);
+            if ((st = make_f32(L, &y->q_norm)) || (st = make_f32(L, &y->k_norm))) return st;
+        } else {
+            T(conv_in_proj, "shortconv.in_proj.weight", 2, H, 3 * H);
+            T(conv_kernel, "shortconv.conv.weight", 2, K, H); /* ggml [K, H] = row-major [H, K] */
+            T(conv_out_proj, "shortconv.out_proj.weight", 2, H, H);
+            if ((st = make_f32(L, &y->conv_kernel))) return st;
+        }
+#undef T
+    }
+    return LFM_OK;
+}
+
+lfm_status lfm_model_load_gguf(struct lfm_model *m, const char *path) {
+    lfm_gguf *g;
+    lfm_status st = lfm_gguf_open(path, &g);
+    if (st) return st;
+    loader L = {m, g, path};
+    st = load(&L);
+    if (st == LFM_OK) {
+        /* the tensors point into the mapping: the model owns it from here on (after load, since
+         * taking it clears g's base address that lfm_gguf_tensor_info computes views from) */
+        lfm_mapping *maps = realloc(m->maps, (size_t)(m->n_maps + 1) * sizeof *maps);
+        if (!maps) {
+            st = lfm_fail(LFM_ERR_OOM, "out of memory loading '%s'", path);
+        } else {
+            m->maps = maps;
+            lfm_gguf_take_mapping(g, &m->maps[m->n_maps++]);
+        }
+    }
+    lfm_gguf_close(g);
+    return st;
+}

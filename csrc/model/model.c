@@ -1,0 +1,164 @@
+/* model.c — model lifetime: load (dispatch by format), shared validation, describe, free. */
+#define _POSIX_C_SOURCE 200809L
+#include "model/model.h"
+#include "format/format.h"
+#include "kernels/kernels.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+lfm_model_params lfm_model_default_params(void) {
+    lfm_model_params p = {LFM_TYPE_NONE, 0};
+    return p;
+}
+
+lfm_status lfm_model_own(struct lfm_model *m, void *ptr) {
+    if (m->n_owned == m->cap_owned) {
+        int32_t nc = m->cap_owned ? m->cap_owned * 2 : 64;
+        void **no = realloc(m->owned, (size_t)nc * sizeof *no);
+        if (!no) return lfm_fail(LFM_ERR_OOM, "out of memory");
+        m->owned = no;
+        m->cap_owned = nc;
+    }
+    m->owned[m->n_owned++] = ptr;
+    return LFM_OK;
+}
+
+size_t lfm_tensor_row_bytes(const lfm_tensor *t) {
+    int64_t be = lfm_type_block_elems(t->type);
+    if (be <= 0) return 0;
+    return (size_t)(t->ne[0] / be) * lfm_type_block_bytes(t->type);
+}
+
+void lfm_model_free(lfm_model *m) {
+    if (!m) return;
+    for (int32_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    for (int32_t i = 0; i < m->n_maps; i++) lfm_unmap_file(&m->maps[i]);
+    free(m->maps);
+    free(m->layers);
+    free(m);
+}
+
+const lfm_config *lfm_model_config(const lfm_model *m) { return m ? &m->cfg : NULL; }
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+lfm_status lfm_model_load(const char *path, const lfm_model_params *p, lfm_model **out) {
+    if (!out) return lfm_fail(LFM_ERR_ARG, "lfm_model_load: out is NULL");
+    *out = NULL;
+    if (!path || !*path) return lfm_fail(LFM_ERR_ARG, "lfm_model_load: empty path");
+    lfm_model_params dp = lfm_model_default_params();
+    if (!p) p = &dp;
+    struct lfm_model *m = calloc(1, sizeof *m);
+    if (!m) return lfm_fail(LFM_ERR_OOM, "out of memory");
+    lfm_status st = ends_with(path, ".gguf") ? lfm_model_load_gguf(m, path) : lfm_model_load_safetensors(m, path);
+    if (st == LFM_OK) st = lfm_model_validate(m);
+    if (st == LFM_OK && p->quantize != LFM_TYPE_NONE) {
+        st = lfm_model_requantize(m, p->quantize, p->n_threads);
+        if (st == LFM_OK) st = lfm_model_validate(m);
+    }
+    if (st == LFM_OK) st = lfm_model_repack(m); /* model/repack.c: kernel-friendly weight layout */
+    if (st != LFM_OK) {
+        lfm_model_free(m);
+        return st;
+    }
+    *out = m;
+    return LFM_OK;
+}
+
+/* ---- validation shared by every loader ---- */
+
+static lfm_status check(const lfm_tensor *t, const char *role, int32_t layer, int64_t ne0, int64_t ne1, bool want_f32) {
+    char where[64];
+    if (layer >= 0) snprintf(where, sizeof where, "layer %d %s", (int)layer, role);
+    else snprintf(where, sizeof where, "%s", role);
+    if (!t->data) return lfm_fail(LFM_ERR_FORMAT, "%s: tensor missing", where);
+    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
+        return lfm_fail(LFM_ERR_FORMAT, "%s ('%s'): expected ne [%lld, %lld], got [%lld, %lld, %lld, %lld]", where, t->name,
+                        (long long)ne0, (long long)ne1, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                        (long long)t->ne[3]);
+    if (want_f32 && t->type != LFM_TYPE_F32)
+        return lfm_fail(LFM_ERR_FORMAT, "%s ('%s'): expected an F32 vector (loaders convert norms and conv kernels)", where, t->name);
+    int64_t be = lfm_type_block_elems(t->type);
+    if (be <= 0 || !lfm_type_name(t->type))
+        return lfm_fail(LFM_ERR_UNSUPPORTED, "%s ('%s'): tensor type %d is not supported", where, t->name, (int)t->type);
+    if (ne0 % be != 0)
+        return lfm_fail(LFM_ERR_FORMAT, "%s ('%s'): row length %lld is not a multiple of the %s block size %lld", where, t->name,
+                        (long long)ne0, lfm_type_name(t->type), (long long)be);
+    size_t need = lfm_tensor_row_bytes(t) * (size_t)ne1;
+    if (t->nbytes < need)
+        return lfm_fail(LFM_ERR_FORMAT, "%s ('%s'): %zu bytes of data, %zu needed", where, t->name, t->nbytes, need);
+    return LFM_OK;
+}
+
+lfm_status lfm_model_validate(struct lfm_model *m) {
+    const lfm_config *c = &m->cfg;
+    if (c->n_vocab < 1 || c->n_embd < 1 || c->n_layer < 1 || c->n_layer > LFM_MAX_LAYERS || c->n_head < 1 || c->n_head_kv < 1 ||
+        c->n_head % c->n_head_kv != 0 || c->head_dim < 2 || c->head_dim % 2 || c->n_ff < 1 || c->conv_l_cache < 1 ||
+        !(c->norm_eps > 0) || !(c->rope_theta > 0))
+        return lfm_fail(LFM_ERR_FORMAT, "inconsistent model hyper-parameters (vocab %d, embd %d, layers %d, heads %d/%d, head_dim %d, ff %d, L_cache %d)",
+                        c->n_vocab, c->n_embd, c->n_layer, c->n_head, c->n_head_kv, c->head_dim, c->n_ff, c->conv_l_cache);
+    if (!m->layers) return lfm_fail(LFM_ERR_FORMAT, "model has no layers");
+    const int64_t V = c->n_vocab, H = c->n_embd, F = c->n_ff, hd = c->head_dim, K = c->conv_l_cache;
+    const int64_t nq = (int64_t)c->n_head * hd, nkv = (int64_t)c->n_head_kv * hd;
+    lfm_status st;
+#define CHECK(t, role, l, a, b, f32)                                                                                   \
+    if ((st = check(t, role, l, a, b, f32)) != LFM_OK) return st
+    CHECK(&m->tok_embd, "token embedding", -1, H, V, false);
+    CHECK(&m->output_norm, "final norm", -1, H, 1, true);
+    CHECK(&m->output, "output head", -1, H, V, false);
+    for (int32_t l = 0; l < c->n_layer; l++) {
+        const lfm_layer *ly = &m->layers[l];
+        CHECK(&ly->attn_norm, "operator norm", l, H, 1, true);
+        CHECK(&ly->ffn_norm, "ffn norm", l, H, 1, true);
+        CHECK(&ly->ffn_gate, "ffn gate (w1)", l, H, F, false);
+        CHECK(&ly->ffn_up, "ffn up (w3)", l, H, F, false);
+        CHECK(&ly->ffn_down, "ffn down (w2)", l, F, H, false);
+        if (c->is_attn[l]) {
+            CHECK(&ly->wq, "q_proj", l, H, nq, false);
+            CHECK(&ly->wk, "k_proj", l, H, nkv, false);
+            CHECK(&ly->wv, "v_proj", l, H, nkv, false);
+            CHECK(&ly->wo, "out_proj", l, nq, H, false);
+            CHECK(&ly->q_norm, "q_layernorm", l, hd, 1, true);
+            CHECK(&ly->k_norm, "k_layernorm", l, hd, 1, true);
+        } else {
+            CHECK(&ly->conv_in_proj, "conv in_proj", l, H, 3 * H, false);
+            CHECK(&ly->conv_out_proj, "conv out_proj", l, H, H, false);
+            CHECK(&ly->conv_kernel, "conv kernel", l, K, H, true);
+        }
+    }
+#undef CHECK
+    return LFM_OK;
+}
+
+/* ---- describe ---- */
+
+static void describe_one(const lfm_tensor *t, char *buf, size_t cap, size_t *len) {
+    if (!t->data) return;
+    char line[200];
+    int n = snprintf(line, sizeof line, "%s %s [%lld, %lld]\n", t->name, lfm_type_name(t->type) ? lfm_type_name(t->type) : "?",
+                     (long long)t->ne[1], (long long)t->ne[0]);
+    if (n < 0) return;
+    if (*len + (size_t)n < cap) memcpy(buf + *len, line, (size_t)n + 1);
+    *len += (size_t)n;
+}
+
+size_t lfm_model_describe(const lfm_model *m, char *buf, size_t cap) {
+    size_t len = 0;
+    if (buf && cap) buf[0] = 0;
+    if (!m) return 0;
+    if (!buf) cap = 0;
+    describe_one(&m->tok_embd, buf, cap, &len);
+    for (int32_t l = 0; l < m->cfg.n_layer; l++) {
+        const lfm_tensor *ts = (const lfm_tensor *)&m->layers[l];
+        for (size_t i = 0; i < sizeof(lfm_layer) / sizeof(lfm_tensor); i++) describe_one(&ts[i], buf, cap, &len);
+    }
+    describe_one(&m->output_norm, buf, cap, &len);
+    if (!m->cfg.tied_output) describe_one(&m->output, buf, cap, &len);
+    return len;
+}
