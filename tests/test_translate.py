@@ -5,12 +5,15 @@ import warnings
 import pytest
 from hypothesis import given, settings, strategies as st
 
+import importlib
+
 import liquidlfm
-from liquidlfm import translate as tr_mod
 from liquidlfm.segment import Segment, rebuild, segment, segment_plain, split_sentences
 from liquidlfm.translate import (LANGUAGES, TranslationTruncatedWarning, Translator, detect_language, language,
                                  load_glossary, system_prompt, translate)
 from tests.fixtures.fake_lm import FakeModel
+
+tr_mod = importlib.import_module("liquidlfm.translate")  # the package (liquidlfm.translate is the function)
 
 DOC = """\
 ---
@@ -359,10 +362,13 @@ def test_model_loaded_once_per_path(monkeypatch, tmp_path, fake):
     assert loads == [str(tmp_path / "m.gguf")]
 
 
-def test_module_is_callable(fake):
-    import liquidlfm.translate as m
-    assert callable(m) and m("hi", "ko", model=fake) == "HI"
+def test_translate_is_a_plain_function(fake):
+    import types
+
+    import liquidlfm.translate as m  # the package attribute is the function, not the module
+    assert isinstance(m, types.FunctionType) and m is translate and m("hi", "ko", model=fake) == "HI"
     assert liquidlfm.translate("hi", "ko", model=fake) == "HI"
+    assert type(tr_mod) is types.ModuleType and not callable(tr_mod)  # no module-class swapping
 
 
 def test_batch_translates_repeated_pieces_once(fake):

@@ -98,9 +98,10 @@ class GenerationMixin:
             raise ValueError("this model has no tokenizer; pass the prompt as a list of token ids")
         return self.tokenizer
 
-    def _gen_stop_ids(self) -> List[int]:
-        """Token ids that end generation: eos (config, generation_config, tokenizer) and the
-        tokenizer's <|im_end|> / <|endoftext|>."""
+    @property
+    def stop_token_ids(self) -> List[int]:
+        """Token ids that always end generation (never returned): eos (config, generation_config,
+        tokenizer) and the tokenizer's <|im_end|> / <|endoftext|>. stop_token_ids= adds more per call."""
         cached = self.__dict__.get("_lfm_stop_ids")
         if cached is not None:
             return list(cached)
@@ -241,7 +242,7 @@ class GenerationMixin:
         if stops:
             self._gen_tokenizer()
         n_vocab = self.config.n_vocab
-        stop_ids = set(self._gen_stop_ids())
+        stop_ids = set(self.stop_token_ids)
         if stop_token_ids is not None:
             stop_ids.update(_as_id_list(stop_token_ids, n_vocab))
         if not ids:
@@ -260,9 +261,6 @@ class GenerationMixin:
         return self._gen_loop(ids, max_tokens, stops, stop_ids, session, snapshots, prefix, sampler, self.tokenizer)
 
     def _gen_loop(self, ids, max_tokens, stops, stop_ids, session: CachedSession, snapshots, prefix, sampler, tok):
-        from .. import _core
-        from ..model import Session as EngineSession
-
         cache = session.prefix_cache
         cache.acquire()
         try:
@@ -283,7 +281,7 @@ class GenerationMixin:
             text_stream = StreamDecoder(tok) if tok is not None else None
             matcher = StopMatcher(stops)
             n_ctx = session.n_ctx
-            native = isinstance(session, EngineSession)
+            native = cache.native_ctx is not None
             stop_list = sorted(stop_ids)
             finish = None
             t1 = time.perf_counter()
@@ -293,7 +291,7 @@ class GenerationMixin:
                     finish = "length"
                     break
                 if native:
-                    t, is_stop, full = cache.step_native(_core, session.native_ctx, sampler, stop_list)
+                    t, is_stop, full = cache.step_native(sampler, stop_list)
                 else:
                     t = sampler.sample(logits)
                     sampler.accept(t)

@@ -43,12 +43,14 @@ class CachedSession(Protocol):
 class PrefixCache:
     """Tracks the tokens decoded into one session and keeps snapshots of its state.
 
-    session_keeps_logits: the session itself can tell its last logits (liquidlfm.Session.logits, also
-    restored by load()); otherwise a copy of the last logits row is kept here."""
+    native_ctx: the engine's context (liquidlfm._core.Ctx) when session is a liquidlfm.Session. Then the
+    generation loop samples and decodes in one C call per token, and the session tells its last logits
+    itself (Session.logits, also restored by load()); otherwise a copy of the last logits row is kept here."""
 
-    def __init__(self, session: CachedSession, session_keeps_logits: bool = False):
+    def __init__(self, session: CachedSession, native_ctx=None):
         self.session = session
-        self.session_keeps_logits = session_keeps_logits
+        self.native_ctx = native_ctx
+        self.session_keeps_logits = native_ctx is not None
         self.tokens: List[int] = []
         self.logits: Optional[np.ndarray] = None  # None: ask the session (when it can tell)
         self.valid = True  # False when an interruption may have left session and tokens out of sync
@@ -171,12 +173,14 @@ class PrefixCache:
         self.valid, self.pending = True, None
         return self.logits
 
-    def step_native(self, core, ctx, sampler, stop_list):
+    def step_native(self, sampler, stop_list):
         """One C generate step (sample, accept, stop check, decode) on the engine's context.
         Returns (token, is_stop, context_full)."""
+        from .. import _core as core
+
         self.valid = False
         pos0 = self.session.pos
-        t, fin = core.generate_step(ctx, sampler, stop_list)
+        t, fin = core.generate_step(self.native_ctx, sampler, stop_list)
         if self.session.pos > pos0:
             self.tokens.append(t)
         self.logits = None  # now in the context
