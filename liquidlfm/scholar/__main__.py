@@ -9,8 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import ContextFullError
 from .api import DEFAULT_MODEL, NoCorpusError, draft_related_work, gather_papers, load_model
 from .corpus import FORMATS_HELP, CorpusError
+from .draft import progress_callback
 from .online import OnlineSearchError
 
 
@@ -54,8 +56,7 @@ def main(argv=None) -> int:
         print("error: --top-k must be at least 1", file=sys.stderr)
         return 2
     progress = False if args.quiet else None
-    from .draft import _progress
-    say = _progress(progress)
+    say = progress_callback(progress)
     try:                                                    # corpus first: its errors name what to pass
         papers = gather_papers(args.idea, args.corpus, arxiv=args.arxiv, semantic_scholar=args.semantic_scholar,
                                cache_dir=args.cache_dir, progress=say)
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
     except NoCorpusError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (CorpusError, OnlineSearchError, ValueError) as e:
+    except (CorpusError, OnlineSearchError, ValueError, ContextFullError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.explain:
