@@ -378,8 +378,8 @@ def download(spec: Optional[str] = None, *, purpose: str = "translate", force: b
     return _resolve_spec(spec, force_download=force)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m liquidlfm.hub",
+def main(argv: Optional[List[str]] = None, prog: str = "python -m liquidlfm.hub") -> int:
+    ap = argparse.ArgumentParser(prog=prog,
                                  description="Find or download liquidlfm models (Hugging Face Hub cache).")
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("download", help="download a model (default: the translation model) and print its path")

@@ -16,9 +16,9 @@ from .draft import progress_callback
 from .online import OnlineSearchError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m liquidlfm.scholar") -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m liquidlfm.scholar",
+        prog=prog,
         description="Draft a Related Work section for a research idea, citing only papers it retrieved.")
     ap.add_argument("idea", help="the research idea, in a sentence or two")
     ap.add_argument("--corpus", action="append", metavar="PATH",
@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog: str = "python -m liquidlfm.scholar") -> int:
+    args = build_parser(prog).parse_args(argv)
     fmt = args.format
     if fmt is None:
         fmt = "latex" if args.out and Path(args.out).suffix.lower() in (".tex", ".latex") else "markdown"

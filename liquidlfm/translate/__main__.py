@@ -10,12 +10,12 @@ from ..errors import ContextFullError, ModelNotFoundError
 from . import LANGUAGES, TranslationTruncatedWarning, count_pieces, language, load_glossary, translate
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, prog: str = "python -m liquidlfm.translate") -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m liquidlfm.translate",
+        prog=prog,
         description="Translate text or a markdown file with an LFM2 model (markdown structure is kept).",
-        epilog="Examples:\n  python -m liquidlfm.translate --to ko \"The weather is nice today.\"\n"
-               "  python -m liquidlfm.translate --to ko < README.md > README.ko.md",
+        epilog=f"Examples:\n  {prog} --to ko \"The weather is nice today.\"\n"
+               f"  {prog} --to ko < README.md > README.ko.md",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("text", nargs="*", help="text to translate (default: read stdin)")
     ap.add_argument("--to", "-t", dest="target", help="target language (ko, kor_Hang, Korean, ...)")
