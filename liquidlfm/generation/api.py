@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Iterable, Iterator, List, Optional, Protocol, Sequence, Union
+from typing import Iterable, Iterator, List, Optional, Protocol, Union
 
 import numpy as np
 

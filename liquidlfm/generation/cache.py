@@ -39,6 +39,8 @@ class CachedSession(Protocol):
 
     def load(self, blob) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class PrefixCache:
     """Tracks the tokens decoded into one session and keeps snapshots of its state.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from typing import Dict, Iterator, List, Optional, Protocol, Sequence, Tuple
+from typing import Iterator, List, Optional, Protocol, Sequence, Tuple
 
 from ..errors import ContextFullError
 from ..generation import CachedSession, GenerationResult
