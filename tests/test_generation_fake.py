@@ -167,6 +167,14 @@ class FakeModel(GenerationMixin):
 GREEDY = dict(temperature=0, repetition_penalty=1.0)
 
 
+def test_fakes_satisfy_the_generation_protocols():
+    from liquidlfm.generation import CachedSession, GenerationHost, GenerationTokenizer
+
+    m = FakeModel()
+    assert isinstance(m, GenerationHost) and isinstance(m.tokenizer, GenerationTokenizer)
+    assert isinstance(m.session(), CachedSession)
+
+
 # ---- parameters ----
 
 def test_defaults_are_liquid_recommendation_unless_generation_config_says_otherwise():

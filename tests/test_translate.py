@@ -188,6 +188,13 @@ def test_system_prompt():
         system_prompt("ko", formality="rude")
 
 
+def test_fake_model_is_a_translation_model(fake):
+    from liquidlfm.translate import TranslationModel
+    from liquidlfm.translate.translator import TranslationTokenizer
+
+    assert isinstance(fake, TranslationModel) and isinstance(fake.tokenizer, TranslationTokenizer)
+
+
 def test_prompt_is_exactly_the_chat_template(fake, template):
     from transformers.utils.chat_template_utils import render_jinja_template
 

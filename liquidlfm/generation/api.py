@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Iterable, Iterator, List, Optional, Protocol, Union
+from typing import Iterable, Iterator, List, Optional, Protocol, Union, runtime_checkable
 
 import numpy as np
 
@@ -30,6 +30,7 @@ TOKEN_TYPE_UNUSED = 5  # lfm_token_kind LFM_TOKEN_UNUSED (GGUF "[PAD<i>]" filler
 
 # ---- what the host provides ----
 
+@runtime_checkable
 class GenerationTokenizer(Protocol):
     """The tokenizer calls generation makes (liquidlfm.Tokenizer has them all)."""
 
@@ -52,6 +53,7 @@ class ModelShape(Protocol):
     eos_id: Optional[int]
 
 
+@runtime_checkable
 class GenerationHost(Protocol):
     config: ModelShape
     tokenizer: Optional[GenerationTokenizer]

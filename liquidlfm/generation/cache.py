@@ -8,7 +8,7 @@ restores the longest snapshot that is a prefix of it (or starts over).
 from __future__ import annotations
 
 import threading
-from typing import List, Optional, Protocol, Sequence
+from typing import List, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -18,6 +18,7 @@ MAX_SNAPSHOTS = 4
 PREFILL_CHUNK = 512  # prompt tokens per engine call (Ctrl-C is checked between calls)
 
 
+@runtime_checkable
 class CachedSession(Protocol):
     """A decoding session as the generation layer uses it (liquidlfm.Session, or a test double)."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from typing import Iterator, List, Optional, Protocol, Sequence, Tuple
+from typing import Iterator, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 from ..errors import ContextFullError
 from ..generation import CachedSession, GenerationResult
@@ -23,6 +23,7 @@ class TranslationTruncatedWarning(UserWarning):
 
 # ---- what the translator needs from a model (liquidlfm.Model has it all) ----
 
+@runtime_checkable
 class TranslationTokenizer(Protocol):
     def encode(self, text: str, add_special_tokens: bool = True, parse_special: bool = True) -> List[int]: ...
 
@@ -33,6 +34,7 @@ class TrainedContext(Protocol):
     n_ctx_train: int
 
 
+@runtime_checkable
 class TranslationModel(Protocol):
     tokenizer: Optional[TranslationTokenizer]
     chat_template: Optional[str]
