@@ -396,6 +396,23 @@ def test_same_prompt_twice_reuses_everything():
     assert a.token_ids == b.token_ids
 
 
+def test_cache_prefix_keeps_a_shared_prompt_prefix_in_the_sessions_cache():
+    m = FakeModel()
+    s = m.session()
+    prefix = "System: answer briefly.\nUser: "
+    r1 = m.generate(prefix + "first question", max_tokens=4, session=s, cache_prefix=prefix, **GREEDY)
+    assert s.prefix_cache.tokens[:r1.stats.prompt_tokens] == FakeTokenizer().encode(prefix + "first question",
+                                                                                     parse_special=True)
+    n_prefix = len(FakeTokenizer().encode(prefix, parse_special=True))
+    r2 = m.generate(prefix + "second one", max_tokens=4, session=s, cache_prefix=prefix, **GREEDY)
+    # the first reply diverges from the second prompt: the prefix snapshot is restored, not re-run
+    assert r2.stats.reused_tokens == n_prefix
+    assert r2.token_ids == FakeModel().generate(prefix + "second one", max_tokens=4, **GREEDY).token_ids
+    # a cache_prefix the prompt does not start with is ignored
+    r3 = m.generate("unrelated", max_tokens=2, session=s, cache_prefix="nope", **GREEDY)
+    assert r3.stats.reused_tokens == 0
+
+
 def test_chat_stream_and_tools():
     m = FakeModel()
     tools = [{"name": "f", "description": "d", "parameters": {}}]
