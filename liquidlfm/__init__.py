@@ -8,20 +8,38 @@ from .errors import (
     ModelNotFoundError,
     UnsupportedModelError,
 )
-from . import _core  # noqa: F401  (the C extension: fail at import, not first use)
+
+
+def _import_core():
+    """The C extension, or an ImportError that says where liquidlfm was imported from and what to run."""
+    try:
+        from . import _core
+    except ImportError as e:
+        import importlib.machinery
+        import os
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        built = [f for f in os.listdir(here) if f.startswith("_core") and
+                 f.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))]
+        if built:
+            raise ImportError(f"liquidlfm's C extension in {here} ({', '.join(built)}) could not be loaded: {e}. "
+                              "Rebuild it: pip install . (or python setup.py build_ext --inplace)") from e
+        raise ImportError(
+            f"liquidlfm's C extension (liquidlfm._core) is not built: Python is importing liquidlfm from the "
+            f"source folder {here}, which has none (from a checkout's root directory the source folder comes "
+            f"first on sys.path). Either install it (pip install .) and run from another directory or with "
+            f"the installed command (liquidlfm translate ...), or build it in place with "
+            f"python setup.py build_ext --inplace") from None
+    return _core
+
+
+_core = _import_core()  # fail at import, with what to do, not at first use
 from .model import Model, ModelConfig, Session, load
 from .tokenizer import StreamDecoder, Tokenizer
 from .generation import Chunk, GenerationResult, GenerationStats, load_session, save_session
+from .translate import translate  # the function; its package stays importable as liquidlfm.translate
 
 __version__ = "0.1.0"
-
-
-def __getattr__(name):  # lazy, so `python -m liquidlfm.translate` runs without a runpy warning
-    if name == "translate":  # the module is callable: lfm.translate(text, "ko")
-        import importlib
-
-        return importlib.import_module(__name__ + ".translate")
-    raise AttributeError(f"module 'liquidlfm' has no attribute {name!r}")
 
 
 __all__ = [

@@ -1,7 +1,15 @@
-"""Command line: generate text or chat with an LFM2 model.
+"""The `liquidlfm` command (also `python -m liquidlfm`): one set of subcommands.
 
-    python -m liquidlfm generate -m MODEL "Once upon a time" [--max-tokens 128] [--temperature 0.3] ...
-    python -m liquidlfm chat -m MODEL [--system "You are ..."]
+    liquidlfm translate --to ko "The weather is nice today."     # = python -m liquidlfm.translate
+    liquidlfm scholar "idea" --corpus refs.bib                   # = python -m liquidlfm.scholar
+    liquidlfm quantize HF_DIR out.gguf --type q4_0              # = python -m liquidlfm.quantize
+    liquidlfm download [REPO[:FILE]] [--purpose chat]            # = python -m liquidlfm.hub download
+    liquidlfm generate -m MODEL "Once upon a time" [--max-tokens 128] [--temperature 0.3] ...
+    liquidlfm chat -m MODEL [--system "You are ..."]
+
+translate, scholar, quantize and download run those modules' own command lines (same options, same
+exit codes); `liquidlfm SUBCOMMAND --help` shows them. The installed command imports the installed
+package, so it also works from a source checkout's root directory.
 
 MODEL is a Hugging Face folder, a .gguf file or a Hub repo id. `generate` reads the prompt from
 stdin when it is "-" or missing. `chat` is interactive and streams the reply; it also works with
@@ -38,9 +46,36 @@ def _add_sampling_args(p: argparse.ArgumentParser):
     p.add_argument("--stats", action="store_true", help="print token counts and speeds to stderr")
 
 
+PROG = "liquidlfm"
+
+# subcommands that are other modules' command lines: name -> (module, leading arguments, help)
+DELEGATED = {
+    "translate": ("liquidlfm.translate.__main__", [], "translate text or a markdown file (structure kept)"),
+    "scholar": ("liquidlfm.scholar.__main__", [], "draft a Related Work section with verified citations"),
+    "quantize": ("liquidlfm.quantize", [], "convert a Hugging Face LFM2 folder into a (quantized) GGUF file"),
+    "download": ("liquidlfm.hub", ["download"], "download a model into the cache and print its path"),
+}
+
+
+def run_delegated(name: str, argv: List[str]) -> int:
+    """Run subcommand name's module command line with argv (its own parser, help and exit codes)."""
+    import importlib
+
+    module, lead, _ = DELEGATED[name]
+    run = importlib.import_module(module).main
+    if name == "quantize":  # its parser names itself python -m liquidlfm.quantize
+        return run(lead + argv)
+    return run(lead + argv, prog=PROG if lead else f"{PROG} {name}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m liquidlfm", description="Run Liquid AI LFM2 models.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog=PROG, description="Run Liquid AI LFM2 models.",
+                                     epilog=f"Run '{PROG} SUBCOMMAND --help' for a subcommand's options.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(
+        list(DELEGATED) + ["generate", "chat"]) + "}")
+    for name, (_, _, help) in DELEGATED.items():  # listed here, parsed by their own modules
+        d = sub.add_parser(name, help=help, add_help=False)
+        d.add_argument("args", nargs=argparse.REMAINDER)
     g = sub.add_parser("generate", help="complete a prompt")
     _add_model_args(g)
     _add_sampling_args(g)
@@ -162,6 +197,9 @@ def cmd_chat(args, out=sys.stdout) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        return run_delegated(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "generate":

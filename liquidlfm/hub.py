@@ -160,11 +160,12 @@ def _match_files(names: List[str], selector: Optional[str]) -> List[str]:
 def _how_to_get(repo_id: str, filename: Optional[str], why: str) -> str:
     cdir = cache_dir()
     fname = filename or "<file>.gguf"
+    spec = repo_id + (f":{filename}" if filename else "")
     cache_flag = f" --cache-dir {cdir}" if os.environ.get("LIQUIDLFM_CACHE") else ""
     lines = [
         why,
         "To get the model, on a machine with internet access run one of:",
-        f"    python -m liquidlfm.hub download {repo_id}" + (f":{filename}" if filename else ""),
+        f"    liquidlfm download {spec}    (= python -m liquidlfm.hub download {spec})",
         f"    hf download {repo_id} {fname}{cache_flag}",
         f"(or: huggingface-cli download {repo_id} {fname}{cache_flag})",
         f"or download https://huggingface.co/{repo_id}/resolve/main/{fname} and place the file at",
@@ -378,8 +379,8 @@ def download(spec: Optional[str] = None, *, purpose: str = "translate", force: b
     return _resolve_spec(spec, force_download=force)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m liquidlfm.hub",
+def main(argv: Optional[List[str]] = None, prog: str = "python -m liquidlfm.hub") -> int:
+    ap = argparse.ArgumentParser(prog=prog,
                                  description="Find or download liquidlfm models (Hugging Face Hub cache).")
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("download", help="download a model (default: the translation model) and print its path")

@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 
 from . import _core
-from .generation import GenerationMixin
+from .generation import GenerationMixin, PrefixCache
 
 __all__ = ["load", "Model", "Session", "ModelConfig"]
 
@@ -236,6 +236,7 @@ class Session:
         nt = n_threads if n_threads is not None else model.n_threads
         kv_f16 = _kv_f16(kv_cache if kv_cache is not None else model.kv_cache)
         self._ctx = _core.Ctx(model._core, n_ctx=n_ctx or 0, n_batch=n_batch or 0, n_threads=nt or 0, kv_f16=kv_f16)
+        self.prefix_cache = PrefixCache(self, native_ctx=self._ctx)
 
     def prefill(self, ids: Sequence[int]) -> np.ndarray:
         """Append ids at the current position; return the last position's logits [n_vocab]."""

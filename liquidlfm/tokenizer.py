@@ -26,7 +26,6 @@ Unicode versions could split differently there (none of the test text does).
 """
 from __future__ import annotations
 
-import codecs
 import json
 import os
 import re
@@ -35,6 +34,7 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 
 from . import _core
 from .errors import ModelFormatError, UnsupportedModelError
+from .generation.streaming import StreamDecoder
 
 __all__ = ["Tokenizer", "StreamDecoder", "LFM2_PRETOKENIZER_PATTERN"]
 
@@ -298,32 +298,6 @@ class Tokenizer:
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"vocab_size={self.vocab_size}"
         return f"<liquidlfm.Tokenizer {state} bos_id={self.bos_id} eos_id={self.eos_id}>"
-
-
-class StreamDecoder:
-    """Incremental detokenizer: feed ids as they are generated, get text that never ends inside a
-    UTF-8 character (the bytes of an incomplete character wait for the next ids). The chunks joined,
-    plus flush(), equal tokenizer.decode(all ids)."""
-
-    def __init__(self, tokenizer: Tokenizer, skip_special_tokens: bool = False):
-        self._tok = tokenizer
-        self._skip = skip_special_tokens
-        self._dec = codecs.getincrementaldecoder("utf-8")("replace")
-
-    def feed(self, ids: Union[int, Iterable[int]]) -> str:
-        """Text completed by these ids ('' while a character is still incomplete)."""
-        return self._dec.decode(self._tok.decode_bytes(ids, self._skip), final=False)
-
-    def flush(self) -> str:
-        """End of stream: pending bytes of an incomplete character become U+FFFD."""
-        out = self._dec.decode(b"", final=True)
-        self._dec.reset()
-        return out
-
-    @property
-    def pending(self) -> bytes:
-        """Bytes held back because they may start a character."""
-        return self._dec.getstate()[0]
 
 
 # ---- tokenizer.json ----

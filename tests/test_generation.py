@@ -89,6 +89,16 @@ def test_seeded_sampling_is_reproducible_across_runs_and_processes(model, model_
     assert out.stdout.strip() == str(a.token_ids)
 
 
+def test_model_satisfies_the_generation_protocols(model):
+    from liquidlfm.generation import CachedSession, GenerationHost, GenerationTokenizer
+    from liquidlfm.translate import TranslationModel
+
+    assert isinstance(model, GenerationHost) and isinstance(model, TranslationModel)
+    assert isinstance(model.tokenizer, GenerationTokenizer)
+    with model.session() as s:
+        assert isinstance(s, CachedSession) and s.prefix_cache.session is s
+
+
 def test_default_sampling_runs(model):
     r = model.generate(PROMPTS[1], max_tokens=10, seed=0)
     assert r.finish_reason in ("stop", "length") and r.stats.generated_tokens == len(

@@ -1,4 +1,4 @@
-"""The generation layer (liquidlfm/generation.py) on a small fake engine, so stop strings, UTF-8
+"""The generation layer (liquidlfm/generation/) on a small fake engine, so stop strings, UTF-8
 streaming, context limits, prefix reuse, threads and interrupts are tested independently of the real
 model (tests/test_generation.py runs the real engine)."""
 import _thread
@@ -15,6 +15,8 @@ from liquidlfm.errors import ContextFullError
 from liquidlfm.generation import (
     RECOMMENDED_SAMPLING,
     GenerationMixin,
+    PrefixCache,
+    StopMatcher,
     load_session,
     resolve_sampling,
     save_session,
@@ -31,8 +33,8 @@ N_VOCAB = N_TOK + 16     # embedding rows (the last 16 are padding: never sample
 class FakeTokenizer:
     """Byte tokens (id = 14 + byte) plus LFM2's control tokens at LFM2's ids."""
 
-    bos_id, eos_id = 1, 7
-    n_tokens = N_TOK
+    bos_id, eos_id, pad_id = 1, 7, None
+    vocab_size = N_TOK
 
     def encode(self, text, add_special_tokens=True, parse_special=False):
         ids = [self.bos_id] if add_special_tokens else []
@@ -55,8 +57,15 @@ class FakeTokenizer:
     def token_bytes(self, i):
         return SPECIALS[i].encode() if i < N_SPECIAL else bytes([i - N_SPECIAL])
 
+    def decode_bytes(self, ids, skip_special_tokens=False):
+        ids = [ids] if isinstance(ids, int) else ids
+        return b"".join(self.token_bytes(i) for i in ids if not (skip_special_tokens and i < N_SPECIAL))
+
     def decode(self, ids):
-        return b"".join(self.token_bytes(i) for i in ids).decode("utf-8", errors="replace")
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def token_type(self, i):
+        return 3 if i < N_SPECIAL else 1
 
 
 def text_ids(s):
@@ -73,6 +82,7 @@ class FakeSession:
         self.n_ctx = n_ctx
         self.reset()
         self.n_run = 0
+        self.prefix_cache = PrefixCache(self)
 
     def reset(self):
         self.pos = 0
@@ -123,6 +133,9 @@ class FakeSession:
         pos, h = pickle.loads(blob)
         self.pos, self.h = pos, h
 
+    def close(self):
+        pass
+
 
 class FakeConfig:
     n_vocab = N_VOCAB
@@ -152,6 +165,14 @@ class FakeModel(GenerationMixin):
 
 
 GREEDY = dict(temperature=0, repetition_penalty=1.0)
+
+
+def test_fakes_satisfy_the_generation_protocols():
+    from liquidlfm.generation import CachedSession, GenerationHost, GenerationTokenizer
+
+    m = FakeModel()
+    assert isinstance(m, GenerationHost) and isinstance(m.tokenizer, GenerationTokenizer)
+    assert isinstance(m.session(), CachedSession)
 
 
 # ---- parameters ----
@@ -375,6 +396,23 @@ def test_same_prompt_twice_reuses_everything():
     assert a.token_ids == b.token_ids
 
 
+def test_cache_prefix_keeps_a_shared_prompt_prefix_in_the_sessions_cache():
+    m = FakeModel()
+    s = m.session()
+    prefix = "System: answer briefly.\nUser: "
+    r1 = m.generate(prefix + "first question", max_tokens=4, session=s, cache_prefix=prefix, **GREEDY)
+    assert s.prefix_cache.tokens[:r1.stats.prompt_tokens] == FakeTokenizer().encode(prefix + "first question",
+                                                                                     parse_special=True)
+    n_prefix = len(FakeTokenizer().encode(prefix, parse_special=True))
+    r2 = m.generate(prefix + "second one", max_tokens=4, session=s, cache_prefix=prefix, **GREEDY)
+    # the first reply diverges from the second prompt: the prefix snapshot is restored, not re-run
+    assert r2.stats.reused_tokens == n_prefix
+    assert r2.token_ids == FakeModel().generate(prefix + "second one", max_tokens=4, **GREEDY).token_ids
+    # a cache_prefix the prompt does not start with is ignored
+    r3 = m.generate("unrelated", max_tokens=2, session=s, cache_prefix="nope", **GREEDY)
+    assert r3.stats.reused_tokens == 0
+
+
 def test_chat_stream_and_tools():
     m = FakeModel()
     tools = [{"name": "f", "description": "d", "parameters": {}}]
@@ -542,7 +580,6 @@ def test_unused_tokens_are_never_sampled():
 
 from hypothesis import given, settings, strategies as hst  # noqa: E402
 
-from liquidlfm.generation import _StopMatcher  # noqa: E402
 
 
 @settings(max_examples=300, deadline=None)
@@ -551,7 +588,7 @@ from liquidlfm.generation import _StopMatcher  # noqa: E402
 def test_stop_matcher_property(text, stops, cuts):
     """Whatever the chunking, the emitted text is the text before the first stop string to complete."""
     bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
-    m = _StopMatcher(stops)
+    m = StopMatcher(stops)
     out, hit = [], False
     for a, b in zip(bounds, bounds[1:]):
         piece, hit = m.push(text[a:b])
@@ -581,9 +618,9 @@ def test_streamed_text_equals_decode_for_any_unicode(s):
 
 
 def test_interrupted_long_prefill_keeps_the_part_done(monkeypatch):
-    import liquidlfm.generation as g
+    import liquidlfm.generation.cache as cache
 
-    monkeypatch.setattr(g, "PREFILL_CHUNK", 8)
+    monkeypatch.setattr(cache, "PREFILL_CHUNK", 8)
     m = FakeModel()
     s = m.session()
     calls = {"n": 0}

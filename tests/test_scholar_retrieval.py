@@ -13,7 +13,8 @@ import pytest
 from liquidlfm.scholar import Index, load_corpus, retrieve
 from liquidlfm.scholar.evalpairs import make_pairs
 from liquidlfm.scholar.rerank import ModelReranker, model_expansion_terms
-from liquidlfm.scholar.retrieve import analyze, recall_at_k
+from liquidlfm.scholar.retrieve import recall_at_k
+from liquidlfm.scholar.text import analyze
 from tests.fixtures.scholar_fakes import ScriptedGenerator, TinyRandomLM
 
 N_PAIRS = 200
@@ -141,3 +142,65 @@ def test_empty_idea_and_unknown_words(heldout):
         retrieve("   ", index=index)
     r = retrieve("qqqzz vvvxx", index=index)
     assert r.hits == []
+
+
+def test_fakes_satisfy_the_protocols_scholar_declares():
+    from liquidlfm.scholar.llm import ForwardScorer, GenerationModel, SessionScorer, TextGenerator
+
+    lm = TinyRandomLM(seed=0)
+    assert isinstance(lm, SessionScorer) and isinstance(lm, ForwardScorer) and isinstance(lm, GenerationModel)
+    gen = ScriptedGenerator()
+    assert isinstance(gen, TextGenerator) and not isinstance(gen, GenerationModel)
+
+
+def test_rerank_prompt_longer_than_the_context_raises_instead_of_truncating():
+    import liquidlfm
+
+    lm = TinyRandomLM(seed=3)
+    small = lm.session
+
+    lm.session = lambda n_ctx=None: small(n_ctx=64)   # a model whose context holds 64 tokens
+    papers = load_corpus_small()
+    with pytest.raises(liquidlfm.ContextFullError, match="context holds 64"):
+        ModelReranker(lm)("alignment " * 40, papers)
+    assert lm.prefilled_tokens == 0                    # nothing was run on a cut prompt
+
+
+def test_drafting_prompt_longer_than_the_context_raises():
+    """Drafting goes through the model's generation API, which refuses a prompt that does not fit."""
+    import liquidlfm
+    from liquidlfm.scholar.llm import generate_text
+    from tests.test_generation_fake import FakeModel
+
+    m = FakeModel(n_ctx=32)
+    with pytest.raises(liquidlfm.ContextFullError, match="context holds 32"):
+        generate_text(m, "a research idea that is much longer than thirty-two byte tokens", max_tokens=4)
+
+
+def test_scholar_modules_import_each_other_without_cycles():
+    """No import cycle between scholar modules (module-level or inside functions), and no private
+    name imported from another module."""
+    import ast
+    from pathlib import Path
+
+    import liquidlfm.scholar as pkg
+
+    folder = Path(pkg.__file__).parent
+    graph = {}
+    for f in folder.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    deps.add(node.module.split(".")[0])
+                for a in node.names:
+                    assert not a.name.startswith("_"), f"{f.name} imports private {a.name} from .{node.module}"
+        graph[f.stem] = deps - {f.stem}
+
+    def visit(m, path):
+        assert m not in path, f"import cycle: {' -> '.join(path + [m])}"
+        for d in graph.get(m, ()):
+            visit(d, path + [m])
+
+    for m in graph:
+        visit(m, [])

@@ -5,12 +5,15 @@ import warnings
 import pytest
 from hypothesis import given, settings, strategies as st
 
+import importlib
+
 import liquidlfm
-from liquidlfm import translate as tr_mod
 from liquidlfm.segment import Segment, rebuild, segment, segment_plain, split_sentences
 from liquidlfm.translate import (LANGUAGES, TranslationTruncatedWarning, Translator, detect_language, language,
                                  load_glossary, system_prompt, translate)
 from tests.fixtures.fake_lm import FakeModel
+
+tr_mod = importlib.import_module("liquidlfm.translate")  # the package (liquidlfm.translate is the function)
 
 DOC = """\
 ---
@@ -183,6 +186,13 @@ def test_system_prompt():
         "Translate to Korean.\nUse these translations for the following terms:\nLiquid AI = 리퀴드 AI")
     with pytest.raises(ValueError, match="formality"):
         system_prompt("ko", formality="rude")
+
+
+def test_fake_model_is_a_translation_model(fake):
+    from liquidlfm.translate import TranslationModel
+    from liquidlfm.translate.translator import TranslationTokenizer
+
+    assert isinstance(fake, TranslationModel) and isinstance(fake.tokenizer, TranslationTokenizer)
 
 
 def test_prompt_is_exactly_the_chat_template(fake, template):
@@ -359,10 +369,13 @@ def test_model_loaded_once_per_path(monkeypatch, tmp_path, fake):
     assert loads == [str(tmp_path / "m.gguf")]
 
 
-def test_module_is_callable(fake):
-    import liquidlfm.translate as m
-    assert callable(m) and m("hi", "ko", model=fake) == "HI"
+def test_translate_is_a_plain_function(fake):
+    import types
+
+    import liquidlfm.translate as m  # the package attribute is the function, not the module
+    assert isinstance(m, types.FunctionType) and m is translate and m("hi", "ko", model=fake) == "HI"
     assert liquidlfm.translate("hi", "ko", model=fake) == "HI"
+    assert type(tr_mod) is types.ModuleType and not callable(tr_mod)  # no module-class swapping
 
 
 def test_batch_translates_repeated_pieces_once(fake):

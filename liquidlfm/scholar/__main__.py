@@ -9,14 +9,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import ContextFullError
 from .api import DEFAULT_MODEL, NoCorpusError, draft_related_work, gather_papers, load_model
 from .corpus import FORMATS_HELP, CorpusError
+from .draft import progress_callback
 from .online import OnlineSearchError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m liquidlfm.scholar") -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m liquidlfm.scholar",
+        prog=prog,
         description="Draft a Related Work section for a research idea, citing only papers it retrieved.")
     ap.add_argument("idea", help="the research idea, in a sentence or two")
     ap.add_argument("--corpus", action="append", metavar="PATH",
@@ -45,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog: str = "python -m liquidlfm.scholar") -> int:
+    args = build_parser(prog).parse_args(argv)
     fmt = args.format
     if fmt is None:
         fmt = "latex" if args.out and Path(args.out).suffix.lower() in (".tex", ".latex") else "markdown"
@@ -54,8 +56,7 @@ def main(argv=None) -> int:
         print("error: --top-k must be at least 1", file=sys.stderr)
         return 2
     progress = False if args.quiet else None
-    from .draft import _progress
-    say = _progress(progress)
+    say = progress_callback(progress)
     try:                                                    # corpus first: its errors name what to pass
         papers = gather_papers(args.idea, args.corpus, arxiv=args.arxiv, semantic_scholar=args.semantic_scholar,
                                cache_dir=args.cache_dir, progress=say)
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
     except NoCorpusError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (CorpusError, OnlineSearchError, ValueError) as e:
+    except (CorpusError, OnlineSearchError, ValueError, ContextFullError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.explain:

@@ -5,7 +5,8 @@ import os
 from typing import Optional
 
 from .corpus import FORMATS_HELP, CorpusError, finalize, load_corpus
-from .draft import RelatedWork, _progress, draft_from_retrieval
+from .draft import RelatedWork, draft_from_retrieval, progress_callback
+from .rerank import ModelReranker
 from .retrieve import Index, retrieve
 
 DEFAULT_MODEL = "LiquidAI/LFM2.5-1.2B-Instruct"
@@ -29,17 +30,12 @@ def load_model(spec=None, *, progress=None):
     if spec is not None and not isinstance(spec, (str, os.PathLike)):
         return spec
     say = progress or (lambda m: None)
-    import liquidlfm as lfm
-    try:
-        from liquidlfm.hub import resolve_model
-    except ImportError:                                   # hub not available: let lfm.load resolve it
-        resolve_model = None
-    if resolve_model is not None:
-        path = resolve_model(None if spec is None else str(spec), purpose="chat")
-    else:
-        path = str(spec) if spec is not None else (os.environ.get("LIQUIDLFM_MODEL") or DEFAULT_MODEL)
+    from ..hub import resolve_model
+    from ..model import load
+
+    path = resolve_model(None if spec is None else str(spec), purpose="chat")
     say(f"loading model {path}")
-    model = lfm.load(str(path))
+    model = load(str(path))
     try:
         model.name = str(spec) if spec is not None else os.environ.get("LIQUIDLFM_MODEL") or str(path)
     except AttributeError:
@@ -100,7 +96,7 @@ def draft_related_work(idea: str, corpus=None, *, papers=None, model=None, top_k
         raise ValueError("the idea is empty; describe the research idea in a sentence or two")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    say = _progress(progress)
+    say = progress_callback(progress)
     if index is None:                                     # corpus problems surface before a model loads
         pool = gather_papers(idea, corpus, papers=papers, arxiv=arxiv, semantic_scholar=semantic_scholar,
                              cache_dir=cache_dir, online_limit=online_limit, progress=say)
@@ -114,7 +110,6 @@ def draft_related_work(idea: str, corpus=None, *, papers=None, model=None, top_k
         model_name = str(getattr(model, "name", None) or getattr(model, "path", None) or type(model).__name__)
     say(f"retrieving the top {top_k} papers")
     if rerank and reranker is None and model is not None:
-        from .rerank import ModelReranker
         reranker = ModelReranker(model)
     r = retrieve(idea, index=index, top_k=top_k, expand=expand, model=model,
                  reranker=reranker if rerank else None, n_candidates=n_candidates, progress=say)

@@ -45,7 +45,7 @@ class Paper:
     bib: Optional[dict] = field(default=None, repr=False)
 
     def short_authors(self) -> str:
-        names = [_last_name(a) for a in self.authors]
+        names = [last_name(a) for a in self.authors]
         if not names:
             return "Anonymous"
         if len(names) == 1:
@@ -62,7 +62,8 @@ class Paper:
 
 # ---- helpers ----
 
-def _last_name(author: str) -> str:
+def last_name(author: str) -> str:
+    """The family name of an author string ("Last, First" or "First Last")."""
     author = author.strip()
     if "," in author:
         return author.split(",", 1)[0].strip()
@@ -88,7 +89,7 @@ _KEY_STOP = {"a", "an", "the", "on", "of", "in", "for", "to", "and", "with", "fr
 def make_key(authors: Iterable[str], year: Optional[int], title: str) -> str:
     """zhang2021bidirectional — first author's surname, year, first content word of the title."""
     authors = list(authors)
-    last = _ascii_word(_last_name(authors[0]).split()[-1]) if authors and _last_name(authors[0]) else ""
+    last = _ascii_word(last_name(authors[0]).split()[-1]) if authors and last_name(authors[0]) else ""
     word = ""
     for w in re.findall(r"[^\W_]+", title):
         a = _ascii_word(w)
@@ -185,7 +186,8 @@ def read_text(path: Path) -> str:
         ) from None
 
 
-def _paper_from_record(rec: dict, where: str, source: str) -> Paper:
+def paper_from_record(rec: dict, where: str, source: str) -> Paper:
+    """A Paper from a JSON/CSV/API record (keys case-insensitive); CorpusError naming `where` if unusable."""
     if not isinstance(rec, dict):
         raise CorpusError(f"{where}: expected an object with title/abstract/authors/..., "
                           f"got {type(rec).__name__}")
@@ -217,7 +219,7 @@ def load_jsonl(path: Path, text: Optional[str] = None) -> list:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
             raise CorpusError(f"{path}: line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
-        papers.append(_paper_from_record(rec, f"{path}: line {n}", str(path)))
+        papers.append(paper_from_record(rec, f"{path}: line {n}", str(path)))
     return papers
 
 
@@ -238,7 +240,7 @@ def load_json(path: Path, text: Optional[str] = None) -> list:
             data = [data]
     if not isinstance(data, list):
         raise CorpusError(f"{path}: expected a JSON list of papers, got {type(data).__name__}")
-    return [_paper_from_record(r, f"{path}: record {i}", str(path)) for i, r in enumerate(data, 1)]
+    return [paper_from_record(r, f"{path}: record {i}", str(path)) for i, r in enumerate(data, 1)]
 
 
 def load_csv(path: Path, text: Optional[str] = None) -> list:
@@ -261,7 +263,7 @@ def load_csv(path: Path, text: Optional[str] = None) -> list:
                 raise CorpusError(f"{path}: line {n}: row has more fields than the header ({len(header)})")
             if not any((v or "").strip() for v in row.values()):
                 continue
-            papers.append(_paper_from_record(row, f"{path}: line {n}", str(path)))
+            papers.append(paper_from_record(row, f"{path}: line {n}", str(path)))
     except csv.Error as e:
         raise CorpusError(f"{path}: line {reader.line_num}: malformed CSV ({e})") from None
     return papers
@@ -297,7 +299,7 @@ def load_bib(path: Path, text: Optional[str] = None) -> list:
             "url": str(f.get("url", "")),
             "id": str(f.get("doi", "") or f.get("eprint", "")),
         }
-        p = _paper_from_record(rec, where, str(path))
+        p = paper_from_record(rec, where, str(path))
         p.key = e.key
         p.entry_type = e.entry_type.lower()
         p.bib = {k: v.value for k, v in e.fields_dict.items()}

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .rerank import _abstract_snippet, generate_text
-from .retrieve import Retrieval, analyze, words, stem, STOPWORDS
+from .llm import abstract_snippet, generate_text
+from .retrieve import Retrieval
+from .text import STOPWORDS, analyze, stem, words
 from .verify import VerifyReport, cited_keys, verify_paragraph
 
 SYSTEM = ("You are a careful research assistant writing the Related Work section of a paper. "
@@ -216,7 +217,7 @@ def parse_themes(text: str) -> list:
 def paragraph_prompt(idea: str, theme: Theme, shorts: dict, max_words: int = 110) -> str:
     listing = "\n\n".join(
         f"[{k}] {shorts[k].title} ({shorts[k].short_authors()}, {shorts[k].year or 'n.d.'})\n"
-        f"Abstract: {_abstract_snippet(shorts[k].abstract, max_words)}" for k in theme.keys)
+        f"Abstract: {abstract_snippet(shorts[k].abstract, max_words)}" for k in theme.keys)
     return (f"Research idea: {idea}\n\nTheme: {theme.name}\n\nPapers:\n{listing}\n\n"
             f"Write one paragraph (3 to 5 sentences) of the Related Work section about this theme. "
             f"Describe what these papers do, using only their abstracts above, and how they relate to "
@@ -224,7 +225,9 @@ def paragraph_prompt(idea: str, theme: Theme, shorts: dict, max_words: int = 110
             f"Cite only the keys listed above. Do not write a heading.")
 
 
-def _progress(progress):
+def progress_callback(progress):
+    """A msg -> None callback from progress: None/True prints timestamped lines to stderr, False is
+    silent, a callable is used as is."""
     if progress is None or progress is True:
         t0 = time.time()
         return lambda msg: print(f"[scholar {time.time() - t0:5.1f}s] {msg}", file=sys.stderr, flush=True)
@@ -236,7 +239,7 @@ def _progress(progress):
 def draft_from_retrieval(idea: str, retrieval: Retrieval, *, model=None, model_name: str = "",
                          format: str = "markdown", max_themes: int = 3, max_tokens: int = 300,
                          progress=None) -> RelatedWork:
-    say = _progress(progress)
+    say = progress_callback(progress)
     shorts = {f"P{i}": h.paper for i, h in enumerate(retrieval.hits, 1)}
     if not shorts:
         raise ValueError("no papers were retrieved for this idea; nothing to draft from")

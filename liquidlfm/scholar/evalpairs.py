@@ -12,7 +12,7 @@ import random
 import re
 from dataclasses import replace
 
-from .retrieve import STOPWORDS, recall_at_k, stem, words  # noqa: F401
+from .text import STOPWORDS, stem, words
 
 _CONTRIB = re.compile(r"\b(we (propose|present|introduce|develop|design)|this (paper|work) "
                       r"(proposes|presents|introduces)|in this (paper|work))\b", re.I)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from .corpus import Paper, _paper_from_record, finalize
+from .corpus import Paper, paper_from_record, finalize
 
 ARXIV_URL = "https://export.arxiv.org/api/query"
 S2_URL = "https://api.semanticscholar.org/graph/v1"
@@ -207,7 +207,7 @@ class SemanticScholar(_Client):
                    "authors": [a.get("name", "") for a in d.get("authors") or []],
                    "year": d.get("year"), "venue": d.get("venue") or "",
                    "url": d.get("url") or "", "id": ext.get("DOI") or ext.get("ArXiv") or d.get("paperId", "")}
-            out.append(_paper_from_record(rec, f"{self.name} result {i}", self.name))
+            out.append(paper_from_record(rec, f"{self.name} result {i}", self.name))
         return out
 
 
@@ -225,7 +225,7 @@ class Arxiv(_Client):
 
     @staticmethod
     def build_query(text: str) -> str:
-        from .retrieve import keyphrases, words, STOPWORDS
+        from .text import STOPWORDS, keyphrases, words
         phrases = keyphrases(text, 3)
         terms = [w for w in dict.fromkeys(words(text)) if w not in STOPWORDS and len(w) > 2][:8]
         parts = [f'all:"{p}"' for p in phrases] + [f"all:{t}" for t in terms]
@@ -252,7 +252,7 @@ class Arxiv(_Client):
             rec = {"title": r.title, "abstract": r.summary, "authors": [a.name for a in r.authors],
                    "year": r.published.year if r.published else None,
                    "venue": r.journal_ref or "arXiv", "url": r.entry_id, "id": r.get_short_id()}
-            p = _paper_from_record(rec, f"{self.name} result {i}", self.name)
+            p = paper_from_record(rec, f"{self.name} result {i}", self.name)
             p.entry_type = "misc"
             out.append(p)
         return out

@@ -21,7 +21,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from .corpus import _last_name
+from .corpus import last_name
 
 CANON = re.compile(r"\[(P\d+(?:, P\d+)*)\]")
 _SHORT = re.compile(r"^(?:p|paper|ref|reference)?\s*#?\s*0*(\d{1,4})$", re.I)
@@ -112,7 +112,7 @@ class KeyResolver:
     def author_year(self, surname: str, year: int) -> Optional[str]:
         s = _norm(surname)
         found = [k for k, p in self.shorts.items()
-                 if p.year == year and p.authors and _norm(_last_name(p.authors[0])) in (s, s.split()[-1] if s else "")]
+                 if p.year == year and p.authors and _norm(last_name(p.authors[0])) in (s, s.split()[-1] if s else "")]
         return found[0] if len(found) == 1 else None
 
 

@@ -1,0 +1,358 @@
+"""generate / stream / chat / apply_chat_template: the methods that make a loaded Model a text generator.
+
+The host class (liquidlfm.Model, or a test double) provides what GenerationHost describes: config
+(n_vocab, eos_id), tokenizer (or None), chat_template (str or None), generation_config (dict) and
+session(n_ctx=None) -> a session with a prefix_cache (see cache.CachedSession).
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from typing import Iterable, Iterator, List, Optional, Protocol, Union, runtime_checkable
+
+import numpy as np
+
+from ..errors import ContextFullError
+from .cache import CachedSession
+from .params import SAMPLING_ARGS, make_sampler, resolve_max_tokens, resolve_sampling
+from .results import Chunk, GenerationResult, GenerationStats, collect
+from .session_file import load_session, save_session
+from .stops import StopMatcher, normalize_stop
+from .streaming import StreamDecoder
+
+__all__ = ["GenerationMixin", "GenerationHost", "GenerationTokenizer", "STOP_TOKEN_TEXTS"]
+
+# Control tokens that end a turn, looked up by text in the tokenizer.
+STOP_TOKEN_TEXTS = ("<|im_end|>", "<|endoftext|>")
+TOKEN_TYPE_UNUSED = 5  # lfm_token_kind LFM_TOKEN_UNUSED (GGUF "[PAD<i>]" fillers)
+
+
+# ---- what the host provides ----
+
+@runtime_checkable
+class GenerationTokenizer(Protocol):
+    """The tokenizer calls generation makes (liquidlfm.Tokenizer has them all)."""
+
+    bos_id: Optional[int]
+    eos_id: Optional[int]
+    pad_id: Optional[int]
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def encode(self, text: str, add_special_tokens: bool = True, parse_special: bool = True) -> List[int]: ...
+
+    def decode_bytes(self, ids: Union[int, Iterable[int]], skip_special_tokens: bool = False) -> bytes: ...
+
+    def token_type(self, token_id: int) -> int: ...
+
+
+class ModelShape(Protocol):
+    n_vocab: int
+    eos_id: Optional[int]
+
+
+@runtime_checkable
+class GenerationHost(Protocol):
+    config: ModelShape
+    tokenizer: Optional[GenerationTokenizer]
+    chat_template: Optional[str]
+    generation_config: dict
+
+    def session(self, n_ctx: Optional[int] = None) -> CachedSession: ...
+
+
+def _as_id_list(ids, n_vocab) -> List[int]:
+    if isinstance(ids, np.ndarray):
+        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError("prompt token array must be 1-D integers")
+        ids = ids.tolist()
+    out = []
+    for t in ids:
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+            raise TypeError(f"prompt token ids must be ints, got {type(t).__name__}")
+        t = int(t)
+        if not 0 <= t < n_vocab:
+            raise ValueError(f"prompt token id {t} out of range [0, {n_vocab})")
+        out.append(t)
+    return out
+
+
+class GenerationMixin:
+    """Methods that turn a loaded Model into a text generator (the host is a GenerationHost)."""
+
+    # ---- plumbing ----
+
+    def _gen_thread_session(self, n_ctx=None) -> CachedSession:
+        """This thread's default session for this model (created on first use)."""
+        d = self.__dict__.setdefault("_lfm_thread_sessions", threading.local())
+        s = getattr(d, "session", None)
+        if s is None or (n_ctx is not None and s.n_ctx != n_ctx):
+            if s is not None:
+                s.close()
+            s = self.session(n_ctx=n_ctx)
+            d.session = s
+        return s
+
+    def _gen_tokenizer(self) -> GenerationTokenizer:
+        if self.tokenizer is None:
+            raise ValueError("this model has no tokenizer; pass the prompt as a list of token ids")
+        return self.tokenizer
+
+    @property
+    def stop_token_ids(self) -> List[int]:
+        """Token ids that always end generation (never returned): eos (config, generation_config,
+        tokenizer) and the tokenizer's <|im_end|> / <|endoftext|>. stop_token_ids= adds more per call."""
+        cached = self.__dict__.get("_lfm_stop_ids")
+        if cached is not None:
+            return list(cached)
+        ids = set()
+        eos = self.config.eos_id
+        if eos is not None and eos >= 0:
+            ids.add(int(eos))
+        gc_eos = (self.generation_config or {}).get("eos_token_id")
+        if isinstance(gc_eos, int):
+            ids.add(gc_eos)
+        elif isinstance(gc_eos, (list, tuple)):
+            ids.update(int(x) for x in gc_eos if isinstance(x, int))
+        tok = self.tokenizer
+        if tok is not None:
+            if tok.eos_id is not None and tok.eos_id >= 0:
+                ids.add(int(tok.eos_id))
+            for text in STOP_TOKEN_TEXTS:
+                enc = tok.encode(text, add_special_tokens=False, parse_special=True)
+                if len(enc) == 1:
+                    ids.add(int(enc[0]))
+        n_vocab = self.config.n_vocab
+        out = sorted(i for i in ids if 0 <= i < n_vocab)
+        self.__dict__["_lfm_stop_ids"] = out
+        return list(out)
+
+    def _gen_banned_ids(self) -> List[int]:
+        """Ids never sampled: embedding rows the tokenizer does not define (vocabulary padding) and
+        tokens the tokenizer marks UNUSED (GGUF "[PAD<i>]" fillers)."""
+        cached = self.__dict__.get("_lfm_banned_ids")
+        if cached is not None:
+            return cached
+        tok = self.tokenizer
+        if tok is None:
+            return []
+        n_vocab = self.config.n_vocab
+        n_tok = tok.vocab_size
+        banned = list(range(max(n_tok, 0), n_vocab))
+        banned += [i for i in range(min(n_tok, n_vocab)) if tok.token_type(i) == TOKEN_TYPE_UNUSED]
+        self.__dict__["_lfm_banned_ids"] = banned
+        return banned
+
+    def _gen_encode(self, prompt, chat: bool) -> List[int]:
+        n_vocab = self.config.n_vocab
+        if isinstance(prompt, str):
+            ids = self._gen_tokenizer().encode(prompt, add_special_tokens=not chat, parse_special=True)
+            return _as_id_list(ids, n_vocab)
+        if isinstance(prompt, (bytes, bytearray)):
+            raise TypeError("prompt must be a str or a list of token ids, not bytes")
+        return _as_id_list(prompt, n_vocab)
+
+    def _gen_special_tokens(self) -> Optional[dict]:
+        """{"bos_token": ..., "eos_token": ..., "pad_token": ...}: the template variables."""
+        tok = self.tokenizer
+        if tok is None:
+            return None
+        out = {}
+        for name, i in (("bos_token", tok.bos_id), ("eos_token", tok.eos_id), ("pad_token", tok.pad_id)):
+            if i is not None and i >= 0:
+                try:
+                    out[name] = tok.decode_bytes([i]).decode("utf-8")
+                except UnicodeDecodeError:
+                    pass
+        return out or None
+
+    # ---- public API ----
+
+    def apply_chat_template(self, messages, tools=None, add_generation_prompt: bool = True, **kwargs) -> str:
+        """Render messages with the model's chat template (or the built-in LFM2 one); see
+        liquidlfm.chat_template. Extra keyword arguments become template variables."""
+        from ..chat_template import ChatTemplate
+
+        key = self.chat_template
+        cached = self.__dict__.get("_lfm_chat_template")
+        if cached is None or cached[0] != key:
+            cached = (key, ChatTemplate(key, self._gen_special_tokens()))
+            self.__dict__["_lfm_chat_template"] = cached
+        return cached[1].render(messages, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs)
+
+    def stream(self, prompt, max_tokens: Optional[int] = None, *, temperature=None, top_k=None, top_p=None,
+               min_p=None, repetition_penalty=None, presence_penalty=None, frequency_penalty=None,
+               penalty_last_n=None, logit_bias=None, stop=None, seed=None, stop_token_ids=None,
+               session=None, n_ctx=None, cache_prefix=None) -> Iterator[Chunk]:
+        """Generate from prompt (str, or a list of token ids used as is), yielding Chunks.
+
+        max_tokens: tokens to generate (default: generation_config max_new_tokens, else 512).
+        stop: a string or list of strings; generation ends before the first match, which is not
+        returned. stop_token_ids: extra token ids that end generation. session: a Session to run in
+        (default: this thread's session for the model, reused across calls).
+        cache_prefix: a leading part of the prompt (text, or token ids) whose state is kept in the
+        session's prefix cache, so later prompts starting with it (a shared system prompt) do not
+        prefill it again; ignored when the prompt does not start with it.
+        Raises ContextFullError when the prompt does not fit in the session's context.
+        """
+        ids = self._gen_encode(prompt, chat=False)
+        prefix = self._gen_encode(cache_prefix, chat=False) if cache_prefix is not None else None
+        return self._gen_run(ids, max_tokens, stop, stop_token_ids, session, n_ctx, False, prefix,
+                             dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                                  repetition_penalty=repetition_penalty, presence_penalty=presence_penalty,
+                                  frequency_penalty=frequency_penalty, penalty_last_n=penalty_last_n,
+                                  logit_bias=logit_bias, seed=seed))
+
+    def generate(self, prompt, max_tokens: Optional[int] = None, **kwargs) -> GenerationResult:
+        """Like stream(), but returns the whole text (a str carrying .token_ids, .finish_reason, .stats)."""
+        return collect(self.stream(prompt, max_tokens, **kwargs))
+
+    def chat(self, messages, tools=None, stream: bool = False, max_tokens: Optional[int] = None, *,
+             template_kwargs: Optional[dict] = None, **kwargs):
+        """Reply to a conversation (list of {"role", "content"} dicts, optional tools list).
+
+        The prompt is rendered with apply_chat_template and tokenized without adding special tokens
+        (the template writes <|startoftext|>). Returns the reply (GenerationResult), or an iterator
+        of Chunks with stream=True. The session keeps the conversation: the next call with the same
+        history plus new messages only prefills the new tokens. Keyword arguments: as stream().
+        """
+        prompt = self.apply_chat_template(messages, tools=tools, add_generation_prompt=True,
+                                          **(template_kwargs or {}))
+        ids = self._gen_encode(prompt, chat=True)
+        sampling = {k: kwargs.pop(k) for k in list(kwargs) if k in SAMPLING_ARGS}
+        stop = kwargs.pop("stop", None)
+        stop_token_ids = kwargs.pop("stop_token_ids", None)
+        session = kwargs.pop("session", None)
+        n_ctx = kwargs.pop("n_ctx", None)
+        cache_prefix = kwargs.pop("cache_prefix", None)
+        if kwargs:
+            raise TypeError(f"chat() got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
+        prefix = self._gen_encode(cache_prefix, chat=True) if cache_prefix is not None else None
+        it = self._gen_run(ids, max_tokens, stop, stop_token_ids, session, n_ctx, True, prefix, sampling)
+        return it if stream else collect(it)
+
+    # ---- the loop ----
+
+    def _gen_run(self, ids, max_tokens, stop, stop_token_ids, session, n_ctx, snapshots, prefix, sampling):
+        """Validate everything eagerly (errors surface at the call, not at the first next()), then
+        return the generator."""
+        gc = dict(self.generation_config or {})
+        max_tokens = resolve_max_tokens(max_tokens, gc)
+        stops = normalize_stop(stop)
+        if stops:
+            self._gen_tokenizer()
+        n_vocab = self.config.n_vocab
+        stop_ids = set(self.stop_token_ids)
+        if stop_token_ids is not None:
+            stop_ids.update(_as_id_list(stop_token_ids, n_vocab))
+        if not ids:
+            raise ValueError("the prompt is empty")
+        if prefix is not None and (len(prefix) >= len(ids) or ids[:len(prefix)] != prefix):
+            prefix = None  # not a (proper) prefix of this prompt: nothing to keep
+        sp = resolve_sampling(gc, **sampling)
+        sampler = make_sampler(n_vocab, sp, self._gen_banned_ids())  # raises ValueError for bad values
+        if session is None:
+            session = self._gen_thread_session(n_ctx)
+        if len(ids) > session.n_ctx:
+            sampler.close()
+            raise ContextFullError(
+                f"the prompt has {len(ids)} tokens but the session's context holds {session.n_ctx}; "
+                f"use a larger n_ctx or a shorter prompt")
+        return self._gen_loop(ids, max_tokens, stops, stop_ids, session, snapshots, prefix, sampler, self.tokenizer)
+
+    def _gen_loop(self, ids, max_tokens, stops, stop_ids, session: CachedSession, snapshots, prefix, sampler, tok):
+        cache = session.prefix_cache
+        cache.acquire()
+        try:
+            stats = GenerationStats(prompt_tokens=len(ids))
+            t0 = time.perf_counter()
+            reused = cache.prepare(ids)
+            if prefix is not None and reused < len(prefix):
+                cache.prefill(prefix)
+                cache.snapshot()
+            logits = cache.prefill(ids)
+            stats.reused_tokens = reused
+            stats.prefilled_tokens = len(ids) - reused
+            stats.prompt_time = time.perf_counter() - t0
+            if snapshots:
+                cache.snapshot()
+            sampler.accept(ids)
+
+            text_stream = StreamDecoder(tok) if tok is not None else None
+            matcher = StopMatcher(stops)
+            n_ctx = session.n_ctx
+            native = cache.native_ctx is not None
+            stop_list = sorted(stop_ids)
+            finish = None
+            t1 = time.perf_counter()
+            n = 0
+            while finish is None:
+                if n >= max_tokens:
+                    finish = "length"
+                    break
+                if native:
+                    t, is_stop, full = cache.step_native(sampler, stop_list)
+                else:
+                    t = sampler.sample(logits)
+                    sampler.accept(t)
+                    is_stop = t in stop_ids
+                    full = False
+                    if not is_stop:
+                        if len(cache.tokens) >= n_ctx:
+                            full = True  # the token is returned but cannot be decoded
+                        else:
+                            logits = cache.step(t)
+                            full = len(cache.tokens) >= n_ctx
+                if is_stop:
+                    finish = "stop"
+                    break
+                n += 1
+                stats.generated_tokens = n
+                piece = text_stream.feed(t) if text_stream is not None else ""
+                out, hit = matcher.push(piece)
+                if hit:
+                    finish = "stop"
+                elif n >= max_tokens or full:
+                    finish = "length"
+                stats.generation_time = time.perf_counter() - t1
+                if finish is None:
+                    yield Chunk(out, [t], None, dataclasses.replace(stats))
+                else:
+                    if finish == "length":
+                        out += matcher.push(text_stream.flush() if text_stream is not None else "")[0]
+                        out += matcher.flush()
+                    yield Chunk(out, [t], finish, dataclasses.replace(stats))
+                    return
+            # ended without emitting the last token (stop token, or max_tokens == 0)
+            tail = ""
+            if text_stream is not None:
+                tail, hit = matcher.push(text_stream.flush())
+                if not hit:
+                    tail += matcher.flush()
+            stats.generation_time = time.perf_counter() - t1
+            yield Chunk(tail, [], finish, dataclasses.replace(stats))
+        finally:
+            sampler.close()
+            cache.release()
+
+    # ---- session helpers ----
+
+    def save_session(self, path, session=None):
+        """Save this thread's session (or the given one) to path atomically; see save_session()."""
+        save_session(session if session is not None else self._gen_thread_session(), path)
+
+    def load_session(self, path, session=None):
+        """Load a state file written by save_session into this thread's session (or the given one)."""
+        load_session(session if session is not None else self._gen_thread_session(), path)
+
+    def reset_session(self, session=None):
+        """Forget this thread's conversation (or the given session's): position 0, no snapshots."""
+        s = session if session is not None else self._gen_thread_session()
+        cache = s.prefix_cache
+        cache.acquire()
+        try:
+            cache.clear()
+        finally:
+            cache.release()

@@ -1,0 +1,197 @@
+"""The Translator: one model, one session; each piece is a chat prompt (system: ``Translate to Korean.``,
+user: the piece) run through the model's public generation API (greedy by default), with the prompt
+prefix up to the user's text kept in the session's prefix cache."""
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from typing import Iterator, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
+
+from ..errors import ContextFullError
+from ..generation import CachedSession, GenerationResult
+from ..segment import segment, segment_plain
+from .languages import detect_language, language
+from .prompts import glossary_for, system_prompt
+
+__all__ = ["Translator", "TranslationModel", "TranslationTruncatedWarning"]
+
+
+class TranslationTruncatedWarning(UserWarning):
+    """A translated piece stopped at max_tokens before the model ended it (it may be cut short)."""
+
+
+# ---- what the translator needs from a model (liquidlfm.Model has it all) ----
+
+@runtime_checkable
+class TranslationTokenizer(Protocol):
+    def encode(self, text: str, add_special_tokens: bool = True, parse_special: bool = True) -> List[int]: ...
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str: ...
+
+
+class TrainedContext(Protocol):
+    n_ctx_train: int
+
+
+@runtime_checkable
+class TranslationModel(Protocol):
+    tokenizer: Optional[TranslationTokenizer]
+    chat_template: Optional[str]
+    config: TrainedContext
+
+    @property
+    def stop_token_ids(self) -> List[int]: ...
+
+    def session(self, n_ctx: Optional[int] = None) -> CachedSession: ...
+
+    def apply_chat_template(self, messages, tools=None, add_generation_prompt: bool = True, **kwargs) -> str: ...
+
+    def generate(self, prompt, max_tokens: Optional[int] = None, **kwargs) -> GenerationResult: ...
+
+
+_CLAUSE = re.compile(r"(?<=[,;:，；：、])\s+|(?<=[,;:，；：、])")
+_MARKER = "\x00LFM_SPLIT\x00"
+
+
+class Translator:
+    """Translate with one model. Its session's prefix cache keeps the prefilled prompt prefix (system
+    prompt), so every piece only prefills its own tokens. Not thread-safe (one session); create one
+    per thread."""
+
+    def __init__(self, model: TranslationModel, *, n_ctx: Optional[int] = None):
+        self.model = model
+        if model.tokenizer is None:
+            raise ValueError("the model has no tokenizer; translation needs a model with a tokenizer")
+        self.tokenizer = model.tokenizer
+        if not model.chat_template:
+            raise ValueError("the model has no chat template; translation needs an instruction-tuned LFM2")
+        n_train = model.config.n_ctx_train or 32768
+        self.n_ctx = int(n_ctx or min(n_train, 4096))
+        self.stop_ids = set(model.stop_token_ids)  # what ends a translation (generation stops on them)
+        if not self.stop_ids:
+            raise ValueError("cannot tell the model's end-of-turn token (no eos id and no <|im_end|>)")
+        self._session: Optional[CachedSession] = None
+        self.stats = {"segments": 0, "prompt_tokens": 0, "generated_tokens": 0}
+
+    # ---- prompts ----
+
+    def render(self, text: str, target: str, *, formality=None, glossary=None) -> str:
+        """The exact prompt string for one piece (the model's chat template applied to system + user)."""
+        msgs = [{"role": "system", "content": system_prompt(target, formality=formality, glossary=glossary)},
+                {"role": "user", "content": text}]
+        return self.model.apply_chat_template(msgs, add_generation_prompt=True)
+
+    def _encode(self, s: str) -> List[int]:
+        return list(self.tokenizer.encode(s, add_special_tokens=False, parse_special=True))
+
+    def _prompt_ids(self, text, target, formality, glossary) -> Tuple[List[int], str]:
+        prompt = self.render(text, target, formality=formality, glossary=glossary)
+        return self._encode(prompt), prompt
+
+    def _prefix_ids(self, target, formality, glossary) -> Optional[List[int]]:
+        """The prompt's tokens up to the user's text: the same for every piece with this system prompt."""
+        marked = self.render(_MARKER, target, formality=formality, glossary=glossary)
+        return self._encode(marked.split(_MARKER)[0]) if _MARKER in marked else None
+
+    def _sess(self) -> CachedSession:
+        if self._session is None:
+            self._session = self.model.session(n_ctx=self.n_ctx)
+        return self._session
+
+    def close(self):
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- one piece ----
+
+    def translate_piece(self, text: str, target: str, *, formality=None, glossary=None,
+                        max_tokens: Optional[int] = None, temperature: float = 0.0, top_k: int = 0,
+                        min_p: float = 0.0, seed: Optional[int] = None) -> Tuple[str, str]:
+        """Translate one piece (no segmentation). Returns (translation, finish_reason: "stop"|"length")."""
+        gl = glossary_for(text, glossary)
+        ids, _ = self._prompt_ids(text, target, formality, gl)
+        n_src = len(self._encode(text))
+        budget = int(max_tokens) if max_tokens is not None else 3 * n_src + 20
+        room = self.n_ctx - len(ids)
+        if room < min(budget, n_src + 8):
+            raise ContextFullError(
+                f"a piece of {n_src} tokens needs a {len(ids)}-token prompt and room to answer, "
+                f"but the context holds {self.n_ctx} tokens; pass a larger n_ctx or shorter text")
+        budget = min(budget, room)
+        # plain sampling as asked: no penalties, no nucleus cut (temperature 0 = argmax)
+        out = self.model.generate(ids, budget, session=self._sess(),
+                                  cache_prefix=self._prefix_ids(target, formality, gl),
+                                  temperature=temperature, top_k=top_k, top_p=1.0, min_p=min_p,
+                                  repetition_penalty=1.0, seed=seed)
+        self.stats["segments"] += 1
+        self.stats["prompt_tokens"] += len(ids)
+        self.stats["generated_tokens"] += len(out.token_ids) + (1 if out.finish_reason == "stop" else 0)
+        text_out = self.tokenizer.decode(out.token_ids, skip_special_tokens=True)
+        return text_out.strip(), out.finish_reason
+
+    def _fit(self, text: str, target, formality, glossary) -> List[str]:
+        """Split a piece at clause boundaries until each part fits in the context with room to answer."""
+        ids, _ = self._prompt_ids(text, target, formality, glossary_for(text, glossary))
+        n_src = len(self._encode(text))
+        if len(ids) + n_src + 8 <= self.n_ctx:
+            return [text]
+        parts = [p for p in _CLAUSE.split(text) if p.strip()]
+        if len(parts) < 2:
+            words = text.split(" ")
+            if len(words) < 2:
+                raise ContextFullError(
+                    f"a single piece of {n_src} tokens cannot fit the {self.n_ctx}-token context "
+                    f"(prompt {len(ids)} tokens) and has no sentence, clause or word boundary to split at")
+            parts = words
+        mid = len(parts) // 2
+        joiner = " " if " " in text else ""
+        a, b = joiner.join(parts[:mid]), joiner.join(parts[mid:])
+        return self._fit(a, target, formality, glossary) + self._fit(b, target, formality, glossary)
+
+    # ---- documents ----
+
+    def iter_translate(self, text: str, target: str, *, source=None, formality=None, glossary=None,
+                       max_tokens=None, markdown=True, progress=None, memo=None, **gen) -> Iterator[str]:
+        """Yield the translated document piece by piece (markup verbatim, translations in between).
+        memo: a dict shared across calls to translate repeated pieces once (greedy decoding only)."""
+        tgt = language(target)
+        segs = segment(text) if markdown else segment_plain(text)
+        src_fixed = language(source).code if source is not None else None
+        joiner = "" if tgt.code in ("ja", "zh") else " "
+        for seg in segs:
+            if not seg.translate:
+                yield seg.text
+                continue
+            piece = re.sub(r"[ \t]*\n[ \t]*", " ", seg.text)
+            src = src_fixed or detect_language(piece)
+            key = (piece, tgt.code, formality, json.dumps(glossary_for(piece, glossary), ensure_ascii=False),
+                   max_tokens)
+            greedy = not gen.get("temperature")
+            if src == tgt.code:
+                out = seg.text  # already in the target language
+            elif memo is not None and greedy and key in memo:
+                out = memo[key]
+            else:
+                outs = []
+                for part in self._fit(piece, tgt.code, formality, glossary):
+                    o, finish = self.translate_piece(part, tgt.code, formality=formality, glossary=glossary,
+                                                     max_tokens=max_tokens, **gen)
+                    if finish == "length":
+                        warnings.warn(TranslationTruncatedWarning(
+                            f"translation of {part[:40]!r}... stopped at the max_tokens limit; it may be "
+                            "incomplete (pass a larger max_tokens)"), stacklevel=3)
+                    outs.append(o)
+                out = joiner.join(outs)
+                if memo is not None and greedy:
+                    memo[key] = out
+            if progress is not None:
+                progress.update(1)
+            yield out
