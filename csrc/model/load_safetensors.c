@@ -2,9 +2,10 @@
  * sharded with model.safetensors.index.json) → struct lfm_model.
  *
  * Every header is validated against its file before use: 8-byte length, JSON, dtype, shape and
- * data_offsets (in bounds, consistent with shape × dtype size, overflow-safe). Weight matrices stay
- * zero-copy views of the mapping in their file dtype (F32/F16/BF16); norms and conv kernels are
- * converted to F32 buffers owned by the model. */
+ * data_offsets (in bounds, consistent with shape × dtype size, overflow-safe). Which tensors a
+ * checkpoint must have, and their shapes, come from the tensor table (model/tensors.c); any other
+ * tensor is an error. Weight matrices stay zero-copy views of the mapping in their file dtype
+ * (F32/F16/BF16); norms and conv kernels are converted to F32 buffers owned by the model. */
 #define _POSIX_C_SOURCE 200809L
 #include "model/model.h"
 #include "format/format.h"
