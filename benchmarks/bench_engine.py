@@ -43,23 +43,23 @@ def ffn_width(ff, multiple_of=256):
 
 
 def tensor_specs(s):
+    """(HF name, PyTorch shape, tensor-table row) of every weight, from the engine's tensor table."""
+    sys.path.insert(0, str(ROOT))
+    from liquidlfm.quantize import tensor_table
+
     H, L = s["hidden_size"], s["num_hidden_layers"]
     hd = H // s["num_attention_heads"]
-    nq, nkv = s["num_attention_heads"] * hd, s["num_key_value_heads"] * hd
-    F = ffn_width(s["block_ff_dim"])
-    out = [("model.embed_tokens.weight", (VOCAB, H)), ("model.embedding_norm.weight", (H,))]
-    for l in range(L):
-        p = f"model.layers.{l}."
-        out += [(p + "operator_norm.weight", (H,)), (p + "ffn_norm.weight", (H,)),
-                (p + "feed_forward.w1.weight", (F, H)), (p + "feed_forward.w3.weight", (F, H)),
-                (p + "feed_forward.w2.weight", (H, F))]
-        if l in s["attn"]:
-            out += [(p + "self_attn.q_proj.weight", (nq, H)), (p + "self_attn.k_proj.weight", (nkv, H)),
-                    (p + "self_attn.v_proj.weight", (nkv, H)), (p + "self_attn.out_proj.weight", (H, nq)),
-                    (p + "self_attn.q_layernorm.weight", (hd,)), (p + "self_attn.k_layernorm.weight", (hd,))]
-        else:
-            out += [(p + "conv.in_proj.weight", (3 * H, H)), (p + "conv.conv.weight", (H, 1, 3)),
-                    (p + "conv.out_proj.weight", (H, H))]
+    dims = {"V": VOCAB, "H": H, "3H": 3 * H, "F": ffn_width(s["block_ff_dim"]), "nh*hd": s["num_attention_heads"] * hd,
+            "nkv*hd": s["num_key_value_heads"] * hd, "hd": hd, "K": 3}
+    out = []
+    for l in range(-1, L):
+        scopes = ("global",) if l < 0 else ("layer", "attn" if l in s["attn"] else "conv")
+        for row in tensor_table():
+            if row["scope"] in scopes and row["role"] != "head":  # tied head
+                shape = tuple(dims[d] for d in row["shape"])
+                if row["role"] == "conv_kernel":
+                    shape = (shape[0], 1, shape[1])  # as PyTorch saves it
+                out.append((row["hf"] % l if l >= 0 else row["hf"], shape, row))
     return out
 
 
@@ -80,7 +80,7 @@ def make_model(dest: Path, key: str, dtype: str) -> Path:
     esize = 4 if dtype == "f32" else 2
     header, off = {}, 0
     specs = tensor_specs(s)
-    for name, shape in specs:
+    for name, shape, _ in specs:
         n = int(np.prod(shape)) * esize
         header[name] = dict(dtype="F32" if dtype == "f32" else "BF16", shape=list(shape), data_offsets=[off, off + n])
         off += n
@@ -93,10 +93,10 @@ def make_model(dest: Path, key: str, dtype: str) -> Path:
     tmp = st.with_suffix(".tmp")
     with open(tmp, "wb") as f:
         f.write(struct.pack("<Q", len(h)) + h)
-        for name, shape in specs:
+        for name, shape, row in specs:
             n = int(np.prod(shape))
-            if len(shape) == 1 or name.endswith("conv.weight"):
-                v = np.ones(n, np.float32) if len(shape) == 1 else np.full(n, 0.3, np.float32)
+            if row["want_f32"]:  # norms, conv kernel
+                v = np.ones(n, np.float32) if row["role"] == "norm" else np.full(n, 0.3, np.float32)
                 f.write((v if dtype == "f32" else (v.view(np.uint32) >> 16).astype(np.uint16)).tobytes())
                 continue
             start = 0

@@ -110,26 +110,23 @@ def write_random_f16_gguf(path: Path, shape: dict, seed: int = 0) -> None:
     def norm(n):
         return (1 + 0.1 * rng.standard_normal(n)).astype(np.float32)
 
-    w.add_tensor("token_embd.weight", mat(V, H))
-    w.add_tensor("token_embd_norm.weight", norm(H))
-    for i in range(L):
-        p = f"blk.{i}."
-        w.add_tensor(p + "attn_norm.weight", norm(H))
-        w.add_tensor(p + "ffn_norm.weight", norm(H))
-        w.add_tensor(p + "ffn_gate.weight", mat(F, H))
-        w.add_tensor(p + "ffn_up.weight", mat(F, H))
-        w.add_tensor(p + "ffn_down.weight", mat(H, F))
-        if i in shape["attn"]:
-            w.add_tensor(p + "attn_q.weight", mat(nh * hd, H))
-            w.add_tensor(p + "attn_k.weight", mat(nkv * hd, H))
-            w.add_tensor(p + "attn_v.weight", mat(nkv * hd, H))
-            w.add_tensor(p + "attn_output.weight", mat(H, nh * hd))
-            w.add_tensor(p + "attn_q_norm.weight", norm(hd))
-            w.add_tensor(p + "attn_k_norm.weight", norm(hd))
-        else:
-            w.add_tensor(p + "shortconv.in_proj.weight", mat(3 * H, H))
-            w.add_tensor(p + "shortconv.conv.weight", (rng.standard_normal((H, 3)) * 0.3).astype(np.float32))
-            w.add_tensor(p + "shortconv.out_proj.weight", mat(H, H))
+    sys.path.insert(0, str(REPO))
+    from liquidlfm.quantize import tensor_table
+
+    dims = {"V": V, "H": H, "3H": 3 * H, "F": F, "nh*hd": nh * hd, "nkv*hd": nkv * hd, "hd": hd, "K": 3}
+    for i in range(-1, L):  # -1: the global tensors; the head stays tied
+        scopes = ("global",) if i < 0 else ("layer", "attn" if i in shape["attn"] else "conv")
+        for row in tensor_table():
+            if row["scope"] not in scopes or row["role"] == "head":
+                continue
+            dim = tuple(dims[d] for d in row["shape"])
+            if row["role"] == "norm":
+                data = norm(dim[0])
+            elif row["role"] == "conv_kernel":
+                data = (rng.standard_normal(dim) * 0.3).astype(np.float32)
+            else:
+                data = mat(*dim)
+            w.add_tensor(row["gguf"] % i if i >= 0 else row["gguf"], data)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

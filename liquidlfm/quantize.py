@@ -4,9 +4,12 @@ block quantizer.
     python -m liquidlfm.quantize path/to/hf-folder out.gguf --type q4_0
 
 Types: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, and q4_k / q5_k / q6_k when the C core has
-a quantizer for them. Policy (llama.cpp-like):
+a quantizer for them. Which tensors there are, their names on both sides, their shapes and which
+is a norm, the conv kernel, the embedding or the head come from the engine's tensor table
+(csrc/model/tensors.c, through _core.tensor_table()), so this accepts exactly the folders the
+engine loads. Policy (llama.cpp-like):
   - 1-D tensors (norms) and the short-conv kernel stay F32;
-  - token_embd.weight (also the output head when tied) is stored as Q6_K for 4/5-bit targets when
+  - the token embedding and the output head (tied or not) are stored as Q6_K for 4/5-bit targets when
     available, else Q8_0; for q8_0 / float targets it gets the target type;
   - a matrix whose row length is not a multiple of the type's block size falls back to Q8_0
     (rows multiple of 32) or F16.
@@ -19,6 +22,7 @@ The HF-side reading (config.json, safetensors incl. sharded, tokenizer.json) and
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import struct
@@ -102,46 +106,81 @@ def read_hf_config(folder: Path, st: SafetensorsFolder) -> dict:
     rope = cfg.get("rope_theta")
     if rope is None:
         rope = (cfg.get("rope_parameters") or {}).get("rope_theta", cfg.get("theta", 1e6))
-    # trust the tensor shape for the FFN width (config keys disagree between copies)
-    F = st.shape("model.layers.0.feed_forward.w1.weight")[0]
+    # trust the tensor shape for the FFN width (config keys disagree between copies); when layer 0's
+    # w1 is missing, tensor_map says so
+    w1 = _hf_name(_row("ffn_gate"), 0)
+    F = st.shape(w1)[0] if w1 in st else None
     tie = cfg.get("tie_word_embeddings", cfg.get("tie_embedding", True))
     return dict(
         n_layer=n_layer, layer_types=layer_types, n_embd=H, n_head=n_head, n_head_kv=cfg["num_key_value_heads"],
+        head_dim=cfg.get("head_dim") or H // n_head,
         n_ff=F, n_ctx=cfg.get("max_position_embeddings", 128000), rope_theta=float(rope),
         eps=float(cfg.get("norm_eps", cfg.get("block_norm_eps", 1e-5))), l_cache=cfg.get("conv_L_cache", 3),
-        vocab_size=cfg["vocab_size"], tie=bool(tie) or "lm_head.weight" not in st,
+        vocab_size=cfg["vocab_size"], tie=bool(tie),
         bos=cfg.get("bos_token_id"), eos=cfg.get("eos_token_id"), pad=cfg.get("pad_token_id"),
         name=folder.name,
     )
 
 
-def tensor_map(cfg: dict, st: SafetensorsFolder) -> list[tuple[str, str]]:
-    """(GGUF name, HF name) in the order llama.cpp's converter writes them."""
-    out = [("token_embd.weight", "model.embed_tokens.weight")]
-    final_norm = "model.embedding_norm.weight" if "model.embedding_norm.weight" in st else "model.norm.weight"
-    out.append(("token_embd_norm.weight", final_norm))
-    for i, kind in enumerate(cfg["layer_types"]):
-        p = f"model.layers.{i}."
-        b = f"blk.{i}."
-        out += [(b + "attn_norm.weight", p + "operator_norm.weight"), (b + "ffn_norm.weight", p + "ffn_norm.weight"),
-                (b + "ffn_gate.weight", p + "feed_forward.w1.weight"), (b + "ffn_up.weight", p + "feed_forward.w3.weight"),
-                (b + "ffn_down.weight", p + "feed_forward.w2.weight")]
-        if kind == "conv":
-            out += [(b + "shortconv.in_proj.weight", p + "conv.in_proj.weight"),
-                    (b + "shortconv.conv.weight", p + "conv.conv.weight"),
-                    (b + "shortconv.out_proj.weight", p + "conv.out_proj.weight")]
-        else:
-            out += [(b + "attn_q.weight", p + "self_attn.q_proj.weight"), (b + "attn_k.weight", p + "self_attn.k_proj.weight"),
-                    (b + "attn_v.weight", p + "self_attn.v_proj.weight"),
-                    (b + "attn_output.weight", p + "self_attn.out_proj.weight"),
-                    (b + "attn_q_norm.weight", p + "self_attn.q_layernorm.weight"),
-                    (b + "attn_k_norm.weight", p + "self_attn.k_layernorm.weight")]
-    if not cfg["tie"]:
-        out.append(("output.weight", "lm_head.weight"))
-    missing = [hf for _, hf in out if hf not in st]
-    if missing:
-        from .errors import ModelFormatError
-        raise ModelFormatError(f"missing tensors in the safetensors: {', '.join(missing[:5])}")
+@functools.cache
+def tensor_table() -> tuple[dict, ...]:
+    """The engine's tensor table (csrc/model/tensors.c), one dict per LFM2 weight: GGUF / HF name
+    patterns ("%d" = layer), scope (global / layer / conv / attn), role (norm / conv_kernel / matrix /
+    embedding / head), shape (PyTorch order) over the symbols of _dims, is_matmul, want_f32."""
+    from . import _core
+    return _core.tensor_table()
+
+
+def _row(tensor_id: str) -> dict:
+    return next(r for r in tensor_table() if r["id"] == tensor_id)
+
+
+def _hf_name(row: dict, layer: int) -> str:
+    return row["hf"] % layer if row["scope"] != "global" else row["hf"]
+
+
+def _gguf_name(row: dict, layer: int) -> str:
+    return row["gguf"] % layer if row["scope"] != "global" else row["gguf"]
+
+
+def _dims(cfg: dict) -> dict:
+    """Values of the table's shape symbols for this config."""
+    H, hd = cfg["n_embd"], cfg["head_dim"]
+    return {"V": cfg["vocab_size"], "H": H, "3H": 3 * H, "F": cfg["n_ff"], "nh*hd": cfg["n_head"] * hd,
+            "nkv*hd": cfg["n_head_kv"] * hd, "hd": hd, "K": cfg["l_cache"]}
+
+
+def tensor_map(cfg: dict, st: SafetensorsFolder) -> list[tuple[str, str, dict]]:
+    """(GGUF name, HF name, table row) of every tensor the GGUF gets, in the table's order.
+
+    Accepts exactly what liquidlfm's safetensors loader accepts: every tensor the table gives this
+    config's layers, with its shape (the conv kernel as [H, 1, K] or squeezed [H, K]); lm_head.weight
+    only for an untied head (a tied one saved anyway is dropped); nothing else. Errors name the
+    tensor like the loader's."""
+    from .errors import ModelFormatError, UnsupportedModelError
+
+    dims = _dims(cfg)
+    out, used = [], set()
+    for layer, kind in [(-1, "global")] + list(enumerate(cfg["layer_types"])):
+        for row in tensor_table():
+            if row["scope"] not in ((kind,) if kind == "global" else ("layer", "conv" if kind == "conv" else "attn")):
+                continue
+            hf = _hf_name(row, layer)
+            if row["role"] == "head" and cfg["tie"]:
+                used.add(hf)
+                continue
+            if hf not in st:
+                raise ModelFormatError(f"missing tensor {hf!r}")
+            want, got = tuple(dims[d] for d in row["shape"]), tuple(st.shape(hf))
+            if row["role"] == "conv_kernel" and len(got) != 2:
+                want = (want[0], 1, want[1])
+            if got != want:
+                raise ModelFormatError(f"tensor {hf!r}: expected shape {list(want)}, got {list(got)}")
+            used.add(hf)
+            out.append((_gguf_name(row, layer), hf, row))
+    extra = [n for n in st.names() if n not in used]
+    if extra:
+        raise UnsupportedModelError(f"unexpected tensor {extra[0]!r} (not part of a dense LFM2 model with this config)")
     return out
 
 
@@ -242,12 +281,12 @@ BLOCK = {"f32": (1, 4), "f16": (1, 2), "bf16": (1, 2), "q8_0": (32, 34), "q4_0":
          "q5_0": (32, 22), "q5_1": (32, 24), "q4_k": (256, 144), "q5_k": (256, 176), "q6_k": (256, 210)}
 
 
-def choose_type(gguf_name: str, shape: tuple, target: str, available: Callable[[str], bool]) -> str:
-    """Storage type of one tensor (see the module docstring)."""
-    if len(shape) < 2 or ".shortconv.conv." in gguf_name or target == "f32":
+def choose_type(row: dict, shape: tuple, target: str, available: Callable[[str], bool]) -> str:
+    """Storage type of one tensor, given its tensor_table() row (see the module docstring)."""
+    if row["want_f32"] or target == "f32":
         return "f32"
     t = target
-    if gguf_name in ("token_embd.weight", "output.weight") and target not in ("f16", "bf16", "q8_0", "q6_k"):
+    if row["role"] in ("embedding", "head") and target not in ("f16", "bf16", "q8_0", "q6_k"):
         t = "q6_k" if available("q6_k") else "q8_0"
     n = shape[-1]
     if n % BLOCK[t][0] != 0 or not available(t):
@@ -274,9 +313,11 @@ def _float_encode(a: np.ndarray, t: str) -> np.ndarray:
 # ---- GGUF writing ------------------------------------------------------------------------------
 
 def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray, str], np.ndarray],
-                    available: Callable[[str], bool], progress: bool = False, name: str | None = None) -> None:
+                    available: Callable[[str], bool], progress: bool = False, name: str | None = None,
+                    rename: Callable[[str], str] | None = None) -> None:
     """Write `hf_dir` as an LFM2 GGUF at out_path (atomically). encode(float32 [rows, n], type) must
-    return the row-major bytes (uint8 [rows, row_bytes]) of a quantized type."""
+    return the row-major bytes (uint8 [rows, row_bytes]) of a quantized type. rename(HF name) -> GGUF
+    name replaces the tensor table's GGUF names (tests pass llama.cpp's own mapping)."""
     import gguf
 
     target = target.lower()
@@ -328,11 +369,13 @@ def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray,
             w.add_chat_template(tok["chat_template"])
 
         plan = []
-        for gname, hname in names:
+        for gname, hname, row in names:
             shape = st.shape(hname)
-            if ".shortconv.conv." in gname and len(shape) == 3:
+            if row["role"] == "conv_kernel" and len(shape) == 3:
                 shape = (shape[0], shape[2])  # [H, 1, K] -> [H, K]
-            t = choose_type(gname, shape, target, available)
+            if rename is not None:
+                gname = rename(hname)
+            t = choose_type(row, shape, target, available)
             be, bb = BLOCK[t]
             rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
             nbytes = rows * (shape[-1] // be) * bb

@@ -1,8 +1,9 @@
 /* load_gguf.c — GGUF (arch "lfm2") → struct lfm_model.
  *
- * Metadata (reference §5.3) becomes lfm_config; tensors (§5.4) become views into the mapping,
- * which the model owns. Shapes are checked here against the config; 1-D weights (norms) and the
- * short-conv kernel are converted to F32 owned buffers when the file stores them otherwise.
+ * Metadata (reference §5.3) becomes lfm_config; tensors (§5.4), named and shaped by the tensor
+ * table (model/tensors.c), become views into the mapping, which the model owns. Shapes are checked
+ * here against the config; norms and the short-conv kernel are converted to F32 owned buffers when
+ * the file stores them otherwise.
  * Quantized matrices stay as they are (the matmul's quant hooks run them). */
 #include "model/model.h"
 #include "format/format.h"
@@ -201,9 +202,9 @@ static lfm_status load(loader *L) {
     c->n_head_kv = 0;
     for (int32_t l = 0; l < c->n_layer; l++) {
         char name[96];
-        snprintf(name, sizeof name, "blk.%d.attn_q.weight", l);
+        lfm_tensor_name(lfm_tensors[LFM_TENSOR_ATTN_Q].gguf, l, name, sizeof name);
         bool has_attn = lfm_gguf_find_tensor(L->g, name) >= 0;
-        snprintf(name, sizeof name, "blk.%d.shortconv.in_proj.weight", l);
+        lfm_tensor_name(lfm_tensors[LFM_TENSOR_SHORTCONV_IN_PROJ].gguf, l, name, sizeof name);
         bool has_conv = lfm_gguf_find_tensor(L->g, name) >= 0;
         if (has_attn == has_conv)
             return lfm_fail(LFM_ERR_FORMAT, "'%s': layer %d has %s", L->path, l,
@@ -232,66 +233,48 @@ static lfm_status load(loader *L) {
     if (v != c->head_dim || H % c->n_head != 0)
         return lfm_fail(LFM_ERR_UNSUPPORTED, "'%s': head dim %lld with %d heads and embedding %d (expected "
                         "embedding = heads x head dim)", L->path, (long long)v, c->n_head, H);
-    const int32_t hd = c->head_dim, q_dim = c->n_head * hd, kv_dim = c->n_head_kv * hd, K = c->conv_l_cache;
 
-    /* token embedding decides the vocabulary; ffn_gate of layer 0 the FFN width */
-    int64_t it = lfm_gguf_find_tensor(L->g, "token_embd.weight");
-    if (it < 0) return lfm_fail(LFM_ERR_FORMAT, "'%s': missing tensor 'token_embd.weight'", L->path);
-    int64_t ne[4];
-    lfm_gguf_tensor_info(L->g, it, NULL, NULL, NULL, ne, NULL, NULL);
-    if (ne[1] <= 0 || ne[1] > INT32_MAX)
-        return lfm_fail(LFM_ERR_FORMAT, "'%s': token_embd.weight has %lld rows", L->path, (long long)ne[1]);
-    c->n_vocab = (int32_t)ne[1];
-    if ((st = get_tensor(L, "token_embd.weight", 2, H, c->n_vocab, true, &m->tok_embd, NULL))) return st;
-    int64_t ig = lfm_gguf_find_tensor(L->g, "blk.0.ffn_gate.weight");
-    if (ig < 0) return lfm_fail(LFM_ERR_FORMAT, "'%s': missing tensor 'blk.0.ffn_gate.weight'", L->path);
-    lfm_gguf_tensor_info(L->g, ig, NULL, NULL, NULL, ne, NULL, NULL);
-    if (ne[1] <= 0 || ne[1] > INT32_MAX)
-        return lfm_fail(LFM_ERR_FORMAT, "'%s': blk.0.ffn_gate.weight has %lld rows", L->path, (long long)ne[1]);
-    c->n_ff = (int32_t)ne[1];
-    const int32_t F = c->n_ff;
-
-    /* final norm: llama.cpp's converter names it token_embd_norm, ollama's output_norm */
-    bool found;
-    if ((st = get_tensor(L, "token_embd_norm.weight", 1, H, 1, false, &m->output_norm, &found))) return st;
-    if (!found && (st = get_tensor(L, "output_norm.weight", 1, H, 1, true, &m->output_norm, NULL))) return st;
-    if ((st = make_f32(L, &m->output_norm))) return st;
-    if ((st = get_tensor(L, "output.weight", 2, H, c->n_vocab, false, &m->output, &found))) return st;
-    c->tied_output = !found;
-    if (!found) m->output = m->tok_embd;
+    /* the token embedding decides the vocabulary, layer 0's ffn_gate the FFN width (§9, trap 2) */
+    int64_t vf[2];
+    const lfm_tensor_id sizer[2] = {LFM_TENSOR_TOKEN_EMBD, LFM_TENSOR_FFN_GATE};
+    for (int i = 0; i < 2; i++) {
+        char name[96];
+        lfm_tensor_name(lfm_tensors[sizer[i]].gguf, 0, name, sizeof name);
+        int64_t it = lfm_gguf_find_tensor(L->g, name);
+        if (it < 0) return lfm_fail(LFM_ERR_FORMAT, "'%s': missing tensor '%s'", L->path, name);
+        int64_t ne[4];
+        lfm_gguf_tensor_info(L->g, it, NULL, NULL, NULL, ne, NULL, NULL);
+        if (ne[1] <= 0 || ne[1] > INT32_MAX)
+            return lfm_fail(LFM_ERR_FORMAT, "'%s': %s has %lld rows", L->path, name, (long long)ne[1]);
+        vf[i] = ne[1];
+    }
+    c->n_vocab = (int32_t)vf[0];
+    c->n_ff = (int32_t)vf[1];
 
     m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
     if (!m->layers) return lfm_fail(LFM_ERR_OOM, "out of memory for %d layers", c->n_layer);
-    for (int32_t l = 0; l < c->n_layer; l++) {
-        lfm_layer *y = &m->layers[l];
-        char n[96];
-#define T(field, suffix, nd, a, b)                                                   \
-    do {                                                                             \
-        snprintf(n, sizeof n, "blk.%d." suffix, l);                                  \
-        if ((st = get_tensor(L, n, nd, a, b, true, &y->field, NULL))) return st;     \
-    } while (0)
-        T(attn_norm, "attn_norm.weight", 1, H, 1);
-        T(ffn_norm, "ffn_norm.weight", 1, H, 1);
-        T(ffn_gate, "ffn_gate.weight", 2, H, F);
-        T(ffn_up, "ffn_up.weight", 2, H, F);
-        T(ffn_down, "ffn_down.weight", 2, F, H);
-        if ((st = make_f32(L, &y->attn_norm)) || (st = make_f32(L, &y->ffn_norm))) return st;
-        if (c->is_attn[l]) {
-            T(wq, "attn_q.weight", 2, H, q_dim);
-            T(wk, "attn_k.weight", 2, H, kv_dim);
-            T(wv, "attn_v.weight", 2, H, kv_dim);
-            T(wo, "attn_output.weight", 2, q_dim, H);
-            T(q_norm, "attn_q_norm.weight", 1, hd, 1);
-            T(k_norm, "attn_k_norm.weight", 1, hd, 1);
-            if ((st = make_f32(L, &y->q_norm)) || (st = make_f32(L, &y->k_norm))) return st;
-        } else {
-            T(conv_in_proj, "shortconv.in_proj.weight", 2, H, 3 * H);
-            T(conv_kernel, "shortconv.conv.weight", 2, K, H); /* ggml [K, H] = row-major [H, K] */
-            T(conv_out_proj, "shortconv.out_proj.weight", 2, H, H);
-            if ((st = make_f32(L, &y->conv_kernel))) return st;
+    c->tied_output = false;
+    for (int32_t l = -1; l < c->n_layer; l++) /* -1: the global tensors */
+        for (int id = 0; id < LFM_TENSOR_COUNT; id++) {
+            if (!lfm_tensor_applies(id, c, l)) continue;
+            const lfm_tensor_desc *d = &lfm_tensors[id];
+            lfm_tensor *t = lfm_model_tensor(m, id, l);
+            const int32_t nd = d->ne[1] == LFM_DIM_NONE ? 1 : 2;
+            const int64_t ne0 = lfm_dim_value(c, d->ne[0]), ne1 = lfm_dim_value(c, d->ne[1]);
+            /* the alias (ollama's output_norm) and the head (absent: tied to the embedding) may be missing */
+            bool optional = d->gguf_alias || d->role == LFM_ROLE_HEAD, found;
+            char name[96];
+            lfm_tensor_name(d->gguf, l, name, sizeof name);
+            if ((st = get_tensor(L, name, nd, ne0, ne1, !optional, t, &found))) return st;
+            if (!found && d->gguf_alias) {
+                lfm_tensor_name(d->gguf_alias, l, name, sizeof name);
+                if ((st = get_tensor(L, name, nd, ne0, ne1, true, t, NULL))) return st;
+            } else if (!found && d->role == LFM_ROLE_HEAD) {
+                c->tied_output = true;
+                *t = m->tok_embd;
+            }
+            if (lfm_tensor_wants_f32(id) && (st = make_f32(L, t))) return st;
         }
-#undef T
-    }
     return LFM_OK;
 }
 

@@ -2,9 +2,10 @@
  * sharded with model.safetensors.index.json) → struct lfm_model.
  *
  * Every header is validated against its file before use: 8-byte length, JSON, dtype, shape and
- * data_offsets (in bounds, consistent with shape × dtype size, overflow-safe). Weight matrices stay
- * zero-copy views of the mapping in their file dtype (F32/F16/BF16); norms and conv kernels are
- * converted to F32 buffers owned by the model. */
+ * data_offsets (in bounds, consistent with shape × dtype size, overflow-safe). Which tensors a
+ * checkpoint must have, and their shapes, come from the tensor table (model/tensors.c); any other
+ * tensor is an error. Weight matrices stay zero-copy views of the mapping in their file dtype
+ * (F32/F16/BF16); norms and conv kernels are converted to F32 buffers owned by the model. */
 #define _POSIX_C_SOURCE 200809L
 #include "model/model.h"
 #include "format/format.h"
@@ -303,22 +304,15 @@ static lfm_status take_f32(loader *L, const char *name, int n, const int64_t *sh
     return LFM_OK;
 }
 
-#define TRY(expr)                                                                                                      \
-    do {                                                                                                               \
-        st = (expr);                                                                                                   \
-        if (st != LFM_OK) goto out;                                                                                    \
-    } while (0)
-
 static lfm_status build_model(loader *L, const lfm_ff_candidates *ffc) {
     struct lfm_model *m = L->m;
     lfm_config *c = &m->cfg;
     lfm_status st = LFM_OK;
-    const int64_t V = c->n_vocab, H = c->n_embd, hd = c->head_dim, K = c->conv_l_cache;
-    const int64_t nq = (int64_t)c->n_head * hd, nkv = (int64_t)c->n_head_kv * hd;
+    const int64_t H = c->n_embd;
     char name[160];
 
-    /* FFN width: trust w1 if it matches one reading of the config (§2.4, pitfall 2) */
-    snprintf(name, sizeof name, "model.layers.0.feed_forward.w1.weight");
+    /* FFN width: trust layer 0's w1 if it matches one reading of the config (§2.4, §9 trap 2) */
+    lfm_tensor_name(lfm_tensors[LFM_TENSOR_FFN_GATE].hf, 0, name, sizeof name);
     st_entry *w1 = index_find(L->ix, name);
     if (w1 && w1->n_dims == 2 && w1->shape[1] == H) {
         int64_t F = w1->shape[0];
@@ -327,51 +321,38 @@ static lfm_status build_model(loader *L, const lfm_ff_candidates *ffc) {
                             (long long)ffc->ff_hf);
         c->n_ff = (int32_t)F;
     }
-    const int64_t F = c->n_ff;
 
     m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
     if (!m->layers) return lfm_fail(LFM_ERR_OOM, "out of memory");
-    TRY(take(L, "model.embed_tokens.weight", 2, (int64_t[]){V, H}, &m->tok_embd));
-    TRY(take_f32(L, "model.embedding_norm.weight", 1, (int64_t[]){H}, H, 1, &m->output_norm));
-    if (c->tied_output) {
-        m->output = m->tok_embd;
-        st_entry *lm = index_find(L->ix, "lm_head.weight");
-        if (lm) lm->used = true; /* a tied head saved anyway: the embedding is used */
-    } else {
-        TRY(take(L, "lm_head.weight", 2, (int64_t[]){V, H}, &m->output));
-    }
-    for (int32_t l = 0; l < c->n_layer; l++) {
-        lfm_layer *ly = &m->layers[l];
-#define NAME(fmt) (snprintf(name, sizeof name, "model.layers.%d." fmt, (int)l), name)
-        TRY(take_f32(L, NAME("operator_norm.weight"), 1, (int64_t[]){H}, H, 1, &ly->attn_norm));
-        TRY(take_f32(L, NAME("ffn_norm.weight"), 1, (int64_t[]){H}, H, 1, &ly->ffn_norm));
-        TRY(take(L, NAME("feed_forward.w1.weight"), 2, (int64_t[]){F, H}, &ly->ffn_gate));
-        TRY(take(L, NAME("feed_forward.w3.weight"), 2, (int64_t[]){F, H}, &ly->ffn_up));
-        TRY(take(L, NAME("feed_forward.w2.weight"), 2, (int64_t[]){H, F}, &ly->ffn_down));
-        if (c->is_attn[l]) {
-            TRY(take(L, NAME("self_attn.q_proj.weight"), 2, (int64_t[]){nq, H}, &ly->wq));
-            TRY(take(L, NAME("self_attn.k_proj.weight"), 2, (int64_t[]){nkv, H}, &ly->wk));
-            TRY(take(L, NAME("self_attn.v_proj.weight"), 2, (int64_t[]){nkv, H}, &ly->wv));
-            TRY(take(L, NAME("self_attn.out_proj.weight"), 2, (int64_t[]){H, nq}, &ly->wo));
-            TRY(take_f32(L, NAME("self_attn.q_layernorm.weight"), 1, (int64_t[]){hd}, hd, 1, &ly->q_norm));
-            TRY(take_f32(L, NAME("self_attn.k_layernorm.weight"), 1, (int64_t[]){hd}, hd, 1, &ly->k_norm));
-        } else {
-            TRY(take(L, NAME("conv.in_proj.weight"), 2, (int64_t[]){3 * H, H}, &ly->conv_in_proj));
-            TRY(take(L, NAME("conv.out_proj.weight"), 2, (int64_t[]){H, H}, &ly->conv_out_proj));
-            st_entry *cw = index_find(L->ix, NAME("conv.conv.weight"));
-            if (cw && cw->n_dims == 2) TRY(take_f32(L, name, 2, (int64_t[]){H, K}, K, H, &ly->conv_kernel));
-            else TRY(take_f32(L, name, 3, (int64_t[]){H, 1, K}, K, H, &ly->conv_kernel));
+    for (int32_t l = -1; l < c->n_layer; l++) /* -1: the global tensors */
+        for (int id = 0; id < LFM_TENSOR_COUNT; id++) {
+            if (!lfm_tensor_applies(id, c, l)) continue;
+            const lfm_tensor_desc *d = &lfm_tensors[id];
+            lfm_tensor *t = lfm_model_tensor(m, id, l);
+            lfm_tensor_name(d->hf, l, name, sizeof name);
+            if (d->role == LFM_ROLE_HEAD && c->tied_output) {
+                *t = m->tok_embd;
+                st_entry *lm = index_find(L->ix, name);
+                if (lm) lm->used = true; /* a tied head saved anyway: the embedding is used */
+                continue;
+            }
+            /* PyTorch's shape is ggml's ne reversed */
+            const int64_t ne0 = lfm_dim_value(c, d->ne[0]), ne1 = lfm_dim_value(c, d->ne[1]);
+            int n = d->ne[1] == LFM_DIM_NONE ? 1 : 2;
+            int64_t shape[3] = {n == 1 ? ne0 : ne1, ne0, 0};
+            if (d->role == LFM_ROLE_CONV_KERNEL) { /* [H, 1, K] as saved by PyTorch, or squeezed [H, K] */
+                st_entry *cw = index_find(L->ix, name);
+                if (!(cw && cw->n_dims == 2)) n = 3, shape[1] = 1, shape[2] = ne0;
+            }
+            st = lfm_tensor_wants_f32(id) ? take_f32(L, name, n, shape, ne0, ne1, t) : take(L, name, n, shape, t);
+            if (st != LFM_OK) return st;
         }
-#undef NAME
-    }
     for (int64_t i = 0; i < L->ix->n; i++)
         if (!L->ix->e[i].used)
             return lfm_fail(LFM_ERR_UNSUPPORTED, "unexpected tensor '%s' in '%s' (not part of a dense LFM2 model with this config)",
                             L->ix->e[i].name, L->ix->e[i].file);
-out:
-    return st;
+    return LFM_OK;
 }
-#undef TRY
 
 lfm_status lfm_model_load_safetensors(struct lfm_model *m, const char *path) {
     st_index ix = {0};

@@ -104,35 +104,14 @@ lfm_status lfm_model_validate(struct lfm_model *m) {
         return lfm_fail(LFM_ERR_FORMAT, "inconsistent model hyper-parameters (vocab %d, embd %d, layers %d, heads %d/%d, head_dim %d, ff %d, L_cache %d)",
                         c->n_vocab, c->n_embd, c->n_layer, c->n_head, c->n_head_kv, c->head_dim, c->n_ff, c->conv_l_cache);
     if (!m->layers) return lfm_fail(LFM_ERR_FORMAT, "model has no layers");
-    const int64_t V = c->n_vocab, H = c->n_embd, F = c->n_ff, hd = c->head_dim, K = c->conv_l_cache;
-    const int64_t nq = (int64_t)c->n_head * hd, nkv = (int64_t)c->n_head_kv * hd;
-    lfm_status st;
-#define CHECK(t, role, l, a, b, f32)                                                                                   \
-    if ((st = check(t, role, l, a, b, f32)) != LFM_OK) return st
-    CHECK(&m->tok_embd, "token embedding", -1, H, V, false);
-    CHECK(&m->output_norm, "final norm", -1, H, 1, true);
-    CHECK(&m->output, "output head", -1, H, V, false);
-    for (int32_t l = 0; l < c->n_layer; l++) {
-        const lfm_layer *ly = &m->layers[l];
-        CHECK(&ly->attn_norm, "operator norm", l, H, 1, true);
-        CHECK(&ly->ffn_norm, "ffn norm", l, H, 1, true);
-        CHECK(&ly->ffn_gate, "ffn gate (w1)", l, H, F, false);
-        CHECK(&ly->ffn_up, "ffn up (w3)", l, H, F, false);
-        CHECK(&ly->ffn_down, "ffn down (w2)", l, F, H, false);
-        if (c->is_attn[l]) {
-            CHECK(&ly->wq, "q_proj", l, H, nq, false);
-            CHECK(&ly->wk, "k_proj", l, H, nkv, false);
-            CHECK(&ly->wv, "v_proj", l, H, nkv, false);
-            CHECK(&ly->wo, "out_proj", l, nq, H, false);
-            CHECK(&ly->q_norm, "q_layernorm", l, hd, 1, true);
-            CHECK(&ly->k_norm, "k_layernorm", l, hd, 1, true);
-        } else {
-            CHECK(&ly->conv_in_proj, "conv in_proj", l, H, 3 * H, false);
-            CHECK(&ly->conv_out_proj, "conv out_proj", l, H, H, false);
-            CHECK(&ly->conv_kernel, "conv kernel", l, K, H, true);
+    for (int32_t l = -1; l < c->n_layer; l++) /* -1: the global tensors */
+        for (int id = 0; id < LFM_TENSOR_COUNT; id++) {
+            if (!lfm_tensor_applies(id, c, l)) continue;
+            const lfm_tensor_desc *d = &lfm_tensors[id];
+            lfm_status st = check(lfm_model_tensor_c(m, id, l), d->what, l, lfm_dim_value(c, d->ne[0]),
+                                  lfm_dim_value(c, d->ne[1]), lfm_tensor_wants_f32(id));
+            if (st != LFM_OK) return st;
         }
-    }
-#undef CHECK
     return LFM_OK;
 }
 
@@ -153,12 +132,9 @@ size_t lfm_model_describe(const lfm_model *m, char *buf, size_t cap) {
     if (buf && cap) buf[0] = 0;
     if (!m) return 0;
     if (!buf) cap = 0;
-    describe_one(&m->tok_embd, buf, cap, &len);
-    for (int32_t l = 0; l < m->cfg.n_layer; l++) {
-        const lfm_tensor *ts = (const lfm_tensor *)&m->layers[l];
-        for (size_t i = 0; i < sizeof(lfm_layer) / sizeof(lfm_tensor); i++) describe_one(&ts[i], buf, cap, &len);
-    }
-    describe_one(&m->output_norm, buf, cap, &len);
-    if (!m->cfg.tied_output) describe_one(&m->output, buf, cap, &len);
+    for (int32_t l = -1; l < m->cfg.n_layer; l++)
+        for (int id = 0; id < LFM_TENSOR_COUNT; id++)
+            if (lfm_tensor_applies(id, &m->cfg, l) && !(id == LFM_TENSOR_OUTPUT && m->cfg.tied_output))
+                describe_one(lfm_model_tensor_c(m, id, l), buf, cap, &len);
     return len;
 }

@@ -66,6 +66,91 @@ struct lfm_model {
     int32_t n_owned, cap_owned;
 };
 
+/* ---- the tensor table (model/tensors.c) ----
+ *
+ * Every LFM2 weight is one row of lfm_tensors[]: the field it fills, its GGUF and HF names, which
+ * layers have it, its shape and its role. The loaders, lfm_model_validate, requantize, repack,
+ * describe, the context's scratch sizing and the Python quantizer (through _core.tensor_table())
+ * all iterate this table; nothing else lists tensor names. */
+
+typedef enum {
+    LFM_TENSOR_TOKEN_EMBD,
+    LFM_TENSOR_OUTPUT_NORM,
+    LFM_TENSOR_OUTPUT,
+    LFM_TENSOR_ATTN_NORM,
+    LFM_TENSOR_FFN_NORM,
+    LFM_TENSOR_FFN_GATE,
+    LFM_TENSOR_FFN_UP,
+    LFM_TENSOR_FFN_DOWN,
+    LFM_TENSOR_SHORTCONV_IN_PROJ,
+    LFM_TENSOR_SHORTCONV_CONV,
+    LFM_TENSOR_SHORTCONV_OUT_PROJ,
+    LFM_TENSOR_ATTN_Q,
+    LFM_TENSOR_ATTN_K,
+    LFM_TENSOR_ATTN_V,
+    LFM_TENSOR_ATTN_OUT,
+    LFM_TENSOR_ATTN_Q_NORM,
+    LFM_TENSOR_ATTN_K_NORM,
+    LFM_TENSOR_COUNT
+} lfm_tensor_id;
+
+typedef enum {
+    LFM_SCOPE_GLOBAL, /* once per model: a field of struct lfm_model */
+    LFM_SCOPE_LAYER,  /* every layer: a field of lfm_layer */
+    LFM_SCOPE_CONV,   /* short-conv layers only */
+    LFM_SCOPE_ATTN,   /* attention layers only */
+} lfm_tensor_scope;
+
+typedef enum {
+    LFM_ROLE_NORM,        /* RMSNorm weight: F32 vector (loaders convert) */
+    LFM_ROLE_CONV_KERNEL, /* depthwise conv taps: F32 [H, K]; HF stores [H, 1, K] or [H, K] */
+    LFM_ROLE_MATRIX,      /* a matmul weight: requantized to the target type, repacked */
+    LFM_ROLE_EMBEDDING,   /* token embedding: rows looked up, never repacked; Q6_K/Q8_0 rule */
+    LFM_ROLE_HEAD,        /* output head: a matmul with the embedding's type rule; absent from a
+                           * GGUF means tied, in HF present only when config.json unties it */
+} lfm_tensor_role;
+
+/* Symbolic sizes a shape is written in, resolved against an lfm_config by lfm_dim_value. */
+typedef enum {
+    LFM_DIM_NONE, /* no such dimension: the tensor is 1-D */
+    LFM_DIM_V,    /* vocabulary rows */
+    LFM_DIM_H,    /* hidden size */
+    LFM_DIM_3H,   /* conv in_proj rows: B, C, X */
+    LFM_DIM_F,    /* FFN width */
+    LFM_DIM_Q,    /* n_head * head_dim */
+    LFM_DIM_KV,   /* n_head_kv * head_dim */
+    LFM_DIM_HD,   /* head_dim */
+    LFM_DIM_K,    /* conv kernel length (conv_l_cache) */
+    LFM_DIM_COUNT
+} lfm_dim;
+
+typedef struct {
+    const char *id;         /* short stable name, e.g. "attn_q" (Python's key) */
+    const char *what;       /* words for messages, e.g. "q_proj" ("layer 3 q_proj: ...") */
+    const char *gguf;       /* GGUF name; "%d" stands for the layer in per-layer scopes */
+    const char *gguf_alias; /* another GGUF name accepted for the same tensor, or NULL */
+    const char *hf;         /* Hugging Face (safetensors) name, same convention */
+    lfm_tensor_scope scope;
+    lfm_tensor_role role;
+    const char *field;      /* the lfm_tensor it fills: a field of struct lfm_model (GLOBAL) or lfm_layer */
+    size_t offset;          /* offsetof that field */
+    lfm_dim ne[2];          /* ggml order: ne[0] is the row length; PyTorch's shape is the reverse */
+} lfm_tensor_desc;
+
+extern const lfm_tensor_desc lfm_tensors[LFM_TENSOR_COUNT];
+
+const char *lfm_dim_name(lfm_dim d);                       /* "H", "3H", "nh*hd", ... */
+int64_t lfm_dim_value(const lfm_config *c, lfm_dim d);    /* 1 for LFM_DIM_NONE */
+bool lfm_tensor_is_matmul(lfm_tensor_id id);               /* MATRIX or HEAD */
+bool lfm_tensor_wants_f32(lfm_tensor_id id);               /* NORM or CONV_KERNEL */
+/* Does layer (-1: the model's global tensors) of a model with config c have this tensor? */
+bool lfm_tensor_applies(lfm_tensor_id id, const lfm_config *c, int32_t layer);
+/* The row's GGUF / alias / HF name for layer into buf ("" when the row has no such name). */
+void lfm_tensor_name(const char *pattern, int32_t layer, char *buf, size_t cap);
+/* The lfm_tensor a row fills in m (layer ignored for GLOBAL rows). */
+lfm_tensor *lfm_model_tensor(struct lfm_model *m, lfm_tensor_id id, int32_t layer);
+const lfm_tensor *lfm_model_tensor_c(const struct lfm_model *m, lfm_tensor_id id, int32_t layer);
+
 /* Keep ptr alive as long as the model (freed with free() by lfm_model_free). */
 lfm_status lfm_model_own(struct lfm_model *m, void *ptr);
 

@@ -195,21 +195,18 @@ static lfm_status repack_one(struct lfm_model *m, lfm_tensor *t) {
 
 lfm_status lfm_model_repack(struct lfm_model *m) {
     if (lfm_cpu()->force_ref || !repack_enabled()) return LFM_OK;
-    lfm_status st = repack_one(m, &m->output);
+    lfm_status st = LFM_OK;
+    for (int32_t l = -1; st == LFM_OK && l < m->cfg.n_layer; l++) /* -1: the global tensors (the head) */
+        for (int id = 0; st == LFM_OK && id < LFM_TENSOR_COUNT; id++)
+            if (lfm_tensor_is_matmul(id) && lfm_tensor_applies(id, &m->cfg, l)) st = repack_one(m, lfm_model_tensor(m, id, l));
     /* Embedding lookups read one row per token at random: without this the kernel reads ahead
-     * 64 KiB around each, and the file pages of a tied head just released come back. */
+     * 64 KiB around each, and the file pages of a tied head released above come back. */
     const lfm_tensor *E = &m->tok_embd;
     if (st == LFM_OK && E->layout == LFM_LAYOUT_ROWS && in_mapping(m, E->data)) {
         long ps = sysconf(_SC_PAGESIZE);
         uintptr_t a = (uintptr_t)E->data & ~(uintptr_t)(ps > 0 ? ps - 1 : 0);
         uintptr_t b = (uintptr_t)E->data + lfm_tensor_row_bytes(E) * (size_t)E->ne[1];
         if (ps > 0 && b > a) madvise((void *)a, b - a, MADV_RANDOM);
-    }
-    for (int32_t i = 0; st == LFM_OK && i < m->cfg.n_layer; i++) {
-        lfm_layer *l = &m->layers[i];
-        lfm_tensor *ts[] = {&l->ffn_gate, &l->ffn_up, &l->ffn_down, &l->conv_in_proj, &l->conv_out_proj,
-                            &l->wq, &l->wk, &l->wv, &l->wo};
-        for (size_t k = 0; st == LFM_OK && k < sizeof ts / sizeof ts[0]; k++) st = repack_one(m, ts[k]);
     }
     return st;
 }

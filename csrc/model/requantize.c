@@ -1,8 +1,9 @@
 /* requantize.c — quantize on load: re-encode a loaded model's 2-D weight matrices into one block
  * type (lfm_model_params.quantize), into buffers the model owns.
  *
- * Policy (close to llama.cpp's for its plain ftypes):
- *   - every 2-D weight matrix (FFN, short-conv in/out projections, attention q/k/v/o) gets `type`;
+ * Policy (close to llama.cpp's for its plain ftypes), by the tensor table's roles (model/tensors.c):
+ *   - every weight matrix (LFM_ROLE_MATRIX: FFN, short-conv in/out projections, attention q/k/v/o)
+ *     gets `type`;
  *   - the token embedding (also the output head when tied) gets Q6_K for 2..5-bit targets when a
  *     Q6_K quantizer is there and its row length is a multiple of 256, else Q8_0; for Q8_0 / Q6_K /
  *     float targets it gets the target type. An untied output head follows the same rule;
@@ -143,17 +144,18 @@ lfm_status lfm_model_requantize(struct lfm_model *m, lfm_type type, int n_thread
     if (!can_quantize(type))
         return lfm_fail(LFM_ERR_UNSUPPORTED, "quantize on load: no quantizer for %s in this build", lfm_type_name(type));
     if (n_threads <= 0) n_threads = lfm_n_cores();
-    lfm_status st;
-    bool tied = m->cfg.tied_output;
-    if ((st = requant(m, &m->tok_embd, type, true, n_threads))) return st;
-    if (tied) m->output = m->tok_embd;
-    else if ((st = requant(m, &m->output, type, true, n_threads))) return st;
-    for (int32_t l = 0; l < m->cfg.n_layer; l++) {
-        lfm_layer *y = &m->layers[l];
-        lfm_tensor *mats[] = {&y->ffn_gate, &y->ffn_up, &y->ffn_down, &y->conv_in_proj, &y->conv_out_proj,
-                              &y->wq, &y->wk, &y->wv, &y->wo};
-        for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)
-            if ((st = requant(m, mats[i], type, false, n_threads))) return st;
-    }
+    for (int32_t l = -1; l < m->cfg.n_layer; l++) /* -1: the global tensors */
+        for (int id = 0; id < LFM_TENSOR_COUNT; id++) {
+            lfm_tensor_role role = lfm_tensors[id].role;
+            if (!lfm_tensor_applies(id, &m->cfg, l) || (role != LFM_ROLE_MATRIX && role != LFM_ROLE_EMBEDDING && role != LFM_ROLE_HEAD))
+                continue;
+            lfm_tensor *w = lfm_model_tensor(m, id, l);
+            if (role == LFM_ROLE_HEAD && m->cfg.tied_output) { /* the embedding, requantized above */
+                *w = m->tok_embd;
+                continue;
+            }
+            lfm_status st = requant(m, w, type, role != LFM_ROLE_MATRIX, n_threads);
+            if (st != LFM_OK) return st;
+        }
     return LFM_OK;
 }

@@ -26,6 +26,7 @@ int lfm_py_init_gguf(PyObject *module);
 int lfm_py_init_tokenizer(PyObject *module);
 int lfm_py_init_sampler(PyObject *module);
 int lfm_py_init_quants(PyObject *module);
+int lfm_py_init_tensors(PyObject *module);
 
 /* engine_py.c: the lfm_ctx of a _core.Ctx, marked in use until lfm_py_ctx_release (call both with
  * the GIL held). NULL with TypeError / ValueError (closed) / RuntimeError (in use by another thread). */

@@ -29,16 +29,15 @@ void lfm_ctx_free(lfm_ctx *c) {
     free(c);
 }
 
+/* The largest quantized-activation scratch any matmul weight needs for T tokens. */
 static size_t max_scratch(const lfm_model *m, int64_t T) {
-    size_t s = lfm_matmul_scratch_bytes(&m->output, T);
-    for (int32_t l = 0; l < m->cfg.n_layer; l++) {
-        const lfm_tensor *ts = (const lfm_tensor *)&m->layers[l];
-        for (size_t i = 0; i < sizeof(lfm_layer) / sizeof(lfm_tensor); i++)
-            if (ts[i].data && ts[i].n_dims == 2 && ts[i].type != LFM_TYPE_F32) {
-                size_t b = lfm_matmul_scratch_bytes(&ts[i], T);
+    size_t s = 0;
+    for (int32_t l = -1; l < m->cfg.n_layer; l++) /* -1: the global tensors (the head) */
+        for (int id = 0; id < LFM_TENSOR_COUNT; id++)
+            if (lfm_tensor_is_matmul(id) && lfm_tensor_applies(id, &m->cfg, l)) {
+                size_t b = lfm_matmul_scratch_bytes(lfm_model_tensor_c(m, id, l), T);
                 s = b > s ? b : s;
             }
-    }
     return s;
 }
 
