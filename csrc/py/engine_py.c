@@ -131,13 +131,11 @@ static int model_check(PyModel *self) {
     return 0;
 }
 
+/* Any type the traits table names; lfm_model_requantize says which ones it can produce. */
 static lfm_type type_by_name(const char *name) {
-    static const lfm_type all[] = {LFM_TYPE_F32,  LFM_TYPE_F16,  LFM_TYPE_BF16, LFM_TYPE_Q4_0, LFM_TYPE_Q4_1,
-                                   LFM_TYPE_Q5_0, LFM_TYPE_Q5_1, LFM_TYPE_Q8_0, LFM_TYPE_Q2_K, LFM_TYPE_Q3_K,
-                                   LFM_TYPE_Q4_K, LFM_TYPE_Q5_K, LFM_TYPE_Q6_K};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-        const char *n = lfm_type_name(all[i]);
-        if (n && strcasecmp(n, name) == 0) return all[i];
+    for (int t = 0; t < LFM_TYPE_COUNT; t++) {
+        const char *n = lfm_type_name((lfm_type)t);
+        if (n && strcasecmp(n, name) == 0) return (lfm_type)t;
     }
     return LFM_TYPE_NONE;
 }
