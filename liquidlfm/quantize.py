@@ -301,7 +301,7 @@ def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray,
         w = gguf.GGUFWriter(tmp, "lfm2")
         w.add_name(name or cfg["name"])
         w.add_file_type(FILE_TYPE[target])
-        if target not in ("f32", "f16", "bf16"):
+        if TYPE_TRAITS[target]["is_quantized"]:
             w.add_quantization_version(gguf.GGML_QUANT_VERSION)
         w.add_block_count(cfg["n_layer"])
         w.add_context_length(cfg["n_ctx"])
@@ -356,7 +356,7 @@ def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray,
             it = tqdm(plan, desc=f"{out_path.name} ({target})", unit="tensor")
         for gname, hname, shape, t in it:
             a = st.get(hname).reshape(shape)
-            if t in ("f32", "f16", "bf16"):
+            if not TYPE_TRAITS[t]["is_quantized"]:
                 data = _float_encode(a, t)
             else:
                 data = encode(np.ascontiguousarray(a.reshape(-1, shape[-1]), dtype=np.float32), t)
