@@ -107,8 +107,8 @@ def test_every_type_with_a_matmul_round_trips_through_dequantize():
         assert t["dequantizable"], t["name"]
         vt = TRAITS[t["vec_dot_type"]]
         assert vt["quantizable"] and (vt["id"] == int(Q.F32) or vt["vec_dot_type"] == vt["id"]), t["name"]
+        assert t["kernels"] and all(k["matmul"] for k in t["kernels"].values()), t["name"]  # at every level
         if t["is_quantized"]:
-            assert t["kernels"] and all(k["matmul"] for k in t["kernels"].values()), t["name"]
             blocks = random_blocks(q, 16, rng)
             got = _core._dequantize(t["id"], blocks.tobytes(), 16 * t["block_elems"])
             assert np.array_equal(bits(got), bits(gq.dequantize(blocks, q).reshape(-1))), t["name"]

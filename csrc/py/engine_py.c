@@ -604,8 +604,9 @@ static PyObject *py_kernel(PyObject *mod, PyObject *args) {
 #define ARG(i) PyTuple_GET_ITEM(args, (i) + 2)
     if (strncmp(name, "gemm_", 5) == 0) { /* W (R,K) float32 or uint16 bits, X (T,K) float32, r0, r1 -> Y (T,R) */
         if (na != 6) return PyErr_Format(PyExc_TypeError, "gemm: W, X, r0, r1");
-        int f32 = strcmp(name, "gemm_f32") == 0;
-        lfm_gemm_fn fn = f32 ? k->gemm_f32 : strcmp(name, "gemm_f16") == 0 ? k->gemm_f16 : strcmp(name, "gemm_bf16") == 0 ? k->gemm_bf16 : NULL;
+        lfm_type t = type_by_name(name + 5);
+        int f32 = t == LFM_TYPE_F32;
+        lfm_gemm_fn fn = t != LFM_TYPE_NONE ? k->gemm[t] : NULL;
         if (!fn) return PyErr_Format(PyExc_ValueError, "unknown kernel '%s'", name);
         PyArrayObject *W = (PyArrayObject *)PyArray_FromAny(ARG(0), PyArray_DescrFromType(f32 ? NPY_FLOAT32 : NPY_UINT16), 2, 2, NPY_ARRAY_IN_ARRAY, NULL);
         PyArrayObject *X = W ? (PyArrayObject *)PyArray_FromAny(ARG(1), PyArray_DescrFromType(NPY_FLOAT32), 2, 2, NPY_ARRAY_IN_ARRAY, NULL) : NULL;

@@ -173,14 +173,23 @@ static PyObject *kernel_level(lfm_qmm_fn fn, int x8, lfm_type t) {
     Py_RETURN_NONE;
 }
 
-/* {level: {"matmul": level or None, "x8": level or None}} over the levels this CPU has (block types) */
+/* {level: {"matmul": level or None, "x8": level or None}} over the kernel levels this CPU has: the
+ * quantized ones for block types, the float ones (their GEMMs) for the others */
 static PyObject *type_kernels(lfm_type t) {
     PyObject *d = PyDict_New();
     for (int l = 0; d && l < LFM_QLEVEL_COUNT; l++) {
-        const lfm_qkernels *k = lfm_qkernels_level((lfm_qlevel)l);
-        if (!k || !lfm_type_is_quantized(t)) continue;
-        PyObject *e = Py_BuildValue("{s:N,s:N}", "matmul", kernel_level(k->mm[t], 0, t), "x8", kernel_level(k->mm_x8[t], 1, t));
-        if (!e || PyDict_SetItemString(d, lfm_qlevel_name((lfm_qlevel)l), e) < 0) Py_CLEAR(d);
+        const char *name = lfm_qlevel_name((lfm_qlevel)l);
+        PyObject *e = NULL;
+        if (lfm_type_is_quantized(t)) {
+            const lfm_qkernels *k = lfm_qkernels_level((lfm_qlevel)l);
+            if (!k) continue;
+            e = Py_BuildValue("{s:N,s:N}", "matmul", kernel_level(k->mm[t], 0, t), "x8", kernel_level(k->mm_x8[t], 1, t));
+        } else {
+            const lfm_kernels *k = lfm_kernels_by_name(name);
+            if (!k) continue;
+            e = Py_BuildValue("{s:s,s:O}", "matmul", k->gemm[t] ? name : NULL, "x8", Py_None);
+        }
+        if (!e || PyDict_SetItemString(d, name, e) < 0) Py_CLEAR(d);
         Py_XDECREF(e);
     }
     return d;
@@ -288,7 +297,7 @@ static PyMethodDef gguf_methods[] = {
      "type_traits() -> tuple of dicts, one per type id the C core knows, in id order: id, name, block_elems, "
      "block_bytes, is_quantized, vec_dot_type (id of the activation format, None: never a matmul weight), "
      "dequantizable, quantizable, matmul (a weight of this type runs on this CPU), kernels {level: {matmul, "
-     "x8}: the level whose kernel each available level runs, None: none} for block types."},
+     "x8}: for each kernel level this CPU has, the level whose kernel it runs, None: none}."},
     {"quantize", py_quantize, METH_VARARGS,
      "quantize(type_id, x) -> uint8 [rows, row_bytes]: encode float32 rows (1-D or 2-D C array)."},
     {"dequantize", py_dequantize, METH_VARARGS, "dequantize(type_id, data, n) -> float32 [n]."},

@@ -154,8 +154,9 @@ typedef struct {
 /* The row of t; NULL for an id we do not know. */
 const lfm_type_traits *lfm_type_traits_get(lfm_type t);
 /* lfm_type_is_supported (lfm.h): a to_float or a from_float. */
-/* A weight matrix of type t can be multiplied on this CPU: float types always, block types when the
- * kernel level in use has a row kernel for them (not Q8_1 / Q8_K, activation formats). */
+/* A weight matrix of type t can be multiplied on this CPU: the float kernel table in use has a GEMM
+ * for it (F32, F16, BF16), or the quantized level in use a row kernel (not Q8_1 / Q8_K, activation
+ * formats). */
 bool lfm_type_has_matmul(lfm_type t);
 
 /* ---- kernels per level (filled by each level's init, chosen once in type_traits.c) ---- */

@@ -94,7 +94,7 @@ bool lfm_type_is_supported(lfm_type t) {
 bool lfm_type_has_matmul(lfm_type t) {
     const lfm_type_traits *tt = lfm_type_traits_get(t);
     if (!tt || tt->vec_dot_type == LFM_TYPE_NONE) return false;
-    if (!tt->is_quantized) return true; /* F32/F16/BF16: the float GEMMs, which every level has */
+    if (!tt->is_quantized) return lfm_kernels_get()->gemm[t] != NULL; /* F32, F16, BF16 */
     return lfm_qkernels_get()->mm[t] != NULL;
 }
 
