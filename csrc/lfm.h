@@ -30,6 +30,7 @@
 #ifndef LFM_H
 #define LFM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -73,11 +74,31 @@ typedef enum {
     LFM_TYPE_Q5_K = 13,
     LFM_TYPE_Q6_K = 14,
     LFM_TYPE_Q8_K = 15,
+    /* ids liquidlfm can name and size but not decode (a GGUF using them is refused) */
+    LFM_TYPE_IQ2_XXS = 16,
+    LFM_TYPE_IQ2_XS = 17,
+    LFM_TYPE_IQ3_XXS = 18,
+    LFM_TYPE_IQ1_S = 19,
+    LFM_TYPE_IQ4_NL = 20,
+    LFM_TYPE_IQ3_S = 21,
+    LFM_TYPE_IQ2_S = 22,
+    LFM_TYPE_IQ4_XS = 23,
+    LFM_TYPE_I8 = 24,
+    LFM_TYPE_I16 = 25,
+    LFM_TYPE_I32 = 26,
+    LFM_TYPE_I64 = 27,
+    LFM_TYPE_F64 = 28,
+    LFM_TYPE_IQ1_M = 29,
     LFM_TYPE_BF16 = 30,
+    LFM_TYPE_TQ1_0 = 34,
+    LFM_TYPE_TQ2_0 = 35,
+    LFM_TYPE_MXFP4 = 39,
+    LFM_TYPE_NVFP4 = 40,
+    LFM_TYPE_Q1_0 = 41,
     LFM_TYPE_NONE = -1,
 } lfm_type;
 
-const char *lfm_type_name(lfm_type t); /* "q4_0", ...; NULL for a type we do not know */
+const char *lfm_type_name(lfm_type t); /* "q4_0", ...; NULL for an id we do not know */
 
 /* ---- model ---- */
 
@@ -297,7 +318,9 @@ lfm_status lfm_gguf_tensor_info(const lfm_gguf *g, int64_t i, const char **name,
 
 int64_t lfm_type_block_elems(lfm_type t);  /* elements per block (32, 256, 1); 0 if unknown */
 size_t lfm_type_block_bytes(lfm_type t);   /* bytes per block; 0 if unknown */
-/* n must be a multiple of the block size. */
+bool lfm_type_is_supported(lfm_type t);    /* decoded or encoded by liquidlfm; false for the ids it only names */
+/* n must be a multiple of the block size. LFM_ERR_UNSUPPORTED for a type without a decoder
+ * (activation formats, the ids liquidlfm only names) or without a quantizer. */
 lfm_status lfm_dequantize_row(lfm_type t, const void *src, float *dst, int64_t n);
 lfm_status lfm_quantize_row(lfm_type t, const float *src, void *dst, int64_t n);
 

@@ -23,11 +23,11 @@ from . import _core
 # GGUF metadata value types (lfm_gguf_value_type in csrc/lfm.h)
 UINT8, INT8, UINT16, INT16, UINT32, INT32, FLOAT32, BOOL, STRING, ARRAY, UINT64, INT64, FLOAT64 = range(13)
 
-# ggml tensor type ids (lfm_type in csrc/lfm.h)
-TYPE_IDS = {
-    "f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "q8_1": 9,
-    "q2_k": 10, "q3_k": 11, "q4_k": 12, "q5_k": 13, "q6_k": 14, "q8_k": 15, "bf16": 30,
-}
+# ggml tensor types, read from the C core's traits table (csrc/kernels/quants/type_traits.c), keyed by
+# lower-case name: {"q4_k": {"id": 12, "name": "q4_K", "block_elems": 256, "block_bytes": 144,
+# "quantizable": False, "matmul": True, ...}} (see _core.type_traits.__doc__ for every field)
+TYPE_TRAITS = {t["name"].lower(): t for t in _core.type_traits()}
+TYPE_IDS = {name: t["id"] for name, t in TYPE_TRAITS.items()}
 TYPE_NAMES = {v: k for k, v in TYPE_IDS.items()}
 
 # Keys the tokenizer needs (see read_tokenizer_metadata)

@@ -33,6 +33,8 @@ from typing import Callable
 
 import numpy as np
 
+from .gguf import TYPE_TRAITS
+
 # ---- HF folder reading --------------------------------------------------------------------------
 
 _ST_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.float64}
@@ -272,13 +274,13 @@ def synthetic_tokenizer(vocab_size: int) -> dict:
 
 # ---- type policy -------------------------------------------------------------------------------
 
-TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k")
+FILE_TYPE = {"f32": 0, "f16": 1, "bf16": 32, "q8_0": 7, "q4_0": 2, "q4_1": 3, "q5_0": 8, "q5_1": 9,
+             "q4_k": 15, "q5_k": 17, "q6_k": 18}  # llama_ftype (…_K as the _M mixes' ids)
 
-FILE_TYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q4_k": 15,
-             "q5_k": 17, "q6_k": 18, "bf16": 32}  # llama_ftype (…_K as the _M mixes' ids)
+TYPES = tuple(FILE_TYPE)  # the storage types a file can be converted to
 
-BLOCK = {"f32": (1, 4), "f16": (1, 2), "bf16": (1, 2), "q8_0": (32, 34), "q4_0": (32, 18), "q4_1": (32, 20),
-         "q5_0": (32, 22), "q5_1": (32, 24), "q4_k": (256, 144), "q5_k": (256, 176), "q6_k": (256, 210)}
+# (elements, bytes) per block, from the C core's traits table
+BLOCK = {t: (TYPE_TRAITS[t]["block_elems"], TYPE_TRAITS[t]["block_bytes"]) for t in TYPES}
 
 
 def choose_type(row: dict, shape: tuple, target: str, available: Callable[[str], bool]) -> str:
@@ -340,7 +342,7 @@ def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray,
         w = gguf.GGUFWriter(tmp, "lfm2")
         w.add_name(name or cfg["name"])
         w.add_file_type(FILE_TYPE[target])
-        if target not in ("f32", "f16", "bf16"):
+        if TYPE_TRAITS[target]["is_quantized"]:
             w.add_quantization_version(gguf.GGML_QUANT_VERSION)
         w.add_block_count(cfg["n_layer"])
         w.add_context_length(cfg["n_ctx"])
@@ -397,7 +399,7 @@ def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray,
             it = tqdm(plan, desc=f"{out_path.name} ({target})", unit="tensor")
         for gname, hname, shape, t in it:
             a = st.get(hname).reshape(shape)
-            if t in ("f32", "f16", "bf16"):
+            if not TYPE_TRAITS[t]["is_quantized"]:
                 data = _float_encode(a, t)
             else:
                 data = encode(np.ascontiguousarray(a.reshape(-1, shape[-1]), dtype=np.float32), t)
@@ -415,32 +417,14 @@ def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray,
 # ---- liquidlfm's quantizer -----------------------------------------------------------------------
 
 def _core_available(t: str) -> bool:
-    from . import _core
-    from .gguf import TYPE_IDS
-    return t in ("f32", "f16", "bf16") or _core.type_info(TYPE_IDS[t]) is not None and _probe(t)
-
-
-_probed: dict = {}
-
-
-def _probe(t: str) -> bool:
-    """True when the C core can quantize t (the type may be known for dequantize only)."""
-    if t not in _probed:
-        from . import _core
-        from .gguf import TYPE_IDS
-        try:
-            _core.quantize(TYPE_IDS[t], np.zeros((1, BLOCK[t][0]), np.float32))
-            _probed[t] = True
-        except Exception:
-            _probed[t] = False
-    return _probed[t]
+    """True when the C core can quantize t (the traits table's from_float)."""
+    return t in TYPE_TRAITS and TYPE_TRAITS[t]["quantizable"]
 
 
 def _core_encode(a: np.ndarray, t: str, n_threads: int | None = None) -> np.ndarray:
     """Quantize rows with the C quantizer, split over threads (the C call releases the GIL)."""
     from . import _core
-    from .gguf import TYPE_IDS
-    tid = TYPE_IDS[t]
+    tid = TYPE_TRAITS[t]["id"]
     n_threads = n_threads or os.cpu_count() or 1
     rows = a.shape[0]
     if n_threads <= 1 or rows < 64:

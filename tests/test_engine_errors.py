@@ -448,3 +448,11 @@ def test_state_blob_errors(model, tmp_path):
     with lfm.load(other) as m2, m2.session(n_ctx=16) as s2:
         with pytest.raises(ValueError, match="another shape"):
             s2.load(blob)
+
+
+@pytest.mark.parametrize("qtype, match", [("q8_1", "no matmul kernel"), ("q8_K", "no matmul kernel"),
+                                          ("iq2_xxs", "no quantizer"), ("q2_K", "no quantizer")])
+def test_quantize_on_load_needs_a_quantizer_and_a_matmul(good, qtype, match):
+    # both read from the traits table: Q8_1 / Q8_K quantize (activation formats) but no weight runs in them
+    with pytest.raises(lfm.UnsupportedModelError, match=match):
+        lfm.load(good, quantize=qtype)

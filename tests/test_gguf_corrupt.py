@@ -180,6 +180,12 @@ def test_unknown_tensor_type_names_tensor_and_type(tmp_path):
         read_gguf(write(tmp_path, build(tensors=[("w", (8,), 2**32 - 1, 0, 32)])))
 
 
+def test_named_only_tensor_type_is_refused_by_name(tmp_path):
+    # ids the traits table names and sizes but cannot decode (IQ*, TQ*, ...): refused, and said so by name
+    with pytest.raises(UnsupportedModelError, match=r"tensor 'blk\.0\.iq' has type iq4_xs \(id 23\)"):
+        read_gguf(write(tmp_path, build(tensors=[("blk.0.iq", (256,), 23, 0, 136)])))
+
+
 def test_row_not_multiple_of_block_size(tmp_path):
     from liquidlfm import _core
 

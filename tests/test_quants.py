@@ -11,6 +11,7 @@ from gguf import quants as gq
 from gguf.constants import GGML_QUANT_SIZES
 
 from liquidlfm import UnsupportedModelError, _core
+from liquidlfm.gguf import TYPE_IDS
 
 WEIGHT_TYPES = [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K]
 # byte offsets of the fp16 scale fields inside each block
@@ -43,6 +44,78 @@ def test_type_sizes_match_ggml():
         assert len(_core._dequantize(int(t), bytes(ts), bs)) == bs if t != Q.Q8_K else True
         if t in (Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.F16, Q.BF16, Q.F32, Q.Q8_K):
             assert len(_core._quantize(int(t), x)) == ts
+
+
+# ---- the traits table (csrc/kernels/quants/type_traits.c through _core.type_traits()) ----
+
+TRAITS = {t["id"]: t for t in _core.type_traits()}
+
+
+def test_type_traits_have_every_gguf_type_with_ggml_sizes():
+    missing = [q.name for q in Q if int(q) not in TRAITS]
+    assert not missing, f"type ids the gguf package knows and the traits table does not: {missing}"
+    for q in Q:
+        t = TRAITS[int(q)]
+        assert t["name"].lower() == q.name.lower()
+        assert _core.type_info(int(q)) == (t["name"], t["block_elems"], t["block_bytes"])
+        assert t["is_quantized"] == (t["block_elems"] > 1)
+        if q == Q.Q8_1:
+            # ggml's block_q8_1 is two halves and 32 quants (36 bytes, checked in quants.h); the gguf
+            # package's table keeps the 40 of an older float layout
+            assert (t["block_elems"], t["block_bytes"]) == (32, 36)
+            continue
+        assert (t["block_elems"], t["block_bytes"]) == GGML_QUANT_SIZES[q], q.name
+
+
+def test_type_traits_quantizable_matches_the_quantizer():
+    from liquidlfm.quantize import TYPES, _core_available
+
+    for t in TRAITS.values():
+        try:
+            out = _core._quantize(t["id"], np.zeros(t["block_elems"], np.float32))
+        except UnsupportedModelError:
+            assert not t["quantizable"], t["name"]
+        else:
+            assert t["quantizable"] and len(out) == t["block_bytes"], t["name"]
+    for name in TYPES:  # the converter's view of the same table
+        try:
+            _core.quantize(TYPE_IDS[name], np.zeros((1, 256), np.float32))
+            works = True
+        except UnsupportedModelError:
+            works = False
+        assert _core_available(name) == works, name
+
+
+def test_type_traits_dequantizable_matches_the_decoder():
+    for t in TRAITS.values():
+        try:
+            out = _core._dequantize(t["id"], bytes(t["block_bytes"]), t["block_elems"])
+        except UnsupportedModelError:
+            assert not t["dequantizable"], t["name"]
+        else:
+            assert t["dequantizable"] and len(out) == t["block_elems"], t["name"]
+
+
+def test_every_type_with_a_matmul_round_trips_through_dequantize():
+    runnable = [t for t in TRAITS.values() if t["matmul"]]
+    # the matmul tests of this file cover exactly the block types that run here
+    assert {t["id"] for t in runnable if t["is_quantized"]} == {int(q) for q in WEIGHT_TYPES}
+    assert {t["name"] for t in runnable if not t["is_quantized"]} == {"f32", "f16", "bf16"}
+    rng = np.random.default_rng(11)
+    for t in runnable:
+        q = Q(t["id"])
+        assert t["dequantizable"], t["name"]
+        vt = TRAITS[t["vec_dot_type"]]
+        assert vt["quantizable"] and (vt["id"] == int(Q.F32) or vt["vec_dot_type"] == vt["id"]), t["name"]
+        assert t["kernels"] and all(k["matmul"] for k in t["kernels"].values()), t["name"]  # at every level
+        if t["is_quantized"]:
+            blocks = random_blocks(q, 16, rng)
+            got = _core._dequantize(t["id"], blocks.tobytes(), 16 * t["block_elems"])
+            assert np.array_equal(bits(got), bits(gq.dequantize(blocks, q).reshape(-1))), t["name"]
+        if t["quantizable"]:  # dequantized values are on the grid: quantizing them again gives the same bytes
+            x = (rng.standard_normal(64 * t["block_elems"]) * 2).astype(np.float32)
+            b = _core._quantize(t["id"], x)
+            assert _core._quantize(t["id"], _core._dequantize(t["id"], b, len(x))) == b, t["name"]
 
 
 @pytest.mark.parametrize("qtype", WEIGHT_TYPES, ids=lambda t: t.name)

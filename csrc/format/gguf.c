@@ -329,11 +329,14 @@ static lfm_status read_tensor_infos(lfm_gguf *g, cursor *c) {
         uint32_t ty;
         if ((s = take_u32(c, &ty, t->name)) || (s = take_u64(c, &t->offset, t->name))) return s;
         t->type = (lfm_type)ty;
-        int64_t be = ty < 1024 ? lfm_type_block_elems((lfm_type)ty) : 0;
-        size_t bb = ty < 1024 ? lfm_type_block_bytes((lfm_type)ty) : 0;
-        if (be <= 0 || bb == 0)
+        if (ty > 1023 || !lfm_type_name(t->type))
             return lfm_fail(LFM_ERR_UNSUPPORTED, "'%s': tensor '%s' has type id %u, which liquidlfm does not support",
                             g->path, t->name, ty);
+        if (!lfm_type_is_supported(t->type))
+            return lfm_fail(LFM_ERR_UNSUPPORTED, "'%s': tensor '%s' has type %s (id %u), which liquidlfm does not support",
+                            g->path, t->name, lfm_type_name(t->type), ty);
+        int64_t be = lfm_type_block_elems(t->type);
+        size_t bb = lfm_type_block_bytes(t->type);
         if (t->ne[0] % be != 0)
             return lfm_fail(LFM_ERR_FORMAT,
                             "'%s': tensor '%s': row length %lld is not a multiple of the %s block size %lld",

@@ -16,7 +16,7 @@ typedef void (*lfm_gemm_fn)(const void *W, int64_t K, const float *X, int64_t ld
 
 typedef struct {
     const char *name;                    /* "ref", "avx2" */
-    lfm_gemm_fn gemm_f32, gemm_f16, gemm_bf16;
+    lfm_gemm_fn gemm[LFM_TYPE_COUNT];    /* by weight type: F32, F16, BF16; NULL for the rest */
     void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps);
     /* NeoX rotate-half RoPE on one head of hd values; cs = hd/2 cosines then hd/2 sines */
     void (*rope)(float *x, const float *cs, int64_t hd);

@@ -85,7 +85,7 @@ static lfm_status check(const lfm_tensor *t, const char *role, int32_t layer, in
     if (want_f32 && t->type != LFM_TYPE_F32)
         return lfm_fail(LFM_ERR_FORMAT, "%s ('%s'): expected an F32 vector (loaders convert norms and conv kernels)", where, t->name);
     int64_t be = lfm_type_block_elems(t->type);
-    if (be <= 0 || !lfm_type_name(t->type))
+    if (!lfm_type_is_supported(t->type))
         return lfm_fail(LFM_ERR_UNSUPPORTED, "%s ('%s'): tensor type %d is not supported", where, t->name, (int)t->type);
     if (ne0 % be != 0)
         return lfm_fail(LFM_ERR_FORMAT, "%s ('%s'): row length %lld is not a multiple of the %s block size %lld", where, t->name,

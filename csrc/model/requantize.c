@@ -41,19 +41,11 @@ lfm_status lfm_tensor_row_to_f32(const lfm_tensor *t, int64_t r, float *dst) {
 
 /* ---- policy ---- */
 
+/* A weight type quantize-on-load can produce and then run: a quantizer and a matmul kernel in the
+ * traits table (Q8_1 / Q8_K have the first, as activation formats, not the second). */
 static bool can_quantize(lfm_type t) {
-    static _Thread_local int cache[64]; /* 0 unknown, 1 yes, 2 no */
-    int idx = (int)t & 63;
-    if (cache[idx]) return cache[idx] == 1;
-    int64_t be = lfm_type_block_elems(t);
-    bool ok = false;
-    if (be > 0 && be <= 256) {
-        float x[256] = {0};
-        uint8_t y[1024];
-        ok = lfm_type_block_bytes(t) <= sizeof y && lfm_quantize_row(t, x, y, be) == LFM_OK;
-    }
-    cache[idx] = ok ? 1 : 2;
-    return ok;
+    const lfm_type_traits *tt = lfm_type_traits_get(t);
+    return tt && tt->from_float && lfm_type_has_matmul(t);
 }
 
 static bool fits(lfm_type t, int64_t n) {
@@ -136,13 +128,14 @@ static lfm_status requant(struct lfm_model *m, lfm_tensor *w, lfm_type target, b
 
 lfm_status lfm_model_requantize(struct lfm_model *m, lfm_type type, int n_threads) {
     if (type == LFM_TYPE_NONE) return LFM_OK;
-    if (!lfm_type_name(type) || lfm_type_block_elems(type) <= 0)
-        return lfm_fail(LFM_ERR_ARG, "quantize on load: unknown type id %d", (int)type);
-    if (!lfm_type_is_quantized(type))
-        return lfm_fail(LFM_ERR_ARG, "quantize on load: %s is not a block type (use q8_0, q4_0, ...)",
-                        lfm_type_name(type));
-    if (!can_quantize(type))
-        return lfm_fail(LFM_ERR_UNSUPPORTED, "quantize on load: no quantizer for %s in this build", lfm_type_name(type));
+    const lfm_type_traits *tt = lfm_type_traits_get(type);
+    if (!tt) return lfm_fail(LFM_ERR_ARG, "quantize on load: unknown type id %d", (int)type);
+    if (!tt->is_quantized)
+        return lfm_fail(LFM_ERR_ARG, "quantize on load: %s is not a block type (use q8_0, q4_0, ...)", tt->name);
+    if (!tt->from_float)
+        return lfm_fail(LFM_ERR_UNSUPPORTED, "quantize on load: no quantizer for %s in this build", tt->name);
+    if (!lfm_type_has_matmul(type))
+        return lfm_fail(LFM_ERR_UNSUPPORTED, "quantize on load: %s has no matmul kernel for weight matrices", tt->name);
     if (n_threads <= 0) n_threads = lfm_n_cores();
     for (int32_t l = -1; l < m->cfg.n_layer; l++) /* -1: the global tensors */
         for (int id = 0; id < LFM_TENSOR_COUNT; id++) {

@@ -131,13 +131,11 @@ static int model_check(PyModel *self) {
     return 0;
 }
 
+/* Any type the traits table names; lfm_model_requantize says which ones it can produce. */
 static lfm_type type_by_name(const char *name) {
-    static const lfm_type all[] = {LFM_TYPE_F32,  LFM_TYPE_F16,  LFM_TYPE_BF16, LFM_TYPE_Q4_0, LFM_TYPE_Q4_1,
-                                   LFM_TYPE_Q5_0, LFM_TYPE_Q5_1, LFM_TYPE_Q8_0, LFM_TYPE_Q2_K, LFM_TYPE_Q3_K,
-                                   LFM_TYPE_Q4_K, LFM_TYPE_Q5_K, LFM_TYPE_Q6_K};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-        const char *n = lfm_type_name(all[i]);
-        if (n && strcasecmp(n, name) == 0) return all[i];
+    for (int t = 0; t < LFM_TYPE_COUNT; t++) {
+        const char *n = lfm_type_name((lfm_type)t);
+        if (n && strcasecmp(n, name) == 0) return (lfm_type)t;
     }
     return LFM_TYPE_NONE;
 }
@@ -606,8 +604,9 @@ static PyObject *py_kernel(PyObject *mod, PyObject *args) {
 #define ARG(i) PyTuple_GET_ITEM(args, (i) + 2)
     if (strncmp(name, "gemm_", 5) == 0) { /* W (R,K) float32 or uint16 bits, X (T,K) float32, r0, r1 -> Y (T,R) */
         if (na != 6) return PyErr_Format(PyExc_TypeError, "gemm: W, X, r0, r1");
-        int f32 = strcmp(name, "gemm_f32") == 0;
-        lfm_gemm_fn fn = f32 ? k->gemm_f32 : strcmp(name, "gemm_f16") == 0 ? k->gemm_f16 : strcmp(name, "gemm_bf16") == 0 ? k->gemm_bf16 : NULL;
+        lfm_type t = type_by_name(name + 5);
+        int f32 = t == LFM_TYPE_F32;
+        lfm_gemm_fn fn = t != LFM_TYPE_NONE ? k->gemm[t] : NULL;
         if (!fn) return PyErr_Format(PyExc_ValueError, "unknown kernel '%s'", name);
         PyArrayObject *W = (PyArrayObject *)PyArray_FromAny(ARG(0), PyArray_DescrFromType(f32 ? NPY_FLOAT32 : NPY_UINT16), 2, 2, NPY_ARRAY_IN_ARRAY, NULL);
         PyArrayObject *X = W ? (PyArrayObject *)PyArray_FromAny(ARG(1), PyArray_DescrFromType(NPY_FLOAT32), 2, 2, NPY_ARRAY_IN_ARRAY, NULL) : NULL;

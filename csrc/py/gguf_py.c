@@ -1,11 +1,13 @@
 /* gguf_py.c — Python bindings for the GGUF reader and the block (de)quantizers:
  *   _core.gguf_read(path) -> dict(version, alignment, data_offset, metadata, tensors)
  *   _core.type_info(type_id) -> (name, block_elems, block_bytes) or None
+ *   _core.type_traits() -> tuple of dicts, one per type id the C core knows (its traits table)
  *   _core.quantize(type_id, float32 array [rows, n]) -> uint8 array [rows, row_bytes]
  *   _core.dequantize(type_id, buffer, n) -> float32 array [n]
  * liquidlfm/gguf.py and liquidlfm/quantize.py are the Python faces of these. */
 #include "pycommon.h"
 #include "format/format.h"
+#include "kernels/kernels.h"
 
 #include <string.h>
 
@@ -155,10 +157,63 @@ static PyObject *py_type_info(PyObject *self, PyObject *arg) {
     (void)self;
     long v = PyLong_AsLong(arg);
     if (v == -1 && PyErr_Occurred()) return NULL;
-    if (v < 0 || v > 1023 || lfm_type_block_elems((lfm_type)v) <= 0) Py_RETURN_NONE;
-    const char *name = lfm_type_name((lfm_type)v);
-    return Py_BuildValue("(sLn)", name ? name : "?", (long long)lfm_type_block_elems((lfm_type)v),
-                         (Py_ssize_t)lfm_type_block_bytes((lfm_type)v));
+    const lfm_type_traits *tt = v >= 0 && v < LFM_TYPE_COUNT ? lfm_type_traits_get((lfm_type)v) : NULL;
+    if (!tt) Py_RETURN_NONE;
+    return Py_BuildValue("(sLn)", tt->name, (long long)tt->block_elems, (Py_ssize_t)tt->block_bytes);
+}
+
+/* The level whose kernel fn is (levels build on the ones below, so the lowest one holding the same
+ * pointer wrote it); None for NULL. */
+static PyObject *kernel_level(lfm_qmm_fn fn, int x8, lfm_type t) {
+    if (!fn) Py_RETURN_NONE;
+    for (int l = 0; l < LFM_QLEVEL_COUNT; l++) {
+        const lfm_qkernels *k = lfm_qkernels_level((lfm_qlevel)l);
+        if (k && (x8 ? k->mm_x8[t] : k->mm[t]) == fn) return PyUnicode_FromString(lfm_qlevel_name((lfm_qlevel)l));
+    }
+    Py_RETURN_NONE;
+}
+
+/* {level: {"matmul": level or None, "x8": level or None}} over the kernel levels this CPU has: the
+ * quantized ones for block types, the float ones (their GEMMs) for the others */
+static PyObject *type_kernels(lfm_type t) {
+    PyObject *d = PyDict_New();
+    for (int l = 0; d && l < LFM_QLEVEL_COUNT; l++) {
+        const char *name = lfm_qlevel_name((lfm_qlevel)l);
+        PyObject *e = NULL;
+        if (lfm_type_is_quantized(t)) {
+            const lfm_qkernels *k = lfm_qkernels_level((lfm_qlevel)l);
+            if (!k) continue;
+            e = Py_BuildValue("{s:N,s:N}", "matmul", kernel_level(k->mm[t], 0, t), "x8", kernel_level(k->mm_x8[t], 1, t));
+        } else {
+            const lfm_kernels *k = lfm_kernels_by_name(name);
+            if (!k) continue;
+            e = Py_BuildValue("{s:s,s:O}", "matmul", k->gemm[t] ? name : NULL, "x8", Py_None);
+        }
+        if (!e || PyDict_SetItemString(d, name, e) < 0) Py_CLEAR(d);
+        Py_XDECREF(e);
+    }
+    return d;
+}
+
+static PyObject *py_type_traits(PyObject *self, PyObject *noargs) {
+    (void)self;
+    PyObject *rows = PyList_New(0);
+    for (int i = 0; rows && i < LFM_TYPE_COUNT; i++) {
+        const lfm_type_traits *tt = lfm_type_traits_get((lfm_type)i);
+        if (!tt) continue;
+        PyObject *vdt = tt->vec_dot_type == LFM_TYPE_NONE ? (Py_INCREF(Py_None), Py_None) : PyLong_FromLong(tt->vec_dot_type);
+        PyObject *row = Py_BuildValue(
+            "{s:i,s:s,s:L,s:n,s:O,s:N,s:O,s:O,s:O,s:N}", "id", i, "name", tt->name, "block_elems",
+            (long long)tt->block_elems, "block_bytes", (Py_ssize_t)tt->block_bytes, "is_quantized",
+            tt->is_quantized ? Py_True : Py_False, "vec_dot_type", vdt, "dequantizable",
+            tt->to_float ? Py_True : Py_False, "quantizable", tt->from_float ? Py_True : Py_False, "matmul",
+            lfm_type_has_matmul((lfm_type)i) ? Py_True : Py_False, "kernels", type_kernels((lfm_type)i));
+        if (!row || PyList_Append(rows, row) < 0) Py_CLEAR(rows);
+        Py_XDECREF(row);
+    }
+    PyObject *res = rows ? PyList_AsTuple(rows) : NULL;
+    Py_XDECREF(rows);
+    return res;
 }
 
 static PyObject *py_quantize(PyObject *self, PyObject *args) {
@@ -238,6 +293,11 @@ static PyMethodDef gguf_methods[] = {
      "metadata {key: value}, types {key: type or (ARRAY, elem)}, tensors [{name, type, type_name, ne, "
      "offset (absolute), nbytes}]."},
     {"type_info", py_type_info, METH_O, "type_info(type_id) -> (name, block_elems, block_bytes) or None."},
+    {"type_traits", py_type_traits, METH_NOARGS,
+     "type_traits() -> tuple of dicts, one per type id the C core knows, in id order: id, name, block_elems, "
+     "block_bytes, is_quantized, vec_dot_type (id of the activation format, None: never a matmul weight), "
+     "dequantizable, quantizable, matmul (a weight of this type runs on this CPU), kernels {level: {matmul, "
+     "x8}: for each kernel level this CPU has, the level whose kernel it runs, None: none}."},
     {"quantize", py_quantize, METH_VARARGS,
      "quantize(type_id, x) -> uint8 [rows, row_bytes]: encode float32 rows (1-D or 2-D C array)."},
     {"dequantize", py_dequantize, METH_VARARGS, "dequantize(type_id, data, n) -> float32 [n]."},

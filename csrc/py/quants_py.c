@@ -92,7 +92,8 @@ static PyObject *py_quantize_act(PyObject *self, PyObject *args, PyObject *kw) {
     PyObject *xo;
     lfm_type t;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "iO|p", kwlist, &ti, &xo, &ref) || parse_type(ti, &t) < 0) return NULL;
-    if (t != LFM_TYPE_Q8_0 && t != LFM_TYPE_Q8_1 && t != LFM_TYPE_Q8_K)
+    const lfm_qkernels *k = ref ? lfm_qkernels_ref() : lfm_qkernels_get();
+    if (!lfm_type_is_quantized(t) || lfm_type_vec_dot_type(t) != t || !k->act[t]) /* Q8_0, Q8_1, Q8_K */
         return PyErr_Format(PyExc_ValueError, "%s is not an activation format", lfm_type_name(t));
     PyArrayObject *x = as_f32(xo);
     if (!x) return NULL;
@@ -104,7 +105,6 @@ static PyObject *py_quantize_act(PyObject *self, PyObject *args, PyObject *kw) {
     }
     PyObject *res = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)row_bytes_of(t, n));
     if (res) {
-        const lfm_qkernels *k = ref ? lfm_qkernels_ref() : lfm_qkernels_get();
         k->act[t](PyArray_DATA(x), PyBytes_AS_STRING(res), n);
     }
     Py_DECREF(x);

@@ -73,12 +73,7 @@ static void matmul_run(lfm_threadpool *tp, const lfm_tensor *W, const float *X, 
                        int64_t ldy, void *scratch) {
     mm_job j = {W, X, ldx, T, Y, ldy, scratch, 0, NULL};
     const lfm_kernels *k = kernels();
-    switch (W->type) {
-    case LFM_TYPE_F32: j.gemm = k->gemm_f32; break;
-    case LFM_TYPE_F16: j.gemm = k->gemm_f16; break;
-    case LFM_TYPE_BF16: j.gemm = k->gemm_bf16; break;
-    default: break;
-    }
+    if ((int)W->type >= 0 && (int)W->type < LFM_TYPE_COUNT) j.gemm = k->gemm[W->type]; /* float types */
     if (j.gemm) {
         lfm_threadpool_run(tp, mm_float, &j);
         return;

@@ -1,5 +1,5 @@
-/* quants.c — ggml-compatible block formats: type traits, dequantize, quantize, activation
- * quantization and the quantized matmul entry point with its run-time kernel choice.
+/* quants.c — ggml-compatible block formats: the row codecs of the type-traits table (dequantize,
+ * quantize), activation quantization and the quantized matmul entry point.
  *
  * Dequantization follows the `gguf` package's reference (gguf.quants) operation by operation, so the
  * floats are bit-identical; quantization of the 32-block types matches gguf.quants.quantize bit for
@@ -9,70 +9,6 @@
 #include <stdlib.h>
 
 #include <math.h>
-#include <pthread.h>
-#include <stdio.h>
-
-/* ---- type traits ---- */
-
-typedef struct {
-    const char *name;
-    int64_t block_elems;
-    size_t block_bytes;
-    lfm_type vec_dot_type;
-} type_traits;
-
-static const type_traits *traits(lfm_type t) {
-    static const type_traits tab[LFM_TYPE_SLOTS] = {
-        [LFM_TYPE_F32] = {"f32", 1, 4, LFM_TYPE_F32},
-        [LFM_TYPE_F16] = {"f16", 1, 2, LFM_TYPE_F32},
-        [LFM_TYPE_Q4_0] = {"q4_0", LFM_QK, sizeof(lfm_block_q4_0), LFM_TYPE_Q8_0},
-        [LFM_TYPE_Q4_1] = {"q4_1", LFM_QK, sizeof(lfm_block_q4_1), LFM_TYPE_Q8_1},
-        [LFM_TYPE_Q5_0] = {"q5_0", LFM_QK, sizeof(lfm_block_q5_0), LFM_TYPE_Q8_0},
-        [LFM_TYPE_Q5_1] = {"q5_1", LFM_QK, sizeof(lfm_block_q5_1), LFM_TYPE_Q8_1},
-        [LFM_TYPE_Q8_0] = {"q8_0", LFM_QK, sizeof(lfm_block_q8_0), LFM_TYPE_Q8_0},
-        [LFM_TYPE_Q8_1] = {"q8_1", LFM_QK, sizeof(lfm_block_q8_1), LFM_TYPE_Q8_1},
-        [LFM_TYPE_Q2_K] = {"q2_K", LFM_QK_K, sizeof(lfm_block_q2_K), LFM_TYPE_Q8_K},
-        [LFM_TYPE_Q3_K] = {"q3_K", LFM_QK_K, sizeof(lfm_block_q3_K), LFM_TYPE_Q8_K},
-        [LFM_TYPE_Q4_K] = {"q4_K", LFM_QK_K, sizeof(lfm_block_q4_K), LFM_TYPE_Q8_K},
-        [LFM_TYPE_Q5_K] = {"q5_K", LFM_QK_K, sizeof(lfm_block_q5_K), LFM_TYPE_Q8_K},
-        [LFM_TYPE_Q6_K] = {"q6_K", LFM_QK_K, sizeof(lfm_block_q6_K), LFM_TYPE_Q8_K},
-        [LFM_TYPE_Q8_K] = {"q8_K", LFM_QK_K, sizeof(lfm_block_q8_K), LFM_TYPE_Q8_K},
-        [LFM_TYPE_BF16] = {"bf16", 1, 2, LFM_TYPE_F32},
-    };
-    if ((int)t < 0 || (int)t >= LFM_TYPE_SLOTS || !tab[t].name) return NULL;
-    return &tab[t];
-}
-
-const char *lfm_type_name(lfm_type t) {
-    const type_traits *tt = traits(t);
-    return tt ? tt->name : NULL;
-}
-
-int64_t lfm_type_block_elems(lfm_type t) {
-    const type_traits *tt = traits(t);
-    return tt ? tt->block_elems : 0;
-}
-
-size_t lfm_type_block_bytes(lfm_type t) {
-    const type_traits *tt = traits(t);
-    return tt ? tt->block_bytes : 0;
-}
-
-bool lfm_type_is_quantized(lfm_type t) { return lfm_type_block_elems(t) > 1; }
-
-lfm_type lfm_type_vec_dot_type(lfm_type t) {
-    const type_traits *tt = traits(t);
-    return tt ? tt->vec_dot_type : LFM_TYPE_NONE;
-}
-
-static lfm_status check_row(lfm_type t, int64_t n, const char *what) {
-    const type_traits *tt = traits(t);
-    if (!tt) return lfm_fail(LFM_ERR_UNSUPPORTED, "%s: unknown tensor type %d", what, (int)t);
-    if (n < 0 || n % tt->block_elems != 0)
-        return lfm_fail(LFM_ERR_ARG, "%s %s: %lld elements is not a multiple of the block size %lld", what,
-                        tt->name, (long long)n, (long long)tt->block_elems);
-    return LFM_OK;
-}
 
 /* ---- dequantize (one operation at a time as gguf.quants does it: bit-identical floats) ---- */
 
@@ -187,50 +123,43 @@ static void dq_q6_K(const lfm_block_q6_K *b, float *y) {
     }
 }
 
-lfm_status lfm_dequantize_row(lfm_type t, const void *src, float *dst, int64_t n) {
-    lfm_status st = check_row(t, n, "dequantize");
-    if (st != LFM_OK) return st;
+/* Row wrappers: the blocks of a row one after the other (n is a multiple of the block size,
+ * checked by lfm_dequantize_row / lfm_quantize_row in type_traits.c). */
+#define DQ_ROW(name, blk, qk)                                                                      \
+    void lfm_dequantize_row_##name(const void *src, float *dst, int64_t n) {                       \
+        const blk *b = src;                                                                        \
+        for (int64_t i = 0; i < n / (qk); i++) dq_##name(&b[i], dst + i * (qk));                   \
+    }
+DQ_ROW(q4_0, lfm_block_q4_0, LFM_QK)
+DQ_ROW(q4_1, lfm_block_q4_1, LFM_QK)
+DQ_ROW(q5_0, lfm_block_q5_0, LFM_QK)
+DQ_ROW(q5_1, lfm_block_q5_1, LFM_QK)
+DQ_ROW(q8_0, lfm_block_q8_0, LFM_QK)
+DQ_ROW(q2_K, lfm_block_q2_K, LFM_QK_K)
+DQ_ROW(q3_K, lfm_block_q3_K, LFM_QK_K)
+DQ_ROW(q4_K, lfm_block_q4_K, LFM_QK_K)
+DQ_ROW(q5_K, lfm_block_q5_K, LFM_QK_K)
+DQ_ROW(q6_K, lfm_block_q6_K, LFM_QK_K)
+#undef DQ_ROW
+
+void lfm_dequantize_row_f32(const void *src, float *dst, int64_t n) { memcpy(dst, src, (size_t)n * 4); }
+
+void lfm_dequantize_row_f16(const void *src, float *dst, int64_t n) {
     const uint8_t *s = src;
-    int64_t nb = n / lfm_type_block_elems(t);
-    size_t bs = lfm_type_block_bytes(t);
-    switch (t) {
-    case LFM_TYPE_F32: memcpy(dst, src, (size_t)n * 4); return LFM_OK;
-    case LFM_TYPE_F16:
-        for (int64_t i = 0; i < n; i++) {
-            lfm_half h;
-            memcpy(&h, s + 2 * i, 2);
-            dst[i] = lfm_half_to_float(h);
-        }
-        return LFM_OK;
-    case LFM_TYPE_BF16:
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, s + 2 * i, 2);
-            dst[i] = lfm_bf16_to_float(h);
-        }
-        return LFM_OK;
-    default: break;
+    for (int64_t i = 0; i < n; i++) {
+        lfm_half h;
+        memcpy(&h, s + 2 * i, 2);
+        dst[i] = lfm_half_to_float(h);
     }
-#define DQ_CASE(T, fn, blk)                                                                        \
-    case T:                                                                                        \
-        for (int64_t i = 0; i < nb; i++) fn((const blk *)(const void *)(s + i * bs), dst + i * lfm_type_block_elems(t)); \
-        return LFM_OK;
-    switch (t) {
-        DQ_CASE(LFM_TYPE_Q4_0, dq_q4_0, lfm_block_q4_0)
-        DQ_CASE(LFM_TYPE_Q4_1, dq_q4_1, lfm_block_q4_1)
-        DQ_CASE(LFM_TYPE_Q5_0, dq_q5_0, lfm_block_q5_0)
-        DQ_CASE(LFM_TYPE_Q5_1, dq_q5_1, lfm_block_q5_1)
-        DQ_CASE(LFM_TYPE_Q8_0, dq_q8_0, lfm_block_q8_0)
-        DQ_CASE(LFM_TYPE_Q2_K, dq_q2_K, lfm_block_q2_K)
-        DQ_CASE(LFM_TYPE_Q3_K, dq_q3_K, lfm_block_q3_K)
-        DQ_CASE(LFM_TYPE_Q4_K, dq_q4_K, lfm_block_q4_K)
-        DQ_CASE(LFM_TYPE_Q5_K, dq_q5_K, lfm_block_q5_K)
-        DQ_CASE(LFM_TYPE_Q6_K, dq_q6_K, lfm_block_q6_K)
-    default: break;
+}
+
+void lfm_dequantize_row_bf16(const void *src, float *dst, int64_t n) {
+    const uint8_t *s = src;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, s + 2 * i, 2);
+        dst[i] = lfm_bf16_to_float(h);
     }
-#undef DQ_CASE
-    return lfm_fail(LFM_ERR_UNSUPPORTED, "dequantize: type %s is an activation format, not a weight type",
-                    lfm_type_name(t));
 }
 
 /* ---- quantize weights (the reference rounding of ggml / gguf.quants) ---- */
@@ -327,75 +256,45 @@ static uint16_t float_to_bf16(float f) {
     return (uint16_t)((u + (0x7fffu + ((u >> 16) & 1))) >> 16);
 }
 
-lfm_status lfm_quantize_row(lfm_type t, const float *src, void *dst, int64_t n) {
-    lfm_status st = check_row(t, n, "quantize");
-    if (st != LFM_OK) return st;
+#define Q_ROW(name, blk)                                                                           \
+    void lfm_quantize_row_##name(const float *src, void *dst, int64_t n) {                         \
+        blk *b = dst;                                                                              \
+        for (int64_t i = 0; i < n / LFM_QK; i++) q_##name(src + LFM_QK * i, &b[i]);                \
+    }
+Q_ROW(q4_0, lfm_block_q4_0)
+Q_ROW(q4_1, lfm_block_q4_1)
+Q_ROW(q5_0, lfm_block_q5_0)
+Q_ROW(q5_1, lfm_block_q5_1)
+Q_ROW(q8_0, lfm_block_q8_0)
+#undef Q_ROW
+
+void lfm_quantize_row_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, (size_t)n * 4); }
+
+void lfm_quantize_row_f16(const float *src, void *dst, int64_t n) {
     uint8_t *d = dst;
-    size_t bs = lfm_type_block_bytes(t);
-    int64_t nb = n / lfm_type_block_elems(t);
-    switch (t) {
-    case LFM_TYPE_F32: memcpy(dst, src, (size_t)n * 4); return LFM_OK;
-    case LFM_TYPE_F16:
-        for (int64_t i = 0; i < n; i++) {
-            lfm_half h = lfm_float_to_half(src[i]);
-            memcpy(d + 2 * i, &h, 2);
-        }
-        return LFM_OK;
-    case LFM_TYPE_BF16:
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h = float_to_bf16(src[i]);
-            memcpy(d + 2 * i, &h, 2);
-        }
-        return LFM_OK;
-    case LFM_TYPE_Q4_0: for (int64_t i = 0; i < nb; i++) q_q4_0(src + 32 * i, (lfm_block_q4_0 *)(void *)(d + i * bs)); return LFM_OK;
-    case LFM_TYPE_Q4_1: for (int64_t i = 0; i < nb; i++) q_q4_1(src + 32 * i, (lfm_block_q4_1 *)(void *)(d + i * bs)); return LFM_OK;
-    case LFM_TYPE_Q5_0: for (int64_t i = 0; i < nb; i++) q_q5_0(src + 32 * i, (lfm_block_q5_0 *)(void *)(d + i * bs)); return LFM_OK;
-    case LFM_TYPE_Q5_1: for (int64_t i = 0; i < nb; i++) q_q5_1(src + 32 * i, (lfm_block_q5_1 *)(void *)(d + i * bs)); return LFM_OK;
-    case LFM_TYPE_Q8_0: for (int64_t i = 0; i < nb; i++) q_q8_0(src + 32 * i, (lfm_block_q8_0 *)(void *)(d + i * bs)); return LFM_OK;
-    case LFM_TYPE_Q8_1:
-    case LFM_TYPE_Q8_K:
-        /* activation formats: the same encoding the matmul uses */
-        lfm_quantize_act_row(t, src, dst, n);
-        return LFM_OK;
-    default: break;
-    }
-    return lfm_fail(LFM_ERR_UNSUPPORTED, "quantize: no quantizer for type %s (supported: f32, f16, bf16, q4_0, "
-                    "q4_1, q5_0, q5_1, q8_0)", lfm_type_name(t));
-}
-
-/* ---- kernel choice and the matmul entry point ---- */
-
-static lfm_qkernels table_ref, table_best;
-static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
-
-static void tables_init(void) {
-    lfm_qkernels_init_ref(&table_ref);
-    table_best = table_ref;
-    const lfm_cpu_features *f = lfm_cpu();
-    if (!f->force_ref) {
-#if defined(LFM_IS_X86)
-        if (f->avx2 && f->fma && f->f16c) lfm_qkernels_init_avx2(&table_best);
-        if (f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni) lfm_qkernels_init_avx512(&table_best);
-#endif
-#if defined(LFM_IS_ARM64)
-        if (f->neon && f->dotprod) lfm_qkernels_init_neon(&table_best);
-#endif
+    for (int64_t i = 0; i < n; i++) {
+        lfm_half h = lfm_float_to_half(src[i]);
+        memcpy(d + 2 * i, &h, 2);
     }
 }
 
-const lfm_qkernels *lfm_qkernels_get(void) {
-    pthread_once(&tables_once, tables_init);
-    return &table_best;
+void lfm_quantize_row_bf16(const float *src, void *dst, int64_t n) {
+    uint8_t *d = dst;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h = float_to_bf16(src[i]);
+        memcpy(d + 2 * i, &h, 2);
+    }
 }
 
-const lfm_qkernels *lfm_qkernels_ref(void) {
-    lfm_qkernels_get();
-    return &table_ref;
-}
+/* activation formats: the same encoding the matmul uses */
+void lfm_quantize_row_q8_1(const float *src, void *dst, int64_t n) { lfm_quantize_act_row(LFM_TYPE_Q8_1, src, dst, n); }
+void lfm_quantize_row_q8_K(const float *src, void *dst, int64_t n) { lfm_quantize_act_row(LFM_TYPE_Q8_K, src, dst, n); }
+
+/* ---- activation rows and the matmul entry point ---- */
 
 void lfm_quantize_act_row(lfm_type vec_dot_type, const float *x, void *dst, int64_t n) {
     const lfm_qkernels *k = lfm_qkernels_get();
-    if ((int)vec_dot_type >= 0 && (int)vec_dot_type < LFM_TYPE_SLOTS && k->act[vec_dot_type]) {
+    if ((int)vec_dot_type >= 0 && (int)vec_dot_type < LFM_TYPE_COUNT && k->act[vec_dot_type]) {
         k->act[vec_dot_type](x, dst, n);
         return;
     }
@@ -428,7 +327,7 @@ void lfm_matmul_quant_rows(const lfm_tensor *W, const void *Xq, size_t xq_row_by
                            int64_t ldy, int64_t r0, int64_t r1) {
     if (r1 <= r0 || T <= 0) return;
     const lfm_qkernels *k = lfm_qkernels_get();
-    if ((int)W->type < 0 || (int)W->type >= LFM_TYPE_SLOTS) return;
+    if ((int)W->type < 0 || (int)W->type >= LFM_TYPE_COUNT) return;
     lfm_qmm_fn fn = k->mm[W->type];
     if (!fn) return; /* lfm_model_validate rejects weight types without a kernel before we get here */
     size_t bw = (size_t)(W->ne[0] / lfm_type_block_elems(W->type)) * lfm_type_block_bytes(W->type);

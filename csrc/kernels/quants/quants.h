@@ -1,4 +1,5 @@
-/* quants.h — ggml-compatible block layouts and the kernel table shared by csrc/kernels/quants and the ISA files in csrc/kernels/x86.
+/* quants.h — ggml-compatible block layouts, the type-traits table and the per-level kernel tables
+ * shared by csrc/kernels/quants and the ISA files in csrc/kernels/x86.
  *
  * Every struct below is byte-for-byte the block a GGUF file stores (little-endian, no padding:
  * all members are byte arrays or 16-bit halves, except Q8_K which is only an activation format).
@@ -131,7 +132,34 @@ static inline void lfm_k4_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_
     }
 }
 
-/* ---- kernel table ---- */
+/* ---- type traits (type_traits.c): one row per lfm_type, as ggml's type_traits ---- */
+
+#define LFM_TYPE_COUNT 42 /* lfm_type ids are < LFM_TYPE_COUNT */
+
+/* n elements of one row (a multiple of the type's block_elems), to or from float. */
+typedef void (*lfm_to_float_fn)(const void *src, float *dst, int64_t n);
+typedef void (*lfm_from_float_fn)(const float *src, void *dst, int64_t n);
+
+typedef struct {
+    const char *name;             /* ggml's spelling: "q4_0", "q4_K", "bf16" */
+    int64_t block_elems;          /* elements per block (1 for the float and integer types) */
+    size_t block_bytes;
+    bool is_quantized;            /* a block type */
+    lfm_type vec_dot_type;        /* what the activations become for a matmul with this weight type (F32:
+                                   * they stay float, the float GEMMs run it); NONE: never a matmul weight */
+    lfm_to_float_fn to_float;     /* NULL: activation format, or an id we only name */
+    lfm_from_float_fn from_float; /* NULL: no quantizer */
+} lfm_type_traits;
+
+/* The row of t; NULL for an id we do not know. */
+const lfm_type_traits *lfm_type_traits_get(lfm_type t);
+/* lfm_type_is_supported (lfm.h): a to_float or a from_float. */
+/* A weight matrix of type t can be multiplied on this CPU: the float kernel table in use has a GEMM
+ * for it (F32, F16, BF16), or the quantized level in use a row kernel (not Q8_1 / Q8_K, activation
+ * formats). */
+bool lfm_type_has_matmul(lfm_type t);
+
+/* ---- kernels per level (filled by each level's init, chosen once in type_traits.c) ---- */
 
 /* Y[t*ldy + r] = dot(weight row r, activation row t) for r < nr, t < nt. Weight rows are bw bytes
  * apart starting at w; activation rows (in the type's vec_dot format) bx bytes apart starting at x.
@@ -141,22 +169,21 @@ typedef void (*lfm_qmm_fn)(int64_t n, const uint8_t *w, size_t bw, int64_t nr, c
 /* Quantize n floats into activation blocks. */
 typedef void (*lfm_qact_fn)(const float *x, void *dst, int64_t n);
 
-#define LFM_TYPE_SLOTS 31
-
+/* One level's kernels, indexed by type. NULL: this level has none for that type. */
 typedef struct {
-    lfm_qmm_fn mm[LFM_TYPE_SLOTS];
+    lfm_qmm_fn mm[LFM_TYPE_COUNT];
     /* LFM_LAYOUT_X8 kernels: w points at a group of 8 rows, nr is a multiple of 8, bw is still the
      * bytes of one (logical) row so a group spans 8*bw bytes. NULL: the layout is not used.
      * The Q8_0 / Q4_K / Q6_K ones give the floats of mm[] bit for bit (same int32 lanes, same float
      * operations in the same order); Q4_0's sums in the order of llama.cpp's repacked Q4_0 kernel,
      * which its row kernel (llama.cpp's unrepacked one) does not. */
-    lfm_qmm_fn mm_x8[LFM_TYPE_SLOTS];
-    lfm_qact_fn act[LFM_TYPE_SLOTS]; /* indexed by the activation type (Q8_0, Q8_1, Q8_K) */
+    lfm_qmm_fn mm_x8[LFM_TYPE_COUNT];
+    lfm_qact_fn act[LFM_TYPE_COUNT]; /* indexed by the activation type (Q8_0, Q8_1, Q8_K) */
     const char *name;
 } lfm_qkernels;
 
-/* Scalar oracle (quants_ref.c) and the ISA tables, which fill in what they speed up and fall back
- * to the scalar entries for the rest. */
+/* Scalar oracle (quants_ref.c) and the ISA tables, which fill in what they speed up on top of the
+ * level below (ref, then avx2, then avx512). */
 void lfm_qkernels_init_ref(lfm_qkernels *k);
 #if defined(LFM_IS_X86)
 void lfm_qkernels_init_avx2(lfm_qkernels *k);
@@ -166,14 +193,49 @@ void lfm_qkernels_init_avx512(lfm_qkernels *k);
 void lfm_qkernels_init_neon(lfm_qkernels *k);
 #endif
 
+typedef enum { LFM_QLEVEL_REF, LFM_QLEVEL_AVX2, LFM_QLEVEL_AVX512, LFM_QLEVEL_NEON, LFM_QLEVEL_COUNT } lfm_qlevel;
+const char *lfm_qlevel_name(lfm_qlevel level); /* "ref", "avx2", "avx512", "neon" */
+/* The table of one level; NULL when this CPU or build lacks it. */
+const lfm_qkernels *lfm_qkernels_level(lfm_qlevel level);
+/* The level in use: the best this CPU has, or ref with LFM_KERNELS=ref. */
+lfm_qlevel lfm_qkernels_level_in_use(void);
+
+/* The table in use and the scalar one. */
+const lfm_qkernels *lfm_qkernels_get(void);
+const lfm_qkernels *lfm_qkernels_ref(void);
+
 /* LFM_LAYOUT_X8 of Q4_0 / Q8_0 / Q4_K / Q6_K (model/repack.c): rows % 8 == 0. */
 bool lfm_type_has_x8(lfm_type t);
 void lfm_repack_x8(lfm_type t, const void *src, void *dst, int64_t rows, int64_t cols);
 /* Blocks [i0, i0+nb) of row r of an X8 matrix (cols wide) back in ggml's layout. */
 void lfm_unpack_x8_row(lfm_type t, const void *src, int64_t r, int64_t cols, int64_t i0, int64_t nb, void *dst);
 
-/* The table in use (chosen once from lfm_cpu(); LFM_KERNELS=ref gives the scalar one). */
-const lfm_qkernels *lfm_qkernels_get(void);
-const lfm_qkernels *lfm_qkernels_ref(void);
+/* ---- row codecs (quants.c): the to_float / from_float entries of the traits table ---- */
+
+void lfm_dequantize_row_f32(const void *src, float *dst, int64_t n);
+void lfm_dequantize_row_f16(const void *src, float *dst, int64_t n);
+void lfm_dequantize_row_bf16(const void *src, float *dst, int64_t n);
+void lfm_dequantize_row_q4_0(const void *src, float *dst, int64_t n);
+void lfm_dequantize_row_q4_1(const void *src, float *dst, int64_t n);
+void lfm_dequantize_row_q5_0(const void *src, float *dst, int64_t n);
+void lfm_dequantize_row_q5_1(const void *src, float *dst, int64_t n);
+void lfm_dequantize_row_q8_0(const void *src, float *dst, int64_t n);
+void lfm_dequantize_row_q2_K(const void *src, float *dst, int64_t n);
+void lfm_dequantize_row_q3_K(const void *src, float *dst, int64_t n);
+void lfm_dequantize_row_q4_K(const void *src, float *dst, int64_t n);
+void lfm_dequantize_row_q5_K(const void *src, float *dst, int64_t n);
+void lfm_dequantize_row_q6_K(const void *src, float *dst, int64_t n);
+
+void lfm_quantize_row_f32(const float *src, void *dst, int64_t n);
+void lfm_quantize_row_f16(const float *src, void *dst, int64_t n);
+void lfm_quantize_row_bf16(const float *src, void *dst, int64_t n);
+void lfm_quantize_row_q4_0(const float *src, void *dst, int64_t n);
+void lfm_quantize_row_q4_1(const float *src, void *dst, int64_t n);
+void lfm_quantize_row_q5_0(const float *src, void *dst, int64_t n);
+void lfm_quantize_row_q5_1(const float *src, void *dst, int64_t n);
+void lfm_quantize_row_q8_0(const float *src, void *dst, int64_t n);
+/* the activation formats through the level in use (the bytes the matmul quantizes to) */
+void lfm_quantize_row_q8_1(const float *src, void *dst, int64_t n);
+void lfm_quantize_row_q8_K(const float *src, void *dst, int64_t n);
 
 #endif /* LFM_QUANTS_H */

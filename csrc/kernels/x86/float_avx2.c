@@ -427,9 +427,7 @@ static void bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
 
 const lfm_kernels lfm_kernels_avx2 = {
     .name = "avx2",
-    .gemm_f32 = gemm_f32,
-    .gemm_f16 = gemm_f16,
-    .gemm_bf16 = gemm_bf16,
+    .gemm = {[LFM_TYPE_F32] = gemm_f32, [LFM_TYPE_F16] = gemm_f16, [LFM_TYPE_BF16] = gemm_bf16},
     .rmsnorm = rmsnorm,
     .rope = rope,
     .softmax = softmax,
