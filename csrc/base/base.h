@@ -1,9 +1,12 @@
-/* base/base.h — the plumbing every other file uses: errors, CPU features, files,
- * threads, profiling. Every OS call goes through base/, so porting to another OS changes one folder. */
+/* base/base.h — the plumbing every other file uses: errors, CPU features, files, memory, threads,
+ * clocks, UTF-8, profiling. Every OS call goes through base/ (os.c, threadpool.c, cpu.c,
+ * profile.c), so porting to another OS changes one folder: no other folder includes an OS header
+ * (unistd.h, sys/..., pthread.h, time.h, windows.h) or calls getenv. */
 #ifndef LFM_BASE_H
 #define LFM_BASE_H
 
 #include "lfm.h"
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,6 +16,15 @@
 /* Record a printf-style message for lfm_last_error() on this thread and return status, so call
  * sites read `return lfm_fail(LFM_ERR_FORMAT, "tensor '%s': expected ...", name);`. */
 lfm_status lfm_fail(lfm_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* lfm_fail(LFM_ERR_IO, ...) for a failed OS call, also recording err (an errno value) for
+ * lfm_last_errno(), so Python can raise FileNotFoundError / PermissionError by errno, not by
+ * reading the message. lfm_fail records 0. */
+lfm_status lfm_fail_io(int err, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
@@ -35,8 +47,45 @@ typedef struct {
     size_t size;
 } lfm_mapping;
 
-lfm_status lfm_map_file(const char *path, lfm_mapping *out);
+lfm_status lfm_map_file(const char *path, lfm_mapping *out); /* LFM_ERR_IO with lfm_last_errno() */
 void lfm_unmap_file(lfm_mapping *m);
+bool lfm_path_exists(const char *path);
+bool lfm_path_is_dir(const char *path);
+
+/* ---- memory ---- */
+
+/* size bytes aligned to align (a power of two, at least sizeof(void *)), NULL on failure.
+ * Released with free() (lfm_model_own frees what it owns that way). */
+void *lfm_aligned_alloc(size_t align, size_t size);
+size_t lfm_page_size(void);
+/* Drop this process's pages wholly inside [p, p + n) of a file mapping: they stay in the page
+ * cache and fault back in if read again. */
+void lfm_release_pages(const void *p, size_t n);
+/* [p, p + n) of a file mapping will be read at random: no read-ahead around each access. */
+void lfm_advise_random(const void *p, size_t n);
+
+/* ---- environment ---- */
+
+const char *lfm_env(const char *name); /* NULL if unset */
+
+/* ---- once, threads, clocks ---- */
+
+/* lfm_once(&flag, fn) runs fn exactly once per flag; concurrent callers wait until it returned.
+ * static lfm_once_flag flag = LFM_ONCE_INIT; */
+typedef struct {
+    atomic_int state; /* 0 not run, 1 running, 2 done */
+} lfm_once_flag;
+#define LFM_ONCE_INIT {0}
+void lfm_once(lfm_once_flag *flag, void (*fn)(void));
+
+/* One OS thread running fn(arg); NULL if it could not start. lfm_thread_join waits for it and
+ * frees the handle (NULL: no-op). For load-time jobs; per-token work uses the context's pool. */
+typedef struct lfm_thread lfm_thread;
+lfm_thread *lfm_thread_start(void *(*fn)(void *), void *arg);
+void lfm_thread_join(lfm_thread *t);
+
+double lfm_time_now(void);        /* seconds, monotonic */
+double lfm_thread_cpu_time(void); /* seconds of CPU used by the calling thread */
 
 /* ---- threads ---- */
 
@@ -55,7 +104,7 @@ void lfm_threadpool_run(lfm_threadpool *tp, void (*fn)(void *arg, int ith, int n
  * wall time per weight name, so a decode step can be split into matmuls per weight and the rest. */
 bool lfm_profile_on(void);
 void lfm_profile_enable(bool on);
-double lfm_profile_now(void); /* seconds, monotonic */
+double lfm_profile_now(void); /* seconds, monotonic (lfm_time_now) */
 void lfm_profile_add(const char *name, double seconds, int64_t T);
 /* Copy up to cap entries (name, calls, rows, seconds) out; returns the number of entries. */
 typedef struct {

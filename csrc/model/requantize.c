@@ -14,7 +14,6 @@
 #include "model/model.h"
 #include "kernels/kernels.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,16 +114,16 @@ static lfm_status requant(struct lfm_model *m, lfm_tensor *w, lfm_type target, b
     int nt = (int)lfm_min64(lfm_max64(n_threads, 1), lfm_max64(rows / 16, 1));
     if (nt > 64) nt = 64;
     job jobs[64];
-    pthread_t tids[64];
+    lfm_thread *tids[64];
     bool started[64] = {0};
     for (int i = 0; i < nt; i++) {
         jobs[i] = (job){w, t, dst, rb, rows * i / nt, rows * (i + 1) / nt, LFM_OK, {0}};
-        if (i > 0) started[i] = pthread_create(&tids[i], NULL, run_job, &jobs[i]) == 0;
+        if (i > 0) started[i] = (tids[i] = lfm_thread_start(run_job, &jobs[i])) != NULL;
         if (i > 0 && !started[i]) run_job(&jobs[i]);
     }
     run_job(&jobs[0]);
     for (int i = 1; i < nt; i++)
-        if (started[i]) pthread_join(tids[i], NULL);
+        if (started[i]) lfm_thread_join(tids[i]);
     for (int i = 0; i < nt; i++)
         if (jobs[i].status) return lfm_fail(jobs[i].status, "%s", jobs[i].error);
     w->type = t;

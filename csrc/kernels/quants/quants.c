@@ -9,7 +9,6 @@
 #include <stdlib.h>
 
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 
 /* ---- type traits ---- */
@@ -366,7 +365,7 @@ lfm_status lfm_quantize_row(lfm_type t, const float *src, void *dst, int64_t n) 
 /* ---- kernel choice and the matmul entry point ---- */
 
 static lfm_qkernels table_ref, table_best;
-static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+static lfm_once_flag tables_once = LFM_ONCE_INIT;
 
 static void tables_init(void) {
     lfm_qkernels_init_ref(&table_ref);
@@ -384,7 +383,7 @@ static void tables_init(void) {
 }
 
 const lfm_qkernels *lfm_qkernels_get(void) {
-    pthread_once(&tables_once, tables_init);
+    lfm_once(&tables_once, tables_init);
     return &table_best;
 }
 
