@@ -98,6 +98,64 @@ int lfm_threadpool_n_threads(const lfm_threadpool *tp);
 /* Run fn(arg, ith, nth) on every thread (ith = 0 is the caller) and wait for all. */
 void lfm_threadpool_run(lfm_threadpool *tp, void (*fn)(void *arg, int ith, int nth), void *arg);
 
+/* ---- UTF-8 (base/utf8.c) ---- */
+
+/* The one UTF-8 reader/writer (tokenizer, JSON, GGUF strings, messages handed to Python). Well-formed
+ * means RFC 3629: shortest form, no surrogates (U+D800..DFFF), at most U+10FFFF. */
+
+/* Decode the code point at s[0] (n >= 1 bytes readable). Returns its length 1..4, or 0 if the bytes
+ * there are not well-formed (overlong, surrogate, > U+10FFFF, truncated, stray continuation byte). */
+static inline size_t lfm_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp) {
+    uint8_t c = s[0];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    size_t len;
+    uint32_t v, min;
+    if (c >= 0xC2 && c <= 0xDF) len = 2, v = c & 0x1F, min = 0x80;
+    else if (c >= 0xE0 && c <= 0xEF) len = 3, v = c & 0x0F, min = 0x800;
+    else if (c >= 0xF0 && c <= 0xF4) len = 4, v = c & 0x07, min = 0x10000;
+    else return 0;
+    if (len > n) return 0;
+    for (size_t k = 1; k < len; k++) {
+        uint8_t d = s[k];
+        if ((d & 0xC0) != 0x80) return 0;
+        v = (v << 6) | (d & 0x3F);
+    }
+    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
+    *cp = v;
+    return len;
+}
+
+/* Write the scalar value cp (<= U+10FFFF) to dst as 1..4 bytes; returns the length. */
+static inline size_t lfm_utf8_encode(char *dst, uint32_t cp) {
+    if (cp < 0x80) {
+        dst[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        dst[0] = (char)(0xC0 | (cp >> 6));
+        dst[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        dst[0] = (char)(0xE0 | (cp >> 12));
+        dst[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        dst[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    dst[0] = (char)(0xF0 | (cp >> 18));
+    dst[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    dst[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    dst[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Length of the longest well-formed prefix of s[0..n): n if all of it is valid UTF-8, else the
+ * byte offset of the first sequence that is not. */
+size_t lfm_utf8_valid_prefix(const uint8_t *s, size_t n);
+
 /* ---- profiling (base/profile.c) ---- */
 
 /* Off unless LFM_PROFILE=1 in the environment or lfm_profile_enable(true): then lfm_matmul adds its
