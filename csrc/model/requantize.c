@@ -1,15 +1,20 @@
 /* requantize.c — quantize on load: re-encode a loaded model's 2-D weight matrices into one block
  * type (lfm_model_params.quantize), into buffers the model owns.
  *
+ * Targets: the block types this build can quantize to (lfm_quantize_row): q4_0, q4_1, q5_0, q5_1,
+ * q8_0. A float type is refused (LFM_ERR_ARG), and so is a K-quant (LFM_ERR_UNSUPPORTED: there is no
+ * K-quant quantizer yet).
+ *
  * Policy (close to llama.cpp's for its plain ftypes):
  *   - every 2-D weight matrix (FFN, short-conv in/out projections, attention q/k/v/o) gets `type`;
- *   - the token embedding (also the output head when tied) gets Q6_K for 2..5-bit targets when a
- *     Q6_K quantizer is there and its row length is a multiple of 256, else Q8_0; for Q8_0 / Q6_K /
- *     float targets it gets the target type. An untied output head follows the same rule;
+ *   - the token embedding (also the output head when tied, and an untied head likewise) gets Q8_0,
+ *     whatever the target. For 4- and 5-bit targets pick() would prefer Q6_K, as llama.cpp does,
+ *     but only when a Q6_K quantizer exists and the row length is a multiple of 256; with none in
+ *     this build that branch always falls back to Q8_0;
  *   - a matrix whose row length is not a multiple of the type's block size falls back to Q8_0
  *     (rows multiple of 32) or stays as it is;
  *   - norms and the conv kernel (F32) are never touched; a tensor already in its target type is kept.
- * Rows are split over n_threads plain pthreads (load-time only). */
+ * Rows are split over n_threads load-time threads (lfm_thread_start). */
 #define _GNU_SOURCE
 #include "model/model.h"
 #include "kernels/kernels.h"
