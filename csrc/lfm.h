@@ -54,6 +54,9 @@ typedef enum {
 
 const char *lfm_status_str(lfm_status s);
 const char *lfm_last_error(void); /* thread-local detail of the last failure on this thread */
+/* errno of the OS call behind the last failure on this thread (an LFM_ERR_IO: ENOENT for a missing
+ * file, EACCES, ...), 0 if that failure did not come from an OS call. */
+int lfm_last_errno(void);
 
 typedef int32_t lfm_token;
 

@@ -1,5 +1,7 @@
 """Bad input to the engine: every case is a clear Python exception, never a crash or a hang."""
+import errno
 import json
+import os
 import random
 import shutil
 import struct
@@ -8,6 +10,7 @@ import numpy as np
 import pytest
 
 import liquidlfm as lfm
+import liquidlfm.gguf
 from liquidlfm import ContextFullError, ModelFormatError, UnsupportedModelError
 from tests.fixtures.hf_models import make_hf_model
 
@@ -65,6 +68,29 @@ def edit_config(path, **changes):
 def test_missing_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope"):
         lfm.load(tmp_path / "nope")
+
+
+def test_io_errors_carry_errno(tmp_path):
+    # the exception class comes from the errno the C side recorded, not from the message's wording
+    with pytest.raises(FileNotFoundError) as ei:
+        lfm.load(tmp_path / "nope")
+    assert ei.value.errno == errno.ENOENT
+    with pytest.raises(FileNotFoundError) as ei:
+        liquidlfm.gguf.read_gguf(tmp_path / "nope.gguf")
+    assert ei.value.errno == errno.ENOENT and "nope.gguf" in str(ei.value)
+    with pytest.raises(IsADirectoryError) as ei:
+        liquidlfm.gguf.read_gguf(tmp_path)
+    assert ei.value.errno == errno.EISDIR
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may read any file")
+def test_unreadable_file_is_permission_error(tmp_path):
+    p = tmp_path / "locked.gguf"
+    p.write_bytes(b"GGUF")
+    p.chmod(0)
+    with pytest.raises(PermissionError) as ei:
+        liquidlfm.gguf.read_gguf(p)
+    assert ei.value.errno == errno.EACCES
 
 
 def test_folder_without_config(copy):

@@ -1,12 +1,13 @@
-/* lfm2.c — the LFM2 / LFM2.5 forward pass for a chunk of tokens (lfm2-reference.md §1–3).
+/* lfm2.c — the LFM2 / LFM2.5 forward pass for a chunk of tokens (docs/architecture.md §1–3).
  *
  *   x = E[token]
  *   for each layer:  x += Op(RMSNorm(x))      Op = gated short conv  or  GQA attention
  *                    x += FFN(RMSNorm(x))     FFN = w2 · (silu(w1·u) ⊙ w3·u)
  *   logits = head · RMSNorm(x)
  *
- * Activations are F32 rows of a (T, width) matrix; every projection is one lfm_matmul over the
- * whole chunk, so prefill reads each weight once per chunk. */
+ * Activations are F32 (T, width) matrices, one row per token (shapes are (rows, cols), row-major;
+ * see struct lfm_ctx in runtime/runtime.h for every buffer used here). Every projection is one
+ * lfm_matmul over the whole chunk, so prefill reads each weight once per chunk. */
 #include "runtime/runtime.h"
 
 #include <math.h>
@@ -14,6 +15,7 @@
 
 /* ---- helpers ---- */
 
+/* dst (H) = row tok of the embedding, dequantized as ggml's get_rows does. */
 static void embed_row(const struct lfm_ctx *c, lfm_token tok, float *dst) {
     const lfm_tensor *E = &c->model->tok_embd;
     const int64_t H = E->ne[0];
@@ -26,13 +28,15 @@ static void embed_row(const struct lfm_ctx *c, lfm_token tok, float *dst) {
     }
 }
 
+/* Y (T, W->ne[1]), row stride ldy = X (T, W->ne[0]), row stride ldx, times Wᵀ. */
 static void matmul(struct lfm_ctx *c, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy) {
     lfm_matmul(c->tp, W, X, ldx, T, Y, ldy, c->mm_scratch);
 }
 
-/* cos/sin of pos·θ^(-2i/hd) for the chunk's positions. The angle is built by repeated float
- * multiplication by θ^(-2/hd), as llama.cpp does: within float rounding of transformers' pos·inv_freq,
- * and identical to llama.cpp's, which GGUF models are checked against bit for bit. */
+/* rope_cs (T, hd): cos/sin of pos·θ^(-2i/hd) for the chunk's positions. The angle is built by
+ * repeated float multiplication by θ^(-2/hd), as llama.cpp does: within float rounding of
+ * transformers' pos·inv_freq, and identical to llama.cpp's, which GGUF models are checked against
+ * bit for bit. */
 static void rope_tables(struct lfm_ctx *c, int32_t T) {
     const lfm_config *cfg = &c->model->cfg;
     const int64_t hd = cfg->head_dim, half = hd / 2;
@@ -50,61 +54,65 @@ static void rope_tables(struct lfm_ctx *c, int32_t T) {
 
 /* ---- gated short-conv block (§2.2) ---- */
 
+/* xb (T, H) -> block_out (T, H). Reads and updates this layer's conv_state. */
 static void conv_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t l, int32_t T) {
     const lfm_config *cfg = &c->model->cfg;
     const int64_t H = cfg->n_embd, K = cfg->conv_l_cache, ld = 3 * H;
-    float *B = c->big, *C = c->big + H, *X = c->big + 2 * H;
-    matmul(c, &ly->conv_in_proj, c->xn, H, T, c->big, ld);               /* [B | C | X] */
-    for (int32_t t = 0; t < T; t++) c->k->mul(B + t * ld, B + t * ld, X + t * ld, H); /* v = B ⊙ X (into B) */
-    float *state = c->conv_state + (size_t)c->slot[l] * (size_t)(K - 1) * (size_t)H;
-    c->k->conv(X, ld, B, ld, T, H, ly->conv_kernel.data, K, state);      /* z (into X) */
-    for (int32_t t = 0; t < T; t++) c->k->mul(c->y + t * H, C + t * ld, X + t * ld, H); /* y = C ⊙ z */
-    matmul(c, &ly->conv_out_proj, c->y, H, T, c->xn, H);
+    float *B = c->conv_bcx, *C = c->conv_bcx + H, *X = c->conv_bcx + 2 * H; /* columns of conv_bcx */
+    matmul(c, &ly->conv_in_proj, c->xb, H, T, c->conv_bcx, ld);
+    for (int32_t t = 0; t < T; t++) c->k->mul(B + t * ld, B + t * ld, X + t * ld, H); /* v = B ⊙ X, into B */
+    c->k->conv(X, ld, B, ld, T, H, ly->conv_kernel.data, K, lfm_conv_state(c, c->slot[l])); /* z, into X */
+    for (int32_t t = 0; t < T; t++) c->k->mul(c->conv_out + t * H, C + t * ld, X + t * ld, H); /* C ⊙ z */
+    matmul(c, &ly->conv_out_proj, c->conv_out, H, T, c->block_out, H);
 }
 
 /* ---- GQA attention block with QK-norm (§2.3) ---- */
 
 typedef struct {
     struct lfm_ctx *c;
-    const float *q;     /* (T, ldq) */
+    const float *q;     /* (T, ldq): the q columns of qkv */
     int64_t ldq;
-    const char *kc, *vc; /* this layer's cache rows */
-    int32_t T;
+    int32_t a, T;       /* attention layer (c->slot[l]), tokens in the chunk */
 } attn_job;
 
+/* attn_out (T, nq): one (token, query head) pair at a time, split over the pool's threads.
+ * Query head h reads KV head h / (nh/nkv) (§2.3, GQA). */
 static void attn_worker(void *arg, int ith, int nth) {
     attn_job *j = arg;
     struct lfm_ctx *c = j->c;
     const lfm_config *cfg = &c->model->cfg;
-    const int64_t hd = cfg->head_dim, nh = cfg->n_head, group = nh / cfg->n_head_kv, ldkv = (int64_t)cfg->n_head_kv * hd;
+    const int64_t hd = cfg->head_dim, nh = cfg->n_head, group = nh / cfg->n_head_kv;
     const float scale = 1.0f / sqrtf((float)hd);
+    const char *kc = lfm_kv_row(c, c->k_cache, j->a, 0), *vc = lfm_kv_row(c, c->v_cache, j->a, 0);
     float *scores = c->scores + (size_t)ith * (size_t)c->n_ctx;
     for (int64_t i = ith; i < (int64_t)j->T * nh; i += nth) {
         int64_t t = i / nh, h = i % nh, g = h / group;
-        c->k->attn(c->y + t * nh * hd + h * hd, j->q + t * j->ldq + h * hd, j->kc + (size_t)(g * hd) * c->kv_elem,
-                   j->vc + (size_t)(g * hd) * c->kv_elem, ldkv, c->pos + t + 1, hd, scale, scores, j->T == 1, c->kv_f16);
+        size_t head = (size_t)(g * hd) * c->kv_elem; /* byte offset of KV head g within a cache row */
+        c->k->attn(c->attn_out + t * nh * hd + h * hd, j->q + t * j->ldq + h * hd, kc + head, vc + head, c->kv_dim,
+                   c->pos + t + 1, hd, scale, scores, j->T == 1, c->kv_f16);
     }
 }
 
-static void store_kv_row(const struct lfm_ctx *c, char *dst, const float *src, int64_t n) {
+/* One cache row (kv_dim values) from F32, rounded to F16 (nearest even) for an F16 cache. */
+static void store_kv_row(const struct lfm_ctx *c, void *dst, const float *src, int64_t n) {
     if (!c->kv_f16) {
         memcpy(dst, src, (size_t)n * sizeof(float));
         return;
     }
-    uint16_t *h = (uint16_t *)(void *)dst;
+    uint16_t *h = dst;
     for (int64_t i = 0; i < n; i++) h[i] = lfm_float_to_half(src[i]);
 }
 
+/* xb (T, H) -> block_out (T, H). Appends rows pos..pos+T-1 to this layer's K and V caches. */
 static void attn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t l, int32_t T) {
     const lfm_config *cfg = &c->model->cfg;
     const int64_t H = cfg->n_embd, hd = cfg->head_dim, nh = cfg->n_head, nkvh = cfg->n_head_kv;
-    const int64_t nq = nh * hd, nkv = nkvh * hd, ld = c->n_big;
-    float *q = c->big, *k = c->big + nq, *v = c->big + nq + nkv;
-    matmul(c, &ly->wq, c->xn, H, T, q, ld);
-    matmul(c, &ly->wk, c->xn, H, T, k, ld);
-    matmul(c, &ly->wv, c->xn, H, T, v, ld);
-    char *kc = (char *)c->k_cache + (size_t)c->slot[l] * (size_t)c->n_ctx * (size_t)nkv * c->kv_elem;
-    char *vc = (char *)c->v_cache + (size_t)c->slot[l] * (size_t)c->n_ctx * (size_t)nkv * c->kv_elem;
+    const int64_t nq = nh * hd, nkv = c->kv_dim, ld = nq + 2 * nkv;
+    const int32_t a = c->slot[l];
+    float *q = c->qkv, *k = c->qkv + nq, *v = c->qkv + nq + nkv; /* columns of qkv */
+    matmul(c, &ly->wq, c->xb, H, T, q, ld);
+    matmul(c, &ly->wk, c->xb, H, T, k, ld);
+    matmul(c, &ly->wv, c->xb, H, T, v, ld);
     for (int32_t t = 0; t < T; t++) {
         const float *cs = c->rope_cs + t * hd;
         for (int64_t h = 0; h < nh; h++) {
@@ -117,22 +125,23 @@ static void attn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t l, int32_
             c->k->rmsnorm(kh, kh, ly->k_norm.data, hd, cfg->norm_eps);
             c->k->rope(kh, cs, hd);
         }
-        store_kv_row(c, kc + (size_t)(c->pos + t) * nkv * c->kv_elem, k + t * ld, nkv);
-        store_kv_row(c, vc + (size_t)(c->pos + t) * nkv * c->kv_elem, v + t * ld, nkv);
+        store_kv_row(c, lfm_kv_row(c, c->k_cache, a, c->pos + t), k + t * ld, nkv);
+        store_kv_row(c, lfm_kv_row(c, c->v_cache, a, c->pos + t), v + t * ld, nkv);
     }
-    attn_job j = {c, q, ld, kc, vc, T};
-    lfm_threadpool_run(c->tp, attn_worker, &j); /* y (T, nh*hd) */
-    matmul(c, &ly->wo, c->y, nq, T, c->xn, H);
+    attn_job j = {c, q, ld, a, T};
+    lfm_threadpool_run(c->tp, attn_worker, &j);
+    matmul(c, &ly->wo, c->attn_out, nq, T, c->block_out, H);
 }
 
 /* ---- SwiGLU FFN (§2.4) ---- */
 
+/* xb (T, H) -> block_out (T, H). */
 static void ffn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
     const int64_t H = c->model->cfg.n_embd, F = c->model->cfg.n_ff;
-    matmul(c, &ly->ffn_gate, c->xn, H, T, c->big, F);
-    matmul(c, &ly->ffn_up, c->xn, H, T, c->big2, F);
-    for (int32_t t = 0; t < T; t++) c->k->silu_mul(c->big + t * F, c->big + t * F, c->big2 + t * F, F);
-    matmul(c, &ly->ffn_down, c->big, F, T, c->xn, H);
+    matmul(c, &ly->ffn_gate, c->xb, H, T, c->ffn_gate, F);
+    matmul(c, &ly->ffn_up, c->xb, H, T, c->ffn_up, F);
+    for (int32_t t = 0; t < T; t++) c->k->silu_mul(c->ffn_gate + t * F, c->ffn_gate + t * F, c->ffn_up + t * F, F);
+    matmul(c, &ly->ffn_down, c->ffn_gate, F, T, c->block_out, H);
 }
 
 /* ---- the whole stack ---- */
@@ -147,24 +156,25 @@ lfm_status lfm2_forward(struct lfm_ctx *c, const lfm_token *tokens, int32_t T, i
 
     for (int32_t l = 0; l < cfg->n_layer; l++) {
         const lfm_layer *ly = &m->layers[l];
-        for (int32_t t = 0; t < T; t++) c->k->rmsnorm(c->xn + t * H, c->x + t * H, ly->attn_norm.data, H, cfg->norm_eps);
+        for (int32_t t = 0; t < T; t++) c->k->rmsnorm(c->xb + t * H, c->x + t * H, ly->attn_norm.data, H, cfg->norm_eps);
         if (cfg->is_attn[l]) attn_block(c, ly, l, T);
         else conv_block(c, ly, l, T);
-        c->k->add(c->x, c->xn, (int64_t)T * H);
+        c->k->add(c->x, c->block_out, (int64_t)T * H);
 
-        for (int32_t t = 0; t < T; t++) c->k->rmsnorm(c->xn + t * H, c->x + t * H, ly->ffn_norm.data, H, cfg->norm_eps);
+        for (int32_t t = 0; t < T; t++) c->k->rmsnorm(c->xb + t * H, c->x + t * H, ly->ffn_norm.data, H, cfg->norm_eps);
         ffn_block(c, ly, T);
-        c->k->add(c->x, c->xn, (int64_t)T * H);
+        c->k->add(c->x, c->block_out, (int64_t)T * H);
 
         if (c->abort_cb && c->abort_cb(c->abort_user))
             return lfm_fail(LFM_ERR_ABORTED, "decode aborted by the callback after layer %d", (int)l);
     }
 
+    /* final norm (§2.5) and head, for the last row or for every row */
     if (logits_rows) {
         int32_t first = logits_rows == 1 ? T - 1 : 0, n = T - first;
         for (int32_t t = 0; t < n; t++)
-            c->k->rmsnorm(c->xn + t * H, c->x + (first + t) * H, m->output_norm.data, H, cfg->norm_eps);
-        matmul(c, &m->output, c->xn, H, n, dst, cfg->n_vocab);
+            c->k->rmsnorm(c->xb + t * H, c->x + (first + t) * H, m->output_norm.data, H, cfg->norm_eps);
+        matmul(c, &m->output, c->xb, H, n, dst, cfg->n_vocab);
     }
     c->pos += T;
     return LFM_OK;

@@ -1,4 +1,5 @@
-/* errors.c — the thread-local error message behind lfm_last_error() and status names. */
+/* errors.c — the thread-local error message and errno behind lfm_last_error() / lfm_last_errno(),
+ * and status names. */
 #include "base/base.h"
 
 #include <stdarg.h>
@@ -7,16 +8,28 @@
 /* ---- errors ---- */
 
 static _Thread_local char last_error[1024];
+static _Thread_local int last_errno; /* errno of the OS call behind the last failure, else 0 */
 
 lfm_status lfm_fail(lfm_status status, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
+    last_errno = 0;
     return status;
 }
 
+lfm_status lfm_fail_io(int err, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    last_errno = err;
+    return LFM_ERR_IO;
+}
+
 const char *lfm_last_error(void) { return last_error; }
+int lfm_last_errno(void) { return last_errno; }
 
 const char *lfm_status_str(lfm_status s) {
     switch (s) {

@@ -6,7 +6,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define PROFILE_CAP 1024
 
@@ -25,11 +24,7 @@ bool lfm_profile_on(void) {
 
 void lfm_profile_enable(bool on) { state = on ? 1 : 0; }
 
-double lfm_profile_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+double lfm_profile_now(void) { return lfm_time_now(); }
 
 void lfm_profile_add(const char *name, double seconds, int64_t T) {
     pthread_mutex_lock(&mu);

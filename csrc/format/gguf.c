@@ -115,32 +115,7 @@ static lfm_status take_str(cursor *c, const uint8_t **p, uint64_t *len, const ch
 
 /* ---- helpers ---- */
 
-static bool utf8_valid(const uint8_t *s, uint64_t n) {
-    uint64_t i = 0;
-    while (i < n) {
-        uint8_t b = s[i];
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        int len;
-        uint32_t cp;
-        if ((b & 0xe0) == 0xc0) len = 2, cp = b & 0x1f;
-        else if ((b & 0xf0) == 0xe0) len = 3, cp = b & 0x0f;
-        else if ((b & 0xf8) == 0xf0) len = 4, cp = b & 0x07;
-        else return false;
-        if (n - i < (uint64_t)len) return false;
-        for (int k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) return false;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += len;
-    }
-    return true;
-}
+static bool utf8_valid(const uint8_t *s, uint64_t n) { return lfm_utf8_valid_prefix(s, (size_t)n) == n; }
 
 uint64_t lfm_gguf_scalar_size(uint32_t t) {
     switch (t) {

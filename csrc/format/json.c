@@ -56,42 +56,6 @@ static int hex4(parser *p, uint32_t *out) {
     return 1;
 }
 
-static size_t put_utf8(char *dst, uint32_t cp) {
-    if (cp < 0x80) { dst[0] = (char)cp; return 1; }
-    if (cp < 0x800) { dst[0] = (char)(0xC0 | (cp >> 6)); dst[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
-    if (cp < 0x10000) {
-        dst[0] = (char)(0xE0 | (cp >> 12));
-        dst[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        dst[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    dst[0] = (char)(0xF0 | (cp >> 18));
-    dst[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    dst[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    dst[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-/* Length of a valid UTF-8 sequence starting at s (at most n bytes), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
-    else return 0;
-    if (n < len) return 0;
-    for (size_t k = 1; k < len; k++) {
-        if ((s[k] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[k] & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))) return 0;
-    if (cp >= 0xD800 && cp <= 0xDFFF) return 0;
-    return len;
-}
-
 static lfm_status parse_string(parser *p, char **out, size_t *out_len) {
     p->i++; /* opening quote */
     /* The decoded string is never longer than the raw text up to the closing quote. */
@@ -136,14 +100,15 @@ static lfm_status parse_string(parser *p, char **out, size_t *out_len) {
                     return perr(p, "unpaired surrogate");
                 }
                 /* 6 raw bytes (or 12 for a pair) always cover the <= 4 UTF-8 bytes written */
-                k += put_utf8(buf + k, cp);
+                k += lfm_utf8_encode(buf + k, cp);
                 break;
             }
             default: free(buf); return perr(p, "bad escape");
             }
             continue;
         }
-        size_t l = utf8_len((const unsigned char *)p->s + p->i, p->n - p->i);
+        uint32_t ch;
+        size_t l = lfm_utf8_decode((const uint8_t *)p->s + p->i, p->n - p->i, &ch); /* copied as is */
         if (!l) { free(buf); return perr(p, "invalid UTF-8 in string"); }
         memcpy(buf + k, p->s + p->i, l);
         k += l;

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 /* ---- one tensor entry of a header ---- */
 
@@ -175,16 +174,6 @@ out:
 }
 
 /* ---- paths ---- */
-
-static bool is_dir(const char *p) {
-    struct stat s;
-    return stat(p, &s) == 0 && S_ISDIR(s.st_mode);
-}
-
-static bool exists(const char *p) {
-    struct stat s;
-    return stat(p, &s) == 0;
-}
 
 static char *join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
@@ -360,10 +349,10 @@ lfm_status lfm_model_load_safetensors(struct lfm_model *m, const char *path) {
     char *dir = NULL, *cfg_path = NULL, *index_path = NULL;
     lfm_status st = LFM_OK;
 
-    if (is_dir(path)) {
+    if (lfm_path_is_dir(path)) {
         dir = strdup(path);
     } else {
-        if (!exists(path)) { st = lfm_fail(LFM_ERR_IO, "cannot open '%s': %s", path, strerror(ENOENT)); goto out; }
+        if (!lfm_path_exists(path)) { st = lfm_fail_io(ENOENT, "cannot open '%s': %s", path, strerror(ENOENT)); goto out; }
         const char *slash = strrchr(path, '/');
         dir = slash ? strndup(path, (size_t)(slash - path == 0 ? 1 : slash - path)) : strdup(".");
     }
@@ -371,19 +360,19 @@ lfm_status lfm_model_load_safetensors(struct lfm_model *m, const char *path) {
     cfg_path = join(dir, "config.json");
     index_path = join(dir, "model.safetensors.index.json");
     if (!cfg_path || !index_path) { st = lfm_fail(LFM_ERR_OOM, "out of memory"); goto out; }
-    if (!exists(cfg_path)) { st = lfm_fail(LFM_ERR_IO, "cannot open '%s': %s (a model folder needs config.json)", cfg_path, strerror(ENOENT)); goto out; }
+    if (!lfm_path_exists(cfg_path)) { st = lfm_fail_io(ENOENT, "cannot open '%s': %s (a model folder needs config.json)", cfg_path, strerror(ENOENT)); goto out; }
     if ((st = read_json_file(cfg_path, &cfg_json)) != LFM_OK) goto out;
     lfm_ff_candidates ffc;
     if ((st = lfm_config_from_json(cfg_json, cfg_path, &m->cfg, &ffc)) != LFM_OK) goto out;
 
-    if (!is_dir(path)) {
+    if (!lfm_path_is_dir(path)) {
         st = add_file(&ix, strdup(path));
-    } else if (exists(index_path)) {
+    } else if (lfm_path_exists(index_path)) {
         st = read_index(dir, index_path, &ix, &wm_root);
     } else {
         char *single = join(dir, "model.safetensors");
-        if (single && !exists(single)) {
-            st = lfm_fail(LFM_ERR_IO, "cannot open '%s': %s (and no model.safetensors.index.json)", single, strerror(ENOENT));
+        if (single && !lfm_path_exists(single)) {
+            st = lfm_fail_io(ENOENT, "cannot open '%s': %s (and no model.safetensors.index.json)", single, strerror(ENOENT));
             free(single);
             goto out;
         }

@@ -13,10 +13,7 @@
 #include "model/model.h"
 #include "kernels/kernels.h"
 
-#include <pthread.h>
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #define X8_MAX_BLOCKS 8192 /* the Q4_0 kernel keeps per-block activation sums on the stack */
 
@@ -97,10 +94,10 @@ static void maps_init(void) {
 }
 
 static const x8_map *x8_map_of(lfm_type t) {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    static lfm_once_flag once = LFM_ONCE_INIT;
     for (int i = 0; i < X8_N; i++)
         if (format_types[i] == t) {
-            pthread_once(&once, maps_init);
+            lfm_once(&once, maps_init);
             return &maps[i];
         }
     return NULL;
@@ -109,7 +106,7 @@ static const x8_map *x8_map_of(lfm_type t) {
 bool lfm_type_has_x8(lfm_type t) { return x8_map_of(t) != NULL; }
 
 static bool repack_enabled(void) {
-    const char *e = getenv("LFM_REPACK");
+    const char *e = lfm_env("LFM_REPACK");
     return !(e && strcmp(e, "0") == 0);
 }
 
@@ -147,15 +144,6 @@ void lfm_unpack_x8_row(lfm_type t, const void *src, int64_t r, int64_t cols, int
     }
 }
 
-/* Let the kernel forget file pages no longer read (they stay in the page cache). */
-static void release_pages(const void *p, size_t n) {
-    long ps = sysconf(_SC_PAGESIZE);
-    if (ps <= 0) return;
-    uintptr_t a = ((uintptr_t)p + (uintptr_t)ps - 1) & ~(uintptr_t)(ps - 1);
-    uintptr_t b = ((uintptr_t)p + n) & ~(uintptr_t)(ps - 1);
-    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
-}
-
 static bool in_mapping(const struct lfm_model *m, const void *p) {
     for (int32_t i = 0; i < m->n_maps; i++) {
         const char *a = m->maps[i].addr;
@@ -167,8 +155,8 @@ static bool in_mapping(const struct lfm_model *m, const void *p) {
 static lfm_status repack_one(struct lfm_model *m, lfm_tensor *t) {
     if (!can_repack(t)) return LFM_OK;
     size_t bytes = lfm_tensor_row_bytes(t) * (size_t)t->ne[1];
-    void *buf = NULL;
-    if (posix_memalign(&buf, 64, bytes) != 0 || !buf)
+    void *buf = lfm_aligned_alloc(64, bytes);
+    if (!buf)
         return lfm_fail(LFM_ERR_OOM, "repack '%s': cannot allocate %zu bytes", t->name, bytes);
     lfm_status st = lfm_model_own(m, buf);
     if (st != LFM_OK) {
@@ -186,7 +174,7 @@ static lfm_status repack_one(struct lfm_model *m, lfm_tensor *t) {
     for (int64_t r0 = 0; r0 < t->ne[1]; r0 += slice) {
         int64_t n = lfm_min64(slice, t->ne[1] - r0);
         lfm_repack_x8(t->type, old + (size_t)r0 * bw, (uint8_t *)buf + (size_t)r0 * bw, n, t->ne[0]);
-        if (mapped) release_pages(old, (size_t)(r0 + n) * bw);
+        if (mapped) lfm_release_pages(old, (size_t)(r0 + n) * bw);
     }
     t->data = buf;
     t->layout = LFM_LAYOUT_X8;
@@ -202,11 +190,7 @@ lfm_status lfm_model_repack(struct lfm_model *m) {
     /* Embedding lookups read one row per token at random: without this the kernel reads ahead
      * 64 KiB around each, and the file pages of a tied head released above come back. */
     const lfm_tensor *E = &m->tok_embd;
-    if (st == LFM_OK && E->layout == LFM_LAYOUT_ROWS && in_mapping(m, E->data)) {
-        long ps = sysconf(_SC_PAGESIZE);
-        uintptr_t a = (uintptr_t)E->data & ~(uintptr_t)(ps > 0 ? ps - 1 : 0);
-        uintptr_t b = (uintptr_t)E->data + lfm_tensor_row_bytes(E) * (size_t)E->ne[1];
-        if (ps > 0 && b > a) madvise((void *)a, b - a, MADV_RANDOM);
-    }
+    if (st == LFM_OK && E->layout == LFM_LAYOUT_ROWS && in_mapping(m, E->data))
+        lfm_advise_random(E->data, lfm_tensor_row_bytes(E) * (size_t)E->ne[1]);
     return st;
 }

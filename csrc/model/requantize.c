@@ -1,21 +1,25 @@
 /* requantize.c — quantize on load: re-encode a loaded model's 2-D weight matrices into one block
  * type (lfm_model_params.quantize), into buffers the model owns.
  *
+ * Targets: block types with both a quantizer and a matmul kernel in the type-traits table
+ * (q4_0, q4_1, q5_0, q5_1, q8_0 today). A float type is refused (LFM_ERR_ARG); a block type without
+ * a quantizer (the K-quants) or without a matmul kernel (q8_1, q8_K) is LFM_ERR_UNSUPPORTED.
+ *
  * Policy (close to llama.cpp's for its plain ftypes), by the tensor table's roles (model/tensors.c):
  *   - every weight matrix (LFM_ROLE_MATRIX: FFN, short-conv in/out projections, attention q/k/v/o)
  *     gets `type`;
- *   - the token embedding (also the output head when tied) gets Q6_K for 2..5-bit targets when a
- *     Q6_K quantizer is there and its row length is a multiple of 256, else Q8_0; for Q8_0 / Q6_K /
- *     float targets it gets the target type. An untied output head follows the same rule;
+ *   - the token embedding (also the output head when tied, and an untied head likewise) gets Q8_0
+ *     unless the target is Q8_0 itself. pick() would prefer Q6_K for the other targets, as llama.cpp
+ *     does, when a Q6_K quantizer exists and the row length is a multiple of 256; with none in this
+ *     build that branch always falls back to Q8_0;
  *   - a matrix whose row length is not a multiple of the type's block size falls back to Q8_0
  *     (rows multiple of 32) or stays as it is;
  *   - norms and the conv kernel (F32) are never touched; a tensor already in its target type is kept.
- * Rows are split over n_threads plain pthreads (load-time only). */
+ * Rows are split over n_threads load-time threads (lfm_thread_start). */
 #define _GNU_SOURCE
 #include "model/model.h"
 #include "kernels/kernels.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,16 +112,16 @@ static lfm_status requant(struct lfm_model *m, lfm_tensor *w, lfm_type target, b
     int nt = (int)lfm_min64(lfm_max64(n_threads, 1), lfm_max64(rows / 16, 1));
     if (nt > 64) nt = 64;
     job jobs[64];
-    pthread_t tids[64];
+    lfm_thread *tids[64];
     bool started[64] = {0};
     for (int i = 0; i < nt; i++) {
         jobs[i] = (job){w, t, dst, rb, rows * i / nt, rows * (i + 1) / nt, LFM_OK, {0}};
-        if (i > 0) started[i] = pthread_create(&tids[i], NULL, run_job, &jobs[i]) == 0;
+        if (i > 0) started[i] = (tids[i] = lfm_thread_start(run_job, &jobs[i])) != NULL;
         if (i > 0 && !started[i]) run_job(&jobs[i]);
     }
     run_job(&jobs[0]);
     for (int i = 1; i < nt; i++)
-        if (started[i]) pthread_join(tids[i], NULL);
+        if (started[i]) lfm_thread_join(tids[i]);
     for (int i = 0; i < nt; i++)
         if (jobs[i].status) return lfm_fail(jobs[i].status, "%s", jobs[i].error);
     w->type = t;

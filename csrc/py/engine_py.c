@@ -22,16 +22,12 @@
 
 /* Raise for status with msg made valid UTF-8 (a message may quote file bytes cut mid-character). */
 static PyObject *raise_err(lfm_status st, char *msg) {
-    unsigned char *p = (unsigned char *)msg;
-    while (*p) {
-        int len = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
-        int ok = len > 0;
-        for (int i = 1; ok && i < len; i++) ok = (p[i] & 0xC0) == 0x80;
-        if (!ok) {
-            *p++ = '?';
-            continue;
-        }
-        p += len;
+    uint8_t *p = (uint8_t *)msg, *end = p + strlen(msg);
+    while (p < end) {
+        uint32_t cp;
+        size_t len = lfm_utf8_decode(p, (size_t)(end - p), &cp);
+        if (!len) *p++ = '?';
+        else p += len;
     }
     return lfm_py_raise_msg(st, msg);
 }

@@ -2,8 +2,6 @@
 #define LFM_PY_MODULE_MAIN
 #include "pycommon.h"
 
-#include <string.h>
-
 static PyObject *errors_module; /* liquidlfm.errors, imported once */
 
 static PyObject *exception_for(lfm_status status) {
@@ -29,11 +27,17 @@ static PyObject *exception_for(lfm_status status) {
 }
 
 PyObject *lfm_py_raise_msg(lfm_status status, const char *msg) {
-    if (status == LFM_ERR_IO && msg && strstr(msg, "No such file")) {
-        PyErr_SetString(PyExc_FileNotFoundError, msg);
+    if (!msg || !*msg) msg = lfm_status_str(status);
+    int err = status == LFM_ERR_IO ? lfm_last_errno() : 0;
+    if (err) { /* OSError(errno, msg) is FileNotFoundError for ENOENT, PermissionError for EACCES, ... */
+        PyObject *args = Py_BuildValue("(is)", err, msg);
+        if (args) {
+            PyErr_SetObject(PyExc_OSError, args);
+            Py_DECREF(args);
+        }
         return NULL;
     }
-    PyErr_SetString(exception_for(status), msg && *msg ? msg : lfm_status_str(status));
+    PyErr_SetString(exception_for(status), msg);
     return NULL;
 }
 

@@ -12,8 +12,6 @@
 
 #include "kernels/kernels.h"
 
-#include <pthread.h>
-#include <time.h>
 
 static int parse_type(int t, lfm_type *out) {
     if (!lfm_type_name((lfm_type)t)) {
@@ -247,24 +245,22 @@ static PyObject *py_quant_bench(PyObject *self, PyObject *args) {
         goto done;
     }
     bench_job jobs[64];
-    pthread_t th[64];
-    struct timespec t0, t1, c0, c1;
+    lfm_thread *th[64];
+    double t0, t1, c0, c1;
     Py_BEGIN_ALLOW_THREADS
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+    t0 = lfm_time_now();
+    c0 = lfm_thread_cpu_time();
     for (int i = 0; i < nth; i++) {
         jobs[i] = (bench_job){&a, y, rows * i / nth / 8 * 8, i + 1 == nth ? rows : rows * (i + 1) / nth / 8 * 8, iters};
-        if (i > 0) pthread_create(&th[i], NULL, bench_worker, &jobs[i]);
+        if (i > 0 && !(th[i] = lfm_thread_start(bench_worker, &jobs[i]))) bench_worker(&jobs[i]);
     }
     bench_worker(&jobs[0]);
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
-    for (int i = 1; i < nth; i++) pthread_join(th[i], NULL);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    c1 = lfm_thread_cpu_time();
+    for (int i = 1; i < nth; i++) lfm_thread_join(th[i]);
+    t1 = lfm_time_now();
     Py_END_ALLOW_THREADS
     free(y);
-    double wall = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-    double cpu = (double)(c1.tv_sec - c0.tv_sec) + 1e-9 * (double)(c1.tv_nsec - c0.tv_nsec);
-    res = Py_BuildValue("(dd)", wall / (double)iters, cpu / (double)iters);
+    res = Py_BuildValue("(dd)", (t1 - t0) / (double)iters, (c1 - c0) / (double)iters);
 done:
     mm_args_free(&a);
     return res;

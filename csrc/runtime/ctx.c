@@ -1,5 +1,6 @@
-/* ctx.c — a decoding context: KV cache (f32), conv state, scratch and thread pool, all allocated
- * once in lfm_ctx_init; lfm_ctx_decode runs a prompt in chunks of n_batch tokens. */
+/* ctx.c — a decoding context: KV cache (F32, or F16 with kv_f16), conv state, scratch and thread
+ * pool, all allocated once in lfm_ctx_init (fields and shapes: struct lfm_ctx in runtime.h);
+ * lfm_ctx_decode runs a prompt in chunks of n_batch tokens through lfm2_forward. */
 #include "runtime/runtime.h"
 
 #include <stdlib.h>
@@ -18,10 +19,10 @@ void lfm_ctx_free(lfm_ctx *c) {
     free(c->v_cache);
     free(c->conv_state);
     free(c->x);
-    free(c->xn);
-    free(c->big);
-    free(c->big2);
-    free(c->y);
+    free(c->xb);   /* also block_out */
+    free(c->proj); /* also conv_bcx, qkv, ffn_gate */
+    free(c->ffn_up);
+    free(c->mix);  /* also conv_out, attn_out */
     free(c->rope_cs);
     free(c->scores);
     free(c->mm_scratch);
@@ -71,33 +72,35 @@ lfm_status lfm_ctx_init(const lfm_model *m, const lfm_ctx_params *p, lfm_ctx **o
     if (!c->slot) goto oom;
     for (int32_t l = 0; l < cfg->n_layer; l++) c->slot[l] = cfg->is_attn[l] ? c->n_layer_attn++ : c->n_layer_conv++;
 
-    int64_t n_big = 3 * H;
-    if (nq + 2 * nkv > n_big) n_big = nq + 2 * nkv;
-    if (F > n_big) n_big = F;
-    c->n_big = n_big;
+    c->kv_dim = nkv;
     const size_t B = (size_t)n_batch;
     /* large buffers come from calloc → fresh zero pages: KV rows cost memory only once written */
     if (c->n_layer_attn) {
-        c->k_cache = calloc((size_t)c->n_layer_attn * (size_t)n_ctx * (size_t)nkv, c->kv_elem);
-        c->v_cache = calloc((size_t)c->n_layer_attn * (size_t)n_ctx * (size_t)nkv, c->kv_elem);
+        c->k_cache = calloc((size_t)c->n_layer_attn * (size_t)n_ctx, lfm_kv_row_bytes(c));
+        c->v_cache = calloc((size_t)c->n_layer_attn * (size_t)n_ctx, lfm_kv_row_bytes(c));
         if (!c->k_cache || !c->v_cache) goto oom;
     }
     if (c->n_layer_conv && K > 1) {
-        c->conv_state = calloc((size_t)c->n_layer_conv * (size_t)(K - 1) * (size_t)H, sizeof(float));
+        c->conv_state = calloc((size_t)c->n_layer_conv, lfm_conv_state_bytes(c));
         if (!c->conv_state) goto oom;
     }
+    /* scratch: roles whose lives do not overlap share an allocation (see struct lfm_ctx) */
+    const int64_t n_proj = lfm_max64(lfm_max64(3 * H, nq + 2 * nkv), F), n_mix = lfm_max64(H, nq);
     c->x = malloc(B * (size_t)H * sizeof(float));
-    c->xn = malloc(B * (size_t)H * sizeof(float));
-    c->big = malloc(B * (size_t)n_big * sizeof(float));
-    c->big2 = malloc(B * (size_t)F * sizeof(float));
-    c->y = malloc(B * (size_t)(nq > H ? nq : H) * sizeof(float));
+    c->xb = malloc(B * (size_t)H * sizeof(float));
+    c->block_out = c->xb;
+    c->proj = malloc(B * (size_t)n_proj * sizeof(float));
+    c->conv_bcx = c->qkv = c->ffn_gate = c->proj;
+    c->ffn_up = malloc(B * (size_t)F * sizeof(float));
+    c->mix = malloc(B * (size_t)n_mix * sizeof(float));
+    c->conv_out = c->attn_out = c->mix;
     c->rope_cs = malloc(B * (size_t)hd * sizeof(float));
     c->scores = malloc((size_t)lfm_threadpool_n_threads(c->tp) * (size_t)n_ctx * sizeof(float));
     size_t mm = max_scratch(m, n_batch);
     c->mm_scratch = mm ? malloc(mm) : NULL;
     c->logits = malloc((size_t)cfg->n_vocab * sizeof(float));
     c->logits_cap = 1;
-    if (!c->x || !c->xn || !c->big || !c->big2 || !c->y || !c->rope_cs || !c->scores || (mm && !c->mm_scratch) || !c->logits)
+    if (!c->x || !c->xb || !c->proj || !c->ffn_up || !c->mix || !c->rope_cs || !c->scores || (mm && !c->mm_scratch) || !c->logits)
         goto oom;
     *out = c;
     return LFM_OK;
@@ -113,9 +116,7 @@ void lfm_ctx_reset(lfm_ctx *c) {
     c->pos = 0;
     c->n_logits = 0;
     c->has_last_logits = false;
-    if (c->conv_state)
-        memset(c->conv_state, 0,
-               (size_t)c->n_layer_conv * (size_t)(c->model->cfg.conv_l_cache - 1) * (size_t)c->model->cfg.n_embd * sizeof(float));
+    if (c->conv_state) memset(c->conv_state, 0, (size_t)c->n_layer_conv * lfm_conv_state_bytes(c));
     /* KV rows >= pos are never read, so the cache itself needs no clearing */
 }
 

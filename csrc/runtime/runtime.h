@@ -1,5 +1,10 @@
 /* runtime/runtime.h — running a model: matmul dispatch, the context (KV cache, conv state,
- * scratch), the forward pass entry. */
+ * scratch), the forward pass entry.
+ *
+ * Shapes in comments here, in runtime/ and in arch/ are (rows, cols), row-major, last index
+ * fastest: a (T, H) activation is T rows (one per token) of H floats. lfm_tensor.ne[] is ggml's
+ * order, the reverse: ne[0] is the length of a row (cols), ne[1] the number of rows, so a weight
+ * with ne = [H, F] is the (F, H) matrix W of y = W·x. */
 #ifndef LFM_RUNTIME_H
 #define LFM_RUNTIME_H
 
@@ -18,36 +23,81 @@ void lfm_matmul(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t
 
 /* ---- context ---- */
 
+/* Names: H = n_embd, F = n_ff, hd = head_dim, nq = n_head*hd, kv_dim = n_head_kv*hd,
+ * K = conv_l_cache, n_batch = the most tokens lfm2_forward runs at once.
+ *
+ * Lifetimes. Everything is allocated once by lfm_ctx_init (runtime/ctx.c) and freed by lfm_ctx_free;
+ * lfm_ctx_decode allocates nothing except growing `logits` for LFM_LOGITS_ALL.
+ *   state    k_cache, v_cache, conv_state, pos: the sequence so far. Written by lfm2_forward
+ *            (arch/lfm2.c), cleared by lfm_ctx_reset (ctx.c: conv_state and pos only, KV rows >= pos
+ *            are never read), saved and restored whole by runtime/state.c.
+ *   scratch  x .. mm_scratch: live only inside one lfm2_forward call; nothing carries over between
+ *            chunks. Several roles share one allocation when their lives do not overlap: each role
+ *            has its own pointer and shape below, and the comment says which allocation it views.
+ *   logits   written by lfm_ctx_decode (through lfm2_forward's dst), read by lfm_ctx_logits,
+ *            lfm_generate_step and the state blob. */
 struct lfm_ctx {
     const lfm_model *model;
     const lfm_kernels *k;
     lfm_threadpool *tp;
-    int32_t n_ctx, n_batch, pos;
+    int32_t n_ctx, n_batch, pos; /* pos: tokens decoded so far = the next token's position */
     int32_t n_layer_attn, n_layer_conv;
-    int32_t *slot;           /* n_layer: index among attention layers or among conv layers */
-    void *k_cache;           /* (n_layer_attn, n_ctx, n_head_kv*head_dim) of F32, or F16 if kv_f16 */
-    void *v_cache;           /* (n_layer_attn, n_ctx, n_head_kv*head_dim) of F32, or F16 if kv_f16 */
+    int32_t *slot;               /* (n_layer) index of layer l among the attention or among the conv layers */
+
+    /* ---- state ---- */
+    void *k_cache;               /* (n_layer_attn, n_ctx, kv_dim) after QK-norm and RoPE; F32, or F16 if kv_f16 */
+    void *v_cache;               /* (n_layer_attn, n_ctx, kv_dim); address rows with lfm_kv_row */
+    int64_t kv_dim;              /* n_head_kv * head_dim: values per cached position */
     int kv_f16;
-    size_t kv_elem;          /* bytes per cached value: 4 or 2 */
-    float *conv_state;       /* (n_layer_conv, K-1, H) oldest first */
-    /* scratch, sized for n_batch tokens */
-    float *x;                /* (n_batch, H) residual stream */
-    float *xn;               /* (n_batch, H) normed input of a block */
-    float *big;              /* (n_batch, n_big) projections: 3H conv in_proj, q|k|v, gate */
-    float *big2;             /* (n_batch, F) up */
-    float *y;                /* (n_batch, max(H, nh*hd)) block output before the out projection */
-    float *rope_cs;          /* (n_batch, head_dim) cos then sin per token */
-    float *scores;           /* (n_threads, n_ctx) attention scores */
-    void *mm_scratch;        /* quantized activations for lfm_matmul */
-    int64_t n_big;
-    /* logits */
-    float *logits;           /* (logits_cap, n_vocab) */
+    size_t kv_elem;              /* bytes per cached value: 4 (F32) or 2 (F16) */
+    float *conv_state;           /* (n_layer_conv, K-1, H) the last K-1 inputs B⊙X, oldest first; lfm_conv_state */
+
+    /* ---- scratch, for n_batch tokens ---- */
+    float *x;                    /* (n_batch, H) the residual stream */
+    float *xb;                   /* (n_batch, H) RMSNorm(x): input of the block being run, or of the head */
+    float *block_out;            /* (n_batch, H) a block's output projection, added to x; views xb's
+                                  * allocation (xb is read by the block's first projections, before) */
+    float *proj;                 /* allocation of (n_batch, max(3H, nq + 2*kv_dim, F)) floats, viewed as: */
+    float *conv_bcx;             /*   (n_batch, 3H) conv in_proj output B | C | X; v = B⊙X goes into B, z into X */
+    float *qkv;                  /*   (n_batch, nq + 2*kv_dim) q | k | v, q and k QK-normed and roped in place */
+    float *ffn_gate;             /*   (n_batch, F) w1·u, then silu(w1·u) ⊙ w3·u in place */
+    float *ffn_up;               /* (n_batch, F) w3·u */
+    float *mix;                  /* allocation of (n_batch, max(H, nq)) floats, the input of an out_proj, viewed as: */
+    float *conv_out;             /*   (n_batch, H) C ⊙ z */
+    float *attn_out;             /*   (n_batch, nq) softmax(q·kᵀ/√hd)·v, the heads side by side */
+    float *rope_cs;              /* (n_batch, hd) per token hd/2 cosines then hd/2 sines */
+    float *scores;               /* (n_threads, n_ctx) attention scores, one row per worker */
+    void *mm_scratch;            /* lfm_matmul's quantized activations: max over weights of lfm_matmul_scratch_bytes */
+
+    /* ---- output ---- */
+    float *logits;               /* (logits_cap, n_vocab); n_logits rows valid */
     int32_t logits_cap, n_logits;
-    bool has_last_logits;    /* logits row n_logits-1 belongs to token pos-1 */
+    bool has_last_logits;        /* logits row n_logits-1 belongs to token pos-1 */
     int (*abort_cb)(void *);
     void *abort_user;
-    atomic_int busy;
+    atomic_int busy;             /* 1 while a decode or state load runs (LFM_ERR_BUSY for a second caller) */
 };
+
+/* Bytes of one cached position (kv_dim values). */
+static inline size_t lfm_kv_row_bytes(const struct lfm_ctx *c) { return (size_t)c->kv_dim * c->kv_elem; }
+
+/* Row `pos` of attention layer `attn_layer` (c->slot[l]) in cache (c->k_cache or c->v_cache):
+ * kv_dim values, F32 or F16. Rows of one layer are consecutive, so a layer's first n rows are
+ * n * lfm_kv_row_bytes(c) contiguous bytes. */
+static inline void *lfm_kv_row(const struct lfm_ctx *c, void *cache, int32_t attn_layer, int32_t pos) {
+    return (char *)cache + ((size_t)attn_layer * (size_t)c->n_ctx + (size_t)pos) * lfm_kv_row_bytes(c);
+}
+
+/* Bytes of one conv layer's state: (K-1, H) floats. */
+static inline size_t lfm_conv_state_bytes(const struct lfm_ctx *c) {
+    const lfm_config *cfg = &c->model->cfg;
+    return (size_t)(cfg->conv_l_cache - 1) * (size_t)cfg->n_embd * sizeof(float);
+}
+
+/* The (K-1, H) state of conv layer `conv_layer` (c->slot[l]). */
+static inline float *lfm_conv_state(const struct lfm_ctx *c, int32_t conv_layer) {
+    return (float *)(void *)((char *)c->conv_state + (size_t)conv_layer * lfm_conv_state_bytes(c));
+}
 
 /* Run T tokens (T <= n_batch) at positions c->pos.. and advance pos. logits_rows: 0 none,
  * 1 the last token's row into dst, 2 every token's row into dst (T rows). Checks the abort

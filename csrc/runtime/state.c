@@ -2,10 +2,11 @@
  *
  * Layout (little-endian host order, all fields 4 or 8 bytes):
  *   header: magic "LFMS", version, model shape (n_layer, n_embd, n_head_kv, head_dim, conv_l_cache,
- *           n_vocab, layer-type bitmap), pos, has_logits, payload size, FNV-1a checksum of the payload
- *           bytes per KV value (4: F32, 2: F16)
- *   payload: conv states (n_layer_conv, K-1, H) f32; per attention layer K rows 0..pos-1 then
- *           V rows 0..pos-1 (nkv*hd values each); the last logits row (n_vocab f32) if has_logits. */
+ *           n_vocab, layer-type bitmap), pos, has_logits, bytes per KV value (4: F32, 2: F16),
+ *           payload size, FNV-1a checksum of the payload
+ *   payload: conv states (n_layer_conv, K-1, H) f32; per attention layer its K rows 0..pos-1 then
+ *           its V rows 0..pos-1 (kv_dim values each, lfm_kv_row); the last logits row (n_vocab f32)
+ *           if has_logits. */
 #include "runtime/runtime.h"
 
 #include <string.h>
@@ -30,11 +31,9 @@ static uint64_t fnv1a(const unsigned char *p, size_t n, uint64_t h) {
 }
 
 static size_t payload_bytes(const lfm_ctx *c, int32_t pos, bool has_logits) {
-    const lfm_config *cfg = &c->model->cfg;
-    size_t nkv = (size_t)cfg->n_head_kv * (size_t)cfg->head_dim;
-    size_t n = (size_t)c->n_layer_conv * (size_t)(cfg->conv_l_cache - 1) * (size_t)cfg->n_embd;
-    if (has_logits) n += (size_t)cfg->n_vocab;
-    return n * sizeof(float) + (size_t)c->n_layer_attn * 2 * (size_t)pos * nkv * c->kv_elem;
+    size_t n = (size_t)c->n_layer_conv * lfm_conv_state_bytes(c);
+    if (has_logits) n += (size_t)c->model->cfg.n_vocab * sizeof(float);
+    return n + (size_t)c->n_layer_attn * 2 * (size_t)pos * lfm_kv_row_bytes(c);
 }
 
 static void fill_header(const lfm_ctx *c, state_header *h) {
@@ -53,26 +52,25 @@ size_t lfm_ctx_state_size(const lfm_ctx *c) {
     return sizeof(state_header) + payload_bytes(c, c->pos, c->has_last_logits);
 }
 
-/* visit the payload's pieces in order: fn(ptr, bytes) */
+/* visit the payload's pieces in order, running STMT with `ptr` and `bytes` set to each */
 #define FOR_EACH_PIECE(c, pos, has_logits, STMT)                                                                      \
     do {                                                                                                               \
-        const lfm_config *cfg_ = &(c)->model->cfg;                                                                     \
-        size_t nkv_ = (size_t)cfg_->n_head_kv * (size_t)cfg_->head_dim;                                                \
         {                                                                                                              \
             float *ptr = (c)->conv_state;                                                                              \
-            size_t bytes = (size_t)(c)->n_layer_conv * (size_t)(cfg_->conv_l_cache - 1) * (size_t)cfg_->n_embd * 4;   \
+            size_t bytes = (size_t)(c)->n_layer_conv * lfm_conv_state_bytes(c);                                       \
             if (bytes) STMT;                                                                                           \
         }                                                                                                              \
         for (int32_t a_ = 0; a_ < (c)->n_layer_attn; a_++) {                                                           \
-            size_t bytes = (size_t)(pos) * nkv_ * (c)->kv_elem;                                                        \
-            char *ptr = (char *)(c)->k_cache + (size_t)a_ * (size_t)(c)->n_ctx * nkv_ * (c)->kv_elem;                  \
+            size_t bytes = (size_t)(pos) * lfm_kv_row_bytes(c); /* rows 0..pos-1 of layer a_ */                      \
+            void *ptr = lfm_kv_row((c), (c)->k_cache, a_, 0);                                                          \
             if (bytes) STMT;                                                                                           \
-            ptr = (char *)(c)->v_cache + (size_t)a_ * (size_t)(c)->n_ctx * nkv_ * (c)->kv_elem;                        \
+            ptr = lfm_kv_row((c), (c)->v_cache, a_, 0);                                                                \
             if (bytes) STMT;                                                                                           \
         }                                                                                                              \
         if (has_logits) {                                                                                              \
-            float *ptr = (c)->logits + (size_t)((c)->n_logits - 1) * (size_t)cfg_->n_vocab;                            \
-            size_t bytes = (size_t)cfg_->n_vocab * 4;                                                                  \
+            size_t n_vocab_ = (size_t)(c)->model->cfg.n_vocab;                                                         \
+            float *ptr = (c)->logits + (size_t)((c)->n_logits - 1) * n_vocab_;                                         \
+            size_t bytes = n_vocab_ * sizeof(float);                                                                   \
             STMT;                                                                                                      \
         }                                                                                                              \
     } while (0)

@@ -109,45 +109,16 @@ static const merge_slot *merge_find(const lfm_tokenizer *t, lfm_token a, lfm_tok
 
 /* ---- UTF-8 ---- */
 
-/* Decode one scalar value at s[i] (n bytes total). Returns its length, 0 if invalid (overlong,
- * surrogate, > U+10FFFF, truncated or a stray continuation byte). */
-static size_t utf8_decode(const uint8_t *s, size_t n, size_t i, uint32_t *cp) {
-    uint8_t c = s[i];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    size_t len;
-    uint32_t v, min;
-    if (c >= 0xC2 && c <= 0xDF) len = 2, v = c & 0x1F, min = 0x80;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, v = c & 0x0F, min = 0x800;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, v = c & 0x07, min = 0x10000;
-    else return 0;
-    if (i + len > n) return 0;
-    for (size_t k = 1; k < len; k++) {
-        uint8_t d = s[i + k];
-        if ((d & 0xC0) != 0x80) return 0;
-        v = (v << 6) | (d & 0x3F);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
-    *cp = v;
-    return len;
+/* One code point of s[i..n): lfm_utf8_decode (base/), indexed from i. */
+static inline size_t utf8_decode(const uint8_t *s, size_t n, size_t i, uint32_t *cp) {
+    return lfm_utf8_decode(s + i, n - i, cp);
 }
 
 static lfm_status utf8_validate(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        if (s[i] < 0x80) { /* ASCII fast path */
-            i++;
-            continue;
-        }
-        uint32_t cp;
-        size_t len = utf8_decode(s, n, i, &cp);
-        if (!len)
-            return lfm_fail(LFM_ERR_ARG, "invalid UTF-8 at byte offset %zu (byte 0x%02X): text must be valid UTF-8",
-                            i, s[i]);
-        i += len;
-    }
+    size_t i = lfm_utf8_valid_prefix(s, n);
+    if (i < n)
+        return lfm_fail(LFM_ERR_ARG, "invalid UTF-8 at byte offset %zu (byte 0x%02X): text must be valid UTF-8",
+                        i, s[i]);
     return LFM_OK;
 }
 
@@ -595,7 +566,7 @@ static lfm_status encode_plain(enc_state *e, const uint8_t *s, size_t n) {
     }
     size_t m = 0;
     for (size_t i = 0; i < n;) {
-        uint32_t c;
+        uint32_t c = 0;
         size_t len = utf8_decode(s, n, i, &c); /* validated before */
         e->cp[m] = c;
         e->cls[m] = cls_of(c);
@@ -693,8 +664,8 @@ lfm_status lfm_tokenizer_pretokenize(const char *text, size_t len, size_t *ends,
     }
     size_t m = 0;
     for (size_t i = 0; i < len;) {
-        uint32_t c;
-        size_t l = utf8_decode(s, len, i, &c);
+        uint32_t c = 0;
+        size_t l = utf8_decode(s, len, i, &c); /* validated before */
         cp[m] = c;
         cls[m] = cls_of(c);
         boff[m++] = i;

@@ -118,7 +118,8 @@ static inline float lfm_signed_absmax(const float *x, int64_t n) {
     return max;
 }
 
-/* Round half away from zero / to nearest even, as plain C. */
+/* Round to nearest, ties to even (rintf in the default rounding mode), as llama.cpp's quantizers
+ * do (nearbyint / the 1.5*2^23 trick); not roundf, which rounds ties away from zero. */
 static inline int lfm_round_even(float x) { return (int)__builtin_rintf(x); }
 
 /* 6-bit scale j and min j of a Q4_K/Q5_K super-block (8 of each packed in 12 bytes). */

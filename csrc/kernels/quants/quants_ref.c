@@ -1,10 +1,15 @@
 /* quants_ref.c — scalar oracle for activation quantization and quantized dot products.
  *
- * Activations are quantized to 8 bits per block as llama.cpp does on x86: d = amax/127,
- * q = round-to-nearest-even(x * 127/amax). Q8_0 serves Q4_0/Q5_0/Q8_0, Q8_1 (adds s = d*sum(q)) serves
- * the types with a minimum (Q4_1/Q5_1), Q8_K (float d, per-16 sums) serves the K-quants. The ISA
- * kernels must give the same activation bytes and the same dot products up to float summation
- * order. */
+ * Activations are quantized to 8 bits per block as llama.cpp does on x86:
+ *   Q8_0 (for Q4_0/Q5_0/Q8_0), 32 per block: d = F16(amax/127), q = nearest-even(x * 127/amax);
+ *   Q8_1 (for Q4_1/Q5_1): as Q8_0, plus s = F16(d * sum(q));
+ *   Q8_K (for the K-quants), 256 per block: from the signed element of largest magnitude (first on
+ *   ties), iscale = -127/max, q = min(127, nearest-even(iscale * x)), d = 1/iscale as a float, and
+ *   per-16 sums of q.
+ * The ISA kernels give the same activation bytes. Their dot products sum in the orders of the
+ * llama.cpp functions they follow (kernels/ROUNDING.md), deliberately; this file sums plainly in
+ * index order, so it is the scalar reference that differs from them in the last bits (within
+ * float rounding), not the other way round. */
 #include "kernels/kernels.h"
 
 #include <math.h>

@@ -6,7 +6,6 @@
  * _core.type_traits() (liquidlfm/gguf.py, liquidlfm/quantize.py). */
 #include "kernels/kernels.h"
 
-#include <pthread.h>
 #include <stdio.h>
 
 /* ---- the table ---- */
@@ -143,7 +142,7 @@ lfm_status lfm_quantize_row(lfm_type t, const float *src, void *dst, int64_t n) 
 static lfm_qkernels levels[LFM_QLEVEL_COUNT];
 static bool level_ok[LFM_QLEVEL_COUNT];
 static lfm_qlevel level_used = LFM_QLEVEL_REF;
-static pthread_once_t levels_once = PTHREAD_ONCE_INIT;
+static lfm_once_flag levels_once = LFM_ONCE_INIT;
 
 static void levels_init(void) {
     const lfm_cpu_features *f = lfm_cpu();
@@ -180,17 +179,17 @@ const char *lfm_qlevel_name(lfm_qlevel level) {
 }
 
 const lfm_qkernels *lfm_qkernels_level(lfm_qlevel level) {
-    pthread_once(&levels_once, levels_init);
+    lfm_once(&levels_once, levels_init);
     return (int)level >= 0 && level < LFM_QLEVEL_COUNT && level_ok[level] ? &levels[level] : NULL;
 }
 
 lfm_qlevel lfm_qkernels_level_in_use(void) {
-    pthread_once(&levels_once, levels_init);
+    lfm_once(&levels_once, levels_init);
     return level_used;
 }
 
 const lfm_qkernels *lfm_qkernels_get(void) {
-    pthread_once(&levels_once, levels_init);
+    lfm_once(&levels_once, levels_init);
     return &levels[level_used];
 }
 

@@ -634,14 +634,20 @@ static void mm_q6_K_llama(int64_t n, const uint8_t *w, size_t bw, int64_t nr, co
     (nt >= 8 ? mm_q6_K8 : mm_q6_K)(n, w, bw, nr, x, bx, nt, y, ldy);
 }
 
-/* ---- Q4_K / Q6_K in LFM_LAYOUT_X8: the row kernels' int32 lanes, 8 rows per register ----
+/* ---- Q4_K / Q6_K in LFM_LAYOUT_X8: 8 rows per register (register lane r = row r of the group) ----
  *
- * tile_q45_K / tile_q6_K reduce a block of one row to 8 int32 lanes (lane j: bytes 4j..4j+3 of each
- * 32-byte chunk of quants, times the chunk's scale), accumulate lane j across blocks with one fma
- * (two for Q4_K's mins) and add the 8 lanes at the end (hsum_ps). Here register v[j] holds lane j
- * for the 8 rows of a group (register lane r = row r): the same integers, the same float products
- * and fmas lane by lane, and at the end hsum_ps's addition tree done across registers, so the floats
- * are bit-identical to mm_q4_K / mm_q6_K. */
+ * Each X8 kernel gives, bit for bit, the floats of the row-layout kernel it replaces:
+ * - Q4_K, tile_q4_Kx8 (= mm_q4_K_llama's order, llama.cpp's repacked 8-row kernels): per row, the
+ *   exact integer dot (quants x activations x 6-bit scales) and the exact integer min term (mins x
+ *   bsums) are summed over a whole block (K4_BLOCK) or over each 64-element chunk (K4_GEMM4), then
+ *   each is folded by one FMA (x d*d_x, x dmin*d_x) into its own float; the result is the first
+ *   minus the second. No lanes are added up: with rows in register lanes it is vertical arithmetic.
+ * - Q6_K, tile_q6_Kx8 with tiled = 0 (= tile_q6_Kx, llama.cpp's dot product): the row kernel keeps
+ *   8 int32 lanes per row (lane j: bytes 4j..4j+3 of each 32-byte chunk of quants, times the chunk's
+ *   scale), folds lane j into float lane j with one FMA by d*d_x per block and adds the 8 lanes at
+ *   the end (hsum_ps). Here register acc[t][j] holds lane j for the 8 rows, and hsum_rows8 repeats
+ *   hsum_ps's addition tree across registers. With tiled = 1 (8+ tokens, llama.cpp's tiled kernel):
+ *   per row and block, d times the exact integer total, then one FMA by d_x. */
 
 /* hsum_ps of row r's 8 lanes for the 8 rows: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)) */
 INLINE __m256 hsum_rows8(const __m256 a[8]) {
