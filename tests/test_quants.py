@@ -216,6 +216,72 @@ def test_isa_kernels_match_scalar(qtype):
         assert np.all(np.abs(got - ref) <= 1e-5 * mag + 1e-6), (cols, rows, T)
 
 
+SIMD_TYPES = [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.Q4_K, Q.Q5_K, Q.Q6_K]
+X8_TYPES = [Q.Q4_0, Q.Q8_0, Q.Q4_K, Q.Q6_K]
+# token counts: one-token decode, the 2/3/4-token tiles, Q4_K's 4-token GEMM groups with a rest,
+# Q5_K/Q6_K's tiled order from 8 on
+ORACLE_TOKENS = (1, 2, 3, 4, 5, 7, 8, 9, 13)
+
+
+def require_simd_kernels():
+    if _core._quant_kernels() == "ref":
+        pytest.skip("the scalar kernels are in use (LFM_KERNELS=ref or no AVX2): no SIMD kernel to check")
+
+
+@pytest.mark.parametrize("qtype,layout", [(t, "rows") for t in SIMD_TYPES] + [(t, "x8") for t in X8_TYPES],
+                         ids=lambda v: getattr(v, "name", v))
+def test_simd_kernels_bit_identical_to_order_oracle(qtype, layout):
+    """Each SIMD kernel gives, bit for bit, the floats of a scalar oracle that follows its float order
+    (quants_oracle.c: 8 lanes, fma where it fuses, its horizontal sum, its batch-size rules), for every
+    row layout, token count and thread range that cuts 8-row groups. Identical bits is the contract
+    (these orders are llama.cpp's), so any change to a kernel's rounding fails here."""
+    require_simd_kernels()
+    x8 = layout == "x8"
+    rng = np.random.default_rng(int(qtype) + 41)
+    bs, ts = GGML_QUANT_SIZES[qtype]
+    for rows, cols in [(8, 256), (16, 1024), (24, 256 * 5)]:
+        w = random_blocks(qtype, rows * cols // bs, rng, scale=0.05).tobytes()
+        for T in ORACLE_TOKENS:
+            x = (rng.standard_normal((T, cols)) * 2).astype(np.float32)
+            x[:, :7] *= 60  # int8 extremes in the first block
+            want = _core._quant_matmul_oracle(int(qtype), w, rows, cols, x, x8=x8)
+            got = _core._quant_matmul(int(qtype), w, rows, cols, x, x8=x8)
+            assert np.array_equal(bits(got), bits(want)), (rows, cols, T, np.abs(got - want).max())
+            if x8:
+                for r0, r1 in [(3, rows - 2), (5, 7)]:
+                    part = _core._quant_matmul(int(qtype), w, rows, cols, x, x8=True, r0=r0, r1=r1)
+                    assert np.array_equal(bits(part[:, r0:r1]), bits(want[:, r0:r1])), (rows, cols, T, r0, r1)
+
+
+@pytest.mark.parametrize("qtype", [Q.Q2_K, Q.Q3_K], ids=lambda t: t.name)
+def test_types_without_simd_kernel_run_the_scalar_oracle(qtype):
+    """Q2_K / Q3_K have no SIMD kernel: the kernel set in use falls back to quants_ref.c exactly."""
+    rng = np.random.default_rng(int(qtype) + 43)
+    bs, ts = GGML_QUANT_SIZES[qtype]
+    rows, cols = 9, 512
+    w = random_blocks(qtype, rows * cols // bs, rng, scale=0.05).tobytes()
+    for T in (1, 4, 9):
+        x = rng.standard_normal((T, cols)).astype(np.float32)
+        got = _core._quant_matmul(int(qtype), w, rows, cols, x)
+        assert np.array_equal(bits(got), bits(_core._quant_matmul(int(qtype), w, rows, cols, x, ref=True)))
+    with pytest.raises(UnsupportedModelError, match="oracle"):
+        _core._quant_matmul_oracle(int(qtype), w, rows, cols, x)
+
+
+def test_order_oracle_is_not_the_plain_sum():
+    """The oracle's order is observable: on these inputs it differs from the plain scalar definition
+    (quants_ref.c), so the bit-identity above is not a comparison of one code path with itself."""
+    rng = np.random.default_rng(47)
+    for qtype in SIMD_TYPES:
+        bs, ts = GGML_QUANT_SIZES[qtype]
+        rows, cols, T = 16, 1024, 9
+        w = random_blocks(qtype, rows * cols // bs, rng, scale=0.05).tobytes()
+        x = (rng.standard_normal((T, cols)) * 2).astype(np.float32)
+        oracle = _core._quant_matmul_oracle(int(qtype), w, rows, cols, x)
+        plain = _core._quant_matmul(int(qtype), w, rows, cols, x, ref=True)
+        assert not np.array_equal(bits(oracle), bits(plain)), qtype.name
+
+
 def test_kernel_choice_follows_cpu_and_env():
     feats = _core.cpu_features()
     name = _core._quant_kernels()

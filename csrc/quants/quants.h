@@ -172,6 +172,11 @@ void lfm_repack_x8(lfm_type t, const void *src, void *dst, int64_t rows, int64_t
 /* Blocks [i0, i0+nb) of row r of an X8 matrix (cols wide) back in ggml's layout. */
 void lfm_unpack_x8_row(lfm_type t, const void *src, int64_t r, int64_t cols, int64_t i0, int64_t nb, void *dst);
 
+/* Test oracle (quants_oracle.c): the SIMD kernels' float order in scalar code, on ggml-layout rows
+ * (x8: the order of the LFM_LAYOUT_X8 kernel); LFM_ERR_UNSUPPORTED for a type without one. */
+lfm_status lfm_qmm_oracle(lfm_type t, bool x8, int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x,
+                          size_t bx, int64_t nt, float *y, int64_t ldy);
+
 /* The table in use (chosen once from lfm_cpu(); LFM_KERNELS=ref gives the scalar one). */
 const lfm_qkernels *lfm_qkernels_get(void);
 const lfm_qkernels *lfm_qkernels_ref(void);
