@@ -220,8 +220,11 @@ def test_k_quant_output(hf32, gguf_dir, qtype):
     assert read_gguf(out).tensor("blk.0.ffn_gate.weight").type_name.lower() == qtype
     ids = tokens(32)
     assert np.isfinite(llama_logits(out, ids)).all()
+    require_exact_llama_reference()
     top1, mx, mean = parity(our_logits(out, ids), llama_logits(out, ids))
     PARITY[f"{qtype} (ours)"] = ("ours", top1, mx, mean)  # no self-agreement column
+    # the same file through both engines: bit for bit, as test_logits_vs_llama_cpp for K-quants
+    assert top1 == 1.0 and mx == 0.0, (qtype, top1, mx, mean)
 
 
 def test_our_quantizer_matches_gguf_reference_bytes(hf32, gguf_dir):

@@ -20,8 +20,9 @@ def test_ref_is_always_available():
 
 def test_avx2_present_on_this_machine_if_cpu_has_it():
     f = _core.cpu_features()
-    if f["avx2"] and f["fma"] and f["f16c"]:
-        assert "avx2" in SETS
+    if not (f["avx2"] and f["fma"] and f["f16c"]):
+        pytest.skip("this CPU lacks AVX2/FMA/F16C: no AVX2 kernel set to expect")
+    assert "avx2" in SETS
 
 
 def to_bf16_bits(x):
