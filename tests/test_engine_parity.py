@@ -18,6 +18,8 @@ import pytest
 import liquidlfm as lfm
 from tests.fixtures.hf_models import hf_logits, load_hf_model, make_hf_model
 
+pytestmark = pytest.mark.reference  # transformers computes the expected logits
+
 A, C = "full_attention", "conv"
 
 CONFIGS = {

@@ -13,6 +13,8 @@ from liquidlfm.gguf import read_gguf, read_metadata
 from liquidlfm.quantize import quantize_hf, main as quantize_main
 from tests.fixtures.gguf_models import hf_to_gguf, require_exact_llama_reference, llama_quantize, make_tiny_hf
 
+pytestmark = pytest.mark.reference  # models are built with transformers, logits compared with llama.cpp
+
 N_POS = 256
 SHAPE = dict(vocab_size=512, hidden_size=256, n_layers=6,
              layer_types=["conv", "conv", "full_attention", "conv", "conv", "full_attention"],

@@ -430,6 +430,7 @@ np.save(sys.argv[2], np.array(m.forward(list(range(1, 40))), dtype=np.float32))
 """
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("qtype", ["q4_0", "q8_0"])
 def test_repacked_model_matches_scalar_kernels(q_ggufs, qtype, tmp_path):
     """The model as loaded (X8-repacked weights + AVX2 kernels where the CPU has them) gives the
@@ -478,6 +479,7 @@ def run_logits(path, tmp_path, name, env):
     return np.load(f)
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("vocab", [320, 324])
 @pytest.mark.parametrize("qtype", ["q4_k_m", "q6_k"])
 def test_repacked_k_model_logits_unchanged(k_ggufs, qtype, vocab, tmp_path):
@@ -497,6 +499,7 @@ def test_repacked_k_model_logits_unchanged(k_ggufs, qtype, vocab, tmp_path):
     assert np.isfinite(x8).all() and np.abs(x8).max() > 0
 
 
+@pytest.mark.reference
 def test_profile_times_each_weight(q_ggufs):
     import liquidlfm as lfm
 

@@ -6,10 +6,14 @@ structure (citations drawn from the retrieved papers, .bib and LaTeX keys equal 
 import os
 import re
 
+import pytest
+
 from liquidlfm.scholar import Index, load_corpus, retrieve
 from liquidlfm.scholar.evalpairs import make_pairs
 from liquidlfm.scholar.retrieve import recall_at_k
-from tests.test_translate_notebook import MARK, run_notebook
+from tests.fixtures.notebooks import MARK, run_notebook
+
+pytestmark = pytest.mark.reference  # the notebook builds its model with transformers
 
 DUMP = f"""
 import json as _json

@@ -185,6 +185,7 @@ def test_system_prompt():
         system_prompt("ko", formality="rude")
 
 
+@pytest.mark.reference
 def test_prompt_is_exactly_the_chat_template(fake, template):
     from transformers.utils.chat_template_utils import render_jinja_template
 

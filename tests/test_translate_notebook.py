@@ -4,19 +4,18 @@ random-weight LFM2 itself and says so; it never touches the network here.
 Beyond running, the notebook's results are checked as values: a cell appended to the executed copy
 dumps them as JSON, and the test recomputes them in this process from the same model file (greedy
 decoding: the translations are deterministic)."""
-import json
 import os
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
+import pytest
 
 import liquidlfm as lfm
 from liquidlfm.segment import rebuild, segment
+from tests.fixtures.notebooks import MARK, run_notebook
+
+pytestmark = pytest.mark.reference  # the notebook builds its model with transformers
 
 REPO = Path(__file__).resolve().parents[1]
-MARK = "__NOTEBOOK_RESULTS__"
-
 DUMP = f"""
 import json as _json
 print({MARK!r} + _json.dumps(dict(
@@ -25,17 +24,6 @@ print({MARK!r} + _json.dumps(dict(
     cli_exit=r.returncode, cli_stdout=r.stdout, stats=dict(st),
 )))
 """
-
-
-def run_notebook(name, extra_cell):
-    nb = nbformat.read(REPO / "notebooks" / name, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(extra_cell))
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO / "notebooks")}}
-                   ).execute()
-    outputs = [[o.get("text", "") for o in c.get("outputs", [])] for c in nb.cells if c.cell_type == "code"]
-    last = "".join(outputs[-1])
-    assert MARK in last, last
-    return outputs[:-1], json.loads(last.split(MARK, 1)[1])
 
 
 def test_translate_notebook_executes(tmp_path, monkeypatch, shared_dir):
