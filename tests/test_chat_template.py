@@ -84,6 +84,7 @@ CONVERSATIONS = {
 TOOLSETS = {"no_tools": None, "empty": [], "one": [WEATHER_TOOL], "two": [WEATHER_TOOL, CANDIDATES_TOOL]}
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("conv", sorted(CONVERSATIONS))
 @pytest.mark.parametrize("tools", sorted(TOOLSETS))
 @pytest.mark.parametrize("gen", [True, False])
@@ -112,6 +113,7 @@ def test_none_content_renders_null():
                                 add_generation_prompt=False) == out
 
 
+@pytest.mark.reference
 def test_environment_features_match_transformers(hf_tokenizer):
     """loopcontrols, tojson without HTML escaping / key sorting, raise_exception, generation blocks,
     namespace, strftime_now, extra kwargs and special tokens as variables."""

@@ -8,6 +8,8 @@ import pytest
 import liquidlfm as lfm
 from tests.fixtures.hf_models import make_hf_model
 
+pytestmark = pytest.mark.reference  # models are built with transformers
+
 
 @pytest.fixture(scope="module")
 def path(tmp_path_factory):

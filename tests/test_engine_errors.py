@@ -14,6 +14,8 @@ import liquidlfm.gguf
 from liquidlfm import ContextFullError, ModelFormatError, UnsupportedModelError
 from tests.fixtures.hf_models import make_hf_model
 
+pytestmark = pytest.mark.reference  # models are built with transformers
+
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory):

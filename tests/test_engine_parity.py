@@ -1,7 +1,12 @@
 """The C engine against transformers' Lfm2ForCausalLM on random-weight checkpoints.
 
 Every config differs in hidden size, head count, GQA ratio, layer pattern and tied/untied head.
-Measured errors are printed (run with -s) and collected in PARITY for the report.
+Measured errors are collected in PARITY and printed as a table after the module (run with -s).
+
+The bound is what is measured, with a little room: on this machine the largest F32 error is 1.87e-5
+(h256_mqa_untied, 600 tokens; logit scale 8.2), the others 4e-6..1.4e-5. A real bug is larger: a
+QK-norm epsilon hard-coded to 1e-6 instead of the config's 1e-5 (7.8e-5 in the issue's mutation
+check) fails test_full_forward_f32 and the HF-cache test for h64_gqa2_tied and h96_mha_attn_first.
 """
 import os
 import subprocess
@@ -13,6 +18,8 @@ import pytest
 
 import liquidlfm as lfm
 from tests.fixtures.hf_models import hf_logits, load_hf_model, make_hf_model
+
+pytestmark = pytest.mark.reference  # transformers computes the expected logits
 
 A, C = "full_attention", "conv"
 
@@ -32,6 +39,18 @@ CONFIGS = {
 }
 
 PARITY = {}
+F32_BOUND = 2.5e-5  # max |liquidlfm - transformers| over all logits, F32 compute (see the docstring)
+LONG = 600  # tokens: past the first prefill chunk (n_batch 512 by default)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def parity_table():
+    """Print the numbers the tests below measured (visible with -s); asserts live in the tests."""
+    yield
+    if PARITY:
+        print("\n| config | check | max abs error |\n|---|---|---|")
+        for (name, what), err in sorted(PARITY.items()):
+            print(f"| {name} | {what} | {err:.3g} |")
 
 
 def _ids(n, vocab, seed=0):
@@ -49,16 +68,18 @@ def case(request, tmp_path_factory):
     model.close()
 
 
-def test_full_forward_f32(case):
+@pytest.mark.parametrize("n", [37, LONG])
+def test_full_forward_f32(case, n):
     name, kw, path, hf, model = case
-    ids = _ids(37, kw["vocab_size"])
+    ids = _ids(n, kw["vocab_size"])
     ref = hf_logits(hf, ids)
     out = model.forward(ids)
     assert out.shape == (len(ids), kw["vocab_size"]) and out.dtype == np.float32
     err = float(np.abs(out.astype(np.float64) - ref).max())
-    PARITY[(name, "f32")] = err
-    print(f"\n[parity] {name} F32 max|liquidlfm - transformers| = {err:.3g} (logit scale {np.abs(ref).max():.3g})")
-    assert err <= 1e-4
+    PARITY[(name, f"f32_{n}")] = err
+    print(f"\n[parity] {name} F32 {n} tokens max|liquidlfm - transformers| = {err:.3g} "
+          f"(logit scale {np.abs(ref).max():.3g})")
+    assert err <= F32_BOUND
     assert (out.argmax(-1) == ref.argmax(-1)).mean() == 1.0
     assert model.config.n_ff == hf.model.layers[0].feed_forward.w1.weight.shape[0]
 
@@ -119,7 +140,7 @@ def test_prefill_then_steps_match_transformers_cache(case):
         got = [s.prefill(prompt)] + [s.step(t) for t in cont]
     err = float(np.abs(np.stack(got) - np.stack(ref)).max())
     PARITY[(name, "hf_cache_decode")] = err
-    assert err <= 1e-4
+    assert err <= F32_BOUND
 
 
 def test_session_save_restore_continues_exactly(case):
@@ -186,7 +207,7 @@ def test_half_checkpoints(tmp_path, dtype):
     PARITY[("h128_gqa4_untied_autoff", dtype)] = err32
     PARITY[("h128_gqa4_untied_autoff", dtype + "_vs_native_hf")] = err16
     print(f"\n[parity] {dtype}: vs HF-F32-on-same-weights {err32:.3g}; vs HF computing in {dtype} {err16:.3g}")
-    assert err32 <= 1e-4
+    assert err32 <= F32_BOUND
 
 
 def test_sharded_checkpoint_equals_single(tmp_path):
@@ -242,12 +263,4 @@ def test_reference_kernels_match_transformers(tmp_path):
     assert res.returncode == 0, res.stderr
     e_full, e_step = map(float, res.stdout.split())
     PARITY[("h128_gqa4_untied_autoff", "f32_ref_kernels")] = e_full
-    assert e_full <= 1e-4 and e_step <= 1e-4
-
-
-def test_zz_print_parity_table():
-    """Summary of the numbers measured above (visible with -s)."""
-    if PARITY:
-        print("\n| config | check | max abs error |\n|---|---|---|")
-        for (name, what), err in sorted(PARITY.items()):
-            print(f"| {name} | {what} | {err:.3g} |")
+    assert e_full <= F32_BOUND and e_step <= F32_BOUND

@@ -8,6 +8,8 @@ import pytest
 import liquidlfm as lfm
 from tests.fixtures.hf_models import make_hf_model
 
+pytestmark = pytest.mark.reference  # models are built with transformers
+
 
 def n_os_threads():
     return len(os.listdir("/proc/self/task"))

@@ -14,6 +14,8 @@ import liquidlfm as lfm
 from liquidlfm.errors import ContextFullError
 from tests.fixtures.hf_models import load_hf_model, make_hf_model
 
+pytestmark = pytest.mark.reference  # models are built with transformers
+
 REPO = Path(__file__).resolve().parents[1]
 VOCAB = 1024
 GREEDY = dict(temperature=0, repetition_penalty=1.0)

@@ -578,7 +578,7 @@ def test_unused_tokens_are_never_sampled():
 
 # ---- properties of the text assembly ----
 
-from hypothesis import given, settings, strategies as hst  # noqa: E402
+from hypothesis import assume, given, settings, strategies as hst  # noqa: E402
 
 
 
@@ -610,8 +610,7 @@ def test_stop_matcher_property(text, stops, cuts):
 def test_streamed_text_equals_decode_for_any_unicode(s):
     m = FakeModel()
     ids = text_ids(s)
-    if not ids:
-        return
+    assume(ids)  # an empty text generates nothing to compare
     chunks = list(m.run_script(text_ids("p"), ids + [7], max_tokens=len(ids) + 1))
     assert "".join(c.text for c in chunks) == s
     assert all("\ufffd" not in c.text for c in chunks) or "\ufffd" in s

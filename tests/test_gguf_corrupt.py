@@ -239,6 +239,7 @@ def tiny_gguf(tmp_path_factory):
     return hf_to_gguf(hf, d / "m.gguf", "f16").read_bytes()
 
 
+@pytest.mark.reference
 def test_model_load_truncated_and_mutated(tmp_path, tiny_gguf):
     import liquidlfm as lfm
 

@@ -167,6 +167,7 @@ def test_quantized_tensor_infos(tmp_path, qtype):
     assert t.ne == (2 * block, 3)
 
 
+@pytest.mark.reference
 def test_lfm2_fixture_metadata(tmp_path):
     from tests.fixtures.gguf_models import hf_to_gguf, make_tiny_hf
 

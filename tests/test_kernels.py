@@ -20,8 +20,9 @@ def test_ref_is_always_available():
 
 def test_avx2_present_on_this_machine_if_cpu_has_it():
     f = _core.cpu_features()
-    if f["avx2"] and f["fma"] and f["f16c"]:
-        assert "avx2" in SETS
+    if not (f["avx2"] and f["fma"] and f["f16c"]):
+        pytest.skip("this CPU lacks AVX2/FMA/F16C: no AVX2 kernel set to expect")
+    assert "avx2" in SETS
 
 
 def to_bf16_bits(x):
@@ -232,3 +233,131 @@ def test_unknown_kernel_and_set():
         K("ref", "nope", np.zeros(3, np.float32))
     with pytest.raises(ValueError):
         K("sse9", "softmax", np.zeros(3, np.float32))
+
+
+# ---- the AVX2 kernels, bit for bit against a scalar oracle of their float order ----
+#
+# csrc/kernels/x86/float_avx2.c reproduces llama.cpp's rounding (exp polynomial, softmax sums, attention orders):
+# identical bits is the contract, so the tests above (tolerances against ref.c) would let a changed
+# rounding through. "avx2_order" (csrc/kernels/kernels_oracle.c) is scalar C following each AVX2
+# kernel's order: fmaf where it fuses, its horizontal-sum trees, its tails.
+
+
+def require_avx2():
+    if "avx2" not in SETS:
+        pytest.skip("no AVX2 kernel set on this CPU/build: nothing to check against the oracle")
+
+
+def assert_same_bits(a, b, what):
+    a, b = np.ascontiguousarray(a, np.float32), np.ascontiguousarray(b, np.float32)
+    assert a.shape == b.shape, what
+    assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), (what, float(np.nanmax(np.abs(a - b))))
+
+
+@pytest.mark.parametrize("wtype", ["f32", "f16", "bf16"])
+def test_avx2_gemm_bits_equal_order_oracle(wtype):
+    """Every tile shape (4x3, 4x2, 4x1; 1x1 for the rows after the last group of 4 from r0), token
+    chunking, and ragged K."""
+    require_avx2()
+    rng = np.random.default_rng(11)
+    for T, R, Kd in SHAPES + [(17, 61, 1024), (70, 9, 1500), (4, 6, 24)]:
+        W = rng.standard_normal((R, Kd)).astype(np.float32)
+        X = rng.standard_normal((T, Kd)).astype(np.float32)
+        Wk = W if wtype == "f32" else (W.astype(np.float16).view(np.uint16) if wtype == "f16" else to_bf16_bits(W))
+        for r0, r1 in {(0, R), (1, R), (min(2, R), max(min(2, R), R - 1))}:
+            assert_same_bits(K("avx2", f"gemm_{wtype}", Wk, X, r0, r1), K("avx2_order", f"gemm_{wtype}", Wk, X, r0, r1),
+                             (T, R, Kd, r0, r1))
+
+
+# inputs that reach every branch of exp8: normal range, |n| > 126 (two-factor scaling), |n| > 192
+# (overflow / underflow), and the libm tail
+EXP_EDGES = np.array([0.0, -0.0, 1e-30, -1e-30, 87.0, 88.7, 89.0, -87.3, -88.0, -100.0, -103.9, -104.0, -133.0, -150.0,
+                      90.0, 134.0, 150.0, -1000.0, 1000.0, np.inf, -np.inf], np.float32)
+
+
+@pytest.mark.parametrize("n", [1, 5, 8, 9, 33, 1000])
+def test_avx2_softmax_bits_equal_order_oracle(n):
+    require_avx2()
+    rng = np.random.default_rng(n)
+    for scale in (1.0, 10.0, 60.0):
+        x = (rng.standard_normal(n) * scale).astype(np.float32)
+        assert_same_bits(K("avx2", "softmax", x), K("avx2_order", "softmax", x), (n, scale))
+
+
+@pytest.mark.parametrize("n", [1, 8, 9, 64, 301])
+def test_avx2_silu_mul_bits_equal_order_oracle(n):
+    require_avx2()
+    rng = np.random.default_rng(n + 1)
+    g = (rng.standard_normal(n) * 4).astype(np.float32)
+    g[: min(n, len(EXP_EDGES))] = EXP_EDGES[: min(n, len(EXP_EDGES))]
+    g[len(EXP_EDGES):: 3] *= 40
+    up = rng.standard_normal(n).astype(np.float32)
+    assert_same_bits(K("avx2", "silu_mul", g, up), K("avx2_order", "silu_mul", g, up), n)
+
+
+def test_avx2_exp_edges_through_softmax_and_silu():
+    """exp8's special branches, each value in every lane position of a full 8-wide chunk."""
+    require_avx2()
+    for v in EXP_EDGES:
+        for lane in range(8):
+            g = np.full(8, -1.5, np.float32)
+            g[lane] = v
+            up = np.ones(8, np.float32)
+            assert_same_bits(K("avx2", "silu_mul", g, up), K("avx2_order", "silu_mul", g, up), (v, lane))
+            if np.isfinite(v):
+                s = np.zeros(8, np.float32)
+                s[lane] = -abs(v)
+                assert_same_bits(K("avx2", "softmax", s), K("avx2_order", "softmax", s), (v, lane))
+
+
+@pytest.mark.parametrize("name", ["attn", "attn1", "attn_f16", "attn1_f16"])
+def test_avx2_attention_bits_equal_order_oracle(name):
+    """Batch and one-token orders, F32 and F16 caches (dot_steps32 / dot_steps8, pv_batch / pv_one),
+    head sizes with and without a tail of the 8- and 32-wide steps, position counts around 8 and 32."""
+    require_avx2()
+    rng = np.random.default_rng(len(name))
+    for n, hd, ld in [(1, 8, 8), (5, 16, 32), (33, 64, 128), (200, 64, 64), (7, 12, 24), (70, 40, 40), (31, 80, 80),
+                      (64, 128, 256), (9, 36, 36)]:
+        q = rng.standard_normal(hd).astype(np.float32)
+        Kc = rng.standard_normal((n, ld)).astype(np.float32)
+        Vc = rng.standard_normal((n, ld)).astype(np.float32)
+        scale = float(1 / np.sqrt(hd))
+        assert_same_bits(K("avx2", name, q, Kc, Vc, scale), K("avx2_order", name, q, Kc, Vc, scale), (n, hd, ld))
+
+
+@pytest.mark.parametrize("n", [1, 7, 16, 100, 2048])
+def test_avx2_orders_shared_with_ref_are_bit_identical(n):
+    """rmsnorm, rope, conv, mul, add: the AVX2 order is ref.c's, so the bits are ref.c's."""
+    require_avx2()
+    rng = np.random.default_rng(n + 3)
+    x = (rng.standard_normal(n) * 3).astype(np.float32)
+    w = (1 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+    assert_same_bits(K("avx2", "rmsnorm", x, w, 1e-5), K("ref", "rmsnorm", x, w, 1e-5), n)
+    for f in ("mul", "add"):
+        assert_same_bits(K("avx2", f, x, w), K("ref", f, x, w), (f, n))
+    if n % 2 == 0:
+        cs = rng.standard_normal(n).astype(np.float32)
+        assert_same_bits(K("avx2", "rope", x, cs), K("ref", "rope", x, cs), n)
+    H = n if n >= 8 else 8
+    v = rng.standard_normal((5, H)).astype(np.float32)
+    cw = rng.standard_normal((H, 3)).astype(np.float32)
+    st = rng.standard_normal((2, H)).astype(np.float32)
+    a, b = K("avx2", "conv", v, cw, st), K("ref", "conv", v, cw, st)
+    assert_same_bits(a[0], b[0], n)
+    assert_same_bits(a[1], b[1], n)
+
+
+def test_order_oracle_differs_from_plain_ref():
+    """The oracle's orders are observable: they differ from ref.c's plain sums on these inputs, so
+    the identities above do not compare one code path with itself."""
+    rng = np.random.default_rng(5)
+    W = rng.standard_normal((8, 1000)).astype(np.float32)
+    X = rng.standard_normal((3, 1000)).astype(np.float32)
+    assert not np.array_equal(K("avx2_order", "gemm_f32", W, X, 0, 8), K("ref", "gemm_f32", W, X, 0, 8))
+    x = (rng.standard_normal(1000) * 10).astype(np.float32)
+    assert not np.array_equal(K("avx2_order", "softmax", x), K("ref", "softmax", x))
+    q = rng.standard_normal(64).astype(np.float32)
+    Kc = rng.standard_normal((100, 64)).astype(np.float32)
+    a1 = K("avx2_order", "attn1", q, Kc, Kc, 0.125)
+    assert not np.array_equal(a1, K("avx2_order", "attn", q, Kc, Kc, 0.125))
+    assert not np.array_equal(a1, K("ref", "attn", q, Kc, Kc, 0.125))

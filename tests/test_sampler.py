@@ -145,6 +145,7 @@ def test_top_k_keeps_ties_at_threshold():
     assert set(dist_dict(Sampler(7, top_k=3), x)) == {0, 1, 2, 3, 4}
 
 
+@pytest.mark.reference
 def test_filters_match_transformers_warpers():
     torch = pytest.importorskip("torch")
     from transformers.generation.logits_process import (
@@ -190,6 +191,7 @@ def test_samples_follow_the_distribution():
 
 # ---- penalties ----
 
+@pytest.mark.reference
 def test_repetition_penalty_matches_transformers():
     torch = pytest.importorskip("torch")
     from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor

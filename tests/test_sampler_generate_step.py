@@ -6,6 +6,8 @@ import liquidlfm as lfm
 from liquidlfm import _core
 from tests.fixtures.hf_models import make_hf_model
 
+pytestmark = pytest.mark.reference  # models are built with transformers
+
 V = 300
 
 

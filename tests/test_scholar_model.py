@@ -10,6 +10,8 @@ from liquidlfm.scholar.rerank import ModelReranker
 from tests.fixtures.hf_models import make_hf_model
 from tests.test_scholar_verify import check_invariants
 
+pytestmark = pytest.mark.reference  # models are built with transformers
+
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):

@@ -79,6 +79,7 @@ def test_from_tokenizer_json_dict_and_path(tok_dir, tok):
     assert a.eos_id is None  # tokenizer.json alone does not say which token ends a turn
 
 
+@pytest.mark.reference
 def test_same_ids_as_transformers(tok_dir, tok, parity_records):
     transformers = pytest.importorskip("transformers")
     at = transformers.AutoTokenizer.from_pretrained(str(tok_dir))

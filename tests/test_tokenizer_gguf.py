@@ -17,6 +17,7 @@ def tok_dir(tmp_path_factory):
     return write_tokenizer_files(tmp_path_factory.mktemp("lfm2_tok_gguf"))
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("vocab_size", [300, 4096])
 def test_llama_cpp_parity_other_vocab_sizes(tmp_path, vocab_size, texts):
     llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python (test extra) not installed")
@@ -127,6 +128,7 @@ def _llama_ids(llm, text, add_bos, special):
     return llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
 
 
+@pytest.mark.reference
 def test_llama_cpp_parity_jsonl_and_adversarial(llama, ours, texts):
     diffs = []
     for t in texts:
@@ -138,6 +140,7 @@ def test_llama_cpp_parity_jsonl_and_adversarial(llama, ours, texts):
     assert not diffs, f"{len(diffs)} differences, first: {diffs[:3]}"
 
 
+@pytest.mark.reference
 def test_llama_cpp_parity_random_code_points(llama, ours):
     """Random BMP/astral text; code points whose class changed between Unicode versions could differ
     (llama.cpp's tables come from its own UCD), so this reports them explicitly."""
@@ -152,12 +155,14 @@ def test_llama_cpp_parity_random_code_points(llama, ours):
     assert not diffs, [ascii(d) for d in diffs[:5]]
 
 
+@pytest.mark.reference
 def test_llama_cpp_detokenize(llama, ours, texts):
     for t in texts[:300]:
         ids = ours.encode(t, add_special_tokens=False)
         assert llama.detokenize(ids, special=True) == ours.decode_bytes(ids)
 
 
+@pytest.mark.reference
 def test_model_gguf_from_hf_to_gguf(tmp_path, shared_dir):
     """A whole random model converted by the gguf fixture (hf_to_gguf): its tokenizer metadata, read by
     our C GGUF reader, gives the same ids as the HF folder's tokenizer.json, and lfm.load exposes it."""

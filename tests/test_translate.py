@@ -55,8 +55,7 @@ See <https://x.y> and https://liquid.ai/docs. Done.
 ![alt text](img.png)
 [ref]: https://example.com/ref
 Setext heading
-==============
-***
+=======***
 Last line without newline."""
 
 
@@ -195,6 +194,7 @@ def test_fake_model_is_a_translation_model(fake):
     assert isinstance(fake, TranslationModel) and isinstance(fake.tokenizer, TranslationTokenizer)
 
 
+@pytest.mark.reference
 def test_prompt_is_exactly_the_chat_template(fake, template):
     from transformers.utils.chat_template_utils import render_jinja_template
 

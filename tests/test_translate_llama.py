@@ -26,6 +26,8 @@ import liquidlfm as lfm
 from liquidlfm.translate import Translator
 from tests.fixtures.gguf_models import require_exact_llama_reference
 
+pytestmark = pytest.mark.reference  # logits compared with llama.cpp
+
 FULL = os.environ.get("LIQUIDLFM_E2E_FULL") == "1"
 ATTN = (2, 5, 8, 10, 12, 14)
 LAYERS = ["full_attention" if i in ATTN else "conv" for i in range(16)]

@@ -13,6 +13,8 @@ import liquidlfm as lfm
 from liquidlfm.segment import segment
 from liquidlfm.translate import TranslationTruncatedWarning, Translator, system_prompt
 
+pytestmark = pytest.mark.reference  # models are built with transformers
+
 REPO = Path(__file__).resolve().parents[1]
 
 DOC = """# Getting started

@@ -40,6 +40,8 @@ typedef struct {
 } lfm_kernels;
 
 extern const lfm_kernels lfm_kernels_ref;
+/* Test oracle (kernels/kernels_oracle.c): x86/float_avx2.c's float order in scalar code. */
+extern const lfm_kernels lfm_kernels_avx2_order;
 #if defined(LFM_IS_X86)
 extern const lfm_kernels lfm_kernels_avx2;
 #endif

@@ -595,7 +595,8 @@ static PyObject *py_kernel(PyObject *mod, PyObject *args) {
     const char *impl = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args, 0));
     const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args, 1));
     if (!impl || !name) return NULL;
-    const lfm_kernels *k = lfm_kernels_by_name(impl);
+    /* "avx2_order": the scalar oracle of the AVX2 kernels' float order (kernels_oracle.c) */
+    const lfm_kernels *k = strcmp(impl, "avx2_order") == 0 ? &lfm_kernels_avx2_order : lfm_kernels_by_name(impl);
     if (!k) return PyErr_Format(PyExc_ValueError, "kernel set '%s' is not available on this CPU/build", impl);
 #define ARG(i) PyTuple_GET_ITEM(args, (i) + 2)
     if (strncmp(name, "gemm_", 5) == 0) { /* W (R,K) float32 or uint16 bits, X (T,K) float32, r0, r1 -> Y (T,R) */

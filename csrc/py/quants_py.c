@@ -6,6 +6,8 @@
  *   _quant_matmul(type, w, rows, cols, x [T, cols], ref=False, x8=False, r0=0, r1=rows) -> float32 [T, rows]
  *       (x8: repacked to LFM_LAYOUT_X8 first, for the types that have it; rows outside [r0, r1) stay 0)
  *   _quant_bench(type, w, rows, cols, x [T, cols], iters, n_threads, x8=False) -> (wall, thread-0 CPU) seconds per matmul
+ *   _quant_matmul_oracle(type, w, rows, cols, x [T, cols], x8=False) -> float32 [T, rows]
+ *       (quants_oracle.c: the SIMD kernels' float order in scalar code; activations by the scalar kernels)
  *   _quant_kernels() -> name of the kernel set lfm_cpu() chose
  */
 #include "pycommon.h"
@@ -214,6 +216,30 @@ static PyObject *py_quant_matmul(PyObject *self, PyObject *args, PyObject *kw) {
     return res;
 }
 
+static PyObject *py_quant_matmul_oracle(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"type", "w", "rows", "cols", "x", "x8", NULL};
+    int ti, x8 = 0;
+    long long rows, cols;
+    PyObject *xo;
+    mm_args a = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iy*LLO|p", kwlist, &ti, &a.w, &rows, &cols, &xo, &x8)) return NULL;
+    PyObject *res = NULL;
+    if (mm_args_parse(&a, ti, rows, cols, xo, lfm_qkernels_ref(), 0) == 0) {
+        npy_intp dims[2] = {(npy_intp)a.T, (npy_intp)rows};
+        res = PyArray_ZEROS(2, dims, NPY_FLOAT32, 0);
+        if (res) {
+            lfm_status st = lfm_qmm_oracle(a.t, x8, cols, a.w.buf, a.bw, rows, a.xq, a.bx, a.T,
+                                           PyArray_DATA((PyArrayObject *)res), rows);
+            if (st != LFM_OK) {
+                Py_CLEAR(res);
+                lfm_py_raise(st);
+            }
+        }
+    }
+    mm_args_free(&a);
+    return res;
+}
+
 typedef struct {
     mm_args *a;
     float *y;
@@ -308,6 +334,8 @@ static PyMethodDef quants_methods[] = {
      "_quantize_act(type, x, ref=False) -> bytes (test hook)"},
     {"_quant_matmul", (PyCFunction)(void (*)(void))py_quant_matmul, METH_VARARGS | METH_KEYWORDS,
      "_quant_matmul(type, w, rows, cols, x, ref=False) -> float32 [T, rows] (test hook)"},
+    {"_quant_matmul_oracle", (PyCFunction)(void (*)(void))py_quant_matmul_oracle, METH_VARARGS | METH_KEYWORDS,
+     "_quant_matmul_oracle(type, w, rows, cols, x, x8=False) -> float32 [T, rows] (test hook)"},
     {"_quant_bench", py_quant_bench, METH_VARARGS,
      "_quant_bench(type, w, rows, cols, x, iters, n_threads) -> (wall, thread-0 CPU) seconds per matmul (benchmark hook)"},
     {"_quant_kernels", py_quant_kernels, METH_NOARGS, "name of the quantized kernel set in use"},

@@ -9,6 +9,8 @@ import pytest
 import liquidlfm as lfm
 from liquidlfm import ModelFormatError, UnsupportedModelError
 
+pytestmark = pytest.mark.reference  # models are built with transformers
+
 
 @pytest.fixture(scope="module")
 def tiny_hf(tmp_path_factory):

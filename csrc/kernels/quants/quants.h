@@ -239,4 +239,9 @@ void lfm_quantize_row_q8_0(const float *src, void *dst, int64_t n);
 void lfm_quantize_row_q8_1(const float *src, void *dst, int64_t n);
 void lfm_quantize_row_q8_K(const float *src, void *dst, int64_t n);
 
+/* Test oracle (quants_oracle.c): the SIMD kernels' float order in scalar code, on ggml-layout rows
+ * (x8: the order of the LFM_LAYOUT_X8 kernel); LFM_ERR_UNSUPPORTED for a type without one. */
+lfm_status lfm_qmm_oracle(lfm_type t, bool x8, int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x,
+                          size_t bx, int64_t nt, float *y, int64_t ldy);
+
 #endif /* LFM_QUANTS_H */
