@@ -55,7 +55,8 @@ See <https://x.y> and https://liquid.ai/docs. Done.
 ![alt text](img.png)
 [ref]: https://example.com/ref
 Setext heading
-=======***
+==============
+***
 Last line without newline."""
 
 
