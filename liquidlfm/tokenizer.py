@@ -10,7 +10,7 @@ r"""LFM2's tokenizer: byte-level BPE with the LLaMA-3-style pre-tokenizer, core 
     print(dec.flush())
 
 Ids are identical to Hugging Face `tokenizers` loading the same tokenizer.json and to llama.cpp on a
-GGUF carrying the same vocabulary (tests/test_tokenizer*.py). Defaults follow transformers:
+GGUF carrying the same vocabulary (tests/text/test_tokenizer*.py). Defaults follow transformers:
 `encode(text)` adds BOS (when the tokenizer's add_bos_token says so) and turns special-token text such
 as "<|im_start|>" into its id (parse_special=True). For untrusted user content pass
 parse_special=False, so a user cannot inject control tokens (llama-cpp-python's default).

@@ -4,7 +4,7 @@
 # build with libasan preloaded. The in-place build in liquidlfm/ is not touched.
 #
 #   bash tests/sanitize/run.sh                 # default test set
-#   bash tests/sanitize/run.sh tests/test_x.py # other tests (paths relative to the repo)
+#   bash tests/sanitize/run.sh tests/engine/test_x.py # other tests (paths relative to the repo)
 #
 # Any ASan/UBSan report aborts the Python process, so a sanitizer finding fails the run.
 set -euo pipefail
@@ -32,8 +32,8 @@ cp "$OUT"/lib/liquidlfm/_core*.so "$STAGE/liquidlfm/"
 if [ "$#" -gt 0 ]; then
     TESTS=("$@")
 else
-    TESTS=(tests/test_gguf_corrupt.py tests/test_gguf_reader.py tests/sanitize/test_safetensors_fuzz.py)
-    for f in tests/test_*safetensors*.py tests/test_*corrupt*.py; do
+    TESTS=(tests/formats/test_gguf_corrupt.py tests/formats/test_gguf_reader.py tests/sanitize/test_safetensors_fuzz.py)
+    for f in tests/*/test_*safetensors*.py tests/*/test_*corrupt*.py; do
         [ -e "$f" ] || continue
         case " ${TESTS[*]} " in *" $f "*) ;; *) TESTS+=("$f") ;; esac
     done

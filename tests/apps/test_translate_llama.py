@@ -8,10 +8,10 @@ at reduced width (H = 256, 4/2 heads, FFN 768 — K-quants need rows of 256) and
 vocabulary, so the test runs in seconds. Set LIQUIDLFM_E2E_FULL=1 to use the full 350M width
 (H = 1024, 16/8 heads, FFN 4608; minutes, not for CI).
 
-Both engines get the same token ids (tokenizer parity is tests/test_tokenizer*.py's job), the same file,
+Both engines get the same token ids (tokenizer parity is tests/text/test_tokenizer*.py's job), the same file,
 greedy decoding, with both KV caches: F32 (llama.cpp set to F32 too) and F16 (llama.cpp as it comes,
 ours with kv_cache="f16"). On this machine both engines compute the same
-bits (tests/test_gguf_model.py), so every prompt is token-identical. Elsewhere (a CPU where llama.cpp
+bits (tests/formats/test_gguf_model.py), so every prompt is token-identical. Elsewhere (a CPU where llama.cpp
 takes other SIMD paths) a divergence is accepted only as a near-tie: at the first differing token both
 engines have seen the same prefix, so the two logit vectors there are directly comparable, and the two
 competing tokens' logits must differ by less than the engines' own numeric disagreement at that step

@@ -514,7 +514,7 @@ def test_repacked_model_matches_scalar_kernels(q_ggufs, qtype, tmp_path):
     for name, env in (("best", {}), ("ref", {"LFM_KERNELS": "ref"}), ("rows", {"LFM_REPACK": "0"})):
         f = tmp_path / f"{name}.npy"
         subprocess.run([sys.executable, "-c", LOGITS_SCRIPT, str(q_ggufs[qtype]), str(f)], check=True,
-                       env=dict(os.environ, **env), cwd=str(os.path.dirname(os.path.dirname(__file__))))
+                       env=dict(os.environ, **env), cwd=str(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
         out[name] = np.load(f)
     # Bit-level differences upstream (the float kernels change too) can move an activation across a
     # rounding boundary of the 8-bit quantization. Measured on this model, relative to the logit
@@ -556,7 +556,7 @@ def k_ggufs(tmp_path_factory):
 def run_logits(path, tmp_path, name, env):
     f = tmp_path / f"{name}.npy"
     subprocess.run([sys.executable, "-c", LOGITS_SCRIPT, str(path), str(f)], check=True,
-                   env=dict(os.environ, **env), cwd=str(os.path.dirname(os.path.dirname(__file__))))
+                   env=dict(os.environ, **env), cwd=str(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
     return np.load(f)
 
 

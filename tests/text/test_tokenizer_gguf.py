@@ -9,7 +9,7 @@ import pytest
 import liquidlfm
 from liquidlfm.tokenizer import Tokenizer
 from tests.fixtures.tokenizers import write_tokenizer_files, write_vocab_gguf
-from tests.test_tokenizer import ADVERSARIAL, random_strings
+from tests.text.test_tokenizer import ADVERSARIAL, random_strings
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from liquidlfm import hub
 from liquidlfm.hub import resolve_model
 from tests.fixtures.hub_server import FakeHub, tiny_gguf_bytes
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEF_REPO, DEF_FILE = hub.DEFAULT_MODELS["translate"]
 
 

@@ -198,7 +198,7 @@ def test_drafting_prompt_longer_than_the_context_raises():
     """Drafting goes through the model's generation API, which refuses a prompt that does not fit."""
     import liquidlfm
     from liquidlfm.scholar.llm import generate_text
-    from tests.test_generation_fake import FakeModel
+    from tests.engine.test_generation_fake import FakeModel
 
     m = FakeModel(n_ctx=32)
     with pytest.raises(liquidlfm.ContextFullError, match="context holds 32"):

@@ -8,7 +8,7 @@ import liquidlfm as lfm
 from liquidlfm.scholar import Paper, draft_related_work, load_corpus
 from liquidlfm.scholar.rerank import ModelReranker
 from tests.fixtures.hf_models import make_hf_model
-from tests.test_scholar_verify import check_invariants
+from tests.apps.test_scholar_verify import check_invariants
 
 pytestmark = pytest.mark.reference  # models are built with transformers
 
@@ -59,9 +59,9 @@ def test_cli_with_random_weight_model_latex_compiles(tiny, shared_dir, tmp_path)
     import sys
     from pathlib import Path
 
-    from tests.test_scholar_output import bib_keys, compile_fragment
+    from tests.apps.test_scholar_output import bib_keys, compile_fragment
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     r = subprocess.run([sys.executable, "-m", "liquidlfm.scholar", "cross-lingual named entity recognition",
                         "--corpus", str(shared_dir / "data" / "papers" / "naacl2022.jsonl"), "--top-k", "5",
                         "--candidates", "6", "--max-tokens", "48", "--model", str(tiny.path),

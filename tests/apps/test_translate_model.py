@@ -15,7 +15,7 @@ from liquidlfm.translate import TranslationTruncatedWarning, Translator, system_
 
 pytestmark = pytest.mark.reference  # models are built with transformers
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 DOC = """# Getting started
 

@@ -15,7 +15,7 @@ from liquidlfm.scholar import draft_related_work, load_corpus
 from liquidlfm.scholar.render import atomic_write, tex_escape
 from tests.fixtures.scholar_fakes import ScriptedGenerator
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 NASTY_BIB = r"""
 @inproceedings{lovelace2024hybrid,

@@ -16,7 +16,7 @@ from tests.fixtures.hf_models import load_hf_model, make_hf_model
 
 pytestmark = pytest.mark.reference  # models are built with transformers
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VOCAB = 1024
 GREEDY = dict(temperature=0, repetition_penalty=1.0)
 PROMPTS = ["Once upon a time", "안녕하세요, 오늘 날씨는", "def fibonacci(n):\n    "]

@@ -11,7 +11,7 @@ import pytest
 
 import liquidlfm as lfm
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SUBCOMMANDS = ["translate", "scholar", "quantize", "download", "generate", "chat"]
 
 

@@ -1,6 +1,6 @@
 """The generation layer (liquidlfm/generation/) on a small fake engine, so stop strings, UTF-8
 streaming, context limits, prefix reuse, threads and interrupts are tested independently of the real
-model (tests/test_generation.py runs the real engine)."""
+model (tests/engine/test_generation.py runs the real engine)."""
 import _thread
 import hashlib
 import math

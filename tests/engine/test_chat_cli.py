@@ -11,11 +11,11 @@ import pytest
 
 from tests.fixtures.signals import restore_default_sigint
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 RUNNER = (
     "import sys; sys.path.insert(0, {repo!r});"
-    "from tests.test_generation_fake import FakeModel;"
+    "from tests.engine.test_generation_fake import FakeModel;"
     "import liquidlfm.__main__ as cli;"
     "m = FakeModel(); m.step_delay = float({delay!r});"
     "cli.load_model = lambda args: m;"
@@ -30,7 +30,7 @@ def run_cli(args, stdin="", delay=0.0, timeout=60):
 
 
 def test_generate_prints_the_same_text_as_the_api():
-    from tests.test_generation_fake import FakeModel
+    from tests.engine.test_generation_fake import FakeModel
 
     want = FakeModel().generate("Hello", max_tokens=12, temperature=0)
     r = run_cli(["generate", "-m", "fake", "-n", "12", "--temperature", "0", "Hello"])
@@ -45,7 +45,7 @@ def test_generate_reads_stdin_and_prints_stats():
 
 
 def test_chat_with_piped_stdin():
-    from tests.test_generation_fake import FakeModel
+    from tests.engine.test_generation_fake import FakeModel
 
     m = FakeModel()
     first = m.chat([{"role": "user", "content": "hi"}], max_tokens=6, temperature=0)

@@ -13,7 +13,7 @@ from liquidlfm.chat_template import (
     special_tokens_from_dir,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def find_shared() -> Path:

@@ -1,5 +1,5 @@
 """The translator's plumbing and the markdown segmenter, on a scripted fake model (tests/fixtures/fake_lm.py)
-so the expected output is known exactly. Real (random-weight) models: tests/test_translate_model.py."""
+so the expected output is known exactly. Real (random-weight) models: tests/apps/test_translate_model.py."""
 import warnings
 
 import pytest

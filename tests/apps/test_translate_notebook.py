@@ -15,7 +15,7 @@ from tests.fixtures.notebooks import MARK, run_notebook
 
 pytestmark = pytest.mark.reference  # the notebook builds its model with transformers
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DUMP = f"""
 import json as _json
 print({MARK!r} + _json.dumps(dict(

@@ -16,7 +16,7 @@ import pytest
 from liquidlfm.scholar import NoCorpusError, OnlineSearchError, draft_related_work
 from liquidlfm.scholar.online import Arxiv, DiskCache, RateLimiter, SemanticScholar, search_online
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 S2_BODY = {
     "total": 2, "offset": 0,
