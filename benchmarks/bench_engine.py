@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 SHAPES = {
-    # lfm2-reference.md §4
+    # docs/architecture.md §4
     "350M": dict(name="LFM2-350M", hidden_size=1024, num_hidden_layers=16, num_attention_heads=16,
                  num_key_value_heads=8, block_ff_dim=6656, attn=(2, 5, 8, 10, 12, 14)),
     "1.2B": dict(name="LFM2.5-1.2B", hidden_size=2048, num_hidden_layers=16, num_attention_heads=32,

@@ -6,7 +6,7 @@ GGUF files with the same thread count.
     python benchmarks/bench_gguf.py --models 350M --types q4_0 q8_0 --threads 2 --reps 3
     python benchmarks/bench_gguf.py --models 350M --types q4_0 --profile   # where our decode time goes
 
-The models have the real shapes (reference §4) and random weights: an F16 GGUF is written directly with
+The models have the real shapes (docs/architecture.md §4) and random weights: an F16 GGUF is written directly with
 numpy + the `gguf` package (LFM2 metadata, a synthetic 65 536-token byte-level BPE vocabulary so
 llama.cpp loads it), then quantized with llama.cpp's own llama_model_quantize — so the files are what
 llama.cpp itself makes (Q6_K token embedding in Q4_0 / Q4_K_M files, etc.). Files are cached in

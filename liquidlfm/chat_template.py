@@ -1,6 +1,6 @@
 """Chat templates: render a conversation into the prompt string the model was trained on.
 
-Rendering matches transformers' ``apply_chat_template`` byte for byte (reference §7.5): a sandboxed,
+Rendering matches transformers' ``apply_chat_template`` byte for byte (docs/architecture.md §7.5): a sandboxed,
 immutable jinja2 environment with ``trim_blocks``/``lstrip_blocks``, the ``loopcontrols`` extension,
 a ``{% generation %}`` block (rendered as its body), ``tojson`` = ``json.dumps(ensure_ascii=False)``,
 the globals ``raise_exception`` and ``strftime_now``, and the tokenizer's special tokens
@@ -33,7 +33,7 @@ __all__ = [
     "special_tokens_from_dir",
 ]
 
-# LFM2's chat format (reference §7.1), written for this package: <|startoftext|>, an optional system
+# LFM2's chat format (docs/architecture.md §7.1), written for this package: <|startoftext|>, an optional system
 # turn (the first message when its role is "system") extended by "List of tools: <|tool_list_start|>[...]
 # <|tool_list_end|>", every other message as <|im_start|>role\ncontent<|im_end|>\n with non-string
 # content JSON-serialised and tool results wrapped in <|tool_response_start|>...<|tool_response_end|>,

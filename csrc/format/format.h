@@ -22,7 +22,7 @@ void lfm_gguf_take_mapping(lfm_gguf *g, lfm_mapping *out);
 
 /* ---- config.json ---- */
 
-/* The FFN widths a config may mean (lfm2-reference.md §2.4): ff_hf is what transformers builds
+/* The FFN widths a config may mean (docs/architecture.md §2.4): ff_hf is what transformers builds
  * (the one we expect), ff_alt are the other readings seen in converters (always-rounded, raw);
  * the loader accepts w1's shape if it matches one of them. */
 typedef struct {

@@ -1,4 +1,4 @@
-/* hf_config.c — read an LFM2 / LFM2.5 config.json (new- and old-style keys, lfm2-reference.md §5.1). */
+/* hf_config.c — read an LFM2 / LFM2.5 config.json (new- and old-style keys, docs/architecture.md §5.1). */
 #include "format/format.h"
 
 #include <math.h>

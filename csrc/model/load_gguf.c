@@ -1,6 +1,6 @@
 /* load_gguf.c — GGUF (arch "lfm2") → struct lfm_model.
  *
- * Metadata (reference §5.3) becomes lfm_config; tensors (§5.4), named and shaped by the tensor
+ * Metadata (docs/architecture.md §5.3) becomes lfm_config; tensors (§5.4), named and shaped by the tensor
  * table (model/tensors.c), become views into the mapping, which the model owns. Shapes are checked
  * here against the config; norms and the short-conv kernel are converted to F32 owned buffers when
  * the file stores them otherwise.

@@ -1,6 +1,6 @@
 /* sampler.c — pick the next token from a row of logits.
  *
- * Order of operations (transformers' logits-processor order, reference §8):
+ * Order of operations (transformers' logits-processor order, docs/architecture.md §8):
  *   1. logit bias (added; -INFINITY bans a token)
  *   2. penalties over the last penalty_last_n accepted tokens:
  *        repetition (transformers: a seen token's logit is divided by p if > 0, multiplied by p if < 0),

@@ -11,7 +11,7 @@ import numpy as np
 __all__ = ["SamplingParams", "resolve_sampling", "make_sampler", "resolve_max_tokens", "RECOMMENDED_SAMPLING",
            "DEFAULT_MAX_TOKENS", "SAMPLING_ARGS"]
 
-# Liquid's recommended sampling for LFM2 (model cards; reference §8).
+# Liquid's recommended sampling for LFM2 (model cards; docs/architecture.md §8).
 RECOMMENDED_SAMPLING = {"temperature": 0.3, "min_p": 0.15, "repetition_penalty": 1.05}
 DEFAULT_MAX_TOKENS = 512
 # the keyword arguments of generate/stream/chat that are sampling parameters

@@ -145,7 +145,7 @@ def test_elementwise(impl, n):
 
 
 def conv_numpy(v, w, state):
-    """Depthwise causal conv over concat(state, v); last tap = current token (reference §2.2)."""
+    """Depthwise causal conv over concat(state, v); last tap = current token (docs/architecture.md §2.2)."""
     Kk = w.shape[1]
     seq = np.concatenate([state, v]).astype(np.float64)
     T = v.shape[0]
@@ -154,7 +154,7 @@ def conv_numpy(v, w, state):
 
 
 def test_conv_worked_example():
-    """lfm2-reference.md §2.2: w = (1, 10, 100), v = (1, 2, 3) → z = (100, 210, 321)."""
+    """docs/architecture.md §2.2: w = (1, 10, 100), v = (1, 2, 3) → z = (100, 210, 321)."""
     for impl in SETS:
         v = np.array([[1.0], [2.0], [3.0]], np.float32)
         w = np.array([[1.0, 10.0, 100.0]], np.float32)
