@@ -39,6 +39,17 @@ typedef struct {
     void (*bf16_to_f32)(float *dst, const uint16_t *src, int64_t n);
 } lfm_kernels;
 
+/* The table of one kernel level, from the static functions of that level's file, which all carry
+ * the same names (gemm_f32, rmsnorm, ...): each ISA file ends with
+ * `const lfm_kernels lfm_kernels_avx2 = LFM_KERNELS_TABLE("avx2");`. */
+#define LFM_KERNELS_TABLE(level_name)                                                                \
+    {                                                                                                \
+        .name = level_name,                                                                          \
+        .gemm = {[LFM_TYPE_F32] = gemm_f32, [LFM_TYPE_F16] = gemm_f16, [LFM_TYPE_BF16] = gemm_bf16}, \
+        .rmsnorm = rmsnorm, .rope = rope, .softmax = softmax, .silu_mul = silu_mul, .mul = mul,      \
+        .add = add, .conv = conv, .attn = attn, .f16_to_f32 = f16_to_f32, .bf16_to_f32 = bf16_to_f32, \
+    }
+
 extern const lfm_kernels lfm_kernels_ref;
 /* Test oracle (kernels/kernels_oracle.c): x86/float_avx2.c's float order in scalar code. */
 extern const lfm_kernels lfm_kernels_avx2_order;

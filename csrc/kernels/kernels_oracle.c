@@ -212,17 +212,4 @@ static void conv(float *out, int64_t ld_out, const float *v, int64_t ld_v, int64
 static void f16_to_f32(float *dst, const uint16_t *src, int64_t n) { lfm_kernels_ref.f16_to_f32(dst, src, n); }
 static void bf16_to_f32(float *dst, const uint16_t *src, int64_t n) { lfm_kernels_ref.bf16_to_f32(dst, src, n); }
 
-const lfm_kernels lfm_kernels_avx2_order = {
-    .name = "avx2_order",
-    .gemm = {[LFM_TYPE_F32] = gemm_f32, [LFM_TYPE_F16] = gemm_f16, [LFM_TYPE_BF16] = gemm_bf16},
-    .rmsnorm = rmsnorm,
-    .rope = rope,
-    .softmax = softmax,
-    .silu_mul = silu_mul,
-    .mul = mul,
-    .add = add,
-    .conv = conv,
-    .attn = attn,
-    .f16_to_f32 = f16_to_f32,
-    .bf16_to_f32 = bf16_to_f32,
-};
+const lfm_kernels lfm_kernels_avx2_order = LFM_KERNELS_TABLE("avx2_order");

@@ -140,20 +140,7 @@ static void bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = lfm_bf16_to_f32(src[i]);
 }
 
-const lfm_kernels lfm_kernels_ref = {
-    .name = "ref",
-    .gemm = {[LFM_TYPE_F32] = gemm_f32, [LFM_TYPE_F16] = gemm_f16, [LFM_TYPE_BF16] = gemm_bf16},
-    .rmsnorm = rmsnorm,
-    .rope = rope,
-    .softmax = softmax,
-    .silu_mul = silu_mul,
-    .mul = mul,
-    .add = add,
-    .conv = conv,
-    .attn = attn,
-    .f16_to_f32 = f16_to_f32,
-    .bf16_to_f32 = bf16_to_f32,
-};
+const lfm_kernels lfm_kernels_ref = LFM_KERNELS_TABLE("ref");
 
 /* ---- dispatch ---- */
 

@@ -425,17 +425,4 @@ static void bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
     for (; i < n; i++) dst[i] = lfm_bf16_to_f32(src[i]);
 }
 
-const lfm_kernels lfm_kernels_avx2 = {
-    .name = "avx2",
-    .gemm = {[LFM_TYPE_F32] = gemm_f32, [LFM_TYPE_F16] = gemm_f16, [LFM_TYPE_BF16] = gemm_bf16},
-    .rmsnorm = rmsnorm,
-    .rope = rope,
-    .softmax = softmax,
-    .silu_mul = silu_mul,
-    .mul = mul,
-    .add = add,
-    .conv = conv,
-    .attn = attn,
-    .f16_to_f32 = f16_to_f32,
-    .bf16_to_f32 = bf16_to_f32,
-};
+const lfm_kernels lfm_kernels_avx2 = LFM_KERNELS_TABLE("avx2");
