@@ -61,26 +61,33 @@ done:
     return res;
 }
 
+/* x as contiguous float32 and an uninitialized bytes object for n of them in type t; NULL (with an
+ * exception set) when x is not floats or n is not a whole number of t's blocks. */
+static PyObject *new_block_row(lfm_type t, PyObject *xo, PyArrayObject **x, int64_t *n) {
+    *x = as_f32(xo);
+    if (!*x) return NULL;
+    *n = (int64_t)PyArray_SIZE(*x);
+    PyObject *res = *n % lfm_type_block_elems(t) != 0
+                        ? PyErr_Format(PyExc_ValueError, "%lld values is not a multiple of the %s block size",
+                                       (long long)*n, lfm_type_name(t))
+                        : PyBytes_FromStringAndSize(NULL, (Py_ssize_t)row_bytes_of(t, *n));
+    if (!res) Py_CLEAR(*x);
+    return res;
+}
+
 static PyObject *py_quantize(PyObject *self, PyObject *args) {
     int ti;
     PyObject *xo;
     lfm_type t;
     if (!PyArg_ParseTuple(args, "iO", &ti, &xo) || parse_type(ti, &t) < 0) return NULL;
-    PyArrayObject *x = as_f32(xo);
-    if (!x) return NULL;
-    int64_t n = (int64_t)PyArray_SIZE(x);
-    if (n % lfm_type_block_elems(t) != 0) {
-        Py_DECREF(x);
-        return PyErr_Format(PyExc_ValueError, "%lld values is not a multiple of the %s block size", (long long)n,
-                            lfm_type_name(t));
-    }
-    PyObject *res = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)row_bytes_of(t, n));
-    if (res) {
-        lfm_status st = lfm_quantize_row(t, PyArray_DATA(x), PyBytes_AS_STRING(res), n);
-        if (st != LFM_OK) {
-            Py_CLEAR(res);
-            lfm_py_raise(st);
-        }
+    PyArrayObject *x;
+    int64_t n;
+    PyObject *res = new_block_row(t, xo, &x, &n);
+    if (!res) return NULL;
+    lfm_status st = lfm_quantize_row(t, PyArray_DATA(x), PyBytes_AS_STRING(res), n);
+    if (st != LFM_OK) {
+        Py_CLEAR(res);
+        lfm_py_raise(st);
     }
     Py_DECREF(x);
     return res;
@@ -95,18 +102,11 @@ static PyObject *py_quantize_act(PyObject *self, PyObject *args, PyObject *kw) {
     const lfm_qkernels *k = ref ? lfm_qkernels_ref() : lfm_qkernels_get();
     if (!lfm_type_is_quantized(t) || lfm_type_vec_dot_type(t) != t || !k->act[t]) /* Q8_0, Q8_1, Q8_K */
         return PyErr_Format(PyExc_ValueError, "%s is not an activation format", lfm_type_name(t));
-    PyArrayObject *x = as_f32(xo);
-    if (!x) return NULL;
-    int64_t n = (int64_t)PyArray_SIZE(x);
-    if (n % lfm_type_block_elems(t) != 0) {
-        Py_DECREF(x);
-        return PyErr_Format(PyExc_ValueError, "%lld values is not a multiple of the %s block size", (long long)n,
-                            lfm_type_name(t));
-    }
-    PyObject *res = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)row_bytes_of(t, n));
-    if (res) {
-        k->act[t](PyArray_DATA(x), PyBytes_AS_STRING(res), n);
-    }
+    PyArrayObject *x;
+    int64_t n;
+    PyObject *res = new_block_row(t, xo, &x, &n);
+    if (!res) return NULL;
+    k->act[t](PyArray_DATA(x), PyBytes_AS_STRING(res), n);
     Py_DECREF(x);
     return res;
 }

@@ -198,14 +198,20 @@ static int check_token(SamplerObject *self, PyObject *o, lfm_token *out) {
 
 /* ---- methods ---- */
 
+/* Mark the sampler busy and borrow obj's logits row; on failure nothing is held (busy released). */
+static int sampler_enter_with_row(SamplerObject *self, PyObject *obj, Py_buffer *view, const float **row) {
+    if (sampler_enter(self) < 0) return -1;
+    if (get_logits_row(self, obj, view, row) < 0) {
+        sampler_leave(self);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *Sampler_sample(SamplerObject *self, PyObject *obj) {
-    if (sampler_enter(self) < 0) return NULL;
     Py_buffer view;
     const float *row;
-    if (get_logits_row(self, obj, &view, &row) < 0) {
-        sampler_leave(self);
-        return NULL;
-    }
+    if (sampler_enter_with_row(self, obj, &view, &row) < 0) return NULL;
     lfm_token t = -1;
     lfm_status st;
     Py_BEGIN_ALLOW_THREADS
@@ -218,13 +224,9 @@ static PyObject *Sampler_sample(SamplerObject *self, PyObject *obj) {
 }
 
 static PyObject *Sampler_dist(SamplerObject *self, PyObject *obj) {
-    if (sampler_enter(self) < 0) return NULL;
     Py_buffer view;
     const float *row;
-    if (get_logits_row(self, obj, &view, &row) < 0) {
-        sampler_leave(self);
-        return NULL;
-    }
+    if (sampler_enter_with_row(self, obj, &view, &row) < 0) return NULL;
     npy_intp V = lfm_sampler_n_vocab(self->s);
     PyArrayObject *ids = (PyArrayObject *)PyArray_SimpleNew(1, &V, NPY_INT32);
     PyArrayObject *probs = (PyArrayObject *)PyArray_SimpleNew(1, &V, NPY_FLOAT32);
@@ -256,13 +258,9 @@ static PyObject *Sampler_dist(SamplerObject *self, PyObject *obj) {
 }
 
 static PyObject *Sampler_processed_logits(SamplerObject *self, PyObject *obj) {
-    if (sampler_enter(self) < 0) return NULL;
     Py_buffer view;
     const float *row;
-    if (get_logits_row(self, obj, &view, &row) < 0) {
-        sampler_leave(self);
-        return NULL;
-    }
+    if (sampler_enter_with_row(self, obj, &view, &row) < 0) return NULL;
     npy_intp V = lfm_sampler_n_vocab(self->s);
     PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(1, &V, NPY_FLOAT32);
     if (!out) {
