@@ -25,3 +25,20 @@ def sigint_raises_keyboard_interrupt():
     yield
     signal.signal(signal.SIGINT, previous)
 
+
+@pytest.fixture(scope="session")
+def tiny_chat_dir(tmp_path_factory):
+    """The 4-layer (conv, attention) x 2 random-weight model the CLI and translator tests run end to end."""
+    from tests.fixtures.hf_models import make_tiny_chat_model
+
+    return make_tiny_chat_model(tmp_path_factory.mktemp("tiny_chat") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_chat_model(tiny_chat_dir):
+    """tiny_chat_dir loaded, closed after the module."""
+    import liquidlfm as lfm
+
+    m = lfm.load(str(tiny_chat_dir))
+    yield m
+    m.close()

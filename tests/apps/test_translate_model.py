@@ -37,19 +37,8 @@ See [the docs](https://example.com/docs) for more.
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from tests.fixtures.hf_models import make_hf_model
-
-    return make_hf_model(tmp_path_factory.mktemp("tr") / "tiny", vocab_size=1024, hidden_size=64,
-                         num_hidden_layers=4, layer_types=["conv", "full_attention", "conv", "full_attention"],
-                         num_attention_heads=4, num_key_value_heads=2, intermediate_size=128, seed=3)
-
-
-@pytest.fixture(scope="module")
-def model(tiny_dir):
-    m = lfm.load(str(tiny_dir))
-    yield m
-    m.close()
+def model(tiny_chat_model):
+    return tiny_chat_model
 
 
 @pytest.fixture
@@ -59,10 +48,10 @@ def quiet():
         yield
 
 
-def test_prompt_matches_transformers_template(model, tiny_dir):
+def test_prompt_matches_transformers_template(model, tiny_chat_dir):
     from transformers import AutoTokenizer
 
-    hf = AutoTokenizer.from_pretrained(str(tiny_dir))
+    hf = AutoTokenizer.from_pretrained(str(tiny_chat_dir))
     t = Translator(model)
     for text, target in [("The weather is nice today.", "ko"), ("오늘 날씨가 좋네요.", "en"), ("def f(): pass", "ja")]:
         msgs = [{"role": "system", "content": system_prompt(target)}, {"role": "user", "content": text}]
@@ -122,17 +111,17 @@ def test_truncation_warned_and_context_error(model):
         lfm.translate("word" * 400, "ko", model=model, n_ctx=64)
 
 
-def _run_cli(args, tiny_dir, stdin=None):
-    env = dict(os.environ, LIQUIDLFM_MODEL=str(tiny_dir), PYTHONPATH=str(REPO), LIQUIDLFM_OFFLINE="1")
+def _run_cli(args, tiny_chat_dir, stdin=None):
+    env = dict(os.environ, LIQUIDLFM_MODEL=str(tiny_chat_dir), PYTHONPATH=str(REPO), LIQUIDLFM_OFFLINE="1")
     return subprocess.run([sys.executable, "-m", "liquidlfm.translate", *args], input=stdin, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
-def test_cli_text_and_stdin(tiny_dir, tmp_path):
-    r = _run_cli(["--to", "ko", "--max-tokens", "4", "The weather is nice today."], tiny_dir)
+def test_cli_text_and_stdin(tiny_chat_dir, tmp_path):
+    r = _run_cli(["--to", "ko", "--max-tokens", "4", "The weather is nice today."], tiny_chat_dir)
     assert r.returncode == 0, r.stderr
     assert r.stdout.endswith("\n") and r.stdout.strip()
-    r = _run_cli(["--to", "kor_Hang", "--max-tokens", "4"], tiny_dir, stdin=DOC)
+    r = _run_cli(["--to", "kor_Hang", "--max-tokens", "4"], tiny_chat_dir, stdin=DOC)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("# ")
     assert '```bash\npython -m liquidlfm.translate --to ko "Hi"\n```\n' in r.stdout
@@ -144,17 +133,17 @@ def test_cli_text_and_stdin(tiny_dir, tmp_path):
     src.write_text(DOC, encoding="utf-8")
     out = tmp_path / "out.md"
     r = _run_cli(["--to", "ko", "--from", "en", "--formality", "polite", "--glossary", str(g), "-i", str(src),
-                  "-o", str(out), "--max-tokens", "3", "--no-progress"], tiny_dir)
+                  "-o", str(out), "--max-tokens", "3", "--no-progress"], tiny_chat_dir)
     assert r.returncode == 0, r.stderr
     assert out.read_text(encoding="utf-8").startswith("# ") and "translating" not in r.stderr
 
 
-def test_cli_errors(tiny_dir, tmp_path):
-    r = _run_cli(["--to", "xx", "hi"], tiny_dir)
+def test_cli_errors(tiny_chat_dir, tmp_path):
+    r = _run_cli(["--to", "xx", "hi"], tiny_chat_dir)
     assert r.returncode == 2 and "unknown language 'xx'" in r.stderr and "kor_Hang" in r.stderr
-    r = _run_cli(["--to", "ko"], tiny_dir, stdin="   \n")
+    r = _run_cli(["--to", "ko"], tiny_chat_dir, stdin="   \n")
     assert r.returncode == 2 and "empty input" in r.stderr
-    r = _run_cli(["--to", "ko", "--model", str(tmp_path / "missing.gguf"), "hi"], tiny_dir)
+    r = _run_cli(["--to", "ko", "--model", str(tmp_path / "missing.gguf"), "hi"], tiny_chat_dir)
     assert r.returncode == 2 and "does not exist" in r.stderr
-    r = _run_cli(["--list-languages"], tiny_dir)
+    r = _run_cli(["--list-languages"], tiny_chat_dir)
     assert r.returncode == 0 and "ko\tkor_Hang\tKorean" in r.stdout

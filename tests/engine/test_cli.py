@@ -22,19 +22,8 @@ def run(args, *, cwd, env=None, stdin=None, module="liquidlfm", timeout=300):
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from tests.fixtures.hf_models import make_hf_model
-
-    return make_hf_model(tmp_path_factory.mktemp("cli") / "tiny", vocab_size=1024, hidden_size=64,
-                         num_hidden_layers=4, layer_types=["conv", "full_attention", "conv", "full_attention"],
-                         num_attention_heads=4, num_key_value_heads=2, intermediate_size=128, seed=3)
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_dir):
-    m = lfm.load(str(tiny_dir))
-    yield m
-    m.close()
+def tiny(tiny_chat_model):
+    return tiny_chat_model
 
 
 # ---- help ----
@@ -72,8 +61,8 @@ def test_unknown_subcommand_is_an_argparse_error(tmp_path):
 
 # ---- one real run each ----
 
-def test_translate_same_as_python_m(tiny_dir, tmp_path):
-    args = ["--to", "ko", "--max-tokens", "4", "--model", str(tiny_dir), "The weather is nice today."]
+def test_translate_same_as_python_m(tiny_chat_dir, tmp_path):
+    args = ["--to", "ko", "--max-tokens", "4", "--model", str(tiny_chat_dir), "The weather is nice today."]
     r = run(["translate", *args], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     ref = run(args, cwd=tmp_path, module="liquidlfm.translate")
@@ -81,14 +70,14 @@ def test_translate_same_as_python_m(tiny_dir, tmp_path):
     assert r.stdout == ref.stdout and r.stdout.strip()
 
 
-def test_generate_and_chat(tiny, tiny_dir, tmp_path):
+def test_generate_and_chat(tiny, tiny_chat_dir, tmp_path):
     want = tiny.generate("Hello", 6, temperature=0)
-    r = run(["generate", "-m", str(tiny_dir), "-n", "6", "--temperature", "0", "Hello"], cwd=tmp_path)
+    r = run(["generate", "-m", str(tiny_chat_dir), "-n", "6", "--temperature", "0", "Hello"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout == want + "\n"
     want = tiny.chat([{"role": "user", "content": "hi"}], max_tokens=5, temperature=0,
                      session=tiny.session())
-    r = run(["chat", "-m", str(tiny_dir), "-n", "5", "--temperature", "0"], cwd=tmp_path, stdin="hi\n")
+    r = run(["chat", "-m", str(tiny_chat_dir), "-n", "5", "--temperature", "0"], cwd=tmp_path, stdin="hi\n")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n")[0] == want
 
@@ -102,9 +91,9 @@ def test_scholar_same_as_python_m(shared_dir, tmp_path):
     assert r.stdout == ref.stdout and "\\cite" not in r.stdout and "[" in r.stdout
 
 
-def test_quantize(tiny_dir, tiny, tmp_path):
+def test_quantize(tiny_chat_dir, tiny, tmp_path):
     out = tmp_path / "tiny-q8.gguf"
-    r = run(["quantize", str(tiny_dir), str(out), "--type", "q8_0", "-q"], cwd=tmp_path)
+    r = run(["quantize", str(tiny_chat_dir), str(out), "--type", "q8_0", "-q"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert f"wrote {out}" in r.stdout
     with lfm.load(str(out)) as q:

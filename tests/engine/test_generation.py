@@ -13,6 +13,7 @@ import pytest
 import liquidlfm as lfm
 from liquidlfm.errors import ContextFullError
 from tests.fixtures.hf_models import load_hf_model, make_hf_model
+from tests.fixtures.threads import assert_session_refuses_second_thread
 
 pytestmark = pytest.mark.reference  # models are built with transformers
 
@@ -267,18 +268,7 @@ def test_one_session_two_threads_raises(model):
     with model.session(n_ctx=256) as s:
         it = model.stream(PROMPTS[0], max_tokens=50, session=s, **GREEDY)
         next(it)
-        errs = []
-
-        def other():
-            try:
-                model.generate("x", session=s, max_tokens=2)
-            except RuntimeError as e:
-                errs.append(e)
-
-        t = threading.Thread(target=other)
-        t.start()
-        t.join()
-        assert errs and "in use" in str(errs[0])
+        assert_session_refuses_second_thread(model, s)
         list(it)
 
 

@@ -2,6 +2,7 @@
 streaming, context limits, prefix reuse, threads and interrupts are tested independently of the real
 model (tests/engine/test_generation.py runs the real engine)."""
 import _thread
+import contextlib
 import hashlib
 import math
 import pickle
@@ -21,6 +22,7 @@ from liquidlfm.generation import (
     resolve_sampling,
     save_session,
 )
+from tests.fixtures.threads import assert_session_refuses_second_thread
 
 SPECIALS = ["<|pad|>", "<|startoftext|>", "<|endoftext|>", "<|fim_pre|>", "<|fim_mid|>", "<|fim_suf|>",
             "<|im_start|>", "<|im_end|>", "<|tool_list_start|>", "<|tool_list_end|>", "<|tool_call_start|>",
@@ -488,18 +490,7 @@ def test_same_session_from_two_threads_raises():
     s = m.session()
     it = m.stream("hello", max_tokens=50, session=s, **GREEDY)
     next(it)  # generation in progress: the session is busy
-    err = []
-
-    def other():
-        try:
-            m.generate("x", session=s, max_tokens=2)
-        except RuntimeError as e:
-            err.append(e)
-
-    t = threading.Thread(target=other)
-    t.start()
-    t.join()
-    assert err and "in use" in str(err[0])
+    assert_session_refuses_second_thread(m, s)
     rest = list(it)
     assert rest[-1].finish_reason == "length"
     m.generate("x", session=s, max_tokens=2)  # free again
@@ -507,20 +498,34 @@ def test_same_session_from_two_threads_raises():
 
 # ---- interrupts ----
 
+def keyboard_interrupt_at_call(model, n):
+    """A context in which the model's n-th engine call raises KeyboardInterrupt (as Ctrl-C between
+    engine calls would), expected to escape the block; the hook is removed afterwards."""
+    calls = 0
+
+    def hook(session):
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def interrupted():
+        model.on_token = hook
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                yield
+        finally:
+            model.on_token = None
+
+    return interrupted()
+
+
 def test_keyboard_interrupt_mid_generation_leaves_session_consistent():
     m = FakeModel()
     s = m.session()
-    calls = {"n": 0}
-
-    def hook(sess):
-        calls["n"] += 1
-        if calls["n"] == 20:
-            raise KeyboardInterrupt
-
-    m.on_token = hook
-    with pytest.raises(KeyboardInterrupt):
+    with keyboard_interrupt_at_call(m, 20):
         m.generate("interrupt me", max_tokens=50, session=s, **GREEDY)
-    m.on_token = None
     # usable again (not busy), and the result equals a fresh run
     r = m.generate("interrupt me", max_tokens=10, session=s, **GREEDY)
     assert r.token_ids == FakeModel().generate("interrupt me", max_tokens=10, **GREEDY).token_ids
@@ -549,17 +554,8 @@ def test_interrupted_prefill_does_not_leave_stale_tokens():
     m = FakeModel()
     s = m.session()
     m.chat([{"role": "user", "content": "Hi"}], max_tokens=3, session=s, **GREEDY)
-    calls = {"n": 0}
-
-    def hook(sess):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-
-    m.on_token = hook
-    with pytest.raises(KeyboardInterrupt):
+    with keyboard_interrupt_at_call(m, 5):
         m.chat([{"role": "user", "content": "a different and long question"}], max_tokens=3, session=s, **GREEDY)
-    m.on_token = None
     msgs = [{"role": "user", "content": "a different and long question"}]
     r = m.chat(msgs, max_tokens=5, session=s, **GREEDY)
     assert r.token_ids == FakeModel().chat(msgs, max_tokens=5, session=FakeModel().session(), **GREEDY).token_ids
@@ -622,18 +618,9 @@ def test_interrupted_long_prefill_keeps_the_part_done(monkeypatch):
     monkeypatch.setattr(cache, "PREFILL_CHUNK", 8)
     m = FakeModel()
     s = m.session()
-    calls = {"n": 0}
-
-    def hook(sess):
-        calls["n"] += 1
-        if calls["n"] == 17:  # as the third chunk starts, like a SIGINT between engine calls
-            raise KeyboardInterrupt
-
-    m.on_token = hook
     prompt = "x" * 40
-    with pytest.raises(KeyboardInterrupt):
+    with keyboard_interrupt_at_call(m, 17):  # as the third chunk starts, like a SIGINT between engine calls
         m.generate(prompt, max_tokens=3, session=s, **GREEDY)
-    m.on_token = None
     r = m.generate(prompt, max_tokens=3, session=s, **GREEDY)
     assert r.stats.reused_tokens == 16  # two whole chunks survived the interrupt
     assert r.token_ids == FakeModel().generate(prompt, max_tokens=3, **GREEDY).token_ids
