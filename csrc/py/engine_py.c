@@ -1,11 +1,12 @@
 /* engine_py.c — Python bindings for the engine: _core.Model, _core.Ctx and kernel test hooks.
  *
- * Ownership and threads:
- * - Model owns an lfm_model. Every Ctx holds a strong reference to its Model and counts as a user;
- *   Model.close() frees the native model only once no Ctx and no running call uses it (the Python
- *   object reports closed immediately).
+ * Ownership and threads (the rule for objects in use is in pycommon.h):
+ * - Model owns an lfm_model. Every open Ctx holds a strong reference to its Model and counts as a
+ *   user, as does every running Model call; Model.close() frees the native model only once no Ctx
+ *   and no running call uses it (the Python object reports closed immediately).
  * - The GIL is released around load, context creation, decode and state copies. A Ctx is
- *   single-owner: a second thread entering while a call runs gets RuntimeError.
+ *   single-owner: a second call entering (another thread, or Python code run by the argument
+ *   conversions of the first) while a call runs gets RuntimeError, as do close() and __init__.
  * - Logits: Model.forward returns a read-only NumPy array that is a zero-copy view of the C
  *   buffer the engine wrote; the buffer is detached from its (freed) context and owned by the
  *   array's base object, so nothing can overwrite it. Ctx.decode returns copies (a step's logits
@@ -34,13 +35,13 @@ static PyObject *raise_err(lfm_status st, char *msg) {
 
 /* ---- token lists ---- */
 
-/* ids (any sequence of ints / integer array) → int32 buffer checked against n_vocab. */
-static int get_tokens(PyObject *ids, int32_t n_vocab, lfm_token **out, int32_t *n_out) {
-    *out = NULL;
-    *n_out = 0;
+/* ids (any sequence of ints / integer array) → a flat C int64 array. This is where Python code of the
+ * argument runs (__len__, __getitem__, __index__, __array__): callers mark their object busy first and
+ * read n_vocab only afterwards (pycommon.h, rule (c)). */
+static PyArrayObject *convert_tokens(PyObject *ids) {
     if (PyUnicode_Check(ids) || PyBytes_Check(ids)) {
         PyErr_SetString(PyExc_TypeError, "token ids must be a sequence of ints, not str/bytes");
-        return -1;
+        return NULL;
     }
     PyArrayObject *raw = (PyArrayObject *)PyArray_FromAny(ids, NULL, 0, 0, 0, NULL);
     if (!raw) {
@@ -48,39 +49,46 @@ static int get_tokens(PyObject *ids, int32_t n_vocab, lfm_token **out, int32_t *
             PyErr_Clear();
             PyErr_SetString(PyExc_TypeError, "token ids must be a sequence of ints");
         }
-        return -1;
+        return NULL;
     }
     char kind = PyArray_DESCR(raw)->kind;
     if (PyArray_SIZE(raw) > 0 && kind != 'i' && kind != 'u') {
         Py_DECREF(raw);
         if (kind == 'O') PyErr_SetString(PyExc_ValueError, "token id out of range (a value too large for int64, or not an int)");
         else PyErr_SetString(PyExc_TypeError, "token ids must be ints (got floats, bools or strings)");
-        return -1;
+        return NULL;
     }
     PyArrayObject *arr = (PyArrayObject *)PyArray_FromAny((PyObject *)raw, PyArray_DescrFromType(NPY_INT64), 0, 0,
                                                           NPY_ARRAY_CARRAY | NPY_ARRAY_FORCECAST, NULL);
     Py_DECREF(raw);
-    if (!arr) return -1;
+    if (!arr) return NULL;
     if (PyArray_NDIM(arr) != 1) {
         Py_DECREF(arr);
         PyErr_SetString(PyExc_ValueError, "token ids must be a flat (1-D) sequence of ints");
-        return -1;
+        return NULL;
     }
     npy_intp n = PyArray_DIM(arr, 0);
     if (n == 0) {
         Py_DECREF(arr);
         PyErr_SetString(PyExc_ValueError, "empty token list");
-        return -1;
+        return NULL;
     }
     if (n > INT32_MAX) {
         Py_DECREF(arr);
         PyErr_SetString(PyExc_ValueError, "too many tokens");
-        return -1;
+        return NULL;
     }
+    return arr;
+}
+
+/* A converted ids array → int32 buffer checked against n_vocab (runs no Python code). */
+static int check_tokens(PyArrayObject *arr, int32_t n_vocab, lfm_token **out, int32_t *n_out) {
+    *out = NULL;
+    *n_out = 0;
+    npy_intp n = PyArray_DIM(arr, 0);
     const int64_t *src = PyArray_DATA(arr);
     lfm_token *buf = PyMem_Malloc((size_t)n * sizeof *buf);
     if (!buf) {
-        Py_DECREF(arr);
         PyErr_NoMemory();
         return -1;
     }
@@ -89,12 +97,10 @@ static int get_tokens(PyObject *ids, int32_t n_vocab, lfm_token **out, int32_t *
             PyErr_Format(PyExc_ValueError, "token id %lld at index %zd is out of range [0, %d)", (long long)src[i], (Py_ssize_t)i,
                          (int)n_vocab);
             PyMem_Free(buf);
-            Py_DECREF(arr);
             return -1;
         }
         buf[i] = (lfm_token)src[i];
     }
-    Py_DECREF(arr);
     *out = buf;
     *n_out = (int32_t)n;
     return 0;
@@ -106,7 +112,8 @@ typedef struct {
     PyObject_HEAD
     lfm_model *m;
     int closed;
-    int users; /* live Ctx objects + running calls (GIL-protected) */
+    int users;   /* live Ctx objects + running calls (GIL-protected; pycommon.h rule (d)) */
+    int loading; /* __init__ is loading with the GIL released */
 } PyModel;
 
 static PyTypeObject PyModel_Type;
@@ -136,16 +143,29 @@ static lfm_type type_by_name(const char *name) {
     return LFM_TYPE_NONE;
 }
 
+static int model_load(PyModel *self, PyObject *args, PyObject *kw);
+
 static int model_init(PyModel *self, PyObject *args, PyObject *kw) {
+    if (self->loading || self->users) {
+        lfm_py_in_use("model");
+        return -1;
+    }
+    if (self->m) {
+        PyErr_SetString(PyExc_RuntimeError, "Model already initialised");
+        return -1;
+    }
+    /* busy from here: the converters below run Python code (__fspath__, __index__) */
+    self->loading = 1;
+    int rc = model_load(self, args, kw);
+    self->loading = 0;
+    return rc;
+}
+
+static int model_load(PyModel *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"path", "quantize", "n_threads", NULL};
     PyObject *path_obj, *quant = Py_None;
     int n_threads = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|Oi", kwlist, PyUnicode_FSConverter, &path_obj, &quant, &n_threads)) return -1;
-    if (self->m) {
-        Py_DECREF(path_obj);
-        PyErr_SetString(PyExc_RuntimeError, "Model already initialised");
-        return -1;
-    }
     lfm_model_params p = lfm_model_default_params();
     p.n_threads = n_threads;
     if (quant != Py_None) {
@@ -188,6 +208,7 @@ static void model_dealloc(PyModel *self) {
 }
 
 static PyObject *model_close(PyModel *self, PyObject *noargs) {
+    if (self->loading) return lfm_py_in_use("model");
     self->closed = 1;
     model_release(self);
     Py_RETURN_NONE;
@@ -195,8 +216,18 @@ static PyObject *model_close(PyModel *self, PyObject *noargs) {
 
 static PyObject *model_get_closed(PyModel *self, void *closure) { return PyBool_FromLong(self->closed); }
 
+static PyObject *model_config_dict(PyModel *self);
+
 static PyObject *model_get_config(PyModel *self, void *closure) {
     if (model_check(self) < 0) return NULL;
+    self->users++; /* building the dict can start the GC, whose __del__s may close the model */
+    PyObject *d = model_config_dict(self);
+    self->users--;
+    model_release(self);
+    return d;
+}
+
+static PyObject *model_config_dict(PyModel *self) {
     const lfm_config *c = lfm_model_config(self->m);
     PyObject *types = PyList_New(c->n_layer);
     if (!types) return NULL;
@@ -216,7 +247,7 @@ static PyObject *model_describe(PyModel *self, PyObject *noargs) {
     char *buf = PyMem_Malloc(n + 1);
     if (!buf) return PyErr_NoMemory();
     lfm_model_describe(self->m, buf, n + 1);
-    PyObject *s = PyUnicode_FromStringAndSize(buf, (Py_ssize_t)n);
+    PyObject *s = PyUnicode_FromStringAndSize(buf, (Py_ssize_t)n); /* after the last use of self->m */
     PyMem_Free(buf);
     return s;
 }
@@ -224,16 +255,34 @@ static PyObject *model_describe(PyModel *self, PyObject *noargs) {
 /* A capsule owning a float buffer: the base object of zero-copy logits arrays. */
 static void free_buffer_capsule(PyObject *cap) { free(PyCapsule_GetPointer(cap, "liquidlfm.logits")); }
 
+static PyObject *model_forward_in_use(PyModel *self, PyObject *args, PyObject *kw);
+
 static PyObject *model_forward(PyModel *self, PyObject *args, PyObject *kw) {
+    if (model_check(self) < 0) return NULL;
+    self->users++; /* rule (d): a close() from the conversions below is deferred */
+    PyObject *r = model_forward_in_use(self, args, kw);
+    self->users--;
+    model_release(self);
+    return r;
+}
+
+static PyObject *model_forward_in_use(PyModel *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"ids", "n_threads", "n_batch", "kv_f16", NULL};
     PyObject *ids;
     int n_threads = 0, n_batch = 0, kv_f16 = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|iip", kwlist, &ids, &n_threads, &n_batch, &kv_f16)) return NULL;
-    if (model_check(self) < 0) return NULL;
+    PyArrayObject *ids_arr = convert_tokens(ids);
+    if (!ids_arr) return NULL;
+    if (model_check(self) < 0) { /* closed by the conversions */
+        Py_DECREF(ids_arr);
+        return NULL;
+    }
     const int32_t V = self->m->cfg.n_vocab;
     lfm_token *toks;
     int32_t n;
-    if (get_tokens(ids, V, &toks, &n) < 0) return NULL;
+    int rc = check_tokens(ids_arr, V, &toks, &n);
+    Py_DECREF(ids_arr);
+    if (rc < 0) return NULL;
     lfm_ctx_params cp = lfm_ctx_default_params();
     cp.n_ctx = n;
     cp.n_batch = n_batch;
@@ -243,7 +292,6 @@ static PyObject *model_forward(PyModel *self, PyObject *args, PyObject *kw) {
     float *logits = NULL;
     lfm_status st;
     char err[1024];
-    self->users++;
     Py_BEGIN_ALLOW_THREADS
     st = lfm_ctx_init(self->m, &cp, &c);
     if (st == LFM_OK) st = lfm_ctx_decode(c, toks, n, LFM_LOGITS_ALL);
@@ -254,8 +302,6 @@ static PyObject *model_forward(PyModel *self, PyObject *args, PyObject *kw) {
     if (st != LFM_OK) snprintf(err, sizeof err, "%s", lfm_last_error());
     lfm_ctx_free(c);
     Py_END_ALLOW_THREADS
-    self->users--;
-    model_release(self);
     PyMem_Free(toks);
     if (st != LFM_OK) return raise_err(st, err);
     PyObject *cap = PyCapsule_New(logits, "liquidlfm.logits", free_buffer_capsule);
@@ -313,9 +359,9 @@ static PyTypeObject PyModel_Type = {
 
 typedef struct {
     PyObject_HEAD
-    PyModel *model;
-    lfm_ctx *c;
-    int in_call;
+    PyModel *model;      /* strong reference while open, NULL once closed (pycommon.h rule (d)) */
+    lfm_ctx *c;          /* non-NULL: open (then model is non-NULL) */
+    int in_call;         /* busy (rule (a)): __init__, a method or generate_step is running */
     int check_signals;   /* this decode runs on the main thread: poll for Ctrl-C between layers */
     long abort_after;    /* test hook: abort after this many layer checks; < 0: off */
 } PyCtx;
@@ -334,7 +380,7 @@ static int ctx_abort_cb(void *user) {
     return stop;
 }
 
-static int ctx_check(PyCtx *self) {
+static int ctx_open(PyCtx *self) {
     if (!self->c) {
         PyErr_SetString(PyExc_ValueError, "session is closed");
         return -1;
@@ -343,24 +389,37 @@ static int ctx_check(PyCtx *self) {
         PyErr_SetString(PyExc_ValueError, "model is closed");
         return -1;
     }
+    return 0;
+}
+
+/* Open and not busy: for the getters, which run no Python code between this check and their use
+ * of the context. */
+static int ctx_check(PyCtx *self) {
+    if (ctx_open(self) < 0) return -1;
     if (self->in_call) {
-        PyErr_SetString(PyExc_RuntimeError, "session is in use by another thread");
+        lfm_py_in_use("session");
         return -1;
     }
     return 0;
 }
 
-static int ctx_init(PyCtx *self, PyObject *args, PyObject *kw) {
+/* Rule (a): open, not busy, then busy until ctx_end. Methods that convert arguments call ctx_open
+ * again after the conversions (the model may have been closed by them). */
+static int ctx_begin(PyCtx *self) {
+    if (ctx_check(self) < 0) return -1;
+    self->in_call = 1;
+    return 0;
+}
+
+static void ctx_end(PyCtx *self) { self->in_call = 0; }
+
+static int ctx_create(PyCtx *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"model", "n_ctx", "n_batch", "n_threads", "kv_f16", NULL};
     PyObject *model;
     int n_ctx = 0, n_batch = 0, n_threads = 0, kv_f16 = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O!|iiip", kwlist, &PyModel_Type, &model, &n_ctx, &n_batch, &n_threads,
                                      &kv_f16))
         return -1;
-    if (self->c) {
-        PyErr_SetString(PyExc_RuntimeError, "Ctx already initialised");
-        return -1;
-    }
     PyModel *pm = (PyModel *)model;
     if (model_check(pm) < 0) return -1;
     if (n_ctx < 0 || n_batch < 0) {
@@ -384,13 +443,30 @@ static int ctx_init(PyCtx *self, PyObject *args, PyObject *kw) {
         return -1;
     }
     Py_INCREF(pm);
-    self->model = pm;
+    Py_XSETREF(self->model, pm); /* NULL after close(); never keep a second reference */
     self->c = c;
     self->abort_after = -1;
     lfm_ctx_set_abort_callback(c, ctx_abort_cb, self);
     return 0;
 }
 
+static int ctx_init(PyCtx *self, PyObject *args, PyObject *kw) {
+    if (self->in_call) {
+        lfm_py_in_use("session");
+        return -1;
+    }
+    if (self->c) {
+        PyErr_SetString(PyExc_RuntimeError, "Ctx already initialised");
+        return -1;
+    }
+    self->in_call = 1; /* the argument converters run Python code; the context is made without the GIL */
+    int rc = ctx_create(self, args, kw);
+    self->in_call = 0;
+    return rc;
+}
+
+/* Free the context and drop the model (the last reference may free the weights); runs no Python
+ * code before the object is consistent again. */
 static void ctx_release(PyCtx *self) {
     if (self->c) {
         lfm_ctx_free(self->c);
@@ -398,19 +474,16 @@ static void ctx_release(PyCtx *self) {
         self->model->users--;
         model_release(self->model);
     }
+    Py_CLEAR(self->model);
 }
 
 static void ctx_dealloc(PyCtx *self) {
-    ctx_release(self);
-    Py_XDECREF(self->model);
+    ctx_release(self); /* never busy here: a running call holds a reference */
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyObject *ctx_close(PyCtx *self, PyObject *noargs) {
-    if (self->in_call) {
-        PyErr_SetString(PyExc_RuntimeError, "session is in use by another thread");
-        return NULL;
-    }
+    if (self->in_call) return lfm_py_in_use("session");
     ctx_release(self);
     Py_RETURN_NONE;
 }
@@ -423,30 +496,34 @@ static PyObject *copy_rows(const float *src, int32_t rows, int32_t V, int two_d)
     return arr;
 }
 
-static PyObject *ctx_decode(PyCtx *self, PyObject *args, PyObject *kw) {
+static PyObject *ctx_decode_in_use(PyCtx *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"ids", "logits", NULL};
     PyObject *ids;
     const char *mode_s = "last";
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|s", kwlist, &ids, &mode_s)) return NULL;
-    if (ctx_check(self) < 0) return NULL;
     lfm_logits_mode mode;
     if (strcmp(mode_s, "last") == 0) mode = LFM_LOGITS_LAST;
     else if (strcmp(mode_s, "all") == 0) mode = LFM_LOGITS_ALL;
     else if (strcmp(mode_s, "none") == 0) mode = LFM_LOGITS_NONE;
     else return PyErr_Format(PyExc_ValueError, "logits must be 'last', 'all' or 'none', got '%s'", mode_s);
-    const int32_t V = self->model->m->cfg.n_vocab;
+    PyArrayObject *ids_arr = convert_tokens(ids);
+    if (!ids_arr) return NULL;
+    if (ctx_open(self) < 0) { /* the model was closed by the conversion */
+        Py_DECREF(ids_arr);
+        return NULL;
+    }
     lfm_token *toks;
     int32_t n;
-    if (get_tokens(ids, V, &toks, &n) < 0) return NULL;
+    int rc = check_tokens(ids_arr, self->model->m->cfg.n_vocab, &toks, &n);
+    Py_DECREF(ids_arr);
+    if (rc < 0) return NULL;
     lfm_status st;
     char err[1024];
-    self->in_call = 1;
     self->check_signals = PyThread_get_thread_ident() == main_thread_id;
     Py_BEGIN_ALLOW_THREADS
     st = lfm_ctx_decode(self->c, toks, n, mode);
     if (st != LFM_OK) snprintf(err, sizeof err, "%s", lfm_last_error());
     Py_END_ALLOW_THREADS
-    self->in_call = 0;
     self->check_signals = 0; /* other users of this context (the C generate loop) poll signals themselves */
     PyMem_Free(toks);
     if (st == LFM_ERR_ABORTED && PyErr_Occurred()) return NULL; /* KeyboardInterrupt from Ctrl-C */
@@ -454,22 +531,36 @@ static PyObject *ctx_decode(PyCtx *self, PyObject *args, PyObject *kw) {
     if (mode == LFM_LOGITS_NONE) Py_RETURN_NONE;
     int32_t rows;
     const float *lg = lfm_ctx_logits(self->c, &rows);
-    return copy_rows(lg, rows, V, mode == LFM_LOGITS_ALL);
+    return copy_rows(lg, rows, self->model->m->cfg.n_vocab, mode == LFM_LOGITS_ALL);
+}
+
+static PyObject *ctx_decode(PyCtx *self, PyObject *args, PyObject *kw) {
+    if (ctx_begin(self) < 0) return NULL;
+    PyObject *r = ctx_decode_in_use(self, args, kw);
+    ctx_end(self);
+    return r;
 }
 
 static PyObject *ctx_last_logits(PyCtx *self, PyObject *noargs) {
-    if (ctx_check(self) < 0) return NULL;
+    if (ctx_begin(self) < 0) return NULL; /* the copy's allocation may run Python code (GC) */
     int32_t rows;
     const float *lg = lfm_ctx_logits(self->c, &rows);
-    if (!lg || !self->c->has_last_logits) Py_RETURN_NONE;
-    const int32_t V = self->model->m->cfg.n_vocab;
-    return copy_rows(lg + (size_t)(rows - 1) * V, 1, V, 0);
+    PyObject *r;
+    if (!lg || !self->c->has_last_logits) {
+        Py_INCREF(Py_None);
+        r = Py_None;
+    } else {
+        const int32_t V = self->model->m->cfg.n_vocab;
+        r = copy_rows(lg + (size_t)(rows - 1) * V, 1, V, 0);
+    }
+    ctx_end(self);
+    return r;
 }
 
 static PyObject *ctx_set_abort_after(PyCtx *self, PyObject *arg) {
-    if (ctx_check(self) < 0) return NULL;
-    long n = PyLong_AsLong(arg);
+    long n = PyLong_AsLong(arg); /* first: __index__ may run Python code */
     if (n == -1 && PyErr_Occurred()) return NULL;
+    if (ctx_check(self) < 0) return NULL;
     self->abort_after = n;
     Py_RETURN_NONE;
 }
@@ -481,19 +572,21 @@ static PyObject *ctx_reset(PyCtx *self, PyObject *noargs) {
 }
 
 static PyObject *ctx_save(PyCtx *self, PyObject *noargs) {
-    if (ctx_check(self) < 0) return NULL;
+    if (ctx_begin(self) < 0) return NULL;
     size_t n = lfm_ctx_state_size(self->c);
     PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
-    if (!b) return NULL;
+    if (!b) {
+        ctx_end(self);
+        return NULL;
+    }
     lfm_status st;
     char err[1024];
     char *dst = PyBytes_AS_STRING(b);
-    self->in_call = 1;
     Py_BEGIN_ALLOW_THREADS
     st = lfm_ctx_state_save(self->c, dst, n, NULL);
     if (st != LFM_OK) snprintf(err, sizeof err, "%s", lfm_last_error());
     Py_END_ALLOW_THREADS
-    self->in_call = 0;
+    ctx_end(self);
     if (st != LFM_OK) {
         Py_DECREF(b);
         return raise_err(st, err);
@@ -502,18 +595,24 @@ static PyObject *ctx_save(PyCtx *self, PyObject *noargs) {
 }
 
 static PyObject *ctx_load(PyCtx *self, PyObject *arg) {
-    if (ctx_check(self) < 0) return NULL;
+    if (ctx_begin(self) < 0) return NULL;
     Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_C_CONTIGUOUS) < 0) return NULL;
-    lfm_status st;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_C_CONTIGUOUS) < 0) {
+        ctx_end(self);
+        return NULL;
+    }
+    lfm_status st = LFM_OK;
     char err[1024];
-    self->in_call = 1;
-    Py_BEGIN_ALLOW_THREADS
-    st = lfm_ctx_state_load(self->c, view.buf, (size_t)view.len);
-    if (st != LFM_OK) snprintf(err, sizeof err, "%s", lfm_last_error());
-    Py_END_ALLOW_THREADS
-    self->in_call = 0;
+    int open = ctx_open(self) == 0; /* the export may have run Python code that closed the model */
+    if (open) {
+        Py_BEGIN_ALLOW_THREADS
+        st = lfm_ctx_state_load(self->c, view.buf, (size_t)view.len);
+        if (st != LFM_OK) snprintf(err, sizeof err, "%s", lfm_last_error());
+        Py_END_ALLOW_THREADS
+    }
     PyBuffer_Release(&view);
+    ctx_end(self);
+    if (!open) return NULL;
     if (st != LFM_OK) return raise_err(st, err);
     Py_RETURN_NONE;
 }
@@ -764,10 +863,9 @@ lfm_ctx *lfm_py_ctx_acquire(PyObject *obj) {
         return NULL;
     }
     PyCtx *self = (PyCtx *)obj;
-    if (ctx_check(self) < 0) return NULL;
-    self->in_call = 1;
+    if (ctx_begin(self) < 0) return NULL;
     self->check_signals = 0; /* the caller's own loop handles Ctrl-C between steps */
     return self->c;
 }
 
-void lfm_py_ctx_release(PyObject *obj) { ((PyCtx *)obj)->in_call = 0; }
+void lfm_py_ctx_release(PyObject *obj) { ctx_end((PyCtx *)obj); }
