@@ -7,8 +7,10 @@
  *     s.accept(tok) / s.accept([ids...])
  *     ids, probs = s.dist(logits)   # the distribution sample() draws from
  *
- * The GIL is released while the C code runs; a second thread using the same sampler at the same time
- * gets RuntimeError.
+ * The GIL is released while the C code runs. Objects in use (pycommon.h): a second call on the same
+ * sampler while one runs (another thread, or Python code run by the first call's argument
+ * conversions) gets RuntimeError, as do close() and __init__ (a re-init): the C sampler is never
+ * freed or replaced under a running call.
  */
 #include "pycommon.h"
 
@@ -19,16 +21,16 @@
 typedef struct {
     PyObject_HEAD
     lfm_sampler *s;
-    int busy;
+    int busy; /* pycommon.h rule (a); read and written with the GIL held */
 } SamplerObject;
 
 static int sampler_enter(SamplerObject *self) {
-    if (!self->s) {
-        PyErr_SetString(PyExc_ValueError, "sampler is closed");
+    if (self->busy) {
+        lfm_py_in_use("sampler");
         return -1;
     }
-    if (self->busy) {
-        PyErr_SetString(PyExc_RuntimeError, "sampler is in use by another thread");
+    if (!self->s) {
+        PyErr_SetString(PyExc_ValueError, "sampler is closed");
         return -1;
     }
     self->busy = 1;
@@ -52,23 +54,28 @@ static int set_bias_from_mapping(lfm_sampler *s, PyObject *bias) {
         PyErr_SetString(PyExc_TypeError, "logit_bias must be a dict {token_id: bias} or None");
         return -1;
     }
-    Py_ssize_t n = PyDict_Size(bias);
+    /* a list of (key, value) pairs that owns its items: __float__ of a value may change the dict */
+    PyObject *items = PyDict_Items(bias);
+    if (!items) return -1;
+    Py_ssize_t n = PyList_GET_SIZE(items);
     if (n > INT32_MAX) {
+        Py_DECREF(items);
         PyErr_SetString(PyExc_ValueError, "logit_bias: too many entries");
         return -1;
     }
     lfm_token *ids = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *ids);
     float *vals = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *vals);
     if (!ids || !vals) {
+        Py_DECREF(items);
         PyMem_Free(ids);
         PyMem_Free(vals);
         PyErr_NoMemory();
         return -1;
     }
-    Py_ssize_t pos = 0, i = 0;
-    PyObject *k, *v;
+    Py_ssize_t i = 0;
     int rc = 0;
-    while (PyDict_Next(bias, &pos, &k, &v)) {
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *k = PyTuple_GET_ITEM(PyList_GET_ITEM(items, j), 0), *v = PyTuple_GET_ITEM(PyList_GET_ITEM(items, j), 1);
         if (!PyLong_Check(k)) {
             PyErr_SetString(PyExc_TypeError, "logit_bias keys must be int token ids");
             rc = -1;
@@ -100,6 +107,7 @@ static int set_bias_from_mapping(lfm_sampler *s, PyObject *bias) {
             rc = -1;
         }
     }
+    Py_DECREF(items);
     PyMem_Free(ids);
     PyMem_Free(vals);
     return rc;
@@ -107,7 +115,22 @@ static int set_bias_from_mapping(lfm_sampler *s, PyObject *bias) {
 
 /* ---- construction ---- */
 
+static int sampler_create(SamplerObject *self, PyObject *args, PyObject *kw);
+
+/* A re-init replaces the C sampler: refused while a call runs (rule (b)); busy itself while its
+ * argument converters (Python code) run, so a nested __init__ or close() is refused too. */
 static int Sampler_init(SamplerObject *self, PyObject *args, PyObject *kw) {
+    if (self->busy) {
+        lfm_py_in_use("sampler");
+        return -1;
+    }
+    self->busy = 1;
+    int rc = sampler_create(self, args, kw);
+    self->busy = 0;
+    return rc;
+}
+
+static int sampler_create(SamplerObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"n_vocab", "temperature", "top_k", "top_p", "min_p", "repetition_penalty",
                              "presence_penalty", "frequency_penalty", "penalty_last_n", "seed", "logit_bias",
                              NULL};
@@ -152,6 +175,7 @@ static int Sampler_init(SamplerObject *self, PyObject *args, PyObject *kw) {
 }
 
 static void Sampler_dealloc(SamplerObject *self) {
+    /* never busy here: a running call holds a reference */
     lfm_sampler_free(self->s);
     self->s = NULL;
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -194,6 +218,15 @@ static int check_token(SamplerObject *self, PyObject *o, lfm_token *out) {
     }
     *out = (lfm_token)t;
     return 0;
+}
+
+/* Any iterable -> a tuple (which owns its items, unlike a list that Python code may change). */
+static PyObject *owned_items(PyObject *obj, const char *msg) {
+    PyObject *fast = PySequence_Fast(obj, msg);
+    if (!fast || PyTuple_CheckExact(fast)) return fast;
+    PyObject *t = PyList_AsTuple(fast);
+    Py_DECREF(fast);
+    return t;
 }
 
 /* ---- methods ---- */
@@ -288,21 +321,26 @@ static PyObject *Sampler_accept(SamplerObject *self, PyObject *obj) {
         if (check_token(self, obj, &t) < 0) goto fail;
         lfm_sampler_accept(self->s, t);
     } else {
-        PyObject *seq = PySequence_Fast(obj, "accept() takes a token id or a sequence of token ids");
+        /* a tuple owns its items (the __index__ of one may change a list); each id is converted
+         * once, all before the first is accepted, so a bad id leaves the history unchanged */
+        PyObject *seq = owned_items(obj, "accept() takes a token id or a sequence of token ids");
         if (!seq) goto fail;
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-        PyObject **items = PySequence_Fast_ITEMS(seq);
-        /* validate everything first so a bad id leaves the history unchanged */
+        Py_ssize_t n = PyTuple_GET_SIZE(seq);
+        lfm_token *ids = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *ids);
+        if (!ids) {
+            Py_DECREF(seq);
+            PyErr_NoMemory();
+            goto fail;
+        }
         for (Py_ssize_t i = 0; i < n; i++) {
-            if (check_token(self, items[i], &t) < 0) {
+            if (check_token(self, PyTuple_GET_ITEM(seq, i), &ids[i]) < 0) {
+                PyMem_Free(ids);
                 Py_DECREF(seq);
                 goto fail;
             }
         }
-        for (Py_ssize_t i = 0; i < n; i++) {
-            check_token(self, items[i], &t);
-            lfm_sampler_accept(self->s, t);
-        }
+        for (Py_ssize_t i = 0; i < n; i++) lfm_sampler_accept(self->s, ids[i]);
+        PyMem_Free(ids);
         Py_DECREF(seq);
     }
     sampler_leave(self);
@@ -328,20 +366,17 @@ static PyObject *Sampler_set_logit_bias(SamplerObject *self, PyObject *bias) {
 }
 
 static PyObject *Sampler_count(SamplerObject *self, PyObject *obj) {
-    if (!self->s) {
-        PyErr_SetString(PyExc_ValueError, "sampler is closed");
-        return NULL;
-    }
+    if (sampler_enter(self) < 0) return NULL; /* the id's __index__ is Python code */
     lfm_token t;
-    if (check_token(self, obj, &t) < 0) return NULL;
-    return PyLong_FromLong(lfm_sampler_token_count(self->s, t));
+    int rc = check_token(self, obj, &t);
+    long count = rc == 0 ? (long)lfm_sampler_token_count(self->s, t) : 0;
+    sampler_leave(self);
+    if (rc < 0) return NULL;
+    return PyLong_FromLong(count);
 }
 
 static PyObject *Sampler_close(SamplerObject *self, PyObject *noargs) {
-    if (self->busy) {
-        PyErr_SetString(PyExc_RuntimeError, "sampler is in use by another thread");
-        return NULL;
-    }
+    if (self->busy) return lfm_py_in_use("sampler");
     lfm_sampler_free(self->s);
     self->s = NULL;
     Py_RETURN_NONE;
@@ -443,9 +478,9 @@ static PyObject *py_generate_step(PyObject *mod, PyObject *args) {
     Py_ssize_t n_stop = 0;
     PyObject *seq = NULL;
     if (stops && stops != Py_None) {
-        seq = PySequence_Fast(stops, "stop_ids must be a sequence of ints");
+        seq = owned_items(stops, "stop_ids must be a sequence of ints"); /* an __index__ below may change a list */
         if (!seq) return NULL;
-        n_stop = PySequence_Fast_GET_SIZE(seq);
+        n_stop = PyTuple_GET_SIZE(seq);
         if (n_stop > (Py_ssize_t)(sizeof stop_buf / sizeof stop_buf[0])) {
             stop_ids = PyMem_Malloc((size_t)n_stop * sizeof *stop_ids);
             if (!stop_ids) {
@@ -454,7 +489,7 @@ static PyObject *py_generate_step(PyObject *mod, PyObject *args) {
             }
         }
         for (Py_ssize_t i = 0; i < n_stop; i++) {
-            long long v = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
+            long long v = PyLong_AsLongLong(PyTuple_GET_ITEM(seq, i));
             if (v == -1 && PyErr_Occurred()) goto fail_stops;
             if (v < INT32_MIN || v > INT32_MAX) {
                 PyErr_Format(PyExc_ValueError, "stop id %lld out of range", v);
