@@ -8,7 +8,7 @@
 typedef struct {
     PyObject_HEAD
     lfm_tokenizer *tok;
-    int n_users; /* calls running with the GIL released; guarded by the GIL */
+    int n_users; /* running calls (pycommon.h rule (a)); guarded by the GIL */
 } TokObject;
 
 static int tok_check(TokObject *self) {
@@ -59,17 +59,13 @@ fail:
     return NULL;
 }
 
-static int tok_init(TokObject *self, PyObject *args, PyObject *kw) {
+static int tok_create(TokObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"tokens", "token_types", "merges", "ignore_merges", "bos_id", "eos_id", NULL};
     PyObject *tokens, *types = Py_None, *merges;
     int ignore_merges = 1, bos = -1, eos = -1;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|pii", kwlist, &tokens, &types, &merges, &ignore_merges, &bos,
                                      &eos))
         return -1;
-    if (self->tok) {
-        PyErr_SetString(PyExc_RuntimeError, "Tokenizer is already initialised");
-        return -1;
-    }
     Py_ssize_t n_tok = 0, n_merge = 0;
     PyObject *keep_tok = NULL, *keep_merge = NULL;
     int32_t *kinds = NULL;
@@ -137,6 +133,33 @@ done:
     return rc;
 }
 
+/* Busy while the converters (Python code) and the build run: a nested or concurrent __init__ or
+ * close() is refused. */
+static int tok_init(TokObject *self, PyObject *args, PyObject *kw) {
+    if (self->n_users) {
+        lfm_py_in_use("tokenizer");
+        return -1;
+    }
+    if (self->tok) {
+        PyErr_SetString(PyExc_RuntimeError, "Tokenizer is already initialised");
+        return -1;
+    }
+    self->n_users++;
+    int rc = tok_create(self, args, kw);
+    self->n_users--;
+    return rc;
+}
+
+/* Rule (a) of pycommon.h for the methods: in use from entry, so Python code run by an argument's
+ * conversion cannot close the tokenizer under the call. */
+#define TOK_IN_USE(call)        \
+    do {                        \
+        self->n_users++;        \
+        PyObject *r_ = (call);  \
+        self->n_users--;        \
+        return r_;              \
+    } while (0)
+
 /* str or bytes-like -> (pointer, length, owner). */
 static int text_arg(PyObject *text, const char **s, Py_ssize_t *n, PyObject **owner) {
     if (PyUnicode_Check(text)) {
@@ -157,7 +180,7 @@ static int text_arg(PyObject *text, const char **s, Py_ssize_t *n, PyObject **ow
     return 0;
 }
 
-static PyObject *tok_encode(TokObject *self, PyObject *args, PyObject *kw) {
+static PyObject *tok_encode_in_use(TokObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"text", "add_bos", "parse_special", NULL};
     PyObject *text;
     int add_bos = 0, parse_special = 0;
@@ -241,7 +264,9 @@ static lfm_token *ids_arg(PyObject *obj, Py_ssize_t *n) {
     return ids;
 }
 
-static PyObject *tok_decode_bytes(TokObject *self, PyObject *args, PyObject *kw) {
+static PyObject *tok_encode(TokObject *self, PyObject *args, PyObject *kw) { TOK_IN_USE(tok_encode_in_use(self, args, kw)); }
+
+static PyObject *tok_decode_bytes_in_use(TokObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"ids", "skip_special_tokens", NULL};
     PyObject *obj;
     int skip = 0;
@@ -267,7 +292,11 @@ static PyObject *tok_decode_bytes(TokObject *self, PyObject *args, PyObject *kw)
     return out;
 }
 
-static PyObject *tok_token_bytes(TokObject *self, PyObject *arg) {
+static PyObject *tok_decode_bytes(TokObject *self, PyObject *args, PyObject *kw) {
+    TOK_IN_USE(tok_decode_bytes_in_use(self, args, kw));
+}
+
+static PyObject *tok_token_bytes_in_use(TokObject *self, PyObject *arg) {
     if (tok_check(self) < 0) return NULL;
     long long id = PyLong_AsLongLong(arg);
     if (id == -1 && PyErr_Occurred()) {
@@ -284,11 +313,10 @@ static PyObject *tok_token_bytes(TokObject *self, PyObject *arg) {
     return PyBytes_FromStringAndSize(b, (Py_ssize_t)len);
 }
 
+static PyObject *tok_token_bytes(TokObject *self, PyObject *arg) { TOK_IN_USE(tok_token_bytes_in_use(self, arg)); }
+
 static PyObject *tok_close(TokObject *self, PyObject *noargs) {
-    if (self->n_users > 0) {
-        PyErr_SetString(PyExc_RuntimeError, "tokenizer is in use by another thread");
-        return NULL;
-    }
+    if (self->n_users > 0) return lfm_py_in_use("tokenizer");
     lfm_tokenizer_free(self->tok);
     self->tok = NULL;
     Py_RETURN_NONE;
