@@ -36,7 +36,7 @@ PyObject *lfm_py_raise_msg(lfm_status status, const char *msg);
  * (d) A Ctx holds a strong reference to its Model and counts as one of its users, as does every
  *     running Model call. Model.close() with users marks it closed at once (new calls and contexts
  *     on it raise ValueError) and frees the weights when the last user leaves: the weights are never
- *     freed under a running call, and close() never fails. */
+ *     freed under a running call, and close() fails only while __init__ is still loading. */
 
 /* Set RuntimeError("<what> is in use by another call ...") for rule (b); returns NULL. */
 static inline PyObject *lfm_py_in_use(const char *what) {

@@ -399,3 +399,24 @@ def test_tokenizer_close_or_reinit_during_conversion_refused():
     assert len(refused) == 6 and all("in use" in e for e in refused)
     assert tok.n_tokens == 4
     tok.close()
+
+
+def test_model_init_path_conversion_cannot_close_or_reinit(paths):
+    """Model.__init__ is busy while its path converter (__fspath__) runs: a nested __init__ (which loaded
+    a second model and leaked one) or close() is refused."""
+    m = _core.Model.__new__(_core.Model)
+    refused = []
+
+    class P:
+        def __fspath__(self):
+            for f in (m.close, lambda: m.__init__(paths["big"])):
+                try:
+                    f()
+                except RuntimeError as e:
+                    refused.append(str(e))
+            return paths["small"]
+
+    m.__init__(P())
+    assert len(refused) == 2 and all("in use" in e for e in refused)
+    assert m.config["n_vocab"] == SMALL_V and not m.closed
+    m.close()
