@@ -435,7 +435,10 @@ def chat_template_from_dir(path) -> Optional[str]:
     path = Path(path)
     jinja = path / "chat_template.jinja"
     if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
+        try:
+            return jinja.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ModelFormatError(f"{jinja}: not UTF-8 text (byte offset {e.start})") from None
     cfg = path / "tokenizer_config.json"
     if cfg.is_file():
         try:
@@ -455,7 +458,10 @@ def chat_template_from_gguf(path) -> Optional[str]:
     field = reader.fields.get("tokenizer.chat_template")
     if field is None or not field.data:
         return None
-    return bytes(field.parts[field.data[0]]).decode("utf-8")
+    try:
+        return bytes(field.parts[field.data[0]]).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ModelFormatError(f"{path}: tokenizer.chat_template is not UTF-8 text (byte offset {e.start})") from None
 
 
 def special_tokens_from_dir(path) -> dict:

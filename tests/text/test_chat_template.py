@@ -254,6 +254,29 @@ def test_template_from_gguf(tmp_path):
     assert chat_template_from_gguf(path) == "{{ bos_token }}안녕"
 
 
+def test_template_not_utf8(tmp_path):
+    """Used to raise UnicodeDecodeError out of liquidlfm.load for a model folder."""
+    import gguf
+    import numpy as np
+
+    import liquidlfm
+    from liquidlfm.chat_template import chat_template_from_gguf
+
+    (tmp_path / "chat_template.jinja").write_bytes(b"{{ bos_token }}\xff")
+    with pytest.raises(liquidlfm.ModelFormatError, match=r"chat_template.jinja: not UTF-8 text \(byte offset 15\)"):
+        chat_template_from_dir(tmp_path)
+    path = tmp_path / "t.gguf"
+    w = gguf.GGUFWriter(str(path), "lfm2")
+    w.add_key_value("tokenizer.chat_template", b"ab\xff", gguf.GGUFValueType.STRING)
+    w.add_tensor("x", np.zeros(4, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(liquidlfm.ModelFormatError, match=r"tokenizer.chat_template is not UTF-8 text"):
+        chat_template_from_gguf(path)
+
+
 def test_builtin_is_self_contained():
     src = (REPO / "liquidlfm" / "chat_template.py").read_text(encoding="utf-8")
     assert "shared" not in src.replace("SafeNamespace", "").split("LFM2_CHAT_TEMPLATE = (")[1].split(")\n")[0]
