@@ -338,6 +338,29 @@ def test_gguf_token_not_utf8(gguf_fields, tmp_path):
         Tokenizer.from_gguf(p)
 
 
+@pytest.mark.parametrize("key", ["tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens",
+                                 "tokenizer.ggml.token_type", "tokenizer.ggml.merges", "tokenizer.ggml.bos_token_id",
+                                 "tokenizer.ggml.eos_token_id", "tokenizer.ggml.padding_token_id",
+                                 "tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token"])
+def test_gguf_any_key_of_any_type(gguf_fields, tmp_path, key):
+    """Every tokenizer key the loader reads, stored with every GGUF value type: a tokenizer or a
+    liquidlfm error, never TypeError / KeyError."""
+    import gguf
+
+    V = gguf.GGUFValueType
+    for value, vt in (("x", V.STRING), (7, V.UINT32), (-7, V.INT32), (2**40, V.UINT64), (1.5, V.FLOAT32),
+                      (True, V.BOOL), (["a", "b"], (V.ARRAY, V.STRING)), ([1, 2], (V.ARRAY, V.INT32)),
+                      ([[1], [2]], (V.ARRAY, V.ARRAY)), (None, None)):
+        fields = dict(gguf_fields, **{key: value})
+        if value is None:
+            del fields[key]
+        p = _write_gguf(tmp_path / "t.gguf", fields, {key: vt} if vt is not None else None)
+        try:
+            Tokenizer.from_gguf(p).close()
+        except LIQUID_ERRORS:
+            pass
+
+
 def test_gguf_model_with_array_bos_still_loads(tmp_path):
     """An otherwise valid model whose tokenizer.ggml.bos_token_id is an array used to fail to load with
     TypeError; now the tokenizer is refused (ModelFormatError) and the model loads without one, as
