@@ -7,11 +7,12 @@ the globals ``raise_exception`` and ``strftime_now``, and the tokenizer's specia
 (``bos_token``, ``eos_token``, ...) as variables.
 
 Templates come from model files, so rendering is bounded in work as well as sandboxed: ``range()`` gives
-at most MAX_RANGE items, a render may take at most MAX_STEPS loop iterations and calls, build strings and
-lists of at most MAX_VALUE items (``*``, ``+``, ``~``), MAX_WORK items in all (output included), and
-recurse only as deep as Python allows (and, as a backstop, run at most MAX_SECONDS). Past a limit render() raises ChatTemplateLimitError (a
-liquidlfm.ModelFormatError: the template, not the conversation, is at fault) naming the template.
-Every real chat template stays far below these limits and renders byte-identically.
+at most MAX_RANGE items; a render may take at most MAX_STEPS loop iterations, calls and lookups, build
+strings and lists of at most MAX_VALUE items (``*``, ``+``, ``~``) and MAX_WORK items in all (output
+included), recurse only as deep as Python allows and, as a backstop, run for at most MAX_SECONDS. Past a
+limit render() raises ChatTemplateLimitError (a liquidlfm.ModelFormatError: the template, not the
+conversation, is at fault) naming the template. Real chat templates stay far below these limits (the
+LFM2 template takes ~4 steps per message) and render byte-identically.
 
 Where the template comes from (first found): the model's ``chat_template.jinja``, its
 ``tokenizer_config.json`` ``chat_template``, the GGUF key ``tokenizer.chat_template``; otherwise the built-in LFM2

@@ -187,7 +187,8 @@ class Tokenizer:
         if not tokens or merges is None:
             raise ModelFormatError(f"{path}: tokenizer.ggml.tokens / tokenizer.ggml.merges missing")
         types = meta.get("tokenizer.ggml.token_type")
-        for key, arr, typ in (("tokens", tokens, str), ("merges", merges, str), ("token_type", types or [], int)):
+        for key, arr, typ in (("tokens", tokens, str), ("merges", merges, str),
+                              ("token_type", [] if types is None else types, int)):
             if not isinstance(arr, list) or not all(isinstance(x, typ) and not isinstance(x, bool) for x in arr):
                 raise ModelFormatError(f"{path}: tokenizer.ggml.{key} must be an array of {typ.__name__}")
         if types is not None and len(types) != len(tokens):

@@ -348,8 +348,8 @@ def test_gguf_any_key_of_any_type(gguf_fields, tmp_path, key):
     import gguf
 
     V = gguf.GGUFValueType
-    for value, vt in (("x", V.STRING), (7, V.UINT32), (-7, V.INT32), (2**40, V.UINT64), (1.5, V.FLOAT32),
-                      (True, V.BOOL), (["a", "b"], (V.ARRAY, V.STRING)), ([1, 2], (V.ARRAY, V.INT32)),
+    for value, vt in (("x", V.STRING), (7, V.UINT32), (0, V.UINT8), (-7, V.INT32), (2**40, V.UINT64),
+                      (1.5, V.FLOAT32), (True, V.BOOL), (["a", "b"], (V.ARRAY, V.STRING)), ([1, 2], (V.ARRAY, V.INT32)),
                       ([[1], [2]], (V.ARRAY, V.ARRAY)), (None, None)):
         fields = dict(gguf_fields, **{key: value})
         if value is None:
