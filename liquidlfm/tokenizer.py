@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence, Union
 
 from . import _core
-from .errors import ModelFormatError, UnsupportedModelError
+from .errors import LiquidLFMError, ModelFormatError, UnsupportedModelError
 from .generation.streaming import StreamDecoder
 
 __all__ = ["Tokenizer", "StreamDecoder", "LFM2_PRETOKENIZER_PATTERN"]
@@ -51,12 +51,30 @@ _GGUF_PRE_OK = {"lfm2", "llama-bpe", "llama3", "llama-v3"}
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _content(tok) -> Optional[str]:
+def _content(tok, where: str) -> Optional[str]:
+    """A special token given as "text" or {"content": "text", ...} (transformers' AddedToken dict)."""
     if tok is None:
         return None
-    if isinstance(tok, Mapping):
-        return tok.get("content")
-    return str(tok)
+    c = tok.get("content") if isinstance(tok, Mapping) else tok
+    if not isinstance(c, str):
+        raise ModelFormatError(f"{where} must be a string or {{'content': string}}, got {tok!r:.80}")
+    return c
+
+
+def _flag(value, where: str, default: bool) -> bool:
+    """A boolean setting: true/false, or the strings "true"/"false" (any case) that hand-edited
+    configs carry; anything else is a format error (bool("false") would be True)."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ModelFormatError(f"{where} must be true or false, got {value!r:.80}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 class Tokenizer:
@@ -113,15 +131,20 @@ class Tokenizer:
     def from_tokenizer_json(cls, src: Union[str, os.PathLike, Mapping], *, tokenizer_config: Optional[Mapping] = None,
                             generation_config: Optional[Mapping] = None) -> "Tokenizer":
         """From a tokenizer.json path or its parsed dict. Raises UnsupportedModelError for a tokenizer
-        that is not LFM2-style byte-level BPE (other pre-tokenizer, normalizer, byte fallback...)."""
+        that is not LFM2-style byte-level BPE (other pre-tokenizer, normalizer, byte fallback...) and
+        ModelFormatError, naming the field, for a malformed one (missing or non-integer ids, ids far
+        past the number of tokens, wrong JSON types, text that is not valid UTF-8).
+
+        add_bos_token / add_eos_token in tokenizer_config may be JSON booleans or the strings
+        "true" / "false" (read as what they say); other values are a ModelFormatError."""
         data = _read_json(Path(src)) if not isinstance(src, Mapping) else src
         tokens, types, merges, ignore_merges, template_bos = _parse_tokenizer_json(data)
-        config = dict(tokenizer_config or {})
-        gen = dict(generation_config or {})
+        config = _mapping(tokenizer_config, "tokenizer_config.json")
+        gen = _mapping(generation_config, "generation_config.json")
         index = {t: i for i, t in enumerate(tokens) if types[i] in (CONTROL, USER_DEFINED)}
 
         def special(name, gen_key):
-            c = _content(config.get(name))
+            c = _content(config.get(name), f"tokenizer_config.json {name}")
             if c is not None:
                 if c not in index:
                     raise ModelFormatError(f"tokenizer_config.json {name} {c!r} is not an added token")
@@ -129,53 +152,77 @@ class Tokenizer:
             v = gen.get(gen_key)
             if isinstance(v, list):
                 v = v[0] if v else None
-            return v if isinstance(v, int) and 0 <= v < len(tokens) else None
+            return v if _is_int(v) and 0 <= v < len(tokens) else None
 
         bos = special("bos_token", "bos_token_id")
         if bos is None:
             bos = template_bos
         eos = special("eos_token", "eos_token_id")
         pad = special("pad_token", "pad_token_id")
-        add_bos = config.get("add_bos_token")
-        if add_bos is None:
-            add_bos = template_bos is not None
-        return cls(tokens, types, merges, ignore_merges=ignore_merges, bos_id=bos, eos_id=eos, pad_id=pad,
-                   add_bos_token=bool(add_bos), add_eos_token=bool(config.get("add_eos_token", False)))
+        add_bos = _flag(config.get("add_bos_token"), "tokenizer_config.json add_bos_token", template_bos is not None)
+        add_eos = _flag(config.get("add_eos_token"), "tokenizer_config.json add_eos_token", False)
+        return cls._from_file_data("tokenizer.json", tokens, types, merges, ignore_merges=ignore_merges, bos_id=bos,
+                                   eos_id=eos, pad_id=pad, add_bos_token=add_bos, add_eos_token=add_eos)
 
     @classmethod
     def from_gguf(cls, path: Union[str, os.PathLike]) -> "Tokenizer":
-        """From the tokenizer.ggml.* metadata of a GGUF file (model "gpt2", pre "lfm2" or "llama-bpe")."""
+        """From the tokenizer.ggml.* metadata of a GGUF file (model "gpt2", pre "lfm2" or "llama-bpe").
+
+        Like llama.cpp (llama-vocab.cpp reads them with get_key, which refuses a value of another
+        type), the special ids (bos / eos / padding_token_id) must be integers and add_bos_token /
+        add_eos_token booleans: a string, array or float there is a ModelFormatError naming the key
+        (llama.cpp insists on u32 exactly; any GGUF integer type is accepted here)."""
         meta = _read_gguf_tokenizer_metadata(Path(path))
         model = meta.get("tokenizer.ggml.model")
         if model is None:
             raise ModelFormatError(f"{path}: no tokenizer.ggml.model key (the file carries no tokenizer)")
         if model != "gpt2":
-            raise UnsupportedModelError(f"{path}: tokenizer.ggml.model is {model!r}; only byte-level BPE ('gpt2') is supported")
+            raise UnsupportedModelError(f"{path}: tokenizer.ggml.model is {model!r:.80}; only byte-level BPE ('gpt2') is supported")
         pre = meta.get("tokenizer.ggml.pre")
-        if pre not in _GGUF_PRE_OK:
+        if not isinstance(pre, str) or pre not in _GGUF_PRE_OK:
             raise UnsupportedModelError(
-                f"{path}: tokenizer.ggml.pre is {pre!r}; supported: {sorted(_GGUF_PRE_OK)} (LFM2's LLaMA-3 pattern)")
+                f"{path}: tokenizer.ggml.pre is {pre!r:.80}; supported: {sorted(_GGUF_PRE_OK)} (LFM2's LLaMA-3 pattern)")
         tokens = meta.get("tokenizer.ggml.tokens")
         merges = meta.get("tokenizer.ggml.merges")
         if not tokens or merges is None:
             raise ModelFormatError(f"{path}: tokenizer.ggml.tokens / tokenizer.ggml.merges missing")
         types = meta.get("tokenizer.ggml.token_type")
-        if types is not None and len(types) != len(tokens):
-            raise ModelFormatError(f"{path}: {len(types)} token types for {len(tokens)} tokens")
-        for key, arr, typ in (("tokens", tokens, str), ("merges", merges, str), ("token_type", types or [], int)):
+        for key, arr, typ in (("tokens", tokens, str), ("merges", merges, str),
+                              ("token_type", [] if types is None else types, int)):
             if not isinstance(arr, list) or not all(isinstance(x, typ) and not isinstance(x, bool) for x in arr):
                 raise ModelFormatError(f"{path}: tokenizer.ggml.{key} must be an array of {typ.__name__}")
+        if types is not None and len(types) != len(tokens):
+            raise ModelFormatError(f"{path}: {len(types)} token types for {len(tokens)} tokens")
 
         def tid(key):
             v = meta.get(key)
-            return int(v) if v is not None else None
+            if v is not None and not _is_int(v):
+                raise ModelFormatError(f"{path}: {key} must be an integer token id, got {v!r:.80}")
+            return v
+
+        def flag(key, default):
+            v = meta.get(key)
+            if v is not None and not isinstance(v, bool):
+                raise ModelFormatError(f"{path}: {key} must be a bool, got {v!r:.80}")
+            return default if v is None else v
 
         bos = tid("tokenizer.ggml.bos_token_id")
-        add_bos = meta.get("tokenizer.ggml.add_bos_token")
-        return cls(tokens, types, merges, ignore_merges=True, bos_id=bos, eos_id=tid("tokenizer.ggml.eos_token_id"),
-                   pad_id=tid("tokenizer.ggml.padding_token_id"),
-                   add_bos_token=bool(add_bos) if add_bos is not None else bos is not None,
-                   add_eos_token=bool(meta.get("tokenizer.ggml.add_eos_token", False)))
+        return cls._from_file_data(
+            str(path), tokens, types, merges, ignore_merges=True, bos_id=bos,
+            eos_id=tid("tokenizer.ggml.eos_token_id"), pad_id=tid("tokenizer.ggml.padding_token_id"),
+            add_bos_token=flag("tokenizer.ggml.add_bos_token", bos is not None),
+            add_eos_token=flag("tokenizer.ggml.add_eos_token", False))
+
+    @classmethod
+    def _from_file_data(cls, where: str, *args, **kw) -> "Tokenizer":
+        """cls(*args, **kw) for tables read from a file: what the core rejects as a bad argument (a
+        NUL or lone surrogate in a token, ...) is a ModelFormatError about that file."""
+        try:
+            return cls(*args, **kw)
+        except (TypeError, ValueError) as e:
+            if isinstance(e, LiquidLFMError):
+                raise
+            raise ModelFormatError(f"{where}: {e}") from None
 
     # ---- encode / decode ----
 
@@ -308,6 +355,30 @@ def _read_json(path: Path):
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ModelFormatError(f"{path}: invalid JSON: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ModelFormatError(f"{path}: not UTF-8 text (byte offset {e.start})") from None
+
+
+def _mapping(value, where: str) -> Mapping:
+    """A JSON object (None: empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ModelFormatError(f"{where} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _get(obj: Mapping, key: str, where: str, kind, what: str):
+    """obj[key] when it is of type kind (None when missing or null), else a ModelFormatError naming
+    where.key and what was expected."""
+    v = obj.get(key)
+    if v is None or (isinstance(v, kind) and not (isinstance(v, bool) and bool not in _tuple(kind))):
+        return v
+    raise ModelFormatError(f"{where}.{key} must be {what}, got {v!r:.80}")
+
+
+def _tuple(kind) -> tuple:
+    return kind if isinstance(kind, tuple) else (kind,)
 
 
 def _check_pretokenizer(pre) -> None:
@@ -317,46 +388,81 @@ def _check_pretokenizer(pre) -> None:
             f"ByteLevel(use_regex=false)] ({why}); other tokenizers are not supported")
 
     if not isinstance(pre, Mapping) or pre.get("type") != "Sequence":
-        bad(f"got {pre.get('type') if isinstance(pre, Mapping) else pre!r}")
-    steps = pre.get("pretokenizers") or []
+        bad(f"got {pre.get('type') if isinstance(pre, Mapping) else pre!r:.80}")
+    steps = _get(pre, "pretokenizers", "tokenizer.json pre_tokenizer", list, "a list") or []
+    for k, step in enumerate(steps):
+        if not isinstance(step, Mapping):
+            raise ModelFormatError(f"tokenizer.json pre_tokenizer.pretokenizers[{k}] must be a JSON object, "
+                                   f"got {step!r:.80}")
     if len(steps) != 2:
         bad(f"{len(steps)} steps")
     split, bl = steps
-    pattern = (split.get("pattern") or {}).get("Regex") if split.get("type") == "Split" else None
+    pattern = _get(split, "pattern", "tokenizer.json pre_tokenizer.pretokenizers[0]", Mapping, "a JSON object")
+    pattern = (pattern or {}).get("Regex") if split.get("type") == "Split" else None
     if pattern != LFM2_PRETOKENIZER_PATTERN:
-        bad(f"split pattern {pattern!r}")
+        bad(f"split pattern {pattern!r:.80}")
     if split.get("behavior") != "Isolated" or split.get("invert"):
-        bad(f"split behavior {split.get('behavior')!r}, invert={split.get('invert')!r}")
+        bad(f"split behavior {split.get('behavior')!r:.40}, invert={split.get('invert')!r:.40}")
     if bl.get("type") != "ByteLevel" or bl.get("use_regex", True) or bl.get("add_prefix_space", False):
-        bad(f"second step {bl!r}")
+        bad(f"second step {bl!r:.200}")
 
 
 def _parse_tokenizer_json(data: Mapping):
-    model = data.get("model") or {}
+    data = _mapping(data, "tokenizer.json")
+    model = _get(data, "model", "tokenizer.json", Mapping, "a JSON object") or {}
     if model.get("type") != "BPE":
-        raise UnsupportedModelError(f"tokenizer.json model type {model.get('type')!r}; only BPE is supported")
-    if data.get("normalizer") is not None:
-        raise UnsupportedModelError(f"tokenizer.json has a normalizer ({data['normalizer'].get('type')}); LFM2 has none")
+        raise UnsupportedModelError(f"tokenizer.json model type {model.get('type')!r:.80}; only BPE is supported")
+    for key in ("normalizer", "pre_tokenizer", "decoder", "post_processor"):
+        _get(data, key, "tokenizer.json", Mapping, "a JSON object or null")
+    norm = data.get("normalizer")
+    if norm is not None:
+        raise UnsupportedModelError(f"tokenizer.json has a normalizer ({norm.get('type')!r:.80}); LFM2 has none")
     for key, ok in (("byte_fallback", (None, False)), ("continuing_subword_prefix", (None, "")),
                     ("end_of_word_suffix", (None, "")), ("dropout", (None, 0, 0.0))):
-        if model.get(key) not in ok:
-            raise UnsupportedModelError(f"tokenizer.json model.{key} = {model.get(key)!r} is not supported")
+        v = model.get(key)
+        if not isinstance(v, (type(None), bool, int, float, str)) or v not in ok:
+            raise UnsupportedModelError(f"tokenizer.json model.{key} = {v!r:.80} is not supported")
     _check_pretokenizer(data.get("pre_tokenizer"))
     dec = data.get("decoder")
     if dec is not None and dec.get("type") != "ByteLevel":
-        raise UnsupportedModelError(f"tokenizer.json decoder {dec.get('type')!r}; expected ByteLevel")
-    vocab = model.get("vocab") or {}
-    added = data.get("added_tokens") or []
-    n = 1 + max([-1] + list(vocab.values()) + [a["id"] for a in added])
+        raise UnsupportedModelError(f"tokenizer.json decoder {dec.get('type')!r:.80}; expected ByteLevel")
+    vocab = _get(model, "vocab", "tokenizer.json model", Mapping, "a JSON object {token: id}") or {}
+    added = _get(data, "added_tokens", "tokenizer.json", list, "a list") or []
+    # every id checked before any table is sized by the largest one
+    max_id = -1
+    for t, i in vocab.items():
+        if not _is_int(i) or i < 0:
+            raise ModelFormatError(f"tokenizer.json model.vocab[{t!r:.80}] has id {i!r:.80}, expected an integer >= 0")
+        max_id = max(max_id, i)
+    for k, a in enumerate(added):
+        where = f"tokenizer.json added_tokens[{k}]"
+        if not isinstance(a, Mapping):
+            raise ModelFormatError(f"{where} must be a JSON object, got {a!r:.80}")
+        i = a.get("id")
+        if not _is_int(i) or i < 0:
+            raise ModelFormatError(f"{where} ({a.get('content')!r:.80}) has id {i!r:.80}, expected an integer >= 0")
+        if not isinstance(a.get("content"), str):
+            raise ModelFormatError(f"{where}.content must be a string, got {a.get('content')!r:.80}")
+        for flag in ("lstrip", "rstrip", "single_word", "special"):
+            _get(a, flag, where, bool, "true or false")
+        max_id = max(max_id, i)
+    # Ids need not be dense (a hole becomes an UNUSED "[PAD<i>]" token, as llama.cpp's converter
+    # does), but the table is sized by the largest id: at most twice the number of entries, so a
+    # stray id of 10**7 cannot make us allocate gigabytes.
+    n_entries = len(vocab) + len(added)
+    if max_id >= 2 * n_entries:
+        where = next((f"model.vocab[{t!r:.80}]" for t, i in vocab.items() if i == max_id), None) or next(
+            f"added_tokens[{k}]" for k, a in enumerate(added) if a["id"] == max_id)
+        raise ModelFormatError(f"tokenizer.json {where} has id {max_id}: ids must stay below twice the number "
+                               f"of entries ({n_entries} vocab + added tokens, so < {2 * n_entries})")
+    n = max_id + 1
     tokens = [None] * n
     types = [NORMAL] * n
     for t, i in vocab.items():
-        if not isinstance(i, int) or i < 0:
-            raise ModelFormatError(f"tokenizer.json vocab entry {t!r} has id {i!r}")
         tokens[i] = t
     for a in added:
         if a.get("lstrip") or a.get("rstrip") or a.get("single_word"):
-            raise UnsupportedModelError(f"added token {a['content']!r} uses lstrip/rstrip/single_word")
+            raise UnsupportedModelError(f"added token {a['content']!r:.80} uses lstrip/rstrip/single_word")
         tokens[a["id"]] = a["content"]
         types[a["id"]] = CONTROL if a.get("special") else USER_DEFINED
     for i, t in enumerate(tokens):
@@ -364,36 +470,51 @@ def _parse_tokenizer_json(data: Mapping):
             tokens[i] = f"[PAD{i}]"
             types[i] = UNUSED
     merges = []
-    for m in model.get("merges") or []:
+    for k, m in enumerate(_get(model, "merges", "tokenizer.json model", list, "a list") or []):
         if isinstance(m, str):
             merges.append(m)
-        elif isinstance(m, (list, tuple)) and len(m) == 2:
+        elif isinstance(m, (list, tuple)) and len(m) == 2 and all(isinstance(x, str) for x in m):
             merges.append(f"{m[0]} {m[1]}")
         else:
-            raise ModelFormatError(f"tokenizer.json merge {m!r} is neither 'a b' nor [a, b]")
-    template_bos = _template_bos(data.get("post_processor"), data)
-    return tokens, types, merges, bool(model.get("ignore_merges", False)), template_bos
+            raise ModelFormatError(f"tokenizer.json model.merges[{k}] {m!r:.80} is neither 'a b' nor [a, b]")
+    ignore_merges = _get(model, "ignore_merges", "tokenizer.json model", bool, "true or false")
+    template_bos = _template_bos(data.get("post_processor"), "tokenizer.json post_processor")
+    if template_bos is not None and not 0 <= template_bos < n:
+        raise ModelFormatError(f"tokenizer.json post_processor: BOS id {template_bos} outside the vocabulary [0, {n})")
+    return tokens, types, merges, bool(ignore_merges), template_bos
 
 
-def _template_bos(post, data) -> Optional[int]:
+def _template_bos(post, where: str) -> Optional[int]:
     """The id the post-processor puts in front of a single sequence, if any."""
     if not isinstance(post, Mapping):
         return None
     if post.get("type") == "Sequence":
-        for p in post.get("processors") or []:
-            b = _template_bos(p, data)
+        procs = _get(post, "processors", where, list, "a list") or []
+        for k, p in enumerate(procs):
+            b = _template_bos(p, f"{where}.processors[{k}]")
             if b is not None:
                 return b
         return None
     if post.get("type") != "TemplateProcessing":
         return None
-    single = post.get("single") or []
-    if not single or "SpecialToken" not in single[0]:
+    single = _get(post, "single", where, list, "a list") or []
+    first = single[0] if single else None
+    if not isinstance(first, Mapping) or "SpecialToken" not in first:
         return None
-    name = single[0]["SpecialToken"]["id"]
-    spec = (post.get("special_tokens") or {}).get(name) or {}
-    ids = spec.get("ids") or []
-    return ids[0] if len(ids) == 1 else None
+    tok = _get(first, "SpecialToken", f"{where}.single[0]", Mapping, "a JSON object") or {}
+    name = tok.get("id")
+    specials = _get(post, "special_tokens", where, Mapping, "a JSON object") or {}
+    if not isinstance(name, str) or name not in specials:
+        return None
+    spec = specials[name]
+    if not isinstance(spec, Mapping):
+        raise ModelFormatError(f"{where}.special_tokens[{name!r:.80}] must be a JSON object, got {spec!r:.80}")
+    ids = _get(spec, "ids", f"{where}.special_tokens[{name!r:.80}]", list, "a list of token ids") or []
+    if len(ids) != 1:
+        return None
+    if not _is_int(ids[0]):
+        raise ModelFormatError(f"{where}.special_tokens[{name!r:.80}].ids[0] must be a token id, got {ids[0]!r:.80}")
+    return ids[0]
 
 
 # ---- GGUF ----

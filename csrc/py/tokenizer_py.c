@@ -44,7 +44,15 @@ static const char **utf8_array(PyObject *seq_obj, const char *what, Py_ssize_t *
         }
         Py_ssize_t sz;
         arr[i] = PyUnicode_AsUTF8AndSize(it, &sz);
-        if (!arr[i]) goto fail;
+        if (!arr[i]) {
+            /* a lone surrogate: what a GGUF string with invalid UTF-8 decodes to (surrogateescape) */
+            if (PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_ValueError, "%s[%zd] is not valid UTF-8 text (it holds a lone surrogate: %.80R)",
+                             what, i, it);
+            }
+            goto fail;
+        }
         if ((Py_ssize_t)strlen(arr[i]) != sz) {
             PyErr_Format(PyExc_ValueError, "%s[%zd] contains a NUL character", what, i);
             goto fail;

@@ -145,6 +145,65 @@ def test_sandbox_blocks_escapes():
             render_chat_template([{"role": "user", "content": "x"}], source=src)
 
 
+# ---- bounded work: templates come from model files ----
+
+def _limited(src, seconds=1.0, messages=({"role": "user", "content": "x"},), **kw):
+    """Render src; it must stop with ChatTemplateLimitError (a ModelFormatError) within `seconds`."""
+    import time
+
+    import liquidlfm
+    from liquidlfm.chat_template import ChatTemplateLimitError
+
+    t0 = time.perf_counter()
+    with pytest.raises(ChatTemplateLimitError) as e:
+        ChatTemplate(src, **kw).render(list(messages))
+    assert time.perf_counter() - t0 < seconds, src
+    assert isinstance(e.value, liquidlfm.ModelFormatError)
+    return str(e.value)
+
+
+def test_nested_range_loops_stop_within_a_second():
+    """Two nested range(100000) loops used to run 10**10 iterations (jinja's sandbox caps one range at
+    100 000 items, not how many are made)."""
+    msg = _limited("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", name="evil.gguf")
+    assert "chat template evil.gguf: range() of 100000 items (limit 10000)" in msg
+    msg = _limited("{% for i in range(10000) %}{% for j in range(10000) %}{{ '' }}{% endfor %}{% endfor %}")
+    assert "more than 250000 loop iterations" in msg and "'{% for i in range(10000) %}" in msg
+    _limited("{% for c in 'ab' * 5000000 %}{% for d in 'ab' %}{% endfor %}{% endfor %}")
+    _limited("{% for c in messages[0].content %}{% for d in messages[0].content %}{% endfor %}{% endfor %}",
+             messages=[{"role": "user", "content": "x" * 100000}])
+
+
+@pytest.mark.parametrize("src", [
+    "{% set ns = namespace(s='x') %}{% for i in range(100) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+    "{% set ns = namespace(s='x') %}{% for i in range(100) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+    "{% set ns = namespace(s=[1]) %}{% for i in range(100) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+    "{{ 'x' * 10**10 }}",
+    "{{ [0] * 10**10 }}",
+    "{{ 10 ** 100000000 }}",
+    "{% for i in range(10000) %}{{ 'x' * 10**6 }}{% endfor %}",
+])
+def test_huge_values_refused_before_they_are_built(src):
+    _limited(src)
+
+
+def test_macro_recursion_bounded():
+    assert "recursion too deep" in _limited("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}")
+    _limited("{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}", seconds=2.0)
+
+
+@pytest.mark.reference
+def test_long_conversation_within_limits(hf_tokenizer):
+    """The shipped LFM2 template on 2 000 turns and 100 tools: far below every limit, same bytes as
+    transformers."""
+    msgs = [{"role": ("user", "assistant")[i % 2], "content": f"turn {i} " + "안녕 " * 50} for i in range(2000)]
+    tools = [dict(CANDIDATES_TOOL, name=f"tool_{i}") for i in range(100)]
+    want = hf_tokenizer.apply_chat_template(msgs, tools=tools, add_generation_prompt=True, tokenize=False)
+    special = {"bos_token": "<|startoftext|>", "eos_token": "<|im_end|>", "pad_token": "<|pad|>"}
+    assert render_chat_template(msgs, tools, True, source=SHARED_TEMPLATE, special_tokens=special) == want
+    assert ChatTemplate().render(msgs, tools=tools) == want
+
+
 def test_bad_inputs():
     t = ChatTemplate()
     with pytest.raises(TypeError):
@@ -193,6 +252,29 @@ def test_template_from_gguf(tmp_path):
     w.write_tensors_to_file()
     w.close()
     assert chat_template_from_gguf(path) == "{{ bos_token }}안녕"
+
+
+def test_template_not_utf8(tmp_path):
+    """Used to raise UnicodeDecodeError out of liquidlfm.load for a model folder."""
+    import gguf
+    import numpy as np
+
+    import liquidlfm
+    from liquidlfm.chat_template import chat_template_from_gguf
+
+    (tmp_path / "chat_template.jinja").write_bytes(b"{{ bos_token }}\xff")
+    with pytest.raises(liquidlfm.ModelFormatError, match=r"chat_template.jinja: not UTF-8 text \(byte offset 15\)"):
+        chat_template_from_dir(tmp_path)
+    path = tmp_path / "t.gguf"
+    w = gguf.GGUFWriter(str(path), "lfm2")
+    w.add_key_value("tokenizer.chat_template", b"ab\xff", gguf.GGUFValueType.STRING)
+    w.add_tensor("x", np.zeros(4, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(liquidlfm.ModelFormatError, match=r"tokenizer.chat_template is not UTF-8 text"):
+        chat_template_from_gguf(path)
 
 
 def test_builtin_is_self_contained():
