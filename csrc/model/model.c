@@ -100,9 +100,25 @@ static lfm_status check_limits(const lfm_config *c) {
     return LFM_OK;
 }
 
-static lfm_status check(const lfm_tensor *t, const char *role, int32_t layer, int64_t ne0, int64_t ne1, bool want_f32) {
-    char where[64];
+/* Why the engine cannot compute with type t in role r, or NULL when it can: a matrix or the head is
+ * multiplied (a matmul kernel on this CPU), the embedding's rows are looked up (a row decoder); a
+ * tied head is both rows (checked once as the embedding, once as the head). */
+static const char *role_type_problem(lfm_tensor_role r, lfm_type t) {
+    const lfm_type_traits *tt = lfm_type_traits_get(t);
+    const bool activation = tt && tt->is_quantized && tt->vec_dot_type == t; /* Q8_1, Q8_K */
+    if ((r == LFM_ROLE_MATRIX || r == LFM_ROLE_HEAD) && !lfm_type_has_matmul(t))
+        return activation ? "has no matmul kernel (it is an activation format, not a weight type)" : "has no matmul kernel";
+    if (r == LFM_ROLE_EMBEDDING && !(tt && tt->to_float))
+        return activation ? "has no row decoder for embedding lookups (it is an activation format, not a weight type)"
+                          : "has no row decoder for embedding lookups";
+    return NULL;
+}
+
+static lfm_status check(const lfm_tensor *t, const char *role, int32_t layer, int64_t ne0, int64_t ne1, lfm_tensor_role r,
+                        bool want_f32, bool tied) {
+    char where[96];
     if (layer >= 0) snprintf(where, sizeof where, "layer %d %s", (int)layer, role);
+    else if (tied) snprintf(where, sizeof where, "%s (tied to the token embedding)", role);
     else snprintf(where, sizeof where, "%s", role);
     if (!t->data) return lfm_fail(LFM_ERR_FORMAT, "%s: tensor missing", where);
     if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
@@ -114,6 +130,9 @@ static lfm_status check(const lfm_tensor *t, const char *role, int32_t layer, in
     int64_t be = lfm_type_block_elems(t->type);
     if (!lfm_type_is_supported(t->type))
         return lfm_fail(LFM_ERR_UNSUPPORTED, "%s ('%s'): tensor type %d is not supported", where, t->name, (int)t->type);
+    const char *why = role_type_problem(r, t->type);
+    if (why)
+        return lfm_fail(LFM_ERR_UNSUPPORTED, "%s ('%s'): type %s %s", where, t->name, lfm_type_name(t->type), why);
     if (ne0 % be != 0)
         return lfm_fail(LFM_ERR_FORMAT, "%s ('%s'): row length %lld is not a multiple of the %s block size %lld", where, t->name,
                         (long long)ne0, lfm_type_name(t->type), (long long)be);
@@ -137,8 +156,8 @@ lfm_status lfm_model_validate(struct lfm_model *m) {
         for (int id = 0; id < LFM_TENSOR_COUNT; id++) {
             if (!lfm_tensor_applies(id, c, l)) continue;
             const lfm_tensor_desc *d = &lfm_tensors[id];
-            st = check(lfm_model_tensor_c(m, id, l), d->what, l, lfm_dim_value(c, d->ne[0]),
-                       lfm_dim_value(c, d->ne[1]), lfm_tensor_wants_f32(id));
+            st = check(lfm_model_tensor_c(m, id, l), d->what, l, lfm_dim_value(c, d->ne[0]), lfm_dim_value(c, d->ne[1]), d->role,
+                       lfm_tensor_wants_f32(id), d->role == LFM_ROLE_HEAD && c->tied_output);
             if (st != LFM_OK) return st;
         }
     return LFM_OK;

@@ -173,7 +173,8 @@ lfm_status lfm_model_load_gguf(struct lfm_model *m, const char *path);
 #define LFM_MAX_VOCAB (1 << 24)
 
 /* Shared checks once tensors are in place: hyper-parameters against the limits above, shapes
- * against cfg, types runnable, F32 for norms. */
+ * against cfg, every tensor's type computable in its role (a matmul kernel for matrices and the
+ * head, a row decoder for the embedding; a tied head needs both), F32 for norms. */
 lfm_status lfm_model_validate(struct lfm_model *m);
 /* Re-encode every 2-D weight matrix into type (quantize on load). */
 lfm_status lfm_model_requantize(struct lfm_model *m, lfm_type type, int n_threads);

@@ -180,3 +180,42 @@ def test_conv_kernel_size_over_the_limit_is_refused(tmp_path):
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises((ModelFormatError, UnsupportedModelError), match="conv_L_cache|conv_l_cache"):
         lfm.load(d)
+
+
+# ---- every weight type computable in its role -----------------------------------------------
+
+def _types():
+    import gguf
+
+    return gguf.GGMLQuantizationType
+
+
+@pytest.mark.parametrize("type_name", ["Q8_1", "Q8_K"])
+@pytest.mark.parametrize("tensor", ["blk.0.ffn_gate.weight", "blk.1.attn_q.weight", "blk.0.shortconv.in_proj.weight"])
+def test_matmul_weight_without_kernel_is_refused(tmp_path, type_name, tensor):
+    p = write_gguf(tmp_path / "m.gguf", H=256, F=256, raw={tensor: _types()[type_name]})
+    with pytest.raises(UnsupportedModelError, match=rf"(?i)'{tensor}'.*{type_name.lower()}.*no matmul kernel"):
+        lfm.load(p)
+
+
+@pytest.mark.parametrize("type_name", ["Q8_1", "Q8_K"])
+def test_untied_head_without_kernel_is_refused(tmp_path, type_name):
+    p = write_gguf(tmp_path / "m.gguf", H=256, F=256, tied=False, raw={"output.weight": _types()[type_name]})
+    with pytest.raises(UnsupportedModelError, match=rf"(?i)'output.weight'.*{type_name.lower()}.*no matmul kernel"):
+        lfm.load(p)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("type_name", ["Q8_1", "Q8_K"])
+def test_embedding_without_row_decoder_is_refused(tmp_path, type_name, tied):
+    # tied: the head is the same Q8_K bytes, which used to give uninitialized memory as logits
+    p = write_gguf(tmp_path / "m.gguf", H=256, F=256, tied=tied, raw={"token_embd.weight": _types()[type_name]})
+    with pytest.raises(UnsupportedModelError, match=rf"(?i)'token_embd.weight'.*{type_name.lower()}"):
+        lfm.load(p)
+
+
+def test_quantized_weights_with_kernels_still_load(tmp_path):
+    p = write_gguf(tmp_path / "ok.gguf", H=256, F=256)
+    assert np.isfinite(lfm.load(p).forward([1, 2, 3])).all()
+    for q in ("q8_0", "q4_0", "q5_1"):  # quantize on load: validated again after the re-encode
+        assert np.isfinite(lfm.load(p, quantize=q).forward([1, 2, 3])).all()
