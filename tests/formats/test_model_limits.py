@@ -219,3 +219,29 @@ def test_quantized_weights_with_kernels_still_load(tmp_path):
     assert np.isfinite(lfm.load(p).forward([1, 2, 3])).all()
     for q in ("q8_0", "q4_0", "q5_1"):  # quantize on load: validated again after the re-encode
         assert np.isfinite(lfm.load(p, quantize=q).forward([1, 2, 3])).all()
+
+
+# ---- GGUF tensors at odd offsets ---------------------------------------------------------
+
+def test_alignment_one_loads_and_matches_the_aligned_file(tmp_path):
+    from liquidlfm.gguf import read_gguf
+
+    kw = dict(V=33, H=64, nh=4, nkv=2, F=64, layers=("conv", "full_attention"))
+    aligned = write_gguf(tmp_path / "a32.gguf", **kw)
+    # general.alignment = 1: the data section starts right after the header; a name of the right
+    # length puts it (and so every F32 tensor, all of whose sizes are multiples of 4) at an odd offset
+    a1 = tmp_path / "a1.gguf"
+    for pad in range(4):
+        write_gguf(a1, alignment=1, name="lfm2 test" + "x" * pad, **kw)
+        info = read_gguf(a1)
+        if info.data_offset % 2 == 1:
+            break
+    assert info.alignment == 1 and info.data_offset % 2 == 1
+    assert all(t.offset % 2 == 1 for t in info.tensors)  # offsets in the file
+    ids = [1, 2, 3, 30, 7]
+    for kv in ("f32", "f16"):
+        got = lfm.load(a1, kv_cache=kv).forward(ids)
+        want = lfm.load(aligned, kv_cache=kv).forward(ids)
+        np.testing.assert_array_equal(got, want)
+    for q in ("q8_0", "q4_0"):  # quantize on load reads the copies too
+        np.testing.assert_array_equal(lfm.load(a1, quantize=q).forward(ids), lfm.load(aligned, quantize=q).forward(ids))
