@@ -151,6 +151,10 @@ lfm_status lfm_model_validate(struct lfm_model *m) {
                         c->n_vocab, c->n_embd, c->n_layer, c->n_head, c->n_head_kv, c->head_dim, c->n_ff, c->conv_l_cache);
     lfm_status st = check_limits(c);
     if (st != LFM_OK) return st;
+    /* a special id outside the vocabulary (GGUF metadata is not checked against it) is unknown */
+    lfm_token *special[] = {&m->cfg.bos_id, &m->cfg.eos_id, &m->cfg.pad_id};
+    for (int i = 0; i < 3; i++)
+        if (*special[i] >= c->n_vocab) *special[i] = -1;
     if (!m->layers) return lfm_fail(LFM_ERR_FORMAT, "model has no layers");
     for (int32_t l = -1; l < c->n_layer; l++) /* -1: the global tensors */
         for (int id = 0; id < LFM_TENSOR_COUNT; id++) {

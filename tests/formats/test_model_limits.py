@@ -52,9 +52,10 @@ def lfm2_tensors(V, H, nh, nkv, F, layers, K=3, tied=True, seed=0, float_dtype=n
 
 
 def write_gguf(path, *, V=64, H=64, nh=4, nkv=2, F=64, layers=("conv", "full_attention"), K=3, tied=True,
-               raw=None, alignment=None, seed=0, float_dtype=np.float32, name="lfm2 test"):
+               raw=None, alignment=None, seed=0, float_dtype=np.float32, name="lfm2 test", meta=None):
     """An LFM2 GGUF. raw: {tensor name: GGMLQuantizationType} stored as zero bytes of that type's
-    size (liquidlfm's block sizes) instead of the float array. alignment: general.alignment."""
+    size (liquidlfm's block sizes) instead of the float array. alignment: general.alignment.
+    meta: more uint32 keys."""
     import gguf
 
     from liquidlfm import _core
@@ -72,6 +73,8 @@ def write_gguf(path, *, V=64, H=64, nh=4, nkv=2, F=64, layers=("conv", "full_att
     w.add_uint32("lfm2.shortconv.l_cache", K)
     w.add_float32("lfm2.attention.layer_norm_rms_epsilon", 1e-5)
     w.add_float32("lfm2.rope.freq_base", 1e6)
+    for k, v in (meta or {}).items():  # more uint32 metadata
+        w.add_uint32(k, v)
     for name, a in lfm2_tensors(V, H, nh, nkv, F, layers, K, tied, seed, float_dtype).items():
         if raw and name in raw:
             _, be, bb = _core.type_info(int(raw[name]))
@@ -180,6 +183,14 @@ def test_conv_kernel_size_over_the_limit_is_refused(tmp_path):
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises((ModelFormatError, UnsupportedModelError), match="conv_L_cache|conv_l_cache"):
         lfm.load(d)
+
+
+def test_special_ids_outside_the_vocabulary_are_unknown(tmp_path):
+    # GGUF metadata ids are not checked against the vocabulary by the reader: the model calls them unknown
+    p = write_gguf(tmp_path / "ids.gguf", V=64, meta={"tokenizer.ggml.bos_token_id": 1, "tokenizer.ggml.eos_token_id": 64,
+                                                       "tokenizer.ggml.padding_token_id": 1 << 30})
+    c = lfm.load(p).config
+    assert (c.bos_id, c.eos_id, c.pad_id) == (1, None, None)
 
 
 # ---- every weight type computable in its role -----------------------------------------------
