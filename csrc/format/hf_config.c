@@ -127,7 +127,7 @@ lfm_status lfm_config_from_json(const lfm_json *root, const char *what, lfm_conf
     TRY(get_int(root, what, KEYS("num_hidden_layers"), true, 0, 1, LFM_MAX_LAYERS, &L));
     TRY(get_int(root, what, KEYS("num_attention_heads", "num_heads"), true, 0, 1, 4096, &nh));
     TRY(get_int(root, what, KEYS("num_key_value_heads"), true, 0, 1, 4096, &nkv));
-    TRY(get_int(root, what, KEYS("head_dim"), false, H / nh, 2, 1024, &hd));
+    TRY(get_int(root, what, KEYS("head_dim"), false, H / nh, 2, 1 << 16, &hd)); /* kernel limit: lfm_model_validate */
     TRY(get_int(root, what, KEYS("block_ff_dim", "intermediate_size"), true, 0, 1, 1 << 20, &ff));
     TRY(get_int(root, what, KEYS("block_multiple_of"), false, 256, 1, 1 << 20, &mult_of));
     TRY(get_int(root, what, KEYS("conv_L_cache"), false, 3, 1, 64, &K));

@@ -101,6 +101,31 @@ static lfm_token meta_token(loader *L, const char *key) {
 
 /* ---- tensors ---- */
 
+/* The kernels read weights as floats, halves and block structs (whose widest fields are 4-byte
+ * floats or pairs of halves). GGUF's general.alignment may be anything down to 1, which puts tensors
+ * at odd addresses: copy such a tensor into an aligned buffer the model owns (one memcpy at load;
+ * files with the default alignment of 32 never need it). Rows keep the alignment of the start,
+ * since the row size is a whole number of blocks. */
+static size_t type_alignment(lfm_type t) {
+    size_t bb = lfm_type_block_bytes(t), a = 1;
+    while (a < 4 && bb % (2 * a) == 0) a *= 2; /* 4 for F32 and 4-byte multiples, 2 for F16/BF16/Q4_0/Q8_0/Q6_K... */
+    return a;
+}
+
+static lfm_status align_tensor(loader *L, lfm_tensor *t) {
+    if ((uintptr_t)t->data % type_alignment(t->type) == 0) return LFM_OK;
+    void *copy = lfm_aligned_alloc(64, t->nbytes ? t->nbytes : 1);
+    if (!copy) return lfm_fail(LFM_ERR_OOM, "out of memory copying misaligned tensor '%s' (%zu bytes)", t->name, t->nbytes);
+    lfm_status st = lfm_model_own(L->m, copy);
+    if (st) {
+        free(copy);
+        return st;
+    }
+    memcpy(copy, t->data, t->nbytes);
+    t->data = copy;
+    return LFM_OK;
+}
+
 /* Fill *t from the GGUF tensor `name`. nd/ne0/ne1: the expected ggml shape (ne1 ignored for 1-D).
  * Missing and not required: *t stays zeroed and *found is false. */
 static lfm_status get_tensor(loader *L, const char *name, int32_t nd, int64_t ne0, int64_t ne1, bool required,
@@ -132,7 +157,7 @@ static lfm_status get_tensor(loader *L, const char *name, int32_t nd, int64_t ne
     }
     t->n_dims = nd;
     if (found) *found = true;
-    return LFM_OK;
+    return align_tensor(L, t);
 }
 
 /* Norms and the conv kernel must be F32: convert F16/BF16/quantized ones into an owned buffer. */

@@ -73,9 +73,52 @@ lfm_status lfm_model_load(const char *path, const lfm_model_params *p, lfm_model
 
 /* ---- validation shared by every loader ---- */
 
-static lfm_status check(const lfm_tensor *t, const char *role, int32_t layer, int64_t ne0, int64_t ne1, bool want_f32) {
-    char where[64];
+/* The hyper-parameters against what the kernels and the forward pass can run (model/model.h,
+ * "limits"). Called after the basic consistency check, so every value is positive here. */
+static lfm_status check_limits(const lfm_config *c) {
+    bool has_attn = false;
+    for (int32_t l = 0; l < c->n_layer; l++) has_attn |= c->is_attn[l] != 0;
+    if (has_attn && c->head_dim > LFM_MAX_HEAD_DIM)
+        return lfm_fail(LFM_ERR_UNSUPPORTED, "head_dim %d (hidden size %d, %d attention heads) is larger than %d, the largest head "
+                        "the attention kernels support (LFM_MAX_HEAD_DIM)", c->head_dim, c->n_embd, c->n_head, LFM_MAX_HEAD_DIM);
+    if (c->conv_l_cache > LFM_MAX_CONV_K)
+        return lfm_fail(LFM_ERR_UNSUPPORTED, "conv_l_cache %d (short-conv kernel size) is larger than %d, the largest supported (LFM_MAX_CONV_K)",
+                        c->conv_l_cache, LFM_MAX_CONV_K);
+    if (c->n_vocab > LFM_MAX_VOCAB)
+        return lfm_fail(LFM_ERR_UNSUPPORTED, "n_vocab %d is larger than %d, the largest supported vocabulary (LFM_MAX_VOCAB)", c->n_vocab,
+                        LFM_MAX_VOCAB);
+    const struct { const char *what; int64_t v; } widths[] = {
+        {"n_embd (hidden size)", c->n_embd},
+        {"n_ff (FFN width)", c->n_ff},
+        {"n_head * head_dim", (int64_t)c->n_head * c->head_dim},
+        {"n_head_kv * head_dim", (int64_t)c->n_head_kv * c->head_dim},
+    };
+    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++)
+        if (widths[i].v > LFM_MAX_WIDTH)
+            return lfm_fail(LFM_ERR_UNSUPPORTED, "%s = %lld is larger than %d, the widest activation row supported (LFM_MAX_WIDTH)",
+                            widths[i].what, (long long)widths[i].v, LFM_MAX_WIDTH);
+    return LFM_OK;
+}
+
+/* Why the engine cannot compute with type t in role r, or NULL when it can: a matrix or the head is
+ * multiplied (a matmul kernel on this CPU), the embedding's rows are looked up (a row decoder); a
+ * tied head is both rows (checked once as the embedding, once as the head). */
+static const char *role_type_problem(lfm_tensor_role r, lfm_type t) {
+    const lfm_type_traits *tt = lfm_type_traits_get(t);
+    const bool activation = tt && tt->is_quantized && tt->vec_dot_type == t; /* Q8_1, Q8_K */
+    if ((r == LFM_ROLE_MATRIX || r == LFM_ROLE_HEAD) && !lfm_type_has_matmul(t))
+        return activation ? "has no matmul kernel (it is an activation format, not a weight type)" : "has no matmul kernel";
+    if (r == LFM_ROLE_EMBEDDING && !(tt && tt->to_float))
+        return activation ? "has no row decoder for embedding lookups (it is an activation format, not a weight type)"
+                          : "has no row decoder for embedding lookups";
+    return NULL;
+}
+
+static lfm_status check(const lfm_tensor *t, const char *role, int32_t layer, int64_t ne0, int64_t ne1, lfm_tensor_role r,
+                        bool want_f32, bool tied) {
+    char where[96];
     if (layer >= 0) snprintf(where, sizeof where, "layer %d %s", (int)layer, role);
+    else if (tied) snprintf(where, sizeof where, "%s (tied to the token embedding)", role);
     else snprintf(where, sizeof where, "%s", role);
     if (!t->data) return lfm_fail(LFM_ERR_FORMAT, "%s: tensor missing", where);
     if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
@@ -87,6 +130,9 @@ static lfm_status check(const lfm_tensor *t, const char *role, int32_t layer, in
     int64_t be = lfm_type_block_elems(t->type);
     if (!lfm_type_is_supported(t->type))
         return lfm_fail(LFM_ERR_UNSUPPORTED, "%s ('%s'): tensor type %d is not supported", where, t->name, (int)t->type);
+    const char *why = role_type_problem(r, t->type);
+    if (why)
+        return lfm_fail(LFM_ERR_UNSUPPORTED, "%s ('%s'): type %s %s", where, t->name, lfm_type_name(t->type), why);
     if (ne0 % be != 0)
         return lfm_fail(LFM_ERR_FORMAT, "%s ('%s'): row length %lld is not a multiple of the %s block size %lld", where, t->name,
                         (long long)ne0, lfm_type_name(t->type), (long long)be);
@@ -103,13 +149,19 @@ lfm_status lfm_model_validate(struct lfm_model *m) {
         !(c->norm_eps > 0) || !(c->rope_theta > 0))
         return lfm_fail(LFM_ERR_FORMAT, "inconsistent model hyper-parameters (vocab %d, embd %d, layers %d, heads %d/%d, head_dim %d, ff %d, L_cache %d)",
                         c->n_vocab, c->n_embd, c->n_layer, c->n_head, c->n_head_kv, c->head_dim, c->n_ff, c->conv_l_cache);
+    lfm_status st = check_limits(c);
+    if (st != LFM_OK) return st;
+    /* a special id outside the vocabulary (GGUF metadata is not checked against it) is unknown */
+    lfm_token *special[] = {&m->cfg.bos_id, &m->cfg.eos_id, &m->cfg.pad_id};
+    for (int i = 0; i < 3; i++)
+        if (*special[i] >= c->n_vocab) *special[i] = -1;
     if (!m->layers) return lfm_fail(LFM_ERR_FORMAT, "model has no layers");
     for (int32_t l = -1; l < c->n_layer; l++) /* -1: the global tensors */
         for (int id = 0; id < LFM_TENSOR_COUNT; id++) {
             if (!lfm_tensor_applies(id, c, l)) continue;
             const lfm_tensor_desc *d = &lfm_tensors[id];
-            lfm_status st = check(lfm_model_tensor_c(m, id, l), d->what, l, lfm_dim_value(c, d->ne[0]),
-                                  lfm_dim_value(c, d->ne[1]), lfm_tensor_wants_f32(id));
+            st = check(lfm_model_tensor_c(m, id, l), d->what, l, lfm_dim_value(c, d->ne[0]), lfm_dim_value(c, d->ne[1]), d->role,
+                       lfm_tensor_wants_f32(id), d->role == LFM_ROLE_HEAD && c->tied_output);
             if (st != LFM_OK) return st;
         }
     return LFM_OK;

@@ -157,7 +157,24 @@ lfm_status lfm_model_own(struct lfm_model *m, void *ptr);
 /* Loaders: fill *m (zeroed by the caller) or return an error; lfm_model_free cleans up either way. */
 lfm_status lfm_model_load_safetensors(struct lfm_model *m, const char *path);
 lfm_status lfm_model_load_gguf(struct lfm_model *m, const char *path);
-/* Shared checks once tensors are in place: shapes against cfg, types runnable, F32 for norms. */
+/* ---- limits ----
+ *
+ * The sizes the kernels and the forward pass can run, checked once by lfm_model_validate whatever
+ * the loader (GGUF metadata, config.json with or without head_dim, quantize on load):
+ *   head_dim <= LFM_MAX_HEAD_DIM (kernels/kernels.h): the AVX2 attention rounds a query head into a
+ *     stack buffer of that size (only checked when the model has attention layers);
+ *   conv_l_cache <= LFM_MAX_CONV_K: the conv state holds K-1 rows per layer (the AVX2 conv keeps up
+ *     to 16 taps in registers and runs the scalar kernel above that);
+ *   n_embd, n_ff, n_head*head_dim, n_head_kv*head_dim <= LFM_MAX_WIDTH and n_vocab <=
+ *     LFM_MAX_VOCAB: every scratch size (n_batch x width floats, n_rows x n_vocab logits) is then far
+ *     from overflowing size_t, and every width fits the int32 fields of lfm_config. */
+#define LFM_MAX_CONV_K 64
+#define LFM_MAX_WIDTH (1 << 22)
+#define LFM_MAX_VOCAB (1 << 24)
+
+/* Shared checks once tensors are in place: hyper-parameters against the limits above, shapes
+ * against cfg, every tensor's type computable in its role (a matmul kernel for matrices and the
+ * head, a row decoder for the embedding; a tied head needs both), F32 for norms. */
 lfm_status lfm_model_validate(struct lfm_model *m);
 /* Re-encode every 2-D weight matrix into type (quantize on load). */
 lfm_status lfm_model_requantize(struct lfm_model *m, lfm_type type, int n_threads);
