@@ -65,7 +65,7 @@ const lfm_kernels *lfm_kernels_by_name(const char *name);
 static inline float lfm_bf16_to_f32(uint16_t h) { return lfm_bf16_to_float(h); }
 static inline float lfm_f16_to_f32(uint16_t h) { return lfm_half_to_float(h); }
 
-#define LFM_MAX_HEAD_DIM 1024 /* format/hf_config.c accepts head_dim up to 1024 */
+#define LFM_MAX_HEAD_DIM 1024 /* lfm_model_validate (model/model.c) refuses a larger head_dim for every loader */
 
 /* RMSNorm's 1/sqrt(mean(x^2) + eps), rounded the way llama.cpp's CPU backend rounds it: float
  * squares summed in order in double, the mean and the root in float. Both kernel sets share it so
