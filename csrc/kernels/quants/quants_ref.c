@@ -16,16 +16,26 @@
 
 /* ---- activation quantization ---- */
 
+/* max |x|, or NaN when an element is NaN or +-inf (quants.h: the block is then non-finite) */
 static float absmax(const float *x, int n) {
     float m = 0.0f;
-    for (int j = 0; j < n; j++) m = fabsf(x[j]) > m ? fabsf(x[j]) : m;
-    return m;
+    int bad = 0;
+    for (int j = 0; j < n; j++) {
+        const float a = fabsf(x[j]);
+        m = a > m ? a : m;
+        bad |= !(a < INFINITY);
+    }
+    return bad ? NAN : m;
 }
 
 static void act_q8_0(const float *x, void *dst, int64_t n) {
     lfm_block_q8_0 *y = dst;
     for (int64_t i = 0; i < n / LFM_QK; i++, x += LFM_QK) {
         float amax = absmax(x, LFM_QK);
+        if (isnan(amax)) {
+            lfm_act_nonfinite_q8_0(&y[i]);
+            continue;
+        }
         float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         y[i].d = lfm_float_to_half(amax / 127.0f);
         for (int j = 0; j < LFM_QK; j++) y[i].qs[j] = (int8_t)lfm_round_even(x[j] * id);
@@ -36,6 +46,10 @@ static void act_q8_1(const float *x, void *dst, int64_t n) {
     lfm_block_q8_1 *y = dst;
     for (int64_t i = 0; i < n / LFM_QK; i++, x += LFM_QK) {
         float amax = absmax(x, LFM_QK);
+        if (isnan(amax)) {
+            lfm_act_nonfinite_q8_1(&y[i]);
+            continue;
+        }
         float id = amax != 0.0f ? 127.0f / amax : 0.0f, d = amax / 127.0f;
         int sum = 0;
         for (int j = 0; j < LFM_QK; j++) {
@@ -52,6 +66,10 @@ static void act_q8_1(const float *x, void *dst, int64_t n) {
 static void act_q8_K(const float *x, void *dst, int64_t n) {
     lfm_block_q8_K *y = dst;
     for (int64_t i = 0; i < n / LFM_QK_K; i++, x += LFM_QK_K) {
+        if (isnan(absmax(x, LFM_QK_K))) {
+            lfm_act_nonfinite_q8_K(&y[i]);
+            continue;
+        }
         float max = lfm_signed_absmax(x, LFM_QK_K);
         if (max == 0.0f) {
             memset(&y[i], 0, sizeof y[i]);
