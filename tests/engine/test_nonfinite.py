@@ -145,6 +145,31 @@ def test_matmul_with_nan_weight_scale(qtype):
         assert np.array_equal(bits(got[:, keep]), bits(clean[:, keep])), kw
 
 
+# ---- weight quantizers (requantizing a float checkpoint) ----
+
+@pytest.mark.parametrize("bad", BAD, ids=str)
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0], ids=lambda t: t.name)
+def test_weight_block_with_a_nonfinite_value_dequantizes_to_nan(qtype, bad):
+    bs, ts = GGML_QUANT_SIZES[qtype]
+    n = 4 * bs
+    x = np.random.default_rng(2).standard_normal(n).astype(np.float32)
+    clean = np.frombuffer(_core._quantize(int(qtype), x), np.uint8).reshape(-1, ts)
+    for pos in positions(n):
+        y = x.copy()
+        y[pos] = bad
+        got = np.frombuffer(_core._quantize(int(qtype), y), np.uint8).reshape(-1, ts)
+        blk = pos // bs
+        deq = np.asarray(_core._dequantize(int(qtype), got.tobytes(), n)).reshape(-1, bs)
+        assert np.isnan(deq[blk]).all(), pos
+        others = [i for i in range(4) if i != blk]
+        assert np.array_equal(got[others], clean[others]), pos
+    deq = np.asarray(_core._dequantize(int(qtype), _core._quantize(int(qtype), np.full(n, np.nan, np.float32)), n))
+    assert np.isnan(deq).all()
+    tiny = np.full(n, 1e-40, np.float32)  # denormals: 1/d overflows; still a defined block
+    tiny[::3] = -2e-41
+    assert np.isfinite(np.asarray(_core._dequantize(int(qtype), _core._quantize(int(qtype), tiny), n))).all()
+
+
 # ---- float kernels ----
 
 def K(impl, name, *args):
