@@ -95,6 +95,22 @@ def test_activation_row_all_nonfinite(qtype, ref, fill):
             assert_nonfinite_block(qtype, data, i)
 
 
+@pytest.mark.parametrize("qtype", ACT_TYPES, ids=lambda t: t.name)
+def test_activation_block_whose_scale_overflows(qtype):
+    """Finite but tiny (denormal) blocks: 127/amax overflows to inf. The scalar level converted
+    x * inf to int (undefined; in Q8_K also an int overflow in the sums); it now stores the AVX2
+    level's bytes, and the block adds exactly 0 to a dot product."""
+    bs = ACT_SIZES[qtype][0]
+    x = np.random.default_rng(4).standard_normal(3 * bs).astype(np.float32)
+    tiny = np.zeros(bs, np.float32)
+    tiny[[0, bs // 2, bs - 1]] = [1e-40, -3e-39, 2e-45]
+    x[bs:2 * bs] = tiny
+    data = {ref: _core._quantize_act(int(qtype), x, ref=ref) for ref in ACT_LEVELS}
+    assert data[True] == data[False]
+    _, d, q, _ = act_blocks(qtype, data[True])
+    assert d[1] == 0
+
+
 # ---- quantized matmuls: a non-finite token gives a NaN row, the others are unchanged ----
 
 def matmul_variants(qtype, rows):

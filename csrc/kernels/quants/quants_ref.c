@@ -12,9 +12,16 @@
  * float rounding), not the other way round. */
 #include "kernels/kernels.h"
 
+#include <float.h>
 #include <math.h>
 
 /* ---- activation quantization ---- */
+
+/* OVERFLOWED_SCALE: a finite block so small (max |x| < 127/FLT_MAX, denormals) that 127/amax
+ * overflows to inf. x * inf is +-inf or NaN, which C cannot convert to int; the AVX2 level (like
+ * llama.cpp's) converts it to INT32_MIN and packs that to -128. Every quant is then -128 and the
+ * scale is 0 (or -0), so the block adds exactly 0 to any dot product; we store the AVX2 bytes. */
+#define OVERFLOWED_SCALE_Q 0x80
 
 /* max |x|, or NaN when an element is NaN or +-inf (quants.h: the block is then non-finite) */
 static float absmax(const float *x, int n) {
@@ -38,6 +45,10 @@ static void act_q8_0(const float *x, void *dst, int64_t n) {
         }
         float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         y[i].d = lfm_float_to_half(amax / 127.0f);
+        if (id > FLT_MAX) { /* amax < 127/FLT_MAX: see OVERFLOWED_SCALE */
+            memset(y[i].qs, OVERFLOWED_SCALE_Q, sizeof y[i].qs);
+            continue;
+        }
         for (int j = 0; j < LFM_QK; j++) y[i].qs[j] = (int8_t)lfm_round_even(x[j] * id);
     }
 }
@@ -52,10 +63,13 @@ static void act_q8_1(const float *x, void *dst, int64_t n) {
         }
         float id = amax != 0.0f ? 127.0f / amax : 0.0f, d = amax / 127.0f;
         int sum = 0;
-        for (int j = 0; j < LFM_QK; j++) {
-            y[i].qs[j] = (int8_t)lfm_round_even(x[j] * id);
-            sum += y[i].qs[j];
-        }
+        if (id > FLT_MAX) /* OVERFLOWED_SCALE; the AVX2 level's int32 sum wraps to 0 */
+            memset(y[i].qs, OVERFLOWED_SCALE_Q, sizeof y[i].qs);
+        else
+            for (int j = 0; j < LFM_QK; j++) {
+                y[i].qs[j] = (int8_t)lfm_round_even(x[j] * id);
+                sum += y[i].qs[j];
+            }
         y[i].d = lfm_float_to_half(d);
         y[i].s = lfm_float_to_half(d * (float)sum);
     }
@@ -76,6 +90,12 @@ static void act_q8_K(const float *x, void *dst, int64_t n) {
             continue;
         }
         const float iscale = -127.0f / max;
+        if (!(fabsf(iscale) <= FLT_MAX)) { /* OVERFLOWED_SCALE; the AVX2 level's int32 sums wrap to 0 */
+            memset(y[i].qs, OVERFLOWED_SCALE_Q, sizeof y[i].qs);
+            memset(y[i].bsums, 0, sizeof y[i].bsums);
+            y[i].d = 1.0f / iscale;
+            continue;
+        }
         for (int g = 0; g < 16; g++) {
             int sum = 0;
             for (int j = 0; j < 16; j++) {
