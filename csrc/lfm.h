@@ -204,7 +204,10 @@ void lfm_sampler_free(lfm_sampler *s);
 lfm_status lfm_sampler_set_logit_bias(lfm_sampler *s, const lfm_token *ids, const float *bias, int32_t n);
 void lfm_sampler_accept(lfm_sampler *s, lfm_token t); /* append to the penalty history */
 void lfm_sampler_reset(lfm_sampler *s);               /* clear history, reseed */
-/* Pick a token from one row of n_vocab logits (the row is not modified). Does not accept it. */
+/* Pick a token from one row of n_vocab logits (the row is not modified). Does not accept it.
+ * The logits must be finite or -INFINITY (LFM_ERR_ARG naming the first NaN / +inf); if logit bias
+ * and penalties leave no finite logit, LFM_ERR_ARG ("no token can be sampled") and *out untouched.
+ * On LFM_OK, *out is in [0, n_vocab) and not banned. */
 lfm_status lfm_sampler_sample(lfm_sampler *s, const float *logits, lfm_token *out);
 /* The distribution lfm_sampler_sample draws from: the kept tokens (in no particular order) and
  * their normalised probabilities. Writes at most cap entries; *n_out is the full count. Greedy

@@ -1,5 +1,9 @@
 /* kernels/kernels.h — the kernel tables: float kernels per ISA (ref.c, x86/float_avx2.c) and
- * the quantized dot products (kernels/quants/). */
+ * the quantized dot products (kernels/quants/).
+ *
+ * Every kernel here is memory-safe and deterministic on any float input: NaN and +-inf propagate
+ * or give a defined result, never an out-of-bounds access or a float-to-int conversion of a
+ * non-finite value (the rule: kernels/ROUNDING.md, "Non-finite values"). */
 #ifndef LFM_KERNELS_H
 #define LFM_KERNELS_H
 

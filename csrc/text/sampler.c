@@ -12,6 +12,13 @@
  *   7. min-p (keep tokens with prob >= min_p * max prob)
  *   8. draw from the softmax of what is left with our own xoshiro256** generator.
  *
+ * Non-finite values: the input row must be finite or -inf (NaN and +inf are refused with the index,
+ * so a model whose forward pass produced NaN ends in a ValueError, never in a token). Steps 1-2 can
+ * leave that set only by float overflow with extreme user values; they are put back in it: +inf
+ * becomes FLT_MAX (the largest logit), NaN becomes -inf (banned), and a banned token stays banned
+ * through the penalties. If no finite logit is left, sampling fails with LFM_ERR_ARG ("no token can
+ * be sampled"); a returned id is always in [0, n_vocab) with a finite processed logit.
+ *
  * Cost per token: one O(V) pass (copy + bias + penalties + max); the vocabulary is never sorted.
  * top-k finds the k-th largest logit with a k-element min-heap (one compare per token), min-p
  * pre-filters in logit space (no exp per token), and only the surviving candidates are ordered
@@ -20,6 +27,7 @@
  */
 #include "base/base.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -311,23 +319,32 @@ static lfm_status process_logits(lfm_sampler *s, const float *logits, int32_t *a
         return lfm_fail(LFM_ERR_ARG, "sampler: logit %d is %g; logits must be finite or -inf", (int)bad,
                         (double)logits[bad]);
     memcpy(x, logits, (size_t)V * sizeof *x);
-    for (int32_t i = 0; i < s->n_bias; i++) x[s->bias_ids[i]] += s->bias_val[i];
+    /* Only the biased and the penalized entries can leave "finite or -inf"; each is put back in
+     * that set where it is written (the non-finite rule, top of file), so the filters below only
+     * ever see finite values and -inf. */
+    for (int32_t i = 0; i < s->n_bias; i++) {
+        lfm_token t = s->bias_ids[i];
+        x[t] = fminf(x[t] + s->bias_val[i], FLT_MAX); /* finite + finite may overflow to +inf */
+    }
 
     const float rep = s->p.repetition_penalty, pres = s->p.presence_penalty, freq = s->p.frequency_penalty;
     if (rep != 1.0f || pres != 0.0f || freq != 0.0f) {
         for (int32_t j = 0; j < s->n_seen; j++) {
             lfm_token t = s->seen[j];
             float v = x[t];
+            if (v == -INFINITY) continue; /* banned stays banned (-inf - -inf would be NaN) */
             if (rep != 1.0f) v = v < 0.0f ? v * rep : v / rep;
             v -= (float)s->counts[t] * freq + pres;
-            x[t] = v;
+            x[t] = v != v ? -INFINITY : fminf(v, FLT_MAX); /* NaN: inf - inf from overflowing penalties */
         }
     }
 
     float bv = max_value(x, V);
-    if (bv == -INFINITY) return lfm_fail(LFM_ERR_ARG, "sampler: every token is banned (all logits are -inf)");
+    if (!(bv > -INFINITY))
+        return lfm_fail(LFM_ERR_ARG, "sampler: no token can be sampled: every logit is -inf (banned) or NaN "
+                                     "after logit bias and penalties");
     int32_t best = 0;
-    while (x[best] != bv) best++;
+    while (best < V - 1 && x[best] != bv) best++;
     *argmax = best;
     return LFM_OK;
 }
@@ -536,6 +553,9 @@ lfm_status lfm_sampler_sample(lfm_sampler *s, const float *logits, lfm_token *ou
         return LFM_OK;
     }
     select_candidates(s, argmax);
+    if (s->n_kept <= 0 || !(s->z_kept > 0.0)) /* unreachable: the maximum is finite and always kept */
+        return lfm_fail(LFM_ERR_ARG, "sampler: no token can be sampled: the filters kept no token with a "
+                                     "finite probability");
     double u = rng_uniform(s->rng) * s->z_kept;
     double acc = 0.0;
     int32_t pick = s->ord[s->n_kept - 1];
@@ -566,6 +586,9 @@ lfm_status lfm_sampler_dist(lfm_sampler *s, const float *logits, lfm_token *ids,
         return LFM_OK;
     }
     select_candidates(s, argmax);
+    if (s->n_kept <= 0 || !(s->z_kept > 0.0))
+        return lfm_fail(LFM_ERR_ARG, "sampler: no token can be sampled: the filters kept no token with a "
+                                     "finite probability");
     *n_out = s->n_kept;
     for (int32_t i = 0; i < s->n_kept && i < cap; i++) {
         ids[i] = s->ord[i];

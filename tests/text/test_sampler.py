@@ -354,3 +354,120 @@ def test_large_vocab_filters_are_sublinear_in_sorting():
         s.sample(x)
     per = (time.perf_counter() - t0) / 200
     assert per < 5e-3, per
+
+
+# ---- non-finite values after logit bias and penalties (csrc/kernels/ROUNDING.md, "Non-finite values") ----
+
+BIG = 3e38  # finite; two of them overflow float32 to inf
+
+
+def test_all_banned_by_bias_is_value_error():
+    x = np.zeros(8, np.float32)
+    for kw in (dict(temperature=0), dict(temperature=1.0), dict(top_k=3), dict(top_p=0.5), dict(min_p=0.2)):
+        s = Sampler(8, logit_bias={i: -math.inf for i in range(8)}, **kw)
+        with pytest.raises(ValueError, match="no token can be sampled"):
+            s.sample(x)
+        with pytest.raises(ValueError, match="no token can be sampled"):
+            s.dist(x)
+
+
+def test_bias_overflow_is_the_largest_logit():
+    """logit + bias overflowing to +inf is taken as the largest float: that token wins."""
+    x = np.array([BIG, 0, 1, -BIG], np.float32)
+    for kw in (dict(temperature=0), dict(temperature=1.0, seed=3), dict(top_k=2, seed=3), dict(top_p=0.9, seed=3),
+               dict(min_p=0.5, seed=3)):
+        s = Sampler(4, logit_bias={0: BIG}, **kw)
+        assert np.isfinite(s.processed_logits(x)).all()
+        assert set(draw(s, x, 20)) == {0}, kw
+
+
+def test_penalty_nan_on_a_banned_token_keeps_it_banned():
+    """-inf (banned) minus count * frequency overflowing to -inf was NaN, and a NaN row made
+    sample() return the last candidate: the banned token."""
+    x = np.array([1.0, 0.5, 0.0, 2.0], np.float32)
+    for kw in (dict(temperature=1.0), dict(temperature=0.7, top_k=2), dict(top_p=0.8), dict(min_p=0.1), dict(temperature=0)):
+        s = Sampler(4, logit_bias={3: -math.inf}, frequency_penalty=-BIG, seed=5, **kw)
+        s.accept([3, 3])
+        assert s.processed_logits(x)[3] == -math.inf
+        got = draw(s, x, 50)
+        assert 3 not in got and all(0 <= t < 4 for t in got), kw
+
+
+def test_penalties_that_make_every_logit_nan_raise():
+    """v / tiny repetition penalty overflows to inf, minus count * huge frequency (inf): NaN. Such
+    a token counts as banned; top-k then used to keep nothing and read ord[-1]."""
+    x = np.array([10.0, 10.0, 1.0, 0.0], np.float32)
+    s = Sampler(4, temperature=1.0, top_k=1, repetition_penalty=1e-38, frequency_penalty=BIG, seed=1)
+    s.accept([0, 0, 1, 1])
+    assert s.processed_logits(x)[:2].tolist() == [-math.inf, -math.inf]
+    assert set(draw(s, x, 20)) == {2}
+    s.accept([2, 2, 3, 3])  # now every token is NaN after the penalties
+    with pytest.raises(ValueError, match="no token can be sampled"):
+        s.sample(x)
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SPECIAL = [math.nan, math.inf, -math.inf, BIG, -BIG, 0.0, 1e-30]
+
+
+@st.composite
+def sampler_case(draw_):
+    v = draw_(st.integers(1, 40))
+    rng = np.random.default_rng(draw_(st.integers(0, 2**32 - 1)))
+    x = (rng.standard_normal(v) * draw_(st.sampled_from([1.0, 30.0, 1e30]))).astype(np.float32)
+    for _ in range(draw_(st.integers(0, 4))):
+        x[draw_(st.integers(0, v - 1))] = draw_(st.sampled_from(SPECIAL))
+    bias = draw_(st.dictionaries(st.integers(0, v - 1), st.sampled_from([-math.inf, BIG, -BIG, 5.0, -5.0, 0.0]),
+                                 max_size=v))
+    params = dict(
+        temperature=draw_(st.sampled_from([0.0, 1e-30, 0.5, 1.0, 7.0])),
+        top_k=draw_(st.sampled_from([0, 1, 2, 5, 100])),
+        top_p=draw_(st.sampled_from([1.0, 0.9, 0.3, 1e-6])),
+        min_p=draw_(st.sampled_from([0.0, 0.05, 0.9, 1.0])),
+        repetition_penalty=draw_(st.sampled_from([1.0, 1.3, 1e-38, 1e38])),
+        presence_penalty=draw_(st.sampled_from([0.0, 0.5, BIG, -BIG])),
+        frequency_penalty=draw_(st.sampled_from([0.0, -0.5, BIG, -BIG])),
+        seed=draw_(st.integers(0, 10)),
+    )
+    hist = draw_(st.lists(st.integers(0, v - 1), max_size=8))
+    return v, x, bias, params, hist
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sampler_case())
+def test_any_logits_and_params_give_a_valid_token_or_value_error(case):
+    v, x, bias, params, hist = case
+    s = Sampler(v, logit_bias=bias or None, **params)
+    s.accept(hist)
+    try:
+        t = s.sample(x)
+    except ValueError as e:
+        assert "logit" in str(e) or "no token can be sampled" in str(e), e
+        return
+    assert isinstance(t, int) and 0 <= t < v
+    assert not (np.isnan(x).any() or (x == np.inf).any())  # such input rows raise
+    y = s.processed_logits(x)
+    assert np.isfinite(y[t]), (t, y)
+    assert np.all((y == -np.inf) | np.isfinite(y))
+    ids, probs = s.dist(x)
+    assert len(ids) >= 1 and np.all((ids >= 0) & (ids < v)) and np.isfinite(y[ids]).all()
+    assert np.isfinite(probs).all() and abs(float(probs.sum()) - 1) < 1e-3
+
+
+@pytest.mark.reference
+def test_generate_with_everything_banned_or_overflowing(tiny_chat_model):
+    """User-chosen logit_bias / penalties through Model.generate: a ValueError or valid tokens."""
+    m = tiny_chat_model
+    V = 1024
+    with pytest.raises(ValueError, match="no token can be sampled"):
+        m.generate([1, 2, 3], max_tokens=3, logit_bias={i: -math.inf for i in range(V)}, temperature=0.8)
+    with pytest.raises(ValueError, match="no token can be sampled"):
+        m.generate([1, 2, 3], max_tokens=3, logit_bias={i: -math.inf for i in range(V)}, temperature=0)
+    # the prompt's last id banned and penalised to NaN; everything else pushed to +inf by the penalty
+    r = m.generate([5, V - 1, V - 1], max_tokens=6, logit_bias={V - 1: -math.inf}, frequency_penalty=-BIG,
+                   temperature=1.0, seed=1)
+    assert r.token_ids and all(0 <= t < V - 1 for t in r.token_ids)
+    r = m.generate([5, 6, 7], max_tokens=6, repetition_penalty=1e-38, frequency_penalty=BIG, top_k=3, seed=2)
+    assert all(0 <= t < V for t in r.token_ids)

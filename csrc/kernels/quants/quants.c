@@ -164,9 +164,20 @@ void lfm_dequantize_row_bf16(const void *src, float *dst, int64_t n) {
 
 /* ---- quantize weights (the reference rounding of ggml / gguf.quants) ---- */
 
+/* (int)v clipped to [0, hi]; NaN (a block of denormals, whose 1/d overflows) gives 0, and no
+ * out-of-range float is converted to int. The same as before for every v in int range. */
 static int trunc_clip(float v, int hi) {
-    int q = (int)v; /* v >= 0 here; NaN inputs are not supported */
-    return q < 0 ? 0 : q > hi ? hi : q;
+    if (!(v >= 0.0f)) return 0;
+    if (v >= (float)hi) return hi;
+    return (int)v;
+}
+
+/* A weight block holding a NaN or +-inf is stored with NaN scale (and min) and zero quants, as the
+ * activation blocks are (quants.h, ROUNDING.md "Non-finite values"): it dequantizes to NaN. */
+static bool block_finite(const float *x) {
+    int bad = 0;
+    for (int j = 0; j < 32; j++) bad |= !(fabsf(x[j]) < INFINITY);
+    return !bad;
 }
 
 /* Value of largest magnitude (first one on ties), as numpy's argmax(abs) picks it. */
@@ -182,6 +193,11 @@ static float signed_absmax(const float *x, int n) {
 }
 
 static void q_q4_0(const float *x, lfm_block_q4_0 *b) {
+    if (!block_finite(x)) {
+        memset(b, 0, sizeof *b);
+        b->d = LFM_HALF_NAN;
+        return;
+    }
     float max = signed_absmax(x, 32);
     float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     b->d = lfm_float_to_half(d);
@@ -193,6 +209,11 @@ static void q_q4_0(const float *x, lfm_block_q4_0 *b) {
 }
 
 static void q_q4_1(const float *x, lfm_block_q4_1 *b) {
+    if (!block_finite(x)) {
+        memset(b, 0, sizeof *b);
+        b->d = b->m = LFM_HALF_NAN;
+        return;
+    }
     float mn = x[0], mx = x[0];
     for (int j = 1; j < 32; j++) {
         mn = x[j] < mn ? x[j] : mn;
@@ -209,6 +230,11 @@ static void q_q4_1(const float *x, lfm_block_q4_1 *b) {
 }
 
 static void q_q5_0(const float *x, lfm_block_q5_0 *b) {
+    if (!block_finite(x)) {
+        memset(b, 0, sizeof *b);
+        b->d = LFM_HALF_NAN;
+        return;
+    }
     float max = signed_absmax(x, 32);
     float d = max / -16.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     b->d = lfm_float_to_half(d);
@@ -223,6 +249,11 @@ static void q_q5_0(const float *x, lfm_block_q5_0 *b) {
 }
 
 static void q_q5_1(const float *x, lfm_block_q5_1 *b) {
+    if (!block_finite(x)) {
+        memset(b, 0, sizeof *b);
+        b->d = b->m = LFM_HALF_NAN;
+        return;
+    }
     float mn = x[0], mx = x[0];
     for (int j = 1; j < 32; j++) {
         mn = x[j] < mn ? x[j] : mn;
@@ -242,11 +273,19 @@ static void q_q5_1(const float *x, lfm_block_q5_1 *b) {
 }
 
 static void q_q8_0(const float *x, lfm_block_q8_0 *b) {
+    if (!block_finite(x)) {
+        memset(b, 0, sizeof *b);
+        b->d = LFM_HALF_NAN;
+        return;
+    }
     float amax = 0.0f;
     for (int j = 0; j < 32; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
     float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     b->d = lfm_float_to_half(d);
-    for (int j = 0; j < 32; j++) b->qs[j] = (int8_t)roundf(x[j] * id); /* half away from zero */
+    for (int j = 0; j < 32; j++) { /* half away from zero; clamped only when 1/d overflowed (denormals) */
+        float q = roundf(x[j] * id);
+        b->qs[j] = (int8_t)(q != q ? 0.0f : fminf(fmaxf(q, -127.0f), 127.0f));
+    }
 }
 
 static uint16_t float_to_bf16(float f) {

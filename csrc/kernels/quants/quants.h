@@ -118,6 +118,26 @@ static inline float lfm_signed_absmax(const float *x, int64_t n) {
     return max;
 }
 
+/* ---- non-finite activations ----
+ * The one rule for NaN and +-inf (kernels/ROUNDING.md, "Non-finite values"): an activation block
+ * holding a NaN or an infinity is stored, at every kernel level, with a NaN scale (and NaN sum) and
+ * zero quants, so every dot product with it is NaN and the NaN reaches the logits, where the
+ * sampler refuses it. The quantizers never convert a non-finite float to an integer. Finite blocks
+ * are untouched (same bytes as llama.cpp). */
+#define LFM_HALF_NAN ((lfm_half)0x7e00u)
+static inline void lfm_act_nonfinite_q8_0(lfm_block_q8_0 *b) {
+    memset(b, 0, sizeof *b);
+    b->d = LFM_HALF_NAN;
+}
+static inline void lfm_act_nonfinite_q8_1(lfm_block_q8_1 *b) {
+    memset(b, 0, sizeof *b);
+    b->d = b->s = LFM_HALF_NAN;
+}
+static inline void lfm_act_nonfinite_q8_K(lfm_block_q8_K *b) {
+    memset(b, 0, sizeof *b);
+    b->d = NAN;
+}
+
 /* Round to nearest, ties to even (rintf in the default rounding mode), as llama.cpp's quantizers
  * do (nearbyint / the 1.5*2^23 trick); not roundf, which rounds ties away from zero. */
 static inline int lfm_round_even(float x) { return (int)__builtin_rintf(x); }

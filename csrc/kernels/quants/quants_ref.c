@@ -12,22 +12,43 @@
  * float rounding), not the other way round. */
 #include "kernels/kernels.h"
 
+#include <float.h>
 #include <math.h>
 
 /* ---- activation quantization ---- */
 
+/* OVERFLOWED_SCALE: a finite block so small (max |x| < 127/FLT_MAX, denormals) that 127/amax
+ * overflows to inf. x * inf is +-inf or NaN, which C cannot convert to int; the AVX2 level (like
+ * llama.cpp's) converts it to INT32_MIN and packs that to -128. Every quant is then -128 and the
+ * scale is 0 (or -0), so the block adds exactly 0 to any dot product; we store the AVX2 bytes. */
+#define OVERFLOWED_SCALE_Q 0x80
+
+/* max |x|, or NaN when an element is NaN or +-inf (quants.h: the block is then non-finite) */
 static float absmax(const float *x, int n) {
     float m = 0.0f;
-    for (int j = 0; j < n; j++) m = fabsf(x[j]) > m ? fabsf(x[j]) : m;
-    return m;
+    int bad = 0;
+    for (int j = 0; j < n; j++) {
+        const float a = fabsf(x[j]);
+        m = a > m ? a : m;
+        bad |= !(a < INFINITY);
+    }
+    return bad ? NAN : m;
 }
 
 static void act_q8_0(const float *x, void *dst, int64_t n) {
     lfm_block_q8_0 *y = dst;
     for (int64_t i = 0; i < n / LFM_QK; i++, x += LFM_QK) {
         float amax = absmax(x, LFM_QK);
+        if (isnan(amax)) {
+            lfm_act_nonfinite_q8_0(&y[i]);
+            continue;
+        }
         float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         y[i].d = lfm_float_to_half(amax / 127.0f);
+        if (id > FLT_MAX) { /* amax < 127/FLT_MAX: see OVERFLOWED_SCALE */
+            memset(y[i].qs, OVERFLOWED_SCALE_Q, sizeof y[i].qs);
+            continue;
+        }
         for (int j = 0; j < LFM_QK; j++) y[i].qs[j] = (int8_t)lfm_round_even(x[j] * id);
     }
 }
@@ -36,12 +57,19 @@ static void act_q8_1(const float *x, void *dst, int64_t n) {
     lfm_block_q8_1 *y = dst;
     for (int64_t i = 0; i < n / LFM_QK; i++, x += LFM_QK) {
         float amax = absmax(x, LFM_QK);
+        if (isnan(amax)) {
+            lfm_act_nonfinite_q8_1(&y[i]);
+            continue;
+        }
         float id = amax != 0.0f ? 127.0f / amax : 0.0f, d = amax / 127.0f;
         int sum = 0;
-        for (int j = 0; j < LFM_QK; j++) {
-            y[i].qs[j] = (int8_t)lfm_round_even(x[j] * id);
-            sum += y[i].qs[j];
-        }
+        if (id > FLT_MAX) /* OVERFLOWED_SCALE; the AVX2 level's int32 sum wraps to 0 */
+            memset(y[i].qs, OVERFLOWED_SCALE_Q, sizeof y[i].qs);
+        else
+            for (int j = 0; j < LFM_QK; j++) {
+                y[i].qs[j] = (int8_t)lfm_round_even(x[j] * id);
+                sum += y[i].qs[j];
+            }
         y[i].d = lfm_float_to_half(d);
         y[i].s = lfm_float_to_half(d * (float)sum);
     }
@@ -52,12 +80,22 @@ static void act_q8_1(const float *x, void *dst, int64_t n) {
 static void act_q8_K(const float *x, void *dst, int64_t n) {
     lfm_block_q8_K *y = dst;
     for (int64_t i = 0; i < n / LFM_QK_K; i++, x += LFM_QK_K) {
+        if (isnan(absmax(x, LFM_QK_K))) {
+            lfm_act_nonfinite_q8_K(&y[i]);
+            continue;
+        }
         float max = lfm_signed_absmax(x, LFM_QK_K);
         if (max == 0.0f) {
             memset(&y[i], 0, sizeof y[i]);
             continue;
         }
         const float iscale = -127.0f / max;
+        if (!(fabsf(iscale) <= FLT_MAX)) { /* OVERFLOWED_SCALE; the AVX2 level's int32 sums wrap to 0 */
+            memset(y[i].qs, OVERFLOWED_SCALE_Q, sizeof y[i].qs);
+            memset(y[i].bsums, 0, sizeof y[i].bsums);
+            y[i].d = 1.0f / iscale;
+            continue;
+        }
         for (int g = 0; g < 16; g++) {
             int sum = 0;
             for (int j = 0; j < 16; j++) {

@@ -51,18 +51,25 @@ INLINE __m256i bits_to_bytes(const uint8_t *p) {
 
 /* ---- activation quantization (same bytes as quants_ref.c) ---- */
 
-INLINE __m256 absmax8(const float *x, int n8) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 m = _mm256_setzero_ps();
-    for (int k = 0; k < n8; k++) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k)));
-    return m;
-}
-
 INLINE float hmax_ps(__m256 v) {
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+}
+
+/* max |x| over 8*n8 floats, or NaN when one of them is NaN or +-inf (the block then takes the
+ * non-finite encoding of quants.h, as in quants_ref.c). max_ps alone would drop a NaN lane, so the
+ * non-finite lanes are collected apart: one compare and one OR per 8 floats. */
+INLINE float absmax8(const float *x, int n8) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(INFINITY);
+    __m256 m = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+    for (int k = 0; k < n8; k++) {
+        const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k));
+        m = _mm256_max_ps(m, a);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, inf, _CMP_NLT_UQ)); /* NaN or inf */
+    }
+    return _mm256_movemask_ps(bad) ? NAN : hmax_ps(m);
 }
 
 /* Quantize 32 floats with multiplier id to int8 (round to nearest even, as lrintf), store them,
@@ -94,7 +101,11 @@ INLINE void quant32_halves(const float *x, __m256 id, int8_t *dst, __m256i *lo, 
 static void act_q8_0(const float *x, void *dst, int64_t n) {
     lfm_block_q8_0 *y = dst;
     for (int64_t i = 0; i < n / LFM_QK; i++, x += LFM_QK) {
-        float amax = hmax_ps(absmax8(x, 4));
+        float amax = absmax8(x, 4);
+        if (isnan(amax)) {
+            lfm_act_nonfinite_q8_0(&y[i]);
+            continue;
+        }
         float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         y[i].d = lfm_float_to_half(amax / 127.0f);
         quant32(x, _mm256_set1_ps(id), y[i].qs);
@@ -104,7 +115,11 @@ static void act_q8_0(const float *x, void *dst, int64_t n) {
 static void act_q8_1(const float *x, void *dst, int64_t n) {
     lfm_block_q8_1 *y = dst;
     for (int64_t i = 0; i < n / LFM_QK; i++, x += LFM_QK) {
-        float amax = hmax_ps(absmax8(x, 4));
+        float amax = absmax8(x, 4);
+        if (isnan(amax)) {
+            lfm_act_nonfinite_q8_1(&y[i]);
+            continue;
+        }
         float id = amax != 0.0f ? 127.0f / amax : 0.0f, d = amax / 127.0f;
         int sum = hsum_epi32(quant32(x, _mm256_set1_ps(id), y[i].qs));
         y[i].d = lfm_float_to_half(d);
@@ -116,13 +131,19 @@ static void act_q8_1(const float *x, void *dst, int64_t n) {
 static void act_q8_K(const float *x, void *dst, int64_t n) {
     lfm_block_q8_K *y = dst;
     for (int64_t i = 0; i < n / LFM_QK_K; i++, x += LFM_QK_K) {
-        const float amax = hmax_ps(absmax8(x, 32));
+        const float amax = absmax8(x, 32);
+        if (isnan(amax)) {
+            lfm_act_nonfinite_q8_K(&y[i]);
+            continue;
+        }
         if (amax == 0.0f) {
             memset(&y[i], 0, sizeof y[i]);
             continue;
         }
-        int64_t j = 0;
-        while (fabsf(x[j]) != amax) j++;
+        /* amax is finite here and is |x[j]| for some j; the bound keeps the search in the block
+         * whatever the comparison does */
+        int j = 0;
+        while (j < LFM_QK_K - 1 && fabsf(x[j]) != amax) j++;
         const float iscale = -127.0f / x[j];
         __m256 vid = _mm256_set1_ps(iscale);
         for (int k = 0; k < 8; k++) {
