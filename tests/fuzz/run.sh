@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Build the libFuzzer targets (ASan + UBSan), generate the seed corpora, replay the committed
+# reproducers in tests/fuzz/crashes/<target>/, then fuzz each target for a bounded time.
+# Fails if any target crashes, leaks, times out or runs out of memory; prints the reproducer path.
+#
+#   bash tests/fuzz/run.sh                    # all targets, FUZZ_SECONDS (default 45) each
+#   FUZZ_SECONDS=600 bash tests/fuzz/run.sh gguf state   # a longer local run of two targets
+#
+# Output: build/fuzz (binaries, seeds, corpora, logs, artifacts); nothing here is committed.
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+OUT="${FUZZ_OUT:-$REPO/build/fuzz}"
+SECONDS_PER_TARGET="${FUZZ_SECONDS:-45}"
+cd "$REPO"
+t0=$(date +%s)
+
+if ! command -v clang >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang >/dev/null
+fi
+FUZZ_OUT="$OUT" bash tests/fuzz/build.sh
+rm -rf "$OUT/seeds"
+python3 tests/fuzz/make_seeds.py "$OUT/seeds" >"$OUT/seeds.log" 2>&1 || { cat "$OUT/seeds.log"; exit 1; }
+grep '^make_seeds:' "$OUT/seeds.log"
+
+if [ "$#" -gt 0 ]; then TARGETS=("$@"); else
+    TARGETS=()
+    for f in tests/fuzz/fuzz_*.c; do n="$(basename "$f" .c)"; TARGETS+=("${n#fuzz_}"); done
+fi
+
+export FUZZ_MODEL="$OUT/seeds/model.gguf"
+export ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1:abort_on_error=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+FLAGS=(-rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
+total_execs=0
+failed=()
+for t in "${TARGETS[@]}"; do
+    bin="$OUT/fuzz_$t"
+    work="$OUT/run/$t"
+    rm -rf "$work"
+    mkdir -p "$work/corpus" "$work/artifacts"
+    cp "$OUT/seeds/$t"/* "$work/corpus/" 2>/dev/null || true
+    # 1. regressions: every committed reproducer must now run cleanly
+    if compgen -G "tests/fuzz/crashes/$t/*" >/dev/null; then
+        for f in tests/fuzz/crashes/"$t"/*; do
+            if ! "$bin" "${FLAGS[@]}" "$f" >"$work/replay.log" 2>&1; then
+                echo "fuzz: $t: committed reproducer $f still fails:"
+                grep -E "ERROR|SUMMARY|runtime error|^==.*(out-of-memory|timeout)" "$work/replay.log" | head -5
+                failed+=("$t:$f")
+            fi
+        done
+    fi
+    # 2. bounded fuzzing from the seeds
+    rc=0
+    "$bin" "${FLAGS[@]}" -max_total_time="$SECONDS_PER_TARGET" -artifact_prefix="$work/artifacts/" \
+        "$work/corpus" >"$work/fuzz.log" 2>&1 || rc=$?
+    execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/fuzz.log" | tail -1)"
+    [ -n "$execs" ] || execs="$(grep -oE '^#[0-9]+' "$work/fuzz.log" | tail -1 | tr -d '#')"
+    execs="${execs:-0}"
+    total_execs=$((total_execs + execs))
+    cov="$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$work/fuzz.log" | tail -1)"
+    if [ "$rc" -ne 0 ]; then
+        art="$(ls -t "$work/artifacts" 2>/dev/null | head -1)"
+        echo "fuzz: $t: FAILED after $execs executions ($cov): reproducer $work/artifacts/$art"
+        grep -E "ERROR|SUMMARY|runtime error" "$work/fuzz.log" | head -5
+        echo "fuzz: $t: replay with: FUZZ_MODEL=$FUZZ_MODEL $bin $work/artifacts/$art"
+        failed+=("$t")
+    else
+        echo "fuzz: $t: $execs executions, $cov, no crash"
+    fi
+done
+
+n=${#TARGETS[@]}
+dt=$(($(date +%s) - t0))
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "fuzz: $n targets, $total_execs executions, ${#failed[@]} failing: ${failed[*]} (${dt}s)"
+    exit 1
+fi
+echo "fuzz: $n targets, $total_execs executions, no crash (${dt}s)"
