@@ -122,6 +122,23 @@ def quant_seeds(out: Path) -> None:
         (out / "quants" / f"t{t}").write_bytes(bytes([t]) + struct.pack(f"<{len(xs)}f", *xs))
 
 
+def python_seeds(out: Path, tmp: Path) -> None:
+    """Seeds of py_targets.py (atheris): tokenizer.json files, vocabulary-only GGUFs, templates."""
+    from liquidlfm.chat_template import LFM2_CHAT_TEMPLATE
+    from tests.fixtures.tokenizers import build_tokenizer_json, write_tokenizer_files, write_vocab_gguf
+
+    for d in ("py_tokenizer_json", "py_gguf_vocab", "py_chat_template"):
+        (out / d).mkdir(parents=True, exist_ok=True)
+    for vocab_size in (300, 400):
+        (out / "py_tokenizer_json" / f"v{vocab_size}").write_text(
+            json.dumps(json.loads(build_tokenizer_json(vocab_size)), ensure_ascii=False, separators=(",", ":")))
+        tok_dir = write_tokenizer_files(tmp / f"tok{vocab_size}", vocab_size, chat_template=False)
+        write_vocab_gguf(tok_dir, out / "py_gguf_vocab" / f"v{vocab_size}")
+    loops = "{% for i in range(3) %}{% for m in messages %}{{ m['role'] }}{{ m.content|upper }}{% endfor %}{% endfor %}"
+    for i, src in enumerate([LFM2_CHAT_TEMPLATE, loops, "{{ bos_token }}{{ messages|tojson }}{{ raise_exception('x') }}"]):
+        (out / "py_chat_template" / f"t{i}").write_bytes(src.encode() + b"\0hello <|im_end|> world")
+
+
 def main(argv) -> int:
     out = Path(argv[1] if len(argv) > 1 else ROOT / "build" / "fuzz" / "seeds")
     out.mkdir(parents=True, exist_ok=True)
@@ -129,6 +146,7 @@ def main(argv) -> int:
         tmp = Path(td)
         model = gguf_seeds(out, tmp)
         safetensors_seeds(out, tmp)
+        python_seeds(out, tmp)
     tokenizer_seeds(out)
     state_seeds(out, model)
     sampler_seeds(out)
