@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Build the libFuzzer targets (ASan + UBSan), generate the seed corpora, replay the committed
-# reproducers in tests/fuzz/crashes/<target>/, then fuzz each target for a bounded time.
+# reproducers in tests/fuzz/crashes/<target>/, then fuzz each target for a bounded time: the C
+# targets (fuzz_*.c) FUZZ_SECONDS each, the atheris targets (py_targets.py) FUZZ_PY_SECONDS each.
 # Fails if any target crashes, leaks, times out or runs out of memory; prints the reproducer path.
 #
-#   bash tests/fuzz/run.sh                    # all targets, FUZZ_SECONDS (default 45) each
-#   FUZZ_SECONDS=600 bash tests/fuzz/run.sh gguf state   # a longer local run of two targets
+#   bash tests/fuzz/run.sh                    # all targets: 45 s per C target, 20 s per Python one
+#   FUZZ_SECONDS=600 bash tests/fuzz/run.sh gguf state py_chat_template   # a longer local run
 #
 # Output: build/fuzz (binaries, seeds, corpora, logs, artifacts); nothing here is committed.
 set -euo pipefail
@@ -18,24 +19,28 @@ if ! command -v clang >/dev/null; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clang >/dev/null
 fi
+python3 -c "import atheris" 2>/dev/null || pip install -q atheris  # libFuzzer for the Python targets
 FUZZ_OUT="$OUT" bash tests/fuzz/build.sh
 rm -rf "$OUT/seeds"
 python3 tests/fuzz/make_seeds.py "$OUT/seeds" >"$OUT/seeds.log" 2>&1 || { cat "$OUT/seeds.log"; exit 1; }
 grep '^make_seeds:' "$OUT/seeds.log"
 
-if [ "$#" -gt 0 ]; then TARGETS=("$@"); else
-    TARGETS=()
-    for f in tests/fuzz/fuzz_*.c; do n="$(basename "$f" .c)"; TARGETS+=("${n#fuzz_}"); done
-fi
+C_TARGETS=()
+for f in tests/fuzz/fuzz_*.c; do n="$(basename "$f" .c)"; C_TARGETS+=("${n#fuzz_}"); done
+PY_TARGETS=(py_tokenizer_json py_gguf_vocab py_chat_template)  # atheris, tests/fuzz/py_targets.py
+if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${C_TARGETS[@]}" "${PY_TARGETS[@]}"); fi
 
 export FUZZ_MODEL="$OUT/seeds/model.gguf"
-export ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1:abort_on_error=0"
+export ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 FLAGS=(-rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
 total_execs=0
 failed=()
 for t in "${TARGETS[@]}"; do
-    bin="$OUT/fuzz_$t"
+    case "$t" in
+        py_*) cmd=(python3 tests/fuzz/py_targets.py "${t#py_}"); secs="${FUZZ_PY_SECONDS:-20}" ;;
+        *) cmd=("$OUT/fuzz_$t"); secs="$SECONDS_PER_TARGET" ;;
+    esac
     work="$OUT/run/$t"
     rm -rf "$work"
     mkdir -p "$work/corpus" "$work/artifacts"
@@ -43,17 +48,18 @@ for t in "${TARGETS[@]}"; do
     # 1. regressions: every committed reproducer must now run cleanly
     if compgen -G "tests/fuzz/crashes/$t/*" >/dev/null; then
         for f in tests/fuzz/crashes/"$t"/*; do
-            if ! "$bin" "${FLAGS[@]}" "$f" >"$work/replay.log" 2>&1; then
+            [ "$(basename "$f")" = README.md ] && continue
+            if ! "${cmd[@]}" "${FLAGS[@]}" "$f" >"$work/replay.log" 2>&1; then
                 echo "fuzz: $t: committed reproducer $f still fails:"
-                grep -E "ERROR|SUMMARY|runtime error|^==.*(out-of-memory|timeout)" "$work/replay.log" | head -5
-                failed+=("$t:$f")
+                grep -E "ERROR|SUMMARY|runtime error|Uncaught|Error:|^==.*(out-of-memory|timeout)" "$work/replay.log" | head -4
+                failed+=("$t:$(basename "$f")")
             fi
         done
     fi
     # 2. bounded fuzzing from the seeds
     rc=0
-    "$bin" "${FLAGS[@]}" -max_total_time="$SECONDS_PER_TARGET" -artifact_prefix="$work/artifacts/" \
-        "$work/corpus" >"$work/fuzz.log" 2>&1 || rc=$?
+    "${cmd[@]}" "${FLAGS[@]}" -max_total_time="$secs" -artifact_prefix="$work/artifacts/" "$work/corpus" \
+        >"$work/fuzz.log" 2>&1 || rc=$?
     execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/fuzz.log" | tail -1)"
     [ -n "$execs" ] || execs="$(grep -oE '^#[0-9]+' "$work/fuzz.log" | tail -1 | tr -d '#')"
     execs="${execs:-0}"
@@ -62,8 +68,8 @@ for t in "${TARGETS[@]}"; do
     if [ "$rc" -ne 0 ]; then
         art="$(ls -t "$work/artifacts" 2>/dev/null | head -1)"
         echo "fuzz: $t: FAILED after $execs executions ($cov): reproducer $work/artifacts/$art"
-        grep -E "ERROR|SUMMARY|runtime error" "$work/fuzz.log" | head -5
-        echo "fuzz: $t: replay with: FUZZ_MODEL=$FUZZ_MODEL $bin $work/artifacts/$art"
+        grep -E "ERROR|SUMMARY|runtime error|Uncaught|Error:" "$work/fuzz.log" | head -4
+        echo "fuzz: $t: replay with: FUZZ_MODEL=$FUZZ_MODEL ${cmd[*]} $work/artifacts/$art"
         failed+=("$t")
     else
         echo "fuzz: $t: $execs executions, $cov, no crash"
