@@ -41,6 +41,8 @@ for t in "${TARGETS[@]}"; do
         py_*) cmd=(python3 tests/fuzz/py_targets.py "${t#py_}"); secs="${FUZZ_PY_SECONDS:-20}" ;;
         *) cmd=("$OUT/fuzz_$t"); secs="$SECONDS_PER_TARGET" ;;
     esac
+    dict=()
+    [ -e "tests/fuzz/$t.dict" ] && dict=(-dict="tests/fuzz/$t.dict")
     work="$OUT/run/$t"
     rm -rf "$work"
     mkdir -p "$work/corpus" "$work/artifacts"
@@ -58,7 +60,7 @@ for t in "${TARGETS[@]}"; do
     fi
     # 2. bounded fuzzing from the seeds
     rc=0
-    "${cmd[@]}" "${FLAGS[@]}" -max_total_time="$secs" -artifact_prefix="$work/artifacts/" "$work/corpus" \
+    "${cmd[@]}" "${FLAGS[@]}" "${dict[@]}" -max_total_time="$secs" -artifact_prefix="$work/artifacts/" "$work/corpus" \
         >"$work/fuzz.log" 2>&1 || rc=$?
     execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/fuzz.log" | tail -1)"
     [ -n "$execs" ] || execs="$(grep -oE '^#[0-9]+' "$work/fuzz.log" | tail -1 | tr -d '#')"
