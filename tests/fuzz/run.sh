@@ -24,6 +24,7 @@ FUZZ_OUT="$OUT" bash tests/fuzz/build.sh
 rm -rf "$OUT/seeds"
 python3 tests/fuzz/make_seeds.py "$OUT/seeds" >"$OUT/seeds.log" 2>&1 || { cat "$OUT/seeds.log"; exit 1; }
 grep '^make_seeds:' "$OUT/seeds.log"
+echo "fuzz: built and seeded in $(($(date +%s) - t0))s"
 
 C_TARGETS=()
 for f in tests/fuzz/fuzz_*.c; do n="$(basename "$f" .c)"; C_TARGETS+=("${n#fuzz_}"); done
@@ -53,7 +54,7 @@ for t in "${TARGETS[@]}"; do
             [ "$(basename "$f")" = README.md ] && continue
             if ! "${cmd[@]}" "${FLAGS[@]}" "$f" >"$work/replay.log" 2>&1; then
                 echo "fuzz: $t: committed reproducer $f still fails:"
-                grep -E "ERROR|SUMMARY|runtime error|Uncaught|Error:|^==.*(out-of-memory|timeout)" "$work/replay.log" | head -4
+                grep -E "ERROR|SUMMARY|runtime error|Uncaught|Error:|^==.*(out-of-memory|timeout)" "$work/replay.log" | head -4 || true
                 failed+=("$t:$(basename "$f")")
             fi
         done
@@ -63,14 +64,14 @@ for t in "${TARGETS[@]}"; do
     "${cmd[@]}" "${FLAGS[@]}" "${dict[@]}" -max_total_time="$secs" -artifact_prefix="$work/artifacts/" "$work/corpus" \
         >"$work/fuzz.log" 2>&1 || rc=$?
     execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/fuzz.log" | tail -1)"
-    [ -n "$execs" ] || execs="$(grep -oE '^#[0-9]+' "$work/fuzz.log" | tail -1 | tr -d '#')"
+    [ -n "$execs" ] || execs="$(grep -oE '^#[0-9]+' "$work/fuzz.log" | tail -1 | tr -d '#' || true)"
     execs="${execs:-0}"
     total_execs=$((total_execs + execs))
-    cov="$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$work/fuzz.log" | tail -1)"
+    cov="$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$work/fuzz.log" | tail -1 || true)"
     if [ "$rc" -ne 0 ]; then
-        art="$(ls -t "$work/artifacts" 2>/dev/null | head -1)"
+        art="$(ls -t "$work/artifacts" 2>/dev/null | head -1 || true)"
         echo "fuzz: $t: FAILED after $execs executions ($cov): reproducer $work/artifacts/$art"
-        grep -E "ERROR|SUMMARY|runtime error|Uncaught|Error:" "$work/fuzz.log" | head -4
+        grep -E "ERROR|SUMMARY|runtime error|Uncaught|Error:" "$work/fuzz.log" | head -4 || true
         echo "fuzz: $t: replay with: FUZZ_MODEL=$FUZZ_MODEL ${cmd[*]} $work/artifacts/$art"
         failed+=("$t")
     else
