@@ -4,14 +4,14 @@
 # targets (fuzz_*.c) FUZZ_SECONDS each, the atheris targets (py_targets.py) FUZZ_PY_SECONDS each.
 # Fails if any target crashes, leaks, times out or runs out of memory; prints the reproducer path.
 #
-#   bash tests/fuzz/run.sh                    # all targets: 45 s per C target, 20 s per Python one
+#   bash tests/fuzz/run.sh                    # all targets: 40 s per C target, 20 s per Python one
 #   FUZZ_SECONDS=600 bash tests/fuzz/run.sh gguf state py_chat_template   # a longer local run
 #
 # Output: build/fuzz (binaries, seeds, corpora, logs, artifacts); nothing here is committed.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 OUT="${FUZZ_OUT:-$REPO/build/fuzz}"
-SECONDS_PER_TARGET="${FUZZ_SECONDS:-45}"
+SECONDS_PER_TARGET="${FUZZ_SECONDS:-40}"
 cd "$REPO"
 t0=$(date +%s)
 
