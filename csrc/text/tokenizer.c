@@ -238,7 +238,15 @@ lfm_status lfm_tokenizer_init(const lfm_tokenizer_params *p, lfm_tokenizer **out
             st = lfm_fail(LFM_ERR_FORMAT, "tokenizer: token %d is NULL", i);
             goto fail;
         }
-        total += strlen(p->tokens[i]);
+        size_t len = strlen(p->tokens[i]);
+        /* encode() splits the text at added-token matches: a token that is not UTF-8 could match
+         * inside a character and leave a span that is not UTF-8 either */
+        size_t valid = lfm_utf8_valid_prefix((const uint8_t *)p->tokens[i], len);
+        if (valid != len) {
+            st = lfm_fail(LFM_ERR_FORMAT, "tokenizer: token %d is not valid UTF-8 (byte %zu of %zu)", i, valid, len);
+            goto fail;
+        }
+        total += len;
     }
     t->pool = malloc(total + 1);
     t->off = malloc(((size_t)n + 1) * sizeof *t->off);
