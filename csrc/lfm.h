@@ -183,6 +183,8 @@ lfm_status lfm_ctx_state_load(lfm_ctx *c, const void *src, size_t n);
 
 /* ---- sampling ---- */
 
+#define LFM_SAMPLER_MAX_LAST_N (1 << 20) /* tokens; far beyond any context, 4 MiB of window */
+
 typedef struct {
     float temperature;         /* <= 0: greedy */
     int32_t top_k;             /* <= 0: off */
@@ -191,7 +193,8 @@ typedef struct {
     float repetition_penalty;  /* 1: off (transformers semantics: divide positive, multiply negative) */
     float presence_penalty;    /* 0: off (OpenAI semantics) */
     float frequency_penalty;   /* 0: off */
-    int32_t penalty_last_n;    /* how many recent tokens the penalties look at; < 0: all */
+    int32_t penalty_last_n;    /* how many recent tokens the penalties look at; < 0: all; at most
+                                  LFM_SAMPLER_MAX_LAST_N */
     uint64_t seed;
 } lfm_sampler_params;
 

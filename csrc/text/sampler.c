@@ -130,6 +130,10 @@ static lfm_status check_params(const lfm_sampler_params *p) {
     if (!isfinite(p->frequency_penalty))
         return lfm_fail(LFM_ERR_ARG, "sampler: frequency_penalty must be finite, got %g",
                         (double)p->frequency_penalty);
+    /* the window is allocated up front, so a user's number must not become gigabytes */
+    if (p->penalty_last_n > LFM_SAMPLER_MAX_LAST_N)
+        return lfm_fail(LFM_ERR_ARG, "sampler: penalty_last_n must be < 0 (all), 0 (off) or at most %d, got %d",
+                        LFM_SAMPLER_MAX_LAST_N, (int)p->penalty_last_n);
     return LFM_OK;
 }
 

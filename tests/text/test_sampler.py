@@ -471,3 +471,18 @@ def test_generate_with_everything_banned_or_overflowing(tiny_chat_model):
     assert r.token_ids and all(0 <= t < V - 1 for t in r.token_ids)
     r = m.generate([5, 6, 7], max_tokens=6, repetition_penalty=1e-38, frequency_penalty=BIG, top_k=3, seed=2)
     assert all(0 <= t < V for t in r.token_ids)
+
+
+def test_penalty_window_is_bounded():
+    """penalty_last_n sizes a window allocated up front: a huge value is refused, not gigabytes
+    (found by the sampler fuzz target)."""
+    with pytest.raises(ValueError, match="penalty_last_n"):
+        Sampler(16, penalty_last_n=2**31 - 1)
+    with pytest.raises(ValueError, match="penalty_last_n"):
+        Sampler(16, penalty_last_n=(1 << 20) + 1)
+    s = Sampler(16, penalty_last_n=1 << 20, repetition_penalty=1.5, temperature=0)
+    s.accept(3)
+    x = np.zeros(16, np.float32)
+    x[3] = 1.0
+    x[5] = 0.9
+    assert s.sample(x) == 5  # the window works at the limit: 3 is penalized (1.0 / 1.5 < 0.9)
