@@ -144,23 +144,27 @@ DQ_ROW(q6_K, lfm_block_q6_K, LFM_QK_K)
 
 void lfm_dequantize_row_f32(const void *src, float *dst, int64_t n) { memcpy(dst, src, (size_t)n * 4); }
 
-void lfm_dequantize_row_f16(const void *src, float *dst, int64_t n) {
-    const uint8_t *s = src;
-    for (int64_t i = 0; i < n; i++) {
-        lfm_half h;
-        memcpy(&h, s + 2 * i, 2);
-        dst[i] = lfm_half_to_float(h);
-    }
-}
-
-void lfm_dequantize_row_bf16(const void *src, float *dst, int64_t n) {
+/* 16-bit float rows may sit at any even or odd offset of a file: read them bytewise (inlined per
+ * type, so each row loop calls its converter directly). */
+static inline void decode_16bit_row(const void *src, float *dst, int64_t n, float (*to_float)(uint16_t)) {
     const uint8_t *s = src;
     for (int64_t i = 0; i < n; i++) {
         uint16_t h;
         memcpy(&h, s + 2 * i, 2);
-        dst[i] = lfm_bf16_to_float(h);
+        dst[i] = to_float(h);
     }
 }
+
+static inline void encode_16bit_row(const float *src, void *dst, int64_t n, uint16_t (*from_float)(float)) {
+    uint8_t *d = dst;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h = from_float(src[i]);
+        memcpy(d + 2 * i, &h, 2);
+    }
+}
+
+void lfm_dequantize_row_f16(const void *src, float *dst, int64_t n) { decode_16bit_row(src, dst, n, lfm_half_to_float); }
+void lfm_dequantize_row_bf16(const void *src, float *dst, int64_t n) { decode_16bit_row(src, dst, n, lfm_bf16_to_float); }
 
 /* ---- quantize weights (the reference rounding of ggml / gguf.quants) ---- */
 
@@ -173,11 +177,31 @@ static int trunc_clip(float v, int hi) {
 }
 
 /* A weight block holding a NaN or +-inf is stored with NaN scale (and min) and zero quants, as the
- * activation blocks are (quants.h, ROUNDING.md "Non-finite values"): it dequantizes to NaN. */
-static bool block_finite(const float *x) {
+ * activation blocks are (quants.h, ROUNDING.md "Non-finite values"): it dequantizes to NaN. Returns
+ * true when it stored such a block (bytes of block b; m NULL for the types without a min). */
+static bool store_nonfinite_block(const float *x, void *b, size_t bytes, lfm_half *d, lfm_half *m) {
     int bad = 0;
     for (int j = 0; j < 32; j++) bad |= !(fabsf(x[j]) < INFINITY);
-    return !bad;
+    if (!bad) return false;
+    memset(b, 0, bytes);
+    *d = LFM_HALF_NAN;
+    if (m) *m = LFM_HALF_NAN;
+    return true;
+}
+
+/* The min and 1/scale of a block of the types with a min (q4_1, q5_1: levels 15 or 31), with the
+ * block's d and m stored. */
+static float min_scale(const float *x, float levels, lfm_half *d_out, lfm_half *m_out, float *mn_out) {
+    float mn = x[0], mx = x[0];
+    for (int j = 1; j < 32; j++) {
+        mn = x[j] < mn ? x[j] : mn;
+        mx = x[j] > mx ? x[j] : mx;
+    }
+    float d = (mx - mn) / levels, id = d != 0.0f ? 1.0f / d : 0.0f;
+    *d_out = lfm_float_to_half(d);
+    *m_out = lfm_float_to_half(mn);
+    *mn_out = mn;
+    return id;
 }
 
 /* Value of largest magnitude (first one on ties), as numpy's argmax(abs) picks it. */
@@ -193,11 +217,7 @@ static float signed_absmax(const float *x, int n) {
 }
 
 static void q_q4_0(const float *x, lfm_block_q4_0 *b) {
-    if (!block_finite(x)) {
-        memset(b, 0, sizeof *b);
-        b->d = LFM_HALF_NAN;
-        return;
-    }
+    if (store_nonfinite_block(x, b, sizeof *b, &b->d, NULL)) return;
     float max = signed_absmax(x, 32);
     float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     b->d = lfm_float_to_half(d);
@@ -209,19 +229,9 @@ static void q_q4_0(const float *x, lfm_block_q4_0 *b) {
 }
 
 static void q_q4_1(const float *x, lfm_block_q4_1 *b) {
-    if (!block_finite(x)) {
-        memset(b, 0, sizeof *b);
-        b->d = b->m = LFM_HALF_NAN;
-        return;
-    }
-    float mn = x[0], mx = x[0];
-    for (int j = 1; j < 32; j++) {
-        mn = x[j] < mn ? x[j] : mn;
-        mx = x[j] > mx ? x[j] : mx;
-    }
-    float d = (mx - mn) / 15.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    b->d = lfm_float_to_half(d);
-    b->m = lfm_float_to_half(mn);
+    if (store_nonfinite_block(x, b, sizeof *b, &b->d, &b->m)) return;
+    float mn;
+    float id = min_scale(x, 15.0f, &b->d, &b->m, &mn);
     for (int j = 0; j < 16; j++) {
         float a = (x[j] - mn) * id, c = (x[j + 16] - mn) * id;
         int q0 = trunc_clip(a + 0.5f, 15), q1 = trunc_clip(c + 0.5f, 15);
@@ -230,11 +240,7 @@ static void q_q4_1(const float *x, lfm_block_q4_1 *b) {
 }
 
 static void q_q5_0(const float *x, lfm_block_q5_0 *b) {
-    if (!block_finite(x)) {
-        memset(b, 0, sizeof *b);
-        b->d = LFM_HALF_NAN;
-        return;
-    }
+    if (store_nonfinite_block(x, b, sizeof *b, &b->d, NULL)) return;
     float max = signed_absmax(x, 32);
     float d = max / -16.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     b->d = lfm_float_to_half(d);
@@ -249,19 +255,9 @@ static void q_q5_0(const float *x, lfm_block_q5_0 *b) {
 }
 
 static void q_q5_1(const float *x, lfm_block_q5_1 *b) {
-    if (!block_finite(x)) {
-        memset(b, 0, sizeof *b);
-        b->d = b->m = LFM_HALF_NAN;
-        return;
-    }
-    float mn = x[0], mx = x[0];
-    for (int j = 1; j < 32; j++) {
-        mn = x[j] < mn ? x[j] : mn;
-        mx = x[j] > mx ? x[j] : mx;
-    }
-    float d = (mx - mn) / 31.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    b->d = lfm_float_to_half(d);
-    b->m = lfm_float_to_half(mn);
+    if (store_nonfinite_block(x, b, sizeof *b, &b->d, &b->m)) return;
+    float mn;
+    float id = min_scale(x, 31.0f, &b->d, &b->m, &mn);
     uint32_t qh = 0;
     for (int j = 0; j < 16; j++) {
         float a = (x[j] - mn) * id, c = (x[j + 16] - mn) * id;
@@ -273,11 +269,7 @@ static void q_q5_1(const float *x, lfm_block_q5_1 *b) {
 }
 
 static void q_q8_0(const float *x, lfm_block_q8_0 *b) {
-    if (!block_finite(x)) {
-        memset(b, 0, sizeof *b);
-        b->d = LFM_HALF_NAN;
-        return;
-    }
+    if (store_nonfinite_block(x, b, sizeof *b, &b->d, NULL)) return;
     float amax = 0.0f;
     for (int j = 0; j < 32; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
     float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
@@ -309,21 +301,8 @@ Q_ROW(q8_0, lfm_block_q8_0)
 
 void lfm_quantize_row_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, (size_t)n * 4); }
 
-void lfm_quantize_row_f16(const float *src, void *dst, int64_t n) {
-    uint8_t *d = dst;
-    for (int64_t i = 0; i < n; i++) {
-        lfm_half h = lfm_float_to_half(src[i]);
-        memcpy(d + 2 * i, &h, 2);
-    }
-}
-
-void lfm_quantize_row_bf16(const float *src, void *dst, int64_t n) {
-    uint8_t *d = dst;
-    for (int64_t i = 0; i < n; i++) {
-        uint16_t h = float_to_bf16(src[i]);
-        memcpy(d + 2 * i, &h, 2);
-    }
-}
+void lfm_quantize_row_f16(const float *src, void *dst, int64_t n) { encode_16bit_row(src, dst, n, lfm_float_to_half); }
+void lfm_quantize_row_bf16(const float *src, void *dst, int64_t n) { encode_16bit_row(src, dst, n, float_to_bf16); }
 
 /* activation formats: the same encoding the matmul uses */
 void lfm_quantize_row_q8_1(const float *src, void *dst, int64_t n) { lfm_quantize_act_row(LFM_TYPE_Q8_1, src, dst, n); }
