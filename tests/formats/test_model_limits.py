@@ -12,6 +12,7 @@ import pytest
 
 import liquidlfm as lfm
 from liquidlfm import ModelFormatError, UnsupportedModelError
+from tests.fixtures.gguf_models import write_gguf_file
 
 MAX_HEAD_DIM = 1024  # LFM_MAX_HEAD_DIM, csrc/kernels/kernels.h
 
@@ -82,10 +83,7 @@ def write_gguf(path, *, V=64, H=64, nh=4, nkv=2, F=64, layers=("conv", "full_att
             w.add_tensor(name, np.zeros(rows * cols // be * bb, np.int8), raw_shape=(rows, cols), raw_dtype=raw[name])
         else:
             w.add_tensor(name, a)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_gguf_file(w)
     return path
 
 

@@ -8,6 +8,7 @@ import pytest
 
 import liquidlfm
 from liquidlfm.tokenizer import Tokenizer
+from tests.fixtures.gguf_models import write_metadata_gguf
 from tests.fixtures.tokenizers import write_tokenizer_files, write_vocab_gguf
 from tests.text.test_tokenizer import ADVERSARIAL, random_strings
 
@@ -57,24 +58,7 @@ def test_from_gguf_same_as_tokenizer_json(ours, tok_dir, texts):
 
 
 def _write_gguf(path, fields):
-    import gguf
-
-    w = gguf.GGUFWriter(str(path), "lfm2")
-    for k, v in fields.items():
-        if isinstance(v, str):
-            w.add_string(k, v)
-        elif isinstance(v, bool):
-            w.add_bool(k, v)
-        elif isinstance(v, int):
-            w.add_uint32(k, v)
-        elif v and isinstance(v[0], str):
-            w.add_array(k, v)
-        else:
-            w.add_array(k, v)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_metadata_gguf(path, fields)
 
 
 def test_from_gguf_errors(tok_dir, tmp_path):

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import liquidlfm
 from liquidlfm.tokenizer import Tokenizer
+from tests.fixtures.gguf_models import write_gguf_file, write_metadata_gguf
 from tests.fixtures.tokenizers import gguf_tokenizer_fields, write_tokenizer_files
 
 LIQUID_ERRORS = (liquidlfm.ModelFormatError, liquidlfm.UnsupportedModelError)
@@ -238,29 +239,7 @@ def test_generation_config_bool_id_ignored(tj):
 
 def _write_gguf(path, fields, types=None):
     """A tensor-less GGUF with fields; types overrides the value type of a key (gguf.GGUFValueType)."""
-    import gguf
-
-    w = gguf.GGUFWriter(str(path), "lfm2")
-    for k, v in fields.items():
-        vt = (types or {}).get(k)
-        if vt is not None:
-            if isinstance(vt, tuple):
-                w.add_key_value(k, v, vt[0], sub_type=vt[1])
-            else:
-                w.add_key_value(k, v, vt)
-        elif isinstance(v, str):
-            w.add_string(k, v)
-        elif isinstance(v, bool):
-            w.add_bool(k, v)
-        elif isinstance(v, int):
-            w.add_uint32(k, v)
-        else:
-            w.add_array(k, v)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+    return write_metadata_gguf(path, fields, types)
 
 
 @pytest.fixture(scope="module")
@@ -383,10 +362,7 @@ def test_gguf_model_with_array_bos_still_loads(tmp_path):
             w.add_key_value(k, f.contents(), f.types[0])
     for t in r.tensors:
         w.add_tensor(t.name, t.data, raw_dtype=t.tensor_type)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_gguf_file(w)
     with pytest.raises(liquidlfm.ModelFormatError, match="tokenizer.ggml.bos_token_id must be an integer"):
         Tokenizer.from_gguf(tmp_path / "bad.gguf")
     with liquidlfm.load(str(tmp_path / "bad.gguf")) as m:
