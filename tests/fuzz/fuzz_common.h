@@ -71,4 +71,22 @@ static void fuzz_run_model(const lfm_model *m, int kv_f16) {
     lfm_ctx_free(c);
 }
 
+/* Load path (a GGUF file or an HF folder) with one thread; if it loads, describe it and run it. A
+ * failure must leave *out NULL. */
+static void fuzz_load_and_run(const char *path, int kv_f16) {
+    lfm_model_params mp = lfm_model_default_params();
+    mp.n_threads = 1;
+    lfm_model *m = NULL;
+    lfm_status st = lfm_model_load(path, &mp, &m);
+    fuzz_check_error(st);
+    if (st == LFM_OK) {
+        char desc[4096];
+        (void)lfm_model_describe(m, desc, sizeof desc);
+        fuzz_run_model(m, kv_f16);
+        lfm_model_free(m);
+    } else if (m) {
+        abort();
+    }
+}
+
 #endif

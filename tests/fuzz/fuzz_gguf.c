@@ -62,20 +62,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_write(path, data, size);
     walk_header(path);
 
-    lfm_model_params mp = lfm_model_default_params();
-    mp.n_threads = 1;
-    lfm_model *m = NULL;
-    lfm_status st = lfm_model_load(path, &mp, &m);
-    fuzz_check_error(st);
-    if (st == LFM_OK) {
-        char desc[4096];
-        (void)lfm_model_describe(m, desc, sizeof desc);
-        /* the last byte picks the cache type, so both the F32 and F16 attention paths are reached */
-        fuzz_run_model(m, size ? data[size - 1] & 1 : 0);
-        lfm_model_free(m);
-    } else if (m) {
-        abort(); /* on failure *out is NULL */
-    }
+    /* the last byte picks the cache type, so both the F32 and F16 attention paths are reached */
+    fuzz_load_and_run(path, size ? data[size - 1] & 1 : 0);
     unlink(path);
     return 0;
 }

@@ -18,16 +18,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_write(cfg_path, data, n_cfg);
     fuzz_write(st_path, st_data, (size_t)(data + size - st_data));
 
-    lfm_model_params mp = lfm_model_default_params();
-    mp.n_threads = 1;
-    lfm_model *m = NULL;
-    lfm_status st = lfm_model_load(dir, &mp, &m);
-    fuzz_check_error(st);
-    if (st == LFM_OK) {
-        fuzz_run_model(m, n_cfg & 1);
-        lfm_model_free(m);
-    } else if (m) {
-        abort();
-    }
+    fuzz_load_and_run(dir, n_cfg & 1);
     return 0;
 }
