@@ -61,6 +61,7 @@ def test_unknown_subcommand_is_an_argparse_error(tmp_path):
 
 # ---- one real run each ----
 
+@pytest.mark.reference
 def test_translate_same_as_python_m(tiny_chat_dir, tmp_path):
     args = ["--to", "ko", "--max-tokens", "4", "--model", str(tiny_chat_dir), "The weather is nice today."]
     r = run(["translate", *args], cwd=tmp_path)
@@ -70,6 +71,7 @@ def test_translate_same_as_python_m(tiny_chat_dir, tmp_path):
     assert r.stdout == ref.stdout and r.stdout.strip()
 
 
+@pytest.mark.reference
 def test_generate_and_chat(tiny, tiny_chat_dir, tmp_path):
     want = tiny.generate("Hello", 6, temperature=0)
     r = run(["generate", "-m", str(tiny_chat_dir), "-n", "6", "--temperature", "0", "Hello"], cwd=tmp_path)
@@ -91,6 +93,7 @@ def test_scholar_same_as_python_m(shared_dir, tmp_path):
     assert r.stdout == ref.stdout and "\\cite" not in r.stdout and "[" in r.stdout
 
 
+@pytest.mark.reference
 def test_quantize(tiny_chat_dir, tiny, tmp_path):
     out = tmp_path / "tiny-q8.gguf"
     r = run(["quantize", str(tiny_chat_dir), str(out), "--type", "q8_0", "-q"], cwd=tmp_path)

@@ -119,6 +119,7 @@ def _set_head_dim(folder, head_dim):
     (folder / "config.json").write_text(json.dumps(cfg))
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("head_dim", [None, 2048], ids=["default", "explicit"])
 @pytest.mark.parametrize("kv_cache", ["f16", "f32"])
 @pytest.mark.parametrize("quantize", [None, "q8_0"])
@@ -145,6 +146,7 @@ def test_head_dim_at_the_limit_loads_and_runs(tmp_path):
     np.testing.assert_allclose(out["f16"], out["f32"], atol=5e-2)
 
 
+@pytest.mark.reference
 def test_hf_head_dim_at_the_limit_matches_transformers(tmp_path):
     from tests.fixtures.hf_models import hf_logits, load_hf_model, make_hf_model
 
@@ -166,6 +168,7 @@ def test_conv_only_model_is_not_held_to_the_head_limit(tmp_path):
     assert np.isfinite(m.forward([1, 2])).all()
 
 
+@pytest.mark.reference
 def test_conv_kernel_size_over_the_limit_is_refused(tmp_path):
     cfg_dir = tmp_path / "k"
     from tests.fixtures.hf_models import make_hf_model

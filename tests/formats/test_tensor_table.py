@@ -53,6 +53,7 @@ def test_table_rows():
     assert not any(r["hf"] == "model.norm.weight" for r in rows)
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("tie", [True, False])
 def test_table_covers_transformers_state_dict(tie):
     """Every parameter of transformers' Lfm2ForCausalLM is one row, with the row's shape."""
@@ -96,6 +97,7 @@ def describe(model):
     return out
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("tie", [True, False])
 def test_quantizer_and_loaders_agree(tmp_path, tie):
     hf = make_hf_model(tmp_path / "hf", tie_word_embeddings=tie, **SHAPE)
@@ -158,6 +160,7 @@ BROKEN = {
 }
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("case", list(BROKEN))
 def test_quantizer_rejects_like_loader(good, tmp_path, case):
     edit, exc, msg = BROKEN[case]
@@ -178,6 +181,7 @@ def test_quantizer_rejects_like_loader(good, tmp_path, case):
     assert not (tmp_path / "out.gguf").exists()
 
 
+@pytest.mark.reference
 def test_tied_head_saved_anyway_is_dropped(good, tmp_path):
     """A tied checkpoint that also saved lm_head.weight: both sides use the embedding."""
     d = tmp_path / "m"

@@ -340,6 +340,7 @@ def test_gguf_any_key_of_any_type(gguf_fields, tmp_path, key):
             pass
 
 
+@pytest.mark.reference
 def test_gguf_model_with_array_bos_still_loads(tmp_path):
     """An otherwise valid model whose tokenizer.ggml.bos_token_id is an array used to fail to load with
     TypeError; now the tokenizer is refused (ModelFormatError) and the model loads without one, as
