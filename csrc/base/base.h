@@ -32,12 +32,25 @@ lfm_status lfm_fail_io(int err, const char *fmt, ...)
 
 /* ---- CPU features (detected once) ---- */
 
+/* The target architecture, from the compiler's own macros (so a cross or universal2 build, which
+ * compiles each file once per architecture, needs no -D from the build script). */
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+#define LFM_IS_X86 1
+#elif defined(__aarch64__) || defined(_M_ARM64)
+#define LFM_IS_ARM64 1
+#endif
+
 typedef struct {
-    bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, avxvnni, neon, dotprod;
-    bool force_ref; /* LFM_KERNELS=ref in the environment */
+    bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, avxvnni; /* x86 */
+    bool neon, dotprod, i8mm;                                                /* arm64: ASIMD, SDOT, SMMLA */
+    bool force_ref;       /* LFM_KERNELS=ref in the environment */
+    char kernels_env[16]; /* LFM_KERNELS as given ("" when unset): the level to force (kernels/quants/type_traits.c) */
 } lfm_cpu_features;
 
 const lfm_cpu_features *lfm_cpu(void);
+/* The cores this process may use: its CPU affinity mask, capped by a cgroup CPU quota (Linux); the
+ * performance cores (macOS, where an equal row split would wait for the efficiency cores); else
+ * the online CPUs. At least 1. */
 int lfm_n_cores(void);
 
 /* ---- files ---- */

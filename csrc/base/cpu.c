@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "base/base.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -9,11 +10,29 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__linux__)
+#include <sched.h>
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
+#endif
+#if defined(__APPLE__)
+#include <sys/sysctl.h>
+#include <sys/types.h>
+#endif
 
 /* ---- CPU features ---- */
 
 static lfm_cpu_features cpu_features;
 static int cpu_detected;
+
+#if defined(__APPLE__)
+static bool sysctl_flag(const char *name) {
+    int v = 0;
+    size_t len = sizeof v;
+    return sysctlbyname(name, &v, &len, NULL, 0) == 0 && v != 0;
+}
+#endif
 
 static void detect_cpu(void) {
     lfm_cpu_features f = {0};
@@ -43,12 +62,28 @@ static void detect_cpu(void) {
         f.f16c = f.f16c && ymm_ok;
     }
 #elif defined(__aarch64__)
-    f.neon = true;
+    f.neon = true; /* ASIMD is mandatory in AArch64 */
+#if defined(__linux__)
+    /* the kernel's HWCAP bits (Linux and Android; qemu-user reports its emulated CPU's) */
+    unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    f.dotprod = (hw >> 20) & 1; /* HWCAP_ASIMDDP */
+    f.i8mm = (hw2 >> 13) & 1;   /* HWCAP2_I8MM */
+#elif defined(__APPLE__)
+    f.dotprod = sysctl_flag("hw.optional.arm.FEAT_DotProd");
+    f.i8mm = sysctl_flag("hw.optional.arm.FEAT_I8MM");
+#else
+    /* no run-time query known here: what the compiler was told the target has */
 #if defined(__ARM_FEATURE_DOTPROD)
     f.dotprod = true;
 #endif
+#if defined(__ARM_FEATURE_MATMUL_INT8)
+    f.i8mm = true;
+#endif
+#endif
+    f.i8mm = f.i8mm && f.dotprod; /* our i8mm level builds on the dotprod one */
 #endif
     const char *force = getenv("LFM_KERNELS");
+    if (force) snprintf(f.kernels_env, sizeof f.kernels_env, "%s", force);
     f.force_ref = force && strcmp(force, "ref") == 0;
     cpu_features = f;
 }
@@ -62,7 +97,58 @@ const lfm_cpu_features *lfm_cpu(void) {
     return &cpu_features;
 }
 
+/* ---- usable cores ---- */
+
+#if defined(__linux__)
+/* The CPU quota of this process's cgroup, rounded up, or 0 when there is none: cgroup v2's
+ * "cpu.max" ("max 100000" or "<quota> <period>"), else v1's cfs_quota_us / cfs_period_us. */
+static int read_two_numbers(const char *path, const char *path2, long long *a, long long *b) {
+    FILE *fp = fopen(path, "r");
+    if (!fp) return 0;
+    int n;
+    if (path2) {
+        n = fscanf(fp, "%lld", a);
+        fclose(fp);
+        if (n != 1 || !(fp = fopen(path2, "r"))) return 0;
+        n = fscanf(fp, "%lld", b) == 1 ? 2 : 0;
+    } else {
+        n = fscanf(fp, "%lld %lld", a, b);
+    }
+    fclose(fp);
+    return n;
+}
+
+static int cgroup_cpu_quota(void) {
+    long long quota = 0, period = 0;
+    FILE *fp = fopen("/sys/fs/cgroup/cpu.max", "r");
+    if (fp) {
+        char first[32] = {0};
+        int ok = fscanf(fp, "%31s %lld", first, &period) == 2;
+        fclose(fp);
+        if (!ok || strcmp(first, "max") == 0) return 0;
+        quota = strtoll(first, NULL, 10);
+    } else if (read_two_numbers("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us", &quota,
+                                &period) != 2) {
+        return 0;
+    }
+    if (quota <= 0 || period <= 0) return 0;
+    long long n = (quota + period - 1) / period;
+    return n > 4096 ? 4096 : (int)n;
+}
+#endif
+
 int lfm_n_cores(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    long n = 0;
+#if defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+    int quota = cgroup_cpu_quota();
+    if (quota > 0 && (n <= 0 || quota < n)) n = quota;
+#elif defined(__APPLE__)
+    int perf = 0;
+    size_t len = sizeof perf;
+    if (sysctlbyname("hw.perflevel0.logicalcpu", &perf, &len, NULL, 0) == 0 && perf > 0) n = perf;
+#endif
+    if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }

@@ -19,7 +19,7 @@ typedef void (*lfm_gemm_fn)(const void *W, int64_t K, const float *X, int64_t ld
                             int64_t ldy, int64_t r0, int64_t r1);
 
 typedef struct {
-    const char *name;                    /* "ref", "avx2" */
+    const char *name;                    /* "ref", "avx2", "neon" */
     lfm_gemm_fn gemm[LFM_TYPE_COUNT];    /* by weight type: F32, F16, BF16; NULL for the rest */
     void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps);
     /* NeoX rotate-half RoPE on one head of hd values; cs = hd/2 cosines then hd/2 sines */
@@ -60,7 +60,10 @@ extern const lfm_kernels lfm_kernels_avx2_order;
 #if defined(LFM_IS_X86)
 extern const lfm_kernels lfm_kernels_avx2;
 #endif
-/* The table for this CPU (AVX2+FMA+F16C when present, unless LFM_KERNELS=ref). */
+#if defined(LFM_IS_ARM64)
+extern const lfm_kernels lfm_kernels_neon; /* kernels/arm/float_neon.c: the AVX2 file's float order */
+#endif
+/* The table for this CPU (AVX2+FMA+F16C on x86, NEON on arm64), or ref with LFM_KERNELS=ref. */
 const lfm_kernels *lfm_kernels_get(void);
 /* By name ("ref", "avx2"); NULL if not available on this CPU/build. */
 const lfm_kernels *lfm_kernels_by_name(const char *name);

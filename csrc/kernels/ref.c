@@ -152,6 +152,9 @@ const lfm_kernels *lfm_kernels_by_name(const char *name) {
         return f->avx2 && f->fma && f->f16c ? &lfm_kernels_avx2 : NULL;
     }
 #endif
+#if defined(LFM_IS_ARM64)
+    if (strcmp(name, "neon") == 0) return &lfm_kernels_neon; /* ASIMD and its F16 conversions: every arm64 CPU */
+#endif
     return NULL;
 }
 
@@ -160,6 +163,9 @@ const lfm_kernels *lfm_kernels_get(void) {
     if (f->force_ref) return &lfm_kernels_ref;
 #if defined(LFM_IS_X86)
     if (f->avx2 && f->fma && f->f16c) return &lfm_kernels_avx2;
+#endif
+#if defined(LFM_IS_ARM64)
+    if (lfm_kernels_neon.rmsnorm) return &lfm_kernels_neon; /* TEMPORARY while float_neon.c is written */
 #endif
     return &lfm_kernels_ref;
 }

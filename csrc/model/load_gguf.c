@@ -195,7 +195,7 @@ static lfm_status load(loader *L) {
                         arch);
     }
 
-    int64_t v;
+    int64_t v = 0;
     if ((st = meta_int(L, "lfm2.block_count", 1, LFM_MAX_LAYERS, true, &v))) return st;
     c->n_layer = (int32_t)v;
     if ((st = meta_int(L, "lfm2.embedding_length", 1, 1 << 20, true, &v))) return st;

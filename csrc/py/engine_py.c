@@ -809,8 +809,8 @@ done:
 static PyObject *py_kernel_sets(PyObject *mod, PyObject *noargs) {
     PyObject *l = PyList_New(0);
     if (!l) return NULL;
-    static const char *names[] = {"ref", "avx2"};
-    for (size_t i = 0; i < 2; i++)
+    static const char *names[] = {"ref", "avx2", "neon"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (lfm_kernels_by_name(names[i])) {
             PyObject *s = PyUnicode_FromString(names[i]);
             if (!s || PyList_Append(l, s) < 0) {

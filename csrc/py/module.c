@@ -47,11 +47,13 @@ static PyObject *py_cpu_features(PyObject *self, PyObject *noargs) {
     (void)self;
     (void)noargs;
     const lfm_cpu_features *f = lfm_cpu();
-    return Py_BuildValue("{s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O}", "avx2", f->avx2 ? Py_True : Py_False,
-                         "fma", f->fma ? Py_True : Py_False, "f16c", f->f16c ? Py_True : Py_False,
-                         "avx512f", f->avx512f ? Py_True : Py_False, "avx512vnni",
-                         f->avx512vnni ? Py_True : Py_False, "avxvnni", f->avxvnni ? Py_True : Py_False,
-                         "neon", f->neon ? Py_True : Py_False, "force_ref", f->force_ref ? Py_True : Py_False);
+#define B(x) ((x) ? Py_True : Py_False)
+    return Py_BuildValue("{s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:s,s:i}", "avx2", B(f->avx2), "fma", B(f->fma),
+                         "f16c", B(f->f16c), "avx512f", B(f->avx512f), "avx512bw", B(f->avx512bw), "avx512vl",
+                         B(f->avx512vl), "avx512vnni", B(f->avx512vnni), "avxvnni", B(f->avxvnni), "neon", B(f->neon),
+                         "dotprod", B(f->dotprod), "i8mm", B(f->i8mm), "force_ref", B(f->force_ref), "kernels_env",
+                         f->kernels_env, "usable_cores", lfm_n_cores());
+#undef B
 }
 
 static PyMethodDef module_methods[] = {

@@ -204,7 +204,9 @@ typedef struct {
 } lfm_qkernels;
 
 /* Scalar oracle (quants_ref.c) and the ISA tables, which fill in what they speed up on top of the
- * level below (ref, then avx2, then avx512). */
+ * level below: ref, then avx2, then avx512 on x86; ref, then neon, then dotprod, then i8mm on arm64
+ * (kernels/arm/quants_neon*.c: one source, kernels/arm/quants_neon_32.h and quants_neon_k.h,
+ * compiled once per level with that level's -march). */
 void lfm_qkernels_init_ref(lfm_qkernels *k);
 #if defined(LFM_IS_X86)
 void lfm_qkernels_init_avx2(lfm_qkernels *k);
@@ -212,13 +214,24 @@ void lfm_qkernels_init_avx512(lfm_qkernels *k);
 #endif
 #if defined(LFM_IS_ARM64)
 void lfm_qkernels_init_neon(lfm_qkernels *k);
+void lfm_qkernels_init_neon_dotprod(lfm_qkernels *k);
+void lfm_qkernels_init_neon_i8mm(lfm_qkernels *k);
 #endif
 
-typedef enum { LFM_QLEVEL_REF, LFM_QLEVEL_AVX2, LFM_QLEVEL_AVX512, LFM_QLEVEL_NEON, LFM_QLEVEL_COUNT } lfm_qlevel;
-const char *lfm_qlevel_name(lfm_qlevel level); /* "ref", "avx2", "avx512", "neon" */
+typedef enum {
+    LFM_QLEVEL_REF,
+    LFM_QLEVEL_AVX2,
+    LFM_QLEVEL_AVX512,
+    LFM_QLEVEL_NEON,
+    LFM_QLEVEL_DOTPROD,
+    LFM_QLEVEL_I8MM,
+    LFM_QLEVEL_COUNT
+} lfm_qlevel;
+const char *lfm_qlevel_name(lfm_qlevel level); /* "ref", "avx2", "avx512", "neon", "dotprod", "i8mm" */
 /* The table of one level; NULL when this CPU or build lacks it. */
 const lfm_qkernels *lfm_qkernels_level(lfm_qlevel level);
-/* The level in use: the best this CPU has, or ref with LFM_KERNELS=ref. */
+/* The level in use: the best this CPU has, or the one LFM_KERNELS names (ref, or a SIMD level: the
+ * best level this CPU has at or below it). */
 lfm_qlevel lfm_qkernels_level_in_use(void);
 
 /* The table in use and the scalar one. */

@@ -144,38 +144,69 @@ static bool level_ok[LFM_QLEVEL_COUNT];
 static lfm_qlevel level_used = LFM_QLEVEL_REF;
 static lfm_once_flag levels_once = LFM_ONCE_INIT;
 
-static void levels_init(void) {
-    const lfm_cpu_features *f = lfm_cpu();
-    lfm_qkernels_init_ref(&levels[LFM_QLEVEL_REF]);
-    level_ok[LFM_QLEVEL_REF] = true;
+/* Levels in the order each builds on the one before; a level absent from this CPU or build is
+ * skipped, so the next one builds on the last present. */
+static const lfm_qlevel level_chain[] = {
+    LFM_QLEVEL_REF,
 #if defined(LFM_IS_X86)
-    lfm_qlevel below = LFM_QLEVEL_REF;
-    if (f->avx2 && f->fma && f->f16c) {
-        levels[LFM_QLEVEL_AVX2] = levels[below];
-        lfm_qkernels_init_avx2(&levels[LFM_QLEVEL_AVX2]);
-        level_ok[below = LFM_QLEVEL_AVX2] = true;
-    }
-    if (f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni) {
-        levels[LFM_QLEVEL_AVX512] = levels[below];
-        lfm_qkernels_init_avx512(&levels[LFM_QLEVEL_AVX512]);
-        level_ok[LFM_QLEVEL_AVX512] = true;
-    }
+    LFM_QLEVEL_AVX2, LFM_QLEVEL_AVX512,
 #endif
 #if defined(LFM_IS_ARM64)
-    if (f->neon && f->dotprod) {
-        levels[LFM_QLEVEL_NEON] = levels[LFM_QLEVEL_REF];
-        lfm_qkernels_init_neon(&levels[LFM_QLEVEL_NEON]);
-        level_ok[LFM_QLEVEL_NEON] = true;
-    }
+    LFM_QLEVEL_NEON, LFM_QLEVEL_DOTPROD, LFM_QLEVEL_I8MM,
 #endif
-    if (!f->force_ref)
-        for (int l = 0; l < LFM_QLEVEL_COUNT; l++)
-            if (level_ok[l]) level_used = (lfm_qlevel)l;
+};
+
+static const char *const level_names[LFM_QLEVEL_COUNT] = {"ref", "avx2", "avx512", "neon", "dotprod", "i8mm"};
+
+static bool level_present(lfm_qlevel l, const lfm_cpu_features *f) {
+    switch (l) {
+    case LFM_QLEVEL_REF: return true;
+    case LFM_QLEVEL_AVX2: return f->avx2 && f->fma && f->f16c;
+    case LFM_QLEVEL_AVX512: return false; /* x86/quants_avx512.c has no kernels yet: AVX2's serve these CPUs */
+    case LFM_QLEVEL_NEON: return f->neon;
+    case LFM_QLEVEL_DOTPROD: return f->neon && f->dotprod;
+    case LFM_QLEVEL_I8MM: return f->neon && f->dotprod && f->i8mm;
+    default: return false;
+    }
+}
+
+static void level_init(lfm_qlevel l, lfm_qkernels *k) {
+    switch (l) {
+    case LFM_QLEVEL_REF: lfm_qkernels_init_ref(k); break;
+#if defined(LFM_IS_X86)
+    case LFM_QLEVEL_AVX2: lfm_qkernels_init_avx2(k); break;
+    case LFM_QLEVEL_AVX512: lfm_qkernels_init_avx512(k); break;
+#endif
+#if defined(LFM_IS_ARM64)
+    case LFM_QLEVEL_NEON: lfm_qkernels_init_neon(k); break;
+    case LFM_QLEVEL_DOTPROD: lfm_qkernels_init_neon_dotprod(k); break;
+    case LFM_QLEVEL_I8MM: lfm_qkernels_init_neon_i8mm(k); break;
+#endif
+    default: break;
+    }
+    k->name = level_names[l];
+}
+
+static void levels_init(void) {
+    const lfm_cpu_features *f = lfm_cpu();
+    /* LFM_KERNELS names a level to stop at (the best present one at or below it in the chain) */
+    int stop = -1;
+    for (size_t i = 0; i < sizeof level_chain / sizeof level_chain[0]; i++)
+        if (f->kernels_env[0] && strcmp(f->kernels_env, level_names[level_chain[i]]) == 0) stop = (int)i;
+    lfm_qlevel below = LFM_QLEVEL_REF;
+    for (size_t i = 0; i < sizeof level_chain / sizeof level_chain[0]; i++) {
+        lfm_qlevel l = level_chain[i];
+        if (!level_present(l, f)) continue;
+        if (l != LFM_QLEVEL_REF) levels[l] = levels[below];
+        level_init(l, &levels[l]);
+        level_ok[l] = true;
+        below = l;
+        if (stop < 0 || (int)i <= stop) level_used = l;
+    }
 }
 
 const char *lfm_qlevel_name(lfm_qlevel level) {
-    static const char *const names[LFM_QLEVEL_COUNT] = {"ref", "avx2", "avx512", "neon"};
-    return (int)level >= 0 && level < LFM_QLEVEL_COUNT ? names[level] : NULL;
+    return (int)level >= 0 && level < LFM_QLEVEL_COUNT ? level_names[level] : NULL;
 }
 
 const lfm_qkernels *lfm_qkernels_level(lfm_qlevel level) {

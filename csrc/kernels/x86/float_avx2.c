@@ -5,6 +5,8 @@
  * 4 weight rows × 3 tokens per inner loop, so every weight vector loaded (and converted from
  * F16/BF16) is used three times and every activation vector four times; for prefill each weight row
  * is streamed from memory once per token chunk instead of once per token. */
+/* x86 only: in a macOS universal2 build every file is compiled for arm64 too */
+#if defined(__x86_64__) || defined(__i386__)
 #include "kernels/kernels.h"
 
 #include <immintrin.h>
@@ -426,3 +428,5 @@ static void bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
 }
 
 const lfm_kernels lfm_kernels_avx2 = LFM_KERNELS_TABLE("avx2");
+
+#endif /* x86 */

@@ -7,6 +7,8 @@
  * Each kernel works on a tile of NR weight rows x NT activation rows so a loaded, unpacked weight
  * block is used NT times and an activation block NR times: decode (T = 1) runs 4x1 tiles, prefill
  * larger ones (see mm_tiled). Activation quantization gives the same bytes as the scalar oracle. */
+/* x86 only: in a macOS universal2 build every file is compiled for arm64 too */
+#if defined(__x86_64__) || defined(__i386__)
 #include "kernels/kernels.h"
 
 #include <immintrin.h>
@@ -897,3 +899,5 @@ void lfm_qkernels_init_avx2(lfm_qkernels *k) {
     k->mm[LFM_TYPE_Q5_K] = mm_q5_K_llama;
     k->mm[LFM_TYPE_Q6_K] = mm_q6_K_llama;
 }
+
+#endif /* x86 */

@@ -1,0 +1,19 @@
+/* quants_neon.c — the arm64 quantized kernels at one level: plain NEON (ARMv8.0 ASIMD: Cortex-A53/A72, Raspberry Pi 4).
+ *
+ * One source for the three levels: quants_neon_32.h and quants_neon_k.h, compiled here with this
+ * level's flags (-march=armv8-a, setup.py), choose their integer dot products from
+ * __ARM_FEATURE_DOTPROD and __ARM_FEATURE_MATMUL_INT8. */
+#if defined(__aarch64__)
+#include "kernels/kernels.h"
+
+#include <arm_neon.h>
+
+#include "kernels/arm/neon_common.h"
+#include "kernels/arm/quants_neon_32.h"
+#include "kernels/arm/quants_neon_k.h"
+
+void lfm_qkernels_init_neon(lfm_qkernels *k) {
+    neon_init_32(k);
+    neon_init_k(k);
+}
+#endif
