@@ -23,6 +23,12 @@ export LIQUIDLFM_NUMPY_INCLUDE="$ROOT/usr/lib/python3/dist-packages/numpy/core/i
 # the build machine's sysconfig flags are x86 gcc's; keep only what any compiler accepts
 export CFLAGS="-fPIC" LDFLAGS="" CPPFLAGS=""
 cd "$REPO"
+# pure-Python test dependencies the Debian root lacks, as aarch64 wheels (run_aarch64.sh puts them on the path)
+SITE="$REPO/build/aarch64/site"
+if [ ! -d "$SITE/gguf" ]; then
+    python -m pip install -q --target "$SITE" --platform manylinux2014_aarch64 --python-version 3.11 \
+        --implementation cp --abi cp311 --only-binary=:all: --no-deps gguf pyyaml tqdm
+fi
 rm -rf "$OUT"
 python setup.py -q build_py --build-lib "$OUT" build_ext --build-lib "$OUT" \
     --build-temp "$REPO/build/aarch64/temp-$(basename "${CC%% *}")" 2>&1 | grep -v "^copying\|^creating" || true
