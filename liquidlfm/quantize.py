@@ -425,7 +425,7 @@ def _core_encode(a: np.ndarray, t: str, n_threads: int | None = None) -> np.ndar
     """Quantize rows with the C quantizer, split over threads (the C call releases the GIL)."""
     from . import _core
     tid = TYPE_TRAITS[t]["id"]
-    n_threads = n_threads or os.cpu_count() or 1
+    n_threads = n_threads or _core.cpu_features()["usable_cores"]  # affinity and cgroup quota, as the engine
     rows = a.shape[0]
     if n_threads <= 1 or rows < 64:
         return _core.quantize(tid, a)

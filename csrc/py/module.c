@@ -62,7 +62,7 @@ static PyMethodDef module_methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "_core", "liquidlfm's C engine (see csrc/lfm.h).", -1, module_methods,
+    PyModuleDef_HEAD_INIT, "_core", "liquidlfm's C engine (see csrc/lfm.h).", -1, module_methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__core(void) {
