@@ -56,3 +56,32 @@ def test_sessions_in_parallel_python_threads(model):
         t.join()
     for k in range(2):
         np.testing.assert_array_equal(results[k], want)
+
+
+AFFINITY_PROBE = """
+import sys, liquidlfm as lfm
+from liquidlfm import _core
+m = lfm.load(sys.argv[1])
+s = m.session(n_ctx=8)
+print(_core.cpu_features()["usable_cores"], s.n_threads)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
+def test_default_threads_follow_cpu_affinity(model):
+    """Under `taskset -c 0` the engine starts one thread, not one per online CPU (a second thread
+    on the same core made decode 26% slower)."""
+    import subprocess
+    import sys
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("this process may use one CPU only: nothing to restrict")
+    cpu = min(os.sched_getaffinity(0))
+    out = subprocess.run([sys.executable, "-c", AFFINITY_PROBE, str(model.path)], capture_output=True, text=True,
+                         check=True, preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert out.stdout.split() == ["1", "1"], out.stdout
+    full = subprocess.run([sys.executable, "-c", AFFINITY_PROBE, str(model.path)], capture_output=True, text=True,
+                          check=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    n = len(os.sched_getaffinity(0))
+    assert full.stdout.split() == [str(n), str(n)], full.stdout
