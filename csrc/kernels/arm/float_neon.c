@@ -53,6 +53,11 @@ static ALWAYS_INLINE float hsum(f32x8 v) {
 
 static ALWAYS_INLINE float32x4_t bf16x4_to_f32(uint16x4_t h) { return vreinterpretq_f32_u32(vshll_n_u16(h, 16)); }
 
+static ALWAYS_INLINE float32x4_t ld4_f32(const void *w, int64_t k) { return vld1q_f32((const float *)w + k); }
+static ALWAYS_INLINE float32x4_t ld4_f16(const void *w, int64_t k) {
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)w + k)));
+}
+static ALWAYS_INLINE float32x4_t ld4_bf16(const void *w, int64_t k) { return bf16x4_to_f32(vld1_u16((const uint16_t *)w + k)); }
 static ALWAYS_INLINE f32x8 ld8_f32(const void *w, int64_t k) { return f8_load((const float *)w + k); }
 static ALWAYS_INLINE f32x8 ld8_f16(const void *w, int64_t k) {
     const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16((const uint16_t *)w + k));
@@ -73,23 +78,34 @@ static ALWAYS_INLINE float ld1_f16(const void *w, int64_t k) { return half_to_fl
 static ALWAYS_INLINE float ld1_bf16(const void *w, int64_t k) { return lfm_bf16_to_f32(((const uint16_t *)w)[k]); }
 
 typedef f32x8 (*ld8_fn)(const void *, int64_t);
+typedef float32x4_t (*ld4_fn)(const void *, int64_t);
 typedef float (*ld1_fn)(const void *, int64_t);
 
-/* 4 rows x 3 tokens: 24 accumulator registers + 3 activation halves + 1 weight half at a time */
-static ALWAYS_INLINE void tile_4x3(ld8_fn ld8, ld1_fn ld1, const void *w0, const void *w1, const void *w2, const void *w3,
+/* 4 rows x 3 tokens. Lanes 0-3 and lanes 4-7 of an AVX2 accumulator are independent sums, so each
+ * step of 8 runs the low halves of all twelve accumulators, then the high halves: 24 accumulators +
+ * 3 activations + 4 weights stay within the 32 registers (loading both halves at once spills). */
+static ALWAYS_INLINE void tile_4x3(ld4_fn ld4, ld1_fn ld1, const void *w0, const void *w1, const void *w2, const void *w3,
                                    const float *x0, const float *x1, const float *x2, int64_t K, float *y0, float *y1,
                                    float *y2) {
     f32x8 a00 = f8_zero(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;
     f32x8 a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;
     int64_t k = 0;
+#define HALF(h, o)                                                                                                 \
+    do {                                                                                                           \
+        const float32x4_t xa = vld1q_f32(x0 + k + o), xb = vld1q_f32(x1 + k + o), xc = vld1q_f32(x2 + k + o);     \
+        float32x4_t w;                                                                                             \
+        w = ld4(w0, k + o), a00.h = vfmaq_f32(a00.h, w, xa), a01.h = vfmaq_f32(a01.h, w, xb), a02.h = vfmaq_f32(a02.h, w, xc); \
+        w = ld4(w1, k + o), a10.h = vfmaq_f32(a10.h, w, xa), a11.h = vfmaq_f32(a11.h, w, xb), a12.h = vfmaq_f32(a12.h, w, xc); \
+        w = ld4(w2, k + o), a20.h = vfmaq_f32(a20.h, w, xa), a21.h = vfmaq_f32(a21.h, w, xb), a22.h = vfmaq_f32(a22.h, w, xc); \
+        w = ld4(w3, k + o), a30.h = vfmaq_f32(a30.h, w, xa), a31.h = vfmaq_f32(a31.h, w, xb), a32.h = vfmaq_f32(a32.h, w, xc); \
+    } while (0)
     for (; k + 8 <= K; k += 8) {
-        const f32x8 xa = f8_load(x0 + k), xb = f8_load(x1 + k), xc = f8_load(x2 + k);
-        f32x8 w;
-        w = ld8(w0, k), a00 = f8_fma(a00, w, xa), a01 = f8_fma(a01, w, xb), a02 = f8_fma(a02, w, xc);
-        w = ld8(w1, k), a10 = f8_fma(a10, w, xa), a11 = f8_fma(a11, w, xb), a12 = f8_fma(a12, w, xc);
-        w = ld8(w2, k), a20 = f8_fma(a20, w, xa), a21 = f8_fma(a21, w, xb), a22 = f8_fma(a22, w, xc);
-        w = ld8(w3, k), a30 = f8_fma(a30, w, xa), a31 = f8_fma(a31, w, xb), a32 = f8_fma(a32, w, xc);
+        HALF(lo, 0);
+        /* keeps the compiler from hoisting the high half's loads above the low half's FMAs */
+        __asm__ volatile("" ::: "memory");
+        HALF(hi, 4);
     }
+#undef HALF
     float s[4][3] = {{hsum(a00), hsum(a01), hsum(a02)}, {hsum(a10), hsum(a11), hsum(a12)},
                      {hsum(a20), hsum(a21), hsum(a22)}, {hsum(a30), hsum(a31), hsum(a32)}};
     const void *w[4] = {w0, w1, w2, w3};
@@ -159,7 +175,7 @@ static ALWAYS_INLINE float tile_1x1(ld8_fn ld8, ld1_fn ld1, const void *w0, cons
     return s;
 }
 
-static ALWAYS_INLINE void gemm_generic(ld8_fn ld8, ld1_fn ld1, size_t esz, const void *W, int64_t K, const float *X, int64_t ldx,
+static ALWAYS_INLINE void gemm_generic(ld4_fn ld4, ld8_fn ld8, ld1_fn ld1, size_t esz, const void *W, int64_t K, const float *X, int64_t ldx,
                                        int64_t T, float *Y, int64_t ldy, int64_t r0, int64_t r1) {
     const char *Wb = W;
     const size_t row = (size_t)K * esz;
@@ -176,7 +192,7 @@ static ALWAYS_INLINE void gemm_generic(ld8_fn ld8, ld1_fn ld1, size_t esz, const
             const void *w2 = Wb + (size_t)(r + 2) * row, *w3 = Wb + (size_t)(r + 3) * row;
             int64_t t = t0;
             for (; t + 3 <= t1; t += 3)
-                tile_4x3(ld8, ld1, w0, w1, w2, w3, X + t * ldx, X + (t + 1) * ldx, X + (t + 2) * ldx, K, Y + t * ldy + r,
+                tile_4x3(ld4, ld1, w0, w1, w2, w3, X + t * ldx, X + (t + 1) * ldx, X + (t + 2) * ldx, K, Y + t * ldy + r,
                          Y + (t + 1) * ldy + r, Y + (t + 2) * ldy + r);
             for (; t + 2 <= t1; t += 2)
                 tile_4x2(ld8, ld1, w0, w1, w2, w3, X + t * ldx, X + (t + 1) * ldx, K, Y + t * ldy + r, Y + (t + 1) * ldy + r);
@@ -188,13 +204,13 @@ static ALWAYS_INLINE void gemm_generic(ld8_fn ld8, ld1_fn ld1, size_t esz, const
 }
 
 static void gemm_f32(const void *W, int64_t K, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy, int64_t r0, int64_t r1) {
-    gemm_generic(ld8_f32, ld1_f32, 4, W, K, X, ldx, T, Y, ldy, r0, r1);
+    gemm_generic(ld4_f32, ld8_f32, ld1_f32, 4, W, K, X, ldx, T, Y, ldy, r0, r1);
 }
 static void gemm_f16(const void *W, int64_t K, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy, int64_t r0, int64_t r1) {
-    gemm_generic(ld8_f16, ld1_f16, 2, W, K, X, ldx, T, Y, ldy, r0, r1);
+    gemm_generic(ld4_f16, ld8_f16, ld1_f16, 2, W, K, X, ldx, T, Y, ldy, r0, r1);
 }
 static void gemm_bf16(const void *W, int64_t K, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy, int64_t r0, int64_t r1) {
-    gemm_generic(ld8_bf16, ld1_bf16, 2, W, K, X, ldx, T, Y, ldy, r0, r1);
+    gemm_generic(ld4_bf16, ld8_bf16, ld1_bf16, 2, W, K, X, ldx, T, Y, ldy, r0, r1);
 }
 
 /* ---- element-wise ---- */
