@@ -165,7 +165,7 @@ const lfm_kernels *lfm_kernels_get(void) {
     if (f->avx2 && f->fma && f->f16c) return &lfm_kernels_avx2;
 #endif
 #if defined(LFM_IS_ARM64)
-    if (lfm_kernels_neon.rmsnorm) return &lfm_kernels_neon; /* TEMPORARY while float_neon.c is written */
+    return &lfm_kernels_neon; /* ASIMD is mandatory in AArch64 */
 #endif
     return &lfm_kernels_ref;
 }

@@ -1,5 +1,7 @@
-"""Every kernel set (ref, and avx2 when the CPU has it) against NumPy, and each ISA set against
-ref, on random shapes including ragged tails (sizes not a multiple of the vector width)."""
+"""Every kernel set (ref, and avx2 or neon when the CPU has it) against NumPy, and each ISA set
+against ref, on random shapes including ragged tails (sizes not a multiple of the vector width)."""
+import platform
+
 import numpy as np
 import pytest
 
@@ -23,6 +25,16 @@ def test_avx2_present_on_this_machine_if_cpu_has_it():
     if not (f["avx2"] and f["fma"] and f["f16c"]):
         pytest.skip("this CPU lacks AVX2/FMA/F16C: no AVX2 kernel set to expect")
     assert "avx2" in SETS
+
+
+def test_neon_present_on_arm64():
+    if platform.machine().lower() not in ("aarch64", "arm64"):
+        pytest.skip(f"not an arm64 machine ({platform.machine()}): no NEON kernel set to expect")
+    f = _core.cpu_features()
+    assert f["neon"]  # ASIMD is mandatory in AArch64
+    assert "neon" in SETS and "avx2" not in SETS
+    # the float table is "neon" at every ARM level (neon, dotprod, i8mm); ref only when forced
+    assert _core.kernels_default() == ("ref" if f["force_ref"] else "neon")
 
 
 def to_bf16_bits(x):
@@ -235,17 +247,23 @@ def test_unknown_kernel_and_set():
         K("sse9", "softmax", np.zeros(3, np.float32))
 
 
-# ---- the AVX2 kernels, bit for bit against a scalar oracle of their float order ----
+# ---- the SIMD kernels, bit for bit against a scalar oracle of the AVX2 float order ----
 #
 # csrc/kernels/x86/float_avx2.c reproduces llama.cpp's rounding (exp polynomial, softmax sums, attention orders):
 # identical bits is the contract, so the tests above (tolerances against ref.c) would let a changed
 # rounding through. "avx2_order" (csrc/kernels/kernels_oracle.c) is scalar C following each AVX2
-# kernel's order: fmaf where it fuses, its horizontal-sum trees, its tails.
+# kernel's order: fmaf where it fuses, its horizontal-sum trees, its tails. csrc/kernels/arm/float_neon.c
+# repeats that order on arm64 (so an arm64 machine gives the x86 logits): the same oracle, the same bits.
+# Every test below runs once per SIMD float set and skips, naming what is missing, where it is absent.
+
+SIMD = pytest.mark.parametrize("simd", ["avx2", "neon"])
+SIMD_NEEDS = {"avx2": "an x86-64 CPU with AVX2, FMA and F16C", "neon": "an arm64 CPU/build"}
 
 
-def require_avx2():
-    if "avx2" not in SETS:
-        pytest.skip("no AVX2 kernel set on this CPU/build: nothing to check against the oracle")
+def require_simd(simd):
+    if simd not in SETS:
+        pytest.skip(f"no {simd.upper()} kernel set on this CPU/build (needs {SIMD_NEEDS[simd]}): "
+                    f"nothing to check against the oracle")
 
 
 def assert_same_bits(a, b, what):
@@ -254,18 +272,19 @@ def assert_same_bits(a, b, what):
     assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), (what, float(np.nanmax(np.abs(a - b))))
 
 
+@SIMD
 @pytest.mark.parametrize("wtype", ["f32", "f16", "bf16"])
-def test_avx2_gemm_bits_equal_order_oracle(wtype):
+def test_simd_gemm_bits_equal_order_oracle(simd, wtype):
     """Every tile shape (4x3, 4x2, 4x1; 1x1 for the rows after the last group of 4 from r0), token
     chunking, and ragged K."""
-    require_avx2()
+    require_simd(simd)
     rng = np.random.default_rng(11)
     for T, R, Kd in SHAPES + [(17, 61, 1024), (70, 9, 1500), (4, 6, 24)]:
         W = rng.standard_normal((R, Kd)).astype(np.float32)
         X = rng.standard_normal((T, Kd)).astype(np.float32)
         Wk = W if wtype == "f32" else (W.astype(np.float16).view(np.uint16) if wtype == "f16" else to_bf16_bits(W))
         for r0, r1 in {(0, R), (1, R), (min(2, R), max(min(2, R), R - 1))}:
-            assert_same_bits(K("avx2", f"gemm_{wtype}", Wk, X, r0, r1), K("avx2_order", f"gemm_{wtype}", Wk, X, r0, r1),
+            assert_same_bits(K(simd, f"gemm_{wtype}", Wk, X, r0, r1), K("avx2_order", f"gemm_{wtype}", Wk, X, r0, r1),
                              (T, R, Kd, r0, r1))
 
 
@@ -275,46 +294,50 @@ EXP_EDGES = np.array([0.0, -0.0, 1e-30, -1e-30, 87.0, 88.7, 89.0, -87.3, -88.0, 
                       90.0, 134.0, 150.0, -1000.0, 1000.0, np.inf, -np.inf], np.float32)
 
 
+@SIMD
 @pytest.mark.parametrize("n", [1, 5, 8, 9, 33, 1000])
-def test_avx2_softmax_bits_equal_order_oracle(n):
-    require_avx2()
+def test_simd_softmax_bits_equal_order_oracle(simd, n):
+    require_simd(simd)
     rng = np.random.default_rng(n)
     for scale in (1.0, 10.0, 60.0):
         x = (rng.standard_normal(n) * scale).astype(np.float32)
-        assert_same_bits(K("avx2", "softmax", x), K("avx2_order", "softmax", x), (n, scale))
+        assert_same_bits(K(simd, "softmax", x), K("avx2_order", "softmax", x), (n, scale))
 
 
+@SIMD
 @pytest.mark.parametrize("n", [1, 8, 9, 64, 301])
-def test_avx2_silu_mul_bits_equal_order_oracle(n):
-    require_avx2()
+def test_simd_silu_mul_bits_equal_order_oracle(simd, n):
+    require_simd(simd)
     rng = np.random.default_rng(n + 1)
     g = (rng.standard_normal(n) * 4).astype(np.float32)
     g[: min(n, len(EXP_EDGES))] = EXP_EDGES[: min(n, len(EXP_EDGES))]
     g[len(EXP_EDGES):: 3] *= 40
     up = rng.standard_normal(n).astype(np.float32)
-    assert_same_bits(K("avx2", "silu_mul", g, up), K("avx2_order", "silu_mul", g, up), n)
+    assert_same_bits(K(simd, "silu_mul", g, up), K("avx2_order", "silu_mul", g, up), n)
 
 
-def test_avx2_exp_edges_through_softmax_and_silu():
+@SIMD
+def test_simd_exp_edges_through_softmax_and_silu(simd):
     """exp8's special branches, each value in every lane position of a full 8-wide chunk."""
-    require_avx2()
+    require_simd(simd)
     for v in EXP_EDGES:
         for lane in range(8):
             g = np.full(8, -1.5, np.float32)
             g[lane] = v
             up = np.ones(8, np.float32)
-            assert_same_bits(K("avx2", "silu_mul", g, up), K("avx2_order", "silu_mul", g, up), (v, lane))
+            assert_same_bits(K(simd, "silu_mul", g, up), K("avx2_order", "silu_mul", g, up), (v, lane))
             if np.isfinite(v):
                 s = np.zeros(8, np.float32)
                 s[lane] = -abs(v)
-                assert_same_bits(K("avx2", "softmax", s), K("avx2_order", "softmax", s), (v, lane))
+                assert_same_bits(K(simd, "softmax", s), K("avx2_order", "softmax", s), (v, lane))
 
 
+@SIMD
 @pytest.mark.parametrize("name", ["attn", "attn1", "attn_f16", "attn1_f16"])
-def test_avx2_attention_bits_equal_order_oracle(name):
+def test_simd_attention_bits_equal_order_oracle(simd, name):
     """Batch and one-token orders, F32 and F16 caches (dot_steps32 / dot_steps8, pv_batch / pv_one),
     head sizes with and without a tail of the 8- and 32-wide steps, position counts around 8 and 32."""
-    require_avx2()
+    require_simd(simd)
     rng = np.random.default_rng(len(name))
     for n, hd, ld in [(1, 8, 8), (5, 16, 32), (33, 64, 128), (200, 64, 64), (7, 12, 24), (70, 40, 40), (31, 80, 80),
                       (64, 128, 256), (9, 36, 36)]:
@@ -322,29 +345,43 @@ def test_avx2_attention_bits_equal_order_oracle(name):
         Kc = rng.standard_normal((n, ld)).astype(np.float32)
         Vc = rng.standard_normal((n, ld)).astype(np.float32)
         scale = float(1 / np.sqrt(hd))
-        assert_same_bits(K("avx2", name, q, Kc, Vc, scale), K("avx2_order", name, q, Kc, Vc, scale), (n, hd, ld))
+        assert_same_bits(K(simd, name, q, Kc, Vc, scale), K("avx2_order", name, q, Kc, Vc, scale), (n, hd, ld))
 
 
+@SIMD
 @pytest.mark.parametrize("n", [1, 7, 16, 100, 2048])
-def test_avx2_orders_shared_with_ref_are_bit_identical(n):
+def test_simd_orders_shared_with_ref_are_bit_identical(simd, n):
     """rmsnorm, rope, conv, mul, add: the AVX2 order is ref.c's, so the bits are ref.c's."""
-    require_avx2()
+    require_simd(simd)
     rng = np.random.default_rng(n + 3)
     x = (rng.standard_normal(n) * 3).astype(np.float32)
     w = (1 + 0.1 * rng.standard_normal(n)).astype(np.float32)
-    assert_same_bits(K("avx2", "rmsnorm", x, w, 1e-5), K("ref", "rmsnorm", x, w, 1e-5), n)
+    assert_same_bits(K(simd, "rmsnorm", x, w, 1e-5), K("ref", "rmsnorm", x, w, 1e-5), n)
     for f in ("mul", "add"):
-        assert_same_bits(K("avx2", f, x, w), K("ref", f, x, w), (f, n))
+        assert_same_bits(K(simd, f, x, w), K("ref", f, x, w), (f, n))
     if n % 2 == 0:
         cs = rng.standard_normal(n).astype(np.float32)
-        assert_same_bits(K("avx2", "rope", x, cs), K("ref", "rope", x, cs), n)
+        assert_same_bits(K(simd, "rope", x, cs), K("ref", "rope", x, cs), n)
     H = n if n >= 8 else 8
     v = rng.standard_normal((5, H)).astype(np.float32)
     cw = rng.standard_normal((H, 3)).astype(np.float32)
     st = rng.standard_normal((2, H)).astype(np.float32)
-    a, b = K("avx2", "conv", v, cw, st), K("ref", "conv", v, cw, st)
+    a, b = K(simd, "conv", v, cw, st), K("ref", "conv", v, cw, st)
     assert_same_bits(a[0], b[0], n)
     assert_same_bits(a[1], b[1], n)
+
+
+@SIMD
+def test_simd_half_conversions_bits_equal_ref(simd):
+    """F16 and BF16 to float are exact: every bit pattern but NaN gives ref.c's bits (a NaN stays a
+    NaN: test_half_conversions; hardware may quieten a signalling one)."""
+    require_simd(simd)
+    bits = np.arange(65536, dtype=np.uint32).astype(np.uint16)
+    for f in ("f16_to_f32", "bf16_to_f32"):
+        a, b = K(simd, f, bits), K("ref", f, bits)
+        ok = ~np.isnan(b)
+        assert np.isnan(a[~ok]).all(), f
+        assert_same_bits(a[ok], b[ok], f)
 
 
 def test_order_oracle_differs_from_plain_ref():
