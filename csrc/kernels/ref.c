@@ -166,6 +166,7 @@ const lfm_kernels *lfm_kernels_get(void) {
 #endif
 #if defined(LFM_IS_ARM64)
     return &lfm_kernels_neon; /* ASIMD is mandatory in AArch64 */
-#endif
+#else
     return &lfm_kernels_ref;
+#endif
 }
