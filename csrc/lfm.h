@@ -103,6 +103,12 @@ typedef enum {
 
 const char *lfm_type_name(lfm_type t); /* "q4_0", ...; NULL for an id we do not know */
 
+/* The kernels this process runs, fixed at first use from the CPU's features and LFM_KERNELS: the
+ * quantized level ("avx2", "neon", "dotprod", "i8mm", or "ref": the scalar reference) and the float
+ * table ("avx2", "neon", "ref"). */
+const char *lfm_kernel_level(void);
+const char *lfm_float_kernels(void);
+
 /* ---- model ---- */
 
 #define LFM_MAX_LAYERS 256

@@ -41,6 +41,11 @@ from .translate import translate  # the function; its package stays importable a
 
 __version__ = "0.1.0"
 
+# The kernels this process runs (fixed at import from the CPU and LFM_KERNELS): the quantized
+# level ("avx2", "neon", "dotprod", "i8mm"; "ref" = scalar) and the float one ("avx2", "neon", "ref").
+kernel_level: str = _core._quant_kernels()
+float_kernels: str = _core.kernels_default()
+
 
 __all__ = [
     "load",

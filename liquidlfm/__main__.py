@@ -106,9 +106,12 @@ def load_model(args):
 
 
 def _print_stats(stats, finish, out=sys.stderr):
+    import liquidlfm
+
     print(
         f"\n[{finish}] prompt {stats.prompt_tokens} tok ({stats.reused_tokens} cached, {stats.prompt_tps:.1f} tok/s), "
-        f"generated {stats.generated_tokens} tok ({stats.generation_tps:.1f} tok/s)",
+        f"generated {stats.generated_tokens} tok ({stats.generation_tps:.1f} tok/s), "
+        f"kernels {liquidlfm.kernel_level} (float {liquidlfm.float_kernels})",
         file=out, flush=True,
     )
 

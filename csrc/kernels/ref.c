@@ -170,3 +170,5 @@ const lfm_kernels *lfm_kernels_get(void) {
     return &lfm_kernels_ref;
 #endif
 }
+
+const char *lfm_float_kernels(void) { return lfm_kernels_get()->name; }

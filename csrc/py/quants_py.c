@@ -293,7 +293,7 @@ done:
 }
 
 static PyObject *py_quant_kernels(PyObject *self, PyObject *noargs) {
-    return PyUnicode_FromString(lfm_qkernels_get()->name);
+    return PyUnicode_FromString(lfm_kernel_level());
 }
 
 static PyObject *py_profile_enable(PyObject *self, PyObject *arg) {

@@ -398,3 +398,11 @@ def test_order_oracle_differs_from_plain_ref():
     a1 = K("avx2_order", "attn1", q, Kc, Kc, 0.125)
     assert not np.array_equal(a1, K("avx2_order", "attn", q, Kc, Kc, 0.125))
     assert not np.array_equal(a1, K("ref", "attn", q, Kc, Kc, 0.125))
+
+
+def test_kernel_level_is_visible_in_python():
+    """The level in use, as the C API reports it (lfm_kernel_level / lfm_float_kernels)."""
+    import liquidlfm
+
+    assert liquidlfm.kernel_level == _core._quant_kernels()
+    assert liquidlfm.float_kernels == _core.kernels_default() in SETS

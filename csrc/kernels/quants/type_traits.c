@@ -224,4 +224,6 @@ const lfm_qkernels *lfm_qkernels_get(void) {
     return &levels[level_used];
 }
 
+const char *lfm_kernel_level(void) { return lfm_qkernels_get()->name; }
+
 const lfm_qkernels *lfm_qkernels_ref(void) { return lfm_qkernels_level(LFM_QLEVEL_REF); }
