@@ -148,8 +148,8 @@ enum { Q32_Q4 = 0, Q32_Q5 = 1, Q32_Q8 = 2 };
 /* Q4_0 / Q5_0 / Q8_0 against Q8_0: the weights as signed int8 (q - 8, q - 16, q), so each lane is
  * the exact sum of (q - z) * y over its 4 bytes, as in tile_qx_0 / tile_q8_0; then per lane one FMA
  * by dw*dy per block, hsum8 at the end. */
-NEON_INLINE void q32_tile_x0(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
-                             const int NR, const int NT, const int kind) {
+NEON_INLINE void q32_tile_x0(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y,
+                             int64_t ldy, const int NR, const int NT, const int kind) {
     float32x4_t acc[Q32_MAXR][Q32_MAXT][2];
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++) acc[r][t][0] = acc[r][t][1] = vdupq_n_f32(0.0f);
@@ -188,8 +188,11 @@ NEON_INLINE void q32_tile_x0(int64_t nb, const uint8_t *w, size_t bw, const uint
             }
             for (int t = 0; t < NT; t++) {
                 const float32x4_t dd = vdupq_n_f32(dw * dy[t]);
-                acc[r][t][0] = vfmaq_f32(acc[r][t][0], vcvtq_f32_s32(neon_dot4(zero, qlo, ylo[t])), dd);
-                acc[r][t][1] = vfmaq_f32(acc[r][t][1], vcvtq_f32_s32(neon_dot4(zero, qhi, yhi[t])), dd);
+                /* Q8_0 weights (and the activations of an overflowed block) may be -128 */
+                const int32x4_t s0 = kind == Q32_Q8 ? neon_dot4(zero, qlo, ylo[t]) : neon_dot4_a127(zero, qlo, ylo[t]);
+                const int32x4_t s1 = kind == Q32_Q8 ? neon_dot4(zero, qhi, yhi[t]) : neon_dot4_a127(zero, qhi, yhi[t]);
+                acc[r][t][0] = vfmaq_f32(acc[r][t][0], vcvtq_f32_s32(s0), dd);
+                acc[r][t][1] = vfmaq_f32(acc[r][t][1], vcvtq_f32_s32(s1), dd);
             }
         }
     }
@@ -199,8 +202,8 @@ NEON_INLINE void q32_tile_x0(int64_t nb, const uint8_t *w, size_t bw, const uint
 
 /* Q4_1 / Q5_1 against Q8_1: d*q + m  ->  dw*dy*sum(q*y) in the 8 lanes (q unsigned, < 32, so it
  * is also a valid int8), mw*sy as one float per row and token, product then sum (tile_qx_1). */
-NEON_INLINE void q32_tile_x1(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy,
-                             const int NR, const int NT, const int kind) {
+NEON_INLINE void q32_tile_x1(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y,
+                             int64_t ldy, const int NR, const int NT, const int kind) {
     float32x4_t acc[Q32_MAXR][Q32_MAXT][2];
     float accm[Q32_MAXR][Q32_MAXT];
     for (int r = 0; r < NR; r++)
@@ -234,8 +237,8 @@ NEON_INLINE void q32_tile_x1(int64_t nb, const uint8_t *w, size_t bw, const uint
             const int8x16_t qlo = vreinterpretq_s8_u8(lo), qhi = vreinterpretq_s8_u8(hi);
             for (int t = 0; t < NT; t++) {
                 const float32x4_t dd = vdupq_n_f32(dw * dy[t]);
-                acc[r][t][0] = vfmaq_f32(acc[r][t][0], vcvtq_f32_s32(neon_dot4(zero, qlo, ylo[t])), dd);
-                acc[r][t][1] = vfmaq_f32(acc[r][t][1], vcvtq_f32_s32(neon_dot4(zero, qhi, yhi[t])), dd);
+                acc[r][t][0] = vfmaq_f32(acc[r][t][0], vcvtq_f32_s32(neon_dot4_a127(zero, qlo, ylo[t])), dd);
+                acc[r][t][1] = vfmaq_f32(acc[r][t][1], vcvtq_f32_s32(neon_dot4_a127(zero, qhi, yhi[t])), dd);
                 const float m = mw * sy[t];
                 accm[r][t] = accm[r][t] + m;
             }
@@ -245,12 +248,13 @@ NEON_INLINE void q32_tile_x1(int64_t nb, const uint8_t *w, size_t bw, const uint
         for (int t = 0; t < NT; t++) y[t * ldy + r] = neon_hsum8(acc[r][t][0], acc[r][t][1]) + accm[r][t];
 }
 
-typedef void (*q32_tile_fn)(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y, int64_t ldy);
+typedef void (*q32_tile_fn)(int64_t nb, const uint8_t *w, size_t bw, const uint8_t *x, size_t bx, float *y,
+                            int64_t ldy);
 
 /* Decode: 4x1 tiles down the rows. Prefill: the tokens in chunks that stay in L2, and inside a
  * chunk 4-row x 3-token tiles so each weight tile is read from memory once per chunk. */
-static void q32_mm_tiled(const q32_tile_fn tiles[Q32_MAXR][Q32_MAXT], int64_t nb, const uint8_t *w, size_t bw, int64_t nr,
-                         const uint8_t *x, size_t bx, int64_t nt, float *y, int64_t ldy) {
+static void q32_mm_tiled(const q32_tile_fn tiles[Q32_MAXR][Q32_MAXT], int64_t nb, const uint8_t *w, size_t bw,
+                         int64_t nr, const uint8_t *x, size_t bx, int64_t nt, float *y, int64_t ldy) {
     const int64_t CHUNK = 48;
     for (int64_t t0 = 0; t0 < nt; t0 += CHUNK) {
         const int64_t t1 = lfm_min64(nt, t0 + CHUNK);
@@ -327,24 +331,53 @@ static void q32_x8_drive(const q32_tile_x8_fn *tiles, int64_t max_nt, int64_t nb
  * 0..15), their high nibbles elements 16+4k.. (group k of bytes 16..31). */
 
 /* sum of the 32 int8 of an activation block */
-NEON_INLINE int32_t q32_block_sum(int8x16_t lo, int8x16_t hi) { return (int32_t)vaddlvq_s8(lo) + (int32_t)vaddlvq_s8(hi); }
+NEON_INLINE int32_t q32_block_sum(int8x16_t lo, int8x16_t hi) {
+    return (int32_t)vaddlvq_s8(lo) + (int32_t)vaddlvq_s8(hi);
+}
 
-/* One token by 4-byte dots (SDOT, or neon_dot4's plain NEON form) into the 8 rows' float lanes. */
+/* One token into the 8 rows' float lanes: SDOT by 4-byte groups, or plain NEON's int16 sums. */
 NEON_INLINE void q32_q4_0x8_token(const uint8x16_t raw[4][2], float32x4_t d0, float32x4_t d1, const lfm_block_q8_0 *xb,
                                   float32x4_t acc[2]) {
     const uint8x16_t m4 = vdupq_n_u8(0x0f);
     const int8x16_t yl = vld1q_s8(xb->qs), yh = vld1q_s8(xb->qs + 16);
     const int32x4_t offset = vdupq_n_s32(8 * q32_block_sum(yl, yh));
     int32x4_t s[2];
+#if defined(__ARM_FEATURE_DOTPROD)
     for (int h = 0; h < 2; h++) {
         int32x4_t v = vnegq_s32(offset);
 #define Q32_Q4X8_STEP(k)                                                                           \
-    v = NEON_DOT4_LANE(v, vreinterpretq_s8_u8(vandq_u8(raw[k][h], m4)), yl, k);                     \
-    v = NEON_DOT4_LANE(v, vreinterpretq_s8_u8(vshrq_n_u8(raw[k][h], 4)), yh, k);
+    v = vdotq_laneq_s32(v, vreinterpretq_s8_u8(vandq_u8(raw[k][h], m4)), yl, k);                    \
+    v = vdotq_laneq_s32(v, vreinterpretq_s8_u8(vshrq_n_u8(raw[k][h], 4)), yh, k);
         Q32_Q4X8_STEP(0) Q32_Q4X8_STEP(1) Q32_Q4X8_STEP(2) Q32_Q4X8_STEP(3)
 #undef Q32_Q4X8_STEP
         s[h] = v;
     }
+#else
+    /* A row's 8 products per lane (nibble < 16 times int8) add up within int16 (8 * 15 * 128 < 2^15):
+     * multiply-accumulate in int16 (rows 4h, 4h+1 in the low 8 bytes, 4h+2, 4h+3 in the high ones),
+     * widen once. */
+    int8x8_t yb[8]; /* activation group k of bytes 0..15 (k < 4) or 16..31 (k >= 4), in both halves */
+    yb[0] = vreinterpret_s8_s32(vdup_laneq_s32(vreinterpretq_s32_s8(yl), 0));
+    yb[1] = vreinterpret_s8_s32(vdup_laneq_s32(vreinterpretq_s32_s8(yl), 1));
+    yb[2] = vreinterpret_s8_s32(vdup_laneq_s32(vreinterpretq_s32_s8(yl), 2));
+    yb[3] = vreinterpret_s8_s32(vdup_laneq_s32(vreinterpretq_s32_s8(yl), 3));
+    yb[4] = vreinterpret_s8_s32(vdup_laneq_s32(vreinterpretq_s32_s8(yh), 0));
+    yb[5] = vreinterpret_s8_s32(vdup_laneq_s32(vreinterpretq_s32_s8(yh), 1));
+    yb[6] = vreinterpret_s8_s32(vdup_laneq_s32(vreinterpretq_s32_s8(yh), 2));
+    yb[7] = vreinterpret_s8_s32(vdup_laneq_s32(vreinterpretq_s32_s8(yh), 3));
+    for (int h = 0; h < 2; h++) {
+        int16x8_t a01 = vdupq_n_s16(0), a23 = vdupq_n_s16(0);
+        for (int k = 0; k < 4; k++) {
+            const int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(raw[k][h], m4));
+            const int8x16_t hi = vreinterpretq_s8_u8(vshrq_n_u8(raw[k][h], 4));
+            a01 = vmlal_s8(a01, vget_low_s8(lo), yb[k]);
+            a23 = vmlal_s8(a23, vget_high_s8(lo), yb[k]);
+            a01 = vmlal_s8(a01, vget_low_s8(hi), yb[4 + k]);
+            a23 = vmlal_s8(a23, vget_high_s8(hi), yb[4 + k]);
+        }
+        s[h] = vsubq_s32(vpaddq_s32(vpaddlq_s16(a01), vpaddlq_s16(a23)), offset);
+    }
+#endif
     const float dx = neon_h2f(xb->d);
     acc[0] = vfmaq_f32(acc[0], vcvtq_f32_s32(s[0]), vmulq_n_f32(d0, dx));
     acc[1] = vfmaq_f32(acc[1], vcvtq_f32_s32(s[1]), vmulq_n_f32(d1, dx));
