@@ -369,6 +369,29 @@ def test_simd_kernels_bit_identical_to_order_oracle(qtype, layout):
                     assert np.array_equal(bits(part[:, r0:r1]), bits(want[:, r0:r1])), (rows, cols, T, r0, r1)
 
 
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0], ids=lambda t: t.name)
+def test_simd_kernels_extreme_blocks_32(qtype):
+    """Every quant at one end of its range (nibbles 0 or 15, fifth bits all 0 or all 1, int8 -128 or -1) against
+    activations at +-127: the kernels' int16 and int32 partial sums at their largest, bit-identical to the order
+    oracle in both layouts, for one token and for a token pair with an odd one."""
+    require_simd_kernels(qtype)
+    bs, ts = GGML_QUANT_SIZES[qtype]
+    rows, cols = 16, 512
+    for fill in (0x00, 0xFF, 0x80):
+        raw = np.full((rows * cols // bs, ts), fill, np.uint8)
+        for off in HALF_FIELDS[qtype]:
+            raw[:, off:off + 2] = np.array([0.5], np.float16).view(np.uint8)
+        w = raw.tobytes()
+        for sign in (1.0, -1.0):
+            x = np.full((3, cols), sign, np.float32)
+            x[1, ::2] = -sign
+            for x8 in (False, True) if has_x8(qtype) else (False,):
+                for xt in (x[:1], x):
+                    want = _core._quant_matmul_oracle(int(qtype), w, rows, cols, xt, x8=x8)
+                    got = _core._quant_matmul(int(qtype), w, rows, cols, xt, x8=x8)
+                    assert np.array_equal(bits(got), bits(want)), (fill, sign, x8, len(xt))
+
+
 @pytest.mark.parametrize("qtype", [Q.Q2_K, Q.Q3_K], ids=lambda t: t.name)
 def test_types_without_simd_kernel_run_the_scalar_oracle(qtype):
     """Q2_K / Q3_K have no SIMD kernel: the kernel set in use falls back to quants_ref.c exactly."""
