@@ -1,6 +1,9 @@
-"""Quantized block formats and kernels (csrc/kernels/quants, csrc/kernels/x86) against the `gguf` package's reference
-(gguf.quants) and against each other (the ISA kernels vs the scalar oracle)."""
+"""Quantized block formats and kernels (csrc/kernels/quants, csrc/kernels/x86, csrc/kernels/arm) against the `gguf`
+package's reference (gguf.quants) and against each other (the ISA kernels vs the scalar oracle). The SIMD checks run
+on the kernel level in use (avx2 on x86; neon, dotprod or i8mm on arm64; LFM_KERNELS picks a lower one)."""
 import os
+import platform
+import shutil
 import subprocess
 import sys
 
@@ -30,6 +33,14 @@ def random_blocks(qtype, n_blocks, rng, scale=0.02):
         h = (rng.standard_normal(n_blocks) * scale).astype(np.float16)
         raw[:, off:off + 2] = h.view(np.uint8).reshape(n_blocks, 2)
     return raw
+
+
+def python_argv():
+    """This Python for a child process, importing the same liquidlfm (-P when this one runs with it). When the tests
+    run emulated by qemu-user (tools/cross/run_aarch64.sh sets QEMU_LD_PREFIX), through the same emulator: qemu-user
+    does not follow an exec into a foreign binary."""
+    qemu = os.environ.get("QEMU_LD_PREFIX") and shutil.which(f"qemu-{platform.machine()}")
+    return ([qemu] if qemu else []) + [sys.executable] + (["-P"] if sys.flags.safe_path else [])
 
 
 def bits(a):
@@ -297,9 +308,40 @@ X8_TYPES = [Q.Q4_0, Q.Q8_0, Q.Q4_K, Q.Q6_K]
 ORACLE_TOKENS = (1, 2, 3, 4, 5, 7, 8, 9, 13)
 
 
-def require_simd_kernels():
-    if _core._quant_kernels() == "ref":
-        pytest.skip("the scalar kernels are in use (LFM_KERNELS=ref or no AVX2): no SIMD kernel to check")
+# the SIMD kernels each level has: (row-layout types, X8-layout types), each level's own build of them
+LEVEL_KERNELS = {
+    "avx2": (SIMD_TYPES, X8_TYPES),
+    "neon": ([Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0], [Q.Q4_0, Q.Q8_0]),
+    "dotprod": ([Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0], [Q.Q4_0, Q.Q8_0]),
+    "i8mm": ([Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0], [Q.Q4_0, Q.Q8_0]),
+}
+
+
+def kernel_in_use(qtype, x8=False):
+    """The level that wrote the kernel the level in use runs for qtype ("ref": the scalar one; None: no kernel in
+    that layout)."""
+    return TRAITS[int(qtype)]["kernels"][_core._quant_kernels()]["x8" if x8 else "matmul"]
+
+
+def require_simd_kernels(qtype=None, x8=False):
+    level = _core._quant_kernels()
+    if level == "ref":
+        pytest.skip("the scalar kernels are in use (LFM_KERNELS=ref, or a CPU without AVX2+FMA+F16C or NEON): "
+                    "no SIMD kernel to check")
+    if qtype is not None and kernel_in_use(qtype, x8) in (None, "ref"):
+        pytest.skip(f"the {level} level has no {'X8 ' if x8 else ''}{qtype.name} kernel")
+
+
+def test_simd_levels_have_their_kernels():
+    """Every SIMD level this CPU has runs its own kernels for the types it covers (so the skips of the checks
+    above only ever name a type a level does not cover)."""
+    for level, (row_types, x8_types) in LEVEL_KERNELS.items():
+        for qtype in row_types:
+            if level in TRAITS[int(qtype)]["kernels"]:
+                assert TRAITS[int(qtype)]["kernels"][level]["matmul"] == level, (level, qtype.name)
+        for qtype in x8_types:
+            if level in TRAITS[int(qtype)]["kernels"]:
+                assert TRAITS[int(qtype)]["kernels"][level]["x8"] == level, (level, qtype.name)
 
 
 @pytest.mark.parametrize("qtype,layout", [(t, "rows") for t in SIMD_TYPES] + [(t, "x8") for t in X8_TYPES],
@@ -309,8 +351,8 @@ def test_simd_kernels_bit_identical_to_order_oracle(qtype, layout):
     (quants_oracle.c: 8 lanes, fma where it fuses, its horizontal sum, its batch-size rules), for every
     row layout, token count and thread range that cuts 8-row groups. Identical bits is the contract
     (these orders are llama.cpp's), so any change to a kernel's rounding fails here."""
-    require_simd_kernels()
     x8 = layout == "x8"
+    require_simd_kernels(qtype, x8)
     rng = np.random.default_rng(int(qtype) + 41)
     bs, ts = GGML_QUANT_SIZES[qtype]
     for rows, cols in [(8, 256), (16, 1024), (24, 256 * 5)]:
@@ -325,6 +367,29 @@ def test_simd_kernels_bit_identical_to_order_oracle(qtype, layout):
                 for r0, r1 in [(3, rows - 2), (5, 7)]:
                     part = _core._quant_matmul(int(qtype), w, rows, cols, x, x8=True, r0=r0, r1=r1)
                     assert np.array_equal(bits(part[:, r0:r1]), bits(want[:, r0:r1])), (rows, cols, T, r0, r1)
+
+
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0], ids=lambda t: t.name)
+def test_simd_kernels_extreme_blocks_32(qtype):
+    """Every quant at one end of its range (nibbles 0 or 15, fifth bits all 0 or all 1, int8 -128 or -1) against
+    activations at +-127: the kernels' int16 and int32 partial sums at their largest, bit-identical to the order
+    oracle in both layouts, for one token and for a token pair with an odd one."""
+    require_simd_kernels(qtype)
+    bs, ts = GGML_QUANT_SIZES[qtype]
+    rows, cols = 16, 512
+    for fill in (0x00, 0xFF, 0x80):
+        raw = np.full((rows * cols // bs, ts), fill, np.uint8)
+        for off in HALF_FIELDS[qtype]:
+            raw[:, off:off + 2] = np.array([0.5], np.float16).view(np.uint8)
+        w = raw.tobytes()
+        for sign in (1.0, -1.0):
+            x = np.full((3, cols), sign, np.float32)
+            x[1, ::2] = -sign
+            for x8 in (False, True) if has_x8(qtype) else (False,):
+                for xt in (x[:1], x):
+                    want = _core._quant_matmul_oracle(int(qtype), w, rows, cols, xt, x8=x8)
+                    got = _core._quant_matmul(int(qtype), w, rows, cols, xt, x8=x8)
+                    assert np.array_equal(bits(got), bits(want)), (fill, sign, x8, len(xt))
 
 
 @pytest.mark.parametrize("qtype", [Q.Q2_K, Q.Q3_K], ids=lambda t: t.name)
@@ -356,17 +421,41 @@ def test_order_oracle_is_not_the_plain_sum():
         assert not np.array_equal(bits(oracle), bits(plain)), qtype.name
 
 
+def simd_levels_present(feats):
+    """The SIMD levels this CPU has, lowest first, and the chain each belongs to (type_traits.c)."""
+    if feats["neon"]:
+        chain = ["neon", "dotprod", "i8mm"]
+        present = ["neon"] + (["dotprod"] if feats["dotprod"] else [])
+        present += ["i8mm"] if feats["dotprod"] and feats["i8mm"] else []
+    else:
+        chain = ["avx2", "avx512"]  # the avx512 level has no kernels of its own yet and is never chosen
+        present = ["avx2"] if feats["avx2"] and feats["fma"] and feats["f16c"] else []
+    return chain, present
+
+
+def expected_level(feats, env):
+    """The best level present, or with LFM_KERNELS naming a level the best present at or below it."""
+    chain, present = simd_levels_present(feats)
+    if env == "ref":
+        return "ref"
+    if env in chain:
+        present = [lv for lv in present if chain.index(lv) <= chain.index(env)]
+    return present[-1] if present else "ref"
+
+
+def quant_kernels_with(env_value):
+    env = dict(os.environ, LFM_KERNELS=env_value)
+    out = subprocess.run([*python_argv(), "-c", "from liquidlfm import _core; print(_core._quant_kernels())"],
+                         env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
 def test_kernel_choice_follows_cpu_and_env():
     feats = _core.cpu_features()
-    name = _core._quant_kernels()
-    if os.environ.get("LFM_KERNELS") == "ref" or not (feats["avx2"] and feats["fma"] and feats["f16c"]):
-        assert name == "ref"
-    else:
-        assert name in ("avx2", "avx512")
-    env = dict(os.environ, LFM_KERNELS="ref")
-    out = subprocess.run([sys.executable, "-c", "from liquidlfm import _core; print(_core._quant_kernels())"],
-                         env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "ref"
+    assert _core._quant_kernels() == expected_level(feats, os.environ.get("LFM_KERNELS", ""))
+    assert quant_kernels_with("ref") == "ref"
+    for level in simd_levels_present(feats)[0]:  # each level name forces the best present at or below it
+        assert quant_kernels_with(level) == expected_level(feats, level), level
 
 
 def test_matmul_rejects_bad_input():
@@ -381,18 +470,14 @@ def test_matmul_rejects_bad_input():
 
 # ---- repacked layouts ----
 
-def has_x8():
-    try:
-        _core._quant_matmul(int(Q.Q4_0), bytes(18 * 8), 8, 32, np.zeros(32, np.float32), x8=True)
-        return True
-    except ValueError:
-        return False
+def has_x8(qtype):
+    return kernel_in_use(qtype, x8=True) is not None
 
 
 @pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q8_0], ids=lambda t: t.name)
 def test_x8_layout_matches_rows_layout(qtype):
-    if not has_x8():
-        assert _core._quant_kernels() == "ref" or not _core.cpu_features()["avx2"]
+    if not has_x8(qtype):
+        assert _core._quant_kernels() == "ref"
         pytest.skip("no X8 kernel on this CPU (scalar kernels)")
     rng = np.random.default_rng(3)
     rows, cols = 40, 1024
@@ -418,8 +503,8 @@ def test_x8_k_quants_bit_identical_to_rows_layout(qtype):
     """The K-quant X8 kernels are a re-ordering of the row kernels' integer work with the same float
     operations: their floats equal the row kernel's bit for bit, for every token count (decode and
     prefill tiles) and for thread ranges that cut 8-row groups; and both stay near the scalar oracle."""
-    if not has_x8():
-        pytest.skip("no X8 kernel on this CPU (scalar kernels)")
+    if not has_x8(qtype):
+        pytest.skip(f"the {_core._quant_kernels()} level has no X8 {qtype.name} kernel")
     rng = np.random.default_rng(int(qtype) + 29)
     ts = GGML_QUANT_SIZES[qtype][1]
     for rows, cols in [(8, 256), (16, 1024), (40, 512), (24, 256 * 33)]:
@@ -443,8 +528,8 @@ def test_x8_k_quants_bit_identical_to_rows_layout(qtype):
 def test_x8_k_quants_extreme_blocks(qtype):
     """All-max quants and scales (Q6_K: 63 with scale -128 / 127; Q4_K: 15 with scale and min 63)
     against activations at +-127: the int16 pair sums and int32 lanes at their limits, bit-identical."""
-    if not has_x8():
-        pytest.skip("no X8 kernel on this CPU (scalar kernels)")
+    if not has_x8(qtype):
+        pytest.skip(f"the {_core._quant_kernels()} level has no X8 {qtype.name} kernel")
     bs, ts = GGML_QUANT_SIZES[qtype]
     rows, cols = 16, 512
     raw = np.full((rows * cols // bs, ts), 0xff, np.uint8)
@@ -513,7 +598,7 @@ def test_repacked_model_matches_scalar_kernels(q_ggufs, qtype, tmp_path):
     out = {}
     for name, env in (("best", {}), ("ref", {"LFM_KERNELS": "ref"}), ("rows", {"LFM_REPACK": "0"})):
         f = tmp_path / f"{name}.npy"
-        subprocess.run([sys.executable, "-c", LOGITS_SCRIPT, str(q_ggufs[qtype]), str(f)], check=True,
+        subprocess.run([*python_argv(), "-c", LOGITS_SCRIPT, str(q_ggufs[qtype]), str(f)], check=True,
                        env=dict(os.environ, **env), cwd=str(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
         out[name] = np.load(f)
     # Bit-level differences upstream (the float kernels change too) can move an activation across a
@@ -555,7 +640,7 @@ def k_ggufs(tmp_path_factory):
 
 def run_logits(path, tmp_path, name, env):
     f = tmp_path / f"{name}.npy"
-    subprocess.run([sys.executable, "-c", LOGITS_SCRIPT, str(path), str(f)], check=True,
+    subprocess.run([*python_argv(), "-c", LOGITS_SCRIPT, str(path), str(f)], check=True,
                    env=dict(os.environ, **env), cwd=str(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
     return np.load(f)
 
