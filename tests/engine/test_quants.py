@@ -299,7 +299,7 @@ ORACLE_TOKENS = (1, 2, 3, 4, 5, 7, 8, 9, 13)
 
 def require_simd_kernels():
     if _core._quant_kernels() == "ref":
-        pytest.skip("the scalar kernels are in use (LFM_KERNELS=ref or no AVX2): no SIMD kernel to check")
+        pytest.skip("the scalar kernels are in use (LFM_KERNELS=ref, or no AVX2 / NEON): no SIMD kernel to check")
 
 
 @pytest.mark.parametrize("qtype,layout", [(t, "rows") for t in SIMD_TYPES] + [(t, "x8") for t in X8_TYPES],
@@ -381,9 +381,10 @@ def test_matmul_rejects_bad_input():
 
 # ---- repacked layouts ----
 
-def has_x8():
+def has_x8(qtype=Q.Q4_0):
+    bs, ts = GGML_QUANT_SIZES[qtype]
     try:
-        _core._quant_matmul(int(Q.Q4_0), bytes(18 * 8), 8, 32, np.zeros(32, np.float32), x8=True)
+        _core._quant_matmul(int(qtype), bytes(ts * 8), 8, bs, np.zeros(bs, np.float32), x8=True)
         return True
     except ValueError:
         return False
@@ -413,13 +414,20 @@ def test_x8_layout_matches_rows_layout(qtype):
 X8_K_TYPES = [Q.Q4_K, Q.Q6_K]
 
 
+def require_k_x8(qtype):
+    """Every SIMD level (avx2, avx512, neon, dotprod, i8mm) has the K-quant X8 kernels: only the scalar
+    kernels may lack them."""
+    if not has_x8(qtype):
+        assert _core._quant_kernels() == "ref", f"no {qtype.name} X8 kernel at level {_core._quant_kernels()}"
+        pytest.skip("no X8 kernel in the scalar kernels (LFM_KERNELS=ref, or no AVX2 / NEON)")
+
+
 @pytest.mark.parametrize("qtype", X8_K_TYPES, ids=lambda t: t.name)
 def test_x8_k_quants_bit_identical_to_rows_layout(qtype):
     """The K-quant X8 kernels are a re-ordering of the row kernels' integer work with the same float
     operations: their floats equal the row kernel's bit for bit, for every token count (decode and
     prefill tiles) and for thread ranges that cut 8-row groups; and both stay near the scalar oracle."""
-    if not has_x8():
-        pytest.skip("no X8 kernel on this CPU (scalar kernels)")
+    require_k_x8(qtype)
     rng = np.random.default_rng(int(qtype) + 29)
     ts = GGML_QUANT_SIZES[qtype][1]
     for rows, cols in [(8, 256), (16, 1024), (40, 512), (24, 256 * 33)]:
@@ -443,8 +451,7 @@ def test_x8_k_quants_bit_identical_to_rows_layout(qtype):
 def test_x8_k_quants_extreme_blocks(qtype):
     """All-max quants and scales (Q6_K: 63 with scale -128 / 127; Q4_K: 15 with scale and min 63)
     against activations at +-127: the int16 pair sums and int32 lanes at their limits, bit-identical."""
-    if not has_x8():
-        pytest.skip("no X8 kernel on this CPU (scalar kernels)")
+    require_k_x8(qtype)
     bs, ts = GGML_QUANT_SIZES[qtype]
     rows, cols = 16, 512
     raw = np.full((rows * cols // bs, ts), 0xff, np.uint8)
