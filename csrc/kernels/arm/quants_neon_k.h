@@ -703,6 +703,56 @@ KQ_INLINE void kq_tile_q4_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, si
         for (int h = 0; h < 2; h++) vst1q_f32(y + t * ldy + 4 * h, vsubq_f32(sacc[t][h], macc[t][h]));
 }
 
+#if KQ_SMMLA
+/* The tiled order's per-row block totals of one Q6_K group block for NT >= 2 tokens with SMMLA:
+ * lanes j and j + 1 (same group) of rows (4h, 4h+1) and (4h+2, 4h+3) side by side, 2 rows x 2 tokens
+ * per instruction, each tile scaled by its rows' scales; the -32 offset with the bsums at the end.
+ * tot[t][h] += the exact totals of rows 4h..4h+3 for token t. */
+KQ_INLINE void kq_q6_Kx8_totals_mm(const lfm_block_q6_Kx8 *gb, const lfm_block_q8_K *const *yb, const int NT,
+                                   const int32x4_t s[16][2], int32x4_t tot[KQ_MAXT][2]) {
+    int32x4_t m[KQ_MAXT / 2][4]; /* [token pair][row pair 2h + i]: [ra.ta, ra.tb, rb.ta, rb.tb] */
+    for (int tp = 0; tp < (NT + 1) / 2; tp++)
+        for (int p = 0; p < 4; p++) m[tp][p] = vdupq_n_s32(0);
+    for (int jp = 0; jp < 4; jp++)
+        for (int hh = 0; hh < 2; hh++) {
+            int8x16_t q[2][2][4]; /* [j - 2jp][h][k] */
+            for (int i = 0; i < 2; i++) {
+                const uint8_t *p = gb->q + 192 * (2 * jp + i) + 96 * hh;
+                for (int h = 0; h < 2; h++)
+                    kq_q6_unpack(vld1q_u8(p + 16 * h), vld1q_u8(p + 32 + 16 * h), vld1q_u8(p + 64 + 16 * h), q[i][h]);
+            }
+            for (int k = 0; k < 4; k++) {
+                const int gi = 8 * hh + 2 * k + (jp >= 2);
+                for (int h = 0; h < 2; h++) {
+                    const int32x4_t q0 = vreinterpretq_s32_s8(q[0][h][k]), q1 = vreinterpretq_s32_s8(q[1][h][k]);
+                    const int8x16_t w0 = vreinterpretq_s8_s32(vzip1q_s32(q0, q1)); /* rows 4h, 4h+1 */
+                    const int8x16_t w1 = vreinterpretq_s8_s32(vzip2q_s32(q0, q1)); /* rows 4h+2, 4h+3 */
+                    const int32x4_t sv0 = vzip1q_s32(s[gi][h], s[gi][h]), sv1 = vzip2q_s32(s[gi][h], s[gi][h]);
+                    for (int ta = 0; ta < NT; ta += 2) {
+                        const int tb = ta + 1 < NT ? ta + 1 : ta, o = 128 * hh + 32 * k + 8 * jp;
+                        const int8x16_t yz = vcombine_s8(vld1_s8(yb[ta]->qs + o), vld1_s8(yb[tb]->qs + o));
+                        m[ta / 2][2 * h] = vmlaq_s32(m[ta / 2][2 * h], vmmlaq_s32(vdupq_n_s32(0), w0, yz), sv0);
+                        m[ta / 2][2 * h + 1] = vmlaq_s32(m[ta / 2][2 * h + 1], vmmlaq_s32(vdupq_n_s32(0), w1, yz), sv1);
+                    }
+                }
+            }
+        }
+    for (int ta = 0; ta < NT; ta += 2) {
+        const int tb = ta + 1 < NT ? ta + 1 : ta;
+        for (int h = 0; h < 2; h++) {
+            tot[ta][h] = vaddq_s32(tot[ta][h], vuzp1q_s32(m[ta / 2][2 * h], m[ta / 2][2 * h + 1]));
+            if (tb != ta) tot[tb][h] = vaddq_s32(tot[tb][h], vuzp2q_s32(m[ta / 2][2 * h], m[ta / 2][2 * h + 1]));
+        }
+    }
+    for (int t = 0; t < NT; t++) /* the -32 offset: 32 * sum_g s[g] bsums[g] */
+        for (int h = 0; h < 2; h++) {
+            int32x4_t off = vdupq_n_s32(0);
+            for (int g = 0; g < 16; g++) off = vmlaq_n_s32(off, s[g][h], yb[t]->bsums[g]);
+            tot[t][h] = vsubq_s32(tot[t][h], vshlq_n_s32(off, 5));
+        }
+}
+#endif
+
 /* Q6_K, one 8-row group x NT tokens. tiled = 0: the row kernel's 8 lanes per row, lane j of the 8
  * rows in acc[t][j] (two vectors), hsum8 across them at the end; tiled = 1: per row and block d
  * times the exact integer total, then one fma with y.d. */
@@ -732,6 +782,11 @@ KQ_INLINE void kq_tile_q6_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, si
             s[2 * k][0] = vmovl_s16(vget_low_s16(ev)), s[2 * k][1] = vmovl_high_s16(ev);
             s[2 * k + 1][0] = vmovl_s16(vget_low_s16(od)), s[2 * k + 1][1] = vmovl_high_s16(od);
         }
+#if KQ_SMMLA
+        if (tiled && NT >= 2)
+            kq_q6_Kx8_totals_mm(&g[ib], yb, NT, s, tot);
+        else
+#endif
         for (int j = 0; j < 8; j++) {
             int32x4_t v[KQ_MAXT][2];
             for (int t = 0; t < NT; t++) { /* the -32 offset: 32 * (s[2j] bsum[2j] + s[2j+1] bsum[2j+1]) */
