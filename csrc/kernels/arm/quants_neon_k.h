@@ -569,6 +569,23 @@ KQ_INLINE int32x4_t kq_lane_byte(uint8x16_t v, int i) {
     return vreinterpretq_s32_u32(vandq_u32(u, vdupq_n_u32(0xff)));
 }
 
+/* acc + sum over l < 4 of kq_dot(a_l, 32-bit lane l of y broadcast): four rows' 4-byte groups
+ * against four consecutive 4-byte groups of one activation load (lane indices must be literals) */
+KQ_INLINE int32x4_t kq_dot_lanes(int32x4_t acc, int8x16_t a0, int8x16_t a1, int8x16_t a2, int8x16_t a3, int8x16_t y) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    acc = vdotq_laneq_s32(acc, a0, y, 0);
+    acc = vdotq_laneq_s32(acc, a1, y, 1);
+    acc = vdotq_laneq_s32(acc, a2, y, 2);
+    return vdotq_laneq_s32(acc, a3, y, 3);
+#else
+    const int32x4_t y32 = vreinterpretq_s32_s8(y);
+    acc = kq_dot(acc, a0, vreinterpretq_s8_s32(vdupq_laneq_s32(y32, 0)));
+    acc = kq_dot(acc, a1, vreinterpretq_s8_s32(vdupq_laneq_s32(y32, 1)));
+    acc = kq_dot(acc, a2, vreinterpretq_s8_s32(vdupq_laneq_s32(y32, 2)));
+    return kq_dot(acc, a3, vreinterpretq_s8_s32(vdupq_laneq_s32(y32, 3)));
+#endif
+}
+
 /* 4 bytes of p broadcast to the four 32-bit lanes */
 KQ_INLINE int8x16_t kq_bcast4(const int8_t *p) { return vreinterpretq_s8_s32(vdupq_n_s32(kq_load_i32(p))); }
 
@@ -659,19 +676,20 @@ KQ_INLINE void kq_tile_q4_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, si
             } else
 #endif
             {
-                for (int j = 0; j < 8; j++) {
-                    int8x16_t lo[2], hi[2];
-                    for (int h = 0; h < 2; h++) {
-                        uint8x16_t q = vld1q_u8(g[ib].qs + 128 * j + 32 * c + 16 * h);
-                        lo[h] = vreinterpretq_s8_u8(vandq_u8(q, m4));
-                        hi[h] = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
-                    }
-                    for (int t = 0; t < NT; t++) {
-                        const int8x16_t y0 = kq_bcast4(yb[t]->qs + 64 * c + 4 * j);
-                        const int8x16_t y1 = kq_bcast4(yb[t]->qs + 64 * c + 32 + 4 * j);
+                for (int jq = 0; jq < 2; jq++) { /* vectors j = 4jq..4jq+3 against one 16-byte load of y */
+                    int8x16_t lo[4][2], hi[4][2];
+                    for (int l = 0; l < 4; l++)
                         for (int h = 0; h < 2; h++) {
-                            dlo[t][h] = kq_dot(dlo[t][h], lo[h], y0);
-                            dhi[t][h] = kq_dot(dhi[t][h], hi[h], y1);
+                            uint8x16_t q = vld1q_u8(g[ib].qs + 128 * (4 * jq + l) + 32 * c + 16 * h);
+                            lo[l][h] = vreinterpretq_s8_u8(vandq_u8(q, m4));
+                            hi[l][h] = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
+                        }
+                    for (int t = 0; t < NT; t++) {
+                        const int8x16_t y0 = vld1q_s8(yb[t]->qs + 64 * c + 16 * jq);
+                        const int8x16_t y1 = vld1q_s8(yb[t]->qs + 64 * c + 32 + 16 * jq);
+                        for (int h = 0; h < 2; h++) {
+                            dlo[t][h] = kq_dot_lanes(dlo[t][h], lo[0][h], lo[1][h], lo[2][h], lo[3][h], y0);
+                            dhi[t][h] = kq_dot_lanes(dhi[t][h], hi[0][h], hi[1][h], hi[2][h], hi[3][h], y1);
                         }
                     }
                 }
