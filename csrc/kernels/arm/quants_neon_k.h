@@ -570,7 +570,8 @@ KQ_INLINE int32x4_t kq_lane_byte(uint8x16_t v, int i) {
 }
 
 /* acc + sum over l < 4 of kq_dot(a_l, 32-bit lane l of y broadcast): four rows' 4-byte groups
- * against four consecutive 4-byte groups of one activation load (lane indices must be literals) */
+ * against four consecutive 4-byte groups of one activation load (lane indices must be literals).
+ * Weights |a| <= 63, activations |y| <= 127. */
 KQ_INLINE int32x4_t kq_dot_lanes(int32x4_t acc, int8x16_t a0, int8x16_t a1, int8x16_t a2, int8x16_t a3, int8x16_t y) {
 #if defined(__ARM_FEATURE_DOTPROD)
     acc = vdotq_laneq_s32(acc, a0, y, 0);
@@ -578,11 +579,16 @@ KQ_INLINE int32x4_t kq_dot_lanes(int32x4_t acc, int8x16_t a0, int8x16_t a1, int8
     acc = vdotq_laneq_s32(acc, a2, y, 2);
     return vdotq_laneq_s32(acc, a3, y, 3);
 #else
+    /* the four products of a byte position summed in int16 first (|4 * 63 * 127| < 2^15), then
+     * widened in pairs and the pairs added: lane j still holds exactly bytes 4j..4j+3 */
     const int32x4_t y32 = vreinterpretq_s32_s8(y);
-    acc = kq_dot(acc, a0, vreinterpretq_s8_s32(vdupq_laneq_s32(y32, 0)));
-    acc = kq_dot(acc, a1, vreinterpretq_s8_s32(vdupq_laneq_s32(y32, 1)));
-    acc = kq_dot(acc, a2, vreinterpretq_s8_s32(vdupq_laneq_s32(y32, 2)));
-    return kq_dot(acc, a3, vreinterpretq_s8_s32(vdupq_laneq_s32(y32, 3)));
+    const int8x16_t b0 = vreinterpretq_s8_s32(vdupq_laneq_s32(y32, 0)), b1 = vreinterpretq_s8_s32(vdupq_laneq_s32(y32, 1));
+    const int8x16_t b2 = vreinterpretq_s8_s32(vdupq_laneq_s32(y32, 2)), b3 = vreinterpretq_s8_s32(vdupq_laneq_s32(y32, 3));
+    int16x8_t lo = vmull_s8(vget_low_s8(a0), vget_low_s8(b0)), hi = vmull_high_s8(a0, b0);
+    lo = vmlal_s8(lo, vget_low_s8(a1), vget_low_s8(b1)), hi = vmlal_high_s8(hi, a1, b1);
+    lo = vmlal_s8(lo, vget_low_s8(a2), vget_low_s8(b2)), hi = vmlal_high_s8(hi, a2, b2);
+    lo = vmlal_s8(lo, vget_low_s8(a3), vget_low_s8(b3)), hi = vmlal_high_s8(hi, a3, b3);
+    return vaddq_s32(acc, vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi)));
 #endif
 }
 
