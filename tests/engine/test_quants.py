@@ -471,6 +471,24 @@ def test_x8_k_quants_extreme_blocks(qtype):
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-3)
 
 
+@pytest.mark.parametrize("qtype", [Q.Q4_K, Q.Q5_K, Q.Q6_K], ids=lambda t: t.name)
+def test_k_quant_partial_tiles_bit_identical_to_order_oracle(qtype):
+    """Odd row and token counts leave kernel tiles partly filled (the i8mm kernels pair rows and tokens
+    for SMMLA and pad an odd one): the oracle's bits all the same, on both sides of Q4_K's 4-token
+    groups and of Q5_K/Q6_K's 8-token switch."""
+    require_simd_kernels()
+    rng = np.random.default_rng(int(qtype) + 53)
+    bs, ts = GGML_QUANT_SIZES[qtype]
+    cols = 512
+    for rows in (1, 3, 5, 7):
+        w = random_blocks(qtype, rows * cols // bs, rng, scale=0.05).tobytes()
+        for T in (1, 2, 3, 5, 6, 7, 9, 10, 11):
+            x = (rng.standard_normal((T, cols)) * 2).astype(np.float32)
+            want = _core._quant_matmul_oracle(int(qtype), w, rows, cols, x)
+            got = _core._quant_matmul(int(qtype), w, rows, cols, x)
+            assert np.array_equal(bits(got), bits(want)), (rows, T)
+
+
 def test_x8_rejects_bad_shapes():
     """Only whole 8-row groups repack; such matrices stay in rows layout (a model loads them so)."""
     with pytest.raises(ValueError):
