@@ -311,9 +311,9 @@ ORACLE_TOKENS = (1, 2, 3, 4, 5, 7, 8, 9, 13)
 # the SIMD kernels each level has: (row-layout types, X8-layout types), each level's own build of them
 LEVEL_KERNELS = {
     "avx2": (SIMD_TYPES, X8_TYPES),
-    "neon": ([Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0], [Q.Q4_0, Q.Q8_0]),
-    "dotprod": ([Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0], [Q.Q4_0, Q.Q8_0]),
-    "i8mm": ([Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0], [Q.Q4_0, Q.Q8_0]),
+    "neon": (SIMD_TYPES, X8_TYPES),
+    "dotprod": (SIMD_TYPES, X8_TYPES),
+    "i8mm": (SIMD_TYPES, X8_TYPES),
 }
 
 
@@ -498,13 +498,20 @@ def test_x8_layout_matches_rows_layout(qtype):
 X8_K_TYPES = [Q.Q4_K, Q.Q6_K]
 
 
+def require_k_x8(qtype):
+    """Every SIMD level (avx2, avx512, neon, dotprod, i8mm) has the K-quant X8 kernels: only the scalar
+    kernels may lack them."""
+    if not has_x8(qtype):
+        assert _core._quant_kernels() == "ref", f"no {qtype.name} X8 kernel at level {_core._quant_kernels()}"
+        pytest.skip("no X8 kernel in the scalar kernels (LFM_KERNELS=ref, or no AVX2 / NEON)")
+
+
 @pytest.mark.parametrize("qtype", X8_K_TYPES, ids=lambda t: t.name)
 def test_x8_k_quants_bit_identical_to_rows_layout(qtype):
     """The K-quant X8 kernels are a re-ordering of the row kernels' integer work with the same float
     operations: their floats equal the row kernel's bit for bit, for every token count (decode and
     prefill tiles) and for thread ranges that cut 8-row groups; and both stay near the scalar oracle."""
-    if not has_x8(qtype):
-        pytest.skip(f"the {_core._quant_kernels()} level has no X8 {qtype.name} kernel")
+    require_k_x8(qtype)
     rng = np.random.default_rng(int(qtype) + 29)
     ts = GGML_QUANT_SIZES[qtype][1]
     for rows, cols in [(8, 256), (16, 1024), (40, 512), (24, 256 * 33)]:
@@ -528,8 +535,7 @@ def test_x8_k_quants_bit_identical_to_rows_layout(qtype):
 def test_x8_k_quants_extreme_blocks(qtype):
     """All-max quants and scales (Q6_K: 63 with scale -128 / 127; Q4_K: 15 with scale and min 63)
     against activations at +-127: the int16 pair sums and int32 lanes at their limits, bit-identical."""
-    if not has_x8(qtype):
-        pytest.skip(f"the {_core._quant_kernels()} level has no X8 {qtype.name} kernel")
+    require_k_x8(qtype)
     bs, ts = GGML_QUANT_SIZES[qtype]
     rows, cols = 16, 512
     raw = np.full((rows * cols // bs, ts), 0xff, np.uint8)
@@ -547,6 +553,24 @@ def test_x8_k_quants_extreme_blocks(qtype):
         assert np.array_equal(bits(got), bits(want))
         ref = _core._quant_matmul(int(qtype), w, rows, cols, x, ref=True)
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("qtype", [Q.Q4_K, Q.Q5_K, Q.Q6_K], ids=lambda t: t.name)
+def test_k_quant_partial_tiles_bit_identical_to_order_oracle(qtype):
+    """Odd row and token counts leave kernel tiles partly filled (the i8mm kernels pair rows and tokens
+    for SMMLA and pad an odd one): the oracle's bits all the same, on both sides of Q4_K's 4-token
+    groups and of Q5_K/Q6_K's 8-token switch."""
+    require_simd_kernels()
+    rng = np.random.default_rng(int(qtype) + 53)
+    bs, ts = GGML_QUANT_SIZES[qtype]
+    cols = 512
+    for rows in (1, 3, 5, 7):
+        w = random_blocks(qtype, rows * cols // bs, rng, scale=0.05).tobytes()
+        for T in (1, 2, 3, 5, 6, 7, 9, 10, 11):
+            x = (rng.standard_normal((T, cols)) * 2).astype(np.float32)
+            want = _core._quant_matmul_oracle(int(qtype), w, rows, cols, x)
+            got = _core._quant_matmul(int(qtype), w, rows, cols, x)
+            assert np.array_equal(bits(got), bits(want)), (rows, T)
 
 
 def test_x8_rejects_bad_shapes():
