@@ -110,19 +110,35 @@ ARM_RUNS = [
 ]
 
 
-@pytest.mark.parametrize("cpu,force,level", ARM_RUNS, ids=[f"{c}-{f or 'auto'}" for c, f, _ in ARM_RUNS])
-def test_aarch64_build_gives_this_builds_logits(models, this_build, tmp_path, cpu, force, level):
+@pytest.fixture(scope="module")
+def arm_results(models, tmp_path_factory):
+    """The probe under qemu for every run of ARM_RUNS, as many at once as there are cores (each
+    qemu process is single-threaded emulation of the probe's 2 threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     qemu = shutil.which("qemu-aarch64")
     if not qemu:
         missing("no qemu-aarch64", "apt-get install qemu-user")
     if not list(AARCH64_PKG.glob("liquidlfm/_core*aarch64*.so")) or not (ARM64_ROOT / "usr/bin/python3.11").exists():
         missing(f"no aarch64 build in {AARCH64_PKG}", "tools/cross/build_aarch64.sh (it makes the arm64 root too)")
-    env = {k: v for k, v in os.environ.items() if k not in ("LFM_KERNELS", "PYTHONPATH", "PYTHONHOME")}
-    env.update(QEMU_LD_PREFIX=str(ARM64_ROOT), QEMU_CPU=cpu, PYTHONDONTWRITEBYTECODE="1",
-               PYTHONPATH=f"{AARCH64_PKG}:{REPO / 'build' / 'aarch64' / 'site'}")
-    if force:
-        env["LFM_KERNELS"] = force
-    names, got = run_probe([qemu, str(ARM64_ROOT / "usr/bin/python3.11"), "-P"], models, tmp_path / "arm.npz", env)
+    d = tmp_path_factory.mktemp("arm")
+    base = {k: v for k, v in os.environ.items() if k not in ("LFM_KERNELS", "PYTHONPATH", "PYTHONHOME")}
+    base.update(QEMU_LD_PREFIX=str(ARM64_ROOT), PYTHONDONTWRITEBYTECODE="1",
+                PYTHONPATH=f"{AARCH64_PKG}:{REPO / 'build' / 'aarch64' / 'site'}")
+
+    def run(i):
+        cpu, force, _ = ARM_RUNS[i]
+        env = dict(base, QEMU_CPU=cpu, **({"LFM_KERNELS": force} if force else {}))
+        return run_probe([qemu, str(ARM64_ROOT / "usr/bin/python3.11"), "-P"], models, d / f"arm{i}.npz", env)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)))) as pool:
+        return list(pool.map(run, range(len(ARM_RUNS))))
+
+
+@pytest.mark.parametrize("run", range(len(ARM_RUNS)), ids=[f"{c}-{f or 'auto'}" for c, f, _ in ARM_RUNS])
+def test_aarch64_build_gives_this_builds_logits(this_build, arm_results, run):
+    cpu, _, level = ARM_RUNS[run]
+    names, got = arm_results[run]
     assert list(got["kernels"]) == ["ref" if level == "ref" else "neon", level]
     assert_same(this_build["ref" if level == "ref" else "best"], got, names, f"aarch64 {cpu} {level}")
 
