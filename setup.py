@@ -59,7 +59,7 @@ def target_arches():
         return sorted({normalize_arch(a) for a in arches})
     cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
     try:
-        triple = subprocess.run(cc[:1] + ["-dumpmachine"], capture_output=True, text=True, timeout=30).stdout.strip()
+        triple = subprocess.run(cc + ["-dumpmachine"], capture_output=True, text=True, timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         triple = ""
     return [normalize_arch(triple.split("-")[0] if triple else platform.machine())]

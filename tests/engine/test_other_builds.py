@@ -1,5 +1,6 @@
 """Other builds of liquidlfm give this build's logits bit for bit: the aarch64 build under qemu-user
-at each ARM kernel level (neon, dotprod, i8mm; and the scalar kernels), and a clang build.
+at each ARM kernel level (neon, dotprod, i8mm; and the scalar kernels), the aarch64 build by clang,
+and an x86 clang build.
 
 The arm64 kernels follow the float order of the x86 AVX2 kernels (csrc/kernels/ROUNDING.md), and
 every build compiles with -ffp-contract=off, so the logits of the same model and tokens are the
@@ -7,8 +8,8 @@ same floats everywhere. Each build runs tests/fixtures/logits_probe.py (prefill 
 position, then greedy decoding with an F32 and an F16 KV cache) on random-weight models of every
 weight type with a matmul kernel.
 
-The builds come from tools/cross/build_aarch64.sh and tools/cross/build_clang.sh (.ci/run makes
-both); a build that is absent is skipped, saying how to make it, unless
+The builds come from tools/cross/build_aarch64.sh (with CC=clang --target=aarch64-linux-gnu for
+the clang one) and tools/cross/build_clang.sh (.ci/run makes all three); a build that is absent is skipped, saying how to make it, unless
 LIQUIDLFM_REQUIRE_OTHER_BUILDS=1 (set by .ci/run), where it fails.
 """
 import os
@@ -26,6 +27,8 @@ from liquidlfm import _core
 REPO = Path(__file__).resolve().parents[2]
 PROBE = REPO / "tests" / "fixtures" / "logits_probe.py"
 AARCH64_PKG = Path(os.environ.get("LIQUIDLFM_AARCH64_PKG", REPO / "build" / "aarch64" / "pkg"))
+# the same cross build by clang (the compiler of macOS and Android): its NEON code must round as gcc's
+AARCH64_CLANG_PKG = Path(os.environ.get("LIQUIDLFM_AARCH64_CLANG_PKG", REPO / "build" / "aarch64-clang" / "pkg"))
 CLANG_PKG = Path(os.environ.get("LIQUIDLFM_CLANG_PKG", REPO / "build" / "clang" / "pkg"))
 ARM64_ROOT = Path(os.environ.get("LFM_ARM64_SYSROOT", "/opt/lfm-arm64/root"))
 REQUIRED = os.environ.get("LIQUIDLFM_REQUIRE_OTHER_BUILDS") == "1"
@@ -99,15 +102,20 @@ def this_build(models, tmp_path_factory):
     return out
 
 
-# (qemu CPU model, LFM_KERNELS, the level the build must then use)
+# (build, qemu CPU model, LFM_KERNELS, the level the build must then use)
 ARM_RUNS = [
-    ("max", "neon", "neon"),
-    ("max", "dotprod", "dotprod"),
-    ("max", "i8mm", "i8mm"),
-    ("cortex-a76", "", "dotprod"),  # detected: dotprod without i8mm
-    ("cortex-a72", "", "neon"),     # detected: plain NEON
-    ("max", "ref", "ref"),
+    ("gcc", "max", "neon", "neon"),
+    ("gcc", "max", "dotprod", "dotprod"),
+    ("gcc", "max", "i8mm", "i8mm"),
+    ("gcc", "cortex-a76", "", "dotprod"),  # detected: dotprod without i8mm
+    ("gcc", "cortex-a72", "", "neon"),     # detected: plain NEON
+    ("gcc", "max", "ref", "ref"),
+    ("clang", "max", "", "i8mm"),
+    ("clang", "cortex-a72", "", "neon"),
 ]
+ARM_PKGS = {"gcc": (AARCH64_PKG, "tools/cross/build_aarch64.sh (it makes the arm64 root too)"),
+            "clang": (AARCH64_CLANG_PKG, 'CC="clang --target=aarch64-linux-gnu" tools/cross/build_aarch64.sh '
+                      'build/aarch64-clang/pkg')}
 
 
 @pytest.fixture(scope="module")
@@ -119,28 +127,31 @@ def arm_results(models, tmp_path_factory):
     qemu = shutil.which("qemu-aarch64")
     if not qemu:
         missing("no qemu-aarch64", "apt-get install qemu-user")
-    if not list(AARCH64_PKG.glob("liquidlfm/_core*aarch64*.so")) or not (ARM64_ROOT / "usr/bin/python3.11").exists():
-        missing(f"no aarch64 build in {AARCH64_PKG}", "tools/cross/build_aarch64.sh (it makes the arm64 root too)")
+    if not (ARM64_ROOT / "usr/bin/python3.11").exists():
+        missing(f"no arm64 root in {ARM64_ROOT}", "tools/cross/make_sysroot.sh")
+    for pkg, how in ARM_PKGS.values():
+        if not list(pkg.glob("liquidlfm/_core*aarch64*.so")):
+            missing(f"no aarch64 build in {pkg}", how)
     d = tmp_path_factory.mktemp("arm")
     base = {k: v for k, v in os.environ.items() if k not in ("LFM_KERNELS", "PYTHONPATH", "PYTHONHOME")}
-    base.update(QEMU_LD_PREFIX=str(ARM64_ROOT), PYTHONDONTWRITEBYTECODE="1",
-                PYTHONPATH=f"{AARCH64_PKG}:{REPO / 'build' / 'aarch64' / 'site'}")
+    base.update(QEMU_LD_PREFIX=str(ARM64_ROOT), PYTHONDONTWRITEBYTECODE="1")
 
     def run(i):
-        cpu, force, _ = ARM_RUNS[i]
-        env = dict(base, QEMU_CPU=cpu, **({"LFM_KERNELS": force} if force else {}))
+        build, cpu, force, _ = ARM_RUNS[i]
+        env = dict(base, QEMU_CPU=cpu, PYTHONPATH=f"{ARM_PKGS[build][0]}:{REPO / 'build' / 'aarch64' / 'site'}",
+                   **({"LFM_KERNELS": force} if force else {}))
         return run_probe([qemu, str(ARM64_ROOT / "usr/bin/python3.11"), "-P"], models, d / f"arm{i}.npz", env)
 
     with ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)))) as pool:
         return list(pool.map(run, range(len(ARM_RUNS))))
 
 
-@pytest.mark.parametrize("run", range(len(ARM_RUNS)), ids=[f"{c}-{f or 'auto'}" for c, f, _ in ARM_RUNS])
+@pytest.mark.parametrize("run", range(len(ARM_RUNS)), ids=[f"{b}-{c}-{f or 'auto'}" for b, c, f, _ in ARM_RUNS])
 def test_aarch64_build_gives_this_builds_logits(this_build, arm_results, run):
-    cpu, _, level = ARM_RUNS[run]
+    build, cpu, _, level = ARM_RUNS[run]
     names, got = arm_results[run]
     assert list(got["kernels"]) == ["ref" if level == "ref" else "neon", level]
-    assert_same(this_build["ref" if level == "ref" else "best"], got, names, f"aarch64 {cpu} {level}")
+    assert_same(this_build["ref" if level == "ref" else "best"], got, names, f"aarch64 {build} {cpu} {level}")
 
 
 def test_clang_build_gives_this_builds_logits(models, this_build, tmp_path):

@@ -31,7 +31,6 @@ static ALWAYS_INLINE f32x8 f8_zero(void) { return (f32x8){vdupq_n_f32(0.0f), vdu
 static ALWAYS_INLINE f32x8 f8_load(const float *p) { return (f32x8){vld1q_f32(p), vld1q_f32(p + 4)}; }
 static ALWAYS_INLINE void f8_store(float *p, f32x8 v) { vst1q_f32(p, v.lo), vst1q_f32(p + 4, v.hi); }
 static ALWAYS_INLINE f32x8 f8_add(f32x8 a, f32x8 b) { return (f32x8){vaddq_f32(a.lo, b.lo), vaddq_f32(a.hi, b.hi)}; }
-static ALWAYS_INLINE f32x8 f8_mul(f32x8 a, f32x8 b) { return (f32x8){vmulq_f32(a.lo, b.lo), vmulq_f32(a.hi, b.hi)}; }
 /* acc + a*b, one rounding (_mm256_fmadd_ps(a, b, acc)) */
 static ALWAYS_INLINE f32x8 f8_fma(f32x8 acc, f32x8 a, f32x8 b) {
     return (f32x8){vfmaq_f32(acc.lo, a.lo, b.lo), vfmaq_f32(acc.hi, a.hi, b.hi)};
