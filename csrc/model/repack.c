@@ -9,7 +9,6 @@
  * order changes.
  *
  * LFM_REPACK=0 in the environment keeps ggml's row layout (A/B timing). */
-#define _GNU_SOURCE
 #include "model/model.h"
 #include "kernels/kernels.h"
 

@@ -16,7 +16,6 @@
  *     (rows multiple of 32) or stays as it is;
  *   - norms and the conv kernel (F32) are never touched; a tensor already in its target type is kept.
  * Rows are split over n_threads load-time threads (lfm_thread_start). */
-#define _GNU_SOURCE
 #include "model/model.h"
 #include "kernels/kernels.h"
 
