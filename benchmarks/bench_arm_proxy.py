@@ -75,7 +75,10 @@ def worker(path, pp, tg):
         s.decode(_tokens(pp, V, 1), "last")
         for tok in _tokens(tg, V, 2):
             s.step(tok)
-    print(json.dumps({"kernels": _core._quant_kernels()}))
+    kernels = _core._quant_kernels()
+    if hasattr(_core, "kernels_default"):  # the float kernel set, where the engine names it
+        kernels += "/" + _core.kernels_default()
+    print(json.dumps({"kernels": kernels}))
 
 
 # ---- the host side ----
@@ -132,7 +135,9 @@ def run_all(jobs, tasks):
 
     def guarded(key, thunk):
         try:
-            return thunk()
+            got = thunk()
+            print(f"# {key}: {got[0]} instructions", file=sys.stderr, flush=True)
+            return got
         except (RuntimeError, subprocess.TimeoutExpired) as e:
             print(f"# {key}: {e}", file=sys.stderr, flush=True)
             return e
@@ -191,6 +196,7 @@ def main():
     ap.add_argument("--sysroot", type=Path, default=Path(os.environ.get("LFM_ARM64_SYSROOT", "/opt/lfm-arm64/root")))
     ap.add_argument("--pkg", type=Path, default=Path(os.environ.get("LFM_ARM64_PKG", REPO / "build/aarch64/pkg")),
                     help="the aarch64 liquidlfm package tree (tools/cross/build_aarch64.sh OUT)")
+    ap.add_argument("--ours-label", help="what the package was built from, for the header (e.g. 'main 2916184')")
     ap.add_argument("--site", type=Path, default=REPO / "build/aarch64/site")
     ap.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("LIQUIDLFM_BENCH_CACHE",
                                                                           "/tmp/liquidlfm-bench-gguf")))
@@ -213,9 +219,9 @@ def main():
     sys.path.insert(0, str(REPO / "benchmarks"))
     from bench_gguf import SHAPES, TYPES, model_file
 
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    print(f"# instruction-count proxy under qemu-user (not a speed); liquidlfm {commit}; package {args.pkg}; "
+    commit = args.ours_label or subprocess.run(["git", "-C", str(args.pkg), "rev-parse", "--short", "HEAD"],
+                                               capture_output=True, text=True).stdout.strip() or "unlabelled"
+    print(f"# instruction-count proxy under qemu-user (not a speed); liquidlfm {commit} (package {args.pkg}); "
           f"1 thread; prefill = (prompt {args.pp[1]} - prompt {args.pp[0]}) / {args.pp[1] - args.pp[0]}, one batch each; "
           f"decode = (steps {args.tg[1]} - steps {args.tg[0]}) / {args.tg[1] - args.tg[0]} after a {args.pp[0]}-token prompt", file=sys.stderr)
     rows, tasks = [], {}
@@ -251,7 +257,7 @@ def main():
                 row["kernels"] = info
         print(f"# {json.dumps(row)}", file=sys.stderr, flush=True)
 
-    print("| model | type | level (qemu cpu) | ours kernels | decode: ours instr/token | llama.cpp instr/token | "
+    print("| model | type | level (qemu cpu) | ours kernels (quant/float) | decode: ours instr/token | llama.cpp instr/token | "
           "llama/ours | prefill: ours instr/token | llama.cpp instr/token | llama/ours |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:

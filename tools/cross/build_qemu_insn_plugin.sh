@@ -29,7 +29,9 @@ if [ -z "$SRC" ]; then
         apt-get update -q >/dev/null
     fi
     apt-get source -q --download-only "qemu=$VER" >/dev/null 2>&1
-    dpkg-source -x --skip-patches qemu_*.dsc >/dev/null
+    # apt checked the files against the signed archive index; dpkg-source's own check of the .dsc
+    # signature needs the uploader's key, which is not installed, and only warns
+    dpkg-source -x --skip-patches qemu_*.dsc >/dev/null 2>&1 || { echo "build_qemu_insn_plugin.sh: dpkg-source -x failed in $DIR" >&2; exit 1; }
     SRC=$(ls -d qemu-*/ | head -1)
 fi
 SRC=${SRC%/}
