@@ -21,8 +21,8 @@ so "prefill" is the per-token cost of a 64-token prompt beyond a 1-token one (th
 logits, computed once per call either way, cancel), and "decode" the cost of one more step at the
 start of a context. The prompt is processed in one call (one llama_decode batch), each decode step is
 one token with the last position's logits, 1 thread on both sides (llama-bench -t 1 -r 1 --no-warmup
--pg PP,TG; ours: Session.decode of the prompt, then Session.step), so both counts are deterministic up
-to a few instructions of start-up noise.
+-pg PP,TG; ours: Session.decode of the prompt, then Session.step), so a repeated run gives the same
+count to within a few thousand instructions (under 0.01% of a per-token number).
 
 Levels: ours is forced with LFM_KERNELS=neon|dotprod|i8mm (the kernel names the engine reports are
 printed), on a qemu CPU that has exactly that level's features (cortex-a72: ARMv8.0 NEON; cortex-a76:
