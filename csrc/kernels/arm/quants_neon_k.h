@@ -46,31 +46,6 @@ KQ_INLINE void kq_h2f8(const lfm_half *p, float32x4_t out[2]) {
     out[1] = vcvt_f32_f16(vreinterpret_f16_u16(vget_high_u16(v)));
 }
 
-KQ_INLINE int32_t kq_load_i32(const void *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-/* acc lane j += sum of a[i] * b[i] over bytes i = 4j..4j+3 (exact: products of our operands fit
- * int16, |q| <= 63 and |y| <= 127) */
-KQ_INLINE int32x4_t kq_dot(int32x4_t acc, int8x16_t a, int8x16_t b) {
-#if defined(__ARM_FEATURE_DOTPROD)
-    return vdotq_s32(acc, a, b);
-#else
-    int32x4_t lo = vpaddlq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)));
-    int32x4_t hi = vpaddlq_s16(vmull_high_s8(a, b));
-    return vaddq_s32(acc, vpaddq_s32(lo, hi));
-#endif
-}
-
-/* AVX2's hsum_ps of lanes (lo = 0..3, hi = 4..7): ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)) */
-KQ_INLINE float kq_hsum8(float32x4_t lo, float32x4_t hi) {
-    float32x4_t s = vaddq_f32(lo, hi);
-    float32x2_t t = vadd_f32(vget_low_f32(s), vget_high_f32(s));
-    return vget_lane_f32(t, 0) + vget_lane_f32(t, 1);
-}
-
 /* The 8 scales and 8 mins of a Q4_K/Q5_K block: sm[0..7] scales, sm[8..15] mins (6 bits each). */
 KQ_INLINE void kq_k4_scales(const uint8_t *s, uint8_t sm[16]) {
     uint32_t a[3];
@@ -167,8 +142,8 @@ KQ_INLINE void kq_tile_q45_K(int64_t nb, const uint8_t *w, size_t bw, const uint
                 for (int t = 0; t < NT; t++) {
                     const int8_t *yq = yb[t]->qs + 64 * c;
                     const int32x4_t z = vdupq_n_s32(0);
-                    int32x4_t d0 = kq_dot(z, q[0], vld1q_s8(yq)), d1 = kq_dot(z, q[1], vld1q_s8(yq + 16));
-                    int32x4_t d2 = kq_dot(z, q[2], vld1q_s8(yq + 32)), d3 = kq_dot(z, q[3], vld1q_s8(yq + 48));
+                    int32x4_t d0 = neon_dot4(z, q[0], vld1q_s8(yq)), d1 = neon_dot4(z, q[1], vld1q_s8(yq + 16));
+                    int32x4_t d2 = neon_dot4(z, q[2], vld1q_s8(yq + 32)), d3 = neon_dot4(z, q[3], vld1q_s8(yq + 48));
                     int32x4_t p0 = vmlaq_n_s32(vmulq_n_s32(d0, s_lo), d2, s_hi); /* lanes 0..3 */
                     int32x4_t p1 = vmlaq_n_s32(vmulq_n_s32(d1, s_lo), d3, s_hi); /* lanes 4..7 */
                     if (mode == KQ_K4_GEMM4) {
@@ -203,7 +178,7 @@ KQ_INLINE void kq_tile_q45_K(int64_t nb, const uint8_t *w, size_t bw, const uint
     }
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++)
-            y[t * ldy + r] = mode == KQ_K5         ? kq_hsum8(acc[r][t][0], acc[r][t][1]) + macc[r][t]
+            y[t * ldy + r] = mode == KQ_K5         ? neon_hsum8(acc[r][t][0], acc[r][t][1]) + macc[r][t]
                              : mode == KQ_K5_TILED ? sacc[r][t]
                                                    : sacc[r][t] - macc[r][t];
 }
@@ -367,7 +342,7 @@ KQ_INLINE void kq_tile_q6_K(int64_t nb, const uint8_t *w, size_t bw, const uint8
                         const int8_t *yq = yb[t]->qs + 128 * h + 16 * half;
                         int32x4_t v = isum[t][half];
                         for (int k = 0; k < 4; k++) /* chunk k: group 8h + 2k + half */
-                            v = vmlaq_n_s32(v, kq_dot(vdupq_n_s32(0), q[k], vld1q_s8(yq + 32 * k)), s[8 * h + 2 * k + half]);
+                            v = vmlaq_n_s32(v, neon_dot4(vdupq_n_s32(0), q[k], vld1q_s8(yq + 32 * k)), s[8 * h + 2 * k + half]);
                         isum[t][half] = v;
                     }
                 }
@@ -385,7 +360,7 @@ KQ_INLINE void kq_tile_q6_K(int64_t nb, const uint8_t *w, size_t bw, const uint8
         }
     }
     for (int r = 0; r < NR; r++)
-        for (int t = 0; t < NT; t++) y[t * ldy + r] = tiled ? sacc[r][t] : kq_hsum8(acc[r][t][0], acc[r][t][1]);
+        for (int t = 0; t < NT; t++) y[t * ldy + r] = tiled ? sacc[r][t] : neon_hsum8(acc[r][t][0], acc[r][t][1]);
 }
 
 #if KQ_SMMLA
@@ -569,7 +544,7 @@ KQ_INLINE int32x4_t kq_lane_byte(uint8x16_t v, int i) {
     return vreinterpretq_s32_u32(vandq_u32(u, vdupq_n_u32(0xff)));
 }
 
-/* acc + sum over l < 4 of kq_dot(a_l, 32-bit lane l of y broadcast): four rows' 4-byte groups
+/* acc + sum over l < 4 of neon_dot4(a_l, 32-bit lane l of y broadcast): four rows' 4-byte groups
  * against four consecutive 4-byte groups of one activation load (lane indices must be literals).
  * Weights |a| <= 63, activations |y| <= 127. */
 KQ_INLINE int32x4_t kq_dot_lanes(int32x4_t acc, int8x16_t a0, int8x16_t a1, int8x16_t a2, int8x16_t a3, int8x16_t y) {
@@ -593,7 +568,7 @@ KQ_INLINE int32x4_t kq_dot_lanes(int32x4_t acc, int8x16_t a0, int8x16_t a1, int8
 }
 
 /* 4 bytes of p broadcast to the four 32-bit lanes */
-KQ_INLINE int8x16_t kq_bcast4(const int8_t *p) { return vreinterpretq_s8_s32(vdupq_n_s32(kq_load_i32(p))); }
+KQ_INLINE int8x16_t kq_bcast4(const int8_t *p) { return vreinterpretq_s8_s32(vdupq_n_s32(neon_load_i32(p))); }
 
 /* Q4_K, one 8-row group x NT tokens: per row the exact dot and min terms of a block (K4_BLOCK) or of
  * each 64-element chunk (K4_GEMM4), one fma each, subtracted at the end. */
@@ -828,7 +803,7 @@ KQ_INLINE void kq_tile_q6_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, si
                     for (int t = 0; t < NT; t++) {
                         const int8x16_t yv = kq_bcast4(yb[t]->qs + 128 * hh + 32 * k + 4 * j);
                         for (int h = 0; h < 2; h++)
-                            v[t][h] = vmlaq_s32(v[t][h], kq_dot(vdupq_n_s32(0), q[h][k], yv), s[gi][h]);
+                            v[t][h] = vmlaq_s32(v[t][h], neon_dot4(vdupq_n_s32(0), q[h][k], yv), s[gi][h]);
                     }
                 }
             }
