@@ -119,7 +119,7 @@ ARM_PKGS = {"gcc": (AARCH64_PKG, "tools/cross/build_aarch64.sh (it makes the arm
 
 
 @pytest.fixture(scope="module")
-def arm_results(models, tmp_path_factory):
+def arm_results(request, tmp_path_factory):
     """The probe under qemu for every run of ARM_RUNS, as many at once as there are cores (each
     qemu process is single-threaded emulation of the probe's 2 threads)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -132,6 +132,7 @@ def arm_results(models, tmp_path_factory):
     for pkg, how in ARM_PKGS.values():
         if not list(pkg.glob("liquidlfm/_core*aarch64*.so")):
             missing(f"no aarch64 build in {pkg}", how)
+    models = request.getfixturevalue("models")  # built only once the builds are known to be there
     d = tmp_path_factory.mktemp("arm")
     base = {k: v for k, v in os.environ.items() if k not in ("LFM_KERNELS", "PYTHONPATH", "PYTHONHOME")}
     base.update(QEMU_LD_PREFIX=str(ARM64_ROOT), PYTHONDONTWRITEBYTECODE="1")
@@ -147,16 +148,17 @@ def arm_results(models, tmp_path_factory):
 
 
 @pytest.mark.parametrize("run", range(len(ARM_RUNS)), ids=[f"{b}-{c}-{f or 'auto'}" for b, c, f, _ in ARM_RUNS])
-def test_aarch64_build_gives_this_builds_logits(this_build, arm_results, run):
+def test_aarch64_build_gives_this_builds_logits(arm_results, this_build, run):
     build, cpu, _, level = ARM_RUNS[run]
     names, got = arm_results[run]
     assert list(got["kernels"]) == ["ref" if level == "ref" else "neon", level]
     assert_same(this_build["ref" if level == "ref" else "best"], got, names, f"aarch64 {build} {cpu} {level}")
 
 
-def test_clang_build_gives_this_builds_logits(models, this_build, tmp_path):
+def test_clang_build_gives_this_builds_logits(request, tmp_path):
     if not list(CLANG_PKG.glob("liquidlfm/_core*.so")):
         missing(f"no clang build in {CLANG_PKG}", "tools/cross/build_clang.sh")
+    models, this_build = request.getfixturevalue("models"), request.getfixturevalue("this_build")
     env = {k: v for k, v in os.environ.items() if k != "LFM_KERNELS"}
     env["PYTHONPATH"] = str(CLANG_PKG)
     names, got = run_probe([sys.executable, "-P"], models, tmp_path / "clang.npz", env)
