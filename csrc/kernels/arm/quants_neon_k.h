@@ -33,12 +33,6 @@
 
 /* ---- helpers ---- */
 
-KQ_INLINE float kq_h2f(lfm_half h) {
-    __fp16 v;
-    memcpy(&v, &h, 2);
-    return (float)v; /* exact */
-}
-
 /* 8 halves -> two float32x4 (exact) */
 KQ_INLINE void kq_h2f8(const lfm_half *p, float32x4_t out[2]) {
     uint16x8_t v = vld1q_u16(p);
@@ -131,7 +125,7 @@ KQ_INLINE void kq_tile_q45_K(int64_t nb, const uint8_t *w, size_t bw, const uint
             kq_k4_scales(wsc, sm);
             uint8x16_t hb[2] = {vdupq_n_u8(0), vdupq_n_u8(0)};
             if (five) hb[0] = vld1q_u8(wqh), hb[1] = vld1q_u8(wqh + 16);
-            const float d = kq_h2f(wd), dmin = kq_h2f(wdmin);
+            const float d = neon_h2f(wd), dmin = neon_h2f(wdmin);
             int32x4_t isum[KQ_MAXT][2]; /* lanes 0..3 and 4..7 */
             for (int t = 0; t < NT; t++) isum[t][0] = isum[t][1] = vdupq_n_s32(0);
             for (int c = 0; c < 4; c++) {
@@ -254,8 +248,8 @@ KQ_INLINE void kq_tile_q45_K_mm(int64_t nb, const uint8_t *w, size_t bw, const u
                             const float yd = yb[t]->d;
                             const int16_t *bs = yb[t]->bsums + 4 * c;
                             const int32_t mins = sm[i / 2][8 + 2 * c] * (bs[0] + bs[1]) + sm[i / 2][9 + 2 * c] * (bs[2] + bs[3]);
-                            sacc[r][t] = fmaf((float)pv[i], kq_h2f(wd[i / 2]) * yd, sacc[r][t]);
-                            macc[r][t] = fmaf((float)mins, kq_h2f(wdmin[i / 2]) * yd, macc[r][t]);
+                            sacc[r][t] = fmaf((float)pv[i], neon_h2f(wd[i / 2]) * yd, sacc[r][t]);
+                            macc[r][t] = fmaf((float)mins, neon_h2f(wdmin[i / 2]) * yd, macc[r][t]);
                         }
                     } else {
                         isum[tp] = vaddq_s32(isum[tp], p);
@@ -269,7 +263,7 @@ KQ_INLINE void kq_tile_q45_K_mm(int64_t nb, const uint8_t *w, size_t bw, const u
                 for (int i = 0; i < 4; i++) {
                     const int r = 2 * rp + i / 2, t = 2 * tp + i % 2;
                     if (r >= NR || t >= NT) continue;
-                    const float yd = yb[t]->d, d = kq_h2f(wd[i / 2]), dmin = kq_h2f(wdmin[i / 2]);
+                    const float yd = yb[t]->d, d = neon_h2f(wd[i / 2]), dmin = neon_h2f(wdmin[i / 2]);
                     const float mins = (float)kq_mins_dot(sm[i / 2], yb[t]->bsums);
                     if (mode == KQ_K5_TILED) {
                         sacc[r][t] = fmaf(fmaf(-dmin, mins, d * (float)pv[i]), yd, sacc[r][t]);
@@ -347,7 +341,7 @@ KQ_INLINE void kq_tile_q6_K(int64_t nb, const uint8_t *w, size_t bw, const uint8
                     }
                 }
             }
-            const float d = kq_h2f(wb->d);
+            const float d = neon_h2f(wb->d);
             for (int t = 0; t < NT; t++) {
                 if (tiled) {
                     sacc[r][t] = fmaf(d * (float)vaddvq_s32(vaddq_s32(isum[t][0], isum[t][1])), yb[t]->d, sacc[r][t]);
@@ -422,7 +416,7 @@ KQ_INLINE void kq_tile_q6_K_mm(int64_t nb, const uint8_t *w, size_t bw, const ui
                 for (int i = 0; i < 4; i++) {
                     const int r = 2 * rp + i / 2, t = 2 * tp + i % 2;
                     if (r >= NR || t >= NT) continue;
-                    const float d = kq_h2f(wb[i / 2]->d);
+                    const float d = neon_h2f(wb[i / 2]->d);
                     sacc[r][t] = fmaf(d * (float)(pv[i] - off[i / 2][t]), yb[t]->d, sacc[r][t]);
                 }
             }
