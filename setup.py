@@ -1,6 +1,6 @@
 """Build liquidlfm._core from csrc/.
 
-Every csrc/**/*.c goes into one extension module. Files named *_avx2.c, *_avx512.c, *_neon.c,
+Every csrc/**/*.c goes into one extension module. Files named *_avx2.c, *_avxvnni.c, *_avx512.c, *_neon.c,
 *_neon_dotprod.c and *_neon_i8mm.c hold kernels for one instruction set; they are compiled with that
 ISA's flags only, and the running CPU picks among them at run time (csrc/base/cpu.c,
 csrc/kernels/), so the wheel never needs -march=native.
@@ -35,6 +35,7 @@ ROOT = Path(__file__).parent
 X86, ARM64 = "x86_64", "arm64"
 ISA_FLAGS = {  # suffix -> (architecture, flags)
     "_avx2.c": (X86, ["-mavx2", "-mfma", "-mf16c"]),
+    "_avxvnni.c": (X86, ["-mavxvnni", "-mavx2", "-mfma", "-mf16c"]),
     "_avx512.c": (X86, ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c"]),
     "_neon.c": (ARM64, ["-march=armv8-a"]),
     "_neon_dotprod.c": (ARM64, ["-march=armv8.2-a+dotprod"]),

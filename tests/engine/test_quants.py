@@ -1,6 +1,7 @@
 """Quantized block formats and kernels (csrc/kernels/quants, csrc/kernels/x86, csrc/kernels/arm) against the `gguf`
 package's reference (gguf.quants) and against each other (the ISA kernels vs the scalar oracle). The SIMD checks run
-on the kernel level in use (avx2 on x86; neon, dotprod or i8mm on arm64; LFM_KERNELS picks a lower one)."""
+on the kernel level in use (avx2, avxvnni or avx512 on x86; neon, dotprod or i8mm on arm64; LFM_KERNELS picks a
+lower one; tests/engine/test_kernel_levels.py runs these checks again at every level this CPU has)."""
 import os
 import platform
 import shutil
@@ -311,6 +312,8 @@ ORACLE_TOKENS = (1, 2, 3, 4, 5, 7, 8, 9, 13)
 # the SIMD kernels each level has: (row-layout types, X8-layout types), each level's own build of them
 LEVEL_KERNELS = {
     "avx2": (SIMD_TYPES, X8_TYPES),
+    "avxvnni": (SIMD_TYPES, X8_TYPES),
+    "avx512": (SIMD_TYPES, X8_TYPES),
     "neon": (SIMD_TYPES, X8_TYPES),
     "dotprod": (SIMD_TYPES, X8_TYPES),
     "i8mm": (SIMD_TYPES, X8_TYPES),
@@ -428,8 +431,11 @@ def simd_levels_present(feats):
         present = ["neon"] + (["dotprod"] if feats["dotprod"] else [])
         present += ["i8mm"] if feats["dotprod"] and feats["i8mm"] else []
     else:
-        chain = ["avx2", "avx512"]  # the avx512 level has no kernels of its own yet and is never chosen
-        present = ["avx2"] if feats["avx2"] and feats["fma"] and feats["f16c"] else []
+        chain = ["avx2", "avxvnni", "avx512"]
+        avx2 = feats["avx2"] and feats["fma"] and feats["f16c"]
+        present = ["avx2"] if avx2 else []
+        present += ["avxvnni"] if avx2 and feats["avxvnni"] else []
+        present += ["avx512"] if avx2 and all(feats[f] for f in ("avx512f", "avx512bw", "avx512vl", "avx512vnni")) else []
     return chain, present
 
 
