@@ -583,9 +583,17 @@ INLINE int32_t load_i32(const void *p) {
 }
 
 /* 8 rows (one group) x NT tokens. Lane r of every accumulator is row r. */
+/* Tokens per Q4_0 X8 tile: 8 with AVX-512's 32 registers (8 weight vectors stay loaded for 8 token
+ * accumulators), else 4. */
+#if defined(QX86_VNNI_EVEX)
+#define Q4_0X8_MAXT 8
+#else
+#define Q4_0X8_MAXT 4
+#endif
+
 INLINE void tile_q4_0x8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, const int32_t *xs, float *y,
                         int64_t ldy, const int NT) {
-    __m256 acc[MAXT];
+    __m256 acc[Q4_0X8_MAXT];
     for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
     (void)ones;
@@ -601,12 +609,13 @@ INLINE void tile_q4_0x8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t b
         for (int t = 0; t < NT; t++) {
             const lfm_block_q8_0 *xb = (const lfm_block_q8_0 *)(const void *)(x + t * bx) + ib;
 #if QX86_VNNI
-            __m256i s = _mm256_set1_epi32(-8 * xs[t * nb + ib]);
+            /* two accumulation chains: vpdpbusd's latency, not its throughput, would bound one */
+            __m256i s0 = _mm256_set1_epi32(-8 * xs[t * nb + ib]), s1 = _mm256_setzero_si256();
             for (int k = 0; k < 4; k++) {
-                s = DPBUSD(s, lo[k], _mm256_set1_epi32(load_i32(xb->qs + 4 * k)));
-                s = DPBUSD(s, hi[k], _mm256_set1_epi32(load_i32(xb->qs + 16 + 4 * k)));
+                s0 = DPBUSD(s0, lo[k], _mm256_set1_epi32(load_i32(xb->qs + 4 * k)));
+                s1 = DPBUSD(s1, hi[k], _mm256_set1_epi32(load_i32(xb->qs + 16 + 4 * k)));
             }
-            const __m256i i32 = s;
+            const __m256i i32 = _mm256_add_epi32(s0, s1);
 #else
             __m256i s = _mm256_maddubs_epi16(lo[0], _mm256_set1_epi32(load_i32(xb->qs)));
             s = _mm256_add_epi16(s, _mm256_maddubs_epi16(hi[0], _mm256_set1_epi32(load_i32(xb->qs + 16))));
@@ -627,11 +636,21 @@ static void q4_0x8_1(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, 
 static void q4_0x8_2(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, const int32_t *xs, float *y, int64_t ldy) { tile_q4_0x8(nb, w, x, bx, xs, y, ldy, 2); }
 static void q4_0x8_3(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, const int32_t *xs, float *y, int64_t ldy) { tile_q4_0x8(nb, w, x, bx, xs, y, ldy, 3); }
 static void q4_0x8_4(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, const int32_t *xs, float *y, int64_t ldy) { tile_q4_0x8(nb, w, x, bx, xs, y, ldy, 4); }
+#if Q4_0X8_MAXT == 8
+static void q4_0x8_5(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, const int32_t *xs, float *y, int64_t ldy) { tile_q4_0x8(nb, w, x, bx, xs, y, ldy, 5); }
+static void q4_0x8_6(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, const int32_t *xs, float *y, int64_t ldy) { tile_q4_0x8(nb, w, x, bx, xs, y, ldy, 6); }
+static void q4_0x8_7(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, const int32_t *xs, float *y, int64_t ldy) { tile_q4_0x8(nb, w, x, bx, xs, y, ldy, 7); }
+static void q4_0x8_8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, const int32_t *xs, float *y, int64_t ldy) { tile_q4_0x8(nb, w, x, bx, xs, y, ldy, 8); }
+#endif
 
 static void mm_q4_0_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
                        float *y, int64_t ldy) {
     typedef void (*fn_t)(int64_t, const uint8_t *, const uint8_t *, size_t, const int32_t *, float *, int64_t);
+#if Q4_0X8_MAXT == 8
+    static const fn_t tiles[8] = {q4_0x8_1, q4_0x8_2, q4_0x8_3, q4_0x8_4, q4_0x8_5, q4_0x8_6, q4_0x8_7, q4_0x8_8};
+#else
     static const fn_t tiles[4] = {q4_0x8_1, q4_0x8_2, q4_0x8_3, q4_0x8_4};
+#endif
     enum { XS_CAP = 8192 }; /* model/repack.c only repacks rows of at most 8192 blocks */
     int32_t xs[XS_CAP];
     int64_t nb = n / LFM_QK;
@@ -640,8 +659,8 @@ static void mm_q4_0_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const
         int64_t t1 = lfm_min64(nt, t0 + chunk);
         q8_0_block_sums(x + (size_t)t0 * bx, bx, t1 - t0, nb, xs);
         for (int64_t r = 0; r < nr; r += 8)
-            for (int64_t t = t0; t < t1; t += 4) {
-                int64_t tt = lfm_min64(4, t1 - t);
+            for (int64_t t = t0; t < t1; t += Q4_0X8_MAXT) {
+                int64_t tt = lfm_min64(Q4_0X8_MAXT, t1 - t);
                 tiles[tt - 1](nb, w + (size_t)r * bw, x + (size_t)t * bx, bx, xs + (t - t0) * nb, y + t * ldy + r, ldy);
             }
     }
@@ -672,33 +691,54 @@ static void x8_drive(const tile_x8_fn *tiles, int64_t max_nt, int64_t nb, int64_
  * accumulator per k and summing the 8 at the end in the row kernel's horizontal order gives the
  * same bits as the row layout, 8 rows at a time without a horizontal sum per block. */
 
+/* Tokens per Q8_0 X8 tile: each needs 8 float accumulators; AVX-512's 32 registers hold 3 tokens' */
+#if defined(QX86_VNNI_EVEX)
+#define Q8_0X8_MAXT 3
+#else
+#define Q8_0X8_MAXT 2
+#endif
+
 INLINE void tile_q8_0x8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy, const int NT) {
-    __m256 acc[2][8];
+    __m256 acc[Q8_0X8_MAXT][8];
     for (int t = 0; t < NT; t++)
         for (int k = 0; k < 8; k++) acc[t][k] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
     (void)ones;
     const lfm_block_q8_0x8 *g = (const lfm_block_q8_0x8 *)(const void *)w;
     for (int64_t ib = 0; ib < nb; ib++) {
-        const lfm_block_q8_0 *xb[2];
-        __m256 d[2];
+        const lfm_block_q8_0 *xb[Q8_0X8_MAXT];
+        __m256 d[Q8_0X8_MAXT];
         const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g[ib].d));
         for (int t = 0; t < NT; t++) {
             xb[t] = (const lfm_block_q8_0 *)(const void *)(x + t * bx) + ib;
             d[t] = _mm256_mul_ps(d8, _mm256_set1_ps(h2f(xb[t]->d)));
         }
+#if QX86_VNNI
+        /* vpdpbusd wants one unsigned side: the weights biased by 128 (w ^ 0x80 = w + 128), the bias taken
+         * back with -128 * (the 4 activation bytes of lane k), which is the same for all 8 rows. */
+        int32_t neg_bias[Q8_0X8_MAXT][8];
+        for (int t = 0; t < NT; t++) {
+            const __m256i xq = _mm256_loadu_si256((const __m256i *)xb[t]->qs);
+            _mm256_storeu_si256((__m256i *)neg_bias[t],
+                                _mm256_sub_epi32(_mm256_setzero_si256(), DPBUSD(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80), xq)));
+        }
+#endif
         for (int k = 0; k < 8; k++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(g[ib].qs + 32 * k));
+#if QX86_VNNI
+            const __m256i biased = _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80));
+            for (int t = 0; t < NT; t++) {
+                __m256i p = DPBUSD(_mm256_set1_epi32(neg_bias[t][k]), biased, _mm256_set1_epi32(load_i32(xb[t]->qs + 4 * k)));
+                acc[t][k] = _mm256_fmadd_ps(d[t], _mm256_cvtepi32_ps(p), acc[t][k]);
+            }
+#else
             __m256i a = _mm256_sign_epi8(v, v);
             for (int t = 0; t < NT; t++) {
                 __m256i xv = _mm256_set1_epi32(load_i32(xb[t]->qs + 4 * k));
-#if QX86_VNNI
-                __m256i p = DPBUSD(_mm256_setzero_si256(), a, _mm256_sign_epi8(xv, v));
-#else
                 __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(a, _mm256_sign_epi8(xv, v)), ones);
-#endif
                 acc[t][k] = _mm256_fmadd_ps(d[t], _mm256_cvtepi32_ps(p), acc[t][k]);
             }
+#endif
         }
     }
     for (int t = 0; t < NT; t++) {
@@ -711,11 +751,18 @@ INLINE void tile_q8_0x8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t b
 
 static void q8_0x8_1(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q8_0x8(nb, w, x, bx, y, ldy, 1); }
 static void q8_0x8_2(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q8_0x8(nb, w, x, bx, y, ldy, 2); }
+#if Q8_0X8_MAXT == 3
+static void q8_0x8_3(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q8_0x8(nb, w, x, bx, y, ldy, 3); }
+#endif
 
 static void mm_q8_0_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
                        float *y, int64_t ldy) {
+#if Q8_0X8_MAXT == 3
+    static const tile_x8_fn tiles[3] = {q8_0x8_1, q8_0x8_2, q8_0x8_3};
+#else
     static const tile_x8_fn tiles[2] = {q8_0x8_1, q8_0x8_2};
-    x8_drive(tiles, 2, n / LFM_QK, 64, w, bw, nr, x, bx, nt, y, ldy);
+#endif
+    x8_drive(tiles, Q8_0X8_MAXT, n / LFM_QK, 64, w, bw, nr, x, bx, nt, y, ldy);
 }
 
 /* Q5_K / Q6_K: llama.cpp switches to its tiled kernel for batches of 8 or more tokens */
@@ -808,13 +855,34 @@ INLINE void tile_q4_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t b
                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(a1, 6), m2), 4));
         __m256i s[8], m[8];
         for (int i = 0; i < 8; i++) {
+#if QX86_VNNI
+            /* scale i of each row as an int32 lane: it multiplies a whole sub-block's exact dot */
+            s[i] = _mm256_and_si256(_mm256_srli_epi32(sc[i / 4], 8 * (i % 4)), _mm256_set1_epi32(0xff));
+#else
             s[i] = row_byte_pairs(sc[i / 4], i % 4);
+#endif
             m[i] = row_byte_pairs(mn[i / 4], i % 4);
         }
         __m256i vb[MAXT], mb[MAXT];
         for (int t = 0; t < NT; t++) vb[t] = _mm256_setzero_si256(), mb[t] = _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
             __m256i v[MAXT];
+#if QX86_VNNI
+            /* Each sub-block's quants x activations summed first (<= 32*15*127 per row), then times its
+             * scale: one vpdpbusd per 4 bytes instead of vpmaddubsw + vpdpwssd. */
+            __m256i v_lo[MAXT], v_hi[MAXT];
+            for (int t = 0; t < NT; t++) v_lo[t] = _mm256_setzero_si256(), v_hi[t] = _mm256_setzero_si256();
+            for (int j = 0; j < 8; j++) {
+                __m256i q = _mm256_loadu_si256((const __m256i *)(g[ib].qs + 128 * j + 32 * c));
+                __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                for (int t = 0; t < NT; t++) {
+                    v_lo[t] = DPBUSD(v_lo[t], lo, _mm256_set1_epi32(load_i32(yb[t]->qs + 64 * c + 4 * j)));
+                    v_hi[t] = DPBUSD(v_hi[t], hi, _mm256_set1_epi32(load_i32(yb[t]->qs + 64 * c + 32 + 4 * j)));
+                }
+            }
+            for (int t = 0; t < NT; t++)
+                v[t] = _mm256_add_epi32(_mm256_mullo_epi32(v_lo[t], s[2 * c]), _mm256_mullo_epi32(v_hi[t], s[2 * c + 1]));
+#else
             for (int t = 0; t < NT; t++) v[t] = _mm256_setzero_si256();
             for (int j = 0; j < 8; j++) {
                 __m256i q = _mm256_loadu_si256((const __m256i *)(g[ib].qs + 128 * j + 32 * c));
@@ -822,16 +890,12 @@ INLINE void tile_q4_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t b
                 for (int t = 0; t < NT; t++) {
                     __m256i y0 = _mm256_set1_epi32(load_i32(yb[t]->qs + 64 * c + 4 * j));
                     __m256i y1 = _mm256_set1_epi32(load_i32(yb[t]->qs + 64 * c + 32 + 4 * j));
-#if QX86_VNNI
-                    v[t] = DPWSSD(DPWSSD(v[t], _mm256_maddubs_epi16(lo, y0), s[2 * c]), _mm256_maddubs_epi16(hi, y1),
-                                  s[2 * c + 1]);
-#else
                     __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s[2 * c]);
                     __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s[2 * c + 1]);
                     v[t] = _mm256_add_epi32(v[t], _mm256_add_epi32(p0, p1));
-#endif
                 }
             }
+#endif
             for (int t = 0; t < NT; t++) {
                 /* mins of sub-blocks 2c and 2c+1 against their bsum pairs */
                 __m256i mc = _mm256_add_epi32(_mm256_madd_epi16(m[2 * c], bsum_pair(yb[t], 2 * c)),
@@ -880,8 +944,44 @@ INLINE void tile_q6_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t b
             tot[t] = _mm256_setzero_si256();
         }
         __m256i sp[8], s[16]; /* sp[k]: pairs (s[2k], s[2k+1]); s[g]: scale g of each row, twice */
-        for (int k = 0; k < 8; k++) {
+        for (int k = 0; k < 8; k++)
             sp[k] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g[ib].scales + 16 * k)));
+#if QX86_VNNI
+        if (tiled) {
+            /* Only each row's block total counts here, so the 4-byte dots of one scale group (lanes j < 4
+             * or j >= 4 of chunk (h, k)) are summed by vpdpbusd first and multiplied by the group's
+             * scale once: exact int32 throughout (|sum| <= 16*64*63*128 per group and row). */
+            for (int t = 0; t < NT; t++)
+                for (int k = 0; k < 8; k++) /* the -32 offset, as below */
+                    tot[t] = _mm256_sub_epi32(tot[t], _mm256_slli_epi32(_mm256_madd_epi16(sp[k], bsum_pair(yb[t], k)), 5));
+            for (int half = 0; half < 2; half++)
+                for (int h = 0; h < 2; h++) {
+                    __m256i a[4][MAXT];
+                    for (int k = 0; k < 4; k++)
+                        for (int t = 0; t < NT; t++) a[k][t] = _mm256_setzero_si256();
+                    for (int j = 4 * half; j < 4 * half + 4; j++) {
+                        const uint8_t *p = g[ib].q + 192 * j + 96 * h;
+                        __m256i q[4];
+                        q6_unpack(_mm256_loadu_si256((const __m256i *)p), _mm256_loadu_si256((const __m256i *)(p + 32)),
+                                  _mm256_loadu_si256((const __m256i *)(p + 64)), q);
+                        for (int k = 0; k < 4; k++)
+                            for (int t = 0; t < NT; t++)
+                                a[k][t] = DPBUSD(a[k][t], q[k],
+                                                 _mm256_set1_epi32(load_i32(yb[t]->qs + 128 * h + 32 * k + 4 * j)));
+                    }
+                    for (int k = 0; k < 4; k++) {
+                        /* group 8h + 2k + half: its scale as an int32 lane, from the pair (s[2(4h+k)], s[2(4h+k)+1]) */
+                        const __m256i pair = sp[4 * h + k];
+                        const __m256i s32 = half ? _mm256_srai_epi32(pair, 16) : _mm256_srai_epi32(_mm256_slli_epi32(pair, 16), 16);
+                        for (int t = 0; t < NT; t++) tot[t] = _mm256_add_epi32(tot[t], _mm256_mullo_epi32(a[k][t], s32));
+                    }
+                }
+            for (int t = 0; t < NT; t++)
+                tacc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d8, _mm256_cvtepi32_ps(tot[t])), _mm256_set1_ps(yb[t]->d), tacc[t]);
+            continue;
+        }
+#endif
+        for (int k = 0; k < 8; k++) {
             s[2 * k] = _mm256_shuffle_epi8(sp[k], dup_even);
             s[2 * k + 1] = _mm256_shuffle_epi8(sp[k], dup_odd);
         }
