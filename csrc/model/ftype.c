@@ -22,8 +22,8 @@
 #include "model/model.h"
 #include "kernels/kernels.h"
 
+#include <ctype.h>
 #include <stdio.h>
-#include <strings.h>
 
 typedef struct {
     const char *name;
@@ -51,13 +51,19 @@ static const char *const unsupported_ftypes[] = {
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
+static bool same_name(const char *a, const char *b) { /* ASCII, case-insensitive */
+    for (; *a && *b; a++, b++)
+        if (tolower((unsigned char)*a) != tolower((unsigned char)*b)) return false;
+    return *a == *b;
+}
+
 lfm_ftype lfm_ftype_by_name(const char *name, bool *known_unsupported) {
     if (known_unsupported) *known_unsupported = false;
     if (!name) return LFM_FTYPE_NONE;
     for (size_t i = 0; i < COUNT(ftypes); i++)
-        if (strcasecmp(name, ftypes[i].name) == 0) return ftypes[i].ftype;
+        if (same_name(name, ftypes[i].name)) return ftypes[i].ftype;
     for (size_t i = 0; i < COUNT(unsupported_ftypes); i++)
-        if (strcasecmp(name, unsupported_ftypes[i]) == 0 && known_unsupported) *known_unsupported = true;
+        if (same_name(name, unsupported_ftypes[i]) && known_unsupported) *known_unsupported = true;
     return LFM_FTYPE_NONE;
 }
 
