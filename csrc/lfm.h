@@ -130,8 +130,38 @@ typedef struct {
     uint8_t is_attn[LFM_MAX_LAYERS]; /* 1: attention layer, 0: short-conv layer */
 } lfm_config;
 
+/* llama.cpp's file types (llama_ftype, the GGUF key general.file_type): a rule giving each tensor
+ * of a model its storage type, as llama-quantize applies it (lfm_ftype_tensor_type in
+ * model/model.h). The K-quant mixes keep some tensors in more bits: the embedding / output head in
+ * Q6_K, and in the _M mixes some attention V and FFN down matrices in Q6_K (in Q4_K_S some in
+ * Q5_K). Values are llama.cpp's. */
+typedef enum {
+    LFM_FTYPE_NONE = -1,
+    LFM_FTYPE_F32 = 0,
+    LFM_FTYPE_F16 = 1,
+    LFM_FTYPE_Q4_0 = 2,
+    LFM_FTYPE_Q4_1 = 3,
+    LFM_FTYPE_Q8_0 = 7,
+    LFM_FTYPE_Q5_0 = 8,
+    LFM_FTYPE_Q5_1 = 9,
+    LFM_FTYPE_Q4_K_S = 14,
+    LFM_FTYPE_Q4_K_M = 15,
+    LFM_FTYPE_Q5_K_S = 16,
+    LFM_FTYPE_Q5_K_M = 17,
+    LFM_FTYPE_Q6_K = 18,
+    LFM_FTYPE_BF16 = 32,
+} lfm_ftype;
+
+/* The file type named name (case-insensitive): "q4_k_m", "q6_k", "q8_0", "f16", ...; "q4_k" and
+ * "q5_k" are llama-quantize's aliases of q4_k_m and q5_k_m. LFM_FTYPE_NONE for any other name;
+ * *known_unsupported (may be NULL) then says whether it is a llama.cpp file type liquidlfm cannot
+ * write (q2_k, q3_k_m, iq4_xs, ...: it has no quantizer for their types). */
+lfm_ftype lfm_ftype_by_name(const char *name, bool *known_unsupported);
+const char *lfm_ftype_name(lfm_ftype f); /* "q4_k_m", ...; NULL for a value not listed above */
+
 typedef struct {
-    lfm_type quantize;   /* LFM_TYPE_NONE: keep the file's types; else requantize 2-D weights on load */
+    lfm_ftype quantize;  /* LFM_FTYPE_NONE: keep the file's types; else requantize the weight matrices
+                          * and the embedding on load by that file type's rule (a quantized one) */
     int32_t n_threads;   /* threads for load-time work (quantize); <= 0: all cores */
 } lfm_model_params;
 

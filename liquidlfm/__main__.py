@@ -2,7 +2,7 @@
 
     liquidlfm translate --to ko "The weather is nice today."     # = python -m liquidlfm.translate
     liquidlfm scholar "idea" --corpus refs.bib                   # = python -m liquidlfm.scholar
-    liquidlfm quantize HF_DIR out.gguf --type q4_0              # = python -m liquidlfm.quantize
+    liquidlfm quantize HF_DIR out.gguf --type q4_k_m            # = python -m liquidlfm.quantize
     liquidlfm download [REPO[:FILE]] [--purpose chat]            # = python -m liquidlfm.hub download
     liquidlfm generate -m MODEL "Once upon a time" [--max-tokens 128] [--temperature 0.3] ...
     liquidlfm chat -m MODEL [--system "You are ..."]
@@ -27,7 +27,7 @@ def _add_model_args(p: argparse.ArgumentParser):
     p.add_argument("-m", "--model", required=True, help="HF folder, .gguf file or Hub repo id")
     p.add_argument("--n-ctx", type=int, default=None, help="context length of the session (default: model's, max 32768)")
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    p.add_argument("--quantize", default=None, help="requantize weights on load (e.g. q8_0, q4_0)")
+    p.add_argument("--quantize", default=None, help="requantize weights on load: a llama.cpp file type (e.g. q4_k_m, q8_0)")
 
 
 def _add_sampling_args(p: argparse.ArgumentParser):

@@ -79,7 +79,9 @@ def load(path_or_repo_id: Union[str, os.PathLike], *, quantize: Optional[str] = 
     """Load a model from a Hugging Face folder, a .safetensors file, a .gguf file, or a Hub id.
 
     A path that does not exist and looks like "org/name" is resolved (cache or download) by
-    liquidlfm.hub.resolve_model. quantize: e.g. "q8_0" to re-encode the weights on load.
+    liquidlfm.hub.resolve_model. quantize: a quantized llama.cpp file type ("q4_k_m", "q8_0", ...;
+    liquidlfm.quantize.TYPES) to re-encode the weights on load, each tensor in the type
+    llama-quantize would give it (the weights of `liquidlfm quantize --type` that file type).
     n_threads: default thread count of this model's sessions (None: all cores).
     kv_cache: default KV cache precision of its sessions: "f32" (exact, as transformers) or "f16"
     (half the memory; llama.cpp's default cache, whose results it then reproduces).

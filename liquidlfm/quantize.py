@@ -1,19 +1,31 @@
 """Convert a Hugging Face LFM2 folder to a GGUF file llama.cpp loads, quantized by liquidlfm's C
-block quantizer.
+block quantizers.
 
-    python -m liquidlfm.quantize path/to/hf-folder out.gguf --type q4_0
+    python -m liquidlfm.quantize path/to/hf-folder out.gguf --type q4_k_m
 
-Types: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, and q4_k / q5_k / q6_k when the C core has
-a quantizer for them. Which tensors there are, their names on both sides, their shapes and which
-is a norm, the conv kernel, the embedding or the head come from the engine's tensor table
-(csrc/model/tensors.c, through _core.tensor_table()), so this accepts exactly the folders the
-engine loads. Policy (llama.cpp-like):
-  - 1-D tensors (norms) and the short-conv kernel stay F32;
-  - the token embedding and the output head (tied or not) are stored as Q6_K for 4/5-bit targets when
-    available, else Q8_0; for q8_0 / float targets it gets the target type;
-  - a matrix whose row length is not a multiple of the type's block size falls back to Q8_0
-    (rows multiple of 32) or F16.
-The output is written to a temporary file beside `out` and renamed into place only when complete.
+Types are llama.cpp's file types, under llama-quantize's names: f32, f16, bf16, q8_0, q4_0, q4_1,
+q5_0, q5_1, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, and the aliases q4_k (= q4_k_m) and q5_k
+(= q5_k_m), as llama-quantize has them. general.file_type is llama.cpp's number for the type.
+
+Each tensor gets the storage type llama-quantize (llama.cpp 0c1e57098, vendored by
+llama-cpp-python 0.3.36) gives it for that file type, from the same floats, and the quantized
+bytes are the ones it writes (no importance matrix): the file equals llama-quantize's output from
+an F32 GGUF of the folder (or an F16 / BF16 one, when the folder's weights are F16 / BF16) tensor by
+tensor, types and data (tests/formats/test_quantize_mixes.py). The rule (csrc/model/ftype.c, shared
+with lfm.load(..., quantize=...)), for LFM2:
+  - norms and the short-conv kernel stay F32;
+  - the output head, and the token embedding when tied to it (LFM2's default), are Q6_K (Q8_0 for
+    q8_0); an untied embedding gets the file type's main type;
+  - q4_k_m / q5_k_m: attention V of the attention layers i of n (counted over attention layers)
+    with i < n/8, i >= 7n/8 or (i - n/8) % 3 == 2, and FFN down of the layers passing the same test
+    over all layers, are Q6_K; q4_k_s: the first 4 attention V and FFN down below n_layer/8 are Q5_K;
+  - every other matrix gets the main type (Q4_K for q4_k_*, Q5_K for q5_k_*, ...);
+  - a row length the block does not divide falls back as llama.cpp does: Q4_K to Q5_0, Q5_K to
+    Q5_1, Q6_K to Q8_0, and to F16 when 32 does not divide it either.
+Which tensors there are, their names on both sides, their shapes and which is a norm, the conv
+kernel, the embedding or the head come from the engine's tensor table (csrc/model/tensors.c, through
+_core.tensor_table()), so this accepts exactly the folders the engine loads. The output is written
+to a temporary file beside `out` and renamed into place only when complete.
 
 The HF-side reading (config.json, safetensors incl. sharded, tokenizer.json) and the GGUF metadata
 (lfm2.* keys and tokenizer.*) live here too; tests/fixtures/gguf_models.py reuses them with the
@@ -33,6 +45,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import _core
 from .gguf import TYPE_TRAITS
 
 # ---- HF folder reading --------------------------------------------------------------------------
@@ -152,8 +165,9 @@ def _dims(cfg: dict) -> dict:
             "nkv*hd": cfg["n_head_kv"] * hd, "hd": hd, "K": cfg["l_cache"]}
 
 
-def tensor_map(cfg: dict, st: SafetensorsFolder) -> list[tuple[str, str, dict]]:
-    """(GGUF name, HF name, table row) of every tensor the GGUF gets, in the table's order.
+def tensor_map(cfg: dict, st: SafetensorsFolder) -> list[tuple[str, str, dict, int]]:
+    """(GGUF name, HF name, table row, layer (-1 for the global tensors)) of every tensor the GGUF
+    gets, in the table's order.
 
     Accepts exactly what liquidlfm's safetensors loader accepts: every tensor the table gives this
     config's layers, with its shape (the conv kernel as [H, 1, K] or squeezed [H, K]); lm_head.weight
@@ -179,7 +193,7 @@ def tensor_map(cfg: dict, st: SafetensorsFolder) -> list[tuple[str, str, dict]]:
             if got != want:
                 raise ModelFormatError(f"tensor {hf!r}: expected shape {list(want)}, got {list(got)}")
             used.add(hf)
-            out.append((_gguf_name(row, layer), hf, row))
+            out.append((_gguf_name(row, layer), hf, row, layer))
     extra = [n for n in st.names() if n not in used]
     if extra:
         raise UnsupportedModelError(f"unexpected tensor {extra[0]!r} (not part of a dense LFM2 model with this config)")
@@ -272,30 +286,43 @@ def synthetic_tokenizer(vocab_size: int) -> dict:
                 chat_template=None)
 
 
-# ---- type policy -------------------------------------------------------------------------------
+# ---- type policy ---------------------------------------------------------------------------------
 
-FILE_TYPE = {"f32": 0, "f16": 1, "bf16": 32, "q8_0": 7, "q4_0": 2, "q4_1": 3, "q5_0": 8, "q5_1": 9,
-             "q4_k": 15, "q5_k": 17, "q6_k": 18}  # llama_ftype (…_K as the _M mixes' ids)
+# llama.cpp's file types liquidlfm writes, name -> llama_ftype (general.file_type), from the C core
+# (model/ftype.c): f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k,
+# and llama-quantize's aliases q4_k (= q4_k_m) and q5_k (= q5_k_m).
+_FTYPES = _core.ftypes()
+FILE_TYPE = {name: f["id"] for name, f in _FTYPES.items()}
+MAIN_TYPE = {name: f["type"].lower() for name, f in _FTYPES.items()}  # q4_k_m -> q4_k: most matrices' type
 
-TYPES = tuple(FILE_TYPE)  # the storage types a file can be converted to
+TYPES = tuple(FILE_TYPE)  # what a file can be converted to
 
-# (elements, bytes) per block, from the C core's traits table
-BLOCK = {t: (TYPE_TRAITS[t]["block_elems"], TYPE_TRAITS[t]["block_bytes"]) for t in TYPES}
+# (elements, bytes) per block of every storage type, from the C core's traits table
+BLOCK = {t: (v["block_elems"], v["block_bytes"]) for t, v in TYPE_TRAITS.items()}
 
 
-def choose_type(row: dict, shape: tuple, target: str, available: Callable[[str], bool]) -> str:
-    """Storage type of one tensor, given its tensor_table() row (see the module docstring)."""
-    if row["want_f32"] or target == "f32":
-        return "f32"
-    t = target
-    if row["role"] in ("embedding", "head") and target not in ("f16", "bf16", "q8_0", "q6_k"):
-        t = "q6_k" if available("q6_k") else "q8_0"
-    n = shape[-1]
-    if n % BLOCK[t][0] != 0 or not available(t):
-        t = "q8_0" if n % 32 == 0 and available("q8_0") and target not in ("f16", "bf16") else "f16"
-        if target == "bf16":
-            t = "bf16"
-    return t
+def core_config(cfg: dict) -> dict:
+    """read_hf_config's values under lfm_config's names (what the C core's type rule reads)."""
+    return dict(n_vocab=cfg["vocab_size"], n_embd=cfg["n_embd"], n_head=cfg["n_head"], n_head_kv=cfg["n_head_kv"],
+                head_dim=cfg["head_dim"], n_ff=cfg["n_ff"], conv_l_cache=cfg["l_cache"], tied_output=int(cfg["tie"]),
+                is_attn=[k != "conv" for k in cfg["layer_types"]])
+
+
+def tensor_types(cfg: dict, target: str, available: Callable[[str], bool] = lambda t: True) -> dict:
+    """{(tensor id, layer): storage type} for file type `target`: llama-quantize's choice for each
+    tensor (the C core's rule, see the module docstring), F32 for the tensors it never quantizes
+    (norms, the conv kernel: the HF floats as they are). A type the encoder cannot produce
+    (available(t) false: the `gguf` package has no K-quant quantizer) becomes Q8_0, or F16 when 32
+    does not divide the row."""
+    dims = _dims(cfg)
+    out = {}
+    for (tid, layer), t in _core.ftype_tensor_types(target, core_config(cfg)).items():
+        t = "f32" if t is None else t.lower()
+        if not available(t):
+            n = dims[_row(tid)["ne"][0]]
+            t = "q8_0" if n % 32 == 0 and available("q8_0") else "f16"
+        out[(tid, layer)] = t
+    return out
 
 
 def _float_encode(a: np.ndarray, t: str) -> np.ndarray:
@@ -325,13 +352,15 @@ def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray,
     target = target.lower()
     if target not in TYPES:
         raise ValueError(f"unknown type {target!r}; expected one of {', '.join(TYPES)}")
-    if not available(target):
+    base = MAIN_TYPE[target]
+    if not available(base):
         from .errors import UnsupportedModelError
         raise UnsupportedModelError(f"no quantizer for {target} in this build")
     hf_dir = Path(hf_dir)
     st = SafetensorsFolder(hf_dir)
     cfg = read_hf_config(hf_dir, st)
     names = tensor_map(cfg, st)
+    types = tensor_types(cfg, target, available)
     tok = read_hf_tokenizer(hf_dir, cfg["vocab_size"], cfg) or synthetic_tokenizer(cfg["vocab_size"])
 
     out_path = Path(out_path)
@@ -342,7 +371,7 @@ def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray,
         w = gguf.GGUFWriter(tmp, "lfm2")
         w.add_name(name or cfg["name"])
         w.add_file_type(FILE_TYPE[target])
-        if TYPE_TRAITS[target]["is_quantized"]:
+        if TYPE_TRAITS[base]["is_quantized"]:
             w.add_quantization_version(gguf.GGML_QUANT_VERSION)
         w.add_block_count(cfg["n_layer"])
         w.add_context_length(cfg["n_ctx"])
@@ -371,13 +400,13 @@ def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray,
             w.add_chat_template(tok["chat_template"])
 
         plan = []
-        for gname, hname, row in names:
+        for gname, hname, row, layer in names:
             shape = st.shape(hname)
             if row["role"] == "conv_kernel" and len(shape) == 3:
                 shape = (shape[0], shape[2])  # [H, 1, K] -> [H, K]
             if rename is not None:
                 gname = rename(hname)
-            t = choose_type(row, shape, target, available)
+            t = types[(row["id"], layer)]
             be, bb = BLOCK[t]
             rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
             nbytes = rows * (shape[-1] // be) * bb
@@ -449,7 +478,8 @@ def main(argv=None) -> int:
                                  description="Convert a Hugging Face LFM2 folder into a (quantized) GGUF file.")
     ap.add_argument("hf_dir", help="folder with config.json, *.safetensors and tokenizer.json")
     ap.add_argument("out", help="output .gguf path (written atomically)")
-    ap.add_argument("--type", default="q8_0", choices=TYPES, help="storage type of the weight matrices")
+    ap.add_argument("--type", default="q8_0", choices=TYPES,
+                    help="llama.cpp file type: which type each tensor gets (q4_k_m: as llama-quantize Q4_K_M)")
     ap.add_argument("--threads", type=int, default=None, help="quantizer threads (default: all cores)")
     ap.add_argument("--name", default=None, help="general.name (default: the folder name)")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -9,7 +9,7 @@
 #include <string.h>
 
 lfm_model_params lfm_model_default_params(void) {
-    lfm_model_params p = {LFM_TYPE_NONE, 0};
+    lfm_model_params p = {LFM_FTYPE_NONE, 0};
     return p;
 }
 
@@ -58,7 +58,7 @@ lfm_status lfm_model_load(const char *path, const lfm_model_params *p, lfm_model
     if (!m) return lfm_fail(LFM_ERR_OOM, "out of memory");
     lfm_status st = ends_with(path, ".gguf") ? lfm_model_load_gguf(m, path) : lfm_model_load_safetensors(m, path);
     if (st == LFM_OK) st = lfm_model_validate(m);
-    if (st == LFM_OK && p->quantize != LFM_TYPE_NONE) {
+    if (st == LFM_OK && p->quantize != LFM_FTYPE_NONE) {
         st = lfm_model_requantize(m, p->quantize, p->n_threads);
         if (st == LFM_OK) st = lfm_model_validate(m);
     }

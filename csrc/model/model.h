@@ -176,8 +176,23 @@ lfm_status lfm_model_load_gguf(struct lfm_model *m, const char *path);
  * against cfg, every tensor's type computable in its role (a matmul kernel for matrices and the
  * head, a row decoder for the embedding; a tied head needs both), F32 for norms. */
 lfm_status lfm_model_validate(struct lfm_model *m);
-/* Re-encode every 2-D weight matrix into type (quantize on load). */
-lfm_status lfm_model_requantize(struct lfm_model *m, lfm_type type, int n_threads);
+/* Re-encode the weight matrices and the embedding by file type f's rule (quantize on load). */
+lfm_status lfm_model_requantize(struct lfm_model *m, lfm_ftype f, int n_threads);
+
+/* ---- file types (model/ftype.c) ---- */
+
+/* The storage type llama-quantize gives tensor id of layer (-1: the global tensors) of a model with
+ * config c when writing file type f from a float file (llama_tensor_get_type for LFM2, llama.cpp
+ * 0c1e57098); LFM_TYPE_NONE for the tensors it never quantizes (norms, the conv kernel), which keep
+ * their type. A tied head gets the embedding's type. */
+lfm_type lfm_ftype_tensor_type(lfm_ftype f, const lfm_config *c, lfm_tensor_id id, int32_t layer);
+/* The i-th file type name liquidlfm writes, aliases included ("q4_k" after "q4_k_m"); NULL past the
+ * last. */
+const char *lfm_ftype_name_at(size_t i, lfm_ftype *f);
+/* The type most weight matrices of file type f get (q4_k_m: Q4_K); LFM_TYPE_NONE for an unknown f. */
+lfm_type lfm_ftype_base_type(lfm_ftype f);
+/* Those names, comma-separated, into buf (for messages). */
+void lfm_ftype_names(char *buf, size_t cap);
 
 /* ---- repack (model/repack.c) ---- */
 

@@ -1,21 +1,14 @@
-/* requantize.c — quantize on load: re-encode a loaded model's 2-D weight matrices into one block
- * type (lfm_model_params.quantize), into buffers the model owns.
+/* requantize.c — quantize on load: re-encode a loaded model's weight matrices and embedding by a
+ * file type's rule (lfm_model_params.quantize), into buffers the model owns.
  *
- * Targets: block types with both a quantizer and a matmul kernel in the type-traits table
- * (q4_0, q4_1, q5_0, q5_1, q8_0 today). A float type is refused (LFM_ERR_ARG); a block type without
- * a quantizer (the K-quants) or without a matmul kernel (q8_1, q8_K) is LFM_ERR_UNSUPPORTED.
- *
- * Policy (close to llama.cpp's for its plain ftypes), by the tensor table's roles (model/tensors.c):
- *   - every weight matrix (LFM_ROLE_MATRIX: FFN, short-conv in/out projections, attention q/k/v/o)
- *     gets `type`;
- *   - the token embedding (also the output head when tied, and an untied head likewise) gets Q8_0
- *     unless the target is Q8_0 itself. pick() would prefer Q6_K for the other targets, as llama.cpp
- *     does, when a Q6_K quantizer exists and the row length is a multiple of 256; with none in this
- *     build that branch always falls back to Q8_0;
- *   - a matrix whose row length is not a multiple of the type's block size falls back to Q8_0
- *     (rows multiple of 32) or stays as it is;
- *   - norms and the conv kernel (F32) are never touched; a tensor already in its target type is kept.
- * Rows are split over n_threads load-time threads (lfm_thread_start). */
+ * The type of each tensor is the one llama-quantize would give it for that file type
+ * (lfm_ftype_tensor_type, model/ftype.c): q4_k_m keeps the embedding in Q6_K and some attention V
+ * and FFN down matrices in Q6_K, q4_0 puts every matrix in Q4_0 and a tied embedding in Q6_K, and
+ * so on. From a float checkpoint the weights are then the bytes a GGUF written by
+ * liquidlfm.quantize (or llama-quantize) holds. Only the quantized file types are accepted (a float
+ * one is LFM_ERR_ARG); norms and the conv kernel (F32) are never touched, and a tensor already in
+ * its type is kept as it is (not requantized). Rows are split over n_threads load-time threads
+ * (lfm_thread_start). */
 #include "model/model.h"
 #include "kernels/kernels.h"
 
@@ -44,24 +37,12 @@ lfm_status lfm_tensor_row_to_f32(const lfm_tensor *t, int64_t r, float *dst) {
 
 /* ---- policy ---- */
 
-/* A weight type quantize-on-load can produce and then run: a quantizer and a matmul kernel in the
- * traits table (Q8_1 / Q8_K have the first, as activation formats, not the second). */
-static bool can_quantize(lfm_type t) {
+/* A type quantize on load can produce for a tensor of this role and then use: a quantizer, and a
+ * matmul kernel (matrices, the head) or a row decoder (the embedding's lookups). */
+static bool can_produce(lfm_type t, lfm_tensor_role role) {
     const lfm_type_traits *tt = lfm_type_traits_get(t);
-    return tt && tt->from_float && lfm_type_has_matmul(t);
-}
-
-static bool fits(lfm_type t, int64_t n) {
-    int64_t be = lfm_type_block_elems(t);
-    return be > 0 && n % be == 0;
-}
-
-static lfm_type pick(const lfm_tensor *w, lfm_type target, bool is_embedding) {
-    lfm_type t = target;
-    if (is_embedding && target != LFM_TYPE_Q8_0 && target != LFM_TYPE_Q6_K && lfm_type_is_quantized(target))
-        t = can_quantize(LFM_TYPE_Q6_K) && fits(LFM_TYPE_Q6_K, w->ne[0]) ? LFM_TYPE_Q6_K : LFM_TYPE_Q8_0;
-    if (!fits(t, w->ne[0])) t = fits(LFM_TYPE_Q8_0, w->ne[0]) ? LFM_TYPE_Q8_0 : LFM_TYPE_NONE;
-    return t;
+    if (!tt || !tt->from_float) return false;
+    return role == LFM_ROLE_EMBEDDING ? tt->to_float != NULL : lfm_type_has_matmul(t);
 }
 
 /* ---- threaded re-encode ---- */
@@ -92,12 +73,10 @@ static void *run_job(void *arg) {
     return NULL;
 }
 
-static lfm_status requant(struct lfm_model *m, lfm_tensor *w, lfm_type target, bool is_embedding, int n_threads) {
-    if (!w->data) return LFM_OK;
-    lfm_type t = pick(w, target, is_embedding);
-    if (t == LFM_TYPE_NONE || t == w->type) return LFM_OK;
-    if (!can_quantize(t))
-        return lfm_fail(LFM_ERR_UNSUPPORTED, "quantize on load: no quantizer for %s (tensor '%s')",
+static lfm_status requant(struct lfm_model *m, lfm_tensor *w, lfm_type t, lfm_tensor_role role, int n_threads) {
+    if (!w->data || t == LFM_TYPE_NONE || t == w->type) return LFM_OK;
+    if (!can_produce(t, role))
+        return lfm_fail(LFM_ERR_UNSUPPORTED, "quantize on load: no quantizer or kernel for %s (tensor '%s')",
                         lfm_type_name(t) ? lfm_type_name(t) : "?", w->name);
     const int64_t rows = w->ne[1] * w->ne[2] * w->ne[3];
     const size_t rb = (size_t)(w->ne[0] / lfm_type_block_elems(t)) * lfm_type_block_bytes(t);
@@ -129,16 +108,12 @@ static lfm_status requant(struct lfm_model *m, lfm_tensor *w, lfm_type target, b
     return LFM_OK;
 }
 
-lfm_status lfm_model_requantize(struct lfm_model *m, lfm_type type, int n_threads) {
-    if (type == LFM_TYPE_NONE) return LFM_OK;
-    const lfm_type_traits *tt = lfm_type_traits_get(type);
-    if (!tt) return lfm_fail(LFM_ERR_ARG, "quantize on load: unknown type id %d", (int)type);
-    if (!tt->is_quantized)
-        return lfm_fail(LFM_ERR_ARG, "quantize on load: %s is not a block type (use q8_0, q4_0, ...)", tt->name);
-    if (!tt->from_float)
-        return lfm_fail(LFM_ERR_UNSUPPORTED, "quantize on load: no quantizer for %s in this build", tt->name);
-    if (!lfm_type_has_matmul(type))
-        return lfm_fail(LFM_ERR_UNSUPPORTED, "quantize on load: %s has no matmul kernel for weight matrices", tt->name);
+lfm_status lfm_model_requantize(struct lfm_model *m, lfm_ftype f, int n_threads) {
+    if (f == LFM_FTYPE_NONE) return LFM_OK;
+    const char *name = lfm_ftype_name(f);
+    if (!name) return lfm_fail(LFM_ERR_ARG, "quantize on load: unknown file type %d", (int)f);
+    if (f == LFM_FTYPE_F32 || f == LFM_FTYPE_F16 || f == LFM_FTYPE_BF16)
+        return lfm_fail(LFM_ERR_ARG, "quantize on load: %s is not a quantized file type (use q8_0, q4_k_m, ...)", name);
     if (n_threads <= 0) n_threads = lfm_n_cores();
     for (int32_t l = -1; l < m->cfg.n_layer; l++) /* -1: the global tensors */
         for (int id = 0; id < LFM_TENSOR_COUNT; id++) {
@@ -150,7 +125,7 @@ lfm_status lfm_model_requantize(struct lfm_model *m, lfm_type type, int n_thread
                 *w = m->tok_embd;
                 continue;
             }
-            lfm_status st = requant(m, w, type, role != LFM_ROLE_MATRIX, n_threads);
+            lfm_status st = requant(m, w, lfm_ftype_tensor_type(f, &m->cfg, id, l), role, n_threads);
             if (st != LFM_OK) return st;
         }
     return LFM_OK;

@@ -134,7 +134,7 @@ static int model_check(PyModel *self) {
     return 0;
 }
 
-/* Any type the traits table names; lfm_model_requantize says which ones it can produce. */
+/* Any type the traits table names (the kernel test hooks). */
 static lfm_type type_by_name(const char *name) {
     for (int t = 0; t < LFM_TYPE_COUNT; t++) {
         const char *n = lfm_type_name((lfm_type)t);
@@ -172,12 +172,18 @@ static int model_load(PyModel *self, PyObject *args, PyObject *kw) {
         const char *qs = PyUnicode_Check(quant) ? PyUnicode_AsUTF8(quant) : NULL;
         if (!qs) {
             Py_DECREF(path_obj);
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "quantize must be a type name such as 'q8_0' or None");
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "quantize must be a file type name such as 'q4_k_m' or None");
             return -1;
         }
-        p.quantize = type_by_name(qs);
-        if (p.quantize == LFM_TYPE_NONE) {
-            PyErr_Format(PyExc_ValueError, "quantize: unknown type '%s'", qs);
+        bool unsupported;
+        p.quantize = lfm_ftype_by_name(qs, &unsupported);
+        if (p.quantize == LFM_FTYPE_NONE) {
+            char names[512];
+            lfm_ftype_names(names, sizeof names);
+            char msg[768];
+            snprintf(msg, sizeof msg, "quantize: %s '%s' (one of %s)",
+                     unsupported ? "liquidlfm has no quantizer for llama.cpp's file type" : "unknown file type", qs, names);
+            lfm_py_raise_msg(unsupported ? LFM_ERR_UNSUPPORTED : LFM_ERR_ARG, msg);
             Py_DECREF(path_obj);
             return -1;
         }

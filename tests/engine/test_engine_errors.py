@@ -478,9 +478,16 @@ def test_state_blob_errors(model, tmp_path):
             s2.load(blob)
 
 
-@pytest.mark.parametrize("qtype, match", [("q8_1", "no matmul kernel"), ("q8_K", "no matmul kernel"),
-                                          ("iq2_xxs", "no quantizer"), ("q2_K", "no quantizer")])
-def test_quantize_on_load_needs_a_quantizer_and_a_matmul(good, qtype, match):
-    # both read from the traits table: Q8_1 / Q8_K quantize (activation formats) but no weight runs in them
-    with pytest.raises(lfm.UnsupportedModelError, match=match):
+@pytest.mark.parametrize("qtype, error, match", [
+    ("q2_K", lfm.UnsupportedModelError, "no quantizer for llama.cpp's file type 'q2_K'"),
+    ("iq2_xxs", lfm.UnsupportedModelError, "no quantizer"), ("q3_k_m", lfm.UnsupportedModelError, "no quantizer"),
+    ("q8_1", ValueError, "unknown file type 'q8_1'"), ("q8_K", ValueError, "unknown file type"),
+    ("f16", ValueError, "not a quantized file type"), ("bf16", ValueError, "not a quantized file type"),
+])
+def test_quantize_on_load_takes_a_quantized_file_type(good, qtype, error, match):
+    # llama.cpp's file types whose types we cannot write are named as such; the activation formats
+    # (Q8_1, Q8_K) are no file type at all; the float ones are not a quantization
+    with pytest.raises(error, match=match) as e:
         lfm.load(good, quantize=qtype)
+    if error is ValueError and "unknown" in match:
+        assert "q4_k_m" in str(e.value)  # the message lists what is accepted

@@ -164,7 +164,8 @@ def test_matmul_with_nan_weight_scale(qtype):
 # ---- weight quantizers (requantizing a float checkpoint) ----
 
 @pytest.mark.parametrize("bad", BAD, ids=str)
-@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0], ids=lambda t: t.name)
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.Q4_K, Q.Q5_K, Q.Q6_K],
+                         ids=lambda t: t.name)
 def test_weight_block_with_a_nonfinite_value_dequantizes_to_nan(qtype, bad):
     bs, ts = GGML_QUANT_SIZES[qtype]
     n = 4 * bs

@@ -270,6 +270,10 @@ void lfm_quantize_row_q4_1(const float *src, void *dst, int64_t n);
 void lfm_quantize_row_q5_0(const float *src, void *dst, int64_t n);
 void lfm_quantize_row_q5_1(const float *src, void *dst, int64_t n);
 void lfm_quantize_row_q8_0(const float *src, void *dst, int64_t n);
+/* the K-quants (quants_k.c): llama-quantize's bytes without an importance matrix */
+void lfm_quantize_row_q4_K(const float *src, void *dst, int64_t n);
+void lfm_quantize_row_q5_K(const float *src, void *dst, int64_t n);
+void lfm_quantize_row_q6_K(const float *src, void *dst, int64_t n);
 /* the activation formats through the level in use (the bytes the matmul quantizes to) */
 void lfm_quantize_row_q8_1(const float *src, void *dst, int64_t n);
 void lfm_quantize_row_q8_K(const float *src, void *dst, int64_t n);

@@ -27,9 +27,9 @@ static const lfm_type_traits traits[LFM_TYPE_COUNT] = {
     [LFM_TYPE_Q8_1]    = {"q8_1",     LFM_QK,    B(lfm_block_q8_1),  true,   LFM_TYPE_Q8_1,  NULL,                     lfm_quantize_row_q8_1},
     [LFM_TYPE_Q2_K]    = {"q2_K",     LFM_QK_K,  B(lfm_block_q2_K),  true,   LFM_TYPE_Q8_K,  lfm_dequantize_row_q2_K,  NULL},
     [LFM_TYPE_Q3_K]    = {"q3_K",     LFM_QK_K,  B(lfm_block_q3_K),  true,   LFM_TYPE_Q8_K,  lfm_dequantize_row_q3_K,  NULL},
-    [LFM_TYPE_Q4_K]    = {"q4_K",     LFM_QK_K,  B(lfm_block_q4_K),  true,   LFM_TYPE_Q8_K,  lfm_dequantize_row_q4_K,  NULL},
-    [LFM_TYPE_Q5_K]    = {"q5_K",     LFM_QK_K,  B(lfm_block_q5_K),  true,   LFM_TYPE_Q8_K,  lfm_dequantize_row_q5_K,  NULL},
-    [LFM_TYPE_Q6_K]    = {"q6_K",     LFM_QK_K,  B(lfm_block_q6_K),  true,   LFM_TYPE_Q8_K,  lfm_dequantize_row_q6_K,  NULL},
+    [LFM_TYPE_Q4_K]    = {"q4_K",     LFM_QK_K,  B(lfm_block_q4_K),  true,   LFM_TYPE_Q8_K,  lfm_dequantize_row_q4_K,  lfm_quantize_row_q4_K},
+    [LFM_TYPE_Q5_K]    = {"q5_K",     LFM_QK_K,  B(lfm_block_q5_K),  true,   LFM_TYPE_Q8_K,  lfm_dequantize_row_q5_K,  lfm_quantize_row_q5_K},
+    [LFM_TYPE_Q6_K]    = {"q6_K",     LFM_QK_K,  B(lfm_block_q6_K),  true,   LFM_TYPE_Q8_K,  lfm_dequantize_row_q6_K,  lfm_quantize_row_q6_K},
     [LFM_TYPE_Q8_K]    = {"q8_K",     LFM_QK_K,  B(lfm_block_q8_K),  true,   LFM_TYPE_Q8_K,  NULL,                     lfm_quantize_row_q8_K},
     /* named only */
     [LFM_TYPE_IQ2_XXS] = {"iq2_xxs",  256,       66,                 true,   NONE,           NULL,                     NULL},
