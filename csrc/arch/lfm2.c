@@ -7,7 +7,8 @@
  *
  * Activations are F32 (T, width) matrices, one row per token (shapes are (rows, cols), row-major;
  * see struct lfm_ctx in runtime/runtime.h for every buffer used here). Every projection is one
- * lfm_matmul over the whole chunk, so prefill reads each weight once per chunk. */
+ * lfm_matmul over the whole chunk, so prefill reads each weight once per chunk; the matrices that share
+ * an input (q/k/v, gate/up) go as one lfm_matmul_group: one activation quantization, one pool round trip. */
 #include "runtime/runtime.h"
 
 #include <math.h>
@@ -110,9 +111,10 @@ static void attn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t l, int32_
     const int64_t nq = nh * hd, nkv = c->kv_dim, ld = nq + 2 * nkv;
     const int32_t a = c->slot[l];
     float *q = c->qkv, *k = c->qkv + nq, *v = c->qkv + nq + nkv; /* columns of qkv */
-    matmul(c, &ly->wq, c->xb, H, T, q, ld);
-    matmul(c, &ly->wk, c->xb, H, T, k, ld);
-    matmul(c, &ly->wv, c->xb, H, T, v, ld);
+    const lfm_tensor *const qkv_w[3] = {&ly->wq, &ly->wk, &ly->wv};
+    float *const qkv_y[3] = {q, k, v};
+    const int64_t qkv_ld[3] = {ld, ld, ld};
+    lfm_matmul_group(c->tp, qkv_w, 3, c->xb, H, T, qkv_y, qkv_ld, c->mm_scratch);
     for (int32_t t = 0; t < T; t++) {
         const float *cs = c->rope_cs + t * hd;
         for (int64_t h = 0; h < nh; h++) {
@@ -138,8 +140,10 @@ static void attn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t l, int32_
 /* xb (T, H) -> block_out (T, H). */
 static void ffn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
     const int64_t H = c->model->cfg.n_embd, F = c->model->cfg.n_ff;
-    matmul(c, &ly->ffn_gate, c->xb, H, T, c->ffn_gate, F);
-    matmul(c, &ly->ffn_up, c->xb, H, T, c->ffn_up, F);
+    const lfm_tensor *const gate_up_w[2] = {&ly->ffn_gate, &ly->ffn_up};
+    float *const gate_up_y[2] = {c->ffn_gate, c->ffn_up};
+    const int64_t gate_up_ld[2] = {F, F};
+    lfm_matmul_group(c->tp, gate_up_w, 2, c->xb, H, T, gate_up_y, gate_up_ld, c->mm_scratch);
     for (int32_t t = 0; t < T; t++) c->k->silu_mul(c->ffn_gate + t * F, c->ffn_gate + t * F, c->ffn_up + t * F, F);
     matmul(c, &ly->ffn_down, c->ffn_gate, F, T, c->block_out, H);
 }

@@ -25,14 +25,18 @@ size_t lfm_matmul_scratch_bytes(const lfm_tensor *W, int64_t T) {
 }
 
 typedef struct {
-    const lfm_tensor *W;
+    int n;                                /* weights in the group, all of input width ne[0] */
+    const lfm_tensor *W[LFM_MATMUL_GROUP_MAX];
+    float *Y[LFM_MATMUL_GROUP_MAX];
+    int64_t ldy[LFM_MATMUL_GROUP_MAX];
+    int64_t row0[LFM_MATMUL_GROUP_MAX + 1]; /* W[i]'s rows are [row0[i], row0[i+1]) of the group's */
     const float *X;
     int64_t ldx, T;
-    float *Y;
-    int64_t ldy;
     void *xq;
     size_t xq_row;
-    lfm_gemm_fn gemm;
+    lfm_type vec_dot_type;
+    int64_t granule;                      /* row_granule() */
+    lfm_gemm_fn gemm[LFM_MATMUL_GROUP_MAX];
 } mm_job;
 
 /* [r0, r1) of this thread: rows in multiples of g so kernel tiles stay whole */
@@ -45,54 +49,93 @@ static void split_rows_g(int64_t R, int64_t g, int ith, int nth, int64_t *r0, in
     *r1 = lfm_min64(b1 * g, R);
 }
 
-static void split_rows(int64_t R, int ith, int nth, int64_t *r0, int64_t *r1) { split_rows_g(R, 4, ith, nth, r0, r1); }
+/* The group's rows go out to the threads in multiples of this: 8 when a weight is repacked in
+ * 8-row groups (model/repack.c), else 4, the row kernels' tile. groupable() makes every weight's
+ * row count a multiple of it, so each share starts on a group boundary of each weight. */
+static int64_t row_granule(const lfm_tensor *const *W, int n) {
+    for (int i = 0; i < n; i++)
+        if (W[i]->layout == LFM_LAYOUT_X8) return 8;
+    return 4;
+}
 
-static void mm_float(void *arg, int ith, int nth) {
+/* Run this thread's share [r0, r1) of the group's rows, matrix by matrix. */
+static void mm_rows(void *arg, int ith, int nth) {
     mm_job *j = arg;
     int64_t r0, r1;
-    split_rows(j->W->ne[1], ith, nth, &r0, &r1);
-    if (r0 < r1) j->gemm(j->W->data, j->W->ne[0], j->X, j->ldx, j->T, j->Y, j->ldy, r0, r1);
+    split_rows_g(j->row0[j->n], j->granule, ith, nth, &r0, &r1);
+    for (int i = 0; i < j->n && r0 < r1; i++) {
+        int64_t a = lfm_max64(r0, j->row0[i]) - j->row0[i], b = lfm_min64(r1, j->row0[i + 1]) - j->row0[i];
+        if (a >= b) continue;
+        if (j->gemm[i]) j->gemm[i](j->W[i]->data, j->W[i]->ne[0], j->X, j->ldx, j->T, j->Y[i], j->ldy[i], a, b);
+        else lfm_matmul_quant_rows(j->W[i], j->xq, j->xq_row, j->T, j->Y[i], j->ldy[i], a, b);
+    }
 }
 
 static void mm_quantize_act(void *arg, int ith, int nth) {
     mm_job *j = arg;
-    lfm_type vt = lfm_type_vec_dot_type(j->W->type);
     for (int64_t t = ith; t < j->T; t += nth)
-        lfm_quantize_act_row(vt, j->X + t * j->ldx, (char *)j->xq + (size_t)t * j->xq_row, j->W->ne[0]);
+        lfm_quantize_act_row(j->vec_dot_type, j->X + t * j->ldx, (char *)j->xq + (size_t)t * j->xq_row, j->W[0]->ne[0]);
 }
 
-static void mm_quant(void *arg, int ith, int nth) {
-    mm_job *j = arg;
-    int64_t r0, r1;
-    /* repacked weights come in groups of 8 rows (model/repack.c) */
-    split_rows_g(j->W->ne[1], j->W->layout == LFM_LAYOUT_X8 ? 8 : 4, ith, nth, &r0, &r1);
-    if (r0 < r1) lfm_matmul_quant_rows(j->W, j->xq, j->xq_row, j->T, j->Y, j->ldy, r0, r1);
-}
-
-static void matmul_run(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y,
-                       int64_t ldy, void *scratch) {
-    mm_job j = {W, X, ldx, T, Y, ldy, scratch, 0, NULL};
-    const lfm_kernels *k = kernels();
-    if ((int)W->type >= 0 && (int)W->type < LFM_TYPE_COUNT) j.gemm = k->gemm[W->type]; /* float types */
-    if (j.gemm) {
-        lfm_threadpool_run(tp, mm_float, &j);
-        return;
+/* Whether W[0..n) can run as one job: same input width, row counts on the row granule, and either
+ * all float (each its own GEMM) or all quantized into the same activation format (so one
+ * quantization of X serves all). */
+static bool groupable(const lfm_tensor *const *W, int n, const lfm_kernels *k) {
+    bool first_float = k->gemm[W[0]->type] != NULL;
+    const int64_t granule = row_granule(W, n);
+    for (int i = 0; i < n; i++)
+        if (W[i]->ne[1] % granule != 0) return false;
+    for (int i = 1; i < n; i++) {
+        if (W[i]->ne[0] != W[0]->ne[0]) return false;
+        bool is_float = k->gemm[W[i]->type] != NULL;
+        if (is_float != first_float) return false;
+        if (!is_float && lfm_type_vec_dot_type(W[i]->type) != lfm_type_vec_dot_type(W[0]->type)) return false;
     }
-    /* quantized: lfm_model_validate guaranteed a known block type */
-    j.xq_row = act_row_bytes(W);
-    if (T <= 2) mm_quantize_act(&j, 0, 1); /* a few rows: cheaper here than a round trip to the pool */
-    else lfm_threadpool_run(tp, mm_quantize_act, &j);
-    lfm_threadpool_run(tp, mm_quant, &j);
+    return true;
+}
+
+static void matmul_run(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *X, int64_t ldx, int64_t T,
+                       float *const *Y, const int64_t *ldy, void *scratch) {
+    mm_job j = {.n = n, .X = X, .ldx = ldx, .T = T, .xq = scratch, .granule = row_granule(W, n)};
+    const lfm_kernels *k = kernels();
+    for (int i = 0; i < n; i++) {
+        j.W[i] = W[i];
+        j.Y[i] = Y[i];
+        j.ldy[i] = ldy[i];
+        j.row0[i + 1] = j.row0[i] + W[i]->ne[1];
+        /* float types have a GEMM; quantized ones were checked by lfm_model_validate */
+        j.gemm[i] = k->gemm[W[i]->type];
+    }
+    if (!j.gemm[0]) {
+        j.vec_dot_type = lfm_type_vec_dot_type(W[0]->type);
+        j.xq_row = act_row_bytes(W[0]);
+        if (T <= 2) mm_quantize_act(&j, 0, 1); /* a few rows: cheaper here than a round trip to the pool */
+        else lfm_threadpool_run(tp, mm_quantize_act, &j);
+    }
+    lfm_threadpool_run(tp, mm_rows, &j);
+}
+
+static void matmul_profiled(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y,
+                            int64_t ldy, void *scratch) {
+    double t0 = lfm_profile_now();
+    matmul_run(tp, &W, 1, X, ldx, T, &Y, &ldy, scratch);
+    lfm_profile_add(W->name, lfm_profile_now() - t0, T);
 }
 
 void lfm_matmul(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy,
                 void *scratch) {
     if (T <= 0) return;
-    if (!lfm_profile_on()) {
-        matmul_run(tp, W, X, ldx, T, Y, ldy, scratch);
+    if (lfm_profile_on()) matmul_profiled(tp, W, X, ldx, T, Y, ldy, scratch);
+    else matmul_run(tp, &W, 1, X, ldx, T, &Y, &ldy, scratch);
+}
+
+void lfm_matmul_group(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *X, int64_t ldx, int64_t T,
+                      float *const *Y, const int64_t *ldy, void *scratch) {
+    if (T <= 0 || n <= 0) return;
+    /* the profile times each weight on its own, so it sees them one by one */
+    if (n > LFM_MATMUL_GROUP_MAX || lfm_profile_on() || !groupable(W, n, kernels())) {
+        for (int i = 0; i < n; i++) lfm_matmul(tp, W[i], X, ldx, T, Y[i], ldy[i], scratch);
         return;
     }
-    double t0 = lfm_profile_now();
-    matmul_run(tp, W, X, ldx, T, Y, ldy, scratch);
-    lfm_profile_add(W->name, lfm_profile_now() - t0, T);
+    matmul_run(tp, W, n, X, ldx, T, Y, ldy, scratch);
 }

@@ -20,6 +20,13 @@
 size_t lfm_matmul_scratch_bytes(const lfm_tensor *W, int64_t T);
 void lfm_matmul(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T,
                 float *Y, int64_t ldy, void *scratch);
+/* n (<= LFM_MATMUL_GROUP_MAX) matmuls of the same X: Y[i] = X · W[i]ᵀ, row stride ldy[i]. When the
+ * weights share an input width and activation format, X is quantized once and all their rows go out
+ * to the threads as one job (one pool round trip instead of n); each output is the one lfm_matmul
+ * gives, bit for bit. scratch: the largest lfm_matmul_scratch_bytes of the group. */
+#define LFM_MATMUL_GROUP_MAX 4
+void lfm_matmul_group(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *X, int64_t ldx, int64_t T,
+                      float *const *Y, const int64_t *ldy, void *scratch);
 
 /* ---- context ---- */
 
