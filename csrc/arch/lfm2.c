@@ -30,7 +30,7 @@ static void embed_row(const struct lfm_ctx *c, lfm_token tok, float *dst) {
 
 /* Y (T, W->ne[1]), row stride ldy = X (T, W->ne[0]), row stride ldx, times Wᵀ. */
 static void matmul(struct lfm_ctx *c, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy) {
-    lfm_matmul(c->tp, W, X, ldx, T, Y, ldy, c->mm_scratch);
+    lfm_matmul(c->tp, W, X, ldx, T, Y, ldy, c->mm_scratch, &c->blas);
 }
 
 /* rope_cs (T, hd): cos/sin of pos·θ^(-2i/hd) for the chunk's positions. The angle is built by

@@ -1,7 +1,7 @@
 /* matmul.c — Y = X · Wᵀ for every weight type, output rows split across the context's threads.
- * Float weights (F32/F16/BF16) go to the kernel table's blocked GEMM; quantized weights first
- * quantize the activations into the weight type's vec_dot format (kernels/quants/), then run the
- * quantized row dot products. */
+ * Float weights (F32/F16/BF16) go to the kernel table's blocked GEMM, or to OpenBLAS for batches
+ * where it is faster (runtime/blas.c decides); quantized weights first quantize the activations
+ * into the weight type's vec_dot format (kernels/quants/), then run the quantized row dot products. */
 #include "runtime/runtime.h"
 
 #include <string.h>
@@ -19,8 +19,9 @@ static size_t act_row_bytes(const lfm_tensor *W) {
     return (size_t)(W->ne[0] / be) * lfm_type_block_bytes(vt);
 }
 
-size_t lfm_matmul_scratch_bytes(const lfm_tensor *W, int64_t T) {
-    if (!lfm_type_is_quantized(W->type)) return 0;
+size_t lfm_matmul_scratch_bytes(const lfm_tensor *W, int64_t T, int n_threads, const lfm_blas_use *blas) {
+    /* a batch of T tokens or fewer: OpenBLAS takes more tokens, never fewer, so T is the largest */
+    if (!lfm_type_is_quantized(W->type)) return blas && lfm_blas_takes(blas, W, T) ? lfm_blas_scratch_bytes(W, n_threads) : 0;
     return act_row_bytes(W) * (size_t)T;
 }
 
@@ -33,6 +34,8 @@ typedef struct {
     void *xq;
     size_t xq_row;
     lfm_gemm_fn gemm;
+    const lfm_blas *blas;
+    const lfm_kernels *k;
 } mm_job;
 
 /* [r0, r1) of this thread: rows in multiples of g so kernel tiles stay whole */
@@ -54,6 +57,11 @@ static void mm_float(void *arg, int ith, int nth) {
     if (r0 < r1) j->gemm(j->W->data, j->W->ne[0], j->X, j->ldx, j->T, j->Y, j->ldy, r0, r1);
 }
 
+static void mm_blas(void *arg, int ith, int nth) {
+    mm_job *j = arg;
+    lfm_blas_matmul_rows(j->blas, j->k, j->W, j->X, j->ldx, j->T, j->Y, j->ldy, j->xq, ith, nth);
+}
+
 static void mm_quantize_act(void *arg, int ith, int nth) {
     mm_job *j = arg;
     lfm_type vt = lfm_type_vec_dot_type(j->W->type);
@@ -70,9 +78,14 @@ static void mm_quant(void *arg, int ith, int nth) {
 }
 
 static void matmul_run(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y,
-                       int64_t ldy, void *scratch) {
-    mm_job j = {W, X, ldx, T, Y, ldy, scratch, 0, NULL};
+                       int64_t ldy, void *scratch, const lfm_blas_use *blas) {
     const lfm_kernels *k = kernels();
+    mm_job j = {W, X, ldx, T, Y, ldy, scratch, 0, NULL, NULL, k};
+    if (blas && lfm_blas_takes(blas, W, T)) {
+        j.blas = blas->blas;
+        lfm_threadpool_run(tp, mm_blas, &j);
+        return;
+    }
     if ((int)W->type >= 0 && (int)W->type < LFM_TYPE_COUNT) j.gemm = k->gemm[W->type]; /* float types */
     if (j.gemm) {
         lfm_threadpool_run(tp, mm_float, &j);
@@ -86,13 +99,13 @@ static void matmul_run(lfm_threadpool *tp, const lfm_tensor *W, const float *X, 
 }
 
 void lfm_matmul(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy,
-                void *scratch) {
+                void *scratch, const lfm_blas_use *blas) {
     if (T <= 0) return;
     if (!lfm_profile_on()) {
-        matmul_run(tp, W, X, ldx, T, Y, ldy, scratch);
+        matmul_run(tp, W, X, ldx, T, Y, ldy, scratch, blas);
         return;
     }
     double t0 = lfm_profile_now();
-    matmul_run(tp, W, X, ldx, T, Y, ldy, scratch);
+    matmul_run(tp, W, X, ldx, T, Y, ldy, scratch, blas);
     lfm_profile_add(W->name, lfm_profile_now() - t0, T);
 }
