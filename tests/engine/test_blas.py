@@ -11,6 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
+import liquidlfm as lfm
 from liquidlfm import _blas, _core
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -108,6 +109,122 @@ def test_bad_arguments():
     assert (_blas.resolve(True), _blas.resolve(False), _blas.resolve("auto")) == ("on", "off", "auto")
 
 
+# ---- the switch: LFM_BLAS, blas=, LFM_KERNELS=ref ----
+
+@pytest.fixture(scope="module")
+def f32_model(tmp_path_factory):
+    from tests.fixtures.hf_models import make_hf_model
+
+    return make_hf_model(tmp_path_factory.mktemp("blas_f32"), vocab_size=300, hidden_size=96, num_hidden_layers=3,
+                         layer_types=["conv", "full_attention", "conv"], num_attention_heads=4, num_key_value_heads=2,
+                         intermediate_size=160, seed=21, tokenizer=False)
+
+
+SWITCH = """
+    import numpy as np, liquidlfm as lfm
+    m = lfm.load({path!r})
+    with m.session(n_ctx=128) as s:
+        print(lfm.blas is not None, m.blas_mode, m.blas is not None, s.blas)
+"""
+
+
+@pytest.mark.reference  # the model is built with transformers
+@pytest.mark.parametrize("env,expected", [
+    ({}, "True auto True auto"),
+    ({"LFM_BLAS": "auto"}, "True auto True auto"),
+    ({"LFM_BLAS": "1"}, "True on True on"),
+    ({"LFM_BLAS": "0"}, "False off False None"),
+    ({"LFM_BLAS": "1", "LFM_KERNELS": "ref"}, "False on False None"),  # the scalar reference never uses it
+])
+def test_env_switch(f32_model, env, expected):
+    assert run_python(SWITCH.format(path=str(f32_model)), **env).split() == expected.split()
+
+
+@pytest.mark.reference
+def test_argument_overrides_env(f32_model):
+    code = """
+        import liquidlfm as lfm
+        m = lfm.load({path!r}, blas="auto")
+        a = m.session(n_ctx=64)
+        b = m.session(n_ctx=64, blas=False)
+        c = m.session(n_ctx=64, blas="on")
+        print(m.blas_mode, a.blas, b.blas, c.blas)
+    """
+    assert run_python(code.format(path=str(f32_model)), LFM_BLAS="0").split() == ["auto", "auto", "None", "on"]
+
+
+@pytest.mark.reference
+def test_bad_env_value_is_a_clear_error(f32_model):
+    code = """
+        import liquidlfm as lfm
+        try:
+            lfm.load({path!r})
+        except ValueError as e:
+            print("ValueError:", e)
+    """
+    out = run_python(code.format(path=str(f32_model)), LFM_BLAS="yes")
+    assert "ValueError:" in out and "LFM_BLAS='yes'" in out
+
+
+@pytest.mark.reference
+def test_quantized_model_does_not_use_blas(f32_model):
+    with lfm.load(f32_model, quantize="q8_0", blas="on") as m, m.session(n_ctx=16) as s:
+        assert m.blas is None and s.blas is None
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("ftype,auto", [("f32", None), ("bf16", "auto"), ("f16", None)])
+def test_gguf_f32_stays_on_our_gemm_under_auto(f32_model, tmp_path, ftype, auto):
+    """An F32 GGUF's logits equal llama.cpp's bit for bit with our GEMM (test_gguf_model.py), so auto
+    keeps its matrices off OpenBLAS; BF16 GGUFs have no such parity and use it; blas='on' forces it."""
+    from tests.fixtures.gguf_models import hf_to_gguf
+
+    g = hf_to_gguf(f32_model, tmp_path / f"m-{ftype}.gguf", ftype)
+    with lfm.load(g) as m, m.session(n_ctx=16) as s, m.session(n_ctx=16, blas="on") as on:
+        assert m.blas_mode == "auto" and s.blas == auto and on.blas == "on"
+        assert (m.blas is not None) == (auto is not None)
+
+
+@pytest.mark.reference
+def test_model_blas_on_off_auto_agree(f32_model):
+    """Whole forward passes: OpenBLAS on every batch, never, and from the measured batch size, within
+    float rounding of each other (the transformers bound is checked by test_engine_parity.py, and
+    with blas='on' below)."""
+    ids = [int(x) for x in np.random.default_rng(3).integers(0, 300, 200)]
+    out = {}
+    for mode in ("on", "off", "auto"):
+        with lfm.load(f32_model, blas=mode) as m:
+            out[mode] = np.array(m.forward(ids))
+            with m.session(n_ctx=256, n_threads=1) as s1, m.session(n_ctx=256, n_threads=2) as s2:
+                # equal for 1 and 2 threads with OpenBLAS too
+                np.testing.assert_array_equal(s1.decode(ids, "all"), s2.decode(ids, "all"))
+    np.testing.assert_allclose(out["on"], out["off"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(out["auto"], out["off"], rtol=0, atol=1e-5)
+    assert not np.array_equal(out["on"], out["off"])  # OpenBLAS did run
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_blas_on_matches_transformers(tmp_path, dtype):
+    """Every matmul on OpenBLAS (prefill and one-token steps) against transformers with the parity
+    suite's bound (test_engine_parity.F32_BOUND), for F32 and 16-bit checkpoints."""
+    from tests.engine.test_engine_parity import CONFIGS, F32_BOUND
+    from tests.fixtures.hf_models import hf_logits, load_hf_model, make_hf_model
+
+    kw = CONFIGS["h128_gqa4_untied_autoff"]
+    path = make_hf_model(tmp_path / dtype, dtype=dtype, seed=12, tokenizer=False, **kw)
+    ids = [int(x) for x in np.random.default_rng(4).integers(0, kw["vocab_size"], 90)]
+    ref = hf_logits(load_hf_model(path), ids)  # F32 compute on the checkpoint's values
+    with lfm.load(path, blas="on") as m:
+        assert m.blas is not None
+        full = np.array(m.forward(ids), dtype=np.float64)
+        with m.session(n_ctx=128) as s:
+            assert s.blas == "on"
+            steps = np.stack([s.step(t) for t in ids[:20]]).astype(np.float64)
+    assert np.abs(full - ref).max() <= F32_BOUND
+    assert np.abs(steps - ref[:20]).max() <= F32_BOUND
+
+
 # ---- without the library ----
 
 def test_load_failures_leave_the_engine_without_blas(tmp_path):
@@ -144,3 +261,50 @@ def test_library_without_openblas_symbols_is_refused():
     """
     out = run_python(code.format(lib=libm)).splitlines()
     assert "is not the scipy-openblas32 library" in out[0] and out[1] == "None"
+
+
+MISSING = """
+    import sys, warnings
+    sys.modules["scipy_openblas32"] = None  # import scipy_openblas32 -> ImportError, as if not installed
+    warnings.simplefilter("error")          # falling back must not even warn
+    import numpy as np, liquidlfm as lfm
+    m = lfm.load({path!r})
+    with m.session(n_ctx=128) as s:
+        logits = s.prefill(list(range(100)))
+        print(lfm.blas, m.blas, s.blas, m.blas_mode, bool(np.isfinite(logits).all()))
+    try:
+        lfm.load({path!r}, blas="on")
+    except ImportError as e:
+        print("ImportError:", e)
+"""
+
+
+@pytest.mark.reference
+def test_missing_package_falls_back_cleanly(f32_model):
+    out = run_python(MISSING.format(path=str(f32_model))).splitlines()
+    assert out[0].split() == ["None", "None", "None", "auto", "True"]
+    assert out[1].startswith("ImportError: blas='on' needs OpenBLAS") and "scipy-openblas32" in out[1]
+
+
+@pytest.mark.reference
+def test_broken_package_warns_and_falls_back(f32_model, tmp_path):
+    """scipy_openblas32 importable but its library unusable: one RuntimeWarning, then our kernels."""
+    fake = tmp_path / "fake" / "scipy_openblas32"
+    (fake / "lib").mkdir(parents=True)
+    (fake / "lib" / "libscipy_openblas.so").write_bytes(b"not a library")
+    (fake / "__init__.py").write_text(
+        "import os\n"
+        "def get_lib_dir():\n    return os.path.join(os.path.dirname(__file__), 'lib')\n"
+        "def get_library(fullname=False):\n    return 'libscipy_openblas.so' if fullname else 'scipy_openblas'\n")
+    code = """
+        import sys, warnings
+        sys.path.insert(0, {fake!r})
+        import liquidlfm as lfm
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            m = lfm.load({path!r})
+            m2 = lfm.load({path!r})
+        print(len(w), w[0].category.__name__, m.blas, m.forward([1, 2, 3]).shape)
+    """
+    out = run_python(code.format(fake=str(fake.parent), path=str(f32_model))).split()
+    assert out == ["1", "RuntimeWarning", "None", "(3,", "300)"]
