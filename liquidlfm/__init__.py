@@ -54,7 +54,7 @@ def __getattr__(name):
     if name == "blas":
         from . import _blas
 
-        return None if float_kernels == "ref" else _blas.info()
+        return None if _core.cpu_features()["force_ref"] else _blas.info()
     raise AttributeError(f"module 'liquidlfm' has no attribute {name!r}")
 
 

@@ -83,11 +83,12 @@ def load(path_or_repo_id: Union[str, os.PathLike], *, quantize: Optional[str] = 
     n_threads: default thread count of this model's sessions (None: all cores).
     kv_cache: default KV cache precision of its sessions: "f32" (exact, as transformers) or "f16"
     (half the memory; llama.cpp's default cache, whose results it then reproduces).
-    blas: whether F32/F16/BF16 weight matrices may run on OpenBLAS (the scipy-openblas32 package):
-    "auto" for prefill batches large enough that it measured faster (README, "OpenBLAS"), "on"
-    (or True) for every batch, "off" (or False) never: liquidlfm's own kernels, whose float order
-    the parity tests pin. None: the LFM_BLAS environment variable (0, 1, auto), else "auto".
-    "auto" without scipy-openblas32 runs on liquidlfm's kernels; "on" then raises ImportError.
+    blas: whether float weight matrices may run on OpenBLAS (the scipy-openblas32 package): "auto"
+    for F32 and BF16 matrices in prefill batches large enough that it measured faster (not F16, nor
+    an F32 GGUF's, which stay bit-identical to llama.cpp; README, "OpenBLAS"), "on" (or True) for
+    every float matmul, "off" (or False) never: liquidlfm's own kernels and float order. None: the
+    LFM_BLAS environment variable (0, 1, auto), else "auto". "auto" without scipy-openblas32 runs on
+    liquidlfm's kernels; "on" then raises ImportError.
     Raises FileNotFoundError, ModelFormatError (corrupt/inconsistent), UnsupportedModelError.
     """
     path = os.fspath(path_or_repo_id)
