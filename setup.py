@@ -24,6 +24,7 @@ import platform
 import re
 import shlex
 import subprocess
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -75,6 +76,8 @@ BASE_FLAGS = ["-std=c11", "-fvisibility=hidden", "-ffp-contract=off", "-Wall", "
               "-pthread"]
 BASE_FLAGS += ["-O1", "-g", "-fno-omit-frame-pointer"] if DEBUG else ["-O3"]
 LINK_FLAGS = ["-pthread", "-lm"]
+if sys.platform.startswith("linux"):
+    LINK_FLAGS.append("-ldl")  # dlopen (base/os.c: OpenBLAS at run time) is in libdl before glibc 2.34
 if SANITIZE:
     BASE_FLAGS += ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
     LINK_FLAGS += ["-fsanitize=address,undefined"]

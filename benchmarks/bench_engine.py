@@ -3,6 +3,7 @@
     python benchmarks/bench_engine.py                 # LFM2-350M and LFM2.5-1.2B, F32 + BF16, 1 and 2 threads
     python benchmarks/bench_engine.py --quick         # fewer tokens, 350M shape only
     python benchmarks/bench_engine.py --models 350M --dtypes bf16 --threads 2 --pp 256 --tg 64 --json out.json
+    python benchmarks/bench_engine.py --blas off auto  # prefill with and without OpenBLAS (README, "OpenBLAS")
 
 The checkpoints are written directly as safetensors with NumPy (no torch init; the weights are a
 tiled block of random values, which is all a speed measurement needs) into --model-dir and reused.
@@ -114,15 +115,16 @@ CHILD = r"""
 import json, sys, time
 import numpy as np
 import liquidlfm as lfm
-path, threads, pp, tg, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+path, threads, pp, tg, reps, blas = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 t0 = time.perf_counter()
-m = lfm.load(path)
+m = lfm.load(path, blas=blas)
 load_s = time.perf_counter() - t0
 rng = np.random.default_rng(0)
 prompt = [int(x) for x in rng.integers(0, m.config.n_vocab, pp)]
 pp_rates, tg_rates, pp_cpu, tg_cpu = [], [], [], []
 with m.session(n_ctx=pp + tg + 8, n_threads=threads, n_batch=pp) as s:
     kernels = s._ctx.kernels
+    blas_use = s.blas or "off"
     for r in range(reps):
         s.reset()
         t0, c0 = time.perf_counter(), time.process_time()
@@ -137,13 +139,14 @@ hwm = 0
 for line in open("/proc/self/status"):
     if line.startswith("VmHWM:"):
         hwm = int(line.split()[1]) / 1024
-print(json.dumps(dict(load_s=load_s, pp=pp_rates, tg=tg_rates, pp_cpu=pp_cpu, tg_cpu=tg_cpu, rss_mib=hwm, kernels=kernels)))
+print(json.dumps(dict(load_s=load_s, pp=pp_rates, tg=tg_rates, pp_cpu=pp_cpu, tg_cpu=tg_cpu, rss_mib=hwm, kernels=kernels,
+                 blas=blas_use)))
 """
 
 
-def run_one(path, threads, pp, tg, reps):
+def run_one(path, threads, pp, tg, reps, blas="auto"):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    res = subprocess.run([sys.executable, "-c", CHILD, str(path), str(threads), str(pp), str(tg), str(reps)],
+    res = subprocess.run([sys.executable, "-c", CHILD, str(path), str(threads), str(pp), str(tg), str(reps), blas],
                          capture_output=True, text=True, env=env)
     if res.returncode != 0:
         raise RuntimeError(res.stderr)
@@ -163,6 +166,8 @@ def main(argv=None):
     ap.add_argument("--pp", type=int, default=None, help="prompt tokens (default 128, quick 32)")
     ap.add_argument("--tg", type=int, default=None, help="generated tokens (default 32, quick 8)")
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3, quick 1)")
+    ap.add_argument("--blas", nargs="+", default=["auto"], choices=["auto", "on", "off"],
+                    help="OpenBLAS modes to run (load(blas=...)); the blas column says what each session used")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--model-dir", default=os.environ.get("LIQUIDLFM_BENCH_DIR", "/tmp/liquidlfm-bench"))
     ap.add_argument("--json", help="also write the rows here")
@@ -176,8 +181,8 @@ def main(argv=None):
     print(f"CPU: {cpu} ({os.cpu_count()} logical cores); commit {commit}; pp={pp} tg={tg} reps={reps}")
     print("Random weights (speed only).\n")
     rows = []
-    print(f"| model | weights | threads | kernels | pp{pp} t/s | tg{tg} t/s | pp t/CPU-s | tg t/CPU-s | peak RSS MiB | load s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| model | weights | threads | kernels | blas | pp{pp} t/s | tg{tg} t/s | pp t/CPU-s | tg t/CPU-s | peak RSS MiB | load s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for key in models:
         for dt in a.dtypes:
             t0 = time.perf_counter()
@@ -186,10 +191,12 @@ def main(argv=None):
             if made > 1:
                 print(f"<!-- wrote {path} in {made:.0f} s -->", file=sys.stderr)
             for th in a.threads:
-                r = run_one(path, th, pp, tg, reps)
-                rows.append(dict(model=SHAPES[key]["name"], dtype=dt, threads=th, **r))
-                print(f"| {SHAPES[key]['name']} | {dt.upper()} | {th} | {r['kernels']} | {fmt(r['pp'])} | {fmt(r['tg'])} | "
-                      f"{np.mean(r['pp_cpu']):.1f} | {np.mean(r['tg_cpu']):.1f} | {r['rss_mib']:.0f} | {r['load_s']:.2f} |", flush=True)
+                for blas in a.blas:
+                    r = run_one(path, th, pp, tg, reps, blas)
+                    rows.append(dict(model=SHAPES[key]["name"], dtype=dt, threads=th, **r))
+                    print(f"| {SHAPES[key]['name']} | {dt.upper()} | {th} | {r['kernels']} | {r['blas']} | {fmt(r['pp'])} | "
+                          f"{fmt(r['tg'])} | {np.mean(r['pp_cpu']):.1f} | {np.mean(r['tg_cpu']):.1f} | {r['rss_mib']:.0f} | "
+                          f"{r['load_s']:.2f} |", flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
 

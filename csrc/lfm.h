@@ -109,6 +109,34 @@ const char *lfm_type_name(lfm_type t); /* "q4_0", ...; NULL for an id we do not 
 const char *lfm_kernel_level(void);
 const char *lfm_float_kernels(void);
 
+/* ---- OpenBLAS for float prefill (optional) ---- */
+
+/* F32/F16/BF16 weight matrices multiply a batch of tokens with the engine's own blocked GEMM, or,
+ * from the batch size where it measured faster (README, "OpenBLAS"), with OpenBLAS's sgemm (F16
+ * and BF16 rows converted to F32 a block at a time). The engine does not link OpenBLAS: the
+ * library is loaded at run time by lfm_blas_load, and until then (or if that fails) everything
+ * runs on the engine's kernels. Results with OpenBLAS are within float rounding of the engine's
+ * own, not bit-identical, and differ between batch sizes; LFM_BLAS_OFF (or LFM_KERNELS=ref) keeps
+ * the engine's float order. */
+typedef enum {
+    LFM_BLAS_DEFAULT = 0, /* the LFM_BLAS environment variable ("0", "1" or "auto"), else auto */
+    LFM_BLAS_AUTO = 1,    /* OpenBLAS where it measured faster: F32 and BF16 matrices, batches of enough
+                             tokens; never F16 (the engine's GEMM was as fast), nor the F32 matrices of a
+                             GGUF file (the engine's GEMM reproduces llama.cpp's sums bit for bit) */
+    LFM_BLAS_OFF = 2,     /* the engine's kernels only */
+    LFM_BLAS_ON = 3,      /* OpenBLAS for every float matmul, whatever its batch (tests, measurements) */
+} lfm_blas_mode;
+
+/* Load OpenBLAS from path: the scipy-openblas32 wheel's library (symbols prefixed scipy_, 32-bit
+ * integers). Once per process; later calls return LFM_OK and change nothing. Contexts created
+ * afterwards use it. LFM_ERR_IO if the library cannot be loaded, LFM_ERR_UNSUPPORTED if it lacks
+ * the functions needed; nothing changes then. Sets OpenBLAS's own thread count to 1: contexts
+ * call it from each worker of their thread pool. */
+lfm_status lfm_blas_load(const char *path);
+/* The loaded library's configuration string ("OpenBLAS 0.3.34.481.3 DYNAMIC_ARCH ... SkylakeX ..."),
+ * else NULL. */
+const char *lfm_blas_info(void);
+
 /* ---- model ---- */
 
 #define LFM_MAX_LAYERS 256
@@ -191,6 +219,7 @@ typedef struct {
     int32_t n_threads; /* <= 0: all cores */
     int32_t kv_f16;    /* nonzero: K and V kept in F16 (half the memory; llama.cpp's default cache,
                           whose rounding of q, k, v and the attention weights it then reproduces) */
+    int32_t blas;      /* lfm_blas_mode: whether float matmuls may run on OpenBLAS (below) */
 } lfm_ctx_params;
 
 typedef struct lfm_ctx lfm_ctx;

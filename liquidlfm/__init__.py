@@ -47,6 +47,17 @@ kernel_level: str = _core._quant_kernels()
 float_kernels: str = _core.kernels_default()
 
 
+def __getattr__(name):
+    # `liquidlfm.blas`: the OpenBLAS float prefill uses ("OpenBLAS 0.3.x ... SkylakeX ..."), or None
+    # (LFM_BLAS=0, LFM_KERNELS=ref, or scipy-openblas32 missing). Looked up when asked: reading it
+    # loads the library, which a process running only quantized models never needs.
+    if name == "blas":
+        from . import _blas
+
+        return None if _core.cpu_features()["force_ref"] else _blas.info()
+    raise AttributeError(f"module 'liquidlfm' has no attribute {name!r}")
+
+
 __all__ = [
     "load",
     "translate",

@@ -28,6 +28,9 @@ def _add_model_args(p: argparse.ArgumentParser):
     p.add_argument("--n-ctx", type=int, default=None, help="context length of the session (default: model's, max 32768)")
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--quantize", default=None, help="requantize weights on load: a llama.cpp file type (e.g. q4_k_m, q8_0)")
+    p.add_argument("--blas", choices=["auto", "on", "off"], default=None,
+                   help="OpenBLAS for float (F32/F16/BF16) weights: auto = large prefill batches (default: "
+                        "LFM_BLAS, else auto), on = every batch, off = never")
 
 
 def _add_sampling_args(p: argparse.ArgumentParser):
@@ -102,16 +105,18 @@ def _sampling(args) -> dict:
 def load_model(args):
     import liquidlfm
 
-    return liquidlfm.load(args.model, quantize=args.quantize, n_threads=args.threads)
+    return liquidlfm.load(args.model, quantize=args.quantize, n_threads=args.threads, blas=args.blas)
 
 
-def _print_stats(stats, finish, out=sys.stderr):
+def _print_stats(stats, finish, model, out=sys.stderr):
     import liquidlfm
 
+    blas = model.blas  # OpenBLAS's config string: its first two words are the name and version
     print(
         f"\n[{finish}] prompt {stats.prompt_tokens} tok ({stats.reused_tokens} cached, {stats.prompt_tps:.1f} tok/s), "
         f"generated {stats.generated_tokens} tok ({stats.generation_tps:.1f} tok/s), "
-        f"kernels {liquidlfm.kernel_level} (float {liquidlfm.float_kernels})",
+        f"kernels {liquidlfm.kernel_level} (float {liquidlfm.float_kernels}), "
+        f"blas {' '.join(blas.split()[:2]) + ' (' + model.blas_mode + ')' if blas else 'off'}",
         file=out, flush=True,
     )
 
@@ -142,7 +147,7 @@ def cmd_generate(args, out=sys.stdout) -> int:
     out.write("\n")
     out.flush()
     if args.stats and stats is not None:
-        _print_stats(stats, finish)
+        _print_stats(stats, finish, model)
     return 0
 
 
@@ -195,7 +200,7 @@ def cmd_chat(args, out=sys.stdout) -> int:
         out.flush()
         history.append({"role": "assistant", "content": "".join(parts)})
         if args.stats and stats is not None:
-            _print_stats(stats, finish)
+            _print_stats(stats, finish, model)
     return 0
 
 

@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
-from . import _core
+from . import _blas, _core
 from .generation import GenerationMixin, PrefixCache
 
 __all__ = ["load", "Model", "Session", "ModelConfig"]
@@ -75,7 +75,7 @@ def _looks_like_repo_id(s: str) -> bool:
 
 
 def load(path_or_repo_id: Union[str, os.PathLike], *, quantize: Optional[str] = None, n_threads: Optional[int] = None,
-         kv_cache: str = "f32") -> "Model":
+         kv_cache: str = "f32", blas: Union[None, bool, str] = None) -> "Model":
     """Load a model from a Hugging Face folder, a .safetensors file, a .gguf file, or a Hub id.
 
     A path that does not exist and looks like "org/name" is resolved (cache or download) by
@@ -85,6 +85,12 @@ def load(path_or_repo_id: Union[str, os.PathLike], *, quantize: Optional[str] = 
     n_threads: default thread count of this model's sessions (None: all cores).
     kv_cache: default KV cache precision of its sessions: "f32" (exact, as transformers) or "f16"
     (half the memory; llama.cpp's default cache, whose results it then reproduces).
+    blas: whether float weight matrices may run on OpenBLAS (the scipy-openblas32 package): "auto"
+    for F32 and BF16 matrices in prefill batches large enough that it measured faster (not F16, nor
+    an F32 GGUF's, which stay bit-identical to llama.cpp; README, "OpenBLAS"), "on" (or True) for
+    every float matmul, "off" (or False) never: liquidlfm's own kernels and float order. None: the
+    LFM_BLAS environment variable (0, 1, auto), else "auto". "auto" without scipy-openblas32 runs on
+    liquidlfm's kernels; "on" then raises ImportError.
     Raises FileNotFoundError, ModelFormatError (corrupt/inconsistent), UnsupportedModelError.
     """
     path = os.fspath(path_or_repo_id)
@@ -92,7 +98,7 @@ def load(path_or_repo_id: Union[str, os.PathLike], *, quantize: Optional[str] = 
         from .hub import resolve_model  # lazy: only Hub ids need it
 
         path = os.fspath(resolve_model(path))
-    return Model(path, quantize=quantize, n_threads=n_threads, kv_cache=kv_cache)
+    return Model(path, quantize=quantize, n_threads=n_threads, kv_cache=kv_cache, blas=blas)
 
 
 def _kv_f16(kv_cache: str) -> bool:
@@ -112,17 +118,19 @@ class Model(GenerationMixin):
     """A loaded LFM2 / LFM2.5 model (read-only, shareable across threads). Use load() to make one.
 
     Attributes: config (ModelConfig), path, tokenizer (liquidlfm.tokenizer.Tokenizer or None),
-    chat_template (str or None), generation_config (dict).
+    chat_template (str or None), generation_config (dict), blas_mode ("auto" / "on" / "off", the
+    default of its sessions; see load()).
     """
 
     def __init__(self, path, *, quantize: Optional[str] = None, n_threads: Optional[int] = None,
-                 kv_cache: str = "f32"):
+                 kv_cache: str = "f32", blas: Union[None, bool, str] = None):
         self.path = Path(os.fspath(path))
         self.n_threads = int(n_threads) if n_threads else 0
         if self.n_threads < 0:
             raise ValueError("n_threads must be positive or None")
         _kv_f16(kv_cache)
         self.kv_cache = kv_cache
+        self.blas_mode = _blas.prepare(blas)
         self._core = _core.Model(str(self.path), quantize=quantize, n_threads=self.n_threads)
         self.config = ModelConfig._from_core(self._core.config)
         self.tokenizer = None
@@ -182,14 +190,22 @@ class Model(GenerationMixin):
         A read-only zero-copy view of the engine's output buffer (owned by the array).
         Raises ValueError for an empty list or an id outside [0, n_vocab).
         """
-        return self._core.forward(ids, n_threads=self.n_threads, kv_f16=_kv_f16(self.kv_cache))
+        return self._core.forward(ids, n_threads=self.n_threads, kv_f16=_kv_f16(self.kv_cache), blas=self.blas_mode)
 
     def session(self, n_ctx: Optional[int] = None, *, n_batch: Optional[int] = None,
-                n_threads: Optional[int] = None, kv_cache: Optional[str] = None) -> "Session":
+                n_threads: Optional[int] = None, kv_cache: Optional[str] = None,
+                blas: Union[None, bool, str] = None) -> "Session":
         """A new decoding session (KV cache + conv state). n_ctx: positions it can hold
         (None: min(n_ctx_train, 32768); memory is committed only as positions are used).
-        kv_cache: "f32" / "f16" (None: the model's, see load())."""
-        return Session(self, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads, kv_cache=kv_cache)
+        kv_cache: "f32" / "f16"; blas: "auto" / "on" / "off" (None: the model's, see load())."""
+        return Session(self, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads, kv_cache=kv_cache, blas=blas)
+
+    @property
+    def blas(self) -> Optional[str]:
+        """The OpenBLAS this model's sessions use by default (its configuration string), or None:
+        blas "off", LFM_KERNELS=ref, OpenBLAS unavailable, or no matrix it would take (quantized
+        weights; F16; an F32 GGUF under "auto", kept bit-identical to llama.cpp)."""
+        return _core.blas_info() if self._core.blas_use(self.blas_mode) else None
 
     def describe(self) -> str:
         """One line per weight the engine uses: name type [rows, cols]."""
@@ -228,7 +244,8 @@ class Session:
     """
 
     def __init__(self, model: Model, n_ctx: Optional[int] = None, *, n_batch: Optional[int] = None,
-                 n_threads: Optional[int] = None, kv_cache: Optional[str] = None):
+                 n_threads: Optional[int] = None, kv_cache: Optional[str] = None,
+                 blas: Union[None, bool, str] = None):
         if model.closed:
             raise ValueError("model is closed")
         for name, v in (("n_ctx", n_ctx), ("n_batch", n_batch), ("n_threads", n_threads)):
@@ -237,7 +254,9 @@ class Session:
         self.model = model
         nt = n_threads if n_threads is not None else model.n_threads
         kv_f16 = _kv_f16(kv_cache if kv_cache is not None else model.kv_cache)
-        self._ctx = _core.Ctx(model._core, n_ctx=n_ctx or 0, n_batch=n_batch or 0, n_threads=nt or 0, kv_f16=kv_f16)
+        blas_mode = _blas.prepare(blas) if blas is not None else model.blas_mode
+        self._ctx = _core.Ctx(model._core, n_ctx=n_ctx or 0, n_batch=n_batch or 0, n_threads=nt or 0, kv_f16=kv_f16,
+                              blas=blas_mode)
         self.prefix_cache = PrefixCache(self, native_ctx=self._ctx)
 
     def prefill(self, ids: Sequence[int]) -> np.ndarray:
@@ -270,6 +289,12 @@ class Session:
     @property
     def n_threads(self) -> int:
         return self._ctx.n_threads
+
+    @property
+    def blas(self) -> Optional[str]:
+        """How this session's float matmuls use OpenBLAS: "auto" (prefill batches from the measured
+        size), "on" (every batch), or None (never: off, LFM_KERNELS=ref or OpenBLAS unavailable)."""
+        return self._ctx.blas
 
     def reset(self) -> None:
         """Back to position 0 with an empty state."""

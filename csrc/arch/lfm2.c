@@ -31,7 +31,7 @@ static void embed_row(const struct lfm_ctx *c, lfm_token tok, float *dst) {
 
 /* Y (T, W->ne[1]), row stride ldy = X (T, W->ne[0]), row stride ldx, times Wᵀ. */
 static void matmul(struct lfm_ctx *c, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy) {
-    lfm_matmul(c->tp, W, X, ldx, T, Y, ldy, c->mm_scratch);
+    lfm_matmul(c->tp, W, X, ldx, T, Y, ldy, c->mm_scratch, &c->blas);
 }
 
 /* rope_cs (T, hd): cos/sin of pos·θ^(-2i/hd) for the chunk's positions. The angle is built by
@@ -114,7 +114,7 @@ static void attn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t l, int32_
     const lfm_tensor *const qkv_w[3] = {&ly->wq, &ly->wk, &ly->wv};
     float *const qkv_y[3] = {q, k, v};
     const int64_t qkv_ld[3] = {ld, ld, ld};
-    lfm_matmul_group(c->tp, qkv_w, 3, c->xb, H, T, qkv_y, qkv_ld, c->mm_scratch);
+    lfm_matmul_group(c->tp, qkv_w, 3, c->xb, H, T, qkv_y, qkv_ld, c->mm_scratch, &c->blas);
     for (int32_t t = 0; t < T; t++) {
         const float *cs = c->rope_cs + t * hd;
         for (int64_t h = 0; h < nh; h++) {
@@ -143,7 +143,7 @@ static void ffn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
     const lfm_tensor *const gate_up_w[2] = {&ly->ffn_gate, &ly->ffn_up};
     float *const gate_up_y[2] = {c->ffn_gate, c->ffn_up};
     const int64_t gate_up_ld[2] = {F, F};
-    lfm_matmul_group(c->tp, gate_up_w, 2, c->xb, H, T, gate_up_y, gate_up_ld, c->mm_scratch);
+    lfm_matmul_group(c->tp, gate_up_w, 2, c->xb, H, T, gate_up_y, gate_up_ld, c->mm_scratch, &c->blas);
     for (int32_t t = 0; t < T; t++) c->k->silu_mul(c->ffn_gate + t * F, c->ffn_gate + t * F, c->ffn_up + t * F, F);
     matmul(c, &ly->ffn_down, c->ffn_gate, F, T, c->block_out, H);
 }

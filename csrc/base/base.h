@@ -77,6 +77,18 @@ void lfm_release_pages(const void *p, size_t n);
 /* [p, p + n) of a file mapping will be read at random: no read-ahead around each access. */
 void lfm_advise_random(const void *p, size_t n);
 
+/* ---- shared libraries ---- */
+
+/* A shared library loaded at run time (dlopen): for optional back ends such as OpenBLAS
+ * (runtime/blas.c), so the engine neither links against them nor needs them installed. */
+typedef struct lfm_library lfm_library;
+/* Load the library at path, resolving all its symbols now; LFM_ERR_IO saying why not (the loader's
+ * own message: no such file, wrong architecture, a missing dependency). */
+lfm_status lfm_library_open(const char *path, lfm_library **out);
+void *lfm_library_symbol(lfm_library *lib, const char *name); /* NULL if the library has no such symbol */
+/* Unload (NULL: no-op). Only for a library none of whose functions is in use or will be called. */
+void lfm_library_close(lfm_library *lib);
+
 /* ---- environment ---- */
 
 const char *lfm_env(const char *name); /* NULL if unset */

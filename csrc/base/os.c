@@ -1,9 +1,11 @@
 /* os.c — every OS call outside the thread pool, CPU detection and profiling: files (read-only
- * whole-file mappings, existence tests), memory (aligned allocation, page advice), the
- * environment, run-once, load-time threads and clocks. A port to another OS replaces this file. */
+ * whole-file mappings, existence tests), memory (aligned allocation, page advice), shared
+ * libraries loaded at run time, the environment, run-once, load-time threads and clocks. A port
+ * to another OS replaces this file. */
 #define _GNU_SOURCE
 #include "base/base.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -90,6 +92,39 @@ void lfm_advise_random(const void *p, size_t n) {
     uintptr_t a = (uintptr_t)p & ~(ps - 1); /* madvise wants a page-aligned start */
     uintptr_t b = (uintptr_t)p + n;
     if (b > a) madvise((void *)a, b - a, MADV_RANDOM);
+}
+
+/* ---- shared libraries ---- */
+
+struct lfm_library {
+    void *handle;
+};
+
+lfm_status lfm_library_open(const char *path, lfm_library **out) {
+    *out = NULL;
+    /* RTLD_LOCAL: the library's symbols stay out of the global namespace, where they could
+     * capture another module's calls to a same-named function */
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *why = dlerror();
+        return lfm_fail_io(0, "cannot load '%s': %s", path, why ? why : "unknown error");
+    }
+    lfm_library *lib = malloc(sizeof *lib);
+    if (!lib) {
+        dlclose(h);
+        return lfm_fail(LFM_ERR_OOM, "out of memory");
+    }
+    lib->handle = h;
+    *out = lib;
+    return LFM_OK;
+}
+
+void *lfm_library_symbol(lfm_library *lib, const char *name) { return lib ? dlsym(lib->handle, name) : NULL; }
+
+void lfm_library_close(lfm_library *lib) {
+    if (!lib) return;
+    dlclose(lib->handle);
+    free(lib);
 }
 
 /* ---- environment ---- */

@@ -56,7 +56,8 @@ lfm_status lfm_model_load(const char *path, const lfm_model_params *p, lfm_model
     if (!p) p = &dp;
     struct lfm_model *m = calloc(1, sizeof *m);
     if (!m) return lfm_fail(LFM_ERR_OOM, "out of memory");
-    lfm_status st = ends_with(path, ".gguf") ? lfm_model_load_gguf(m, path) : lfm_model_load_safetensors(m, path);
+    m->gguf = ends_with(path, ".gguf");
+    lfm_status st = m->gguf ? lfm_model_load_gguf(m, path) : lfm_model_load_safetensors(m, path);
     if (st == LFM_OK) st = lfm_model_validate(m);
     if (st == LFM_OK && p->quantize != LFM_FTYPE_NONE) {
         st = lfm_model_requantize(m, p->quantize, p->n_threads);

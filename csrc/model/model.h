@@ -57,6 +57,8 @@ struct lfm_model {
     lfm_tensor output_norm;   /* final norm (HF embedding_norm, GGUF token_embd_norm) [H], F32 */
     lfm_tensor output;        /* [V, H]; a copy of tok_embd's view when tied */
     lfm_layer *layers;        /* n_layer */
+    bool gguf;                /* loaded from a GGUF file: llama.cpp is its reference, bit for bit where the
+                               * kernels follow llama.cpp's order (csrc/kernels/ROUNDING.md) */
 
     /* ownership: files mapped and buffers allocated for this model (converted norms,
      * requantized weights); all released by lfm_model_free */

@@ -233,6 +233,7 @@ static PyObject *model_get_config(PyModel *self, void *closure) {
     return d;
 }
 
+
 static PyObject *model_config_dict(PyModel *self) {
     const lfm_config *c = lfm_model_config(self->m);
     PyObject *types = PyList_New(c->n_layer);
@@ -273,10 +274,13 @@ static PyObject *model_forward(PyModel *self, PyObject *args, PyObject *kw) {
 }
 
 static PyObject *model_forward_in_use(PyModel *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"ids", "n_threads", "n_batch", "kv_f16", NULL};
+    static char *kwlist[] = {"ids", "n_threads", "n_batch", "kv_f16", "blas", NULL};
     PyObject *ids;
     int n_threads = 0, n_batch = 0, kv_f16 = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|iip", kwlist, &ids, &n_threads, &n_batch, &kv_f16)) return NULL;
+    int32_t blas = LFM_BLAS_DEFAULT;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|iipO&", kwlist, &ids, &n_threads, &n_batch, &kv_f16, lfm_py_blas_mode,
+                                     &blas))
+        return NULL;
     PyArrayObject *ids_arr = convert_tokens(ids);
     if (!ids_arr) return NULL;
     if (model_check(self) < 0) { /* closed by the conversions */
@@ -294,6 +298,7 @@ static PyObject *model_forward_in_use(PyModel *self, PyObject *args, PyObject *k
     cp.n_batch = n_batch;
     cp.n_threads = n_threads;
     cp.kv_f16 = kv_f16;
+    cp.blas = blas;
     lfm_ctx *c = NULL;
     float *logits = NULL;
     lfm_status st;
@@ -325,6 +330,21 @@ static PyObject *model_forward_in_use(PyModel *self, PyObject *args, PyObject *k
     return arr;
 }
 
+static const char *blas_use_name(const lfm_blas_use *u) { return !u->blas ? NULL : u->always ? "on" : "auto"; }
+
+static PyObject *model_blas_use(PyModel *self, PyObject *args) {
+    int32_t requested = LFM_BLAS_DEFAULT;
+    if (!PyArg_ParseTuple(args, "|O&", lfm_py_blas_mode, &requested)) return NULL;
+    if (model_check(self) < 0) return NULL;
+    lfm_blas_mode mode;
+    lfm_status st = lfm_blas_resolve_mode(requested, &mode);
+    if (st != LFM_OK) return lfm_py_raise(st);
+    lfm_blas_use u = lfm_blas_use_for(self->m, mode);
+    const char *name = blas_use_name(&u);
+    if (!name) Py_RETURN_NONE;
+    return PyUnicode_FromString(name);
+}
+
 static PyObject *model_enter(PyObject *self, PyObject *noargs) {
     if (model_check((PyModel *)self) < 0) return NULL;
     Py_INCREF(self);
@@ -337,7 +357,11 @@ static PyMethodDef model_methods[] = {
     {"close", (PyCFunction)model_close, METH_NOARGS, "Release the weights (deferred while a context still uses them)."},
     {"describe", (PyCFunction)model_describe, METH_NOARGS, "One line per weight: name type [rows, cols]."},
     {"forward", (PyCFunction)(void (*)(void))model_forward, METH_VARARGS | METH_KEYWORDS,
-     "forward(ids, n_threads=0, n_batch=0) -> float32 array [T, n_vocab] (read-only, zero-copy)."},
+     "forward(ids, n_threads=0, n_batch=0, kv_f16=False, blas=None) -> float32 array [T, n_vocab] (read-only, zero-copy). "
+     "blas: 'auto', 'on', 'off' or None (LFM_BLAS, else auto)."},
+    {"blas_use", (PyCFunction)model_blas_use, METH_VARARGS,
+     "blas_use(mode=None) -> 'auto' | 'on' | None: how a context of this model would use OpenBLAS under mode "
+     "(None: never; see Ctx.blas)."},
     {"__enter__", model_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)model_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
@@ -420,11 +444,12 @@ static int ctx_begin(PyCtx *self) {
 static void ctx_end(PyCtx *self) { self->in_call = 0; }
 
 static int ctx_create(PyCtx *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"model", "n_ctx", "n_batch", "n_threads", "kv_f16", NULL};
+    static char *kwlist[] = {"model", "n_ctx", "n_batch", "n_threads", "kv_f16", "blas", NULL};
     PyObject *model;
     int n_ctx = 0, n_batch = 0, n_threads = 0, kv_f16 = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!|iiip", kwlist, &PyModel_Type, &model, &n_ctx, &n_batch, &n_threads,
-                                     &kv_f16))
+    int32_t blas = LFM_BLAS_DEFAULT;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!|iiipO&", kwlist, &PyModel_Type, &model, &n_ctx, &n_batch, &n_threads,
+                                     &kv_f16, lfm_py_blas_mode, &blas))
         return -1;
     PyModel *pm = (PyModel *)model;
     if (model_check(pm) < 0) return -1;
@@ -433,7 +458,7 @@ static int ctx_create(PyCtx *self, PyObject *args, PyObject *kw) {
         return -1;
     }
     lfm_ctx_params cp = lfm_ctx_default_params();
-    cp.n_ctx = n_ctx, cp.n_batch = n_batch, cp.n_threads = n_threads, cp.kv_f16 = kv_f16;
+    cp.n_ctx = n_ctx, cp.n_batch = n_batch, cp.n_threads = n_threads, cp.kv_f16 = kv_f16, cp.blas = blas;
     lfm_ctx *c = NULL;
     lfm_status st;
     char err[1024];
@@ -645,6 +670,13 @@ static PyObject *ctx_get_kernels(PyCtx *self, void *cl) {
     return PyUnicode_FromString(self->c->k->name);
 }
 
+static PyObject *ctx_get_blas(PyCtx *self, void *cl) {
+    if (ctx_check(self) < 0) return NULL;
+    const char *name = blas_use_name(&self->c->blas);
+    if (!name) Py_RETURN_NONE;
+    return PyUnicode_FromString(name);
+}
+
 static PyObject *ctx_enter(PyObject *self, PyObject *noargs) {
     if (ctx_check((PyCtx *)self) < 0) return NULL;
     Py_INCREF(self);
@@ -672,6 +704,8 @@ static PyGetSetDef ctx_getset[] = {
     {"n_batch", (getter)ctx_get_n_batch, NULL, "tokens per internal chunk", NULL},
     {"n_threads", (getter)ctx_get_n_threads, NULL, "threads of this context's pool", NULL},
     {"kernels", (getter)ctx_get_kernels, NULL, "kernel set in use ('avx2', 'ref')", NULL},
+    {"blas", (getter)ctx_get_blas, NULL,
+     "how float matmuls use OpenBLAS: 'auto' (large batches), 'on' (every batch) or None (never)", NULL},
     {"closed", (getter)ctx_get_closed, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -680,7 +714,8 @@ static PyTypeObject PyCtx_Type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "liquidlfm._core.Ctx",
     .tp_basicsize = sizeof(PyCtx),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Ctx(model, n_ctx=0, n_batch=0, n_threads=0): KV cache + conv state + scratch for one sequence.",
+    .tp_doc = "Ctx(model, n_ctx=0, n_batch=0, n_threads=0, kv_f16=False, blas=None): KV cache + conv state + scratch "
+              "for one sequence.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)ctx_init,
     .tp_dealloc = (destructor)ctx_dealloc,

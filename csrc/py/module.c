@@ -72,7 +72,7 @@ PyMODINIT_FUNC PyInit__core(void) {
     errors_module = PyImport_ImportModule("liquidlfm.errors");
     if (!errors_module) goto fail;
     if (lfm_py_init_engine(m) < 0 || lfm_py_init_gguf(m) < 0 || lfm_py_init_tokenizer(m) < 0 ||
-        lfm_py_init_sampler(m) < 0 || lfm_py_init_quants(m) < 0 || lfm_py_init_tensors(m) < 0)
+        lfm_py_init_sampler(m) < 0 || lfm_py_init_quants(m) < 0 || lfm_py_init_tensors(m) < 0 || lfm_py_init_blas(m) < 0)
         goto fail;
     return m;
 fail:

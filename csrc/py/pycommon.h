@@ -52,6 +52,11 @@ int lfm_py_init_tokenizer(PyObject *module);
 int lfm_py_init_sampler(PyObject *module);
 int lfm_py_init_quants(PyObject *module);
 int lfm_py_init_tensors(PyObject *module);
+int lfm_py_init_blas(PyObject *module);
+
+/* blas_py.c: PyArg "O&" converter of a blas= argument (None, "auto", "on", "off") into an
+ * lfm_blas_mode stored in an int32_t; None is LFM_BLAS_DEFAULT (the LFM_BLAS variable, else auto). */
+int lfm_py_blas_mode(PyObject *obj, void *out);
 
 /* engine_py.c: the lfm_ctx of a _core.Ctx, marked in use until lfm_py_ctx_release (call both with
  * the GIL held, after every argument is converted). NULL with TypeError / ValueError (closed) /

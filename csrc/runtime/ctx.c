@@ -7,7 +7,7 @@
 #include <string.h>
 
 lfm_ctx_params lfm_ctx_default_params(void) {
-    lfm_ctx_params p = {0, 0, 0, 0};
+    lfm_ctx_params p = {0, 0, 0, 0, LFM_BLAS_DEFAULT};
     return p;
 }
 
@@ -30,13 +30,13 @@ void lfm_ctx_free(lfm_ctx *c) {
     free(c);
 }
 
-/* The largest quantized-activation scratch any matmul weight needs for T tokens. */
-static size_t max_scratch(const lfm_model *m, int64_t T) {
+/* The largest matmul scratch any weight needs for T tokens on n_threads workers. */
+static size_t max_scratch(const lfm_model *m, int64_t T, int n_threads, const lfm_blas_use *blas) {
     size_t s = 0;
     for (int32_t l = -1; l < m->cfg.n_layer; l++) /* -1: the global tensors (the head) */
         for (int id = 0; id < LFM_TENSOR_COUNT; id++)
             if (lfm_tensor_is_matmul(id) && lfm_tensor_applies(id, &m->cfg, l)) {
-                size_t b = lfm_matmul_scratch_bytes(lfm_model_tensor_c(m, id, l), T);
+                size_t b = lfm_matmul_scratch_bytes(lfm_model_tensor_c(m, id, l), T, n_threads, blas);
                 s = b > s ? b : s;
             }
     return s;
@@ -53,17 +53,21 @@ lfm_status lfm_ctx_init(const lfm_model *m, const lfm_ctx_params *p, lfm_ctx **o
     int32_t n_batch = p->n_batch > 0 ? p->n_batch : 512;
     if (n_ctx < 1) return lfm_fail(LFM_ERR_ARG, "n_ctx must be positive");
     if (n_batch > n_ctx) n_batch = n_ctx;
+    lfm_blas_mode blas_mode;
+    lfm_status st = lfm_blas_resolve_mode(p->blas, &blas_mode);
+    if (st != LFM_OK) return st;
 
     struct lfm_ctx *c = calloc(1, sizeof *c);
     if (!c) return lfm_fail(LFM_ERR_OOM, "out of memory");
     c->model = m;
     c->k = lfm_kernels_get();
+    c->blas = lfm_blas_use_for(m, blas_mode);
     c->n_ctx = n_ctx;
     c->n_batch = n_batch;
     c->kv_f16 = p->kv_f16 != 0;
     c->kv_elem = c->kv_f16 ? 2 : 4;
     atomic_init(&c->busy, 0);
-    lfm_status st = lfm_threadpool_create(p->n_threads, &c->tp);
+    st = lfm_threadpool_create(p->n_threads, &c->tp);
     if (st != LFM_OK) goto fail;
 
     const int64_t H = cfg->n_embd, F = cfg->n_ff, hd = cfg->head_dim, K = cfg->conv_l_cache;
@@ -96,7 +100,7 @@ lfm_status lfm_ctx_init(const lfm_model *m, const lfm_ctx_params *p, lfm_ctx **o
     c->conv_out = c->attn_out = c->mix;
     c->rope_cs = malloc(B * (size_t)hd * sizeof(float));
     c->scores = malloc((size_t)lfm_threadpool_n_threads(c->tp) * (size_t)n_ctx * sizeof(float));
-    size_t mm = max_scratch(m, n_batch);
+    size_t mm = max_scratch(m, n_batch, lfm_threadpool_n_threads(c->tp), &c->blas);
     c->mm_scratch = mm ? malloc(mm) : NULL;
     c->logits = malloc((size_t)cfg->n_vocab * sizeof(float));
     c->logits_cap = 1;

@@ -1,7 +1,7 @@
 /* matmul.c — Y = X · Wᵀ for every weight type, output rows split across the context's threads.
- * Float weights (F32/F16/BF16) go to the kernel table's blocked GEMM; quantized weights first
- * quantize the activations into the weight type's vec_dot format (kernels/quants/), then run the
- * quantized row dot products. */
+ * Float weights (F32/F16/BF16) go to the kernel table's blocked GEMM, or to OpenBLAS for batches
+ * where it is faster (runtime/blas.c decides); quantized weights first quantize the activations
+ * into the weight type's vec_dot format (kernels/quants/), then run the quantized row dot products. */
 #include "runtime/runtime.h"
 
 #include <string.h>
@@ -19,8 +19,9 @@ static size_t act_row_bytes(const lfm_tensor *W) {
     return (size_t)(W->ne[0] / be) * lfm_type_block_bytes(vt);
 }
 
-size_t lfm_matmul_scratch_bytes(const lfm_tensor *W, int64_t T) {
-    if (!lfm_type_is_quantized(W->type)) return 0;
+size_t lfm_matmul_scratch_bytes(const lfm_tensor *W, int64_t T, int n_threads, const lfm_blas_use *blas) {
+    /* a batch of T tokens or fewer: OpenBLAS takes more tokens, never fewer, so T is the largest */
+    if (!lfm_type_is_quantized(W->type)) return blas && lfm_blas_takes(blas, W, T) ? lfm_blas_scratch_bytes(W, n_threads) : 0;
     return act_row_bytes(W) * (size_t)T;
 }
 
@@ -77,21 +78,32 @@ static void mm_quantize_act(void *arg, int ith, int nth) {
         lfm_quantize_act_row(j->vec_dot_type, j->X + t * j->ldx, (char *)j->xq + (size_t)t * j->xq_row, j->W[0]->ne[0]);
 }
 
-/* Whether W[0..n) can run as one job: same input width, row counts on the row granule, and either
- * all float (each its own GEMM) or all quantized into the same activation format (so one
- * quantization of X serves all). */
+/* Whether W[0..n) can run as one job: all quantized into the same activation format (so one
+ * quantization of X serves all; float weights each choose between our GEMM and OpenBLAS), with the
+ * same input width and row counts on the row granule. */
 static bool groupable(const lfm_tensor *const *W, int n, const lfm_kernels *k) {
-    bool first_float = k->gemm[W[0]->type] != NULL;
     const int64_t granule = row_granule(W, n);
-    for (int i = 0; i < n; i++)
-        if (W[i]->ne[1] % granule != 0) return false;
-    for (int i = 1; i < n; i++) {
-        if (W[i]->ne[0] != W[0]->ne[0]) return false;
-        bool is_float = k->gemm[W[i]->type] != NULL;
-        if (is_float != first_float) return false;
-        if (!is_float && lfm_type_vec_dot_type(W[i]->type) != lfm_type_vec_dot_type(W[0]->type)) return false;
+    for (int i = 0; i < n; i++) {
+        if (k->gemm[W[i]->type] || W[i]->ne[1] % granule != 0 || W[i]->ne[0] != W[0]->ne[0]) return false;
+        if (lfm_type_vec_dot_type(W[i]->type) != lfm_type_vec_dot_type(W[0]->type)) return false;
     }
     return true;
+}
+
+typedef struct {
+    const lfm_blas *blas;
+    const lfm_kernels *k;
+    const lfm_tensor *W;
+    const float *X;
+    int64_t ldx, T;
+    float *Y;
+    int64_t ldy;
+    void *scratch;
+} blas_job;
+
+static void mm_blas(void *arg, int ith, int nth) {
+    blas_job *j = arg;
+    lfm_blas_matmul_rows(j->blas, j->k, j->W, j->X, j->ldx, j->T, j->Y, j->ldy, j->scratch, ith, nth);
 }
 
 static void matmul_run(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *X, int64_t ldx, int64_t T,
@@ -115,26 +127,34 @@ static void matmul_run(lfm_threadpool *tp, const lfm_tensor *const *W, int n, co
     lfm_threadpool_run(tp, mm_rows, &j);
 }
 
-static void matmul_profiled(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y,
-                            int64_t ldy, void *scratch) {
-    double t0 = lfm_profile_now();
+static void matmul_one(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y,
+                       int64_t ldy, void *scratch, const lfm_blas_use *blas) {
+    if (blas && lfm_blas_takes(blas, W, T)) {
+        blas_job j = {blas->blas, kernels(), W, X, ldx, T, Y, ldy, scratch};
+        lfm_threadpool_run(tp, mm_blas, &j);
+        return;
+    }
     matmul_run(tp, &W, 1, X, ldx, T, &Y, &ldy, scratch);
-    lfm_profile_add(W->name, lfm_profile_now() - t0, T);
 }
 
 void lfm_matmul(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy,
-                void *scratch) {
+                void *scratch, const lfm_blas_use *blas) {
     if (T <= 0) return;
-    if (lfm_profile_on()) matmul_profiled(tp, W, X, ldx, T, Y, ldy, scratch);
-    else matmul_run(tp, &W, 1, X, ldx, T, &Y, &ldy, scratch);
+    if (!lfm_profile_on()) {
+        matmul_one(tp, W, X, ldx, T, Y, ldy, scratch, blas);
+        return;
+    }
+    double t0 = lfm_profile_now();
+    matmul_one(tp, W, X, ldx, T, Y, ldy, scratch, blas);
+    lfm_profile_add(W->name, lfm_profile_now() - t0, T);
 }
 
 void lfm_matmul_group(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *X, int64_t ldx, int64_t T,
-                      float *const *Y, const int64_t *ldy, void *scratch) {
+                      float *const *Y, const int64_t *ldy, void *scratch, const lfm_blas_use *blas) {
     if (T <= 0 || n <= 0) return;
     /* the profile times each weight on its own, so it sees them one by one */
     if (n > LFM_MATMUL_GROUP_MAX || lfm_profile_on() || !groupable(W, n, kernels())) {
-        for (int i = 0; i < n; i++) lfm_matmul(tp, W[i], X, ldx, T, Y[i], ldy[i], scratch);
+        for (int i = 0; i < n; i++) lfm_matmul(tp, W[i], X, ldx, T, Y[i], ldy[i], scratch, blas);
         return;
     }
     matmul_run(tp, W, n, X, ldx, T, Y, ldy, scratch);

@@ -12,21 +12,53 @@
 #include "model/model.h"
 #include <stdatomic.h>
 
+/* ---- OpenBLAS (runtime/blas.c; the public half is in lfm.h) ---- */
+
+typedef struct lfm_blas lfm_blas;
+
+/* The library lfm_blas_load loaded, or NULL. */
+const lfm_blas *lfm_blas_get(void);
+/* requested (an lfm_blas_mode; LFM_BLAS_DEFAULT reads LFM_BLAS) -> AUTO, OFF or ON; LFM_ERR_ARG
+ * for an unknown value or a bad LFM_BLAS. */
+lfm_status lfm_blas_resolve_mode(int32_t requested, lfm_blas_mode *out);
+
+/* How one context runs its float matmuls. */
+typedef struct {
+    const lfm_blas *blas; /* NULL: the kernel table's GEMM only */
+    bool always;          /* LFM_BLAS_ON: OpenBLAS whatever the batch size */
+    bool keep_f32;        /* F32 matrices stay on our GEMM (LFM_BLAS_AUTO on a GGUF model) */
+} lfm_blas_use;
+
+/* The use of OpenBLAS by a context of m under mode (AUTO, OFF or ON; the library lfm_blas_load
+ * loaded, if any): .blas is NULL when none of m's matrices would go to it (OFF, LFM_KERNELS=ref,
+ * no library, quantized weights). */
+lfm_blas_use lfm_blas_use_for(const lfm_model *m, lfm_blas_mode mode);
+/* Whether the float matmul of W with a batch of T tokens goes to OpenBLAS. */
+bool lfm_blas_takes(const lfm_blas_use *u, const lfm_tensor *W, int64_t T);
+/* Scratch lfm_blas_matmul_rows needs for W with n_threads workers (F16/BF16 rows converted). */
+size_t lfm_blas_scratch_bytes(const lfm_tensor *W, int n_threads);
+/* Worker ith of nth: its share of Y = X · Wᵀ (W F32, F16 or BF16), in fixed blocks of rows. */
+void lfm_blas_matmul_rows(const lfm_blas *b, const lfm_kernels *k, const lfm_tensor *W, const float *X, int64_t ldx,
+                          int64_t T, float *Y, int64_t ldy, float *scratch, int ith, int nth);
+
 /* ---- matmul ---- */
 
 /* Y[t, r] = sum_k W[r, k] * X[t, k] for t < T, r < W->ne[1], k < W->ne[0].
  * X: T rows of W->ne[0] floats (row stride ldx); Y: row stride ldy.
- * scratch: at least lfm_matmul_scratch_bytes(W, T) bytes (quantized activations). */
-size_t lfm_matmul_scratch_bytes(const lfm_tensor *W, int64_t T);
+ * blas: whether and when float weights go to OpenBLAS (NULL: never).
+ * scratch: at least lfm_matmul_scratch_bytes(W, T, n_threads, blas) bytes (quantized activations,
+ * or F16/BF16 rows converted for OpenBLAS), which covers every batch of up to T tokens. */
+size_t lfm_matmul_scratch_bytes(const lfm_tensor *W, int64_t T, int n_threads, const lfm_blas_use *blas);
 void lfm_matmul(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T,
-                float *Y, int64_t ldy, void *scratch);
+                float *Y, int64_t ldy, void *scratch, const lfm_blas_use *blas);
 /* n (<= LFM_MATMUL_GROUP_MAX) matmuls of the same X: Y[i] = X · W[i]ᵀ, row stride ldy[i]. When the
- * weights share an input width and activation format, X is quantized once and all their rows go out
- * to the threads as one job (one pool round trip instead of n); each output is the one lfm_matmul
- * gives, bit for bit. scratch: the largest lfm_matmul_scratch_bytes of the group. */
+ * weights are quantized, share an input width and an activation format, X is quantized once and all
+ * their rows go out to the threads as one job (one pool round trip instead of n); each output is the
+ * one lfm_matmul gives, bit for bit. Otherwise (float weights, which may go to OpenBLAS) they run one
+ * by one. scratch: the largest lfm_matmul_scratch_bytes of the group. */
 #define LFM_MATMUL_GROUP_MAX 4
 void lfm_matmul_group(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *X, int64_t ldx, int64_t T,
-                      float *const *Y, const int64_t *ldy, void *scratch);
+                      float *const *Y, const int64_t *ldy, void *scratch, const lfm_blas_use *blas);
 
 /* ---- context ---- */
 
@@ -46,6 +78,7 @@ void lfm_matmul_group(lfm_threadpool *tp, const lfm_tensor *const *W, int n, con
 struct lfm_ctx {
     const lfm_model *model;
     const lfm_kernels *k;
+    lfm_blas_use blas;           /* whether float matmuls may go to OpenBLAS (lfm_ctx_params.blas) */
     lfm_threadpool *tp;
     int32_t n_ctx, n_batch, pos; /* pos: tokens decoded so far = the next token's position */
     int32_t n_layer_attn, n_layer_conv;
@@ -74,7 +107,8 @@ struct lfm_ctx {
     float *attn_out;             /*   (n_batch, nq) softmax(q·kᵀ/√hd)·v, the heads side by side */
     float *rope_cs;              /* (n_batch, hd) per token hd/2 cosines then hd/2 sines */
     float *scores;               /* (n_threads, n_ctx) attention scores, one row per worker */
-    void *mm_scratch;            /* lfm_matmul's quantized activations: max over weights of lfm_matmul_scratch_bytes */
+    void *mm_scratch;            /* lfm_matmul's quantized activations or OpenBLAS's F32 rows: max over weights
+                                  * of lfm_matmul_scratch_bytes */
 
     /* ---- output ---- */
     float *logits;               /* (logits_cap, n_vocab); n_logits rows valid */

@@ -301,6 +301,9 @@ def test_cli_generate_and_chat(model, model_dir):
     assert r.stderr.count("generated") == 2
     import liquidlfm
     assert r.stderr.count(f"kernels {liquidlfm.kernel_level} (float {liquidlfm.float_kernels})") == 2, r.stderr
+    # the F32 test model runs prefill on OpenBLAS (a test dependency) unless LFM_BLAS=0 or LFM_KERNELS=ref
+    blas = liquidlfm.blas
+    assert r.stderr.count(f"blas {' '.join(blas.split()[:2])} (auto)" if blas else "blas off") == 2, r.stderr
     r = subprocess.run([sys.executable, "-m", "liquidlfm", "generate", "-m", str(model_dir / "missing"), "x"],
                        capture_output=True, text=True, timeout=300, cwd=str(REPO))
     assert r.returncode == 1 and "error" in r.stderr and "Traceback" not in r.stderr

@@ -145,6 +145,8 @@ class FakeConfig:
 
 
 class FakeModel(GenerationMixin):
+    blas = None  # no OpenBLAS (what `--stats` reports)
+
     def __init__(self, n_ctx=256, script=None, generation_config=None, chat_template=None, tokenizer=True):
         self.config = FakeConfig()
         self.tokenizer = FakeTokenizer() if tokenizer else None
