@@ -490,11 +490,16 @@ def fmt_rate(stat, error=None):
     return f"{med:.1f}" + (f" ±{100 * spread:.0f}%" if spread >= 0.005 else "")
 
 
-def print_header(args, cpu, bandwidth, infos, commit):
+def print_header(args, cpu, bandwidth, infos, commit, loads):
     isa = " ".join(cpu["isa"]) + (f" (not: {' '.join(cpu['isa_missing'])})" if cpu["isa_missing"] else "")
     llc = f", last-level cache {cpu['llc_bytes'] // 2**20} MiB" if cpu["llc_bytes"] else ""
     print(f"- CPU: {cpu['name']}" + (f" ({cpu['ident']})" if cpu["ident"] else "") +
           f", {cpu['cores']} logical cores{llc}; ISA: {isa}")
+    if loads:
+        # other work on the machine shows here: the runs themselves add about --threads, so a load
+        # well above that means the cores were shared while measuring
+        print(f"- load average (1 min), sampled before, between and after the models: {min(loads):.1f} to "
+              f"{max(loads):.1f} on {cpu['cores']} cores (the runs themselves add about {args.threads})")
     if "gb_s" in bandwidth:
         print(f"- read bandwidth ceiling: {bandwidth['gb_s']:.1f} GB/s ({bandwidth['threads']} threads, "
               f"{bandwidth['mib']:.0f} MiB, best of {bandwidth['passes']} passes, twice: before and after the runs; "
@@ -612,6 +617,7 @@ def main():
     commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True,
                             text=True).stdout.strip()
     cpu = cpu_description()
+    loads = [os.getloadavg()[0]] if hasattr(os, "getloadavg") else []
     print(f"# read bandwidth with {args.threads} threads ...", file=sys.stderr, flush=True)
     bandwidth_runs = [read_bandwidth(args.threads)]
 
@@ -644,6 +650,8 @@ def main():
             row = {"model": SHAPES[key]["name"], "type": TYPES[qt], "size_mib": path.stat().st_size / 2**20,
                    "bytes_per_token": decode_bytes_per_token(path), "runs": runs}
             rows.append(row)
+            if loads:
+                loads.append(os.getloadavg()[0])
             if args.profile and "liquidlfm" in engines:
                 r = run_worker("liquidlfm", path, args, 0, args.tg, 1, profile=True)
                 if "profile" in r:
@@ -656,13 +664,13 @@ def main():
     good = [b for b in bandwidth_runs if "gb_s" in b]
     bandwidth = max(good, key=lambda b: b["gb_s"]) if good else bandwidth_runs[0]
     ceiling = bandwidth.get("gb_s")
-    print_header(args, cpu, bandwidth, infos, commit)
+    print_header(args, cpu, bandwidth, infos, commit, loads)
     print_tables(args, rows, engines, ceiling)
     for label, prof in profiles:
         print_profile(label, prof)
     if args.json:
-        args.json.write_text(json.dumps({"cpu": cpu, "bandwidth": bandwidth_runs, "engines": infos, "commit": commit,
-                                         "rows": rows, "profiles": profiles}, indent=1))
+        args.json.write_text(json.dumps({"cpu": cpu, "load_average": loads, "bandwidth": bandwidth_runs, "engines": infos,
+                                         "commit": commit, "rows": rows, "profiles": profiles}, indent=1))
 
 
 if __name__ == "__main__":
