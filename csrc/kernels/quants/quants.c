@@ -287,17 +287,11 @@ static uint16_t float_to_bf16(float f) {
     return (uint16_t)((u + (0x7fffu + ((u >> 16) & 1))) >> 16);
 }
 
-#define Q_ROW(name, blk)                                                                           \
-    void lfm_quantize_row_##name(const float *src, void *dst, int64_t n) {                         \
-        blk *b = dst;                                                                              \
-        for (int64_t i = 0; i < n / LFM_QK; i++) q_##name(src + LFM_QK * i, &b[i]);                \
-    }
-Q_ROW(q4_0, lfm_block_q4_0)
-Q_ROW(q4_1, lfm_block_q4_1)
-Q_ROW(q5_0, lfm_block_q5_0)
-Q_ROW(q5_1, lfm_block_q5_1)
-Q_ROW(q8_0, lfm_block_q8_0)
-#undef Q_ROW
+LFM_QUANTIZE_ROW_BY_BLOCK(q4_0, lfm_block_q4_0, LFM_QK)
+LFM_QUANTIZE_ROW_BY_BLOCK(q4_1, lfm_block_q4_1, LFM_QK)
+LFM_QUANTIZE_ROW_BY_BLOCK(q5_0, lfm_block_q5_0, LFM_QK)
+LFM_QUANTIZE_ROW_BY_BLOCK(q5_1, lfm_block_q5_1, LFM_QK)
+LFM_QUANTIZE_ROW_BY_BLOCK(q8_0, lfm_block_q8_0, LFM_QK)
 
 void lfm_quantize_row_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, (size_t)n * 4); }
 

@@ -248,6 +248,13 @@ void lfm_unpack_x8_row(lfm_type t, const void *src, int64_t r, int64_t cols, int
 
 /* ---- row codecs (quants.c): the to_float / from_float entries of the traits table ---- */
 
+/* lfm_quantize_row_NAME: a row of n floats through q_NAME(src, block), one block of ELEMS at a time */
+#define LFM_QUANTIZE_ROW_BY_BLOCK(name, blk, elems)                                                \
+    void lfm_quantize_row_##name(const float *src, void *dst, int64_t n) {                         \
+        blk *b = dst;                                                                              \
+        for (int64_t i = 0; i < n / (elems); i++) q_##name(src + (elems) * i, &b[i]);              \
+    }
+
 void lfm_dequantize_row_f32(const void *src, float *dst, int64_t n);
 void lfm_dequantize_row_f16(const void *src, float *dst, int64_t n);
 void lfm_dequantize_row_bf16(const void *src, float *dst, int64_t n);

@@ -285,12 +285,6 @@ static void q_q6_K(const float *x, lfm_block_q6_K *b) {
     }
 }
 
-#define K_ROW(name, blk)                                                                           \
-    void lfm_quantize_row_##name(const float *src, void *dst, int64_t n) {                         \
-        blk *b = dst;                                                                              \
-        for (int64_t i = 0; i < n / LFM_QK_K; i++) q_##name(src + LFM_QK_K * i, &b[i]);            \
-    }
-K_ROW(q4_K, lfm_block_q4_K)
-K_ROW(q5_K, lfm_block_q5_K)
-K_ROW(q6_K, lfm_block_q6_K)
-#undef K_ROW
+LFM_QUANTIZE_ROW_BY_BLOCK(q4_K, lfm_block_q4_K, LFM_QK_K)
+LFM_QUANTIZE_ROW_BY_BLOCK(q5_K, lfm_block_q5_K, LFM_QK_K)
+LFM_QUANTIZE_ROW_BY_BLOCK(q6_K, lfm_block_q6_K, LFM_QK_K)
