@@ -776,7 +776,7 @@ static void mm_q6_K_llama(int64_t n, const uint8_t *w, size_t bw, int64_t nr, co
     (nt >= 8 ? mm_q6_K8 : mm_q6_K)(n, w, bw, nr, x, bx, nt, y, ldy);
 }
 
-/* ---- Q4_K / Q6_K in LFM_LAYOUT_X8: 8 rows per register (register lane r = row r of the group) ----
+/* ---- Q4_K / Q5_K / Q6_K in LFM_LAYOUT_X8: 8 rows per register (register lane r = row r of the group) ----
  *
  * Each X8 kernel gives, bit for bit, the floats of the row-layout kernel it replaces:
  * - Q4_K, tile_q4_Kx8 (= mm_q4_K_llama's order, llama.cpp's repacked 8-row kernels): per row, the
@@ -789,7 +789,9 @@ static void mm_q6_K_llama(int64_t n, const uint8_t *w, size_t bw, int64_t nr, co
  *   scale), folds lane j into float lane j with one FMA by d*d_x per block and adds the 8 lanes at
  *   the end (hsum_ps). Here register acc[t][j] holds lane j for the 8 rows, and hsum_rows8 repeats
  *   hsum_ps's addition tree across registers. With tiled = 1 (8+ tokens, llama.cpp's tiled kernel):
- *   per row and block, d times the exact integer total, then one FMA by d_x. */
+ *   per row and block, d times the exact integer total, then one FMA by d_x.
+ * - Q5_K, tile_q5_Kx8 (= tile_q45_K's K5 / K5_TILED): Q6_K's lane scheme plus a per-row float for the
+ *   mins, added after the lanes' tree; for 8+ tokens vertical arithmetic again (see there). */
 
 /* hsum_ps of row r's 8 lanes for the 8 rows: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)) */
 INLINE __m256 hsum_rows8(const __m256 a[8]) {
