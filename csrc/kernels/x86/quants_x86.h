@@ -1035,6 +1035,14 @@ INLINE __m256i q5_fifth_bit(__m256i hb, const int k) {
     return k < 4 ? _mm256_slli_epi16(b, 4 - k) : k > 4 ? _mm256_srli_epi16(b, k - 4) : b;
 }
 
+/* The 32 low (lo) and high (hi) 5-bit quants of chunk c from 32 bytes of nibbles q and the high-bit
+ * bytes hb. */
+INLINE void q5_unpack(__m256i q, __m256i hb, const int c, __m256i *lo, __m256i *hi) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    *lo = _mm256_or_si256(_mm256_and_si256(q, m4), q5_fifth_bit(hb, 2 * c));
+    *hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), q5_fifth_bit(hb, 2 * c + 1));
+}
+
 /* Q5_K, one 8-row group x NT tokens, with tile_q45_K's floats bit for bit (register lane r = row r):
  * - tiled = 0 (mode K5, fewer than 8 tokens): the row kernel keeps 8 int32 lanes per row (lane j:
  *   bytes 4j..4j+3 of each 32-byte chunk of quants times the chunk's scale), folds lane j into
@@ -1051,7 +1059,6 @@ INLINE void tile_q5_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t b
         macc[t] = tacc[t] = _mm256_setzero_ps();
         for (int j = 0; j < 8; j++) acc[t][j] = _mm256_setzero_ps();
     }
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const lfm_block_q5_Kx8 *g = (const lfm_block_q5_Kx8 *)(const void *)w;
     for (int64_t ib = 0; ib < nb; ib++) {
@@ -1078,8 +1085,8 @@ INLINE void tile_q5_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t b
                 for (int j = 0; j < 8; j++) {
                     const __m256i hb = _mm256_loadu_si256((const __m256i *)(g[ib].qh + 32 * j));
                     const __m256i q = _mm256_loadu_si256((const __m256i *)(g[ib].qs + 128 * j + 32 * c));
-                    const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), q5_fifth_bit(hb, 2 * c));
-                    const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), q5_fifth_bit(hb, 2 * c + 1));
+                    __m256i lo, hi;
+                    q5_unpack(q, hb, c, &lo, &hi);
                     for (int t = 0; t < NT; t++) {
                         a_lo[t] = DPBUSD(a_lo[t], lo, _mm256_set1_epi32(load_i32(yb[t]->qs + 64 * c + 4 * j)));
                         a_hi[t] = DPBUSD(a_hi[t], hi, _mm256_set1_epi32(load_i32(yb[t]->qs + 64 * c + 32 + 4 * j)));
@@ -1100,24 +1107,28 @@ INLINE void tile_q5_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t b
             for (int t = 0; t < NT; t++) dd[t] = _mm256_mul_ps(_mm256_set1_ps(yb[t]->d), d8);
             for (int j = 0; j < 8; j++) {
                 const __m256i hb = _mm256_loadu_si256((const __m256i *)(g[ib].qh + 32 * j));
-                __m256i v[MAXT];
-                for (int t = 0; t < NT; t++) v[t] = _mm256_setzero_si256();
+                /* lane j of the low and of the high sub-blocks: two chains, as one chain of vpdpwssd would be
+                 * bound by its latency */
+                __m256i v[MAXT], v2[MAXT];
+                for (int t = 0; t < NT; t++) v[t] = v2[t] = _mm256_setzero_si256();
                 for (int c = 0; c < 4; c++) {
                     const __m256i q = _mm256_loadu_si256((const __m256i *)(g[ib].qs + 128 * j + 32 * c));
-                    const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), q5_fifth_bit(hb, 2 * c));
-                    const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), q5_fifth_bit(hb, 2 * c + 1));
+                    __m256i lo, hi;
+                    q5_unpack(q, hb, c, &lo, &hi);
                     for (int t = 0; t < NT; t++) {
                         const __m256i y0 = _mm256_set1_epi32(load_i32(yb[t]->qs + 64 * c + 4 * j));
                         const __m256i y1 = _mm256_set1_epi32(load_i32(yb[t]->qs + 64 * c + 32 + 4 * j));
 #if QX86_VNNI
-                        v[t] = DPWSSD(DPWSSD(v[t], _mm256_maddubs_epi16(lo, y0), s[2 * c]), _mm256_maddubs_epi16(hi, y1), s[2 * c + 1]);
+                        v[t] = DPWSSD(v[t], _mm256_maddubs_epi16(lo, y0), s[2 * c]);
+                        v2[t] = DPWSSD(v2[t], _mm256_maddubs_epi16(hi, y1), s[2 * c + 1]);
 #else
-                        v[t] = _mm256_add_epi32(v[t], _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s[2 * c]),
-                                                                       _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s[2 * c + 1])));
+                        v[t] = _mm256_add_epi32(v[t], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s[2 * c]));
+                        v2[t] = _mm256_add_epi32(v2[t], _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s[2 * c + 1]));
 #endif
                     }
                 }
                 for (int t = 0; t < NT; t++) {
+                    v[t] = _mm256_add_epi32(v[t], v2[t]);
                     if (tiled) tot[t] = _mm256_add_epi32(tot[t], v[t]);
                     else acc[t][j] = _mm256_fmadd_ps(dd[t], _mm256_cvtepi32_ps(v[t]), acc[t][j]);
                 }
