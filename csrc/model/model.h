@@ -198,8 +198,8 @@ void lfm_ftype_names(char *buf, size_t cap);
 
 /* ---- repack (model/repack.c) ---- */
 
-/* Re-lay out the model's matmul weights for the running CPU's kernels (today: Q4_0, Q8_0, Q4_K and
- * Q6_K matrices with a multiple of 8 rows -> LFM_LAYOUT_X8 on AVX2). Copies are owned by the model;
+/* Re-lay out the model's matmul weights for the running CPU's kernels (today: Q4_0, Q8_0, Q4_K, Q5_K
+ * and Q6_K matrices with a multiple of 8 rows -> LFM_LAYOUT_X8 at every SIMD level). Copies are owned by the model;
  * the file pages they replace are released from the process. Call once after
  * lfm_model_validate/requantize; a no-op with LFM_KERNELS=ref, LFM_REPACK=0 or when nothing
  * qualifies. tok_embd is never repacked (rows are looked up). */

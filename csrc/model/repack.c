@@ -1,6 +1,6 @@
 /* repack.c — load-time re-layout of quantized matmul weights for the running CPU's kernels.
  *
- * Q4_0 / Q8_0 / Q4_K / Q6_K -> LFM_LAYOUT_X8 (see lfm_block_q4_0x8 ... lfm_block_q6_Kx8): block i of
+ * Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K -> LFM_LAYOUT_X8 (see lfm_block_q4_0x8 ... lfm_block_q6_Kx8): block i of
  * 8 consecutive rows stored together, each field of the ggml block interleaved a few bytes at a
  * time, so the AVX2 kernel reads one 32-byte vector holding the same bytes of 8 rows and gets the 8
  * rows' partial sums in the 8 lanes of one register, with the 8 scales converted by one vcvtph2ps.
@@ -24,7 +24,7 @@
 typedef struct { uint8_t off, len, unit; } x8_field;
 typedef struct {
     int n;
-    x8_field f[4];
+    x8_field f[5];
     const uint16_t *order;
 } x8_format;
 
@@ -36,6 +36,16 @@ static void order_q4_K(uint16_t *o) {
     for (int j = 0; j < 8; j++)
         for (int c = 0; c < 4; c++)
             for (int b = 0; b < 4; b++) o[p++] = (uint16_t)(16 + 32 * c + 4 * j + b);
+}
+
+/* Q5_K: Q4_K's order with the 32 high-bit bytes (kept in ggml's order) between the scales and the
+ * quants: the 4 qh bytes 4j..4j+3 hold the fifth bits of lane j in all four chunks. */
+static void order_q5_K(uint16_t *o) {
+    int p = 0;
+    for (int i = 0; i < 48; i++) o[p++] = (uint16_t)i;
+    for (int j = 0; j < 8; j++)
+        for (int c = 0; c < 4; c++)
+            for (int b = 0; b < 4; b++) o[p++] = (uint16_t)(48 + 32 * c + 4 * j + b);
 }
 
 /* Q6_K: d, the 16 scales, then per lane j (< 8) and half h (< 2) the 4 bytes at 4j of the ql rows
@@ -60,19 +70,22 @@ typedef struct {
     uint16_t off[4 * sizeof(lfm_block_q6_K)];
 } x8_map;
 
-enum { X8_Q4_0, X8_Q8_0, X8_Q4_K, X8_Q6_K, X8_N };
-static uint16_t ord_q4_K[sizeof(lfm_block_q4_K)], ord_q6_K[sizeof(lfm_block_q6_K)];
+enum { X8_Q4_0, X8_Q8_0, X8_Q4_K, X8_Q5_K, X8_Q6_K, X8_N };
+static uint16_t ord_q4_K[sizeof(lfm_block_q4_K)], ord_q5_K[sizeof(lfm_block_q5_K)], ord_q6_K[sizeof(lfm_block_q6_K)];
 static const x8_format formats[X8_N] = {
     [X8_Q4_0] = {2, {{0, 2, 2}, {2, 16, 4}}, NULL},
     [X8_Q8_0] = {2, {{0, 2, 2}, {2, 32, 4}}, NULL},
     [X8_Q4_K] = {4, {{0, 2, 2}, {2, 2, 2}, {4, 12, 4}, {16, 128, 4}}, ord_q4_K},
+    [X8_Q5_K] = {5, {{0, 2, 2}, {2, 2, 2}, {4, 12, 4}, {16, 32, 4}, {48, 128, 4}}, ord_q5_K},
     [X8_Q6_K] = {3, {{0, 2, 2}, {2, 16, 2}, {18, 192, 4}}, ord_q6_K},
 };
-static const lfm_type format_types[X8_N] = {LFM_TYPE_Q4_0, LFM_TYPE_Q8_0, LFM_TYPE_Q4_K, LFM_TYPE_Q6_K};
+static const lfm_type format_types[X8_N] = {LFM_TYPE_Q4_0, LFM_TYPE_Q8_0, LFM_TYPE_Q4_K, LFM_TYPE_Q5_K,
+                                            LFM_TYPE_Q6_K};
 static x8_map maps[X8_N];
 
 static void maps_init(void) {
     order_q4_K(ord_q4_K);
+    order_q5_K(ord_q5_K);
     order_q6_K(ord_q6_K);
     for (int t = 0; t < X8_N; t++) {
         const x8_format *fmt = &formats[t];

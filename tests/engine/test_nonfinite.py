@@ -15,13 +15,12 @@ from gguf import GGMLQuantizationType as Q
 from gguf.constants import GGML_QUANT_SIZES
 
 from liquidlfm import _core
-from tests.engine.test_quants import HALF_FIELDS, WEIGHT_TYPES, random_blocks
+from tests.engine.test_quants import HALF_FIELDS, WEIGHT_TYPES, X8_TYPES, random_blocks
 
 SETS = _core.kernel_sets()  # float kernels: "ref" and, when the CPU has it, "avx2"
 ACT_LEVELS = [True, False]  # _quantize_act / _quant_matmul: ref=True, or the level this CPU runs
 BAD = [math.nan, math.inf, -math.inf]
 ACT_TYPES = [Q.Q8_0, Q.Q8_1, Q.Q8_K]
-X8_TYPES = [Q.Q4_0, Q.Q8_0, Q.Q4_K, Q.Q6_K]
 ACT_SIZES = {Q.Q8_0: (32, 34), Q.Q8_1: (32, 36), Q.Q8_K: (256, 292)}  # (elements, bytes) per block, as ggml
 
 

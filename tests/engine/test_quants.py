@@ -388,7 +388,7 @@ def test_isa_kernels_match_scalar(qtype):
 
 
 SIMD_TYPES = [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.Q4_K, Q.Q5_K, Q.Q6_K]
-X8_TYPES = [Q.Q4_0, Q.Q8_0, Q.Q4_K, Q.Q6_K]
+X8_TYPES = [Q.Q4_0, Q.Q8_0, Q.Q4_K, Q.Q5_K, Q.Q6_K]
 # token counts: one-token decode, the 2/3/4-token tiles, Q4_K's 4-token GEMM groups with a rest,
 # Q5_K/Q6_K's tiled order from 8 on
 ORACLE_TOKENS = (1, 2, 3, 4, 5, 7, 8, 9, 13)
@@ -586,7 +586,7 @@ def test_x8_layout_matches_rows_layout(qtype):
             assert np.all(np.abs(got[:, r0:r1] - ref[:, r0:r1]) <= tol[:, r0:r1]), (T, r0, r1)
 
 
-X8_K_TYPES = [Q.Q4_K, Q.Q6_K]
+X8_K_TYPES = [Q.Q4_K, Q.Q5_K, Q.Q6_K]
 
 
 def require_k_x8(qtype):
@@ -624,7 +624,7 @@ def test_x8_k_quants_bit_identical_to_rows_layout(qtype):
 
 @pytest.mark.parametrize("qtype", X8_K_TYPES, ids=lambda t: t.name)
 def test_x8_k_quants_extreme_blocks(qtype):
-    """All-max quants and scales (Q6_K: 63 with scale -128 / 127; Q4_K: 15 with scale and min 63)
+    """All-max quants and scales (Q6_K: 63 with scale -128 / 127; Q4_K: 15, Q5_K: 31, with scale and min 63)
     against activations at +-127: the int16 pair sums and int32 lanes at their limits, bit-identical."""
     require_k_x8(qtype)
     bs, ts = GGML_QUANT_SIZES[qtype]
@@ -673,7 +673,7 @@ def test_x8_rejects_bad_shapes():
         with pytest.raises(ValueError):
             _core._quant_matmul(int(qtype), bytes(ts * 13), 13, 256, np.zeros(256, np.float32), x8=True)
     with pytest.raises(ValueError):  # no X8 kernel for this type
-        _core._quant_matmul(int(Q.Q5_K), bytes(176 * 8), 8, 256, np.zeros(256, np.float32), x8=True)
+        _core._quant_matmul(int(Q.Q5_0), bytes(22 * 8 * 8), 8, 256, np.zeros(256, np.float32), x8=True)
 
 
 def test_profile_counts_matmuls():
@@ -732,7 +732,7 @@ def test_repacked_model_matches_scalar_kernels(q_ggufs, qtype, tmp_path):
         assert not np.array_equal(bits(out["best"]), bits(out["rows"]))
 
 
-# K-quant files as llama.cpp writes them: Q4_K_M (Q4_K + Q6_K matrices, Q6_K tied head) and Q6_K.
+# K-quant files as llama.cpp writes them: Q4_K_M / Q5_K_M (Q4_K / Q5_K + Q6_K matrices, Q6_K tied head) and Q6_K.
 # Rows of 256 so every matrix can be a K-quant; a vocabulary of 324 rows (not a multiple of 8) keeps
 # the tied head in rows layout next to repacked layer matrices.
 K_MODEL_SHAPE = dict(hidden_size=256, n_layers=3, layer_types=["conv", "full_attention", "conv"], heads=4,
@@ -748,7 +748,7 @@ def k_ggufs(tmp_path_factory):
     for vocab in (320, 324):
         hf = make_tiny_hf(d / f"hf-{vocab}", dtype="float32", seed=5, vocab_size=vocab, **K_MODEL_SHAPE)
         f32 = hf_to_gguf(hf, d / f"m-{vocab}-f32.gguf", "f32")
-        for t in ("q4_k_m", "q6_k"):
+        for t in ("q4_k_m", "q5_k_m", "q6_k"):
             out[(t, vocab)] = llama_quantize(f32, d / f"m-{vocab}-{t}.gguf", t)
     return out
 
@@ -762,9 +762,9 @@ def run_logits(path, tmp_path, name, env):
 
 @pytest.mark.reference
 @pytest.mark.parametrize("vocab", [320, 324])
-@pytest.mark.parametrize("qtype", ["q4_k_m", "q6_k"])
+@pytest.mark.parametrize("qtype", ["q4_k_m", "q5_k_m", "q6_k"])
 def test_repacked_k_model_logits_unchanged(k_ggufs, qtype, vocab, tmp_path):
-    """A Q4_K_M / Q6_K GGUF loaded with X8-repacked K-quant matrices (and, for vocab 320, the tied
+    """A Q4_K_M / Q5_K_M / Q6_K GGUF loaded with X8-repacked K-quant matrices (and, for vocab 320, the tied
     Q6_K head, while tok_embd's rows are still looked up in ggml's layout) gives exactly the logits
     of the same kernels on the row layout (LFM_REPACK=0). (How close the AVX2 kernels are to the
     scalar oracle on a whole random model is test_gguf_model's subject; the kernels above.)"""

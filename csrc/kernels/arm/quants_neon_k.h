@@ -1,5 +1,5 @@
 /* quants_neon_k.h — arm64 kernels of the K-quants (Q4_K, Q5_K, Q6_K) against Q8_K activations, in
- * the row layout and in LFM_LAYOUT_X8 (Q4_K, Q6_K). Included once by each of quants_neon.c,
+ * the row layout and in LFM_LAYOUT_X8. Included once by each of quants_neon.c,
  * quants_neon_dotprod.c and quants_neon_i8mm.c; everything here is static and prefixed kq_.
  *
  * The floats are those of csrc/kernels/x86/quants_avx2.c bit for bit (its scalar statement is
@@ -523,7 +523,7 @@ static void kq_mm_q6_K(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const
     else kq_mm_tiled(kq_q6_K_tiles, 3, n / LFM_QK_K, w, bw, nr, x, bx, nt, y, ldy);
 }
 
-/* ---- Q4_K / Q6_K in LFM_LAYOUT_X8: 8 rows per group, row r of the group in lane r % 4 of vector
+/* ---- Q4_K / Q5_K / Q6_K in LFM_LAYOUT_X8: 8 rows per group, row r of the group in lane r % 4 of vector
  * r / 4 (see quants_avx2.c for why these give the row kernels' floats bit for bit) ---- */
 
 /* Ask for the cache lines `ahead` bytes past p: the group blocks are one front-to-back stream. */
@@ -564,21 +564,58 @@ KQ_INLINE int32x4_t kq_dot_lanes(int32x4_t acc, int8x16_t a0, int8x16_t a1, int8
 /* 4 bytes of p broadcast to the four 32-bit lanes */
 KQ_INLINE int8x16_t kq_bcast4(const int8_t *p) { return vreinterpretq_s8_s32(vdupq_n_s32(neon_load_i32(p))); }
 
+/* Scales / mins 0..3 (sc[0], mn[0]) and 4..7 (sc[1], mn[1]) of rows 4h..4h+3 (index [h]), one row per
+ * 32-bit lane, from the 96 interleaved scale bytes of a Q4_K / Q5_K group block. */
+KQ_INLINE void kq_k4_scales_x8(const uint8_t *scales, uint8x16_t sc[2][2], uint8x16_t mn[2][2]) {
+    const uint8x16_t m4 = vdupq_n_u8(0x0f), m6 = vdupq_n_u8(0x3f);
+    for (int h = 0; h < 2; h++) {
+        uint8x16_t a0 = vld1q_u8(scales + 16 * h), a1 = vld1q_u8(scales + 32 + 16 * h);
+        uint8x16_t a2 = vld1q_u8(scales + 64 + 16 * h);
+        sc[0][h] = vandq_u8(a0, m6);
+        mn[0][h] = vandq_u8(a1, m6);
+        sc[1][h] = vorrq_u8(vandq_u8(a2, m4), vshlq_n_u8(vshrq_n_u8(a0, 6), 4));
+        mn[1][h] = vorrq_u8(vshrq_n_u8(a2, 4), vshlq_n_u8(vshrq_n_u8(a1, 6), 4));
+    }
+}
+
+/* Bit k (a constant < 8) of every byte of hb as 16 or 0: the fifth bit of a Q5_K quant. */
+KQ_INLINE uint8x16_t kq_q5_fifth_bit(uint8x16_t hb, const int k) {
+    return vandq_u8(vtstq_u8(hb, vdupq_n_u8((uint8_t)(1u << k))), vdupq_n_u8(0x10));
+}
+
+/* 16 quant bytes of a Q4_K / Q5_K group block as the low (lo) and high (hi) elements; Q5_K (qh not
+ * NULL): with the fifth bits of chunk c from the matching 16 qh bytes. */
+KQ_INLINE void kq_q45_x8_unpack(const uint8_t *qs, const uint8_t *qh, const int c, int8x16_t *lo, int8x16_t *hi) {
+    const uint8x16_t q = vld1q_u8(qs);
+    uint8x16_t l = vandq_u8(q, vdupq_n_u8(0x0f)), u = vshrq_n_u8(q, 4);
+    if (qh) {
+        const uint8x16_t hb = vld1q_u8(qh);
+        l = vorrq_u8(l, kq_q5_fifth_bit(hb, 2 * c));
+        u = vorrq_u8(u, kq_q5_fifth_bit(hb, 2 * c + 1));
+    }
+    *lo = vreinterpretq_s8_u8(l), *hi = vreinterpretq_s8_u8(u);
+}
+
 /* Q4_K, one 8-row group x NT tokens: per row the exact dot and min terms of a block (K4_BLOCK) or of
- * each 64-element chunk (K4_GEMM4), one fma each, subtracted at the end. */
-KQ_INLINE void kq_tile_q4_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy,
-                              const int NT, const int mode) {
+ * each 64-element chunk (K4_GEMM4), one fma each, subtracted at the end. Q5_K for 8+ tokens
+ * (K5_TILED): per row and block r = fma(-dmin, mins, d * dot), then acc = fma(r, y.d, acc). */
+KQ_INLINE void kq_tile_q45_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                               const int NT, const int mode) {
+    const int five = mode == KQ_K5_TILED;
     float32x4_t sacc[KQ_MAXT][2], macc[KQ_MAXT][2];
     for (int t = 0; t < NT; t++)
         for (int h = 0; h < 2; h++) sacc[t][h] = macc[t][h] = vdupq_n_f32(0.0f);
-    const uint8x16_t m4 = vdupq_n_u8(0x0f), m6 = vdupq_n_u8(0x3f);
-    const lfm_block_q4_Kx8 *g = (const lfm_block_q4_Kx8 *)(const void *)w;
+    /* the two group blocks share d, dmin and scales; Q5_K's has the high bits before the quants */
+    const size_t gsize = five ? sizeof(lfm_block_q5_Kx8) : sizeof(lfm_block_q4_Kx8);
     for (int64_t ib = 0; ib < nb; ib++) {
-        kq_prefetch_lines((const uint8_t *)(g + ib), (int)sizeof *g);
+        const lfm_block_q4_Kx8 *g4 = (const lfm_block_q4_Kx8 *)(const void *)(w + (size_t)ib * gsize);
+        const lfm_block_q5_Kx8 *g5 = (const lfm_block_q5_Kx8 *)(const void *)(w + (size_t)ib * gsize);
+        const uint8_t *gqs = five ? g5->qs : g4->qs, *gqh = five ? g5->qh : NULL;
+        kq_prefetch_lines((const uint8_t *)g4, (int)gsize);
         const lfm_block_q8_K *yb[KQ_MAXT];
         float32x4_t d8[2], m8[2], dd[KQ_MAXT][2], dm[KQ_MAXT][2];
-        kq_h2f8(g[ib].d, d8);
-        kq_h2f8(g[ib].dmin, m8);
+        kq_h2f8(g4->d, d8);
+        kq_h2f8(g4->dmin, m8);
         for (int t = 0; t < NT; t++) {
             yb[t] = (const lfm_block_q8_K *)(const void *)(x + t * bx) + ib;
             for (int h = 0; h < 2; h++) {
@@ -586,16 +623,8 @@ KQ_INLINE void kq_tile_q4_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, si
                 dm[t][h] = vmulq_n_f32(m8[h], yb[t]->d); /* dmin * y.d */
             }
         }
-        /* scales / mins 0..3 and 4..7 of rows 4h..4h+3, one row per 32-bit lane */
         uint8x16_t sc[2][2], mn[2][2];
-        for (int h = 0; h < 2; h++) {
-            uint8x16_t a0 = vld1q_u8(g[ib].scales + 16 * h), a1 = vld1q_u8(g[ib].scales + 32 + 16 * h);
-            uint8x16_t a2 = vld1q_u8(g[ib].scales + 64 + 16 * h);
-            sc[0][h] = vandq_u8(a0, m6);
-            mn[0][h] = vandq_u8(a1, m6);
-            sc[1][h] = vorrq_u8(vandq_u8(a2, m4), vshlq_n_u8(vshrq_n_u8(a0, 6), 4));
-            mn[1][h] = vorrq_u8(vshrq_n_u8(a2, 4), vshlq_n_u8(vshrq_n_u8(a1, 6), 4));
-        }
+        kq_k4_scales_x8(g4->scales, sc, mn);
         int32x4_t vb[KQ_MAXT][2], mb[KQ_MAXT][2];
         for (int t = 0; t < NT; t++)
             for (int h = 0; h < 2; h++) vb[t][h] = mb[t][h] = vdupq_n_s32(0);
@@ -617,9 +646,9 @@ KQ_INLINE void kq_tile_q4_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, si
                     int8x16_t lo[2][2], hi[2][2]; /* [j - 2jp][h] */
                     for (int i = 0; i < 2; i++)
                         for (int h = 0; h < 2; h++) {
-                            uint8x16_t q = vld1q_u8(g[ib].qs + 128 * (2 * jp + i) + 32 * c + 16 * h);
-                            lo[i][h] = vreinterpretq_s8_u8(vandq_u8(q, m4));
-                            hi[i][h] = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
+                            const int j = 2 * jp + i;
+                            kq_q45_x8_unpack(gqs + 128 * j + 32 * c + 16 * h, gqh ? gqh + 32 * j + 16 * h : NULL, c,
+                                             &lo[i][h], &hi[i][h]);
                         }
                     int8x16_t wl[4], wh[4]; /* row pairs 01, 23, 45, 67 */
                     for (int h = 0; h < 2; h++) {
@@ -655,9 +684,9 @@ KQ_INLINE void kq_tile_q4_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, si
                     int8x16_t lo[4][2], hi[4][2];
                     for (int l = 0; l < 4; l++)
                         for (int h = 0; h < 2; h++) {
-                            uint8x16_t q = vld1q_u8(g[ib].qs + 128 * (4 * jq + l) + 32 * c + 16 * h);
-                            lo[l][h] = vreinterpretq_s8_u8(vandq_u8(q, m4));
-                            hi[l][h] = vreinterpretq_s8_u8(vshrq_n_u8(q, 4));
+                            const int j = 4 * jq + l;
+                            kq_q45_x8_unpack(gqs + 128 * j + 32 * c + 16 * h, gqh ? gqh + 32 * j + 16 * h : NULL, c,
+                                             &lo[l][h], &hi[l][h]);
                         }
                     for (int t = 0; t < NT; t++) {
                         const int8x16_t y0 = vld1q_s8(yb[t]->qs + 64 * c + 16 * jq);
@@ -685,7 +714,14 @@ KQ_INLINE void kq_tile_q4_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, si
                 }
             }
         }
-        if (mode != KQ_K4_GEMM4)
+        if (five)
+            for (int t = 0; t < NT; t++)
+                for (int h = 0; h < 2; h++) {
+                    const float32x4_t r = vfmaq_f32(vmulq_f32(d8[h], vcvtq_f32_s32(vb[t][h])), vnegq_f32(m8[h]),
+                                                    vcvtq_f32_s32(mb[t][h]));
+                    sacc[t][h] = vfmaq_f32(sacc[t][h], r, vdupq_n_f32(yb[t]->d));
+                }
+        else if (mode != KQ_K4_GEMM4)
             for (int t = 0; t < NT; t++)
                 for (int h = 0; h < 2; h++) {
                     sacc[t][h] = vfmaq_f32(sacc[t][h], vcvtq_f32_s32(vb[t][h]), dd[t][h]);
@@ -693,7 +729,7 @@ KQ_INLINE void kq_tile_q4_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, si
                 }
     }
     for (int t = 0; t < NT; t++)
-        for (int h = 0; h < 2; h++) vst1q_f32(y + t * ldy + 4 * h, vsubq_f32(sacc[t][h], macc[t][h]));
+        for (int h = 0; h < 2; h++) vst1q_f32(y + t * ldy + 4 * h, five ? sacc[t][h] : vsubq_f32(sacc[t][h], macc[t][h]));
 }
 
 #if KQ_SMMLA
@@ -824,6 +860,73 @@ KQ_INLINE void kq_tile_q6_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, si
         }
 }
 
+/* Q5_K, one 8-row group x NT tokens, below 8 tokens (mode K5): the row kernel's 8 lanes per row, lane
+ * j of the 8 rows in acc[t][j] (two vectors) with one fma by y.d*d per block, the rows' min floats
+ * in macc[t] (fma with -y.d*dmin), and hsum8 across the lanes plus macc at the end (tile_q5_Kx8 of
+ * quants_x86.h). The qh vector and the four qs vectors of lane j hold exactly that lane's bytes. */
+KQ_INLINE void kq_tile_q5_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy,
+                              const int NT, const int unused_mode) {
+    (void)unused_mode;
+    float32x4_t acc[KQ_MAXT][8][2], macc[KQ_MAXT][2];
+    for (int t = 0; t < NT; t++)
+        for (int h = 0; h < 2; h++) {
+            macc[t][h] = vdupq_n_f32(0.0f);
+            for (int j = 0; j < 8; j++) acc[t][j][h] = vdupq_n_f32(0.0f);
+        }
+    const lfm_block_q5_Kx8 *g = (const lfm_block_q5_Kx8 *)(const void *)w;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        kq_prefetch_lines((const uint8_t *)(g + ib), (int)sizeof *g);
+        const lfm_block_q8_K *yb[KQ_MAXT];
+        float32x4_t d8[2], m8[2], dd[KQ_MAXT][2], ndm[KQ_MAXT][2];
+        kq_h2f8(g[ib].d, d8);
+        kq_h2f8(g[ib].dmin, m8);
+        for (int t = 0; t < NT; t++) {
+            yb[t] = (const lfm_block_q8_K *)(const void *)(x + t * bx) + ib;
+            for (int h = 0; h < 2; h++) {
+                dd[t][h] = vmulq_n_f32(d8[h], yb[t]->d);   /* y.d * d */
+                ndm[t][h] = vmulq_n_f32(m8[h], -yb[t]->d); /* -y.d * dmin */
+            }
+        }
+        uint8x16_t sc[2][2], mn[2][2];
+        kq_k4_scales_x8(g[ib].scales, sc, mn);
+        int32x4_t s[8][2]; /* s[i][h]: scale i of rows 4h..4h+3 */
+        for (int i = 0; i < 8; i++)
+            for (int h = 0; h < 2; h++) s[i][h] = kq_lane_byte(sc[i / 4][h], i % 4);
+        for (int t = 0; t < NT; t++) /* the exact min term of each row */
+            for (int h = 0; h < 2; h++) {
+                int32x4_t mins = vdupq_n_s32(0);
+                for (int i = 0; i < 8; i++)
+                    mins = vmlaq_n_s32(mins, kq_lane_byte(mn[i / 4][h], i % 4), yb[t]->bsums[2 * i] + yb[t]->bsums[2 * i + 1]);
+                macc[t][h] = vfmaq_f32(macc[t][h], ndm[t][h], vcvtq_f32_s32(mins));
+            }
+        for (int j = 0; j < 8; j++) {
+            int32x4_t v[KQ_MAXT][2];
+            for (int t = 0; t < NT; t++) v[t][0] = v[t][1] = vdupq_n_s32(0);
+            for (int c = 0; c < 4; c++) {
+                int8x16_t lo[2], hi[2];
+                for (int h = 0; h < 2; h++)
+                    kq_q45_x8_unpack(g[ib].qs + 128 * j + 32 * c + 16 * h, g[ib].qh + 32 * j + 16 * h, c, &lo[h], &hi[h]);
+                for (int t = 0; t < NT; t++) {
+                    const int8x16_t y0 = kq_bcast4(yb[t]->qs + 64 * c + 4 * j), y1 = kq_bcast4(yb[t]->qs + 64 * c + 32 + 4 * j);
+                    for (int h = 0; h < 2; h++) {
+                        v[t][h] = vmlaq_s32(v[t][h], neon_dot4_a127(vdupq_n_s32(0), lo[h], y0), s[2 * c][h]);
+                        v[t][h] = vmlaq_s32(v[t][h], neon_dot4_a127(vdupq_n_s32(0), hi[h], y1), s[2 * c + 1][h]);
+                    }
+                }
+            }
+            for (int t = 0; t < NT; t++)
+                for (int h = 0; h < 2; h++) acc[t][j][h] = vfmaq_f32(acc[t][j][h], dd[t][h], vcvtq_f32_s32(v[t][h]));
+        }
+    }
+    for (int t = 0; t < NT; t++)
+        for (int h = 0; h < 2; h++) { /* hsum8 of each row's lanes, then its min float */
+            float32x4_t(*a)[2] = acc[t];
+            const float32x4_t sum = vaddq_f32(vaddq_f32(vaddq_f32(a[0][h], a[4][h]), vaddq_f32(a[2][h], a[6][h])),
+                                              vaddq_f32(vaddq_f32(a[1][h], a[5][h]), vaddq_f32(a[3][h], a[7][h])));
+            vst1q_f32(y + t * ldy + 4 * h, vaddq_f32(sum, macc[t][h]));
+        }
+}
+
 typedef void (*kq_tile_x8_fn)(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy);
 
 #define KQ_X8_FNS(T, CALL, MODE)                                                                                   \
@@ -833,8 +936,10 @@ typedef void (*kq_tile_x8_fn)(int64_t nb, const uint8_t *w, const uint8_t *x, si
     static void T##_4(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { CALL(nb, w, x, bx, y, ldy, 4, MODE); } \
     static const kq_tile_x8_fn T##_tiles[4] = {T##_1, T##_2, T##_3, T##_4};
 
-KQ_X8_FNS(kq_q4_Kx8, kq_tile_q4_Kx8, KQ_K4_BLOCK)
-KQ_X8_FNS(kq_q4_Kx8g, kq_tile_q4_Kx8, KQ_K4_GEMM4)
+KQ_X8_FNS(kq_q4_Kx8, kq_tile_q45_Kx8, KQ_K4_BLOCK)
+KQ_X8_FNS(kq_q4_Kx8g, kq_tile_q45_Kx8, KQ_K4_GEMM4)
+KQ_X8_FNS(kq_q5_Kx8, kq_tile_q5_Kx8, 0)
+KQ_X8_FNS(kq_q5_Kx8t, kq_tile_q45_Kx8, KQ_K5_TILED)
 KQ_X8_FNS(kq_q6_Kx8, kq_tile_q6_Kx8, 0)
 KQ_X8_FNS(kq_q6_Kx8t, kq_tile_q6_Kx8, 1)
 
@@ -861,6 +966,11 @@ static void kq_mm_q4_K_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, co
         kq_mm_k_x8(kq_q4_Kx8_tiles, n, w, bw, nr, x + (size_t)grouped * bx, bx, nt - grouped, y + grouped * ldy, ldy);
 }
 
+static void kq_mm_q5_K_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                          float *y, int64_t ldy) {
+    kq_mm_k_x8(nt >= 8 ? kq_q5_Kx8t_tiles : kq_q5_Kx8_tiles, n, w, bw, nr, x, bx, nt, y, ldy);
+}
+
 static void kq_mm_q6_K_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
                           float *y, int64_t ldy) {
     kq_mm_k_x8(nt >= 8 ? kq_q6_Kx8t_tiles : kq_q6_Kx8_tiles, n, w, bw, nr, x, bx, nt, y, ldy);
@@ -871,6 +981,7 @@ static void neon_init_k(lfm_qkernels *k) {
     k->mm[LFM_TYPE_Q5_K] = kq_mm_q5_K;
     k->mm[LFM_TYPE_Q6_K] = kq_mm_q6_K;
     k->mm_x8[LFM_TYPE_Q4_K] = kq_mm_q4_K_x8;
+    k->mm_x8[LFM_TYPE_Q5_K] = kq_mm_q5_K_x8;
     k->mm_x8[LFM_TYPE_Q6_K] = kq_mm_q6_K_x8;
 }
 

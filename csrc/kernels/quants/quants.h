@@ -40,6 +40,11 @@ typedef struct { lfm_half d[8]; int8_t qs[256]; } lfm_block_q8_0x8;
  * byte 32c + 4j + b of row r's qs (j < 8, c < 4): one 32-byte load holds, for each row, the 4 bytes
  * the row kernel reduces into int32 lane j of chunk c. */
 typedef struct { lfm_half d[8], dmin[8]; uint8_t scales[96]; uint8_t qs[1024]; } lfm_block_q4_Kx8;
+/* Q5_K in LFM_LAYOUT_X8: lfm_block_q4_Kx8 with the high bits between scales and quants, in the order
+ * tile_q5_Kx8 reads them: qh[32j + 4r + b] = byte 4j + b of row r's qh (j < 8), the fifth bits of
+ * the bytes of lane j in all four chunks (bits 2c and 2c + 1 for chunk c's low and high nibbles),
+ * so one 32-byte load of qh serves the four qs loads of lane j. */
+typedef struct { lfm_half d[8], dmin[8]; uint8_t scales[96]; uint8_t qh[256]; uint8_t qs[1024]; } lfm_block_q5_Kx8;
 /* Q6_K in LFM_LAYOUT_X8, in the order tile_q6_Kx8 reads it: d[r]; scales[16k + 2r + b] = scale
  * 2k + b of row r (one 16-byte load sign-extends to the int16 pairs (s[2k], s[2k+1]) of the 8
  * rows); q[192j + 96h + 32m + 4r + b] = byte 4j + b of row r's ql[64h..] (m = 0), ql[64h + 32..]
@@ -50,6 +55,7 @@ _Static_assert(sizeof(lfm_block_q4_0) == 18, "q4_0 block");
 _Static_assert(sizeof(lfm_block_q4_0x8) == 8 * 18, "q4_0x8 block");
 _Static_assert(sizeof(lfm_block_q8_0x8) == 8 * 34, "q8_0x8 block");
 _Static_assert(sizeof(lfm_block_q4_Kx8) == 8 * 144, "q4_Kx8 block");
+_Static_assert(sizeof(lfm_block_q5_Kx8) == 8 * 176, "q5_Kx8 block");
 _Static_assert(sizeof(lfm_block_q6_Kx8) == 8 * 210, "q6_Kx8 block");
 _Static_assert(sizeof(lfm_block_q4_1) == 20, "q4_1 block");
 _Static_assert(sizeof(lfm_block_q5_0) == 22, "q5_0 block");
@@ -195,7 +201,7 @@ typedef struct {
     lfm_qmm_fn mm[LFM_TYPE_COUNT];
     /* LFM_LAYOUT_X8 kernels: w points at a group of 8 rows, nr is a multiple of 8, bw is still the
      * bytes of one (logical) row so a group spans 8*bw bytes. NULL: the layout is not used.
-     * The Q8_0 / Q4_K / Q6_K ones give the floats of mm[] bit for bit (same int32 lanes, same float
+     * The Q8_0 / Q4_K / Q5_K / Q6_K ones give the floats of mm[] bit for bit (same int32 lanes, same float
      * operations in the same order); Q4_0's sums in the order of llama.cpp's repacked Q4_0 kernel,
      * which its row kernel (llama.cpp's unrepacked one) does not. */
     lfm_qmm_fn mm_x8[LFM_TYPE_COUNT];
@@ -240,7 +246,7 @@ lfm_qlevel lfm_qkernels_level_in_use(void);
 const lfm_qkernels *lfm_qkernels_get(void);
 const lfm_qkernels *lfm_qkernels_ref(void);
 
-/* LFM_LAYOUT_X8 of Q4_0 / Q8_0 / Q4_K / Q6_K (model/repack.c): rows % 8 == 0. */
+/* LFM_LAYOUT_X8 of Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K (model/repack.c): rows % 8 == 0. */
 bool lfm_type_has_x8(lfm_type t);
 void lfm_repack_x8(lfm_type t, const void *src, void *dst, int64_t rows, int64_t cols);
 /* Blocks [i0, i0+nb) of row r of an X8 matrix (cols wide) back in ggml's layout. */

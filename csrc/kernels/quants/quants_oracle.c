@@ -219,7 +219,7 @@ static float dot_q6_K(int64_t nb, const uint8_t *wrow, const lfm_block_q8_K *x, 
 lfm_status lfm_qmm_oracle(lfm_type t, bool x8, int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x,
                           size_t bx, int64_t nt, float *y, int64_t ldy) {
     const int64_t nb32 = n / LFM_QK, nbk = n / LFM_QK_K;
-    if (x8 && t != LFM_TYPE_Q4_0 && t != LFM_TYPE_Q8_0 && t != LFM_TYPE_Q4_K && t != LFM_TYPE_Q6_K)
+    if (x8 && t != LFM_TYPE_Q4_0 && t != LFM_TYPE_Q8_0 && t != LFM_TYPE_Q4_K && t != LFM_TYPE_Q5_K && t != LFM_TYPE_Q6_K)
         return lfm_fail(LFM_ERR_UNSUPPORTED, "no X8 oracle for type %d", (int)t);
     const int64_t grouped = nt > 3 ? nt - nt % 4 : 0; /* Q4_K: tokens run in the 4-token GEMM order */
     for (int64_t tk = 0; tk < nt; tk++) {

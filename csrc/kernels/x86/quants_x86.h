@@ -776,7 +776,7 @@ static void mm_q6_K_llama(int64_t n, const uint8_t *w, size_t bw, int64_t nr, co
     (nt >= 8 ? mm_q6_K8 : mm_q6_K)(n, w, bw, nr, x, bx, nt, y, ldy);
 }
 
-/* ---- Q4_K / Q6_K in LFM_LAYOUT_X8: 8 rows per register (register lane r = row r of the group) ----
+/* ---- Q4_K / Q5_K / Q6_K in LFM_LAYOUT_X8: 8 rows per register (register lane r = row r of the group) ----
  *
  * Each X8 kernel gives, bit for bit, the floats of the row-layout kernel it replaces:
  * - Q4_K, tile_q4_Kx8 (= mm_q4_K_llama's order, llama.cpp's repacked 8-row kernels): per row, the
@@ -789,7 +789,9 @@ static void mm_q6_K_llama(int64_t n, const uint8_t *w, size_t bw, int64_t nr, co
  *   scale), folds lane j into float lane j with one FMA by d*d_x per block and adds the 8 lanes at
  *   the end (hsum_ps). Here register acc[t][j] holds lane j for the 8 rows, and hsum_rows8 repeats
  *   hsum_ps's addition tree across registers. With tiled = 1 (8+ tokens, llama.cpp's tiled kernel):
- *   per row and block, d times the exact integer total, then one FMA by d_x. */
+ *   per row and block, d times the exact integer total, then one FMA by d_x.
+ * - Q5_K, tile_q5_Kx8 (= tile_q45_K's K5 / K5_TILED): Q6_K's lane scheme plus a per-row float for the
+ *   mins, added after the lanes' tree; for 8+ tokens vertical arithmetic again (see there). */
 
 /* hsum_ps of row r's 8 lanes for the 8 rows: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)) */
 INLINE __m256 hsum_rows8(const __m256 a[8]) {
@@ -821,6 +823,20 @@ INLINE void prefetch_lines(const uint8_t *p, int bytes) {
 /* bsums[2j], bsums[2j+1] of an activation block as the int16 pair of every int32 lane */
 INLINE __m256i bsum_pair(const lfm_block_q8_K *b, int j) { return _mm256_set1_epi32(load_i32(b->bsums + 2 * j)); }
 
+/* k4_scales for the 8 rows of a Q4_K / Q5_K group block (scales: the 96 interleaved bytes): row r's
+ * scales / mins 0..3 (sc[0], mn[0]) and 4..7 (sc[1], mn[1]) in bytes 4r..4r+3 */
+INLINE void k4_scales_x8(const uint8_t *scales, __m256i sc[2], __m256i mn[2]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m6 = _mm256_set1_epi8(0x3f), m2 = _mm256_set1_epi8(0x03);
+    const __m256i a0 = _mm256_loadu_si256((const __m256i *)scales);
+    const __m256i a1 = _mm256_loadu_si256((const __m256i *)(scales + 32));
+    const __m256i a2 = _mm256_loadu_si256((const __m256i *)(scales + 64));
+    sc[0] = _mm256_and_si256(a0, m6);
+    mn[0] = _mm256_and_si256(a1, m6);
+    sc[1] = _mm256_or_si256(_mm256_and_si256(a2, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(a0, 6), m2), 4));
+    mn[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a2, 4), m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(a1, 6), m2), 4));
+}
+
 /* Q4_K's float order is llama.cpp's 8-row kernels' (see tile_q45_K): per row, the exact integer dot
  * and min terms of a whole block (K4_BLOCK) or of each 64-element chunk (K4_GEMM4) go through one
  * FMA each into two floats, subtracted at the end. With rows in register lanes that is plain
@@ -829,7 +845,7 @@ INLINE void tile_q4_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t b
                         const int mode) {
     __m256 sacc[MAXT], macc[MAXT];
     for (int t = 0; t < NT; t++) sacc[t] = _mm256_setzero_ps(), macc[t] = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m6 = _mm256_set1_epi8(0x3f), m2 = _mm256_set1_epi8(0x03);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
     const lfm_block_q4_Kx8 *g = (const lfm_block_q4_Kx8 *)(const void *)w;
     for (int64_t ib = 0; ib < nb; ib++) {
         prefetch_lines((const uint8_t *)(g + ib), (int)sizeof *g);
@@ -842,17 +858,8 @@ INLINE void tile_q4_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t b
             dd[t] = _mm256_mul_ps(d8, _mm256_set1_ps(yb[t]->d)); /* d * y.d */
             dm[t] = _mm256_mul_ps(m8, _mm256_set1_ps(yb[t]->d)); /* dmin * y.d */
         }
-        /* k4_scales for 8 rows: row r's scales / mins 0..3 and 4..7 in bytes 4r..4r+3 */
-        __m256i a0 = _mm256_loadu_si256((const __m256i *)g[ib].scales);
-        __m256i a1 = _mm256_loadu_si256((const __m256i *)(g[ib].scales + 32));
-        __m256i a2 = _mm256_loadu_si256((const __m256i *)(g[ib].scales + 64));
         __m256i sc[2], mn[2];
-        sc[0] = _mm256_and_si256(a0, m6);
-        mn[0] = _mm256_and_si256(a1, m6);
-        sc[1] = _mm256_or_si256(_mm256_and_si256(a2, m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(a0, 6), m2), 4));
-        mn[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a2, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(a1, 6), m2), 4));
+        k4_scales_x8(g[ib].scales, sc, mn);
         __m256i s[8], m[8];
         for (int i = 0; i < 8; i++) {
 #if QX86_VNNI
@@ -1021,6 +1028,125 @@ INLINE void tile_q6_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t b
     for (int t = 0; t < NT; t++) _mm256_storeu_ps(y + t * ldy, tiled ? tacc[t] : hsum_rows8(acc[t]));
 }
 
+/* Bit k (a constant < 8) of every byte of hb moved to bit 4: the fifth bit of a Q5_K quant. The
+ * 16-bit shifts cannot carry a neighbour's bit in: the other bits are masked off first. */
+INLINE __m256i q5_fifth_bit(__m256i hb, const int k) {
+    const __m256i b = _mm256_and_si256(hb, _mm256_set1_epi8((char)(1 << k)));
+    return k < 4 ? _mm256_slli_epi16(b, 4 - k) : k > 4 ? _mm256_srli_epi16(b, k - 4) : b;
+}
+
+/* The 32 low (lo) and high (hi) 5-bit quants of chunk c from 32 bytes of nibbles q and the high-bit
+ * bytes hb. */
+INLINE void q5_unpack(__m256i q, __m256i hb, const int c, __m256i *lo, __m256i *hi) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    *lo = _mm256_or_si256(_mm256_and_si256(q, m4), q5_fifth_bit(hb, 2 * c));
+    *hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), q5_fifth_bit(hb, 2 * c + 1));
+}
+
+/* Q5_K, one 8-row group x NT tokens, with tile_q45_K's floats bit for bit (register lane r = row r):
+ * - tiled = 0 (mode K5, fewer than 8 tokens): the row kernel keeps 8 int32 lanes per row (lane j:
+ *   bytes 4j..4j+3 of each 32-byte chunk of quants times the chunk's scale), folds lane j into
+ *   float lane j with one FMA by y.d*d per block, and the mins (exact integer per block) into one
+ *   float with fma(-y.d*dmin, mins, .); the result is hsum_ps of the 8 lanes plus that float. Here
+ *   acc[t][j] holds lane j of the 8 rows (one qh load and four qs loads of the group block are
+ *   exactly lane j's bytes), macc[t] the rows' min floats, and hsum_rows8 repeats hsum_ps's tree.
+ * - tiled = 1 (K5_TILED, 8+ tokens): per row and block r = fma(-dmin, mins, d*total), then
+ *   acc = fma(r, y.d, acc): vertical arithmetic on the exact integer totals. */
+INLINE void tile_q5_Kx8(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy, const int NT,
+                        const int tiled) {
+    __m256 acc[MAXT][8], macc[MAXT], tacc[MAXT];
+    for (int t = 0; t < NT; t++) {
+        macc[t] = tacc[t] = _mm256_setzero_ps();
+        for (int j = 0; j < 8; j++) acc[t][j] = _mm256_setzero_ps();
+    }
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const lfm_block_q5_Kx8 *g = (const lfm_block_q5_Kx8 *)(const void *)w;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        prefetch_lines((const uint8_t *)(g + ib), (int)sizeof *g);
+        const lfm_block_q8_K *yb[MAXT];
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g[ib].d));
+        const __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g[ib].dmin));
+        for (int t = 0; t < NT; t++) yb[t] = (const lfm_block_q8_K *)(const void *)(x + t * bx) + ib;
+        __m256i sc[2], mn[2];
+        k4_scales_x8(g[ib].scales, sc, mn);
+        __m256i mins[MAXT], tot[MAXT]; /* per row: the exact min term and (tiled) the exact dot total */
+        for (int t = 0; t < NT; t++) {
+            mins[t] = tot[t] = _mm256_setzero_si256();
+            for (int i = 0; i < 8; i++)
+                mins[t] = _mm256_add_epi32(mins[t], _mm256_madd_epi16(row_byte_pairs(mn[i / 4], i % 4), bsum_pair(yb[t], i)));
+        }
+#if QX86_VNNI
+        if (tiled) {
+            /* Only each row's block total counts here: a sub-block's 4-byte dots summed by vpdpbusd first
+             * (<= 32*31*127 per row), then one multiply by its scale. */
+            for (int c = 0; c < 4; c++) {
+                __m256i a_lo[MAXT], a_hi[MAXT];
+                for (int t = 0; t < NT; t++) a_lo[t] = a_hi[t] = _mm256_setzero_si256();
+                for (int j = 0; j < 8; j++) {
+                    const __m256i hb = _mm256_loadu_si256((const __m256i *)(g[ib].qh + 32 * j));
+                    const __m256i q = _mm256_loadu_si256((const __m256i *)(g[ib].qs + 128 * j + 32 * c));
+                    __m256i lo, hi;
+                    q5_unpack(q, hb, c, &lo, &hi);
+                    for (int t = 0; t < NT; t++) {
+                        a_lo[t] = DPBUSD(a_lo[t], lo, _mm256_set1_epi32(load_i32(yb[t]->qs + 64 * c + 4 * j)));
+                        a_hi[t] = DPBUSD(a_hi[t], hi, _mm256_set1_epi32(load_i32(yb[t]->qs + 64 * c + 32 + 4 * j)));
+                    }
+                }
+                /* scales 2c and 2c + 1 of each row as int32 lanes */
+                const __m256i s_lo = _mm256_and_si256(_mm256_srli_epi32(sc[c / 2], 8 * ((2 * c) % 4)), _mm256_set1_epi32(0xff));
+                const __m256i s_hi = _mm256_and_si256(_mm256_srli_epi32(sc[c / 2], 8 * ((2 * c + 1) % 4)), _mm256_set1_epi32(0xff));
+                for (int t = 0; t < NT; t++)
+                    tot[t] = _mm256_add_epi32(tot[t], _mm256_add_epi32(_mm256_mullo_epi32(a_lo[t], s_lo), _mm256_mullo_epi32(a_hi[t], s_hi)));
+            }
+        } else
+#endif
+        {
+            __m256i s[8]; /* scale i of each row as the int16 pair (s, s) */
+            for (int i = 0; i < 8; i++) s[i] = row_byte_pairs(sc[i / 4], i % 4);
+            __m256 dd[MAXT]; /* y.d * d, as the row kernel forms it */
+            for (int t = 0; t < NT; t++) dd[t] = _mm256_mul_ps(_mm256_set1_ps(yb[t]->d), d8);
+            for (int j = 0; j < 8; j++) {
+                const __m256i hb = _mm256_loadu_si256((const __m256i *)(g[ib].qh + 32 * j));
+                /* lane j of the low and of the high sub-blocks: two chains, as one chain of vpdpwssd would be
+                 * bound by its latency */
+                __m256i v[MAXT], v2[MAXT];
+                for (int t = 0; t < NT; t++) v[t] = v2[t] = _mm256_setzero_si256();
+                for (int c = 0; c < 4; c++) {
+                    const __m256i q = _mm256_loadu_si256((const __m256i *)(g[ib].qs + 128 * j + 32 * c));
+                    __m256i lo, hi;
+                    q5_unpack(q, hb, c, &lo, &hi);
+                    for (int t = 0; t < NT; t++) {
+                        const __m256i y0 = _mm256_set1_epi32(load_i32(yb[t]->qs + 64 * c + 4 * j));
+                        const __m256i y1 = _mm256_set1_epi32(load_i32(yb[t]->qs + 64 * c + 32 + 4 * j));
+#if QX86_VNNI
+                        v[t] = DPWSSD(v[t], _mm256_maddubs_epi16(lo, y0), s[2 * c]);
+                        v2[t] = DPWSSD(v2[t], _mm256_maddubs_epi16(hi, y1), s[2 * c + 1]);
+#else
+                        v[t] = _mm256_add_epi32(v[t], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s[2 * c]));
+                        v2[t] = _mm256_add_epi32(v2[t], _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s[2 * c + 1]));
+#endif
+                    }
+                }
+                for (int t = 0; t < NT; t++) {
+                    v[t] = _mm256_add_epi32(v[t], v2[t]);
+                    if (tiled) tot[t] = _mm256_add_epi32(tot[t], v[t]);
+                    else acc[t][j] = _mm256_fmadd_ps(dd[t], _mm256_cvtepi32_ps(v[t]), acc[t][j]);
+                }
+            }
+        }
+        for (int t = 0; t < NT; t++) {
+            const __m256 fmins = _mm256_cvtepi32_ps(mins[t]);
+            if (tiled) {
+                const __m256 r = _mm256_fmadd_ps(_mm256_xor_ps(m8, sign), fmins, _mm256_mul_ps(d8, _mm256_cvtepi32_ps(tot[t])));
+                tacc[t] = _mm256_fmadd_ps(r, _mm256_set1_ps(yb[t]->d), tacc[t]);
+            } else {
+                macc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(-yb[t]->d), m8), fmins, macc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++) _mm256_storeu_ps(y + t * ldy, tiled ? tacc[t] : _mm256_add_ps(hsum_rows8(acc[t]), macc[t]));
+}
+
 static void q4_Kx8_1(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q4_Kx8(nb, w, x, bx, y, ldy, 1, K4_BLOCK); }
 static void q4_Kx8_2(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q4_Kx8(nb, w, x, bx, y, ldy, 2, K4_BLOCK); }
 static void q4_Kx8_3(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q4_Kx8(nb, w, x, bx, y, ldy, 3, K4_BLOCK); }
@@ -1037,6 +1163,15 @@ static void q6_Kx8t_1(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx,
 static void q6_Kx8t_2(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q6_Kx8(nb, w, x, bx, y, ldy, 2, 1); }
 static void q6_Kx8t_3(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q6_Kx8(nb, w, x, bx, y, ldy, 3, 1); }
 static void q6_Kx8t_4(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q6_Kx8(nb, w, x, bx, y, ldy, 4, 1); }
+
+static void q5_Kx8_1(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q5_Kx8(nb, w, x, bx, y, ldy, 1, 0); }
+static void q5_Kx8_2(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q5_Kx8(nb, w, x, bx, y, ldy, 2, 0); }
+static void q5_Kx8_3(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q5_Kx8(nb, w, x, bx, y, ldy, 3, 0); }
+static void q5_Kx8_4(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q5_Kx8(nb, w, x, bx, y, ldy, 4, 0); }
+static void q5_Kx8t_1(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q5_Kx8(nb, w, x, bx, y, ldy, 1, 1); }
+static void q5_Kx8t_2(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q5_Kx8(nb, w, x, bx, y, ldy, 2, 1); }
+static void q5_Kx8t_3(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q5_Kx8(nb, w, x, bx, y, ldy, 3, 1); }
+static void q5_Kx8t_4(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q5_Kx8(nb, w, x, bx, y, ldy, 4, 1); }
 
 /* 8-row groups x 4-token tiles, the tokens in chunks whose activations stay in L2 */
 static void mm_k_x8(const tile_x8_fn tiles[4], int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x,
@@ -1055,6 +1190,13 @@ static void mm_q4_K_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const
     if (nt > grouped) mm_k_x8(block, n, w, bw, nr, x + (size_t)grouped * bx, bx, nt - grouped, y + grouped * ldy, ldy);
 }
 
+static void mm_q5_K_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                       float *y, int64_t ldy) {
+    static const tile_x8_fn dot[4] = {q5_Kx8_1, q5_Kx8_2, q5_Kx8_3, q5_Kx8_4};
+    static const tile_x8_fn tiled[4] = {q5_Kx8t_1, q5_Kx8t_2, q5_Kx8t_3, q5_Kx8t_4};
+    mm_k_x8(nt >= 8 ? tiled : dot, n, w, bw, nr, x, bx, nt, y, ldy);
+}
+
 static void mm_q6_K_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
                        float *y, int64_t ldy) {
     static const tile_x8_fn dot[4] = {q6_Kx8_1, q6_Kx8_2, q6_Kx8_3, q6_Kx8_4};
@@ -1066,6 +1208,7 @@ void QX86_INIT(lfm_qkernels *k) {
     k->mm_x8[LFM_TYPE_Q4_0] = mm_q4_0_x8;
     k->mm_x8[LFM_TYPE_Q8_0] = mm_q8_0_x8;
     k->mm_x8[LFM_TYPE_Q4_K] = mm_q4_K_x8;
+    k->mm_x8[LFM_TYPE_Q5_K] = mm_q5_K_x8;
     k->mm_x8[LFM_TYPE_Q6_K] = mm_q6_K_x8;
     k->act[LFM_TYPE_Q8_0] = act_q8_0;
     k->act[LFM_TYPE_Q8_1] = act_q8_1;
