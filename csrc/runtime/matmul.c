@@ -12,6 +12,11 @@ static const lfm_kernels *kernels(void) {
     return k;
 }
 
+/* The float GEMM for W's type, or NULL for a quantized (or unknown) type. */
+static lfm_gemm_fn float_gemm(const lfm_kernels *k, const lfm_tensor *W) {
+    return (int)W->type >= 0 && (int)W->type < LFM_TYPE_COUNT ? k->gemm[W->type] : NULL;
+}
+
 static size_t act_row_bytes(const lfm_tensor *W) {
     lfm_type vt = lfm_type_vec_dot_type(W->type);
     int64_t be = lfm_type_block_elems(vt);
@@ -84,7 +89,7 @@ static void mm_quantize_act(void *arg, int ith, int nth) {
 static bool groupable(const lfm_tensor *const *W, int n, const lfm_kernels *k) {
     const int64_t granule = row_granule(W, n);
     for (int i = 0; i < n; i++) {
-        if (k->gemm[W[i]->type] || W[i]->ne[1] % granule != 0 || W[i]->ne[0] != W[0]->ne[0]) return false;
+        if (float_gemm(k, W[i]) || W[i]->ne[1] % granule != 0 || W[i]->ne[0] != W[0]->ne[0]) return false;
         if (lfm_type_vec_dot_type(W[i]->type) != lfm_type_vec_dot_type(W[0]->type)) return false;
     }
     return true;
@@ -116,7 +121,7 @@ static void matmul_run(lfm_threadpool *tp, const lfm_tensor *const *W, int n, co
         j.ldy[i] = ldy[i];
         j.row0[i + 1] = j.row0[i] + W[i]->ne[1];
         /* float types have a GEMM; quantized ones were checked by lfm_model_validate */
-        j.gemm[i] = k->gemm[W[i]->type];
+        j.gemm[i] = float_gemm(k, W[i]);
     }
     if (!j.gemm[0]) {
         j.vec_dot_type = lfm_type_vec_dot_type(W[0]->type);
