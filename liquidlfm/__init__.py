@@ -37,6 +37,7 @@ _core = _import_core()  # fail at import, with what to do, not at first use
 from .model import Model, ModelConfig, Session, load
 from .tokenizer import StreamDecoder, Tokenizer
 from .generation import Chunk, GenerationResult, GenerationStats, load_session, save_session
+from .generation.batch import BatchEngine, Request
 from .translate import translate  # the function; its package stays importable as liquidlfm.translate
 
 __version__ = "0.1.0"
@@ -69,6 +70,8 @@ __all__ = [
     "Chunk",
     "GenerationResult",
     "GenerationStats",
+    "BatchEngine",
+    "Request",
     "save_session",
     "load_session",
     "Cancelled",

@@ -192,6 +192,15 @@ class Model(GenerationMixin):
         """
         return self._core.forward(ids, n_threads=self.n_threads, kv_f16=_kv_f16(self.kv_cache), blas=self.blas_mode)
 
+    def _native_ctx(self, *, n_ctx=None, n_batch=None, n_threads=None, kv_cache=None, n_seq: int = 1):
+        """A native context of n_seq sequences with this model's session defaults (BatchEngine's)."""
+        if self.closed:
+            raise ValueError("model is closed")
+        nt = n_threads if n_threads is not None else self.n_threads
+        kv_f16 = _kv_f16(kv_cache if kv_cache is not None else self.kv_cache)
+        return _core.Ctx(self._core, n_ctx=n_ctx or 0, n_batch=n_batch or 0, n_threads=nt or 0, kv_f16=kv_f16,
+                         blas=self.blas_mode, n_seq=n_seq)
+
     def session(self, n_ctx: Optional[int] = None, *, n_batch: Optional[int] = None,
                 n_threads: Optional[int] = None, kv_cache: Optional[str] = None,
                 blas: Union[None, bool, str] = None) -> "Session":

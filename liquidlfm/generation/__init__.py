@@ -24,7 +24,10 @@ that is a prefix of the new prompt; cache_prefix= keeps one for a shared prompt 
 by two threads at once raises RuntimeError. Ctrl-C (KeyboardInterrupt) is raised between tokens and
 leaves the session consistent.
 
-Modules: params (sampling parameters), streaming (UTF-8-safe detokenizing), stops (stop strings),
+A list of prompts (model.generate([...]), model.chat([conv, ...])) runs as a batch: up to n_seq
+sequences decoded together, one forward pass per step (batch.BatchEngine, also model.batch()).
+
+Modules: batch (continuous batching), emit (tokens to chunks and finish reasons), params (sampling parameters), streaming (UTF-8-safe detokenizing), stops (stop strings),
 cache (the session's prefix cache), session_file (state files), results (Chunk, GenerationResult,
 GenerationStats), api (the generate/stream/chat mixin).
 """

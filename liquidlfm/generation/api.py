@@ -79,6 +79,18 @@ def _as_id_list(ids, n_vocab) -> List[int]:
     return out
 
 
+def _is_prompt_list(prompt) -> bool:
+    """A list of prompts (strs or token-id lists), as opposed to one prompt given as token ids."""
+    if not isinstance(prompt, (list, tuple)) or not prompt:
+        return False
+    return all(isinstance(p, str) or (isinstance(p, (list, tuple, np.ndarray)) and not isinstance(p, bool))
+               for p in prompt)
+
+
+def _is_conversation_list(messages) -> bool:
+    return isinstance(messages, (list, tuple)) and bool(messages) and all(isinstance(m, (list, tuple)) for m in messages)
+
+
 class GenerationMixin:
     """Methods that turn a loaded Model into a text generator (the host is a GenerationHost)."""
 
@@ -205,9 +217,32 @@ class GenerationMixin:
                                   frequency_penalty=frequency_penalty, penalty_last_n=penalty_last_n,
                                   logit_bias=logit_bias, seed=seed))
 
-    def generate(self, prompt, max_tokens: Optional[int] = None, **kwargs) -> GenerationResult:
-        """Like stream(), but returns the whole text (a str carrying .token_ids, .finish_reason, .stats)."""
+    def generate(self, prompt, max_tokens: Optional[int] = None, **kwargs):
+        """Like stream(), but returns the whole text (a str carrying .token_ids, .finish_reason, .stats).
+
+        prompt may also be a list of prompts (strs, or lists of token ids): they are generated
+        together, up to n_seq (default 8) at a time in one forward pass per step (batch.BatchEngine),
+        and a list of GenerationResults comes back in prompt order. n_seq= and n_ctx= (positions per
+        sequence) size that batch; session= and cache_prefix= do not apply to it."""
+        if _is_prompt_list(prompt):
+            return self._gen_many(list(prompt), max_tokens, kwargs)
         return collect(self.stream(prompt, max_tokens, **kwargs))
+
+    def _gen_many(self, prompts, max_tokens, kwargs):
+        from .batch import generate_many
+
+        for k in ("session", "cache_prefix"):
+            if kwargs.get(k) is not None:
+                raise TypeError(f"{k}= does not apply to a list of prompts")
+            kwargs.pop(k, None)
+        return generate_many(self, prompts, max_tokens=max_tokens, **kwargs)
+
+    def batch(self, n_seq: int = 8, n_ctx: Optional[int] = None, **kwargs):
+        """A BatchEngine over this model: up to n_seq generations decoded together (see
+        liquidlfm.generation.batch). Keyword arguments: n_batch, n_threads, kv_cache, max_queue."""
+        from .batch import BatchEngine
+
+        return BatchEngine(self, n_seq=n_seq, n_ctx=n_ctx, **kwargs)
 
     def chat(self, messages, tools=None, stream: bool = False, max_tokens: Optional[int] = None, *,
              template_kwargs: Optional[dict] = None, **kwargs):
@@ -217,7 +252,15 @@ class GenerationMixin:
         (the template writes <|startoftext|>). Returns the reply (GenerationResult), or an iterator
         of Chunks with stream=True. The session keeps the conversation: the next call with the same
         history plus new messages only prefills the new tokens. Keyword arguments: as stream().
+        A list of conversations is answered together, as generate() does for a list of prompts.
         """
+        if _is_conversation_list(messages):
+            if stream:
+                raise ValueError("stream=True takes one conversation, not a list")
+            ids = [self._gen_encode(self.apply_chat_template(m, tools=tools, add_generation_prompt=True,
+                                                             **(template_kwargs or {})), chat=True)
+                   for m in messages]
+            return self._gen_many(ids, max_tokens, kwargs)
         prompt = self.apply_chat_template(messages, tools=tools, add_generation_prompt=True,
                                           **(template_kwargs or {}))
         ids = self._gen_encode(prompt, chat=True)
