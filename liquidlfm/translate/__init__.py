@@ -12,10 +12,10 @@ How: the text is cut by :mod:`liquidlfm.segment` into sentences (and table cells
 with the markup between them kept verbatim; each piece is translated on its own with the model's chat
 template and a system prompt in the style of Liquid's translation model (LFM2-350M-ENJP-MT is prompted
 with the system message ``Translate to Japanese.``): ``Translate to Korean.``, plus one line for the
-register (``formality``) and one for glossary terms that occur in the piece. Each piece runs through the
-model's public generation API (``Model.generate``), greedy by default (``temperature=0``). The prompt prefix
-up to the user message is prefilled once and kept in the session's prefix cache for every piece. Pieces already in the target language (by script/stop-word detection) are kept as they
-are.
+register (``formality``) and one for glossary terms that occur in the piece. The pieces run through the model's
+batched generation (``Model.batch``, up to 8 pieces decoded together), greedy by default
+(``temperature=0``). Pieces already in the target language (by script/stop-word detection) are kept as
+they are.
 
 Nothing is truncated silently: a piece too long for the context is split at clause boundaries, and one
 that still does not fit raises :class:`liquidlfm.ContextFullError`; a translation that hits
@@ -97,8 +97,8 @@ def translate(text: Union[str, Sequence[str]], target: str, *, model=None, sourc
     max_tokens: per piece; default 3 × the piece's tokens + 20. Greedy unless temperature > 0.
     markdown: keep markdown structure (default) or treat the text as plain paragraphs.
     batch: translate a piece that occurs several times in the call (within a document or across list
-        items) only once (greedy decoding only). The engine decodes one sequence at a time; list items
-        share the prefilled prompt-prefix state.
+        items) only once (greedy decoding only). Every piece of every item is translated in batches:
+        up to 8 pieces decoded together, one forward pass per step (liquidlfm.BatchEngine).
     stream: for a string, an iterator of str chunks whose concatenation is the translation (each
         translated piece as soon as it is done); for a list, an iterator of the items' translations in
         order. Empty input → ValueError.
@@ -134,6 +134,22 @@ def translate(text: Union[str, Sequence[str]], target: str, *, model=None, sourc
     if stream:
         if single:
             return tr.iter_translate(items[0], target, **kw)
-        return ("".join(tr.iter_translate(t, target, **kw)) for t in items)
-    outs = ["".join(tr.iter_translate(t, target, **kw)) for t in items]
+        return _stream_items(tr.iter_documents(items, target, **kw), len(items))
+    outs = [[] for _ in items]
+    for d, piece in tr.iter_documents(items, target, **kw):
+        outs[d].append(piece)
+    outs = ["".join(o) for o in outs]
     return outs[0] if single else outs
+
+
+def _stream_items(pieces, n):
+    """Each document's translation as soon as its last piece is done, in order."""
+    cur, buf = 0, []
+    for d, piece in pieces:
+        while d > cur:
+            yield "".join(buf)
+            cur, buf = cur + 1, []
+        buf.append(piece)
+    while cur < n:
+        yield "".join(buf)
+        cur, buf = cur + 1, []

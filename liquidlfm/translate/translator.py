@@ -1,6 +1,7 @@
-"""The Translator: one model, one session; each piece is a chat prompt (system: ``Translate to Korean.``,
-user: the piece) run through the model's public generation API (greedy by default), with the prompt
-prefix up to the user's text kept in the session's prefix cache."""
+"""The Translator: one model; each piece is a chat prompt (system: ``Translate to Korean.``, user: the
+piece). The pieces of a document or a list run together through the model's batch engine
+(Model.batch, greedy by default); translate_piece runs one piece alone in the translator's session, with
+the prompt prefix up to the user's text kept in the session's prefix cache."""
 from __future__ import annotations
 
 import json
@@ -117,6 +118,14 @@ class Translator:
                         min_p: float = 0.0, seed: Optional[int] = None) -> Tuple[str, str]:
         """Translate one piece (no segmentation). Returns (translation, finish_reason: "stop"|"length")."""
         gl = glossary_for(text, glossary)
+        ids, budget = self._piece_prompt(text, target, formality, gl, max_tokens)
+        out = self.model.generate(ids, budget, session=self._sess(),
+                                  cache_prefix=self._prefix_ids(target, formality, gl),
+                                  **_sampling(temperature, top_k, min_p, seed))
+        return self._finish_piece(ids, out)
+
+    def _piece_prompt(self, text, target, formality, gl, max_tokens) -> Tuple[List[int], int]:
+        """The prompt ids of one piece and its max_tokens (capped by the room left in the context)."""
         ids, _ = self._prompt_ids(text, target, formality, gl)
         n_src = len(self._encode(text))
         budget = int(max_tokens) if max_tokens is not None else 3 * n_src + 20
@@ -125,12 +134,9 @@ class Translator:
             raise ContextFullError(
                 f"a piece of {n_src} tokens needs a {len(ids)}-token prompt and room to answer, "
                 f"but the context holds {self.n_ctx} tokens; pass a larger n_ctx or shorter text")
-        budget = min(budget, room)
-        # plain sampling as asked: no penalties, no nucleus cut (temperature 0 = argmax)
-        out = self.model.generate(ids, budget, session=self._sess(),
-                                  cache_prefix=self._prefix_ids(target, formality, gl),
-                                  temperature=temperature, top_k=top_k, top_p=1.0, min_p=min_p,
-                                  repetition_penalty=1.0, seed=seed)
+        return ids, min(budget, room)
+
+    def _finish_piece(self, ids, out: GenerationResult) -> Tuple[str, str]:
         self.stats["segments"] += 1
         self.stats["prompt_tokens"] += len(ids)
         self.stats["generated_tokens"] += len(out.token_ids) + (1 if out.finish_reason == "stop" else 0)
@@ -158,40 +164,118 @@ class Translator:
 
     # ---- documents ----
 
-    def iter_translate(self, text: str, target: str, *, source=None, formality=None, glossary=None,
-                       max_tokens=None, markdown=True, progress=None, memo=None, **gen) -> Iterator[str]:
+    def iter_translate(self, text: str, target: str, **kw) -> Iterator[str]:
         """Yield the translated document piece by piece (markup verbatim, translations in between).
+        Keyword arguments as iter_documents; the pieces are translated together in batches."""
+        for _, piece in self.iter_documents([text], target, **kw):
+            yield piece
+
+    def iter_documents(self, texts: Sequence[str], target: str, *, source=None, formality=None, glossary=None,
+                       max_tokens=None, markdown=True, progress=None, memo=None, n_seq: Optional[int] = None,
+                       **gen) -> Iterator[Tuple[int, str]]:
+        """Yield (document index, piece) for every piece of every document, in order (markup
+        verbatim, translations in between). The pieces that need the model run together through a
+        batch engine of n_seq sequences (default 8): a few batches ahead of the one being yielded.
         memo: a dict shared across calls to translate repeated pieces once (greedy decoding only)."""
         tgt = language(target)
-        segs = segment(text) if markdown else segment_plain(text)
         src_fixed = language(source).code if source is not None else None
         joiner = "" if tgt.code in ("ja", "zh") else " "
-        for seg in segs:
-            if not seg.translate:
-                yield seg.text
-                continue
-            piece = re.sub(r"[ \t]*\n[ \t]*", " ", seg.text)
-            src = src_fixed or detect_language(piece)
-            key = (piece, tgt.code, formality, json.dumps(glossary_for(piece, glossary), ensure_ascii=False),
-                   max_tokens)
-            greedy = not gen.get("temperature")
-            if src == tgt.code:
-                out = seg.text  # already in the target language
-            elif memo is not None and greedy and key in memo:
-                out = memo[key]
+        greedy = not gen.get("temperature")
+        memo = memo if (memo is not None and greedy) else None
+        plan = []  # (doc, verbatim str) or (doc, key, [part jobs])
+        jobs = []  # [part, gl, prompt ids, budget, result or None]
+        by_key = {}
+        for d, text in enumerate(texts):
+            for seg in (segment(text) if markdown else segment_plain(text)):
+                if not seg.translate:
+                    plan.append((d, seg.text))
+                    continue
+                piece = re.sub(r"[ \t]*\n[ \t]*", " ", seg.text)
+                src = src_fixed or detect_language(piece)
+                key = (piece, tgt.code, formality, json.dumps(glossary_for(piece, glossary), ensure_ascii=False),
+                       max_tokens)
+                if src == tgt.code:
+                    plan.append((d, seg.text))  # already in the target language
+                elif memo is not None and key in memo:
+                    plan.append((d, memo[key]))
+                elif memo is not None and key in by_key:
+                    plan.append((d, key, by_key[key]))
+                else:
+                    parts = []
+                    for part in self._fit(piece, tgt.code, formality, glossary):
+                        gl = glossary_for(part, glossary)
+                        ids, budget = self._piece_prompt(part, tgt.code, formality, gl, max_tokens)
+                        parts.append([part, gl, ids, budget, None])
+                    jobs.extend(parts)
+                    by_key[key] = parts
+                    plan.append((d, key, parts))
+        runner = _PieceRunner(self, jobs, tgt.code, formality, _sampling(**gen), n_seq)
+        try:
+            for item in plan:
+                if len(item) == 2:
+                    out = item[1]
+                else:
+                    d, key, parts = item
+                    outs = []
+                    for job in parts:
+                        o, finish = runner.result(job)
+                        if finish == "length":
+                            warnings.warn(TranslationTruncatedWarning(
+                                f"translation of {job[0][:40]!r}... stopped at the max_tokens limit; it may be "
+                                "incomplete (pass a larger max_tokens)"), stacklevel=3)
+                        outs.append(o)
+                    out = joiner.join(outs)
+                    if memo is not None:
+                        memo[key] = out
+                    if progress is not None:
+                        progress.update(1)
+                yield item[0], out
+        finally:
+            runner.close()
+
+
+def _sampling(temperature: float = 0.0, top_k: int = 0, min_p: float = 0.0, seed: Optional[int] = None) -> dict:
+    # plain sampling as asked: no penalties, no nucleus cut (temperature 0 = argmax)
+    return dict(temperature=temperature, top_k=top_k, top_p=1.0, min_p=min_p, repetition_penalty=1.0, seed=seed)
+
+
+class _PieceRunner:
+    """Runs a translator's piece jobs through one BatchEngine, submitting a window of jobs ahead of
+    the one asked for (so memory stays bounded for any number of pieces). A model without batch()
+    (a test double) runs each piece alone through the translator's session."""
+
+    AHEAD = 4  # batches submitted ahead of the job being read
+
+    def __init__(self, tr: Translator, jobs, target, formality, sampling, n_seq):
+        self.tr, self.jobs, self.target, self.formality, self.sampling = tr, jobs, target, formality, sampling
+        self.index = {id(j): i for i, j in enumerate(jobs)}
+        self.submitted = 0
+        self.engine = None
+        if jobs and callable(getattr(tr.model, "batch", None)):
+            n = min(len(jobs), int(n_seq or 8))
+            self.engine = tr.model.batch(n_seq=n, n_ctx=tr.n_ctx)
+
+    def result(self, job) -> Tuple[str, str]:
+        if job[4] is None:
+            if self.engine is None:
+                ids, budget = job[2], job[3]
+                out = self.tr.model.generate(ids, budget, session=self.tr._sess(),
+                                             cache_prefix=self.tr._prefix_ids(self.target, self.formality, job[1]),
+                                             **self.sampling)
+                job[4] = out
             else:
-                outs = []
-                for part in self._fit(piece, tgt.code, formality, glossary):
-                    o, finish = self.translate_piece(part, tgt.code, formality=formality, glossary=glossary,
-                                                     max_tokens=max_tokens, **gen)
-                    if finish == "length":
-                        warnings.warn(TranslationTruncatedWarning(
-                            f"translation of {part[:40]!r}... stopped at the max_tokens limit; it may be "
-                            "incomplete (pass a larger max_tokens)"), stacklevel=3)
-                    outs.append(o)
-                out = joiner.join(outs)
-                if memo is not None and greedy:
-                    memo[key] = out
-            if progress is not None:
-                progress.update(1)
-            yield out
+                i = self.index[id(job)]
+                upto = min(len(self.jobs), i + 1 + self.AHEAD * self.engine.n_seq)
+                while self.submitted < upto:
+                    j = self.jobs[self.submitted]
+                    j[4] = self.engine.submit(j[2], max_tokens=j[3], **self.sampling)
+                    self.submitted += 1
+        out = job[4]
+        if not isinstance(out, GenerationResult):
+            out = job[4] = out.result()
+        return self.tr._finish_piece(job[2], out)
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
