@@ -298,16 +298,20 @@ def draft_from_retrieval(idea: str, retrieval: Retrieval, *, model=None, model_n
     if not themes:
         themes = code_themes(shorts, max_themes)
     total, seen = VerifyReport(), set()
-    for i, th in enumerate(themes, 1):
-        if model is not None:
+    if model is not None:
+        prompts = []
+        for i, th in enumerate(themes, 1):
             fitted, keys = fit_paragraph(meter, idea, th, shorts, max_tokens, what=f"paragraph {i} ({th.name})")
             th.prompt_keys = [keys[j] for j in fitted.kept]
             msg = fitted.note(f"paragraph {i} ({th.name})", left_out=keys[len(fitted.kept):])
             if msg:
                 note(msg + ("; those left out cannot be cited there" if fitted.dropped else ""))
-            say(f"writing paragraph {i}/{len(themes)}: {th.name}")
-            th.raw = meter.generate(fitted, system=SYSTEM, max_tokens=max_tokens)
-        else:
+            prompts.append(fitted)
+        say(f"writing {len(themes)} paragraph(s) together: " + "; ".join(th.name for th in themes))
+        for th, raw in zip(themes, meter.generate_many(prompts, system=SYSTEM, max_tokens=max_tokens)):
+            th.raw = raw
+    for th in themes:
+        if model is None:
             th.prompt_keys, th.raw = list(th.keys), ""
         citable = {k: shorts[k] for k in th.prompt_keys}
         th.text, th.report = verify_paragraph(th.raw, citable, th.prompt_keys, th.name, seen)

@@ -158,6 +158,24 @@ def generate_text(model, user: str, *, system: Optional[str] = None, max_tokens:
                     "generator(prompt, max_tokens=...)")
 
 
+def generate_texts(model, users: Sequence[str], *, system: Optional[str] = None, max_tokens: int = 256,
+                   temperature: float = 0.0, seed: Optional[int] = 0, n_ctx: Optional[int] = None) -> List[str]:
+    """generate_text for several prompts. A liquidlfm Model generates them together (one batch,
+    Model.generate / Model.chat on a list); anything else runs them one after another."""
+    users = list(users)
+    if len(users) > 1 and isinstance(model, GenerationModel) and callable(getattr(model, "batch", None)):
+        kw = {"max_tokens": max_tokens, "temperature": temperature}
+        if seed is not None:
+            kw["seed"] = seed
+        if n_ctx is not None:
+            kw["n_ctx"] = n_ctx
+        if model.chat_template:
+            return [str(r) for r in model.chat([_messages(u, system) for u in users], **kw)]
+        return [str(r) for r in model.generate([_plain_prompt(model, u, system) for u in users], **kw)]
+    return [generate_text(model, u, system=system, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                          n_ctx=n_ctx) for u in users]
+
+
 class PromptMeter:
     """Measures a prompt in the model's tokens exactly as generate_text() sends it, and fits prompts to
     the model's context (n_ctx: see model_context). A model that tells neither its tokenizer nor its
@@ -204,3 +222,9 @@ class PromptMeter:
     def generate(self, fitted: FittedPrompt, *, system: Optional[str] = None, max_tokens: int) -> str:
         """generate_text over a fitted prompt, in the context it was fitted to."""
         return generate_text(self.model, fitted.prompt, system=system, max_tokens=max_tokens, n_ctx=self.n_ctx)
+
+    def generate_many(self, fitted: Sequence[FittedPrompt], *, system: Optional[str] = None,
+                      max_tokens: int) -> List[str]:
+        """generate_texts over fitted prompts (together, when the model batches), in their context."""
+        return generate_texts(self.model, [f.prompt for f in fitted], system=system, max_tokens=max_tokens,
+                              n_ctx=self.n_ctx)
