@@ -228,6 +228,12 @@ class GenerationMixin:
             return self._gen_many(list(prompt), max_tokens, kwargs)
         return collect(self.stream(prompt, max_tokens, **kwargs))
 
+    @property
+    def supports_batch(self) -> bool:
+        """Whether this host runs many sequences in one native context (batch(), lists of prompts
+        decoded together); a host without one (a test double) generates a list one prompt at a time."""
+        return callable(getattr(self, "_native_ctx", None))
+
     def _gen_many(self, prompts, max_tokens, kwargs):
         from .batch import generate_many
 
@@ -235,6 +241,9 @@ class GenerationMixin:
             if kwargs.get(k) is not None:
                 raise TypeError(f"{k}= does not apply to a list of prompts")
             kwargs.pop(k, None)
+        if not self.supports_batch:
+            kwargs.pop("n_seq", None)
+            return [collect(self.stream(p, max_tokens, **kwargs)) for p in prompts]
         return generate_many(self, prompts, max_tokens=max_tokens, **kwargs)
 
     def batch(self, n_seq: int = 8, n_ctx: Optional[int] = None, **kwargs):

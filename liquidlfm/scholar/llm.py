@@ -163,7 +163,7 @@ def generate_texts(model, users: Sequence[str], *, system: Optional[str] = None,
     """generate_text for several prompts. A liquidlfm Model generates them together (one batch,
     Model.generate / Model.chat on a list); anything else runs them one after another."""
     users = list(users)
-    if len(users) > 1 and isinstance(model, GenerationModel) and callable(getattr(model, "batch", None)):
+    if len(users) > 1 and isinstance(model, GenerationModel) and getattr(model, "supports_batch", False):
         kw = {"max_tokens": max_tokens, "temperature": temperature}
         if seed is not None:
             kw["seed"] = seed

@@ -295,8 +295,8 @@ def _sampling(temperature: float = 0.0, top_k: int = 0, min_p: float = 0.0, seed
 
 class _PieceRunner:
     """Runs a translator's piece jobs through one BatchEngine, submitting a window of jobs ahead of
-    the one asked for (so memory stays bounded for any number of pieces). A model without batch()
-    (a test double) runs each piece alone through the translator's session."""
+    the one asked for (so memory stays bounded for any number of pieces). A model that does not batch
+    (supports_batch False: a test double) runs each piece alone through the translator's session."""
 
     AHEAD = 4  # batches submitted ahead of the job being read
 
@@ -305,7 +305,7 @@ class _PieceRunner:
         self.index = {id(j): i for i, j in enumerate(jobs)}
         self.submitted = 0
         self.engine = None
-        if jobs and callable(getattr(tr.model, "batch", None)):
+        if jobs and getattr(tr.model, "supports_batch", False):
             n = min(len(jobs), int(n_seq or 8))
             self.engine = tr.model.batch(n_seq=n, n_ctx=tr.n_ctx)
 
