@@ -237,7 +237,7 @@ class Translator:
         greedy = not gen.get("temperature")
         memo = memo if (memo is not None and greedy) else None
         plan = []  # (doc, verbatim str) or (doc, key, [part jobs])
-        jobs = []  # [part, gl, prompt ids, budget, result or None]
+        jobs = []  # [part, gl, prompt ids, budget, request or result or None, (+ (text, finish) once read)]
         by_key = {}
         for d, text in enumerate(texts):
             for seg in (segment(text) if markdown else segment_plain(text)):
@@ -324,10 +324,10 @@ class _PieceRunner:
                     j = self.jobs[self.submitted]
                     j[4] = self.engine.submit(j[2], max_tokens=j[3], **self.sampling)
                     self.submitted += 1
-        out = job[4]
-        if not isinstance(out, GenerationResult):
-            out = job[4] = out.result()
-        return self.tr._finish_piece(job[2], out)
+        if len(job) == 5:  # first read: count it once, however many places share this piece
+            out = job[4] if isinstance(job[4], GenerationResult) else job[4].result()
+            job.append(self.tr._finish_piece(job[2], out))
+        return job[5]
 
     def close(self) -> None:
         if self.engine is not None:
