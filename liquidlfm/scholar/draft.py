@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .llm import abstract_snippet, generate_text
+from .llm import abstract_snippet, generate_json, generate_text, supports_structured_output
 from .retrieve import Retrieval
 from .text import STOPWORDS, analyze, stem, words
 from .verify import VerifyReport, cited_keys, verify_paragraph
@@ -168,16 +168,54 @@ def code_themes(shorts: dict, max_themes: int = 3) -> list:
     return themes
 
 
+THEME_NAME_MAX = 60
+# a theme name: words of letters and digits with simple punctuation, starting with a letter
+THEME_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9 ,&()'/-]{2,%d}$" % (THEME_NAME_MAX - 1)
+
+
+def themes_schema(keys: list, max_themes: int) -> tuple:
+    """(JSON schema of a grouping answer, the longest such answer in bytes). The answer names 2 to
+    max_themes themes and gives every paper key the number of one of them, so each paper is placed
+    exactly once and no other key can appear: {"themes": ["Name", "Name"], "papers": {"P1": 2, "P2": 1}}.
+    One alternative per number of themes n, in which the papers' numbers go up to n."""
+    def answer(n):
+        return {"type": "object", "additionalProperties": False, "required": ["themes", "papers"], "properties": {
+            "themes": {"type": "array", "items": {"type": "string", "pattern": THEME_NAME_PATTERN},
+                       "minItems": n, "maxItems": n},
+            "papers": {"type": "object", "additionalProperties": False, "required": list(keys),
+                       "properties": {k: {"type": "integer", "minimum": 1, "maximum": n} for k in keys}}}}
+
+    schema = {"anyOf": [answer(n) for n in range(min(2, max_themes), max_themes + 1)]}
+    digits = len(str(max_themes))
+    max_bytes = (len('{"themes": [], "papers": {}}') + max_themes * (THEME_NAME_MAX + len('"", '))
+                 + sum(len(f'"{k}": , ') + digits for k in keys))
+    return schema, max_bytes
+
+
 def model_themes(model, idea: str, shorts: dict, max_themes: int = 3, max_tokens: int = 160) -> list:
-    """Ask the model to group the papers; returns [] if its answer cannot be used."""
+    """Ask the model to group the papers; returns [] if its answer cannot be used. A liquidlfm model
+    answers under a JSON schema (themes_schema: every given key exactly once, no other), so its
+    answer always parses and places every paper; other generators answer in lines that
+    parse_themes reads."""
     listing = "\n".join(f"[{k}] {p.title}" for k, p in shorts.items())
-    user = (f"Research idea: {idea}\n\nPapers:\n{listing}\n\n"
-            f"Group these papers into 2 to {max_themes} themes for a Related Work section. "
-            f"Answer with one line per theme in the form\nTheme name: P1, P2\n"
-            f"Use every paper key exactly once and no other keys.")
-    text = generate_text(model, user, system=SYSTEM, max_tokens=max_tokens)
+    task = (f"Research idea: {idea}\n\nPapers:\n{listing}\n\n"
+            f"Group these papers into 2 to {max_themes} themes for a Related Work section. ")
+    if supports_structured_output(model):
+        schema, max_bytes = themes_schema(list(shorts), max_themes)
+        example = ", ".join(f'"{k}": {i % 2 + 1}' for i, k in enumerate(list(shorts)[:3]))
+        user = (task + 'Answer in JSON: the theme names, then the number of its theme for every paper, e.g. '
+                f'{{"themes": ["First theme", "Second theme"], "papers": {{{example}, ...}}}}.')
+        answer = generate_json(model, user, schema, max(max_tokens, max_bytes), system=SYSTEM)
+        groups = []
+        if answer:
+            for i, name in enumerate(answer["themes"], 1):
+                groups.append((name.strip(), [k for k in shorts if answer["papers"][k] == i]))
+    else:
+        user = (task + "Answer with one line per theme in the form\nTheme name: P1, P2\n"
+                "Use every paper key exactly once and no other keys.")
+        groups = parse_themes(generate_text(model, user, system=SYSTEM, max_tokens=max_tokens))
     themes, used = [], set()
-    for name, ks in parse_themes(text):
+    for name, ks in groups:
         ks = [k for k in ks if k in shorts and k not in used]
         used.update(ks)
         if ks:
@@ -213,6 +251,24 @@ def parse_themes(text: str) -> list:
 
 
 # ---- drafting ----
+
+# One line of prose (TEXT: no brackets, backslashes, newlines or other control characters) and
+# citation groups of known keys.
+PARAGRAPH_GRAMMAR = r"""start: (TEXT | cite)+
+cite: "[" key (", " key)* "]"
+key: KEYS
+TEXT: /[^\[\]\\\x00-\x1f\x7f]+/
+"""
+
+
+def paragraph_format(keys: list) -> dict:
+    """response_format for a paragraph: prose on one line whose square brackets can only hold
+    citation groups of the given keys ("[P1]", "[P2, P5]"), so every citation the model writes is one
+    the verifier can keep."""
+    alternatives = " | ".join(f'"{k}"' for k in sorted(keys))
+    return {"type": "grammar", "grammar": PARAGRAPH_GRAMMAR.replace("KEYS", alternatives)}
+
+
 
 def paragraph_prompt(idea: str, theme: Theme, shorts: dict, max_words: int = 110) -> str:
     listing = "\n\n".join(
@@ -251,11 +307,13 @@ def draft_from_retrieval(idea: str, retrieval: Retrieval, *, model=None, model_n
     if not themes:
         themes = code_themes(shorts, max_themes)
     total, seen = VerifyReport(), set()
+    structured = model is not None and supports_structured_output(model)
     for i, th in enumerate(themes, 1):
         if model is not None:
             say(f"writing paragraph {i}/{len(themes)}: {th.name}")
             th.raw = generate_text(model, paragraph_prompt(idea, th, shorts), system=SYSTEM,
-                                   max_tokens=max_tokens)
+                                   max_tokens=max_tokens,
+                                   response_format=paragraph_format(list(shorts)) if structured else None)
         else:
             th.raw = ""
         th.text, th.report = verify_paragraph(th.raw, shorts, th.keys, th.name, seen)

@@ -5,15 +5,22 @@ plain callable generator(prompt, max_tokens=...) -> str (TextGenerator). Reranki
 also accepts a model with tokenizer + session() (SessionScorer) or tokenizer + forward() (ForwardScorer);
 see rerank.py. Prompts are never truncated: one longer than the model's context raises
 liquidlfm.ContextFullError.
+
+Structured output: the steps whose answer is parsed (themes, keyphrases, citations in paragraphs)
+constrain a liquidlfm model's output with response_format (a JSON schema or a grammar, see
+liquidlfm/generation/constrain.py), so the answer always parses; other generators (plain callables,
+test doubles) are asked in free text and parsed leniently, as before.
 """
 from __future__ import annotations
 
+import json
 from typing import List, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 __all__ = ["TextGenerator", "ChatPrompting", "GenerationModel", "ScoringTokenizer", "SessionScorer",
-           "ForwardScorer", "generate_text", "render_chat", "abstract_snippet"]
+           "ForwardScorer", "generate_text", "generate_json", "supports_structured_output", "json_max_tokens",
+           "render_chat", "abstract_snippet"]
 
 
 @runtime_checkable
@@ -98,15 +105,38 @@ def render_chat(model, user: str, system: Optional[str] = None) -> Optional[str]
     return None
 
 
+def supports_structured_output(model) -> bool:
+    """Whether model takes response_format=: a liquidlfm generation model with a tokenizer, and
+    llguidance installed (pip install "liquidlfm[structured]"; the scholar extra has it)."""
+    from ..generation import GenerationMixin
+
+    if not isinstance(model, GenerationMixin) or getattr(model, "tokenizer", None) is None:
+        return False
+    try:
+        import llguidance  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def json_max_tokens(max_bytes: int) -> int:
+    """max_tokens that lets a constrained answer of at most max_bytes bytes always complete: every
+    token the mask allows is at least one byte, and the stop token follows a complete answer."""
+    return max_bytes + 1
+
+
 def generate_text(model, user: str, *, system: Optional[str] = None, max_tokens: int = 256,
-                  temperature: float = 0.0, seed: Optional[int] = 0) -> str:
+                  temperature: float = 0.0, seed: Optional[int] = 0, response_format: Optional[dict] = None) -> str:
     """One completion: model.chat (when it has a chat template) or model.generate for a
     GenerationModel, else a TextGenerator called as generator(prompt, max_tokens=...).
+    response_format (only for models where supports_structured_output) constrains the answer.
     A prompt longer than the model's context raises liquidlfm.ContextFullError."""
     if isinstance(model, GenerationModel):
         kw = {"max_tokens": max_tokens, "temperature": temperature}
         if seed is not None:
             kw["seed"] = seed
+        if response_format is not None:
+            kw["response_format"] = response_format
         if model.chat_template:
             return str(model.chat(_messages(user, system), **kw))
         return str(model.generate((system + "\n\n" if system else "") + user + "\n", **kw))
@@ -114,3 +144,19 @@ def generate_text(model, user: str, *, system: Optional[str] = None, max_tokens:
         return str(model(user if system is None else f"{system}\n\n{user}", max_tokens=max_tokens))
     raise TypeError(f"{type(model).__name__} is neither a model with generate()/chat() nor a callable "
                     "generator(prompt, max_tokens=...)")
+
+
+def generate_json(model, user: str, schema: dict, max_bytes: int, *, system: Optional[str] = None,
+                  temperature: float = 0.0, seed: Optional[int] = 0):
+    """The model's answer as JSON valid under schema, generated under that schema (the caller checks
+    supports_structured_output first). max_bytes: the longest answer the schema allows, so the
+    answer always completes (json_max_tokens). Returns the parsed value, or None when the answer
+    was cut anyway (the context filled up)."""
+    text = generate_text(model, user, system=system, max_tokens=json_max_tokens(max_bytes), temperature=temperature,
+                         seed=seed, response_format={"type": "json_schema",
+                                                     "json_schema": {"name": "answer", "schema": schema,
+                                                                     "strict": True}})
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

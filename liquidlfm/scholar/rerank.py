@@ -9,7 +9,8 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ContextFullError
-from .llm import ForwardScorer, SessionScorer, abstract_snippet, generate_text, render_chat
+from .llm import (ForwardScorer, SessionScorer, abstract_snippet, generate_json, generate_text, render_chat,
+                  supports_structured_output)
 from .text import analyze
 
 RERANK_INSTRUCTION = ("Decide whether a paper is relevant prior work for a research idea. "
@@ -115,12 +116,27 @@ class ModelReranker:
         return 1.0 if ans.startswith("yes") else 0.0 if ans.startswith("no") else 0.5
 
 
+KEYPHRASES_MAX, KEYPHRASE_MAX = 8, 40
+KEYPHRASES_SCHEMA = {
+    "type": "object", "additionalProperties": False, "required": ["keyphrases"],
+    "properties": {"keyphrases": {"type": "array", "minItems": 1, "maxItems": KEYPHRASES_MAX, "items": {
+        "type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9 -]{1,%d}$" % (KEYPHRASE_MAX - 1)}}}}
+# '{"keyphrases": [' + '"<phrase>", ' per phrase + ']}'
+KEYPHRASES_MAX_BYTES = len('{"keyphrases": []}') + KEYPHRASES_MAX * (KEYPHRASE_MAX + 4)
+
+
 def model_expansion_terms(model, idea: str, max_terms: int = 12) -> list:
     """Ask the model for search keyphrases; return their analysed terms (stems and bigrams).
-    The caller keeps only those that occur in the corpus."""
-    user = (f"Research idea: {idea.strip()}\n\nList up to 8 short search keyphrases (2-4 words each) "
-            f"for finding related papers, one per line, nothing else.")
-    text = generate_text(model, user, max_tokens=64)
+    The caller keeps only those that occur in the corpus. A liquidlfm model answers under a JSON
+    schema (a list of short phrases), other generators one phrase per line."""
+    ask = (f"Research idea: {idea.strip()}\n\nList up to {KEYPHRASES_MAX} short search keyphrases (2-4 words "
+           f"each) for finding related papers")
+    if supports_structured_output(model):
+        answer = generate_json(model, ask + ', as JSON: {"keyphrases": ["...", "..."]}.', KEYPHRASES_SCHEMA,
+                               KEYPHRASES_MAX_BYTES)
+        text = "\n".join(answer["keyphrases"]) if answer else ""
+    else:
+        text = generate_text(model, ask + ", one per line, nothing else.", max_tokens=64)
     terms, seen = [], set(analyze(idea))
     for line in re.split(r"[\n,;]", text):
         line = re.sub(r"^\s*(?:[-*•]|\d+[.)])\s*", "", line).strip()

@@ -75,3 +75,21 @@ def test_cli_with_random_weight_model_latex_compiles(tiny, shared_dir, tmp_path)
              __import__("re").findall(r"\\cite\{([^}]*)\}", line) for k in k.split(",")}
     assert cited == set(bib_keys(tmp_path / "related.bib")) and cited
     compile_fragment(tmp_path, "related.tex", "related.bib")
+
+
+def test_engine_model_answers_parse_under_structured_output(tiny, shared_dir):
+    """The random-weight engine model writes noise, yet its grouping (JSON schema: every key once),
+    its keyphrases (JSON schema) and its citations (paragraph grammar) all parse: the themes are the
+    model's, and no bracket it wrote had to be dropped or repaired."""
+    from liquidlfm.scholar.draft import model_themes
+    from liquidlfm.scholar.rerank import model_expansion_terms
+
+    papers = load_corpus(shared_dir / "data" / "papers" / "acl2021.jsonl")[:7]
+    shorts = {f"P{i}": p for i, p in enumerate(papers, 1)}
+    themes = model_themes(tiny, "unsupervised word alignment", shorts, max_themes=3)
+    assert themes and sorted(k for t in themes for k in t.keys) == sorted(shorts)
+    assert model_expansion_terms(tiny, "unsupervised word alignment")
+    d = draft_related_work("unsupervised word alignment for machine translation", papers=papers, model=tiny,
+                           top_k=6, n_candidates=7, max_tokens=60)
+    check_invariants(d)
+    assert d.themes_by == "model" and not d.report.dropped and not d.report.repaired
