@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ContextFullError
 from .cache import CachedSession
-from .constrain import mask_words
+from .constrain import STOP_TOKEN_TEXTS, mask_words
 from .params import SAMPLING_ARGS, make_sampler, resolve_max_tokens, resolve_sampling
 from .results import Chunk, GenerationResult, GenerationStats, collect
 from .session_file import load_session, save_session
@@ -24,8 +24,6 @@ from .streaming import StreamDecoder
 
 __all__ = ["GenerationMixin", "GenerationHost", "GenerationTokenizer", "STOP_TOKEN_TEXTS"]
 
-# Control tokens that end a turn, looked up by text in the tokenizer.
-STOP_TOKEN_TEXTS = ("<|im_end|>", "<|endoftext|>")
 TOKEN_TYPE_UNUSED = 5  # lfm_token_kind LFM_TOKEN_UNUSED (GGUF "[PAD<i>]" fillers)
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 __all__ = ["Constraint", "mask_words", "STOP_TOKEN_TEXTS"]
 
-# Control tokens that end a turn, looked up by text in the tokenizer (= api.STOP_TOKEN_TEXTS).
+# Control tokens that end a turn, looked up by text in the tokenizer (generation stops on them too).
 STOP_TOKEN_TEXTS = ("<|im_end|>", "<|endoftext|>")
 CONTROL, UNUSED = 3, 5  # GGUF token types (lfm_token_kind)
 INSTALL_HINT = 'pip install "liquidlfm[structured]"'
