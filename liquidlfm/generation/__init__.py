@@ -24,12 +24,17 @@ that is a prefix of the new prompt; cache_prefix= keeps one for a shared prompt 
 by two threads at once raises RuntimeError. Ctrl-C (KeyboardInterrupt) is raised between tokens and
 leaves the session consistent.
 
-Modules: params (sampling parameters), streaming (UTF-8-safe detokenizing), stops (stop strings),
+Structured output: response_format= (OpenAI's json_object / json_schema, plus regex and Lark
+grammar) or constraint= (a Constraint) keeps the output inside a grammar; llguidance computes the
+allowed tokens, the C sampler masks the rest (constrain.py; pip install "liquidlfm[structured]").
+
+Modules: params (sampling parameters), constrain (structured output), streaming (UTF-8-safe detokenizing), stops (stop strings),
 cache (the session's prefix cache), session_file (state files), results (Chunk, GenerationResult,
 GenerationStats), api (the generate/stream/chat mixin).
 """
 from .api import GenerationHost, GenerationMixin, GenerationTokenizer
 from .cache import CachedSession, PrefixCache
+from .constrain import Constraint
 from .params import DEFAULT_MAX_TOKENS, RECOMMENDED_SAMPLING, SamplingParams, resolve_sampling
 from .results import Chunk, GenerationResult, GenerationStats
 from .session_file import load_session, save_session
@@ -42,6 +47,7 @@ __all__ = [
     "GenerationTokenizer",
     "CachedSession",
     "PrefixCache",
+    "Constraint",
     "GenerationStats",
     "Chunk",
     "GenerationResult",
