@@ -218,3 +218,15 @@ def test_failed_step_fails_its_requests_only(tiny_chat_model):
         assert eng.n_active == 0
         b = eng.submit(PROMPTS[1], max_tokens=6, **GREEDY)  # the engine keeps serving
         same(b.result(), alone(m, PROMPTS[1], max_tokens=6, **GREEDY))
+
+
+def test_result_steps_the_engine_itself(tiny_chat_model):
+    """result() without run() or a thread: steps until its own request is done (the others progress
+    too, and their chunks wait in their queues)."""
+    m = tiny_chat_model
+    with m.batch(n_seq=2) as eng:
+        reqs = [eng.submit(p, max_tokens=6, **GREEDY) for p in PROMPTS[:3]]
+        for p, r in zip(PROMPTS[:3], reqs):
+            same(r.result(), alone(m, p, max_tokens=6, **GREEDY))
+        first = next(iter(eng.submit(PROMPTS[3], max_tokens=3, **GREEDY)))  # iterating: one chunk at a time
+        assert len(first.token_ids) <= 1
