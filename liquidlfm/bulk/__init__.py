@@ -108,7 +108,7 @@ def _source_records(source, id_field, text_field, format):
     return records, digest, describe_inputs(source)
 
 
-def translate(source, target_lang: str, out, *, model=None, ray_address: Optional[str] = None,
+def translate(source, target_lang: str, out, /, *, model=None, ray_address: Optional[str] = None,
               actors: Optional[int] = None, cpus_per_actor: Optional[float] = None, batch_size: Optional[int] = None,
               n_seq: Optional[int] = None, n_ctx: Optional[int] = None, shard_size: Optional[int] = None,
               id_field: str = "id", text_field: str = "text", format: Optional[str] = None, overwrite: bool = False,
@@ -116,7 +116,8 @@ def translate(source, target_lang: str, out, *, model=None, ray_address: Optiona
               max_task_retries: int = DEFAULT_MAX_TASK_RETRIES, ray_init_args: Optional[Dict[str, Any]] = None,
               _worker_class=None, **options) -> BulkResult:
     """Translate every record of ``source`` into ``target_lang``, writing shards to the folder ``out``
-    (see the module docstring for input, output, resuming and Ray).
+    (see the module docstring for input, output, resuming and Ray). source, target_lang and out are
+    positional: the keyword ``source=`` is the source language, as in lfm.translate.
 
     model: None (LIQUIDLFM_MODEL / cache / default download, as lfm.translate), a path or a Hub repo id
     (or a loaded Model: its file is used). options: as lfm.translate takes them — source, formality,

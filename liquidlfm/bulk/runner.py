@@ -47,6 +47,7 @@ class BulkResult:
     records_run: int
     generated_tokens: int
     seconds: float
+    work_seconds: float = 0.0  # from the first batch's start to the last one's end (no Ray or model start-up)
     manifest: Dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property
@@ -57,12 +58,19 @@ class BulkResult:
     def tokens_per_s(self) -> float:
         return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def work_tokens_per_s(self) -> float:
+        """Tokens per second while the actors were translating (start-up excluded)."""
+        return self.generated_tokens / self.work_seconds if self.work_seconds > 0 else 0.0
+
     def summary(self) -> str:
         resumed = f", {self.shards_resumed} of {self.shards} shards already done" if self.shards_resumed else ""
         trunc = f", {self.truncated} cut at max_tokens" if self.truncated else ""
+        work = (f"; while translating ({self.work_seconds:.1f} s, no start-up) {self.work_tokens_per_s:.1f} tokens/s"
+                if self.work_seconds > 0 else "")
         return (f"{self.status}: {self.records} records in {self.out} ({self.ok} ok, {self.errors} errors{trunc})"
                 f"{resumed}; this run {self.records_run} records in {self.seconds:.1f} s = "
-                f"{self.records_per_s:.2f} records/s, {self.tokens_per_s:.1f} generated tokens/s")
+                f"{self.records_per_s:.2f} records/s, {self.tokens_per_s:.1f} generated tokens/s{work}")
 
     __str__ = summary
 
@@ -76,8 +84,10 @@ def init_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None, *
 
     A local Ray's workers import the same liquidlfm as this process (also from a source checkout);
     on a cluster, liquidlfm must be installed on every node."""
-    import ray
-
+    try:
+        import ray
+    except ImportError as e:
+        raise BulkError(f"bulk jobs run on Ray, which is not installed ({e}): pip install 'liquidlfm[bulk]'") from None
     if ray.is_initialized():
         return False
     runtime_env = dict(kwargs.pop("runtime_env", None) or {})
@@ -174,6 +184,7 @@ def run_job(*, task: str, records: List[Record], records_sha256: str, inputs: Li
     if cpus_per_actor is not None and not (isinstance(cpus_per_actor, (int, float)) and cpus_per_actor > 0):
         raise ValueError(f"cpus_per_actor must be a positive number, got {cpus_per_actor!r}")
     t_start = time.perf_counter()
+    run_info = dict(run_info, started=_now())
     shards = _shards(records, shard_size)
     shard_ids = [[records[i].id for i in s] for s in shards]
     job = {"task": task, "model": model_info, "options": options, "inputs": inputs, "input": input_info or {},
@@ -199,6 +210,7 @@ def run_job(*, task: str, records: List[Record], records_sha256: str, inputs: Li
         total_records = len(records)
         records_run = 0
         gen_tokens = 0
+        work = [math.inf, -math.inf]  # earliest batch start, latest batch end
         bar = _progress_bar(progress, total=total_records,
                             initial=sum(len(shards[k]) for k in done), desc=task)
 
@@ -226,6 +238,9 @@ def run_job(*, task: str, records: List[Record], records_sha256: str, inputs: Li
                                          max_task_retries=max_task_retries, progress=progress)
                 for batch in stream:
                     n_new = 0
+                    if len(batch["i"]):
+                        work[0] = min(work[0], float(batch["t0"].min()))
+                        work[1] = max(work[1], float(batch["t1"].max()))
                     for i, res, err, ntok in zip(batch["i"].tolist(), batch["result"].tolist(),
                                                  batch["error"].tolist(), batch["tokens"].tolist()):
                         k = i // shard_size
@@ -259,8 +274,9 @@ def run_job(*, task: str, records: List[Record], records_sha256: str, inputs: Li
             if bar is not None:
                 bar.close()
             seconds = time.perf_counter() - t_start
-            run_info = dict(run_info, started=run_info.get("started"), ended=_now(), status=status,
-                            records=records_run, generated_tokens=gen_tokens, seconds=round(seconds, 3),
+            work_seconds = max(0.0, work[1] - work[0]) if work[1] > work[0] else 0.0
+            run_info = dict(run_info, ended=_now(), status=status, records=records_run, generated_tokens=gen_tokens,
+                            seconds=round(seconds, 3), work_seconds=round(work_seconds, 3),
                             records_per_s=round(records_run / seconds, 3) if seconds > 0 else None,
                             tokens_per_s=round(gen_tokens / seconds, 2) if seconds > 0 else None)
             store.manifest.setdefault("runs", []).append(run_info)
@@ -273,7 +289,7 @@ def run_job(*, task: str, records: List[Record], records_sha256: str, inputs: Li
         return BulkResult(out=Path(out), status=status, records=c["records_done"], ok=c["ok"], errors=c["errors"],
                           truncated=c["truncated"], shards=len(shards), shards_resumed=resumed,
                           records_run=records_run, generated_tokens=gen_tokens, seconds=seconds,
-                          manifest=json.loads(json.dumps(store.manifest)))
+                          work_seconds=work_seconds, manifest=json.loads(json.dumps(store.manifest)))
 
 
 def _ray_plan(ray_address, actors, cpus_per_actor, ray_init_args) -> Tuple[int, float, bool]:

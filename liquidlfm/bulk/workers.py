@@ -3,8 +3,8 @@
 Workers are plain classes (no Ray import), so they run the same inside a Ray actor (map_batches
 builds one per actor) and in a test or a single process. A batch is a dict of columns, as Ray Data's
 "numpy" batch format gives it: ``i`` (record index) and ``text``; the result has ``i``, ``result``
-(the output fields as a JSON object string, "" on error), ``error`` ("" when none) and ``tokens``
-(tokens generated for the record).
+(the output fields as a JSON object string, "" on error), ``error`` ("" when none), ``tokens``
+(tokens of the record's result) and ``t0``/``t1`` (when its batch ran).
 
 Per-record failures (a piece that cannot fit the context, a text the translator rejects) become that
 record's error; the other records of the batch are still translated together: the batch is split in
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -55,12 +56,17 @@ class _Worker:
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, list]:
         idx = [int(i) for i in _batch_column(batch, "i")]
         texts = [str(t) for t in _batch_column(batch, "text")]
+        t0 = time.time()
         results = self.process(texts)
+        t1 = time.time()
         return {
             "i": idx,
             "result": [json.dumps(r[0], ensure_ascii=False) if r[1] is None else "" for r in results],
             "error": [r[1] or "" for r in results],
             "tokens": [int(r[2]) for r in results],
+            # when this batch ran (wall clock): the driver's work window, actor start-up excluded
+            "t0": [t0] * len(idx),
+            "t1": [t1] * len(idx),
         }
 
     def process(self, texts: List[str]) -> List[Tuple[Optional[dict], Optional[str], int]]:
