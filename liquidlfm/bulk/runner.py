@@ -12,6 +12,7 @@ unfinished batch retried (max_task_retries); a job killed outright resumes from 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -236,25 +237,26 @@ def run_job(*, task: str, records: List[Record], records_sha256: str, inputs: Li
                 stream = _stream_results(items, worker_class, worker_kwargs(max(1, int(cpus))), actors=n_actors,
                                          cpus_per_actor=cpus, batch_size=batch_size, max_restarts=max_restarts,
                                          max_task_retries=max_task_retries, progress=progress)
-                for batch in stream:
-                    n_new = 0
-                    if len(batch["i"]):
-                        work[0] = min(work[0], float(batch["t0"].min()))
-                        work[1] = max(work[1], float(batch["t1"].max()))
-                    for i, res, err, ntok in zip(batch["i"].tolist(), batch["result"].tolist(),
-                                                 batch["error"].tolist(), batch["tokens"].tolist()):
-                        k = i // shard_size
-                        if k not in waiting or i not in waiting[k]:
-                            continue  # a result delivered again (a retried task): already have it
-                        waiting[k].discard(i)
-                        rows[k][i] = _output_row(records[i], json.loads(res) if not err else None, err or None)
-                        tokens[k] += int(ntok)
-                        n_new += 1
-                        if not waiting[k]:
-                            flush(k)
-                    if bar is not None and n_new:
-                        bar.update(n_new)
-                        bar.set_postfix_str(_rate(gen_tokens + sum(tokens.values()), time.perf_counter() - t_start))
+                with contextlib.closing(stream):  # on an error or Ctrl-C: Ray Data stops the job's actors now
+                    for batch in stream:
+                        n_new = 0
+                        if len(batch["i"]):
+                            work[0] = min(work[0], float(batch["t0"].min()))
+                            work[1] = max(work[1], float(batch["t1"].max()))
+                        for i, res, err, ntok in zip(batch["i"].tolist(), batch["result"].tolist(),
+                                                     batch["error"].tolist(), batch["tokens"].tolist()):
+                            k = i // shard_size
+                            if k not in waiting or i not in waiting[k]:
+                                continue  # a result delivered again (a retried task): already have it
+                            waiting[k].discard(i)
+                            rows[k][i] = _output_row(records[i], json.loads(res) if not err else None, err or None)
+                            tokens[k] += int(ntok)
+                            n_new += 1
+                            if not waiting[k]:
+                                flush(k)
+                        if bar is not None and n_new:
+                            bar.update(n_new)
+                            bar.set_postfix_str(_rate(gen_tokens + sum(tokens.values()), time.perf_counter() - t_start))
             if waiting:
                 missing = sum(len(v) for v in waiting.values())
                 raise BulkError(f"Ray returned no result for {missing} records (of shards "
