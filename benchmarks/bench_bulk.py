@@ -136,8 +136,8 @@ def main(argv=None) -> int:
     print("| actors | threads/actor | seqs/actor | records/s | tokens/s | tokens/s incl. start-up | $/M tokens |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['actors']} | {r['threads_per_actor']} | {r['n_seq']} | {r['records_per_s']} | {r['tokens_per_s']} | "
-              f"{r['wall_tokens_per_s']} | {r['usd_per_m_tokens']} |")
+        print(f"| {r['actors']} | {r['threads_per_actor']} | {r['n_seq']} | {r['records_per_s']} | "
+              f"{r['tokens_per_s']} | {r['wall_tokens_per_s']} | {r['usd_per_m_tokens']} |")
     if a.json:
         a.json.write_text(json.dumps({"cpu": cpu_model(), "cores": a.cpus, "commit": commit, "rows": rows}, indent=1))
     return 0

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from .records import BulkInputError, read_records
-from .runner import DEFAULT_MAX_RESTARTS, DEFAULT_MAX_TASK_RETRIES, DEFAULT_SHARD_SIZE, BulkResult, init_ray
+from .runner import DEFAULT_MAX_RESTARTS, DEFAULT_MAX_TASK_RETRIES, BulkResult, init_ray
 from .store import MANIFEST, BulkError, ResumeMismatchError, read_output
 from .workers import RelatedWorkWorker, TranslateWorker
 

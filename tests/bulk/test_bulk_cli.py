@@ -27,7 +27,8 @@ def test_bulk_mode_is_chosen_by_input_or_output(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--to", "ko", "--actors", "2", "Hello."], "--actors: bulk options"),
-    (["--to", "ko", "--input", "x.md", "--output", "y.md", "--n-seq", "4", "--ray", "auto"], "--ray, --n-seq: bulk options"),
+    (["--to", "ko", "--input", "x.md", "--output", "y.md", "--n-seq", "4", "--ray", "auto"],
+     "--ray, --n-seq: bulk options"),
     (["--to", "ko", "--input", "c.jsonl"], "bulk mode needs --output FOLDER"),
     (["--to", "ko", "--bulk", "--output", "out/", "Hello."], "do not also give text"),
 ])

@@ -91,7 +91,8 @@ def test_fake_model_job_matches_translate_and_reports_bad_records(ray_address, t
     m = json.loads((out / MANIFEST).read_text())
     assert m["status"] == "done" and m["counts"]["errors"] == 3 and m["counts"]["records_done"] == 27
     assert m["options"]["target"] == "ko" and m["runs"][-1]["actors"] == 2
-    assert sum(e["count"] for e in m["shards"].values()) == 27 and m["shards"]["part-00002.jsonl"]["records"] == [16, 24]
+    assert sum(e["count"] for e in m["shards"].values()) == 27
+    assert m["shards"]["part-00002.jsonl"]["records"] == [16, 24]
 
     # the same job again: every shard is done, nothing runs
     again = bulk.translate(path, "ko", out, model=tiny_chat_dir, n_ctx=512, progress=False,
@@ -101,7 +102,8 @@ def test_fake_model_job_matches_translate_and_reports_bad_records(ray_address, t
         bulk.translate(path, "ko", out, model=tiny_chat_dir, n_ctx=512, formality="polite", progress=False)
 
 
-def test_worker_killed_mid_run_is_restarted_and_nothing_is_lost(ray_address, template, short_corpus, tiny_chat_dir, tmp_path):
+def test_worker_killed_mid_run_is_restarted_and_nothing_is_lost(ray_address, template, short_corpus, tiny_chat_dir,
+                                                                tmp_path):
     path, good = short_corpus
     marker = tmp_path / "crash"
     marker.touch()
@@ -224,7 +226,8 @@ def test_cli_folder_of_markdown_documents(ray_address, tiny_chat_dir, tiny_chat_
     docs = tmp_path / "docs"
     (docs / "guide").mkdir(parents=True)
     texts = {"index.md": "# Welcome\n\nThis is the start. Read on!\n\n- one item\n- two items\n",
-             "guide/setup.md": "## Setup\n\nRun `pip install liquidlfm` first.\n\n| a | b |\n|---|---|\n| cell one | two |\n",
+             "guide/setup.md": "## Setup\n\nRun `pip install liquidlfm` first.\n\n"
+                               "| a | b |\n|---|---|\n| cell one | two |\n",
              "notes.txt": "Plain notes. Nothing else."}
     for name, text in texts.items():
         (docs / name).write_text(text, encoding="utf-8")

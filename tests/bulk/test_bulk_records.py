@@ -63,7 +63,8 @@ def test_unnameable_records_stop_before_starting(tmp_path, line, message):
 
 
 def test_duplicate_ids_name_both_places(tmp_path):
-    p = write_jsonl(tmp_path / "d.jsonl", [{"id": "a", "text": "1"}, {"id": "b", "text": "2"}, {"id": "a", "text": "3"}])
+    p = write_jsonl(tmp_path / "d.jsonl", [{"id": "a", "text": "1"}, {"id": "b", "text": "2"},
+                                           {"id": "a", "text": "3"}])
     with pytest.raises(BulkInputError, match=r"duplicate id 'a': .*d\.jsonl:1 and .*d\.jsonl:3"):
         read_records(p)
     # 1 and "1" are different JSON values, so different ids
@@ -125,7 +126,8 @@ def test_parquet(tmp_path):
     q = tmp_path / "bin.parquet"
     pq.write_table(pa.table({"id": [1, 2], "text": pa.array([b"ok", b"\xfe"], pa.binary())}), q)
     recs, _ = read_records(q)
-    assert [(r.id, r.text, r.error) for r in recs] == [(1, "ok", None), (2, "", "invalid UTF-8: byte 0xfe at character 0")]
+    assert [(r.id, r.text, r.error) for r in recs] == [(1, "ok", None),
+                                                        (2, "", "invalid UTF-8: byte 0xfe at character 0")]
     with pytest.raises(BulkInputError, match="no column 'text'"):
         read_records(p, id_field="doc")
 

@@ -10,7 +10,8 @@ IDS = [[0, 1, 2], [3, 4, 5], [6]]
 
 
 def job(**changes):
-    j = {"task": "translate", "model": {"path": "/m.gguf", "bytes": 10}, "options": {"target": "ko", "max_tokens": None},
+    j = {"task": "translate", "model": {"path": "/m.gguf", "bytes": 10},
+         "options": {"target": "ko", "max_tokens": None},
          "inputs": [], "records": 7, "records_sha256": "abc", "shard_size": 3}
     j.update(changes)
     return j
