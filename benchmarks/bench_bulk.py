@@ -15,9 +15,12 @@ one FLORES dev sentence (../shared/data/en-ko/dev.tsv, read in place), and every
 Per configuration: one bulk.translate job into a fresh folder on one local Ray (started once, not timed).
 "wall" is the whole job (actors start, each loads the model, records run); "work" is the window from the
 first batch's start to the last batch's end on the actors (liquidlfm.bulk's BulkResult.work_seconds), the
-steady-state figure a long job approaches. tokens = tokens of the translations (generated tokens,
-including each stop token). Cost per million tokens = cores x price per core-hour / (tokens/s x 3600),
-from the work throughput.
+steady-state figure a long job approaches. "CPU" is the actors' own CPU time for their batches (all
+threads; BulkResult.cpu_seconds): tokens per CPU-second is throughput per core, which other load on a
+shared machine lowers much less than the wall-clock figures. tokens = tokens of the translations
+(generated tokens, including each stop token). Cost per million tokens, at --price-core-hour: "wall"
+= all cores for the work window (cores x price / (tokens/s x 3600)), "CPU" = the core-seconds the
+actors used (price / (tokens per CPU-second x 3600)).
 """
 from __future__ import annotations
 
@@ -114,14 +117,17 @@ def main(argv=None) -> int:
                 finally:
                     shutil.rmtree(out, ignore_errors=True)
                 cores = a.cpus
-                work_tps = r.work_tokens_per_s
+                work_tps, cpu_tps = r.work_tokens_per_s, r.tokens_per_cpu_s
                 row = dict(actors=actors, threads_per_actor=max(1, a.cpus // actors), n_seq=n_seq, batch_size=batch,
                            records=r.records_run, tokens=r.generated_tokens, wall_s=round(r.seconds, 2),
                            work_s=round(r.work_seconds, 2),
                            records_per_s=round(r.records_run / r.work_seconds, 3) if r.work_seconds else None,
-                           tokens_per_s=round(work_tps, 1), wall_tokens_per_s=round(r.tokens_per_s, 1),
+                           cpu_s=round(r.cpu_seconds, 2), tokens_per_s=round(work_tps, 1),
+                           tokens_per_cpu_s=round(cpu_tps, 1), wall_tokens_per_s=round(r.tokens_per_s, 1),
                            usd_per_m_tokens=round(cores * a.price_core_hour / (work_tps * 3600) * 1e6, 3)
-                           if work_tps else None)
+                           if work_tps else None,
+                           usd_per_m_tokens_cpu=round(a.price_core_hour / (cpu_tps * 3600) * 1e6, 3)
+                           if cpu_tps else None)
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr)
     finally:
@@ -133,11 +139,13 @@ def main(argv=None) -> int:
     print(f"\n{cpu_model()}, {a.cpus} cores; liquidlfm {commit}, kernels {getattr(liquidlfm, 'kernel_level', '?')}; "
           f"random-weight LFM2-350M shape, {a.quant.upper()} GGUF; {a.records} records (FLORES dev, en->ko), "
           f"greedy, max_tokens {a.max_tokens}; ${a.price_core_hour}/core-hour\n")
-    print("| actors | threads/actor | seqs/actor | records/s | tokens/s | tokens/s incl. start-up | $/M tokens |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| actors | threads/actor | seqs/actor | records/s | tokens/s | tokens/CPU-s | tokens/s incl. start-up "
+          "| $/M tokens (wall) | $/M tokens (CPU) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['actors']} | {r['threads_per_actor']} | {r['n_seq']} | {r['records_per_s']} | "
-              f"{r['tokens_per_s']} | {r['wall_tokens_per_s']} | {r['usd_per_m_tokens']} |")
+              f"{r['tokens_per_s']} | {r['tokens_per_cpu_s']} | {r['wall_tokens_per_s']} | {r['usd_per_m_tokens']} | "
+              f"{r['usd_per_m_tokens_cpu']} |")
     if a.json:
         a.json.write_text(json.dumps({"cpu": cpu_model(), "cores": a.cpus, "commit": commit, "rows": rows}, indent=1))
     return 0

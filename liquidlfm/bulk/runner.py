@@ -49,6 +49,7 @@ class BulkResult:
     generated_tokens: int
     seconds: float
     work_seconds: float = 0.0  # from the first batch's start to the last one's end (no Ray or model start-up)
+    cpu_seconds: float = 0.0   # CPU time the actors spent on this run's batches (all their threads)
     manifest: Dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property
@@ -58,6 +59,12 @@ class BulkResult:
     @property
     def tokens_per_s(self) -> float:
         return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def tokens_per_cpu_s(self) -> float:
+        """Tokens per CPU-second (per core-second) of the actors: throughput per core, which a busy
+        machine lowers less than the wall-clock figures."""
+        return self.generated_tokens / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
 
     @property
     def work_tokens_per_s(self) -> float:
@@ -212,6 +219,7 @@ def run_job(*, task: str, records: List[Record], records_sha256: str, inputs: Li
         records_run = 0
         gen_tokens = 0
         work = [math.inf, -math.inf]  # earliest batch start, latest batch end
+        cpu_seconds = 0.0
         bar = _progress_bar(progress, total=total_records,
                             initial=sum(len(shards[k]) for k in done), desc=task)
 
@@ -243,11 +251,13 @@ def run_job(*, task: str, records: List[Record], records_sha256: str, inputs: Li
                         if len(batch["i"]):
                             work[0] = min(work[0], float(batch["t0"].min()))
                             work[1] = max(work[1], float(batch["t1"].max()))
-                        for i, res, err, ntok in zip(batch["i"].tolist(), batch["result"].tolist(),
-                                                     batch["error"].tolist(), batch["tokens"].tolist()):
+                        for i, res, err, ntok, cpu in zip(batch["i"].tolist(), batch["result"].tolist(),
+                                                          batch["error"].tolist(), batch["tokens"].tolist(),
+                                                          batch["cpu"].tolist()):
                             k = i // shard_size
                             if k not in waiting or i not in waiting[k]:
                                 continue  # a result delivered again (a retried task): already have it
+                            cpu_seconds += cpu
                             waiting[k].discard(i)
                             rows[k][i] = _output_row(records[i], json.loads(res) if not err else None, err or None)
                             tokens[k] += int(ntok)
@@ -279,6 +289,7 @@ def run_job(*, task: str, records: List[Record], records_sha256: str, inputs: Li
             work_seconds = max(0.0, work[1] - work[0]) if work[1] > work[0] else 0.0
             run_info = dict(run_info, ended=_now(), status=status, records=records_run, generated_tokens=gen_tokens,
                             seconds=round(seconds, 3), work_seconds=round(work_seconds, 3),
+                            cpu_seconds=round(cpu_seconds, 3),
                             records_per_s=round(records_run / seconds, 3) if seconds > 0 else None,
                             tokens_per_s=round(gen_tokens / seconds, 2) if seconds > 0 else None)
             store.manifest.setdefault("runs", []).append(run_info)
@@ -291,7 +302,7 @@ def run_job(*, task: str, records: List[Record], records_sha256: str, inputs: Li
         return BulkResult(out=Path(out), status=status, records=c["records_done"], ok=c["ok"], errors=c["errors"],
                           truncated=c["truncated"], shards=len(shards), shards_resumed=resumed,
                           records_run=records_run, generated_tokens=gen_tokens, seconds=seconds,
-                          work_seconds=work_seconds, manifest=json.loads(json.dumps(store.manifest)))
+                          work_seconds=work_seconds, cpu_seconds=cpu_seconds, manifest=json.loads(json.dumps(store.manifest)))
 
 
 def _ray_plan(ray_address, actors, cpus_per_actor, ray_init_args) -> Tuple[int, float, bool]:

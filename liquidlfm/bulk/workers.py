@@ -4,7 +4,8 @@ Workers are plain classes (no Ray import), so they run the same inside a Ray act
 builds one per actor) and in a test or a single process. A batch is a dict of columns, as Ray Data's
 "numpy" batch format gives it: ``i`` (record index) and ``text``; the result has ``i``, ``result``
 (the output fields as a JSON object string, "" on error), ``error`` ("" when none), ``tokens``
-(tokens of the record's result) and ``t0``/``t1`` (when its batch ran).
+(tokens of the record's result), ``t0``/``t1`` (when its batch ran) and ``cpu`` (its share of the
+batch's CPU seconds).
 
 Per-record failures (a piece that cannot fit the context, a text the translator rejects) become that
 record's error; the other records of the batch are still translated together: the batch is split in
@@ -56,9 +57,9 @@ class _Worker:
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, list]:
         idx = [int(i) for i in _batch_column(batch, "i")]
         texts = [str(t) for t in _batch_column(batch, "text")]
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         results = self.process(texts)
-        t1 = time.time()
+        t1, cpu = time.time(), time.process_time() - c0
         return {
             "i": idx,
             "result": [json.dumps(r[0], ensure_ascii=False) if r[1] is None else "" for r in results],
@@ -67,6 +68,9 @@ class _Worker:
             # when this batch ran (wall clock): the driver's work window, actor start-up excluded
             "t0": [t0] * len(idx),
             "t1": [t1] * len(idx),
+            # CPU seconds of this actor's process (all its threads) for the batch, shared out per record:
+            # what the batch cost in core-seconds, whatever else ran on the machine
+            "cpu": [cpu / max(1, len(idx))] * len(idx),
         }
 
     def process(self, texts: List[str]) -> List[Tuple[Optional[dict], Optional[str], int]]:
