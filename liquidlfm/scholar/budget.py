@@ -4,14 +4,16 @@ Every prompt Scholar sends is measured in the model's own tokens and must leave 
 the prompt may take at most n_ctx - max_tokens - margin tokens (ContextBudget.limit). fit_prompt()
 fits a prompt built over ranked references (papers shown with an abstract excerpt, or a title):
 first every excerpt is shortened (whole sentences, or whole words when one sentence is already too
-long), then the lowest-ranked references are left out. The caller learns which references were kept
+long), then the lowest-ranked references are left out. An answer whose bound grows with the
+references shown (a JSON answer naming each of their keys) is counted for the references kept, so
+leaving references out makes room in both the prompt and the answer. The caller learns which were kept
 (FittedPrompt.kept, so the model may cite only those) and gets a line saying what was cut
 (FittedPrompt.note). When even the smallest prompt does not fit, ContextFullError names the sizes.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Generic, List, Optional, Sequence, TypeVar
 
 from ..errors import ContextFullError
@@ -123,7 +125,8 @@ class FittedPrompt(Generic[P]):
 def fit_prompt(build: Callable[[List[int], List[str]], P], texts: Sequence[str],
                count: Optional[Callable[[P], int]], budget: Optional[ContextBudget], *,
                max_words: int, min_words: int = MIN_EXCERPT_WORDS, min_items: int = 1,
-               what: str = "the prompt", hint: str = "") -> FittedPrompt:
+               what: str = "the prompt", hint: str = "",
+               answer_tokens: Optional[Callable[[int], int]] = None) -> FittedPrompt:
     """The prompt with the most references, then the longest excerpts, that fits the budget.
 
     texts: the text to excerpt for each reference, best-ranked first (the last ones are left out first).
@@ -131,12 +134,21 @@ def fit_prompt(build: Callable[[List[int], List[str]], P], texts: Sequence[str],
     order) with excerpts[j] the excerpt of texts[kept[j]]. count(prompt) -> its tokens.
     Excerpt lengths run from max_words down to min_words (excerpt_lengths); only when the shortest
     does not fit is a reference left out, never below min_items references.
+    answer_tokens(n_keep): the answer's max_tokens when the prompt shows n_keep references, for an
+    answer that grows with them (JSON naming every key shown); each number of references is then
+    fitted with its own answer bound, so leaving a reference out also shrinks the answer (default:
+    budget.max_tokens whatever is shown). FittedPrompt.budget is the budget of the references kept.
     With count or budget None (nothing to measure with), the prompt is built over every reference at
     max_words, unmeasured. Raises ContextFullError naming the sizes when nothing fits.
     """
     lengths = excerpt_lengths(max_words, min_words)
     n = len(texts)
     measured = {}
+
+    def budget_for(n_keep: int) -> Optional[ContextBudget]:
+        if answer_tokens is None or budget is None:
+            return budget
+        return replace(budget, max_tokens=answer_tokens(n_keep))
 
     def measure(n_keep: int, level: int):
         """(prompt, tokens) over the n_keep best references at lengths[level] (tokens None: unmeasured)."""
@@ -149,16 +161,17 @@ def fit_prompt(build: Callable[[List[int], List[str]], P], texts: Sequence[str],
     def result(n_keep: int, level: int) -> FittedPrompt:
         shortened = sum(excerpt(texts[i], lengths[level]) != excerpt(texts[i], lengths[0]) for i in range(n_keep))
         prompt, n_tokens = measure(n_keep, level)
-        return FittedPrompt(prompt, n_tokens, list(range(n_keep)), n, lengths[level], shortened, budget)
+        return FittedPrompt(prompt, n_tokens, list(range(n_keep)), n, lengths[level], shortened, budget_for(n_keep))
 
     if count is None or budget is None:
         return result(n, 0)
     hint = hint or "use a model with a longer context, a shorter idea, or a smaller max_tokens"
-    if budget.limit < 1:
-        raise ContextFullError(f"{what}: {budget.describe()}; {hint}")
+    smallest = budget_for(min(min_items, n))
+    if smallest.limit < 1:
+        raise ContextFullError(f"{what}: {smallest.describe()}; {hint}")
 
     def fits(n_keep: int, level: int) -> bool:
-        return measure(n_keep, level)[1] <= budget.limit
+        return measure(n_keep, level)[1] <= budget_for(n_keep).limit
 
     last = len(lengths) - 1
     if fits(n, 0):                                     # the usual case: everything fits as it is
@@ -178,4 +191,5 @@ def fit_prompt(build: Callable[[List[int], List[str]], P], texts: Sequence[str],
     shown = (f" with {n_keep} reference{'s' if n_keep != 1 else ''} and {lengths[last]}-word excerpts"
              if n_keep else "")
     lead = f"even the smallest prompt{shown}" if n else "the prompt"
-    raise ContextFullError(f"{what}: {lead} has {measure(n_keep, last)[1]} tokens, but {budget.describe()}; {hint}")
+    raise ContextFullError(f"{what}: {lead} has {measure(n_keep, last)[1]} tokens, but {smallest.describe()}; "
+                           f"{hint}")

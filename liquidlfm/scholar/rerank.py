@@ -9,7 +9,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .budget import ContextBudget, excerpt, fit_prompt
-from .llm import ForwardScorer, PromptMeter, SessionScorer, model_context, open_session, render_chat
+from .llm import (ForwardScorer, PromptMeter, SessionScorer, json_max_tokens, model_context, open_session,
+                  render_chat, supports_structured_output)
 from .text import analyze
 
 RERANK_INSTRUCTION = ("Decide whether a paper is relevant prior work for a research idea. "
@@ -153,14 +154,34 @@ class ModelReranker:
 _RERANK_HINT = "rerank with a model with a longer context, a shorter idea, or without the model (--no-rerank)"
 
 
+KEYPHRASES_MAX, KEYPHRASE_MAX = 8, 40
+KEYPHRASES_SCHEMA = {
+    "type": "object", "additionalProperties": False, "required": ["keyphrases"],
+    "properties": {"keyphrases": {"type": "array", "minItems": 1, "maxItems": KEYPHRASES_MAX, "items": {
+        "type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9 -]{1,%d}$" % (KEYPHRASE_MAX - 1)}}}}
+# '{"keyphrases": [' + '"<phrase>", ' per phrase + ']}'
+KEYPHRASES_MAX_BYTES = len('{"keyphrases": []}') + KEYPHRASES_MAX * (KEYPHRASE_MAX + 4)
+EXPANSION_MAX_TOKENS = 64   # the free-text answer: up to 8 short lines
+
+
 def model_expansion_terms(model, idea: str, max_terms: int = 12, *, n_ctx: Optional[int] = None) -> list:
     """Ask the model for search keyphrases; return their analysed terms (stems and bigrams).
-    The caller keeps only those that occur in the corpus. n_ctx: see llm.model_context; an idea too
-    long for it raises ContextFullError."""
-    user = (f"Research idea: {idea.strip()}\n\nList up to 8 short search keyphrases (2-4 words each) "
-            f"for finding related papers, one per line, nothing else.")
+    The caller keeps only those that occur in the corpus. A liquidlfm model answers under a JSON
+    schema (a list of short phrases), other generators one phrase per line. n_ctx: see
+    llm.model_context; an idea too long for it (with the answer's tokens) raises ContextFullError."""
+    ask = (f"Research idea: {idea.strip()}\n\nList up to {KEYPHRASES_MAX} short search keyphrases (2-4 words "
+           f"each) for finding related papers")
     meter = PromptMeter(model, n_ctx)
-    text = meter.generate(meter.fit(lambda kept, ex: user, max_tokens=64, what="query expansion"), max_tokens=64)
+    if supports_structured_output(model):
+        user = ask + ', as JSON: {"keyphrases": ["...", "..."]}.'
+        fitted = meter.fit(lambda kept, ex: user, max_tokens=json_max_tokens(KEYPHRASES_MAX_BYTES),
+                           what="query expansion")
+        answer = meter.generate_json(fitted, KEYPHRASES_SCHEMA, KEYPHRASES_MAX_BYTES)
+        text = "\n".join(answer["keyphrases"]) if answer else ""
+    else:
+        user = ask + ", one per line, nothing else."
+        fitted = meter.fit(lambda kept, ex: user, max_tokens=EXPANSION_MAX_TOKENS, what="query expansion")
+        text = meter.generate(fitted, max_tokens=EXPANSION_MAX_TOKENS)
     terms, seen = [], set(analyze(idea))
     for line in re.split(r"[\n,;]", text):
         line = re.sub(r"^\s*(?:[-*•]|\d+[.)])\s*", "", line).strip()

@@ -237,7 +237,7 @@ class Translator:
         greedy = not gen.get("temperature")
         memo = memo if (memo is not None and greedy) else None
         plan = []  # (doc, verbatim str) or (doc, key, [part jobs])
-        jobs = []  # [part, gl, prompt ids, budget, result or None]
+        jobs = []  # [part, gl, prompt ids, budget, request or result or None, (+ (text, finish) once read)]
         by_key = {}
         for d, text in enumerate(texts):
             for seg in (segment(text) if markdown else segment_plain(text)):
@@ -295,8 +295,8 @@ def _sampling(temperature: float = 0.0, top_k: int = 0, min_p: float = 0.0, seed
 
 class _PieceRunner:
     """Runs a translator's piece jobs through one BatchEngine, submitting a window of jobs ahead of
-    the one asked for (so memory stays bounded for any number of pieces). A model without batch()
-    (a test double) runs each piece alone through the translator's session."""
+    the one asked for (so memory stays bounded for any number of pieces). A model that does not batch
+    (supports_batch False: a test double) runs each piece alone through the translator's session."""
 
     AHEAD = 4  # batches submitted ahead of the job being read
 
@@ -305,7 +305,7 @@ class _PieceRunner:
         self.index = {id(j): i for i, j in enumerate(jobs)}
         self.submitted = 0
         self.engine = None
-        if jobs and callable(getattr(tr.model, "batch", None)):
+        if jobs and getattr(tr.model, "supports_batch", False):
             n = min(len(jobs), int(n_seq or 8))
             self.engine = tr.model.batch(n_seq=n, n_ctx=tr.n_ctx)
 
@@ -324,10 +324,10 @@ class _PieceRunner:
                     j = self.jobs[self.submitted]
                     j[4] = self.engine.submit(j[2], max_tokens=j[3], **self.sampling)
                     self.submitted += 1
-        out = job[4]
-        if not isinstance(out, GenerationResult):
-            out = job[4] = out.result()
-        return self.tr._finish_piece(job[2], out)
+        if len(job) == 5:  # first read: count it once, however many places share this piece
+            out = job[4] if isinstance(job[4], GenerationResult) else job[4].result()
+            job.append(self.tr._finish_piece(job[2], out))
+        return job[5]
 
     def close(self) -> None:
         if self.engine is not None:

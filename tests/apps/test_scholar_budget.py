@@ -1,12 +1,17 @@
 """Scholar fits every prompt to the model's context (liquidlfm/scholar/budget.py): excerpts shortened
 first, then the lowest-ranked references left out, which the paragraph may then not cite; a clear
-ContextFullError when not even one short reference fits.
+ContextFullError when not even one short reference fits. Under structured output a JSON answer's
+bound is part of the budget: the grouping leaves papers out of its prompt and its schema until prompt
+and answer fit.
 
 Models here: the scripted chat fake of tests/fixtures/fake_lm.py (byte-level tokens, so a prompt
 takes about four times the tokens LFM2's tokenizer would give it; its session refuses to hold more
-than n_ctx tokens, like the engine) over the real paper corpus. The real engine on a random-weight
-model runs the same through the CLI in test_scholar_model.py."""
+than n_ctx tokens, like the engine) over the real paper corpus. It is a liquidlfm GenerationMixin
+model, so with llguidance installed it answers under structured output; the free_text fixture hides
+llguidance to run the free-text prompts. The real engine on a random-weight model runs the same
+through the CLI in test_scholar_model.py."""
 import re
+import sys
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -15,9 +20,9 @@ import liquidlfm
 from liquidlfm.scholar import __main__ as scholar_cli
 from liquidlfm.scholar import draft_related_work, load_corpus
 from liquidlfm.scholar.budget import ContextBudget, excerpt, excerpt_lengths, fit_prompt
-from liquidlfm.scholar.draft import SYSTEM, Theme, fit_paragraph
-from liquidlfm.scholar.llm import PromptMeter, generate_text
-from liquidlfm.scholar.rerank import ModelReranker
+from liquidlfm.scholar.draft import SYSTEM, Theme, fit_paragraph, themes_schema
+from liquidlfm.scholar.llm import PromptMeter, generate_text, json_max_tokens
+from liquidlfm.scholar.rerank import KEYPHRASES_MAX_BYTES, ModelReranker, model_expansion_terms
 from liquidlfm.scholar.verify import cited_keys
 from tests.fixtures.fake_lm import FakeModel, FakeSession
 from tests.fixtures.scholar_fakes import ByteTokenizer, ScriptedGenerator
@@ -35,6 +40,12 @@ def papers(shared_dir):
     return load_corpus(shared_dir / "data" / "papers" / "acl2021.jsonl")
 
 
+@pytest.fixture
+def free_text(monkeypatch):
+    """Without llguidance a liquidlfm model is asked in free text (parsed leniently)."""
+    monkeypatch.setitem(sys.modules, "llguidance", None)
+
+
 class CitingFake(FakeModel):
     """The chat fake with a context of n_ctx tokens that answers every prompt by citing P1..P12,
     shown or not, and records the user messages it answered."""
@@ -50,6 +61,19 @@ class CitingFake(FakeModel):
 
     def session(self, n_ctx=None):
         return FakeSession(self, n_ctx or self.n_ctx)
+
+
+class RecordingFake(CitingFake):
+    """CitingFake that records every chat call: (user message, keyword arguments, prompt tokens)."""
+
+    def __init__(self, template, n_ctx):
+        super().__init__(template, n_ctx)
+        self.calls = []
+
+    def chat(self, messages, **kw):
+        out = super().chat(messages, **kw)
+        self.calls.append((messages[-1]["content"], kw, out.stats.prompt_tokens))
+        return out
 
 
 def word_count(prompt):
@@ -84,7 +108,8 @@ def test_excerpt_keeps_whole_sentences_then_whole_words():
 def test_excerpt_is_a_prefix_of_whole_words(words, max_words):
     text = " ".join(words)
     out = excerpt(text, max_words)
-    cut = out.endswith(" …")
+    cut = out != text               # not out.endswith(" …"): the text's own last word may be "…"
+    assert not cut or out.endswith(" …")
     kept = (out[:-2] if cut else out).split()
     assert kept == words[:len(kept)] and len(kept) <= max_words   # never a part of a word (nor a code point)
     assert cut == (len(words) > max_words)
@@ -132,6 +157,29 @@ def test_fit_prompt_is_the_largest_prompt_that_fits(limit, n):
     if i > 0:       # the next longer excerpt length would not fit
         longer = [excerpt(texts[k], lengths[i - 1]) for k in f.kept]
         assert word_count(listing_prompt(f.kept, longer)) > limit
+
+
+def test_fit_prompt_counts_an_answer_that_grows_with_the_references():
+    # an answer of 10 tokens a reference kept, plus 10 (JSON naming each key shown); a reference at 37
+    # words takes 32 prompt words, at 25 or 20 words 22 (whole 10-word sentences), the prompt's head 3
+    grow = lambda n: 10 * n + 10
+    # 300 - 8 margin: all 6 at 37 words, 3 + 6 * 32 + 70 = 265 (at 53 words: 3 + 6 * 52 > 292)
+    f = fit_prompt(listing_prompt, ABSTRACTS, word_count, ContextBudget(300, grow(6)), max_words=110,
+                   answer_tokens=grow)
+    assert f.kept == list(range(6)) and f.max_words == 37 and f.budget.max_tokens == 70
+    # 160 - 8: 5 references take 3 + 5 * 22 + 60 = 173, 4 take 3 + 4 * 22 + 50 = 141; kept with the
+    # answer bound of the 4, where the bound of all 6 (70) would leave room for only 3
+    f = fit_prompt(listing_prompt, ABSTRACTS, word_count, ContextBudget(160, grow(6)), max_words=110,
+                   answer_tokens=grow)
+    assert f.kept == [0, 1, 2, 3] and f.budget.max_tokens == 50 and f.n_tokens == 91
+    assert "(91 prompt tokens + 50 for the answer)" in f.note("s", left_out=["R4", "R5"])
+    fixed = fit_prompt(listing_prompt, ABSTRACTS, word_count, ContextBudget(160, grow(6)), max_words=110)
+    assert fixed.kept == [0, 1, 2] and fixed.budget.max_tokens == 70
+    # even one reference at 20 words (25) with its answer (20) does not fit 40 - 8
+    with pytest.raises(liquidlfm.ContextFullError, match="has 25 tokens, but the model's context holds 40 tokens, "
+                                                         "20 of them kept for the answer"):
+        fit_prompt(listing_prompt, ABSTRACTS, word_count, ContextBudget(40, grow(6)), max_words=110,
+                   answer_tokens=grow)
 
 
 def test_fit_prompt_errors_name_the_sizes():
@@ -185,12 +233,23 @@ def test_reranker_shortens_each_abstract_to_fit(template, papers):
         ModelReranker(CitingFake(template, 300))(IDEA, papers[:2])
 
 
-def test_query_expansion_that_cannot_fit_says_so(template, papers):
-    from liquidlfm.scholar.rerank import model_expansion_terms
+def test_query_expansion_that_cannot_fit_says_so(template, papers, free_text):
     assert model_expansion_terms(CitingFake(template, 2048), IDEA) == [f"p{i}" for i in range(1, 13)]
     with pytest.raises(liquidlfm.ContextFullError, match="^query expansion: the prompt has \\d+ tokens, but the "
                                                          "model's context holds 300 tokens, 64 of them"):
         model_expansion_terms(CitingFake(template, 300), "an idea " * 20)
+
+
+def test_structured_query_expansion_keeps_room_for_its_json_answer(template):
+    model = RecordingFake(template, 2048)
+    assert model_expansion_terms(model, IDEA)
+    (_, kw, prompt_tokens), = model.calls
+    assert kw["max_tokens"] == json_max_tokens(KEYPHRASES_MAX_BYTES) and kw["response_format"]["type"] == "json_schema"
+    assert prompt_tokens + kw["max_tokens"] <= kw["n_ctx"] == 2048
+    with pytest.raises(liquidlfm.ContextFullError, match=f"^query expansion: the prompt has \\d+ tokens, but the "
+                                                         f"model's context holds 600 tokens, "
+                                                         f"{json_max_tokens(KEYPHRASES_MAX_BYTES)} of them"):
+        model_expansion_terms(CitingFake(template, 600), "an idea " * 20)
 
 
 def test_smallest_paragraph_prompt_that_cannot_fit_names_the_sizes(template, papers):
@@ -204,8 +263,12 @@ def test_smallest_paragraph_prompt_that_cannot_fit_names_the_sizes(template, pap
                     r"context, a shorter idea, or a smaller max_tokens", str(e.value))
 
 
+@pytest.mark.parametrize("structured", [False, True], ids=["free_text", "structured"])
 @pytest.mark.parametrize("n_ctx,max_tokens", [(2048, 300), (1024, 100)])
-def test_draft_in_a_small_context_cites_only_what_its_prompts_showed(template, papers, n_ctx, max_tokens):
+def test_draft_in_a_small_context_cites_only_what_its_prompts_showed(template, papers, n_ctx, max_tokens,
+                                                                     structured, monkeypatch):
+    if not structured:
+        monkeypatch.setitem(sys.modules, "llguidance", None)
     model, said = CitingFake(template, n_ctx), []
     d = draft_related_work(IDEA, papers=papers, model=model, top_k=12, max_tokens=max_tokens,
                            progress=said.append)
@@ -219,8 +282,33 @@ def test_draft_in_a_small_context_cites_only_what_its_prompts_showed(template, p
         assert shown == [th.prompt_keys] and set(th.prompt_keys) <= set(th.keys)
         cited = cited_keys(th.text)
         assert cited and set(cited) <= set(th.prompt_keys), (th.name, cited, th.prompt_keys)
-        assert {x[0] for x in th.report.dropped} >= set(th.keys) - set(th.prompt_keys)  # asked, refused
+        if structured:      # the paragraph grammar let it write only the keys its prompt showed
+            assert not th.report.dropped, th.report.dropped
+        else:               # it asked for every key, and those not shown were refused
+            assert {x[0] for x in th.report.dropped} >= set(th.keys) - set(th.prompt_keys)
     assert set(d.cited) < {h.paper.key for h in d.retrieval.hits}   # some retrieved papers did not fit
+
+
+def test_structured_grouping_leaves_papers_out_when_its_json_answer_does_not_fit(template, papers):
+    """The grouping's JSON answer names every listed paper, so its bound (json_max_tokens of the
+    schema's bytes) is part of the budget: in 1024 tokens the titles of all 12 papers plus the answer
+    for 12 do not fit, so the lowest-ranked are left out of the prompt and of the schema's required
+    keys (which shrinks the answer), and join the last theme; no call overflows the context."""
+    model, said = RecordingFake(template, 1024), []
+    d = draft_related_work(IDEA, papers=papers, model=model, top_k=12, max_tokens=100, progress=said.append)
+    for _, kw, prompt_tokens in model.calls:
+        assert prompt_tokens + kw["max_tokens"] <= kw["n_ctx"] == 1024
+    (user, kw, _), = [c for c in model.calls if "Group these papers" in c[0]]
+    listed = re.findall(r"^\[(P\d+)\]", user, re.M)
+    schema = kw["response_format"]["json_schema"]["schema"]
+    assert 1 <= len(listed) < 12 and listed == [f"P{i}" for i in range(1, len(listed) + 1)]
+    assert all(alt["properties"]["papers"]["required"] == listed for alt in schema["anyOf"])
+    assert kw["max_tokens"] == json_max_tokens(themes_schema(listed, 3)[1]) < json_max_tokens(
+        themes_schema([f"P{i}" for i in range(1, 13)], 3)[1])
+    note = next(n for n in d.notes if n.startswith("theme grouping:"))
+    assert f"the {12 - len(listed)} lowest-ranked of 12 left out" in note and note in said
+    assert d.themes_by == "model" and d.themes[-1].name == "Further related work"
+    assert set(d.themes[-1].keys) >= {f"P{i}" for i in range(len(listed) + 1, 13)}
 
 
 def test_cli_with_small_contexts(template, papers, shared_dir, monkeypatch, capsys, tmp_path):

@@ -146,3 +146,21 @@ def test_real_engine_draft_cites_only_what_the_prompts_showed(short_context_mode
         prompt = next(u for u in sent if f"Theme: {th.name}\n" in u)
         assert re.findall(r"^\[(P\d+)\]", prompt, re.M) == th.prompt_keys
         assert set(cited_keys(th.text)) <= set(th.prompt_keys)
+
+
+def test_engine_model_answers_parse_under_structured_output(tiny, shared_dir):
+    """The random-weight engine model writes noise, yet its grouping (JSON schema: every key once),
+    its keyphrases (JSON schema) and its citations (paragraph grammar) all parse: the themes are the
+    model's, and no bracket it wrote had to be dropped or repaired."""
+    from liquidlfm.scholar.draft import model_themes
+    from liquidlfm.scholar.rerank import model_expansion_terms
+
+    papers = load_corpus(shared_dir / "data" / "papers" / "acl2021.jsonl")[:7]
+    shorts = {f"P{i}": p for i, p in enumerate(papers, 1)}
+    themes = model_themes(tiny, "unsupervised word alignment", shorts, max_themes=3)
+    assert themes and sorted(k for t in themes for k in t.keys) == sorted(shorts)
+    assert model_expansion_terms(tiny, "unsupervised word alignment")
+    d = draft_related_work("unsupervised word alignment for machine translation", papers=papers, model=tiny,
+                           top_k=6, n_candidates=7, max_tokens=60)
+    check_invariants(d)
+    assert d.themes_by == "model" and not d.report.dropped and not d.report.repaired
