@@ -109,7 +109,7 @@ class Request:
         """The whole text; waits for the end (stepping the engine itself when no thread runs it)."""
         if self.engine._thread is None:
             while not self._done.is_set():
-                self.engine._step_for(self)
+                self.engine._step_for(self, until_done=True)
         elif not self._done.wait(timeout):
             raise TimeoutError(f"request {self.id} did not finish within {timeout} s")
         if self._error is not None:
@@ -369,10 +369,11 @@ class BatchEngine:
         with self._step_lock:
             return self._step()
 
-    def _step_for(self, waiting: Optional[Request]) -> None:
-        """Step on behalf of a caller waiting for `waiting` (no background thread)."""
+    def _step_for(self, waiting: Optional[Request], until_done: bool = False) -> None:
+        """Step on behalf of a caller waiting for `waiting` (no background thread): for its next chunk
+        (an iterating caller, which drains the chunks), or until_done (result(), which does not)."""
         with self._step_lock:
-            if waiting is not None and (waiting.done or not waiting._chunks.empty()):
+            if waiting is not None and (waiting.done or (not until_done and not waiting._chunks.empty())):
                 return
             if not self._step() and waiting is not None and not waiting.done:
                 raise RuntimeError(f"request {waiting.id} cannot make progress (engine closed?)")
