@@ -5,9 +5,11 @@
     python benchmarks/bench_bulk.py --price-core-hour 0.05   # cost per million generated tokens at this price
 
 The model is a random-weight LFM2-350M-shaped checkpoint (real shapes, weights from
-benchmarks/bench_engine.py's writer) with the tests' stand-in BPE tokenizer (8192 tokens, trained on the
-shared text; the real LFM2 tokenizer.json is not on this machine) and LFM2's chat template, converted to
-a Q4_0 GGUF (the default translation model's type) by liquidlfm.quantize, all cached in --model-dir.
+benchmarks/bench_engine.py's writer) with the tests' stand-in BPE tokenizer (8192 trained tokens on the
+shared text, padded to LFM2's 65536 ids with tokens no text produces; the real LFM2 tokenizer.json is
+not on this machine, so prompts are somewhat longer in tokens than with it) and LFM2's chat template,
+converted to a Q4_0 GGUF (the default translation model's type) by liquidlfm.quantize, all cached in
+--model-dir.
 Random weights: the translations are noise; only speed is measured. Greedy decoding; each record is
 one FLORES dev sentence (../shared/data/en-ko/dev.tsv, read in place), and every record generates up to
 --max-tokens tokens (a random model rarely stops on its own, so nearly all of them).
@@ -41,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 def build_model(model_dir: Path, quant: str) -> Path:
     """The random-weight LFM2-350M-shaped chat model as a GGUF (built once, then reused)."""
-    gguf = model_dir / f"lfm2-350m-random-{quant}.gguf"
+    gguf = model_dir / f"lfm2-350m-random-{quant}-v65536.gguf"
     if gguf.is_file():
         return gguf
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -52,9 +54,28 @@ def build_model(model_dir: Path, quant: str) -> Path:
 
     hf = model_dir / "hf-350m"
     make_model(hf, "350M", "bf16")
-    write_tokenizer_files(hf, vocab_size=8192)
+    write_tokenizer_files(hf, vocab_size=TRAINED_VOCAB)
+    pad_vocab(hf / "tokenizer.json", VOCAB)
     quantize_hf(hf, gguf, quant, progress=False)
     return gguf
+
+
+TRAINED_VOCAB = 8192  # what BPE training on the shared text reaches
+VOCAB = 65536         # LFM2's vocabulary, all of it defined by the real tokenizer
+
+
+def pad_vocab(path: Path, size: int) -> None:
+    """Fill the stand-in tokenizer's vocabulary up to LFM2's 65536 ids with normal tokens no text
+    produces ("zz" + six digits: the pre-tokenizer always splits letters from digits). Without them
+    ids 8192..65535 would be undefined, and every request would carry a 57k-entry ban list that the
+    real tokenizer (65536 defined ids) never needs."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    vocab = data["model"]["vocab"]
+    added = {t["id"] for t in data.get("added_tokens", [])}
+    n = len(set(vocab.values()) | added)
+    for i in range(n, size):
+        vocab[f"zz{i:06d}"] = i
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
 
 def sentences(n: int):
