@@ -285,31 +285,6 @@ class PromptMeter:
     def generate(self, fitted: FittedPrompt, *, system: Optional[str] = None, max_tokens: int,
                  response_format: Optional[dict] = None) -> str:
         """generate_text over a fitted prompt, in the context it was fitted to."""
-def generate_texts(model, users: Sequence[str], *, system: Optional[str] = None, max_tokens: int = 256,
-                   temperature: float = 0.0, seed: Optional[int] = 0, n_ctx: Optional[int] = None,
-                   response_formats: Optional[Sequence[Optional[dict]]] = None) -> List[str]:
-    """generate_text for several prompts (response_formats: one per prompt, or None). A liquidlfm
-    Model generates them together (one batch: Model.generate / Model.chat on a list); anything else
-    runs them one after another."""
-    users = list(users)
-    formats = list(response_formats) if response_formats is not None else [None] * len(users)
-    if len(formats) != len(users):
-        raise ValueError(f"{len(users)} prompts but {len(formats)} response formats")
-    if len(users) > 1 and isinstance(model, GenerationModel) and getattr(model, "supports_batch", False):
-        kw = {"max_tokens": max_tokens, "temperature": temperature}
-        if seed is not None:
-            kw["seed"] = seed
-        if n_ctx is not None:
-            kw["n_ctx"] = n_ctx
-        if any(f is not None for f in formats):
-            kw["response_format"] = formats
-        if model.chat_template:
-            return [str(r) for r in model.chat([_messages(u, system) for u in users], **kw)]
-        return [str(r) for r in model.generate([_plain_prompt(model, u, system) for u in users], **kw)]
-    return [generate_text(model, u, system=system, max_tokens=max_tokens, temperature=temperature, seed=seed,
-                          n_ctx=n_ctx, response_format=f) for u, f in zip(users, formats)]
-
-
         return generate_text(self.model, fitted.prompt, system=system, max_tokens=max_tokens, n_ctx=self.n_ctx,
                              response_format=response_format)
 
