@@ -250,3 +250,21 @@ def test_cli_folder_of_markdown_documents(ray_address, tiny_chat_dir, tiny_chat_
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "1 of 1 shards already done; this run 0 records" in p.stderr
+
+
+def test_related_work_with_a_model(ray_address, shared_dir, tiny_chat_dir, tiny_chat_model, tmp_path):
+    """Each actor loads the model and indexes the corpus once; the draft is the one the same model
+    writes in this process."""
+    from liquidlfm.scholar import draft_related_work, load_corpus
+
+    corpus = shared_dir / "data" / "papers" / "acl2021.jsonl"
+    idea = "unsupervised word alignment for machine translation"
+    options = dict(top_k=4, max_themes=2, max_tokens=16)
+    out = tmp_path / "rw"
+    r = bulk.related_work([{"id": "idea-1", "text": idea}], out, model=tiny_chat_dir, corpus=corpus, actors=1,
+                          progress=False, **options)
+    assert (r.status, r.ok) == ("done", 1)
+    [row] = bulk.read_output(out)
+    d = draft_related_work(idea, papers=load_corpus(corpus), model=tiny_chat_model, **options)
+    assert (row["id"], row["related_work"], row["cited"]) == ("idea-1", d.text, d.cited)
+    assert row["report"] == d.report.summary() and len(d.cited) > 0
