@@ -1,9 +1,16 @@
-"""python -m liquidlfm.translate --to ko "text" (also: liquidlfm translate ...)."""
+"""python -m liquidlfm.translate --to ko "text" (also: liquidlfm translate ...).
+
+Bulk mode (liquidlfm.bulk, on Ray): --input a JSONL / Parquet file or a folder of documents (or any
+file with --bulk, or --output a folder), --output a folder of shards + manifest.json:
+
+    python -m liquidlfm.translate --to ko --input corpus.jsonl --output out/ [--ray ADDRESS] [--actors N]
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 import warnings
+from pathlib import Path
 from typing import List, Optional
 
 from ..errors import ContextFullError, ModelNotFoundError
@@ -15,7 +22,12 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m liquidlfm.tran
         prog=prog,
         description="Translate text or a markdown file with an LFM2 model (markdown structure is kept).",
         epilog=f"Examples:\n  {prog} --to ko \"The weather is nice today.\"\n"
-               f"  {prog} --to ko < README.md > README.ko.md",
+               f"  {prog} --to ko < README.md > README.ko.md\n"
+               f"  {prog} --to ko --input corpus.jsonl --output out/ --actors 2   (bulk, on Ray)\n\n"
+               "Bulk mode: --input a .jsonl/.parquet file or a folder of .md/.txt documents (or any file with\n"
+               "--bulk: one record per line), or --output a folder (ending in /). The output folder gets\n"
+               "part-NNNNN.jsonl shards ({\"id\", \"translation\"} or {\"id\", \"error\"} per record, in input\n"
+               "order) and manifest.json; rerunning the same command resumes an interrupted job.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("text", nargs="*", help="text to translate (default: read stdin)")
     ap.add_argument("--to", "-t", dest="target", help="target language (ko, kor_Hang, Korean, ...)")
@@ -24,13 +36,29 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m liquidlfm.tran
                                           "LiquidAI/LFM2-350M-GGUF)")
     ap.add_argument("--formality", choices=["polite", "casual"])
     ap.add_argument("--glossary", help="glossary file: JSON object or 'term<TAB>translation' lines")
-    ap.add_argument("--input", "-i", help="read this file instead of stdin")
-    ap.add_argument("--output", "-o", help="write here instead of stdout")
+    ap.add_argument("--input", "-i", help="read this file instead of stdin (bulk: a .jsonl/.parquet/text file or "
+                                          "a folder of documents)")
+    ap.add_argument("--output", "-o", help="write here instead of stdout (bulk: a folder)")
     ap.add_argument("--plain", action="store_true", help="plain text: no markdown handling")
     ap.add_argument("--max-tokens", type=int, help="limit per piece (default: from the piece's length)")
     ap.add_argument("--n-ctx", type=int, help="context size (default: min(model's, 4096))")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     ap.add_argument("--list-languages", action="store_true", help="print the supported languages and exit")
+    b = ap.add_argument_group("bulk mode (liquidlfm.bulk on Ray)")
+    b.add_argument("--bulk", action="store_true", help="bulk mode for any --input (a text file: one record per line)")
+    b.add_argument("--ray", metavar="ADDRESS", help="join this Ray cluster (\"auto\", host:6379, ray://host:10001); "
+                                                     "default: start a local Ray on this machine")
+    b.add_argument("--actors", type=int, help="model copies (Ray actors) translating in parallel (default 1)")
+    b.add_argument("--cpus-per-actor", type=float, help="CPUs (model threads) per actor (default: all / actors)")
+    b.add_argument("--batch-size", type=int, help="records per batch given to an actor (default 4 x n-seq)")
+    b.add_argument("--n-seq", type=int, help="sequences an actor decodes together (default 8)")
+    b.add_argument("--shard-size", type=int, help="records per output shard (default 1000)")
+    b.add_argument("--id-field", default="id", help="JSONL/Parquet id field (default id)")
+    b.add_argument("--text-field", default="text", help="JSONL/Parquet text field (default text)")
+    b.add_argument("--format", choices=["jsonl", "parquet", "text", "folder"],
+                   help="input format (default: from the suffix; a folder is read as documents)")
+    b.add_argument("--overwrite", action="store_true",
+                   help="start over in an output folder that holds another job (default: resume the same job)")
     a = ap.parse_args(argv)
     if a.list_languages:
         for l in LANGUAGES.values():
@@ -38,6 +66,18 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m liquidlfm.tran
         return 0
     if not a.target:
         ap.error("the following arguments are required: --to")
+    bulk_only = [f"--{n.replace('_', '-')}" for n in ("ray", "actors", "cpus_per_actor", "batch_size", "n_seq",
+                                                      "shard_size")
+                 if getattr(a, n) is not None] + (["--overwrite"] if a.overwrite else [])
+    if _bulk_mode(a):
+        if a.text:
+            ap.error("bulk mode reads --input; do not also give text")
+        if not a.output:
+            ap.error("bulk mode needs --output FOLDER")
+        return _run_bulk(a)
+    if bulk_only:
+        ap.error(f"{', '.join(bulk_only)}: bulk options; give --input a .jsonl/.parquet file or a folder, an --output "
+                 "folder ending in /, or --bulk")
     try:
         language(a.target)
         if a.source:
@@ -80,6 +120,48 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m liquidlfm.tran
         return 2
     except KeyboardInterrupt:
         return 130
+    return 0
+
+
+def _bulk_mode(a) -> bool:
+    if a.bulk or a.format:
+        return True
+    if not a.input:
+        return False
+    from ..bulk.records import input_format
+
+    if input_format(a.input) in ("jsonl", "parquet", "folder"):
+        return True
+    return bool(a.output) and (a.output.endswith(("/", "\\")) or Path(a.output).is_dir())
+
+
+def _run_bulk(a) -> int:
+    """liquidlfm.bulk.translate with the command line's options; the summary on stderr."""
+    try:
+        from .. import bulk
+    except ImportError as e:
+        print(f"error: bulk mode needs Ray: pip install 'liquidlfm[bulk]' ({e})", file=sys.stderr)
+        return 2
+    if not a.input:
+        print("error: bulk mode needs --input (a .jsonl/.parquet/text file or a folder)", file=sys.stderr)
+        return 2
+    try:
+        glossary = load_glossary(a.glossary) if a.glossary else None
+        options = dict(source=a.source, formality=a.formality, glossary=glossary, max_tokens=a.max_tokens,
+                       markdown=not a.plain)
+        result = bulk.translate(a.input, a.target, a.output, model=a.model, ray_address=a.ray, actors=a.actors,
+                                cpus_per_actor=a.cpus_per_actor, batch_size=a.batch_size, n_seq=a.n_seq,
+                                n_ctx=a.n_ctx, shard_size=a.shard_size, id_field=a.id_field,
+                                text_field=a.text_field, format=a.format, overwrite=a.overwrite,
+                                progress=not a.no_progress, **options)
+    except KeyboardInterrupt:
+        print(f"interrupted: the finished shards are kept in {a.output}; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    except (bulk.BulkInputError, bulk.BulkError, ValueError, TypeError, OSError, ModelNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, (bulk.BulkInputError, ValueError, TypeError)) else 1
+    print(result.summary(), file=sys.stderr)
     return 0
 
 
