@@ -203,7 +203,8 @@ class BatchEngine:
         """n generations of one prompt (OpenAI's n): the prompt is prefilled once and its state copied
         to the other sequences. With a seed, generation i samples with seed + i. constraint: one
         Constraint (n == 1) or a list of n. on_chunk(chunk) is called on the engine's thread
-        (with None if the request fails)."""
+        (with None if the request fails); a list of n callables gives each generation its own, so a
+        consumer knows which of the n a chunk belongs to."""
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
         if n > self.n_seq:
@@ -212,6 +213,9 @@ class BatchEngine:
         if unknown:
             raise TypeError(f"submit() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
         constraints = list(constraint) if isinstance(constraint, (list, tuple)) else [constraint] * n
+        callbacks = list(on_chunk) if isinstance(on_chunk, (list, tuple)) else [on_chunk] * n
+        if len(callbacks) != n:
+            raise ValueError(f"on_chunk: a callable or a list of n={n} callables, got a list of {len(callbacks)}")
         if len(constraints) != n or (n > 1 and constraint is not None and not isinstance(constraint, (list, tuple))):
             raise ValueError("with n > 1, pass one constraint per generation (a list of n)")
         m = self.model
@@ -237,7 +241,7 @@ class BatchEngine:
                 spi = sp if sp.seed is None or i == 0 else dataclasses.replace(sp, seed=int(sp.seed) + i)
                 sampler = make_sampler(m.config.n_vocab, spi, m._gen_banned_ids())
                 em = TokenEmitter(m.tokenizer, stops, stop_ids, max_tokens, GenerationStats(prompt_tokens=len(ids)))
-                reqs.append(Request(self, ids, em, sampler, constraints[i], on_chunk))
+                reqs.append(Request(self, ids, em, sampler, constraints[i], callbacks[i]))
         except BaseException:
             for r in reqs:
                 r.sampler.close()
