@@ -17,6 +17,7 @@ cancels its engine requests, which frees their sequences at the engine's next st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hmac
 import json
@@ -663,6 +664,7 @@ def create_app(model, engine, settings: ServerSettings) -> FastAPI:
     lifespan). app.state.server is the ServerState (drain, cancel, counters)."""
     state = ServerState(model, engine, settings)
 
+    @contextlib.asynccontextmanager
     async def lifespan(app):
         engine.start()
         try:
