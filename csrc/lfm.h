@@ -270,12 +270,19 @@ lfm_status lfm_sampler_init(const lfm_sampler_params *p, int32_t n_vocab, lfm_sa
 void lfm_sampler_free(lfm_sampler *s);
 /* Added to the logits before any other step; -INFINITY bans a token. */
 lfm_status lfm_sampler_set_logit_bias(lfm_sampler *s, const lfm_token *ids, const float *bias, int32_t n);
+/* Constrained decoding: only tokens whose bit is set may be sampled (bit i % 32 of bits[i / 32] for
+ * token i; n_words must be (n_vocab + 31) / 32, else LFM_ERR_ARG; bits past n_vocab are ignored).
+ * The mask is copied and applies to every later sample / dist / processed_logits (and so
+ * lfm_generate_step) until replaced; bits == NULL removes it. A disallowed token's logit is -inf
+ * before bias, penalties and every filter; greedy picks the best allowed token. A mask that allows
+ * no token makes sampling fail with LFM_ERR_ARG. On failure the previous mask is kept. */
+lfm_status lfm_sampler_set_allowed(lfm_sampler *s, const uint32_t *bits, int32_t n_words);
 void lfm_sampler_accept(lfm_sampler *s, lfm_token t); /* append to the penalty history */
-void lfm_sampler_reset(lfm_sampler *s);               /* clear history, reseed */
+void lfm_sampler_reset(lfm_sampler *s);               /* clear history, reseed (the mask stays) */
 /* Pick a token from one row of n_vocab logits (the row is not modified). Does not accept it.
- * The logits must be finite or -INFINITY (LFM_ERR_ARG naming the first NaN / +inf); if logit bias
- * and penalties leave no finite logit, LFM_ERR_ARG ("no token can be sampled") and *out untouched.
- * On LFM_OK, *out is in [0, n_vocab) and not banned. */
+ * The logits must be finite or -INFINITY (LFM_ERR_ARG naming the first NaN / +inf); if the
+ * allowed-token mask, logit bias and penalties leave no finite logit, LFM_ERR_ARG ("no token can be
+ * sampled") and *out untouched. On LFM_OK, *out is in [0, n_vocab), allowed and not banned. */
 lfm_status lfm_sampler_sample(lfm_sampler *s, const float *logits, lfm_token *out);
 /* The distribution lfm_sampler_sample draws from: the kept tokens (in no particular order) and
  * their normalised probabilities. Writes at most cap entries; *n_out is the full count. Greedy
@@ -296,7 +303,8 @@ typedef enum {
     LFM_FINISH_LENGTH = 2, /* max_tokens reached or the context is full */
 } lfm_finish_reason;
 
-/* One step of the C generate loop: sample from the context's current last logits, accept the
+/* One step of the C generate loop: sample from the context's current last logits (through the
+ * sampler, so its allowed-token mask applies: set it before each step when constraining), accept the
  * token into the sampler; if it is one of stop_ids report LFM_FINISH_STOP, else decode it so the
  * context holds the logits for the next step (LFM_FINISH_LENGTH when no room is left). */
 /* Details: the sampler's n_vocab must be the model's. *out_token is always the sampled token.

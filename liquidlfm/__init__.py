@@ -36,7 +36,7 @@ def _import_core():
 _core = _import_core()  # fail at import, with what to do, not at first use
 from .model import Model, ModelConfig, Session, load
 from .tokenizer import StreamDecoder, Tokenizer
-from .generation import Chunk, GenerationResult, GenerationStats, load_session, save_session
+from .generation import Chunk, Constraint, GenerationResult, GenerationStats, load_session, save_session
 from .generation.batch import BatchEngine, Request
 from .translate import translate  # the function; its package stays importable as liquidlfm.translate
 
@@ -68,6 +68,7 @@ __all__ = [
     "Tokenizer",
     "StreamDecoder",
     "Chunk",
+    "Constraint",
     "GenerationResult",
     "GenerationStats",
     "BatchEngine",

@@ -6,6 +6,7 @@
  *     tok = s.sample(logits)        # any C-contiguous float32 buffer, [n_vocab] or [T, n_vocab] (last row)
  *     s.accept(tok) / s.accept([ids...])
  *     ids, probs = s.dist(logits)   # the distribution sample() draws from
+ *     s.set_allowed(bits)           # uint32 [(n_vocab + 31) // 32]: only these tokens (None: all)
  *
  * The GIL is released while the C code runs. Objects in use (pycommon.h): a second call on the same
  * sampler while one runs (another thread, or Python code run by the first call's argument
@@ -365,6 +366,59 @@ static PyObject *Sampler_set_logit_bias(SamplerObject *self, PyObject *bias) {
     Py_RETURN_NONE;
 }
 
+/* set_allowed(bits | None): bits is any C-contiguous 1-D buffer of (n_vocab + 31) // 32 uint32 words
+ * (numpy uint32); the C sampler copies it, so the caller may reuse the array for the next step. */
+static PyObject *Sampler_set_allowed(SamplerObject *self, PyObject *obj) {
+    if (sampler_enter(self) < 0) return NULL;
+    lfm_status st;
+    if (obj == Py_None) {
+        st = lfm_sampler_set_allowed(self->s, NULL, 0);
+        sampler_leave(self);
+        if (st != LFM_OK) return lfm_py_raise(st);
+        Py_RETURN_NONE;
+    }
+    Py_buffer view;
+    if (!PyObject_CheckBuffer(obj)) {
+        sampler_leave(self);
+        PyErr_Format(PyExc_TypeError, "set_allowed() takes a numpy.uint32 array or None, not %s",
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        sampler_leave(self);
+        return NULL;
+    }
+    int32_t V = lfm_sampler_n_vocab(self->s);
+    Py_ssize_t want = ((Py_ssize_t)V + 31) / 32;
+    const char *fmt = view.format ? view.format : "B";
+    if (*fmt == '<' || *fmt == '=' || *fmt == '@') fmt++;
+    if (view.itemsize != 4 || (strcmp(fmt, "I") != 0 && strcmp(fmt, "L") != 0)) {
+        PyErr_Format(PyExc_TypeError, "allowed-token mask must be uint32 (numpy.uint32), got format '%s' itemsize %zd",
+                     view.format ? view.format : "B", view.itemsize);
+        goto fail;
+    }
+    if (view.ndim != 1) {
+        PyErr_Format(PyExc_ValueError, "allowed-token mask must be 1-D ((n_vocab + 31) // 32 = %zd words), got %d-D",
+                     want, view.ndim);
+        goto fail;
+    }
+    if (view.shape[0] != want) {
+        PyErr_Format(PyExc_ValueError,
+                     "allowed-token mask must have (n_vocab + 31) // 32 = %zd words for n_vocab = %d, got %zd", want,
+                     (int)V, view.shape[0]);
+        goto fail;
+    }
+    st = lfm_sampler_set_allowed(self->s, (const uint32_t *)view.buf, (int32_t)want);
+    PyBuffer_Release(&view);
+    sampler_leave(self);
+    if (st != LFM_OK) return lfm_py_raise(st);
+    Py_RETURN_NONE;
+fail:
+    PyBuffer_Release(&view);
+    sampler_leave(self);
+    return NULL;
+}
+
 static PyObject *Sampler_count(SamplerObject *self, PyObject *obj) {
     if (sampler_enter(self) < 0) return NULL; /* the id's __index__ is Python code */
     lfm_token t;
@@ -444,6 +498,11 @@ static PyMethodDef Sampler_methods[] = {
     {"reset", (PyCFunction)Sampler_reset, METH_NOARGS, "Clear the penalty history and reseed."},
     {"set_logit_bias", (PyCFunction)Sampler_set_logit_bias, METH_O,
      "set_logit_bias({token: bias} | None): replace the logit bias (-inf bans a token)."},
+    {"set_allowed", (PyCFunction)Sampler_set_allowed, METH_O,
+     "set_allowed(bits | None): only tokens whose bit is set may be sampled (bit i % 32 of bits[i // 32]); "
+     "bits is a uint32 array of (n_vocab + 31) // 32 words, copied; None removes the mask. Applies to every "
+     "later sample / dist / processed_logits / generate_step; a mask allowing no token makes sampling raise "
+     "ValueError."},
     {"count", (PyCFunction)Sampler_count, METH_O, "count(token) -> occurrences in the penalty window."},
     {"close", (PyCFunction)Sampler_close, METH_NOARGS, "Free the native sampler."},
     {"__enter__", (PyCFunction)Sampler_enter_ctx, METH_NOARGS, NULL},

@@ -1,4 +1,5 @@
-/* generate.c — one step of the C generation loop: sample, accept, stop check, decode. */
+/* generate.c — one step of the C generation loop: sample, accept, stop check, decode.
+ * Constrained decoding needs nothing here: the sampler applies its allowed-token mask. */
 #include "runtime/runtime.h"
 
 lfm_status lfm_generate_step(lfm_ctx *c, lfm_sampler *s, const lfm_token *stop_ids, int32_t n_stop,

@@ -1,6 +1,8 @@
 /* sampler.c — pick the next token from a row of logits.
  *
  * Order of operations (transformers' logits-processor order, docs/architecture.md §8):
+ *   0. the allowed-token mask (lfm_sampler_set_allowed, for constrained decoding): a disallowed
+ *      token's logit is -inf from here on, so nothing below can bring it back
  *   1. logit bias (added; -INFINITY bans a token)
  *   2. penalties over the last penalty_last_n accepted tokens:
  *        repetition (transformers: a seen token's logit is divided by p if > 0, multiplied by p if < 0),
@@ -19,7 +21,7 @@
  * through the penalties. If no finite logit is left, sampling fails with LFM_ERR_ARG ("no token can
  * be sampled"); a returned id is always in [0, n_vocab) with a finite processed logit.
  *
- * Cost per token: one O(V) pass (copy + bias + penalties + max); the vocabulary is never sorted.
+ * Cost per token: one O(V) pass (copy or masked copy + bias + penalties + max); the vocabulary is never sorted.
  * top-k finds the k-th largest logit with a k-element min-heap (one compare per token), min-p
  * pre-filters in logit space (no exp per token), and only the surviving candidates are ordered
  * (heap, popped only as far as top-p needs). Plain temperature sampling and top-p without top-k
@@ -47,6 +49,10 @@ struct lfm_sampler {
     int32_t n_seen;
     lfm_token *ring;    /* [penalty_last_n] most recent tokens (only when penalty_last_n > 0) */
     int32_t ring_len, ring_head;
+
+    /* allowed-token mask: bit i of allowed[i / 32] set = token i may be sampled */
+    uint32_t *allowed;  /* [(n_vocab + 31) / 32], allocated on the first lfm_sampler_set_allowed */
+    int allowed_on;     /* 0: no mask (the buffer is kept for the next one) */
 
     /* logit bias, sparse */
     lfm_token *bias_ids; /* [n_bias] */
@@ -181,6 +187,7 @@ void lfm_sampler_free(lfm_sampler *s) {
     free(s->ring);
     free(s->bias_ids);
     free(s->bias_val);
+    free(s->allowed);
     free(s->x);
     free(s->heap);
     free(s->ord);
@@ -226,6 +233,56 @@ lfm_status lfm_sampler_set_logit_bias(lfm_sampler *s, const lfm_token *ids, cons
     s->bias_val = nval;
     s->n_bias = n;
     return LFM_OK;
+}
+
+/* ---- allowed-token mask ---- */
+
+static int32_t mask_words(int32_t n_vocab) { return (int32_t)(((int64_t)n_vocab + 31) / 32); }
+
+lfm_status lfm_sampler_set_allowed(lfm_sampler *s, const uint32_t *bits, int32_t n_words) {
+    if (!s) return lfm_fail(LFM_ERR_ARG, "lfm_sampler_set_allowed: NULL sampler");
+    if (!bits) {
+        s->allowed_on = 0;
+        return LFM_OK;
+    }
+    const int32_t want = mask_words(s->n_vocab);
+    if (n_words != want)
+        return lfm_fail(LFM_ERR_ARG, "allowed-token mask: expected %d words of 32 bits for n_vocab = %d, got %d",
+                        (int)want, (int)s->n_vocab, (int)n_words);
+    if (!s->allowed) {
+        s->allowed = malloc((size_t)want * sizeof *s->allowed);
+        if (!s->allowed) return lfm_fail(LFM_ERR_OOM, "allowed-token mask: out of memory");
+    }
+    memcpy(s->allowed, bits, (size_t)want * sizeof *s->allowed);
+    s->allowed_on = 1;
+    return LFM_OK;
+}
+
+/* x := logits where the mask allows the token, -inf elsewhere (step 0). Returns the number of
+ * allowed tokens, so an empty mask is reported as such instead of as "every logit is -inf". */
+static int32_t copy_allowed(const lfm_sampler *s, const float *logits, float *x) {
+    const int32_t V = s->n_vocab;
+    int32_t n_allowed = 0;
+    const int32_t n_words = mask_words(V);
+    for (int32_t w = 0; w < n_words; w++) {
+        const int32_t i0 = w * 32, n = V - i0 < 32 ? V - i0 : 32;
+        /* bits past n_vocab in the last word are ignored */
+        const uint32_t bits = s->allowed[w] & (n == 32 ? 0xffffffffu : ((1u << n) - 1u));
+        if (bits == 0) {
+            for (int32_t j = 0; j < n; j++) x[i0 + j] = -INFINITY;
+        } else if (n == 32 && bits == 0xffffffffu) {
+            memcpy(x + i0, logits + i0, 32 * sizeof *x);
+            n_allowed += 32;
+        } else { /* a mixed word: ban all, then copy the set bits (a grammar allows few tokens) */
+            for (int32_t j = 0; j < n; j++) x[i0 + j] = -INFINITY;
+            n_allowed += __builtin_popcount(bits);
+            for (uint32_t b = bits; b; b &= b - 1) {
+                int32_t j = __builtin_ctz(b);
+                x[i0 + j] = logits[i0 + j];
+            }
+        }
+    }
+    return n_allowed;
 }
 
 /* ---- penalty history ---- */
@@ -322,7 +379,13 @@ static lfm_status process_logits(lfm_sampler *s, const float *logits, int32_t *a
     if (bad >= 0)
         return lfm_fail(LFM_ERR_ARG, "sampler: logit %d is %g; logits must be finite or -inf", (int)bad,
                         (double)logits[bad]);
-    memcpy(x, logits, (size_t)V * sizeof *x);
+    if (s->allowed_on) {
+        if (copy_allowed(s, logits, x) == 0)
+            return lfm_fail(LFM_ERR_ARG, "sampler: no token can be sampled: the allowed-token mask allows none "
+                                         "(constrained decoding with no valid continuation)");
+    } else {
+        memcpy(x, logits, (size_t)V * sizeof *x);
+    }
     /* Only the biased and the penalized entries can leave "finite or -inf"; each is put back in
      * that set where it is written (the non-finite rule, top of file), so the filters below only
      * ever see finite values and -inf. */
@@ -345,8 +408,9 @@ static lfm_status process_logits(lfm_sampler *s, const float *logits, int32_t *a
 
     float bv = max_value(x, V);
     if (!(bv > -INFINITY))
-        return lfm_fail(LFM_ERR_ARG, "sampler: no token can be sampled: every logit is -inf (banned) or NaN "
-                                     "after logit bias and penalties");
+        return lfm_fail(LFM_ERR_ARG, "sampler: no token can be sampled: every logit%s is -inf (banned) or NaN "
+                                     "after logit bias and penalties",
+                        s->allowed_on ? " the allowed-token mask lets through" : "");
     int32_t best = 0;
     while (best < V - 1 && x[best] != bv) best++;
     *argmax = best;

@@ -27,12 +27,17 @@ leaves the session consistent.
 A list of prompts (model.generate([...]), model.chat([conv, ...])) runs as a batch: up to n_seq
 sequences decoded together, one forward pass per step (batch.BatchEngine, also model.batch()).
 
-Modules: batch (continuous batching), emit (tokens to chunks and finish reasons), params (sampling parameters), streaming (UTF-8-safe detokenizing), stops (stop strings),
+Structured output: response_format= (OpenAI's json_object / json_schema, plus regex and Lark
+grammar) or constraint= (a Constraint) keeps the output inside a grammar; llguidance computes the
+allowed tokens, the C sampler masks the rest (constrain.py; pip install "liquidlfm[structured]").
+
+Modules: batch (continuous batching), emit (tokens to chunks and finish reasons), params (sampling parameters), constrain (structured output), streaming (UTF-8-safe detokenizing), stops (stop strings),
 cache (the session's prefix cache), session_file (state files), results (Chunk, GenerationResult,
 GenerationStats), api (the generate/stream/chat mixin).
 """
 from .api import GenerationHost, GenerationMixin, GenerationTokenizer
 from .cache import CachedSession, PrefixCache
+from .constrain import Constraint
 from .params import DEFAULT_MAX_TOKENS, RECOMMENDED_SAMPLING, SamplingParams, resolve_sampling
 from .results import Chunk, GenerationResult, GenerationStats
 from .session_file import load_session, save_session
@@ -45,6 +50,7 @@ __all__ = [
     "GenerationTokenizer",
     "CachedSession",
     "PrefixCache",
+    "Constraint",
     "GenerationStats",
     "Chunk",
     "GenerationResult",

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import ContextFullError
 from .cache import CachedSession
+from .constrain import mask_words
 from .params import SAMPLING_ARGS, make_sampler, resolve_max_tokens, resolve_sampling
 from .results import Chunk, GenerationResult, GenerationStats, collect
 from .session_file import load_session, save_session
@@ -197,7 +198,8 @@ class GenerationMixin:
     def stream(self, prompt, max_tokens: Optional[int] = None, *, temperature=None, top_k=None, top_p=None,
                min_p=None, repetition_penalty=None, presence_penalty=None, frequency_penalty=None,
                penalty_last_n=None, logit_bias=None, stop=None, seed=None, stop_token_ids=None,
-               session=None, n_ctx=None, cache_prefix=None) -> Iterator[Chunk]:
+               session=None, n_ctx=None, cache_prefix=None, response_format=None,
+               constraint=None) -> Iterator[Chunk]:
         """Generate from prompt (str, or a list of token ids used as is), yielding Chunks.
 
         max_tokens: tokens to generate (default: generation_config max_new_tokens, else 512).
@@ -207,6 +209,13 @@ class GenerationMixin:
         cache_prefix: a leading part of the prompt (text, or token ids) whose state is kept in the
         session's prefix cache, so later prompts starting with it (a shared system prompt) do not
         prefill it again; ignored when the prompt does not start with it.
+        response_format: structured output, OpenAI-style ({"type": "json_object"}, {"type": "json_schema",
+        "json_schema": {"name": ..., "schema": {...}}}) or {"type": "regex", "pattern": ...} /
+        {"type": "grammar", "grammar": <Lark>}; the output then follows it and, once complete, ends
+        (finish_reason "stop"); max_tokens can still cut it ("length"). constraint: a
+        liquidlfm.generation.Constraint instead (started from its initial state). Both need
+        llguidance (pip install "liquidlfm[structured]"); a bad schema / regex / grammar raises
+        ValueError here.
         Raises ContextFullError when the prompt does not fit in the session's context.
         """
         ids = self._gen_encode(prompt, chat=False)
@@ -215,7 +224,8 @@ class GenerationMixin:
                              dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                   repetition_penalty=repetition_penalty, presence_penalty=presence_penalty,
                                   frequency_penalty=frequency_penalty, penalty_last_n=penalty_last_n,
-                                  logit_bias=logit_bias, seed=seed))
+                                  logit_bias=logit_bias, seed=seed),
+                             self._gen_constraint(response_format, constraint))
 
     def generate(self, prompt, max_tokens: Optional[int] = None, **kwargs):
         """Like stream(), but returns the whole text (a str carrying .token_ids, .finish_reason, .stats).
@@ -270,15 +280,38 @@ class GenerationMixin:
         session = kwargs.pop("session", None)
         n_ctx = kwargs.pop("n_ctx", None)
         cache_prefix = kwargs.pop("cache_prefix", None)
+        constraint = self._gen_constraint(kwargs.pop("response_format", None), kwargs.pop("constraint", None))
         if kwargs:
             raise TypeError(f"chat() got unexpected keyword arguments: {', '.join(sorted(kwargs))}")
         prefix = self._gen_encode(cache_prefix, chat=True) if cache_prefix is not None else None
-        it = self._gen_run(ids, max_tokens, stop, stop_token_ids, session, n_ctx, True, prefix, sampling)
+        it = self._gen_run(ids, max_tokens, stop, stop_token_ids, session, n_ctx, True, prefix, sampling, constraint)
         return it if stream else collect(it)
 
     # ---- the loop ----
 
-    def _gen_run(self, ids, max_tokens, stop, stop_token_ids, session, n_ctx, snapshots, prefix, sampling):
+    def _gen_constraint(self, response_format, constraint):
+        """The Constraint for response_format= / constraint= (None without either); raises
+        ValueError / TypeError at the call for a bad format, schema or constraint."""
+        if response_format is None and constraint is None:
+            return None
+        from .constrain import Constraint
+
+        if response_format is not None and constraint is not None:
+            raise ValueError("pass response_format= or constraint=, not both")
+        n_vocab = self.config.n_vocab
+        if constraint is not None:
+            if not isinstance(constraint, Constraint):
+                raise TypeError(f"constraint must be a liquidlfm.generation.Constraint, got "
+                                f"{type(constraint).__name__}")
+            return constraint
+        tok = self.tokenizer
+        if tok is None:
+            raise ValueError("response_format needs the model's tokenizer; this model has none")
+        return Constraint.from_response_format(tok, response_format, stop_ids=self.stop_token_ids,
+                                               n_vocab=max(n_vocab, tok.vocab_size))
+
+    def _gen_run(self, ids, max_tokens, stop, stop_token_ids, session, n_ctx, snapshots, prefix, sampling,
+                 constraint=None):
         """Validate everything eagerly (errors surface at the call, not at the first next()), then
         return the generator."""
         gc = dict(self.generation_config or {})
@@ -303,11 +336,20 @@ class GenerationMixin:
             raise ContextFullError(
                 f"the prompt has {len(ids)} tokens but the session's context holds {session.n_ctx}; "
                 f"use a larger n_ctx or a shorter prompt")
-        return self._gen_loop(ids, max_tokens, stops, stop_ids, session, snapshots, prefix, sampler, self.tokenizer)
+        return self._gen_loop(ids, max_tokens, stops, stop_ids, session, snapshots, prefix, sampler, self.tokenizer,
+                              constraint)
 
-    def _gen_loop(self, ids, max_tokens, stops, stop_ids, session: CachedSession, snapshots, prefix, sampler, tok):
+    def _gen_loop(self, ids, max_tokens, stops, stop_ids, session: CachedSession, snapshots, prefix, sampler, tok,
+                  constraint=None):
         cache = session.prefix_cache
         cache.acquire()
+        if constraint is not None:
+            try:
+                constraint._claim()
+            except BaseException:
+                sampler.close()
+                cache.release()
+                raise
         try:
             stats = GenerationStats(prompt_tokens=len(ids))
             t0 = time.perf_counter()
@@ -329,12 +371,22 @@ class GenerationMixin:
             native = cache.native_ctx is not None
             stop_list = sorted(stop_ids)
             finish = None
+            if constraint is not None:
+                # the sampler gives every token outside the grammar -inf before anything else; the
+                # mask may be longer than the model's vocabulary (a tokenizer larger than the model)
+                constraint.reset()
+                n_words = mask_words(self.config.n_vocab)
+                allowed = np.zeros(max(n_words, constraint.n_words), dtype=np.uint32)
+                allowed_view = allowed[:n_words]
             t1 = time.perf_counter()
             n = 0
             while finish is None:
                 if n >= max_tokens:
                     finish = "length"
                     break
+                if constraint is not None:
+                    constraint.fill_mask(allowed)
+                    sampler.set_allowed(allowed_view)
                 if native:
                     t, is_stop, full = cache.step_native(sampler, stop_list)
                 else:
@@ -348,6 +400,8 @@ class GenerationMixin:
                         else:
                             logits = cache.step(t)
                             full = len(cache.tokens) >= n_ctx
+                if constraint is not None:
+                    constraint.accept(t)
                 if is_stop:
                     finish = "stop"
                     break
@@ -377,6 +431,8 @@ class GenerationMixin:
             stats.generation_time = time.perf_counter() - t1
             yield Chunk(tail, [], finish, dataclasses.replace(stats))
         finally:
+            if constraint is not None:
+                constraint._release()
             sampler.close()
             cache.release()
 

@@ -77,3 +77,34 @@ def test_bad_arguments(model):
         s2.prefill([1])
         with pytest.raises(ValueError, match="closed"):
             _core.generate_step(s2._ctx, smp)
+
+
+def test_allowed_mask_applies_to_the_c_step(model):
+    """The C loop samples through the sampler, so its mask holds there too: every step picks from
+    the allowed set (changed between steps, as constrained decoding does), greedy the best of it,
+    and a mask allowing nothing fails the step cleanly, leaving the context as it was."""
+    def mask(ids):
+        bits = np.zeros((V + 31) // 32, np.uint32)
+        for t in ids:
+            bits[t // 32] |= np.uint32(1 << (t % 32))
+        return bits
+
+    rng = np.random.default_rng(0)
+    with model.session(n_ctx=64) as s:
+        s.prefill([1, 2, 3])
+        smp = _core.Sampler(V, temperature=1.5, seed=4)
+        for _ in range(12):
+            allowed = rng.choice(V, size=3, replace=False).tolist()
+            smp.set_allowed(mask(allowed))
+            tok, fin = _core.generate_step(s._ctx, smp, ())
+            assert tok in allowed and fin == _core.FINISH_NONE
+        greedy = _core.Sampler(V, temperature=0)
+        allowed = rng.choice(V, size=10, replace=False)
+        greedy.set_allowed(mask(allowed))
+        best = int(allowed[np.argmax(s.logits[allowed])])
+        assert _core.generate_step(s._ctx, greedy, ())[0] == best
+        pos = s.pos
+        greedy.set_allowed(mask([]))
+        with pytest.raises(ValueError, match="allows none"):
+            _core.generate_step(s._ctx, greedy, ())
+        assert s.pos == pos

@@ -1,9 +1,10 @@
-/* fuzz_sampler — sampler parameters, logit bias, penalty history and a logits row from the fuzzer,
- * including NaN, ±inf, huge and tiny values. Contract checked: init/bias/sample either refuse with
- * a message or pick an id in [0, n_vocab) whose processed logit is neither -inf nor NaN; the
- * distribution is ids in range with finite probabilities summing to 1.
+/* fuzz_sampler — sampler parameters, logit bias, penalty history, an allowed-token mask and a logits
+ * row from the fuzzer, including NaN, ±inf, huge and tiny values. Contract checked: init/bias/mask/
+ * sample either refuse with a message or pick an allowed id in [0, n_vocab) whose processed logit is
+ * neither -inf nor NaN; the distribution is allowed ids in range with finite probabilities summing to 1.
  * Input: byte 0 = n_vocab - 1 (mod 64); then values, each one byte: an index into INTERESTING, or
- * 0xff followed by 4 raw bytes of a float. */
+ * 0xff followed by 4 raw bytes of a float; the mask is a flag byte (odd: set) and 4 bytes per word,
+ * with a word count that is sometimes wrong (must be refused). */
 #include <math.h>
 #include <float.h>
 
@@ -66,6 +67,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     float *probs = malloc((size_t)n_vocab * sizeof *probs);
     lfm_token *ids = malloc((size_t)n_vocab * sizeof *ids);
     for (int32_t i = 0; i < n_vocab; i++) logits[i] = rd_float(&r);
+    /* the mask after the logits, so the committed reproducers keep their meaning */
+    uint32_t mask[3] = {0xffffffffu, 0xffffffffu, 0xffffffffu}; /* n_vocab <= 64: at most 2 words, 1 spare */
+    int32_t n_words = (n_vocab + 31) / 32;
+    uint8_t mask_flag = rd_byte(&r);
+    if (mask_flag & 1) {
+        int32_t given = (mask_flag & 2) ? n_words + (mask_flag & 4 ? 1 : -1) : n_words; /* sometimes wrong */
+        for (int i = 0; i < 3; i++)
+            mask[i] = rd_byte(&r) | rd_byte(&r) << 8 | rd_byte(&r) << 16 | (uint32_t)rd_byte(&r) << 24;
+        st = lfm_sampler_set_allowed(s, mask, given);
+        fuzz_check_error(st);
+        if (given != n_words && st == LFM_OK) {
+            fprintf(stderr, "a mask of %d words was accepted for n_vocab %d\n", (int)given, (int)n_vocab);
+            abort();
+        }
+        if (st != LFM_OK) mask[0] = mask[1] = mask[2] = 0xffffffffu; /* refused: no mask in force */
+    }
+#define ALLOWED(t) ((mask[(t) / 32] >> ((t) % 32)) & 1u)
 
     for (int round = 0; round < 2; round++) {
         lfm_token tok = -12345;
@@ -77,6 +95,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 abort();
             }
             if (lfm_sampler_processed_logits(s, logits, proc) != LFM_OK) abort();
+            if (!ALLOWED(tok)) {
+                fprintf(stderr, "sampled id %d, which the mask does not allow\n", (int)tok);
+                abort();
+            }
             if (proc[tok] == -INFINITY || isnan(proc[tok])) {
                 fprintf(stderr, "sampled id %d whose processed logit is %g\n", (int)tok, (double)proc[tok]);
                 abort();
@@ -92,7 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             }
             double sum = 0;
             for (int32_t i = 0; i < n_out; i++) {
-                if (ids[i] < 0 || ids[i] >= n_vocab || !isfinite(probs[i]) || probs[i] < 0) {
+                if (ids[i] < 0 || ids[i] >= n_vocab || !ALLOWED(ids[i]) || !isfinite(probs[i]) || probs[i] < 0) {
                     fprintf(stderr, "dist entry %d: id %d p %g\n", (int)i, (int)ids[i], (double)probs[i]);
                     abort();
                 }
@@ -105,6 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         if (st == LFM_OK) lfm_sampler_accept(s, ids[0]);
     }
+#undef ALLOWED
     (void)lfm_sampler_token_count(s, rd_int(&r));
     lfm_sampler_reset(s);
     free(logits), free(proc), free(probs), free(ids);

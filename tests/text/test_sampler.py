@@ -486,3 +486,172 @@ def test_penalty_window_is_bounded():
     x[3] = 1.0
     x[5] = 0.9
     assert s.sample(x) == 5  # the window works at the limit: 3 is penalized (1.0 / 1.5 < 0.9)
+
+
+# ---- allowed-token mask (constrained decoding) ----
+
+def pack_mask(allowed, v):
+    """uint32 words with bit i % 32 of word i // 32 set for each allowed token."""
+    bits = np.zeros((v + 31) // 32, np.uint32)
+    for t in allowed:
+        bits[t // 32] |= np.uint32(1 << (t % 32))
+    return bits
+
+
+MASK_PARAMS = [
+    dict(temperature=0), dict(temperature=1.0), dict(temperature=0.3), dict(temperature=7.0),
+    dict(temperature=1.0, top_k=1), dict(temperature=1.0, top_k=5), dict(temperature=1.0, top_k=500),
+    dict(temperature=1.0, top_p=0.9), dict(temperature=2.0, top_p=0.3), dict(temperature=1.0, min_p=0.2),
+    dict(temperature=1.0, top_k=8, top_p=0.8, min_p=0.05),
+    dict(temperature=1.0, repetition_penalty=1e-3), dict(temperature=1.0, presence_penalty=-BIG),
+    dict(temperature=0, frequency_penalty=-1e6),
+]
+
+
+@pytest.mark.parametrize("params", MASK_PARAMS)
+def test_masked_tokens_are_never_sampled(params):
+    """Whatever pushes a disallowed token up (its logit, bias, negative penalties on it), it stays
+    out: the mask is applied before everything else."""
+    v = 100  # not a multiple of 32: the last word is partial
+    rng = np.random.default_rng(1)
+    x = rand_logits(rng, v, scale=5.0)
+    allowed = sorted(rng.choice(v, size=7, replace=False).tolist())
+    banned_best = [t for t in np.argsort(-x) if t not in allowed][:5]
+    s = Sampler(v, seed=3, logit_bias={int(t): 1e30 for t in banned_best}, **params)
+    s.accept([int(t) for t in banned_best] * 3)  # negative penalties raise these further
+    s.set_allowed(pack_mask(allowed, v))
+    got = draw(s, x, 300)
+    assert set(got) <= set(allowed), (sorted(set(got) - set(allowed)), params)
+    ids, probs = s.dist(x)
+    assert set(ids.tolist()) <= set(allowed) and abs(float(probs.sum()) - 1) < 1e-4
+    y = s.processed_logits(x)
+    assert np.all(y[[t for t in range(v) if t not in allowed]] == -np.inf)
+
+
+def test_masked_distribution_is_the_filters_over_the_allowed_tokens():
+    rng = np.random.default_rng(2)
+    v = 77
+    for trial in range(40):
+        x = rand_logits(rng, v)
+        allowed = rng.random(v) < 0.4
+        allowed[rng.integers(v)] = True
+        params = dict(temperature=float(rng.choice([0.5, 1.0, 2.0])), top_k=int(rng.choice([0, 3, 10])),
+                      top_p=float(rng.choice([1.0, 0.9, 0.5])), min_p=float(rng.choice([0.0, 0.1])))
+        s = Sampler(v, **params)
+        s.set_allowed(pack_mask(np.flatnonzero(allowed), v))
+        want = ref_filter(np.where(allowed, x, -np.inf).astype(np.float32), **params)
+        assert_same_dist(dist_dict(s, x), want)
+
+
+def test_greedy_picks_the_best_allowed_token():
+    rng = np.random.default_rng(3)
+    v = 300
+    for trial in range(30):
+        x = rand_logits(rng, v)
+        allowed = rng.choice(v, size=int(rng.integers(1, 20)), replace=False)
+        s = Sampler(v, temperature=0)
+        s.set_allowed(pack_mask(allowed, v))
+        best = allowed[np.argmax(x[allowed])]
+        assert s.sample(x) == best and draw(s, x, 3) == [best] * 3
+
+
+def test_full_mask_changes_nothing_and_none_clears():
+    """An all-ones mask takes the unmasked path's values: same draws from the same seed."""
+    rng = np.random.default_rng(4)
+    v = 1000
+    x = rand_logits(rng, v)
+    for params in (dict(temperature=0.8), dict(temperature=1.0, top_p=0.9), dict(temperature=1.0, top_k=40)):
+        a, b = Sampler(v, seed=9, **params), Sampler(v, seed=9, **params)
+        b.set_allowed(np.full((v + 31) // 32, 0xFFFFFFFF, np.uint32))
+        assert draw(a, x, 200) == draw(b, x, 200)
+    s = Sampler(v, temperature=0)
+    s.set_allowed(pack_mask([5], v))
+    assert s.sample(x) == 5
+    s.set_allowed(None)
+    assert s.sample(x) == int(np.argmax(x))
+
+
+def test_mask_is_copied_persists_and_survives_reset():
+    v = 64
+    x = np.zeros(v, np.float32)
+    x[10] = 5.0
+    bits = pack_mask([3], v)
+    s = Sampler(v, temperature=0)
+    s.set_allowed(bits)
+    bits[:] = 0xFFFFFFFF  # the sampler holds its own copy
+    assert draw(s, x, 3) == [3, 3, 3]
+    s.reset()
+    assert s.sample(x) == 3
+
+
+def test_bits_past_the_vocabulary_are_ignored():
+    v = 70  # 3 words; bits 70..95 do not name tokens
+    bits = pack_mask([], v)
+    bits[2] = np.uint32(0xFFFFFFFF) & ~np.uint32(0b111111)  # only bits >= 70
+    s = Sampler(v, temperature=1.0)
+    s.set_allowed(bits)
+    with pytest.raises(ValueError, match="allows none"):
+        s.sample(np.zeros(v, np.float32))
+    bits[2] |= np.uint32(1 << 5)  # token 69
+    s.set_allowed(bits)
+    assert set(draw(s, np.zeros(v, np.float32), 20)) == {69}
+
+
+def test_empty_mask_or_only_banned_tokens_raise_clearly():
+    v = 40
+    x = np.zeros(v, np.float32)
+    s = Sampler(v, temperature=0.7, logit_bias={2: -math.inf})
+    s.set_allowed(pack_mask([], v))
+    for call in (s.sample, s.dist, s.processed_logits):
+        with pytest.raises(ValueError, match="mask allows none"):
+            call(x)
+    s.set_allowed(pack_mask([2], v))  # allowed, but banned by the bias
+    with pytest.raises(ValueError, match="no token can be sampled.*mask"):
+        s.sample(x)
+    x[3] = -np.inf
+    s.set_allowed(pack_mask([3], v))  # allowed, but -inf in the row
+    with pytest.raises(ValueError, match="no token can be sampled"):
+        s.sample(x)
+
+
+def test_bad_masks_are_refused_and_keep_the_previous_one():
+    v = 100
+    s = Sampler(v, temperature=0)
+    s.set_allowed(pack_mask([7], v))
+    x = np.zeros(v, np.float32)
+    for bad, exc, msg in [
+        (np.zeros(3, np.uint32), ValueError, "4 words"),
+        (np.zeros(5, np.uint32), ValueError, "got 5"),
+        (np.zeros(0, np.uint32), ValueError, "got 0"),
+        (np.zeros((4, 1), np.uint32), ValueError, "1-D"),
+        (np.zeros(4, np.int64), TypeError, "uint32"),
+        (np.zeros(4, np.float32), TypeError, "uint32"),
+        (np.zeros(8, np.uint16), TypeError, "uint32"),
+        (np.zeros(8, np.uint32)[::2], ValueError, "contiguous"),
+        ([1, 2, 3, 4], TypeError, "uint32 array or None"),
+        (7, TypeError, "uint32 array or None"),
+    ]:
+        with pytest.raises(exc, match=msg):
+            s.set_allowed(bad)
+        assert s.sample(x) == 7, bad
+    s.close()
+    with pytest.raises(ValueError, match="closed"):
+        s.set_allowed(None)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sampler_case(), st.data())
+def test_any_mask_gives_an_allowed_token_or_value_error(case, data):
+    v, x, bias, params, hist = case
+    allowed = data.draw(st.sets(st.integers(0, v - 1), max_size=v))
+    s = Sampler(v, logit_bias=bias or None, **params)
+    s.accept(hist)
+    s.set_allowed(pack_mask(allowed, v))
+    try:
+        t = s.sample(x)
+    except ValueError as e:
+        assert "logit" in str(e) or "no token can be sampled" in str(e), e
+        return
+    assert t in allowed
+    ids, _ = s.dist(x)
+    assert set(ids.tolist()) <= allowed
