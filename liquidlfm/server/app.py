@@ -40,7 +40,7 @@ from ..errors import ContextFullError
 from .errors import APIError, bad_request, context_length_exceeded
 from .protocol import (ChatRequest, CompletionRequest, message_text, prompt_list, reject_unsupported,
                        sampling_kwargs, stop_list, validate_request)
-from .tools import TOOL_CALL_END, TOOL_CALL_START, ToolCallSplitter, format_tool_calls
+from .tools import TOOL_CALL_END, TOOL_CALL_START, ToolCallSplitter, format_tool_calls, tool_call_grammar
 
 __all__ = ["ServerSettings", "ServerState", "create_app"]
 
@@ -216,8 +216,8 @@ class _Plan:
     include_usage: bool
     echo: List[str] = dataclasses.field(default_factory=list)   # completions: prompt texts to prepend
     tools: bool = False                         # parse LFM2 tool calls out of the reply
-    forced_call: Optional[List[int]] = None     # ids after <|tool_call_start|> already in the prompt
     parallel_tool_calls: bool = True
+    constraint: Any = None                      # a Constraint every choice of every prompt follows
 
 
 def _max_tokens(state: ServerState, n_prompt: int, asked: Optional[int], param: str) -> int:
@@ -299,13 +299,34 @@ def _encode(state: ServerState, text: str, bos: bool) -> List[int]:
     return list(state.tokenizer.encode(text, add_special_tokens=bos, parse_special=True))
 
 
+def _constraint(state: ServerState, build, param: str):
+    """A Constraint from build(tokenizer, **kw); 400 naming param when the grammar or schema is bad
+    or llguidance is not installed."""
+    try:
+        return build(state.tokenizer, stop_ids=state.model.stop_token_ids,
+                     n_vocab=max(state.n_vocab, state.tokenizer.vocab_size))
+    except ImportError as e:
+        raise bad_request(f"Structured output is not available on this server: {e}", param,
+                          "unsupported_parameter") from None
+    except (ValueError, TypeError) as e:
+        raise bad_request(f"Invalid value for '{param}': {e}", param, "invalid_value") from None
+
+
+def _response_format(state: ServerState, response_format: Optional[dict]):
+    """The Constraint of OpenAI's response_format (json_object, json_schema; liquidlfm's regex and
+    grammar too), or None for text."""
+    if response_format is None:
+        return None
+    from ..generation.constrain import Constraint
+
+    return _constraint(state, lambda tok, **kw: Constraint.from_response_format(tok, response_format, **kw),
+                       "response_format")
+
+
 def plan_chat(state: ServerState, req: ChatRequest) -> _Plan:
-    """Render, tokenize and check a chat request (runs in a worker thread: templates and tokenizing
-    are CPU work)."""
+    """Render, tokenize and check a chat request (runs in a worker thread: templates, tokenizing and
+    grammar compilation are CPU work)."""
     reject_unsupported(req)
-    if req.response_format is not None and req.response_format.type != "text":
-        raise bad_request(f"response_format {req.response_format.type!r} is not supported by this server.",
-                          "response_format", "unsupported_parameter")
     _check_n(state, req.n)
     messages = _chat_messages(state, req)
     choice = _tool_choice(req)
@@ -324,23 +345,32 @@ def plan_chat(state: ServerState, req: ChatRequest) -> _Plan:
         raise
     ids = _encode(state, text, bos=False)
     kw = sampling_kwargs(req, state.n_vocab)
-    forced = None
-    if tools and choice != "none":
-        start_id, _ = state.tool_ids
-        if choice != "auto":  # required / a named function: the reply starts as a call
-            forced = _encode(state, "[" if choice == "required" else f"[{choice}(", bos=False)
-            ids = ids + [start_id] + forced
-    elif tools:  # "none": the model sees the tools but may not call them
-        bias = dict(kw.get("logit_bias") or {})
-        bias[state.tool_ids[0]] = float("-inf")
-        kw["logit_bias"] = bias
     asked = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     max_tokens = _max_tokens(state, len(ids), asked, "messages")
     kw["stop"] = stop_list(req.stop) or None
+    parallel = req.parallel_tool_calls is not False
+    constraint = _response_format(state, req.response_format)
+    if tools and choice not in ("none", "auto"):
+        # required / a named function: the whole reply is a call list, held to the tools' schemas
+        if constraint is not None:
+            raise bad_request("response_format and a forced tool call (tool_choice) cannot both shape the reply.",
+                              "tool_choice", "invalid_value")
+        from ..generation.constrain import Constraint
+
+        chosen = tools if choice == "required" else [t for t in tools if t["name"] == choice]
+        start_id, end_id = state.tool_ids
+        try:
+            grammar = tool_call_grammar(chosen, start_id, end_id, parallel)
+        except ValueError as e:
+            raise bad_request(f"Invalid value for 'tools': {e}.", "tools", "invalid_value") from None
+        constraint = _constraint(state, lambda tok, **kw: Constraint.grammar(tok, grammar, **kw), "tools")
+    elif tools and choice == "none":  # the model sees the tools but may not call them
+        bias = dict(kw.get("logit_bias") or {})
+        bias[state.tool_ids[0]] = float("-inf")
+        kw["logit_bias"] = bias
     return _Plan("chat", [ids], [max_tokens], req.n, kw, req.stream,
                  bool(req.stream_options and req.stream_options.include_usage),
-                 tools=bool(tools) and choice != "none", forced_call=forced,
-                 parallel_tool_calls=req.parallel_tool_calls is not False)
+                 tools=bool(tools) and choice != "none", parallel_tool_calls=parallel, constraint=constraint)
 
 
 def plan_completion(state: ServerState, req: CompletionRequest) -> _Plan:
@@ -367,7 +397,8 @@ def plan_completion(state: ServerState, req: CompletionRequest) -> _Plan:
     kw = sampling_kwargs(req, state.n_vocab)
     kw["stop"] = stop_list(req.stop) or None
     return _Plan("completion", all_ids, max_tokens, req.n, kw, req.stream,
-                 bool(req.stream_options and req.stream_options.include_usage), echo=echo)
+                 bool(req.stream_options and req.stream_options.include_usage), echo=echo,
+                 constraint=_response_format(state, req.response_format))
 
 
 # ---- answering ----
@@ -386,8 +417,6 @@ class _Choice:
         if plan.tools:
             start_id, end_id = state.tool_ids
             self.splitter = ToolCallSplitter(start_id, end_id, lambda ids: state.tokenizer.decode(ids))
-            if plan.forced_call is not None:
-                self.splitter.feed(TOOL_CALL_START, [start_id] + plan.forced_call)
 
     def feed(self, chunk):
         """-> (new content text, new tool calls) of one chunk; sets finish at the last one."""
@@ -424,8 +453,11 @@ def _choices(state: ServerState, plan: _Plan) -> List[_Choice]:
 
 
 def _submit_all(job: _Job, plan: _Plan) -> None:
-    for ids, mt in zip(plan.prompts, plan.max_tokens):
-        job.submit(ids, plan.n, max_tokens=mt, **plan.engine_kw)
+    for i, (ids, mt) in enumerate(zip(plan.prompts, plan.max_tokens)):
+        constraint = None
+        if plan.constraint is not None:  # a constraint follows one generation: one copy per choice
+            constraint = [plan.constraint if i == 0 and k == 0 else plan.constraint.copy() for k in range(plan.n)]
+        job.submit(ids, plan.n, max_tokens=mt, constraint=constraint, **plan.engine_kw)
 
 
 def _engine_error(job: _Job, index: int) -> APIError:

@@ -62,18 +62,6 @@ class Tool(_Strict):
     function: FunctionDef
 
 
-class JsonSchemaFormat(_Strict):
-    name: str = "response"
-    description: Optional[str] = None
-    schema_: Optional[Dict[str, Any]] = Field(None, alias="schema")
-    strict: Optional[bool] = None
-
-
-class ResponseFormat(_Strict):
-    type: Literal["text", "json_object", "json_schema"]
-    json_schema: Optional[JsonSchemaFormat] = None
-
-
 class _Common(_Strict):
     model: str
     stream: bool = False
@@ -99,7 +87,9 @@ class ChatRequest(_Common):
     tools: Optional[List[Tool]] = None
     tool_choice: Any = None
     parallel_tool_calls: Optional[bool] = None
-    response_format: Optional[ResponseFormat] = None
+    # {"type": "text" | "json_object" | "json_schema", ...}, and liquidlfm's "regex" / "grammar";
+    # checked by Constraint.from_response_format
+    response_format: Optional[Dict[str, Any]] = None
     logprobs: Optional[bool] = None
     top_logprobs: Optional[int] = None
 
@@ -108,6 +98,7 @@ class CompletionRequest(_Common):
     prompt: Any
     max_tokens: Optional[int] = Field(16, ge=0)   # OpenAI's default for completions
     echo: Optional[bool] = None
+    response_format: Optional[Dict[str, Any]] = None   # an extension here, as in vLLM / llama-server
     suffix: Optional[str] = None
     best_of: Optional[int] = None
     logprobs: Optional[int] = None

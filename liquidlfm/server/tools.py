@@ -12,6 +12,8 @@ dicts): nothing is ever evaluated. ToolCallSplitter separates a generated token 
 text and call lists by the two token ids, as the reference says to (never by decoded text, which
 ordinary tokens could spell). format_tool_calls() writes an assistant message's OpenAI `tool_calls`
 back as LFM2 text, for templates that ignore the field (LFM2's shipped template does).
+tool_call_grammar() is the Lark grammar (llguidance's dialect) of a reply that is nothing but such a
+call list, used to force a call (OpenAI's tool_choice "required" or a named function).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 __all__ = ["TOOL_CALL_START", "TOOL_CALL_END", "ToolCall", "parse_tool_calls", "format_tool_calls",
-           "new_call_id", "ToolCallSplitter", "FUNCTION_NAME_PATTERN"]
+           "new_call_id", "ToolCallSplitter", "FUNCTION_NAME_PATTERN", "tool_call_grammar"]
 
 TOOL_CALL_START = "<|tool_call_start|>"
 TOOL_CALL_END = "<|tool_call_end|>"
@@ -258,3 +260,69 @@ class ToolCallSplitter:
             return ""
         self._in_call = False
         return TOOL_CALL_START + self._decode(self._ids)
+
+
+# ---- a forced call: the grammar of a reply that is one call list ----
+
+# JSON values inside a call are written compactly, as json.dumps does (whitespace cannot pad them)
+_JSON_STYLE = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+
+
+def _lark_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string literal is a Lark string literal
+
+
+def tool_call_grammar(functions: Sequence[dict], start_id: int, end_id: int, parallel: bool = True) -> str:
+    """A Lark grammar for <|tool_call_start|>[name(key=value, ...), ...]<|tool_call_end|> over
+    functions (OpenAI function definitions: name, parameters JSON schema), in the Pythonic form
+    LFM2 writes. Each call names one of the functions and passes its parameters as keyword
+    arguments in the declared order, the required ones always and the others optionally, each
+    value JSON valid under the parameter's schema (so True / None are written true / null, which
+    parse_tool_calls reads). parallel=False allows exactly one call. ValueError for a parameter
+    name that cannot be a keyword argument."""
+    rules = []
+    calls = []
+    for j, fn in enumerate(functions):
+        name = fn["name"]
+        params = fn.get("parameters") or {}
+        props = params.get("properties") or {}
+        if not isinstance(props, dict):
+            raise ValueError(f"tool {name!r}: 'parameters.properties' must be an object")
+        required = set(params.get("required") or ())
+        keys = list(props)
+        for k in keys:
+            if not (isinstance(k, str) and k.isidentifier()):
+                raise ValueError(f"tool {name!r}: parameter {k!r} cannot be written as a keyword argument")
+        made = {}
+
+        def seq(i: int, emitted: bool) -> str:
+            """A rule for parameters i.. (emitted: one is already written, so a separator comes first)."""
+            if i == len(keys):
+                return ""
+            rule = f"a{j}_{i}_{int(emitted)}"
+            if rule not in made:
+                made[rule] = True
+                k = keys[i]
+                schema = dict(props[k]) if isinstance(props[k], dict) else {}
+                for defs in ("$defs", "definitions"):  # what "#/$defs/..." references point into
+                    if isinstance(params.get(defs), dict):
+                        schema.setdefault(defs, params[defs])
+                value = "%json " + json.dumps({**schema, "x-guidance": _JSON_STYLE})
+                item = _lark_string((", " if emitted else "") + k + "=") + " " + value
+                rest = seq(i + 1, True)
+                with_item = item + (" " + rest if rest else "")
+                if k in required:
+                    body = with_item
+                else:
+                    skip = seq(i + 1, emitted)
+                    body = f"({with_item} | {skip})" if skip else f"({with_item})?"
+                rules.append(f"{rule}: {body}")
+            return rule
+
+        args = seq(0, False)
+        rules.append(f"c{j}: {_lark_string(name + '(')} {args} \")\"" if args else f"c{j}: {_lark_string(name + '()')}")
+        calls.append(f"c{j}")
+    call = " | ".join(calls)
+    many = ' (", " call)*' if parallel else ""
+    head = [f"start: <[{start_id}]> \"[\" call{many} \"]\" <[{end_id}]>", f"call: {call}"]
+    return "\n".join(head + rules) + "\n"

@@ -22,10 +22,14 @@ def script(user: str) -> str:
     """What the scripted model answers to the last user message."""
     if user.startswith("weather"):
         return 'Checking.<|tool_call_start|>[get_weather(city="Paris"), get_time()]<|tool_call_end|>'
+    if user.startswith("call one"):
+        return '<|tool_call_start|>[get_weather(city="Oslo")]<|tool_call_end|>'
     if user.startswith("call"):
         return '<|tool_call_start|>[get_weather(city="Paris"), get_time()]<|tool_call_end|>'
     if user.startswith("broken call"):
         return "<|tool_call_start|>[get_weather(city=Paris)]<|tool_call_end|>"
+    if user.startswith("json"):
+        return '{"name": "Ada", "age": 36}'
     if user.startswith("long"):
         return "x" * 400
     return user.upper()
@@ -265,14 +269,21 @@ def test_unparsable_call_comes_back_as_content(http):
     assert choice["message"]["content"] == "<|tool_call_start|>[get_weather(city=Paris)]<|tool_call_end|>"
 
 
-def test_tool_choice_required_and_named_start_the_reply_as_a_call(http, model):
-    # the server puts <|tool_call_start|>[ (or [name( ) after the generation prompt; the model goes on
+def test_tool_choice_required_and_named_constrain_the_reply_to_a_call(http, model):
+    # the reply is held to the grammar of a call list over the tools (the scripted reply fits it)
     body = chat(http, "call", tools=TOOLS, tool_choice="required").json()
-    assert model.prompts[-1].endswith("<|im_start|>assistant\n<|tool_call_start|>[")
+    assert model.prompts[-1].endswith("<|im_start|>assistant\n")
     assert body["choices"][0]["finish_reason"] == "tool_calls"
-    body = chat(http, "call", tools=TOOLS, tool_choice={"type": "function", "function": {"name": "get_weather"}}).json()
-    assert model.prompts[-1].endswith("<|im_start|>assistant\n<|tool_call_start|>[get_weather(")
     assert [c["function"]["name"] for c in body["choices"][0]["message"]["tool_calls"]] == ["get_weather", "get_time"]
+    # a named function: only it may be called; the script's second call (get_time) is cut by the
+    # grammar, which then allows only "]" or another get_weather call
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    body = chat(http, "call one", tools=TOOLS, tool_choice=named, temperature=0).json()
+    calls = body["choices"][0]["message"]["tool_calls"]
+    assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls] == [
+        ("get_weather", {"city": "Oslo"})]
+    # without a grammar the scripted model would have answered in plain text
+    assert "tool_calls" not in chat(http, "hello", tools=TOOLS).json()["choices"][0]["message"]
 
 
 def test_tool_choice_none_bans_the_call_token(http):
@@ -296,6 +307,57 @@ def test_tool_history_is_replayed_in_lfm2_format(http, model):
     p = model.prompts[-1]
     assert ('<|im_start|>assistant\n<|tool_call_start|>[get_weather(city="Paris")]<|tool_call_end|><|im_end|>\n'
             '<|im_start|>tool\n<|tool_response_start|>{"temp": 21}<|tool_response_end|><|im_end|>\n') in p
+
+
+# ---- structured output ----
+
+PERSON = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer"}},
+          "required": ["name", "age"], "additionalProperties": False}
+
+
+def test_response_format_json_schema(http):
+    import jsonschema
+
+    rf = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
+    body = chat(http, "json please", response_format=rf, n=2).json()
+    for c in body["choices"]:
+        assert c["message"]["content"] == '{"name": "Ada", "age": 36}' and c["finish_reason"] == "stop"
+        jsonschema.validate(json.loads(c["message"]["content"]), PERSON)
+    streamed = sse(chat(http, "json please", response_format=rf, stream=True))[:-1]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in streamed) == '{"name": "Ada", "age": 36}'
+
+
+def test_response_format_holds_the_model_to_the_schema(http):
+    # the script answers "HELLO" (not JSON): the grammar allows only JSON, and the answer is JSON;
+    # an enum leaves the scripted model's (uniform) preferences nothing to wander into
+    schema = {"type": "object", "properties": {"mood": {"enum": ["happy", "sad"]}}, "required": ["mood"],
+              "additionalProperties": False}
+    body = chat(http, "hello", temperature=0,
+                response_format={"type": "json_schema", "json_schema": {"name": "m", "schema": schema}}).json()
+    assert json.loads(body["choices"][0]["message"]["content"])["mood"] in ("happy", "sad")
+    assert body["choices"][0]["finish_reason"] == "stop"
+
+
+def test_completions_response_format_extension(http):
+    body = http.post("/v1/completions", json={"model": "scripted", "prompt": "q", "max_tokens": 8,
+                                              "response_format": {"type": "regex", "pattern": "!{3}"}}).json()
+    assert body["choices"][0]["text"] == "!!!" and body["choices"][0]["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize("rf", [
+    {"type": "yaml"},
+    {"type": "json_schema"},
+    {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": 5}}},
+    {"type": "regex", "pattern": "("},
+    "json_object",
+])
+def test_bad_response_format(http, rf):
+    assert_error(chat(http, "x", response_format=rf), 400, param="response_format")
+
+
+def test_response_format_and_forced_call_conflict(http):
+    assert_error(chat(http, "x", response_format={"type": "json_object"}, tools=TOOLS, tool_choice="required"), 400,
+                 param="tool_choice")
 
 
 # ---- errors: 400 ----
