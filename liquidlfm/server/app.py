@@ -168,7 +168,7 @@ class _Job:
 
 
 class _Admission:
-    """A job's place in the server: counts its sequences while it runs (async context manager)."""
+    """A job's place in the server: counts its sequences from admission to release()."""
 
     def __init__(self, state: ServerState, n_sequences: int):
         self.state, self.n = state, n_sequences
