@@ -220,6 +220,10 @@ typedef struct {
     int32_t kv_f16;    /* nonzero: K and V kept in F16 (half the memory; llama.cpp's default cache,
                           whose rounding of q, k, v and the attention weights it then reproduces) */
     int32_t blas;      /* lfm_blas_mode: whether float matmuls may run on OpenBLAS (below) */
+    int32_t n_seq;     /* sequences the context holds (0: one), each with its own conv state and n_ctx
+                          KV positions (memory is taken only as positions are written). The functions
+                          below without a sequence argument (decode, pos, reset, logits mode ALL,
+                          state save/load, lfm_generate_step) act on sequence 0. */
 } lfm_ctx_params;
 
 typedef struct lfm_ctx lfm_ctx;
@@ -228,23 +232,55 @@ lfm_ctx_params lfm_ctx_default_params(void);
 lfm_status lfm_ctx_init(const lfm_model *m, const lfm_ctx_params *p, lfm_ctx **out);
 void lfm_ctx_free(lfm_ctx *c);
 
-/* Run tokens[0..n) at positions pos..pos+n-1 and advance pos. Prompts longer than n_batch are
- * processed in chunks; the result does not depend on the chunking.
- * On LFM_ERR_CTX_FULL / LFM_ERR_ARG nothing was changed. On LFM_ERR_ABORTED the context is reset. */
+/* Run tokens[0..n) of sequence 0 at positions pos..pos+n-1 and advance pos. Prompts longer than
+ * n_batch are processed in chunks; the result does not depend on the chunking.
+ * On LFM_ERR_CTX_FULL / LFM_ERR_ARG nothing was changed. On LFM_ERR_ABORTED sequence 0 is reset. */
 lfm_status lfm_ctx_decode(lfm_ctx *c, const lfm_token *tokens, int32_t n_tokens, lfm_logits_mode mode);
 /* Borrowed pointer, valid until the next decode/reset/free; *n_rows gets the row count. */
 const float *lfm_ctx_logits(const lfm_ctx *c, int32_t *n_rows);
 int32_t lfm_ctx_pos(const lfm_ctx *c);
 int32_t lfm_ctx_n_ctx(const lfm_ctx *c);
-void lfm_ctx_reset(lfm_ctx *c); /* back to position 0, empty state */
+void lfm_ctx_reset(lfm_ctx *c); /* sequence 0 back to position 0, empty state; no logits rows */
 /* Called between layers/chunks; returning nonzero aborts the decode with LFM_ERR_ABORTED. */
 void lfm_ctx_set_abort_callback(lfm_ctx *c, int (*cb)(void *user), void *user);
 
-/* Whole recurrent state (position, conv state, KV rows 0..pos, last logits row) as a blob. */
+/* Whole recurrent state of sequence 0 (position, conv state, KV rows 0..pos, last logits row) as a blob. */
 size_t lfm_ctx_state_size(const lfm_ctx *c);
 lfm_status lfm_ctx_state_save(const lfm_ctx *c, void *dst, size_t cap, size_t *written);
 /* Rejects blobs of another model shape or a corrupt blob; on failure the context is unchanged. */
 lfm_status lfm_ctx_state_load(lfm_ctx *c, const void *src, size_t n);
+
+/* ---- many sequences in one context ---- */
+
+/* A run of tokens of one sequence, for lfm_ctx_decode_seqs: a prompt chunk or one decode step. */
+typedef struct {
+    int32_t seq;              /* 0 .. n_seq-1, at most once per call */
+    const lfm_token *tokens;
+    int32_t n_tokens;         /* >= 1 */
+    int32_t logits;           /* nonzero: return the logits row of this chunk's last token */
+} lfm_seq_chunk;
+
+/* Run every chunk at its sequence's position and advance that position, all chunks together: each
+ * forward pass takes up to n_batch tokens across the chunks (in chunk order; a longer call runs in
+ * several passes and may cut a chunk between two), so every weight is read once per pass for all the
+ * sequences in it. The logits rows are then lfm_ctx_logits' rows, one per chunk with logits != 0, in
+ * chunk order.
+ * Each sequence's results are those of decoding it alone with the same chunks, up to the order of the
+ * float sums of the kernels that depend on how many rows a matmul has (README, "Many sequences").
+ * Errors, checked before anything changes (nothing changed then): LFM_ERR_ARG for an empty list, a
+ * sequence out of range or named twice, an empty chunk or a token out of range (the message names the
+ * chunk); LFM_ERR_CTX_FULL naming the first sequence whose chunk does not fit its n_ctx; LFM_ERR_BUSY.
+ * On LFM_ERR_ABORTED (the abort callback) every sequence named in the call is reset to position 0,
+ * the others are untouched, and there are no logits rows. */
+lfm_status lfm_ctx_decode_seqs(lfm_ctx *c, const lfm_seq_chunk *chunks, int32_t n_chunks);
+int32_t lfm_ctx_n_seq(const lfm_ctx *c);
+int32_t lfm_ctx_seq_pos(const lfm_ctx *c, int32_t seq); /* tokens in sequence seq; -1 if seq is out of range */
+/* Sequence seq back to position 0 with an empty state (to reuse it for another prompt). LFM_ERR_ARG
+ * for a sequence out of range, LFM_ERR_BUSY while a decode runs. */
+lfm_status lfm_ctx_seq_reset(lfm_ctx *c, int32_t seq);
+/* dst := src's state (conv state, KV rows below its position, position), e.g. to prefill a prompt
+ * shared by several sequences once. src == dst does nothing. Errors as lfm_ctx_seq_reset. */
+lfm_status lfm_ctx_seq_copy(lfm_ctx *c, int32_t src, int32_t dst);
 
 /* ---- sampling ---- */
 

@@ -11,6 +11,8 @@
  *   buffer the engine wrote; the buffer is detached from its (freed) context and owned by the
  *   array's base object, so nothing can overwrite it. Ctx.decode returns copies (a step's logits
  *   must stay valid after the next step), which costs one vocab row per token.
+ * - A Ctx holds n_seq sequences (default 1); decode, pos, reset, save and load act on sequence 0,
+ *   decode_seqs runs chunks of several sequences in one forward pass (lfm_ctx_decode_seqs).
  */
 #include "pycommon.h"
 
@@ -444,12 +446,12 @@ static int ctx_begin(PyCtx *self) {
 static void ctx_end(PyCtx *self) { self->in_call = 0; }
 
 static int ctx_create(PyCtx *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"model", "n_ctx", "n_batch", "n_threads", "kv_f16", "blas", NULL};
+    static char *kwlist[] = {"model", "n_ctx", "n_batch", "n_threads", "kv_f16", "blas", "n_seq", NULL};
     PyObject *model;
-    int n_ctx = 0, n_batch = 0, n_threads = 0, kv_f16 = 0;
+    int n_ctx = 0, n_batch = 0, n_threads = 0, kv_f16 = 0, n_seq = 1;
     int32_t blas = LFM_BLAS_DEFAULT;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!|iiipO&", kwlist, &PyModel_Type, &model, &n_ctx, &n_batch, &n_threads,
-                                     &kv_f16, lfm_py_blas_mode, &blas))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!|iiipO&i", kwlist, &PyModel_Type, &model, &n_ctx, &n_batch, &n_threads,
+                                     &kv_f16, lfm_py_blas_mode, &blas, &n_seq))
         return -1;
     PyModel *pm = (PyModel *)model;
     if (model_check(pm) < 0) return -1;
@@ -457,8 +459,13 @@ static int ctx_create(PyCtx *self, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_ValueError, "n_ctx and n_batch must be >= 0 (0: default)");
         return -1;
     }
+    if (n_seq < 1) {
+        PyErr_Format(PyExc_ValueError, "n_seq must be >= 1, got %d", n_seq);
+        return -1;
+    }
     lfm_ctx_params cp = lfm_ctx_default_params();
     cp.n_ctx = n_ctx, cp.n_batch = n_batch, cp.n_threads = n_threads, cp.kv_f16 = kv_f16, cp.blas = blas;
+    cp.n_seq = n_seq;
     lfm_ctx *c = NULL;
     lfm_status st;
     char err[1024];
@@ -570,6 +577,172 @@ static PyObject *ctx_decode(PyCtx *self, PyObject *args, PyObject *kw) {
     PyObject *r = ctx_decode_in_use(self, args, kw);
     ctx_end(self);
     return r;
+}
+
+/* ---- many sequences ---- */
+
+/* A sequence number argument → int32 (ValueError beyond int32, TypeError for a non-integer; the
+ * range check against n_seq is the C core's). Runs Python code (__index__). */
+static int seq_arg(PyObject *o, const char *what, int32_t *out) {
+    PyObject *idx = PyNumber_Index(o);
+    if (!idx) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", what, Py_TYPE(o)->tp_name);
+        }
+        return -1;
+    }
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(idx, &overflow);
+    Py_DECREF(idx);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    if (overflow || v < INT32_MIN || v > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s is out of range", what);
+        return -1;
+    }
+    *out = (int32_t)v;
+    return 0;
+}
+
+/* Re-raise the pending TypeError / ValueError with "decode_seqs: chunk i: " in front (others, such
+ * as MemoryError or KeyboardInterrupt, pass unchanged). */
+static void prefix_chunk_error(Py_ssize_t i) {
+    if (!PyErr_ExceptionMatches(PyExc_TypeError) && !PyErr_ExceptionMatches(PyExc_ValueError)) return;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyErr_Format(type, "decode_seqs: chunk %zd: %S", i, value);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
+/* chunks[i] = (seq, ids, want_logits) → seq, the converted ids array, want_logits. */
+static int convert_chunk(PyObject *item, Py_ssize_t i, int32_t *seq, PyArrayObject **ids, int *want) {
+    PyObject *t = PyTuple_Check(item) || PyList_Check(item) ? PySequence_Tuple(item) : NULL;
+    if (!t || PyTuple_GET_SIZE(t) != 3) {
+        Py_XDECREF(t);
+        PyErr_Format(PyExc_TypeError, "decode_seqs: chunk %zd must be a (seq, ids, want_logits) tuple, got %.100s", i,
+                     Py_TYPE(item)->tp_name);
+        return -1;
+    }
+    int rc = seq_arg(PyTuple_GET_ITEM(t, 0), "the sequence number", seq);
+    if (rc == 0 && !(*ids = convert_tokens(PyTuple_GET_ITEM(t, 1)))) rc = -1;
+    if (rc == 0 && (*want = PyObject_IsTrue(PyTuple_GET_ITEM(t, 2))) < 0) rc = -1;
+    Py_DECREF(t);
+    if (rc < 0) prefix_chunk_error(i);
+    return rc;
+}
+
+static PyObject *ctx_decode_seqs_in_use(PyCtx *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"chunks", NULL};
+    PyObject *chunks_obj;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O", kwlist, &chunks_obj)) return NULL;
+    if (!PyList_Check(chunks_obj) && !PyTuple_Check(chunks_obj))
+        return PyErr_Format(PyExc_TypeError, "decode_seqs: chunks must be a list of (seq, ids, want_logits) tuples, got %.100s",
+                            Py_TYPE(chunks_obj)->tp_name);
+    PyObject *items = PySequence_Tuple(chunks_obj); /* a snapshot: the conversions may run code that mutates the list */
+    if (!items) return NULL;
+    const Py_ssize_t n = PyTuple_GET_SIZE(items);
+    if (n == 0 || n > INT32_MAX) {
+        Py_DECREF(items);
+        return PyErr_Format(PyExc_ValueError, n ? "decode_seqs: too many chunks" : "decode_seqs: empty chunk list");
+    }
+    PyObject *result = NULL;
+    PyArrayObject **arrs = PyMem_Calloc((size_t)n, sizeof *arrs);
+    lfm_seq_chunk *chunks = PyMem_Calloc((size_t)n, sizeof *chunks);
+    lfm_token **toks = PyMem_Calloc((size_t)n, sizeof *toks);
+    if (!arrs || !chunks || !toks) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int want = 0;
+        if (convert_chunk(PyTuple_GET_ITEM(items, i), i, &chunks[i].seq, &arrs[i], &want) < 0) goto done;
+        chunks[i].logits = want;
+    }
+    if (ctx_open(self) < 0) goto done; /* the model was closed by the conversions */
+    const int32_t V = self->model->m->cfg.n_vocab;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (check_tokens(arrs[i], V, &toks[i], &chunks[i].n_tokens) < 0) {
+            prefix_chunk_error(i);
+            goto done;
+        }
+        chunks[i].tokens = toks[i];
+    }
+    lfm_status st;
+    char err[1024];
+    self->check_signals = PyThread_get_thread_ident() == main_thread_id;
+    Py_BEGIN_ALLOW_THREADS
+    st = lfm_ctx_decode_seqs(self->c, chunks, (int32_t)n);
+    if (st != LFM_OK) snprintf(err, sizeof err, "%s", lfm_last_error());
+    Py_END_ALLOW_THREADS
+    self->check_signals = 0;
+    if (st == LFM_ERR_ABORTED && PyErr_Occurred()) goto done; /* KeyboardInterrupt from Ctrl-C */
+    if (st != LFM_OK) {
+        raise_err(st, err);
+        goto done;
+    }
+    int32_t rows;
+    const float *lg = lfm_ctx_logits(self->c, &rows);
+    npy_intp dims[2] = {rows, V};
+    result = PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    if (result && rows) memcpy(PyArray_DATA((PyArrayObject *)result), lg, (size_t)rows * (size_t)V * sizeof(float));
+done:
+    for (Py_ssize_t i = 0; arrs && i < n; i++) Py_XDECREF(arrs[i]);
+    for (Py_ssize_t i = 0; toks && i < n; i++) PyMem_Free(toks[i]);
+    PyMem_Free(arrs);
+    PyMem_Free(chunks);
+    PyMem_Free(toks);
+    Py_DECREF(items);
+    return result;
+}
+
+static PyObject *ctx_decode_seqs(PyCtx *self, PyObject *args, PyObject *kw) {
+    if (ctx_begin(self) < 0) return NULL;
+    PyObject *r = ctx_decode_seqs_in_use(self, args, kw);
+    ctx_end(self);
+    return r;
+}
+
+static PyObject *ctx_seq_pos(PyCtx *self, PyObject *arg) {
+    int32_t seq;
+    if (seq_arg(arg, "seq", &seq) < 0) return NULL;
+    if (ctx_check(self) < 0) return NULL;
+    int32_t pos = lfm_ctx_seq_pos(self->c, seq);
+    if (pos < 0) return PyErr_Format(PyExc_ValueError, "sequence %d is out of range [0, %d)", (int)seq, (int)lfm_ctx_n_seq(self->c));
+    return PyLong_FromLong(pos);
+}
+
+static PyObject *ctx_seq_reset(PyCtx *self, PyObject *arg) {
+    int32_t seq;
+    if (seq_arg(arg, "seq", &seq) < 0) return NULL;
+    if (ctx_check(self) < 0) return NULL;
+    lfm_status st = lfm_ctx_seq_reset(self->c, seq);
+    if (st != LFM_OK) return lfm_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *ctx_seq_copy(PyCtx *self, PyObject *args) {
+    PyObject *src_obj, *dst_obj;
+    int32_t src, dst;
+    if (!PyArg_ParseTuple(args, "OO:seq_copy", &src_obj, &dst_obj)) return NULL;
+    if (seq_arg(src_obj, "src", &src) < 0 || seq_arg(dst_obj, "dst", &dst) < 0) return NULL;
+    if (ctx_begin(self) < 0) return NULL;
+    lfm_status st;
+    char err[1024];
+    Py_BEGIN_ALLOW_THREADS /* up to n_ctx KV rows per attention layer */
+    st = lfm_ctx_seq_copy(self->c, src, dst);
+    if (st != LFM_OK) snprintf(err, sizeof err, "%s", lfm_last_error());
+    Py_END_ALLOW_THREADS
+    ctx_end(self);
+    if (st != LFM_OK) return raise_err(st, err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *ctx_get_n_seq(PyCtx *self, void *cl) {
+    if (ctx_check(self) < 0) return NULL;
+    return PyLong_FromLong(lfm_ctx_n_seq(self->c));
 }
 
 static PyObject *ctx_last_logits(PyCtx *self, PyObject *noargs) {
@@ -687,8 +860,17 @@ static PyObject *ctx_exit(PyCtx *self, PyObject *args) { return ctx_close(self, 
 static PyMethodDef ctx_methods[] = {
     {"decode", (PyCFunction)(void (*)(void))ctx_decode, METH_VARARGS | METH_KEYWORDS,
      "decode(ids, logits='last'|'all'|'none') -> copy of the last row [n_vocab], all rows [T, n_vocab], or None."},
+    {"decode_seqs", (PyCFunction)(void (*)(void))ctx_decode_seqs, METH_VARARGS | METH_KEYWORDS,
+     "decode_seqs(chunks) -> float32 array [n_rows, n_vocab] (a copy). chunks: a list of (seq, ids, want_logits), "
+     "each sequence at most once; all run in one forward pass per n_batch tokens (a weight read once for all). "
+     "One row per chunk with want_logits, in chunk order: the logits after its last token. Nothing changes on "
+     "ValueError / ContextFullError; on Ctrl-C or Cancelled the sequences named are reset to position 0."},
+    {"seq_pos", (PyCFunction)ctx_seq_pos, METH_O, "seq_pos(seq) -> tokens decoded so far in sequence seq."},
+    {"seq_reset", (PyCFunction)ctx_seq_reset, METH_O, "seq_reset(seq): sequence seq back to position 0 with an empty state."},
+    {"seq_copy", (PyCFunction)ctx_seq_copy, METH_VARARGS,
+     "seq_copy(src, dst): sequence dst becomes a copy of sequence src (state and position), e.g. a prompt prefilled once."},
     {"last_logits", (PyCFunction)ctx_last_logits, METH_NOARGS, "Copy of the logits of the last decoded token, or None."},
-    {"reset", (PyCFunction)ctx_reset, METH_NOARGS, "Back to position 0 with an empty state."},
+    {"reset", (PyCFunction)ctx_reset, METH_NOARGS, "Sequence 0 back to position 0 with an empty state."},
     {"_set_abort_after", (PyCFunction)ctx_set_abort_after, METH_O, "Test hook: abort decode after n layer checks (< 0: off)."},
     {"save", (PyCFunction)ctx_save, METH_NOARGS, "The whole state as bytes."},
     {"load", (PyCFunction)ctx_load, METH_O, "Restore a state saved from a context of the same model shape."},
@@ -699,8 +881,9 @@ static PyMethodDef ctx_methods[] = {
 };
 
 static PyGetSetDef ctx_getset[] = {
-    {"pos", (getter)ctx_get_pos, NULL, "tokens decoded so far", NULL},
-    {"n_ctx", (getter)ctx_get_n_ctx, NULL, "capacity in positions", NULL},
+    {"pos", (getter)ctx_get_pos, NULL, "tokens decoded so far (sequence 0)", NULL},
+    {"n_seq", (getter)ctx_get_n_seq, NULL, "sequences this context holds", NULL},
+    {"n_ctx", (getter)ctx_get_n_ctx, NULL, "capacity in positions (of each sequence)", NULL},
     {"n_batch", (getter)ctx_get_n_batch, NULL, "tokens per internal chunk", NULL},
     {"n_threads", (getter)ctx_get_n_threads, NULL, "threads of this context's pool", NULL},
     {"kernels", (getter)ctx_get_kernels, NULL, "kernel set in use ('avx2', 'ref')", NULL},
@@ -714,8 +897,8 @@ static PyTypeObject PyCtx_Type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "liquidlfm._core.Ctx",
     .tp_basicsize = sizeof(PyCtx),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Ctx(model, n_ctx=0, n_batch=0, n_threads=0, kv_f16=False, blas=None): KV cache + conv state + scratch "
-              "for one sequence.",
+    .tp_doc = "Ctx(model, n_ctx=0, n_batch=0, n_threads=0, kv_f16=False, blas=None, n_seq=1): KV cache + conv state "
+              "for n_seq sequences of n_ctx positions each, and scratch; decode/pos/reset/save/load act on sequence 0.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)ctx_init,
     .tp_dealloc = (destructor)ctx_dealloc,

@@ -65,32 +65,61 @@ void lfm_matmul_group(lfm_threadpool *tp, const lfm_tensor *const *W, int n, con
 /* Names: H = n_embd, F = n_ff, hd = head_dim, nq = n_head*hd, kv_dim = n_head_kv*hd,
  * K = conv_l_cache, n_batch = the most tokens lfm2_forward runs at once.
  *
+ * A context holds n_seq sequences (lfm_ctx_params.n_seq), each an lfm_seq: its own KV rows, conv
+ * state and position. The single-sequence API (lfm_ctx_decode, lfm_ctx_pos, lfm_ctx_reset, the state
+ * blob, lfm_generate_step) acts on sequence 0; lfm_ctx_decode_seqs runs several in one forward pass.
+ *
  * Lifetimes. Everything is allocated once by lfm_ctx_init (runtime/ctx.c) and freed by lfm_ctx_free;
- * lfm_ctx_decode allocates nothing except growing `logits` for LFM_LOGITS_ALL.
- *   state    k_cache, v_cache, conv_state, pos: the sequence so far. Written by lfm2_forward
- *            (arch/lfm2.c), cleared by lfm_ctx_reset (ctx.c: conv_state and pos only, KV rows >= pos
- *            are never read), saved and restored whole by runtime/state.c.
+ * a decode allocates nothing except growing `logits` when more rows are asked for than ever before.
+ *   state    seqs[s]: the sequence so far. Written by lfm2_forward (arch/lfm2.c), cleared by
+ *            lfm_ctx_reset / lfm_ctx_seq_reset (ctx.c: conv_state and pos only, KV rows >= pos are
+ *            never read), copied by lfm_ctx_seq_copy, saved and restored (sequence 0) by runtime/state.c.
  *   scratch  x .. mm_scratch: live only inside one lfm2_forward call; nothing carries over between
- *            chunks. Several roles share one allocation when their lives do not overlap: each role
+ *            calls. Several roles share one allocation when their lives do not overlap: each role
  *            has its own pointer and shape below, and the comment says which allocation it views.
- *   logits   written by lfm_ctx_decode (through lfm2_forward's dst), read by lfm_ctx_logits,
+ *   logits   written by the decodes (through lfm2_forward's dst), read by lfm_ctx_logits,
  *            lfm_generate_step and the state blob. */
+
+/* One sequence's recurrent state. The KV caches are allocated with calloc (fresh zero pages), so a
+ * sequence costs memory only for the positions it has written. */
+typedef struct {
+    void *k_cache;               /* (n_layer_attn, n_ctx, kv_dim) after QK-norm and RoPE; F32, or F16 if kv_f16 */
+    void *v_cache;               /* (n_layer_attn, n_ctx, kv_dim); address rows with lfm_kv_row */
+    float *conv_state;           /* (n_layer_conv, K-1, H) the last K-1 inputs B⊙X, oldest first; lfm_conv_state */
+    int32_t pos;                 /* tokens decoded so far = the next token's position */
+} lfm_seq;
+
+/* Where token t of a forward batch goes (lfm2_forward fills one per token). */
+typedef struct {
+    int32_t seq, pos;            /* its sequence and position */
+    int32_t one_token;           /* it is its sequence's only token in the batch: the attention kernel's
+                                  * one-token order, as when that token is decoded alone */
+} lfm_tok_info;
+
+/* One sequence's part of a forward batch: n_tokens tokens of sequence seq at positions
+ * seqs[seq].pos.. */
+typedef struct {
+    int32_t seq;
+    const lfm_token *tokens;
+    int32_t n_tokens;            /* >= 1 */
+    lfm_logits_mode logits;      /* rows into dst: none, the last token's, or every token's */
+} lfm_segment;
+
 struct lfm_ctx {
     const lfm_model *model;
     const lfm_kernels *k;
     lfm_blas_use blas;           /* whether float matmuls may go to OpenBLAS (lfm_ctx_params.blas) */
     lfm_threadpool *tp;
-    int32_t n_ctx, n_batch, pos; /* pos: tokens decoded so far = the next token's position */
+    int32_t n_ctx, n_batch;      /* n_ctx: positions per sequence */
+    int32_t n_seq;
     int32_t n_layer_attn, n_layer_conv;
     int32_t *slot;               /* (n_layer) index of layer l among the attention or among the conv layers */
 
     /* ---- state ---- */
-    void *k_cache;               /* (n_layer_attn, n_ctx, kv_dim) after QK-norm and RoPE; F32, or F16 if kv_f16 */
-    void *v_cache;               /* (n_layer_attn, n_ctx, kv_dim); address rows with lfm_kv_row */
+    lfm_seq *seqs;               /* (n_seq) */
     int64_t kv_dim;              /* n_head_kv * head_dim: values per cached position */
     int kv_f16;
     size_t kv_elem;              /* bytes per cached value: 4 (F32) or 2 (F16) */
-    float *conv_state;           /* (n_layer_conv, K-1, H) the last K-1 inputs B⊙X, oldest first; lfm_conv_state */
 
     /* ---- scratch, for n_batch tokens ---- */
     float *x;                    /* (n_batch, H) the residual stream */
@@ -107,22 +136,24 @@ struct lfm_ctx {
     float *attn_out;             /*   (n_batch, nq) softmax(q·kᵀ/√hd)·v, the heads side by side */
     float *rope_cs;              /* (n_batch, hd) per token hd/2 cosines then hd/2 sines */
     float *scores;               /* (n_threads, n_ctx) attention scores, one row per worker */
+    lfm_tok_info *tok;           /* (n_batch) each token's sequence and position */
+    lfm_segment *seg;            /* (n_seq) the segments of one lfm2_forward call of lfm_ctx_decode_seqs */
     void *mm_scratch;            /* lfm_matmul's quantized activations or OpenBLAS's F32 rows: max over weights
                                   * of lfm_matmul_scratch_bytes */
 
     /* ---- output ---- */
     float *logits;               /* (logits_cap, n_vocab); n_logits rows valid */
     int32_t logits_cap, n_logits;
-    bool has_last_logits;        /* logits row n_logits-1 belongs to token pos-1 */
+    bool has_last_logits;        /* logits row n_logits-1 belongs to token pos-1 of sequence 0 */
     int (*abort_cb)(void *);
     void *abort_user;
-    atomic_int busy;             /* 1 while a decode or state load runs (LFM_ERR_BUSY for a second caller) */
+    atomic_int busy;             /* 1 while a decode, state load or sequence copy runs (LFM_ERR_BUSY for a second caller) */
 };
 
 /* Bytes of one cached position (kv_dim values). */
 static inline size_t lfm_kv_row_bytes(const struct lfm_ctx *c) { return (size_t)c->kv_dim * c->kv_elem; }
 
-/* Row `pos` of attention layer `attn_layer` (c->slot[l]) in cache (c->k_cache or c->v_cache):
+/* Row `pos` of attention layer `attn_layer` (c->slot[l]) in cache (a sequence's k_cache or v_cache):
  * kv_dim values, F32 or F16. Rows of one layer are consecutive, so a layer's first n rows are
  * n * lfm_kv_row_bytes(c) contiguous bytes. */
 static inline void *lfm_kv_row(const struct lfm_ctx *c, void *cache, int32_t attn_layer, int32_t pos) {
@@ -135,14 +166,17 @@ static inline size_t lfm_conv_state_bytes(const struct lfm_ctx *c) {
     return (size_t)(cfg->conv_l_cache - 1) * (size_t)cfg->n_embd * sizeof(float);
 }
 
-/* The (K-1, H) state of conv layer `conv_layer` (c->slot[l]). */
-static inline float *lfm_conv_state(const struct lfm_ctx *c, int32_t conv_layer) {
-    return (float *)(void *)((char *)c->conv_state + (size_t)conv_layer * lfm_conv_state_bytes(c));
+/* The (K-1, H) state of conv layer `conv_layer` (c->slot[l]) of sequence s. */
+static inline float *lfm_conv_state(const struct lfm_ctx *c, const lfm_seq *s, int32_t conv_layer) {
+    return (float *)(void *)((char *)s->conv_state + (size_t)conv_layer * lfm_conv_state_bytes(c));
 }
 
-/* Run T tokens (T <= n_batch) at positions c->pos.. and advance pos. logits_rows: 0 none,
- * 1 the last token's row into dst, 2 every token's row into dst (T rows). Checks the abort
- * callback between layers (LFM_ERR_ABORTED; the caller resets the context). */
-lfm_status lfm2_forward(struct lfm_ctx *c, const lfm_token *tokens, int32_t T, int logits_rows, float *dst);
+/* Run a batch of segments (n_seg >= 1, each sequence at most once, n_batch tokens in all, room
+ * checked by the caller) in one pass: every matmul over all their tokens, the conv and attention of
+ * each token with its own sequence's state. Advances each segment's sequence by its n_tokens. The
+ * logits rows asked for go to dst one after the other, in segment order. Checks the abort callback
+ * between layers (LFM_ERR_ABORTED; the states of the batch's sequences are then half-written and the
+ * caller resets them). */
+lfm_status lfm2_forward(struct lfm_ctx *c, const lfm_segment *seg, int32_t n_seg, float *dst);
 
 #endif /* LFM_RUNTIME_H */

@@ -1,4 +1,5 @@
-/* state.c — save / restore a context's whole recurrent state as one blob.
+/* state.c — save / restore the whole recurrent state of a context's sequence 0 as one blob (the layout
+ * is the one single-sequence contexts always had, so blobs move between contexts of any n_seq).
  *
  * Layout (little-endian host order, all fields 4 or 8 bytes):
  *   header: magic "LFMS", version, model shape (n_layer, n_embd, n_head_kv, head_dim, conv_l_cache,
@@ -49,22 +50,22 @@ static void fill_header(const lfm_ctx *c, state_header *h) {
 
 size_t lfm_ctx_state_size(const lfm_ctx *c) {
     if (!c) return 0;
-    return sizeof(state_header) + payload_bytes(c, c->pos, c->has_last_logits);
+    return sizeof(state_header) + payload_bytes(c, c->seqs[0].pos, c->has_last_logits);
 }
 
 /* visit the payload's pieces in order, running STMT with `ptr` and `bytes` set to each */
 #define FOR_EACH_PIECE(c, pos, has_logits, STMT)                                                                      \
     do {                                                                                                               \
         {                                                                                                              \
-            float *ptr = (c)->conv_state;                                                                              \
+            float *ptr = (c)->seqs[0].conv_state;                                                                      \
             size_t bytes = (size_t)(c)->n_layer_conv * lfm_conv_state_bytes(c);                                       \
             if (bytes) STMT;                                                                                           \
         }                                                                                                              \
         for (int32_t a_ = 0; a_ < (c)->n_layer_attn; a_++) {                                                           \
             size_t bytes = (size_t)(pos) * lfm_kv_row_bytes(c); /* rows 0..pos-1 of layer a_ */                      \
-            void *ptr = lfm_kv_row((c), (c)->k_cache, a_, 0);                                                          \
+            void *ptr = lfm_kv_row((c), (c)->seqs[0].k_cache, a_, 0);                                                  \
             if (bytes) STMT;                                                                                           \
-            ptr = lfm_kv_row((c), (c)->v_cache, a_, 0);                                                                \
+            ptr = lfm_kv_row((c), (c)->seqs[0].v_cache, a_, 0);                                                        \
             if (bytes) STMT;                                                                                           \
         }                                                                                                              \
         if (has_logits) {                                                                                              \
@@ -82,12 +83,12 @@ lfm_status lfm_ctx_state_save(const lfm_ctx *c, void *dst, size_t cap, size_t *w
     if (cap < need) return lfm_fail(LFM_ERR_ARG, "lfm_ctx_state_save: buffer of %zu bytes, %zu needed", cap, need);
     state_header h;
     fill_header(c, &h);
-    h.pos = c->pos;
+    h.pos = c->seqs[0].pos;
     h.has_logits = c->has_last_logits ? 1 : 0;
-    h.payload_bytes = payload_bytes(c, c->pos, c->has_last_logits);
+    h.payload_bytes = payload_bytes(c, c->seqs[0].pos, c->has_last_logits);
     unsigned char *out = (unsigned char *)dst + sizeof h;
     uint64_t sum = 0xcbf29ce484222325ull;
-    FOR_EACH_PIECE(c, c->pos, c->has_last_logits, (memcpy(out, ptr, bytes), sum = fnv1a(out, bytes, sum), out += bytes));
+    FOR_EACH_PIECE(c, c->seqs[0].pos, c->has_last_logits, (memcpy(out, ptr, bytes), sum = fnv1a(out, bytes, sum), out += bytes));
     h.checksum = sum;
     memcpy(dst, &h, sizeof h);
     if (written) *written = need;
@@ -121,7 +122,7 @@ lfm_status lfm_ctx_state_load(lfm_ctx *c, const void *src, size_t n) {
     int expected = 0;
     if (!atomic_compare_exchange_strong(&c->busy, &expected, 1))
         return lfm_fail(LFM_ERR_BUSY, "context is in use by another thread");
-    c->pos = h.pos;
+    c->seqs[0].pos = h.pos;
     c->n_logits = h.has_logits ? 1 : 0; /* the logits piece is written to row 0 */
     c->has_last_logits = h.has_logits != 0;
     FOR_EACH_PIECE(c, h.pos, h.has_logits, (memcpy(ptr, in, bytes), in += bytes));
