@@ -105,7 +105,8 @@ class ServerState:
     def health(self) -> dict:
         return {"status": "ok", "model": self.settings.model_name, "n_seq": self.n_seq, "n_ctx": self.n_ctx,
                 "active": self.engine.n_active, "queued": self.engine.n_queued, "requests": len(self.jobs),
-                "sequences_admitted": self.admitted, "max_queue": self.settings.max_queue}
+                "sequences_admitted": self.admitted, "max_queue": self.settings.max_queue,
+                "steps": self.engine.steps, "tokens_decoded": self.engine.tokens_decoded}
 
 
 # ---- jobs: the engine requests of one HTTP request ----

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -85,7 +86,12 @@ def build_server(model, *, host: str = "127.0.0.1", port: int = 8000, api_key: O
     port; read it from socket.getsockname()). Run it with server.run(sockets=[sock])."""
     if n_seq < 1 or max_queue < 0 or max_request_bytes < 1 or shutdown_timeout < 0:
         raise ValueError("n_seq and max_request_bytes must be positive, max_queue and shutdown_timeout >= 0")
-    engine = model.batch(n_seq=n_seq, n_ctx=n_ctx, n_threads=n_threads)
+    sock = _listen_socket(host, port)  # first: a port in use fails before any memory is committed
+    try:
+        engine = model.batch(n_seq=n_seq, n_ctx=n_ctx, n_threads=n_threads)
+    except BaseException:
+        sock.close()
+        raise
     try:
         settings = ServerSettings(model_name=model_name or default_model_name(str(model.path)), aliases=tuple(aliases),
                                   api_key=api_key or None, max_queue=max_queue, max_request_bytes=max_request_bytes,
@@ -94,11 +100,25 @@ def build_server(model, *, host: str = "127.0.0.1", port: int = 8000, api_key: O
         config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
                                 timeout_graceful_shutdown=int(_CANCEL_GRACE) + 1, lifespan="on")
         server = DrainingServer(config, app.state.server, shutdown_timeout)
-        sock = config.bind_socket()
     except BaseException:
         engine.close()
+        sock.close()
         raise
     return server, sock
+
+
+def _listen_socket(host: str, port: int) -> socket.socket:
+    """A bound socket (uvicorn listens on it); OSError naming the address when it is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def serve(model: Union[str, os.PathLike, "object"], *, quantize: Optional[str] = None, kv_cache: str = "f32",
