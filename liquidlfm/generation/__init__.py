@@ -24,12 +24,12 @@ that is a prefix of the new prompt; cache_prefix= keeps one for a shared prompt 
 by two threads at once raises RuntimeError. Ctrl-C (KeyboardInterrupt) is raised between tokens and
 leaves the session consistent.
 
-A list of prompts (model.generate([...]), model.chat([conv, ...])) runs as a batch: up to n_seq
-sequences decoded together, one forward pass per step (batch.BatchEngine, also model.batch()).
-
 Structured output: response_format= (OpenAI's json_object / json_schema, plus regex and Lark
 grammar) or constraint= (a Constraint) keeps the output inside a grammar; llguidance computes the
 allowed tokens, the C sampler masks the rest (constrain.py; pip install "liquidlfm[structured]").
+
+A list of prompts (model.generate([...]), model.chat([conv, ...])) runs as a batch: up to n_seq
+sequences decoded together, one forward pass per step (batch.BatchEngine, also model.batch()).
 
 Modules: batch (continuous batching), emit (tokens to chunks and finish reasons), params (sampling parameters), constrain (structured output), streaming (UTF-8-safe detokenizing), stops (stop strings),
 cache (the session's prefix cache), session_file (state files), results (Chunk, GenerationResult,

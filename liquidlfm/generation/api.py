@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ContextFullError
 from .cache import CachedSession
-from .constrain import mask_words
+from .constrain import STOP_TOKEN_TEXTS, mask_words
 from .params import SAMPLING_ARGS, make_sampler, resolve_max_tokens, resolve_sampling
 from .results import Chunk, GenerationResult, GenerationStats, collect
 from .session_file import load_session, save_session
@@ -24,8 +24,6 @@ from .streaming import StreamDecoder
 
 __all__ = ["GenerationMixin", "GenerationHost", "GenerationTokenizer", "STOP_TOKEN_TEXTS"]
 
-# Control tokens that end a turn, looked up by text in the tokenizer.
-STOP_TOKEN_TEXTS = ("<|im_end|>", "<|endoftext|>")
 TOKEN_TYPE_UNUSED = 5  # lfm_token_kind LFM_TOKEN_UNUSED (GGUF "[PAD<i>]" fillers)
 
 
@@ -238,6 +236,12 @@ class GenerationMixin:
             return self._gen_many(list(prompt), max_tokens, kwargs)
         return collect(self.stream(prompt, max_tokens, **kwargs))
 
+    @property
+    def supports_batch(self) -> bool:
+        """Whether this host runs many sequences in one native context (batch(), lists of prompts
+        decoded together); a host without one (a test double) generates a list one prompt at a time."""
+        return callable(getattr(self, "_native_ctx", None))
+
     def _gen_many(self, prompts, max_tokens, kwargs):
         from .batch import generate_many
 
@@ -245,6 +249,9 @@ class GenerationMixin:
             if kwargs.get(k) is not None:
                 raise TypeError(f"{k}= does not apply to a list of prompts")
             kwargs.pop(k, None)
+        if not self.supports_batch:
+            kwargs.pop("n_seq", None)
+            return [collect(self.stream(p, max_tokens, **kwargs)) for p in prompts]
         return generate_many(self, prompts, max_tokens=max_tokens, **kwargs)
 
     def batch(self, n_seq: int = 8, n_ctx: Optional[int] = None, **kwargs):

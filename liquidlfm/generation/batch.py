@@ -35,6 +35,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..errors import ContextFullError
+from .constrain import mask_words
 from .emit import TokenEmitter
 from .params import SAMPLING_ARGS, make_sampler, resolve_max_tokens, resolve_sampling
 from .results import Chunk, GenerationResult, GenerationStats
@@ -136,6 +137,15 @@ class Request:
         if chunk.finish_reason is not None:
             self._done.set()
 
+    def _drop(self) -> None:
+        """Free what the request holds (its sampler; its constraint for another generation)."""
+        if self.sampler is not None:
+            self.sampler.close()
+            self.sampler = None
+        if self.constraint is not None and not getattr(self, "_constraint_released", False):
+            self._constraint_released = True
+            self.constraint._release()
+
     def _fail(self, exc: BaseException) -> None:
         self._error = exc
         self.finish_reason = "error"
@@ -190,19 +200,24 @@ class BatchEngine:
     # ---- submitting ----
 
     def submit(self, prompt, *, max_tokens: Optional[int] = None, stop=None, stop_token_ids=None,
-               constraint=None, on_chunk: Optional[Callable[[Chunk], None]] = None, **sampling) -> Request:
+               response_format=None, constraint=None, on_chunk: Optional[Callable[[Chunk], None]] = None,
+               **sampling) -> Request:
         """Queue one generation of prompt (token ids, or text encoded as Model.generate does).
-        Keyword arguments as Model.stream (sampling parameters, stop, stop_token_ids, max_tokens).
+        Keyword arguments as Model.stream (sampling parameters, stop, stop_token_ids, max_tokens,
+        response_format, constraint).
         Raises at once for bad arguments, a prompt longer than n_ctx (ContextFullError), a full
         queue (queue.Full) or a closed engine (EngineClosed)."""
         return self.submit_n(prompt, 1, max_tokens=max_tokens, stop=stop, stop_token_ids=stop_token_ids,
-                             constraint=constraint, on_chunk=on_chunk, **sampling)[0]
+                             response_format=response_format, constraint=constraint, on_chunk=on_chunk,
+                             **sampling)[0]
 
     def submit_n(self, prompt, n: int, *, max_tokens: Optional[int] = None, stop=None, stop_token_ids=None,
-                 constraint=None, on_chunk: Optional[Callable[[Chunk], None]] = None, **sampling) -> List[Request]:
+                 response_format=None, constraint=None, on_chunk: Optional[Callable[[Chunk], None]] = None,
+                 **sampling) -> List[Request]:
         """n generations of one prompt (OpenAI's n): the prompt is prefilled once and its state copied
-        to the other sequences. With a seed, generation i samples with seed + i. constraint: one
-        Constraint (n == 1) or a list of n. on_chunk(chunk) is called on the engine's thread
+        to the other sequences. With a seed, generation i samples with seed + i. response_format (as
+        Model.generate) applies to each generation; constraint: one Constraint (copied for each of the
+        n, so the caller's stays unused) or a list of n. on_chunk(chunk) is called on the engine's thread
         (with None if the request fails); a list of n callables gives each generation its own, so a
         consumer knows which of the n a chunk belongs to."""
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -212,13 +227,19 @@ class BatchEngine:
         unknown = set(sampling) - set(SAMPLING_ARGS)
         if unknown:
             raise TypeError(f"submit() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
-        constraints = list(constraint) if isinstance(constraint, (list, tuple)) else [constraint] * n
+        m = self.model
+        if isinstance(constraint, (list, tuple)):
+            if response_format is not None:
+                raise ValueError("pass response_format= or constraint=, not both")
+            constraints = [m._gen_constraint(None, c) for c in constraint]
+        else:
+            one = m._gen_constraint(response_format, constraint)  # raises for a bad format, at the call
+            constraints = [None if one is None else one.copy() for _ in range(n)]
         callbacks = list(on_chunk) if isinstance(on_chunk, (list, tuple)) else [on_chunk] * n
         if len(callbacks) != n:
             raise ValueError(f"on_chunk: a callable or a list of n={n} callables, got a list of {len(callbacks)}")
-        if len(constraints) != n or (n > 1 and constraint is not None and not isinstance(constraint, (list, tuple))):
-            raise ValueError("with n > 1, pass one constraint per generation (a list of n)")
-        m = self.model
+        if len(constraints) != n:
+            raise ValueError(f"constraint: one Constraint or a list of n={n}, got a list of {len(constraints)}")
         ids = m._gen_encode(prompt, chat=False)
         if not ids:
             raise ValueError("the prompt is empty")
@@ -246,17 +267,30 @@ class BatchEngine:
             for r in reqs:
                 r.sampler.close()
             raise
+        claimed = []
+        try:
+            for r in reqs:
+                if r.constraint is not None:
+                    r.constraint._claim()  # one generation at a time per Constraint (copy() for more)
+                    claimed.append(r.constraint)
+                    r.constraint.reset()
+        except BaseException:
+            for c in claimed:
+                c._release()
+            for r in reqs:
+                r.sampler.close()
+            raise
         for r in reqs[1:]:
             r.leader = reqs[0]
         reqs[0].followers = reqs[1:]
         with self._cv:
             if self._closing or self._closed:
                 for r in reqs:
-                    r.sampler.close()
+                    r._drop()
                 raise EngineClosed("the engine is closed")
             if self.max_queue is not None and len(self._queue) + n > self.max_queue:
                 for r in reqs:
-                    r.sampler.close()
+                    r._drop()
                 raise queue.Full(f"{len(self._queue)} requests are already waiting (max_queue={self.max_queue})")
             self._queue.extend(reqs)
             self._cv.notify_all()
@@ -311,9 +345,7 @@ class BatchEngine:
             self._free.append(r.seq)
             self._free.sort()
         r.seq = None
-        if r.sampler is not None:
-            r.sampler.close()
-            r.sampler = None
+        r._drop()
         for f in r.followers:  # a follower still waiting for this prompt prefills its own
             if f.leader is r:
                 f.leader = None
@@ -423,12 +455,15 @@ class BatchEngine:
             r._emit(em.end("length"))
             return
         if r.constraint is not None:
-            bits = np.zeros((self.model.config.n_vocab + 31) // 32, dtype=np.uint32)
+            # as the single-sequence loop: tokens outside the grammar get -inf in the sampler; the
+            # mask may be longer than the model's vocabulary (a tokenizer larger than the model)
+            n_words = mask_words(self.model.config.n_vocab)
+            bits = np.zeros(max(n_words, r.constraint.n_words), dtype=np.uint32)
             r.constraint.fill_mask(bits)
-            r.sampler.set_allowed(bits)
+            r.sampler.set_allowed(bits[:n_words])
         t = int(r.sampler.sample(logits))
         r.sampler.accept(t)
-        if r.constraint is not None and t not in em.stop_ids:
+        if r.constraint is not None:
             r.constraint.accept(t)
         # as the single-sequence loop: t is returned, and the generation ends when no token after it fits
         chunk = em.push(t, context_full=self._ctx.seq_pos(r.seq) + 1 >= self.n_ctx)
@@ -518,8 +553,18 @@ def generate_many(model, prompts: Sequence, *, n_seq: Optional[int] = None, n_ct
     prompts = list(prompts)
     if not prompts:
         return []
+    per_prompt = {}
+    for k in ("response_format", "constraint"):  # one for all prompts, or a list with one per prompt
+        v = kwargs.pop(k, None)
+        if isinstance(v, (list, tuple)):
+            if len(v) != len(prompts):
+                raise ValueError(f"{k}: {len(v)} given for {len(prompts)} prompts")
+            per_prompt[k] = list(v)
+        else:
+            per_prompt[k] = [v] * len(prompts)
     n_seq = n_seq or min(len(prompts), DEFAULT_N_SEQ)
     with BatchEngine(model, n_seq=n_seq, n_ctx=n_ctx) as engine:
-        reqs = [engine.submit(p, **kwargs) for p in prompts]
+        reqs = [engine.submit(p, response_format=rf, constraint=None if c is None else c.copy(), **kwargs)
+                for p, rf, c in zip(prompts, per_prompt["response_format"], per_prompt["constraint"])]
         engine.run()
         return [r.result() for r in reqs]

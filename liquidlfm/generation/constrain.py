@@ -29,7 +29,7 @@ import numpy as np
 
 __all__ = ["Constraint", "mask_words", "STOP_TOKEN_TEXTS"]
 
-# Control tokens that end a turn, looked up by text in the tokenizer (= api.STOP_TOKEN_TEXTS).
+# Control tokens that end a turn, looked up by text in the tokenizer (generation stops on them too).
 STOP_TOKEN_TEXTS = ("<|im_end|>", "<|endoftext|>")
 CONTROL, UNUSED = 3, 5  # GGUF token types (lfm_token_kind)
 INSTALL_HINT = 'pip install "liquidlfm[structured]"'
@@ -66,7 +66,7 @@ class _Vocabulary:
 
     def __init__(self, tokenizer, n_vocab: int, eos_id: int):
         n_tok = tokenizer.vocab_size
-        types = [tokenizer.token_type(i) for i in range(n_tok)]
+        types = getattr(tokenizer, "token_types", None) or [tokenizer.token_type(i) for i in range(n_tok)]
         token_bytes = getattr(tokenizer, "token_bytes", None)
         if token_bytes is None:
             def token_bytes(i):
@@ -109,7 +109,7 @@ _CACHE_LOCK = threading.Lock()
 
 
 def _ll_tokenizer(tokenizer, n_vocab: int, eos_id: int):
-    """llguidance's LLTokenizer for tokenizer (building it walks the whole vocabulary: ~0.2 s for
+    """llguidance's LLTokenizer for tokenizer (building it walks the whole vocabulary: ~0.4 s for
     65k tokens), cached per tokenizer object, n_vocab and eos."""
     llg = _llguidance()
     key = (n_vocab, eos_id)

@@ -6,6 +6,10 @@
 
 Retrieval and citation bookkeeping are code (BM25 + expansion + optional model reranking); the model
 groups papers into themes and writes prose over their abstracts; verify.py checks every citation.
+A liquidlfm model answers the parsed steps under structured output (themes and keyphrases as JSON
+under a schema, paragraphs under a grammar whose brackets hold only the keys the paragraph's prompt
+showed), so its answers always parse. Every prompt, with its answer's bound, is fitted to the
+model's context (budget.py).
 """
 from .api import DEFAULT_MODEL, NoCorpusError, draft_related_work, gather_papers, load_model
 from .corpus import CorpusError, Paper, load_corpus

@@ -40,6 +40,10 @@ def build_parser(prog: str = "python -m liquidlfm.scholar") -> argparse.Argument
     ap.add_argument("--candidates", type=int, default=30, help="BM25 candidates to rerank (default 30)")
     ap.add_argument("--themes", type=int, default=3, help="at most this many themes (default 3)")
     ap.add_argument("--max-tokens", type=int, default=300, help="token budget per paragraph")
+    ap.add_argument("--n-ctx", type=int, metavar="N",
+                    help="context length to run the model with (default: the model's, at most 32768); every "
+                         "prompt is fitted to it: abstract excerpts shortened, then the lowest-ranked papers "
+                         "left out (said on stderr)")
     ap.add_argument("--explain", action="store_true",
                     help="show why each paper was picked (matched terms, BM25 and rerank scores) on stderr")
     ap.add_argument("--cache-dir", metavar="DIR", help="on-disk cache for online search")
@@ -54,6 +58,9 @@ def main(argv=None, prog: str = "python -m liquidlfm.scholar") -> int:
         fmt = "latex" if args.out and Path(args.out).suffix.lower() in (".tex", ".latex") else "markdown"
     if args.top_k < 1:
         print("error: --top-k must be at least 1", file=sys.stderr)
+        return 2
+    if args.n_ctx is not None and args.n_ctx < 1:
+        print("error: --n-ctx must be at least 1", file=sys.stderr)
         return 2
     progress = False if args.quiet else None
     say = progress_callback(progress)
@@ -79,7 +86,7 @@ def main(argv=None, prog: str = "python -m liquidlfm.scholar") -> int:
         draft = draft_related_work(
             args.idea, papers=papers, model=model, top_k=args.top_k, format=fmt,
             expand=not args.no_expand, rerank=not args.no_rerank,
-            n_candidates=args.candidates, max_themes=args.themes, max_tokens=args.max_tokens,
+            n_candidates=args.candidates, max_themes=args.themes, max_tokens=args.max_tokens, n_ctx=args.n_ctx,
             cache_dir=args.cache_dir, progress=say)
     except NoCorpusError as e:
         print(f"error: {e}", file=sys.stderr)

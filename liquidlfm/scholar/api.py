@@ -6,6 +6,7 @@ from typing import Optional
 
 from .corpus import FORMATS_HELP, CorpusError, finalize, load_corpus
 from .draft import RelatedWork, draft_from_retrieval, progress_callback
+from .llm import model_context
 from .rerank import ModelReranker
 from .retrieve import Index, retrieve
 
@@ -79,8 +80,8 @@ def gather_papers(idea: str, corpus=None, *, papers=None, arxiv: bool = False, s
 def draft_related_work(idea: str, corpus=None, *, papers=None, model=None, top_k: int = 12,
                        format: str = "markdown", arxiv: bool = False, semantic_scholar: bool = False,
                        expand: bool = True, rerank: bool = True, reranker=None, n_candidates: int = 30,
-                       max_themes: int = 3, max_tokens: int = 300, cache_dir=None, index: Optional[Index] = None,
-                       online_limit: int = 40, progress=False) -> RelatedWork:
+                       max_themes: int = 3, max_tokens: int = 300, n_ctx: Optional[int] = None, cache_dir=None,
+                       index: Optional[Index] = None, online_limit: int = 40, progress=False) -> RelatedWork:
     """Draft a Related Work section for `idea`.
 
     corpus: path(s) to .bib/.jsonl/.json/.csv files or folders; papers: a list of Paper instead;
@@ -88,6 +89,12 @@ def draft_related_work(idea: str, corpus=None, *, papers=None, model=None, top_k
     model: None (BM25 only; each paragraph built from metadata), a path / repo id, or a model object
     with the liquidlfm Model API (or any callable generator(prompt, max_tokens=...) -> str).
     reranker: callable (idea, papers) -> relevance scores in [0, 1]; default: the model's yes/no logits.
+    max_tokens: the answer budget of each paragraph. n_ctx: the context the model runs in (default: its
+    trained context, at most 32768; a plain generator may tell its own as .n_ctx). Every prompt is
+    measured with the model's tokenizer and fitted to n_ctx minus the answer's tokens: abstract
+    excerpts are shortened, then the lowest-ranked papers left out of that prompt (and not citable
+    there), each cut reported through progress and in RelatedWork.notes; ContextFullError names the
+    sizes when even one paper with a short excerpt does not fit.
     Returns a RelatedWork (markdown(), latex(), bibtex(), save(path), explain(), cited, report).
     """
     if format not in ("markdown", "latex"):
@@ -96,6 +103,8 @@ def draft_related_work(idea: str, corpus=None, *, papers=None, model=None, top_k
         raise ValueError("the idea is empty; describe the research idea in a sentence or two")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if n_ctx is not None and (isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < 1):
+        raise ValueError(f"n_ctx must be a positive int or None, got {n_ctx!r}")
     say = progress_callback(progress)
     if index is None:                                     # corpus problems surface before a model loads
         pool = gather_papers(idea, corpus, papers=papers, arxiv=arxiv, semantic_scholar=semantic_scholar,
@@ -108,10 +117,12 @@ def draft_related_work(idea: str, corpus=None, *, papers=None, model=None, top_k
         model = load_model(model, progress=say)
     elif model is not None:
         model_name = str(getattr(model, "name", None) or getattr(model, "path", None) or type(model).__name__)
+    if model is not None:
+        n_ctx = model_context(model, n_ctx)               # one context for every step's prompts
     say(f"retrieving the top {top_k} papers")
     if rerank and reranker is None and model is not None:
-        reranker = ModelReranker(model)
+        reranker = ModelReranker(model, n_ctx=n_ctx, progress=say)
     r = retrieve(idea, index=index, top_k=top_k, expand=expand, model=model,
-                 reranker=reranker if rerank else None, n_candidates=n_candidates, progress=say)
+                 reranker=reranker if rerank else None, n_candidates=n_candidates, n_ctx=n_ctx, progress=say)
     return draft_from_retrieval(idea, r, model=model, model_name=model_name, format=format,
-                                max_themes=max_themes, max_tokens=max_tokens, progress=say)
+                                max_themes=max_themes, max_tokens=max_tokens, n_ctx=n_ctx, progress=say)

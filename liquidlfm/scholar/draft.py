@@ -1,5 +1,10 @@
 """Drafting: themes (model or code), one paragraph per theme written by the model over the abstracts
-it is given, every citation verified (verify.py), rendered as Markdown / LaTeX + a .bib."""
+it is given, every citation verified (verify.py), rendered as Markdown / LaTeX + a .bib.
+
+Every prompt is fitted to the model's context (budget.py): abstract excerpts are shortened, then the
+lowest-ranked papers left out, and a paragraph may cite only the papers its prompt showed. A liquidlfm
+model answers under structured output: the grouping as JSON under a schema over the keys its prompt
+listed, a paragraph under a grammar whose brackets hold only the keys its prompt showed."""
 from __future__ import annotations
 
 import re
@@ -10,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .llm import abstract_snippet, generate_text
+from .llm import PromptMeter, json_max_tokens, supports_structured_output
 from .retrieve import Retrieval
 from .text import STOPWORDS, analyze, stem, words
 from .verify import VerifyReport, cited_keys, verify_paragraph
@@ -23,6 +28,7 @@ SYSTEM = ("You are a careful research assistant writing the Related Work section
 class Theme:
     name: str
     keys: list                      # short keys of the papers grouped here
+    prompt_keys: list = field(default_factory=list)  # what it may cite: the keys its prompt showed (no model: keys)
     text: str = ""                  # canonical verified paragraph ("[P1, P3]" citations)
     raw: str = ""                   # what the model wrote (before verification)
     report: VerifyReport = field(default_factory=VerifyReport)
@@ -40,6 +46,7 @@ class RelatedWork:
     model_name: str = ""            # "" = drafted without a model (metadata sentences)
     themes_by: str = "code"
     report: VerifyReport = field(default_factory=VerifyReport)
+    notes: list = field(default_factory=list)  # what was shortened or left out to fit the context
 
     # -- content --
     def cited_short_keys(self) -> list:
@@ -63,7 +70,7 @@ class RelatedWork:
         return [h.paper for h in self.retrieval.hits]
 
     def provenance(self) -> str:
-        how = (f"prose by model {self.model_name}; every citation checked against the retrieved papers"
+        how = (f"prose by model {self.model_name}; every citation checked against the papers its prompt showed"
                if self.model_name else
                "drafted WITHOUT a model: each sentence is built from the retrieved papers' metadata")
         return f"{len(self.retrieved)} papers retrieved, {len(self.cited)} cited; {how}"
@@ -89,7 +96,7 @@ class RelatedWork:
         return self.text
 
     def explain(self) -> str:
-        return self.retrieval.explain()
+        return "\n".join([self.retrieval.explain()] + self.notes)
 
     def save(self, path, bib_path=None) -> tuple:
         """Write the draft (format from self.format) and the .bib next to it (same stem), each
@@ -168,21 +175,90 @@ def code_themes(shorts: dict, max_themes: int = 3) -> list:
     return themes
 
 
-def model_themes(model, idea: str, shorts: dict, max_themes: int = 3, max_tokens: int = 160) -> list:
-    """Ask the model to group the papers; returns [] if its answer cannot be used."""
-    listing = "\n".join(f"[{k}] {p.title}" for k, p in shorts.items())
-    user = (f"Research idea: {idea}\n\nPapers:\n{listing}\n\n"
-            f"Group these papers into 2 to {max_themes} themes for a Related Work section. "
-            f"Answer with one line per theme in the form\nTheme name: P1, P2\n"
-            f"Use every paper key exactly once and no other keys.")
-    text = generate_text(model, user, system=SYSTEM, max_tokens=max_tokens)
+TITLE_WORDS = 40        # a title in the theme-grouping prompt, before fitting shortens it
+MIN_TITLE_WORDS = 8
+ABSTRACT_WORDS = 110    # an abstract excerpt in a paragraph prompt, before fitting shortens it
+
+THEME_NAME_MAX = 60
+# a theme name: words of letters and digits with simple punctuation, starting with a letter
+THEME_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9 ,&()'/-]{2,%d}$" % (THEME_NAME_MAX - 1)
+
+
+def themes_schema(keys: list, max_themes: int) -> tuple:
+    """(JSON schema of a grouping answer, the longest such answer in bytes). The answer names 2 to
+    max_themes themes and gives every paper key the number of one of them, so each paper is placed
+    exactly once and no other key can appear: {"themes": ["Name", "Name"], "papers": {"P1": 2, "P2": 1}}.
+    One alternative per number of themes n, in which the papers' numbers go up to n."""
+    def answer(n):
+        return {"type": "object", "additionalProperties": False, "required": ["themes", "papers"], "properties": {
+            "themes": {"type": "array", "items": {"type": "string", "pattern": THEME_NAME_PATTERN},
+                       "minItems": n, "maxItems": n},
+            "papers": {"type": "object", "additionalProperties": False, "required": list(keys),
+                       "properties": {k: {"type": "integer", "minimum": 1, "maximum": n} for k in keys}}}}
+
+    schema = {"anyOf": [answer(n) for n in range(min(2, max_themes), max_themes + 1)]}
+    digits = len(str(max_themes))
+    max_bytes = (len('{"themes": [], "papers": {}}') + max_themes * (THEME_NAME_MAX + len('"", '))
+                 + sum(len(f'"{k}": , ') + digits for k in keys))
+    return schema, max_bytes
+
+
+def model_themes(model, idea: str, shorts: dict, max_themes: int = 3, max_tokens: int = 160, *,
+                 n_ctx=None, progress=None) -> list:
+    """Ask the model to group the papers; returns [] if its answer cannot be used.
+    The prompt lists the papers' titles, fitted to the context n_ctx (see llm.model_context):
+    titles shortened, then the lowest-ranked papers left out (progress(msg) hears which); those
+    join the papers the model did not place, in a last theme.
+    A liquidlfm model answers under a JSON schema over the listed keys (themes_schema: every one
+    exactly once, no other), so its answer always parses and places every listed paper; other
+    generators answer in lines that parse_themes reads, within max_tokens."""
+    keys = list(shorts)
+    meter = PromptMeter(model, n_ctx)
+    structured = supports_structured_output(model)
+
+    def build(kept, titles):
+        listing = "\n".join(f"[{keys[i]}] {t}" for i, t in zip(kept, titles))
+        task = (f"Research idea: {idea}\n\nPapers:\n{listing}\n\n"
+                f"Group these papers into 2 to {max_themes} themes for a Related Work section. ")
+        if structured:
+            example = ", ".join(f'"{keys[i]}": {j % 2 + 1}' for j, i in enumerate(kept[:3]))
+            return (task + 'Answer in JSON: the theme names, then the number of its theme for every paper, e.g. '
+                    f'{{"themes": ["First theme", "Second theme"], "papers": {{{example}, ...}}}}.')
+        return (task + "Answer with one line per theme in the form\nTheme name: P1, P2\n"
+                "Use every paper key exactly once and no other keys.")
+
+    if structured:
+        # The JSON answer names every listed key, so its bound (themes_schema's bytes, one token
+        # each at worst) grows with the papers listed, and can be most of a small context. Fit it as
+        # part of the budget, per number of papers listed: leaving the lowest-ranked papers out of the
+        # prompt also leaves them out of the schema's required keys and shrinks the answer, until
+        # prompt + answer fit n_ctx. Those papers then go to the last theme, like unplaced ones.
+        def answer_tokens(n_listed):
+            return json_max_tokens(themes_schema(keys[:n_listed], max_themes)[1])
+        answer_budget = answer_tokens(len(keys))
+    else:
+        answer_tokens, answer_budget = None, max_tokens
+    fitted = meter.fit(build, [shorts[k].title for k in keys], system=SYSTEM, max_tokens=answer_budget,
+                       max_words=TITLE_WORDS, min_words=MIN_TITLE_WORDS, what="theme grouping",
+                       answer_tokens=answer_tokens)
+    listed = [keys[i] for i in fitted.kept]
+    note = fitted.note("theme grouping", noun="titles", left_out=keys[len(listed):])
+    if note and progress is not None:
+        progress(note)
+    if structured:
+        schema, max_bytes = themes_schema(listed, max_themes)
+        answer = meter.generate_json(fitted, schema, max_bytes, system=SYSTEM)
+        groups = [(name.strip(), [k for k in listed if answer["papers"][k] == i])
+                  for i, name in enumerate(answer["themes"], 1)] if answer else []
+    else:
+        groups = parse_themes(meter.generate(fitted, system=SYSTEM, max_tokens=max_tokens))
     themes, used = [], set()
-    for name, ks in parse_themes(text):
-        ks = [k for k in ks if k in shorts and k not in used]
+    for name, ks in groups:
+        ks = [k for k in ks if k in listed and k not in used]
         used.update(ks)
         if ks:
             themes.append(Theme(name=name, keys=ks))
-    if not themes or len(used) < max(1, len(shorts) // 2):
+    if not themes or len(used) < max(1, len(listed) // 2):
         return []
     rest = [k for k in shorts if k not in used]
     if rest:                                              # the model skipped some: place them by code
@@ -214,15 +290,45 @@ def parse_themes(text: str) -> list:
 
 # ---- drafting ----
 
-def paragraph_prompt(idea: str, theme: Theme, shorts: dict, max_words: int = 110) -> str:
+# One line of prose (TEXT: no brackets, backslashes, newlines or other control characters) and
+# citation groups of known keys.
+PARAGRAPH_GRAMMAR = r"""start: (TEXT | cite)+
+cite: "[" key (", " key)* "]"
+key: KEYS
+TEXT: /[^\[\]\\\x00-\x1f\x7f]+/
+"""
+
+
+def paragraph_format(keys: list) -> dict:
+    """response_format for a paragraph: prose on one line whose square brackets can only hold
+    citation groups of the given keys ("[P1]", "[P2, P5]"), so every citation the model writes is one
+    the verifier can keep. The drafter passes the keys the paragraph's prompt showed (Theme.prompt_keys)."""
+    alternatives = " | ".join(f'"{k}"' for k in sorted(keys))
+    return {"type": "grammar", "grammar": PARAGRAPH_GRAMMAR.replace("KEYS", alternatives)}
+
+
+def paragraph_prompt(idea: str, theme_name: str, keys: list, shorts: dict, excerpts: list) -> str:
+    """The prompt for one theme's paragraph over the papers `keys`, excerpts[i] being the abstract
+    excerpt shown for keys[i]."""
     listing = "\n\n".join(
         f"[{k}] {shorts[k].title} ({shorts[k].short_authors()}, {shorts[k].year or 'n.d.'})\n"
-        f"Abstract: {abstract_snippet(shorts[k].abstract, max_words)}" for k in theme.keys)
-    return (f"Research idea: {idea}\n\nTheme: {theme.name}\n\nPapers:\n{listing}\n\n"
+        f"Abstract: {ex}" for k, ex in zip(keys, excerpts))
+    return (f"Research idea: {idea}\n\nTheme: {theme_name}\n\nPapers:\n{listing}\n\n"
             f"Write one paragraph (3 to 5 sentences) of the Related Work section about this theme. "
             f"Describe what these papers do, using only their abstracts above, and how they relate to "
-            f"the research idea. Cite a paper by writing its key in square brackets, e.g. [{theme.keys[0]}]. "
+            f"the research idea. Cite a paper by writing its key in square brackets, e.g. [{keys[0]}]. "
             f"Cite only the keys listed above. Do not write a heading.")
+
+
+def fit_paragraph(meter: PromptMeter, idea: str, theme: Theme, shorts: dict, max_tokens: int, what: str = ""):
+    """The theme's paragraph prompt fitted to the context -> (FittedPrompt, the theme's keys best-ranked
+    first). The prompt shows keys[i] for i in fitted.kept (the first ones); the rest were left out."""
+    rank = {k: i for i, k in enumerate(shorts)}
+    keys = sorted(theme.keys, key=rank.__getitem__)
+    fitted = meter.fit(lambda kept, ex: paragraph_prompt(idea, theme.name, [keys[i] for i in kept], shorts, ex),
+                       [shorts[k].abstract for k in keys], system=SYSTEM, max_tokens=max_tokens,
+                       max_words=ABSTRACT_WORDS, what=what or f"the paragraph on {theme.name!r}")
+    return fitted, keys
 
 
 def progress_callback(progress):
@@ -238,30 +344,53 @@ def progress_callback(progress):
 
 def draft_from_retrieval(idea: str, retrieval: Retrieval, *, model=None, model_name: str = "",
                          format: str = "markdown", max_themes: int = 3, max_tokens: int = 300,
-                         progress=None) -> RelatedWork:
+                         n_ctx=None, progress=None) -> RelatedWork:
+    """Themes, one paragraph per theme, each verified. n_ctx: the context every prompt is fitted to
+    (see llm.model_context); each paragraph may cite only the papers its prompt showed."""
     say = progress_callback(progress)
     shorts = {f"P{i}": h.paper for i, h in enumerate(retrieval.hits, 1)}
     if not shorts:
         raise ValueError("no papers were retrieved for this idea; nothing to draft from")
+    notes = []
+
+    def note(msg):
+        notes.append(msg)
+        say(msg)
+
+    meter = PromptMeter(model, n_ctx) if model is not None else None
     themes, themes_by = [], "code"
     if model is not None:
         say("asking the model to group the papers into themes")
-        themes = model_themes(model, idea, shorts, max_themes)
+        themes = model_themes(model, idea, shorts, max_themes, n_ctx=meter.n_ctx, progress=note)
         themes_by = "model" if themes else "code (model's grouping was unusable)"
     if not themes:
         themes = code_themes(shorts, max_themes)
+    if model is None:
+        for th in themes:
+            th.prompt_keys, th.raw = list(th.keys), ""
+    else:
+        # first fit every paragraph's prompt (what it shows is what it may cite), then write them
+        fitted = []
+        for i, th in enumerate(themes, 1):
+            f, keys = fit_paragraph(meter, idea, th, shorts, max_tokens, what=f"paragraph {i} ({th.name})")
+            th.prompt_keys = [keys[j] for j in f.kept]
+            msg = f.note(f"paragraph {i} ({th.name})", left_out=keys[len(f.kept):])
+            if msg:
+                note(msg + ("; those left out cannot be cited there" if f.dropped else ""))
+            fitted.append(f)
+        structured = supports_structured_output(model)
+        say(f"writing {len(themes)} paragraph(s) together: " + "; ".join(th.name for th in themes))
+        formats = [paragraph_format(th.prompt_keys) if structured else None for th in themes]
+        for th, raw in zip(themes, meter.generate_many(fitted, system=SYSTEM, max_tokens=max_tokens,
+                                                       response_formats=formats)):
+            th.raw = raw
     total, seen = VerifyReport(), set()
-    for i, th in enumerate(themes, 1):
-        if model is not None:
-            say(f"writing paragraph {i}/{len(themes)}: {th.name}")
-            th.raw = generate_text(model, paragraph_prompt(idea, th, shorts), system=SYSTEM,
-                                   max_tokens=max_tokens)
-        else:
-            th.raw = ""
-        th.text, th.report = verify_paragraph(th.raw, shorts, th.keys, th.name, seen)
+    for th in themes:
+        citable = {k: shorts[k] for k in th.prompt_keys}
+        th.text, th.report = verify_paragraph(th.raw, citable, th.prompt_keys, th.name, seen)
         total.merge(th.report)
     if model is not None:
         say(f"verified citations: {total.summary()}")
     return RelatedWork(idea=idea, retrieval=retrieval, shorts=shorts, themes=themes, format=format,
                        model_name=model_name if model is not None else "", themes_by=themes_by,
-                       report=total)
+                       report=total, notes=notes)

@@ -138,11 +138,13 @@ def query_weights(idea: str, bigram_weight: float = 0.25) -> dict:
 def retrieve(idea: str, papers=None, *, index: Optional[Index] = None, top_k: int = 12,
              expand: bool = True, model=None, reranker=None, n_candidates: int = 30,
              rerank_weight: float = 0.5, feedback_docs: int = 3, feedback_terms: int = 10,
-             feedback_weight: float = 0.2, progress: Optional[Callable] = None) -> Retrieval:
+             feedback_weight: float = 0.2, n_ctx: Optional[int] = None,
+             progress: Optional[Callable] = None) -> Retrieval:
     """Find the papers most related to `idea`.
 
     expand: add expansion terms — from the model (`model` given: it proposes keyphrases, kept only if
-    they occur in the corpus) or else pseudo-relevance feedback from the first-pass top documents.
+    they occur in the corpus) or else pseudo-relevance feedback from the first-pass top documents;
+    n_ctx: the context the model's expansion prompt is fitted to (see llm.model_context).
     reranker: a callable (idea, [Paper]) -> [float relevance in 0..1], e.g. rerank.ModelReranker(model)
     (pointwise yes/no over the model's logits); None = BM25 order.
     Final score of a candidate = (1 - rerank_weight) * BM25/max(BM25) + rerank_weight * relevance.
@@ -162,7 +164,7 @@ def retrieve(idea: str, papers=None, *, index: Optional[Index] = None, top_k: in
     if expand:
         if model is not None:
             say("expanding the query with the model")
-            terms = model_expansion_terms(model, idea)
+            terms = model_expansion_terms(model, idea, n_ctx=n_ctx)
             expansion = {t: 0.4 for t in terms if t in index.vocab and t not in q}
             source = "model"
         if not expansion:

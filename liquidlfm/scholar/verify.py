@@ -135,7 +135,8 @@ def clean_model_text(text: str) -> str:
 
 def verify_paragraph(text: str, shorts: dict, theme_keys: Sequence[str] = (),
                      theme_name: str = "", seen_sentences: Optional[set] = None) -> tuple:
-    """-> (canonical text, VerifyReport). shorts: "P1" -> Paper for every retrieved paper.
+    """-> (canonical text, VerifyReport). shorts: "P1" -> Paper for every paper the text may cite (the
+    drafter passes the papers the paragraph's prompt showed; any other key is dropped).
     seen_sentences: normalised sentences of earlier paragraphs (updated), so a sentence the model
     repeats across paragraphs is kept once."""
     rep = VerifyReport()

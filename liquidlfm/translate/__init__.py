@@ -17,9 +17,14 @@ batched generation (``Model.batch``, up to 8 pieces decoded together), greedy by
 (``temperature=0``). Pieces already in the target language (by script/stop-word detection) are kept as
 they are.
 
-Nothing is truncated silently: a piece too long for the context is split at clause boundaries, and one
-that still does not fit raises :class:`liquidlfm.ContextFullError`; a translation that hits
-``max_tokens`` (default: derived from the piece's length) emits :class:`TranslationTruncatedWarning`.
+Nothing is truncated silently: each piece's whole prompt (system prompt with the register and glossary
+lines, chat template, the piece) must leave room in the context for a translation as long as the piece
+(+8 tokens; ``max_tokens`` is capped to that room). A piece too long for that is split at clause, then word
+boundaries, never inside a glossary term, so each part carries the lines of its own terms (a huge
+glossary thus splits the text, it is never trimmed); a part that still does not fit raises
+:class:`liquidlfm.ContextFullError` saying whether its glossary lines, the prompt around it or the text
+is too big. A translation that hits ``max_tokens`` (default: derived from the piece's length) emits
+:class:`TranslationTruncatedWarning`.
 
 Modules: languages (codes, detection), prompts (system prompt, glossary), translator (Translator and the
 TranslationModel protocol it needs), __main__ (the command line). ``liquidlfm.translate`` the attribute is

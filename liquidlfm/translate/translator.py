@@ -52,7 +52,28 @@ class TranslationModel(Protocol):
 
 
 _CLAUSE = re.compile(r"(?<=[,;:，；：、])\s+|(?<=[,;:，；：、])")
+_SPACE = re.compile(r"\s+")
 _MARKER = "\x00LFM_SPLIT\x00"
+ANSWER_MARGIN = 8  # tokens of room beyond the source's length a piece's translation is given at least
+
+
+def _answer_room(n_src: int, max_tokens: Optional[int]) -> int:
+    """The room a piece of n_src tokens needs after its prompt: as many tokens as the source plus
+    ANSWER_MARGIN, or max_tokens when that asks for less."""
+    need = n_src + ANSWER_MARGIN
+    return need if max_tokens is None else min(int(max_tokens), need)
+
+
+def _term_spans(text: str, glossary) -> List[Tuple[int, int]]:
+    """(start, end) of every occurrence (case-insensitive) of a glossary term in text."""
+    low, spans = text.lower(), []
+    for term in glossary or ():
+        t = term.lower()
+        i = low.find(t)
+        while t and i >= 0:
+            spans.append((i, i + len(t)))
+            i = low.find(t, i + 1)
+    return spans
 
 
 class Translator:
@@ -130,10 +151,8 @@ class Translator:
         n_src = len(self._encode(text))
         budget = int(max_tokens) if max_tokens is not None else 3 * n_src + 20
         room = self.n_ctx - len(ids)
-        if room < min(budget, n_src + 8):
-            raise ContextFullError(
-                f"a piece of {n_src} tokens needs a {len(ids)}-token prompt and room to answer, "
-                f"but the context holds {self.n_ctx} tokens; pass a larger n_ctx or shorter text")
+        if room < _answer_room(n_src, max_tokens):
+            raise self._does_not_fit(text, target, formality, gl, ids, n_src, max_tokens)
         return ids, min(budget, room)
 
     def _finish_piece(self, ids, out: GenerationResult) -> Tuple[str, str]:
@@ -143,24 +162,59 @@ class Translator:
         text_out = self.tokenizer.decode(out.token_ids, skip_special_tokens=True)
         return text_out.strip(), out.finish_reason
 
-    def _fit(self, text: str, target, formality, glossary) -> List[str]:
-        """Split a piece at clause boundaries until each part fits in the context with room to answer."""
-        ids, _ = self._prompt_ids(text, target, formality, glossary_for(text, glossary))
+    def _fit(self, text: str, target, formality, glossary, max_tokens=None) -> List[str]:
+        """Split a piece until each part's whole prompt (system prompt with the register line and the
+        glossary lines of the terms in that part, chat template, the part) leaves room to translate it
+        (_answer_room) in the context: at the clause boundary nearest the middle, else the word
+        boundary, never inside a glossary term (each part keeps its terms' glossary lines).
+        A part that cannot be split and still does not fit raises ContextFullError naming the cause."""
+        gl = glossary_for(text, glossary)
+        ids, _ = self._prompt_ids(text, target, formality, gl)
         n_src = len(self._encode(text))
-        if len(ids) + n_src + 8 <= self.n_ctx:
+        if len(ids) + _answer_room(n_src, max_tokens) <= self.n_ctx:
             return [text]
-        parts = [p for p in _CLAUSE.split(text) if p.strip()]
-        if len(parts) < 2:
-            words = text.split(" ")
-            if len(words) < 2:
-                raise ContextFullError(
-                    f"a single piece of {n_src} tokens cannot fit the {self.n_ctx}-token context "
-                    f"(prompt {len(ids)} tokens) and has no sentence, clause or word boundary to split at")
-            parts = words
-        mid = len(parts) // 2
-        joiner = " " if " " in text else ""
-        a, b = joiner.join(parts[:mid]), joiner.join(parts[mid:])
-        return self._fit(a, target, formality, glossary) + self._fit(b, target, formality, glossary)
+        cut = self._split_point(text, gl)
+        if cut is None:
+            raise self._does_not_fit(text, target, formality, gl, ids, n_src, max_tokens)
+        return (self._fit(text[:cut[0]], target, formality, glossary, max_tokens)
+                + self._fit(text[cut[1]:], target, formality, glossary, max_tokens))
+
+    @staticmethod
+    def _split_point(text: str, glossary) -> Optional[Tuple[int, int]]:
+        """(end of the first part, start of the second) nearest the middle of text: a clause boundary,
+        else a word boundary; none inside a glossary term's occurrence; None if there is none."""
+        spans = _term_spans(text, glossary)
+        for boundary in (_CLAUSE, _SPACE):
+            cuts = [(m.start(), m.end()) for m in boundary.finditer(text)
+                    if text[:m.start()].strip() and text[m.end():].strip()
+                    and not any(a < m.end() and m.start() < b for a, b in spans)]
+            if cuts:
+                return min(cuts, key=lambda c: abs(c[0] + c[1] - len(text)))
+        return None
+
+    def _does_not_fit(self, text, target, formality, gl, ids, n_src, max_tokens) -> ContextFullError:
+        """The error for a piece that cannot be split further and does not fit, naming what is too big:
+        its glossary lines, the prompt around it, or the piece itself."""
+        need = _answer_room(n_src, max_tokens)
+        if gl:
+            bare, _ = self._prompt_ids(text, target, formality, None)
+            if len(bare) + need <= self.n_ctx:
+                terms = ", ".join(repr(k) for k in list(gl)[:5]) + (", ..." if len(gl) > 5 else "")
+                return ContextFullError(
+                    f"the glossary lines for the {len(gl)} term(s) in {text[:40]!r} ({terms}) take "
+                    f"{len(ids) - len(bare)} tokens: with them the prompt has {len(ids)} tokens and the "
+                    f"translation needs {need} more, but the context holds {self.n_ctx}; shorten those "
+                    f"glossary entries or pass a larger n_ctx")
+        around = len(ids) - n_src
+        if around + 1 + _answer_room(1, max_tokens) > self.n_ctx:
+            return ContextFullError(
+                f"the prompt around a piece (system prompt, register and glossary lines, chat template) "
+                f"takes {around} tokens and leaves no room for a piece and its translation in the "
+                f"{self.n_ctx}-token context; pass a larger n_ctx")
+        return ContextFullError(
+            f"a single piece of {n_src} tokens cannot fit the {self.n_ctx}-token context "
+            f"(prompt {len(ids)} tokens, {need} more to translate it) and has no sentence, clause or "
+            f"word boundary to split at")
 
     # ---- documents ----
 
@@ -183,7 +237,7 @@ class Translator:
         greedy = not gen.get("temperature")
         memo = memo if (memo is not None and greedy) else None
         plan = []  # (doc, verbatim str) or (doc, key, [part jobs])
-        jobs = []  # [part, gl, prompt ids, budget, result or None]
+        jobs = []  # [part, gl, prompt ids, budget, request or result or None, (+ (text, finish) once read)]
         by_key = {}
         for d, text in enumerate(texts):
             for seg in (segment(text) if markdown else segment_plain(text)):
@@ -202,7 +256,7 @@ class Translator:
                     plan.append((d, key, by_key[key]))
                 else:
                     parts = []
-                    for part in self._fit(piece, tgt.code, formality, glossary):
+                    for part in self._fit(piece, tgt.code, formality, glossary, max_tokens):
                         gl = glossary_for(part, glossary)
                         ids, budget = self._piece_prompt(part, tgt.code, formality, gl, max_tokens)
                         parts.append([part, gl, ids, budget, None])
@@ -241,8 +295,8 @@ def _sampling(temperature: float = 0.0, top_k: int = 0, min_p: float = 0.0, seed
 
 class _PieceRunner:
     """Runs a translator's piece jobs through one BatchEngine, submitting a window of jobs ahead of
-    the one asked for (so memory stays bounded for any number of pieces). A model without batch()
-    (a test double) runs each piece alone through the translator's session."""
+    the one asked for (so memory stays bounded for any number of pieces). A model that does not batch
+    (supports_batch False: a test double) runs each piece alone through the translator's session."""
 
     AHEAD = 4  # batches submitted ahead of the job being read
 
@@ -251,7 +305,7 @@ class _PieceRunner:
         self.index = {id(j): i for i, j in enumerate(jobs)}
         self.submitted = 0
         self.engine = None
-        if jobs and callable(getattr(tr.model, "batch", None)):
+        if jobs and getattr(tr.model, "supports_batch", False):
             n = min(len(jobs), int(n_seq or 8))
             self.engine = tr.model.batch(n_seq=n, n_ctx=tr.n_ctx)
 
@@ -270,10 +324,10 @@ class _PieceRunner:
                     j = self.jobs[self.submitted]
                     j[4] = self.engine.submit(j[2], max_tokens=j[3], **self.sampling)
                     self.submitted += 1
-        out = job[4]
-        if not isinstance(out, GenerationResult):
-            out = job[4] = out.result()
-        return self.tr._finish_piece(job[2], out)
+        if len(job) == 5:  # first read: count it once, however many places share this piece
+            out = job[4] if isinstance(job[4], GenerationResult) else job[4].result()
+            job.append(self.tr._finish_piece(job[2], out))
+        return job[5]
 
     def close(self) -> None:
         if self.engine is not None:

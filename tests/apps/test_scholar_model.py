@@ -75,3 +75,92 @@ def test_cli_with_random_weight_model_latex_compiles(tiny, shared_dir, tmp_path)
              __import__("re").findall(r"\\cite\{([^}]*)\}", line) for k in k.split(",")}
     assert cited == set(bib_keys(tmp_path / "related.bib")) and cited
     compile_fragment(tmp_path, "related.tex", "related.bib")
+
+
+@pytest.fixture(scope="module")
+def short_context_models(tmp_path_factory):
+    """The tiny model trained (config) for 2048 and for 1024 positions: the context Scholar must fit."""
+    out = {}
+    for n_ctx in (2048, 1024):
+        out[n_ctx] = make_hf_model(tmp_path_factory.mktemp("scholar_ctx") / f"ctx{n_ctx}", vocab_size=1024,
+                                   hidden_size=64, num_hidden_layers=4, seed=0, max_position_embeddings=n_ctx)
+    return out
+
+
+@pytest.mark.parametrize("n_ctx", [2048, 1024])
+def test_cli_fits_prompts_to_a_short_context(short_context_models, shared_dir, tmp_path, n_ctx):
+    """A new user's first run with a 2048- / 1024-token model used to die with ContextFullError ("the prompt
+    has 3484 tokens"); now abstracts are shortened, then the lowest-ranked papers left out of that
+    paragraph's prompt, and a paper left out is not cited in that paragraph."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-m", "liquidlfm.scholar", "cross-lingual named entity recognition with "
+                        "few labels", "--corpus", str(shared_dir / "data" / "papers" / "naacl2022.jsonl"),
+                        "--model", str(short_context_models[n_ctx]), "--explain", "--out", "related.md"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, PYTHONPATH=str(repo), HF_HUB_OFFLINE="1"))
+    assert r.returncode == 0, r.stderr
+    assert f"to fit the model's {n_ctx}-token context" in r.stderr
+    short_to_bib = {f"P{int(n)}": k for n, k in re.findall(r"^ *(\d+)\. \[([^\]]+)\]", r.stderr, re.M)}
+    assert len(short_to_bib) == 12
+    sections = (tmp_path / "related.md").read_text().split("\n### ")[1:-1]      # the themes, not References
+    left_out = {int(i): m for i, m in re.findall(r"\[scholar .*\] paragraph (\d+) \(.*left out \(([^)]*)\)",
+                                                 r.stderr)}
+    if n_ctx == 1024:
+        assert left_out, r.stderr
+    for i, keys in left_out.items():
+        cited = set(re.findall(r"\(#ref-([^)]+)\)", sections[i - 1]))
+        assert cited and not cited & {short_to_bib[k] for k in keys.split(", ")}, (sections[i - 1], keys)
+
+
+def test_real_engine_draft_cites_only_what_the_prompts_showed(short_context_models, shared_dir):
+    import re
+
+    from liquidlfm.scholar.verify import cited_keys
+
+    m = lfm.load(str(short_context_models[1024]))
+    sent = []
+    chat = m.chat
+
+    def recording_chat(messages, **kw):                 # what reached the engine, and that it fit
+        sent.append(messages[-1]["content"])
+        out = chat(messages, **kw)
+        assert out.stats.prompt_tokens + kw["max_tokens"] <= kw["n_ctx"] == 1024
+        return out
+
+    m.chat = recording_chat
+    try:
+        papers = load_corpus(shared_dir / "data" / "papers" / "naacl2022.jsonl")
+        d = draft_related_work("cross-lingual named entity recognition with few labels", papers=papers, model=m,
+                               top_k=12)
+    finally:
+        m.close()
+    check_invariants(d)
+    assert any("left out" in n for n in d.notes)
+    for th in d.themes:
+        prompt = next(u for u in sent if f"Theme: {th.name}\n" in u)
+        assert re.findall(r"^\[(P\d+)\]", prompt, re.M) == th.prompt_keys
+        assert set(cited_keys(th.text)) <= set(th.prompt_keys)
+
+
+def test_engine_model_answers_parse_under_structured_output(tiny, shared_dir):
+    """The random-weight engine model writes noise, yet its grouping (JSON schema: every key once),
+    its keyphrases (JSON schema) and its citations (paragraph grammar) all parse: the themes are the
+    model's, and no bracket it wrote had to be dropped or repaired."""
+    from liquidlfm.scholar.draft import model_themes
+    from liquidlfm.scholar.rerank import model_expansion_terms
+
+    papers = load_corpus(shared_dir / "data" / "papers" / "acl2021.jsonl")[:7]
+    shorts = {f"P{i}": p for i, p in enumerate(papers, 1)}
+    themes = model_themes(tiny, "unsupervised word alignment", shorts, max_themes=3)
+    assert themes and sorted(k for t in themes for k in t.keys) == sorted(shorts)
+    assert model_expansion_terms(tiny, "unsupervised word alignment")
+    d = draft_related_work("unsupervised word alignment for machine translation", papers=papers, model=tiny,
+                           top_k=6, n_candidates=7, max_tokens=60)
+    check_invariants(d)
+    assert d.themes_by == "model" and not d.report.dropped and not d.report.repaired

@@ -161,7 +161,10 @@ def test_scripted_generator_draft(paragraph, expect):
     assert d.themes_by == "model" and [t.name for t in d.themes] == ["Alignment models", "Translation"]
     if expect == "drop":
         assert "P77" not in d.latex() and "madeup2023key" not in d.latex() + d.markdown()
-        assert {x[0] for x in d.report.dropped} == {"P77", "madeup2023key"}
+        # invented keys are dropped in both paragraphs; P1 too where the prompt did not show it
+        a, b = d.themes
+        assert {x[0] for x in a.report.dropped} == {"P77", "madeup2023key"}
+        assert {x[0] for x in b.report.dropped} == {"P1", "P77", "madeup2023key"}
     elif expect == "dedup":
         assert d.report.deduped >= 3
     else:
@@ -172,11 +175,15 @@ def test_scripted_generator_draft(paragraph, expect):
     assert any("Write one paragraph" in p and "[P1]" in p for p in gen.prompts)
 
 
-def test_model_cannot_cite_keys_it_was_not_shown_but_can_cite_other_retrieved():
-    # the theme of P1..P3 cites P5 (retrieved, other theme): allowed; P9 (not retrieved): dropped
+def test_model_cannot_cite_keys_its_prompt_did_not_show():
+    # P5 is retrieved but shown only in the second theme's prompt: the first theme (P1..P3) cannot
+    # cite it, the second can; P9 (not retrieved) is dropped everywhere
     gen = ScriptedGenerator(paragraph="A [P5]. B [P9].", themes=scripted_themes)
     d = draft_related_work(IDEA, papers=make_papers(), model=gen, top_k=6, rerank=False, expand=False)
     check_invariants(d)
+    a, b = d.themes
+    assert a.prompt_keys == ["P1", "P2", "P3"] and b.prompt_keys == ["P4", "P5", "P6"]
+    assert "P5" not in cited_keys(a.text) and cited_keys(b.text) == ["P5"]
     assert "P9" not in d.markdown()
 
 

@@ -11,6 +11,7 @@ import liquidlfm
 from liquidlfm.segment import Segment, rebuild, segment, segment_plain, split_sentences
 from liquidlfm.translate import (LANGUAGES, TranslationTruncatedWarning, Translator, detect_language, language,
                                  load_glossary, system_prompt, translate)
+from liquidlfm.translate.prompts import glossary_for
 from tests.fixtures.fake_lm import FakeModel
 
 tr_mod = importlib.import_module("liquidlfm.translate")  # the package (liquidlfm.translate is the function)
@@ -354,6 +355,49 @@ def test_context_full_split_then_error(fake):
     t2 = Translator(fake, n_ctx=40)  # not even the prompt fits
     with pytest.raises(liquidlfm.ContextFullError):
         "".join(t2.iter_translate("Hello.", "ko"))
+
+
+def _fits(t, part, formality, glossary, max_tokens=None):
+    """part's whole prompt (register and glossary lines included) leaves room to translate it."""
+    ids, _ = t._prompt_ids(part, "ko", formality, glossary_for(part, glossary))
+    room = len(t._encode(part)) + 8 if max_tokens is None else min(max_tokens, len(t._encode(part)) + 8)
+    return len(ids) + room <= t.n_ctx
+
+
+@pytest.mark.parametrize("formality", [None, "polite"])
+def test_long_text_with_a_large_glossary_fits_the_context(fake, formality):
+    glossary = {f"term{i}": f"용어{i}" for i in range(300)}
+    glossary["Liquid AI"] = "리퀴드 AI"
+    text = " ".join(f"term{i}" + (" Liquid AI" if i % 7 == 0 else "") for i in range(300)) + "."
+    t = Translator(fake, n_ctx=512)     # the glossary lines of the whole text alone take ~4000 tokens
+    parts = t._fit(text, "ko", formality, glossary)
+    assert len(parts) > 1 and " ".join(parts) == text
+    for part in parts:                  # each part fits with its own terms' lines, no term is cut
+        assert _fits(t, part, formality, glossary), part
+        assert not part.startswith("AI") and not part.endswith("Liquid")
+        assert all(f"{k} = {v}" in t.render(part, "ko", formality=formality, glossary=glossary_for(part, glossary))
+                   for k, v in glossary_for(part, glossary).items())
+    # the middle of this text is inside the term: the split goes next to it
+    parts = Translator(fake, n_ctx=150)._fit("alpha beta gamma Liquid AI delta epsilon zeta", "ko", formality=None,
+                                             glossary={"Liquid AI": "리퀴드 AI"})
+    assert len(parts) > 1 and any("Liquid AI" in p for p in parts)
+    out = translate(text, "ko", model=fake, glossary=glossary, formality=formality, n_ctx=512, max_tokens=10_000)
+    assert out == text.upper()          # every part translated in a context that held it (the fake refuses more)
+
+
+def test_glossary_too_large_for_any_piece_fails_clearly(fake):
+    huge = {"Liquid AI": "리퀴드 AI " * 100}
+    with pytest.raises(liquidlfm.ContextFullError, match=r"glossary lines for the 1 term\(s\) in 'Liquid AI' "
+                                                         r"\('Liquid AI'\) take \d+ tokens.*context holds 512"):
+        translate("Liquid AI is a company.", "ko", model=fake, glossary=huge, n_ctx=512)
+    # before: the text was split inside the term, and the parts went out without its glossary line
+    t = Translator(fake, n_ctx=512)
+    with pytest.raises(liquidlfm.ContextFullError, match="glossary"):
+        t._fit("Liquid AI", "ko", None, huge)
+    # the register line counts too: "Hi." fits 100 tokens with the bare prompt, not with the polite line
+    assert Translator(fake, n_ctx=100).translate_piece("Hi.", "ko") == ("HI.", "stop")
+    with pytest.raises(liquidlfm.ContextFullError, match="the prompt around a piece .* takes 106 tokens"):
+        Translator(fake, n_ctx=100).translate_piece("Hi.", "ko", formality="polite")
 
 
 def test_model_loaded_once_per_path(monkeypatch, tmp_path, fake):

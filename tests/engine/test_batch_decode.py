@@ -435,3 +435,35 @@ def test_ctrl_c_stops_a_long_call(paths, sigint_raises_keyboard_interrupt):
         timer.join()
         assert [c.seq_pos(s) for s in range(4)] == [0, 0, 0, 2]
         c.decode_seqs([(0, [5], True)])  # still usable
+
+
+# ---- Python code run by the argument conversions ----
+
+class Hooked(list):
+    """Token ids whose conversion (len) runs hook() once, recording what it raised."""
+
+    def __init__(self, ids, hook):
+        super().__init__(ids)
+        self.hook, self.errors = hook, []
+
+    def __len__(self):
+        if self.hook:
+            hook, self.hook = self.hook, None
+            try:
+                hook()
+            except (RuntimeError, ValueError) as e:
+                self.errors.append(e)
+        return super().__len__()
+
+
+def test_conversions_cannot_free_what_the_call_uses(paths):
+    m = _core.Model(paths["q4_0"])
+    ctx = _core.Ctx(m, n_ctx=16, n_seq=2)
+    ids = Hooked([1, 2], ctx.close)  # refused: the call is using the context
+    out = ctx.decode_seqs([(0, [3], True), (1, ids, True)])
+    assert out.shape == (2, V) and "in use" in str(ids.errors[0])
+    ids = Hooked([4], m.close)  # deferred while the context uses the weights; the call then refuses
+    with pytest.raises(ValueError, match="model is closed"):
+        ctx.decode_seqs([(1, ids, True)])
+    assert m.closed and not ids.errors
+    ctx.close()

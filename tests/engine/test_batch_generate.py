@@ -79,6 +79,8 @@ def test_requests_join_and_leave_between_steps(tiny_chat_model):
         for _ in range(3):
             eng.step()
         later = [eng.submit(p, max_tokens=8, **GREEDY) for p in PROMPTS[2:5]]
+        assert eng.n_queued == 3 and eng.n_active == 1  # admitted at the next step
+        eng.step()
         assert eng.n_queued == 2 and eng.n_active == 2
         eng.run()
         assert eng.n_active == 0 and eng.n_queued == 0
