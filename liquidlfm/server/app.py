@@ -454,11 +454,9 @@ def _choices(state: ServerState, plan: _Plan) -> List[_Choice]:
 
 
 def _submit_all(job: _Job, plan: _Plan) -> None:
-    for i, (ids, mt) in enumerate(zip(plan.prompts, plan.max_tokens)):
-        constraint = None
-        if plan.constraint is not None:  # a constraint follows one generation: one copy per choice
-            constraint = [plan.constraint if i == 0 and k == 0 else plan.constraint.copy() for k in range(plan.n)]
-        job.submit(ids, plan.n, max_tokens=mt, constraint=constraint, **plan.engine_kw)
+    for ids, mt in zip(plan.prompts, plan.max_tokens):
+        # the engine gives each generation its own copy of the constraint
+        job.submit(ids, plan.n, max_tokens=mt, constraint=plan.constraint, **plan.engine_kw)
 
 
 def _engine_error(job: _Job, index: int) -> APIError:
