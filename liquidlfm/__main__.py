@@ -4,10 +4,11 @@
     liquidlfm scholar "idea" --corpus refs.bib                   # = python -m liquidlfm.scholar
     liquidlfm quantize HF_DIR out.gguf --type q4_k_m            # = python -m liquidlfm.quantize
     liquidlfm download [REPO[:FILE]] [--purpose chat]            # = python -m liquidlfm.hub download
+    liquidlfm serve MODEL [--port 8000] [--n-seq 8]              # = python -m liquidlfm.server
     liquidlfm generate -m MODEL "Once upon a time" [--max-tokens 128] [--temperature 0.3] ...
     liquidlfm chat -m MODEL [--system "You are ..."]
 
-translate, scholar, quantize and download run those modules' own command lines (same options, same
+translate, scholar, quantize, download and serve run those modules' own command lines (same options, same
 exit codes); `liquidlfm SUBCOMMAND --help` shows them. The installed command imports the installed
 package, so it also works from a source checkout's root directory.
 
@@ -57,6 +58,7 @@ DELEGATED = {
     "scholar": ("liquidlfm.scholar.__main__", [], "draft a Related Work section with verified citations"),
     "quantize": ("liquidlfm.quantize", [], "convert a Hugging Face LFM2 folder into a (quantized) GGUF file"),
     "download": ("liquidlfm.hub", ["download"], "download a model into the cache and print its path"),
+    "serve": ("liquidlfm.server.__main__", [], "serve a model over an OpenAI-compatible HTTP API"),
 }
 
 

@@ -1,0 +1,328 @@
+"""LFM2 tool calls <-> OpenAI tool_calls.
+
+LFM2 answers a tool request with its own tokens around a Python-style list of calls
+(docs/architecture.md §7.3; /work/shared/docs/lfm2-reference.md §7.3):
+
+    <|tool_call_start|>[get_weather(city="Paris", days=2), get_time(tz="CET")]<|tool_call_end|>
+
+(or, when the system prompt asks for JSON, `[{"name": "get_weather", "arguments": {"city": "Paris"}}]`).
+parse_tool_calls() turns the text between the two tokens into OpenAI's shape, reading it with
+Python's `ast` and accepting literals only (strings, numbers, True/False/None, lists, tuples,
+dicts): nothing is ever evaluated. ToolCallSplitter separates a generated token stream into content
+text and call lists by the two token ids, as the reference says to (never by decoded text, which
+ordinary tokens could spell). format_tool_calls() writes an assistant message's OpenAI `tool_calls`
+back as LFM2 text, for templates that ignore the field (LFM2's shipped template does).
+tool_call_grammar() is the Lark grammar (llguidance's dialect) of a reply that is nothing but such a
+call list, used to force a call (OpenAI's tool_choice "required" or a named function).
+"""
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+__all__ = ["TOOL_CALL_START", "TOOL_CALL_END", "ToolCall", "parse_tool_calls", "format_tool_calls",
+           "new_call_id", "ToolCallSplitter", "FUNCTION_NAME_PATTERN", "tool_call_grammar"]
+
+TOOL_CALL_START = "<|tool_call_start|>"
+TOOL_CALL_END = "<|tool_call_end|>"
+# OpenAI's rule for function names
+FUNCTION_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_MAX_CALL_TEXT = 1 << 20  # characters of one call list we try to parse (max_tokens bounds it anyway)
+
+
+@dataclass
+class ToolCall:
+    """One call in OpenAI's shape: id, name, arguments (a JSON object as a string)."""
+
+    name: str
+    arguments: str
+    id: str = field(default_factory=lambda: new_call_id())
+
+    def as_openai(self, index: Optional[int] = None) -> dict:
+        d = {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+        if index is not None:  # streaming deltas carry the call's position
+            d = {"index": index, **d}
+        return d
+
+
+def new_call_id() -> str:
+    return "call_" + secrets.token_hex(12)
+
+
+class _NotLiteral(ValueError):
+    pass
+
+
+def _literal(node: ast.AST) -> Any:
+    """The JSON value of a literal expression node; _NotLiteral for anything else (names, calls,
+    attribute access, operators other than a sign, sets, bytes, complex numbers, NaN/inf)."""
+    if isinstance(node, ast.Constant):
+        v = node.value
+        if v is None or isinstance(v, (bool, str, int)):
+            return v
+        if isinstance(v, float) and math.isfinite(v):
+            return v
+        raise _NotLiteral(f"unsupported constant {v!r}")
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) \
+            and isinstance(node.operand, ast.Constant) and type(node.operand.value) in (int, float):
+        v = node.operand.value
+        return -v if isinstance(node.op, ast.USub) else v
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_literal(e) for e in node.elts]
+    if isinstance(node, ast.Dict):
+        out = {}
+        for k, v in zip(node.keys, node.values):
+            if k is None:  # {**x}
+                raise _NotLiteral("dict unpacking")
+            key = _literal(k)
+            if not isinstance(key, str):  # JSON objects have string keys
+                key = json.dumps(key)
+            out[key] = _literal(v)
+        return out
+    # JSON spellings a model may use inside a Python call: true / false / null
+    if isinstance(node, ast.Name) and node.id in ("true", "false", "null"):
+        return {"true": True, "false": False, "null": None}[node.id]
+    raise _NotLiteral(f"not a literal: {type(node).__name__}")
+
+
+def _call_name(func: ast.AST) -> str:
+    """f -> "f"; a dotted target (api.f) keeps its dots: OpenAI names have none, but it still names
+    the function the model meant."""
+    parts = []
+    while isinstance(func, ast.Attribute):
+        parts.append(func.attr)
+        func = func.value
+    if not isinstance(func, ast.Name):
+        raise _NotLiteral("call target is not a name")
+    parts.append(func.id)
+    return ".".join(reversed(parts))
+
+
+def _from_python(text: str) -> List[ToolCall]:
+    tree = ast.parse(text, mode="eval").body
+    calls = tree.elts if isinstance(tree, (ast.List, ast.Tuple)) else [tree]
+    out = []
+    for c in calls:
+        if not isinstance(c, ast.Call):
+            raise _NotLiteral("list item is not a call")
+        if c.args:
+            raise _NotLiteral("positional arguments have no parameter names")
+        args = {}
+        for kw in c.keywords:
+            if kw.arg is None:  # f(**x)
+                raise _NotLiteral("keyword unpacking")
+            args[kw.arg] = _literal(kw.value)
+        out.append(ToolCall(_call_name(c.func), json.dumps(args, ensure_ascii=False)))
+    return out
+
+
+def _reject_constant(name: str):
+    raise _NotLiteral(f"{name} is not JSON")
+
+
+def _from_json(text: str) -> List[ToolCall]:
+    data = json.loads(text, parse_constant=_reject_constant)
+    items = data if isinstance(data, list) else [data]
+    out = []
+    for it in items:
+        if not isinstance(it, dict) or not isinstance(it.get("name"), str):
+            raise _NotLiteral("JSON call without a name")
+        args = it.get("arguments", it.get("parameters", {}))
+        if isinstance(args, str):  # already a JSON string (OpenAI's own shape)
+            args = json.loads(args, parse_constant=_reject_constant)
+        if not isinstance(args, dict):
+            raise _NotLiteral("JSON call arguments are not an object")
+        out.append(ToolCall(it["name"], json.dumps(args, ensure_ascii=False)))
+    return out
+
+
+def parse_tool_calls(text: str) -> Optional[List[ToolCall]]:
+    """The calls in the text between <|tool_call_start|> and <|tool_call_end|> (markers excluded),
+    or None when it is not a list of calls with literal keyword arguments (Pythonic or JSON).
+    An empty list `[]` gives []."""
+    text = text.strip()
+    if not text or len(text) > _MAX_CALL_TEXT:
+        return None
+    looks_json = text.startswith("{") or re.match(r"\[\s*\{", text) is not None
+    for reader in (_from_json, _from_python) if looks_json else (_from_python, _from_json):
+        try:
+            return reader(text)
+        except (_NotLiteral, SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
+            continue
+    return None
+
+
+# ---- OpenAI tool_calls -> LFM2 text (history replay) ----
+
+def _python_literal(v: Any) -> str:
+    """A JSON value written as the Python literal LFM2 emits (strings double-quoted)."""
+    if v is None:
+        return "None"
+    if v is True:
+        return "True"
+    if v is False:
+        return "False"
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)  # a JSON string is a valid Python string literal
+    if isinstance(v, (int, float)):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_python_literal(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k), ensure_ascii=False)}: {_python_literal(x)}"
+                               for k, x in v.items()) + "}"
+    raise TypeError(f"not a JSON value: {type(v).__name__}")
+
+
+def format_tool_calls(calls: Sequence[dict]) -> str:
+    """OpenAI tool_calls ([{"function": {"name", "arguments"}}, ...]) as LFM2's
+    <|tool_call_start|>[name(key=value, ...)]<|tool_call_end|>. ValueError when an arguments string
+    is not a JSON object or a name cannot be written as a Python call."""
+    parts = []
+    for i, c in enumerate(calls):
+        fn = c.get("function") or {}
+        name = fn.get("name")
+        if not isinstance(name, str) or not all(p.isidentifier() for p in name.split(".")):
+            raise ValueError(f"tool_calls[{i}].function.name must be an identifier, got {name!r}")
+        raw = fn.get("arguments") or "{}"
+        try:
+            args = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            raise ValueError(f"tool_calls[{i}].function.arguments is not valid JSON") from None
+        if not isinstance(args, dict):
+            raise ValueError(f"tool_calls[{i}].function.arguments must be a JSON object")
+        bad = [k for k in args if not (isinstance(k, str) and k.isidentifier())]
+        if bad:
+            raise ValueError(f"tool_calls[{i}].function.arguments: {bad[0]!r} is not a parameter name")
+        parts.append(f"{name}(" + ", ".join(f"{k}={_python_literal(v)}" for k, v in args.items()) + ")")
+    return TOOL_CALL_START + "[" + ", ".join(parts) + "]" + TOOL_CALL_END
+
+
+# ---- splitting a generated stream ----
+
+class ToolCallSplitter:
+    """Feeds on generation chunks (text, token ids) and separates content from tool calls.
+
+    The call region starts at token start_id and ends at end_id; its text is decoded from its own
+    ids (decode(ids) -> str) and parsed when the end token arrives. feed() returns what became final:
+    content text, and the calls of each closed region. A region that does not parse, or is still
+    open at the end (max_tokens), is given back as content text, markers included, so nothing the
+    model wrote is lost.
+
+    Chunk texts must carry the special tokens' text (generation decodes them), so the text of a
+    chunk holding start_id is cut at the marker: what precedes it is content.
+    """
+
+    def __init__(self, start_id: int, end_id: int, decode: Callable[[Sequence[int]], str]):
+        self.start_id, self.end_id, self._decode = start_id, end_id, decode
+        self._in_call = False
+        self._ids: List[int] = []
+        self.calls: List[ToolCall] = []
+
+    def feed(self, text: str, token_ids: Sequence[int]):
+        """-> (content text now final, list of new ToolCalls)."""
+        if not self._in_call and self.start_id not in token_ids:
+            return text, []
+        content, new_calls = [], []
+        # walk the ids; the text of a chunk normally belongs to one id (one token per chunk), but a
+        # chunk may carry several; text is attributed at the markers
+        for t in token_ids:
+            if not self._in_call:
+                if t == self.start_id:
+                    head, _, text = text.partition(TOOL_CALL_START)
+                    content.append(head)
+                    self._in_call, self._ids = True, []
+                # other ids before the start: their text is in `text` before the marker
+            elif t == self.end_id:
+                body = self._decode(self._ids)
+                calls = parse_tool_calls(body)
+                if calls is None:
+                    content.append(TOOL_CALL_START + body + TOOL_CALL_END)
+                else:
+                    new_calls.extend(calls)
+                    self.calls.extend(calls)
+                self._in_call, self._ids = False, []
+                text = text.partition(TOOL_CALL_END)[2]
+            else:
+                self._ids.append(t)
+        if not self._in_call:
+            content.append(text)
+        return "".join(content), new_calls
+
+    def finish(self) -> str:
+        """End of generation: an unclosed region's text, as content ('' when none)."""
+        if not self._in_call:
+            return ""
+        self._in_call = False
+        return TOOL_CALL_START + self._decode(self._ids)
+
+
+# ---- a forced call: the grammar of a reply that is one call list ----
+
+# JSON values inside a call are written compactly, as json.dumps does (whitespace cannot pad them)
+_JSON_STYLE = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+
+
+def _lark_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string literal is a Lark string literal
+
+
+def tool_call_grammar(functions: Sequence[dict], start_id: int, end_id: int, parallel: bool = True) -> str:
+    """A Lark grammar for <|tool_call_start|>[name(key=value, ...), ...]<|tool_call_end|> over
+    functions (OpenAI function definitions: name, parameters JSON schema), in the Pythonic form
+    LFM2 writes. Each call names one of the functions and passes its parameters as keyword
+    arguments in the declared order, the required ones always and the others optionally, each
+    value JSON valid under the parameter's schema (so True / None are written true / null, which
+    parse_tool_calls reads). parallel=False allows exactly one call. ValueError for a parameter
+    name that cannot be a keyword argument."""
+    rules = []
+    calls = []
+    for j, fn in enumerate(functions):
+        name = fn["name"]
+        params = fn.get("parameters") or {}
+        props = params.get("properties") or {}
+        if not isinstance(props, dict):
+            raise ValueError(f"tool {name!r}: 'parameters.properties' must be an object")
+        required = set(params.get("required") or ())
+        keys = list(props)
+        for k in keys:
+            if not (isinstance(k, str) and k.isidentifier()):
+                raise ValueError(f"tool {name!r}: parameter {k!r} cannot be written as a keyword argument")
+        made = {}
+
+        def seq(i: int, emitted: bool) -> str:
+            """A rule for parameters i.. (emitted: one is already written, so a separator comes first)."""
+            if i == len(keys):
+                return ""
+            rule = f"a{j}_{i}_{int(emitted)}"
+            if rule not in made:
+                made[rule] = True
+                k = keys[i]
+                schema = dict(props[k]) if isinstance(props[k], dict) else {}
+                for defs in ("$defs", "definitions"):  # what "#/$defs/..." references point into
+                    if isinstance(params.get(defs), dict):
+                        schema.setdefault(defs, params[defs])
+                value = "%json " + json.dumps({**schema, "x-guidance": _JSON_STYLE})
+                item = _lark_string((", " if emitted else "") + k + "=") + " " + value
+                rest = seq(i + 1, True)
+                with_item = item + (" " + rest if rest else "")
+                if k in required:
+                    body = with_item
+                else:
+                    skip = seq(i + 1, emitted)
+                    body = f"({with_item} | {skip})" if skip else f"({with_item})?"
+                rules.append(f"{rule}: {body}")
+            return rule
+
+        args = seq(0, False)
+        rules.append(f"c{j}: {_lark_string(name + '(')} {args} \")\"" if args else f"c{j}: {_lark_string(name + '()')}")
+        calls.append(f"c{j}")
+    call = " | ".join(calls)
+    many = ' (", " call)*' if parallel else ""
+    head = [f"start: <[{start_id}]> \"[\" call{many} \"]\" <[{end_id}]>", f"call: {call}"]
+    return "\n".join(head + rules) + "\n"
