@@ -42,6 +42,7 @@ typedef struct {
     size_t xq_row;
     lfm_type vec_dot_type;
     int64_t granule;                      /* row_granule() */
+    bool per_token;                       /* quantized rows in the one-token order (MoE experts) */
     lfm_gemm_fn gemm[LFM_MATMUL_GROUP_MAX];
 } mm_job;
 
@@ -73,6 +74,7 @@ static void mm_rows(void *arg, int ith, int nth) {
         int64_t a = lfm_max64(r0, j->row0[i]) - j->row0[i], b = lfm_min64(r1, j->row0[i + 1]) - j->row0[i];
         if (a >= b) continue;
         if (j->gemm[i]) j->gemm[i](j->W[i]->data, j->W[i]->ne[0], j->X, j->ldx, j->T, j->Y[i], j->ldy[i], a, b);
+        else if (j->per_token) lfm_matmul_quant_rows_per_token(j->W[i], j->xq, j->xq_row, j->T, j->Y[i], j->ldy[i], a, b);
         else lfm_matmul_quant_rows(j->W[i], j->xq, j->xq_row, j->T, j->Y[i], j->ldy[i], a, b);
     }
 }
@@ -112,8 +114,8 @@ static void mm_blas(void *arg, int ith, int nth) {
 }
 
 static void matmul_run(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *X, int64_t ldx, int64_t T,
-                       float *const *Y, const int64_t *ldy, void *scratch) {
-    mm_job j = {.n = n, .X = X, .ldx = ldx, .T = T, .xq = scratch, .granule = row_granule(W, n)};
+                       float *const *Y, const int64_t *ldy, void *scratch, bool per_token) {
+    mm_job j = {.n = n, .X = X, .ldx = ldx, .T = T, .xq = scratch, .granule = row_granule(W, n), .per_token = per_token};
     const lfm_kernels *k = kernels();
     for (int i = 0; i < n; i++) {
         j.W[i] = W[i];
@@ -133,34 +135,49 @@ static void matmul_run(lfm_threadpool *tp, const lfm_tensor *const *W, int n, co
 }
 
 static void matmul_one(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y,
-                       int64_t ldy, void *scratch, const lfm_blas_use *blas) {
+                       int64_t ldy, void *scratch, const lfm_blas_use *blas, bool per_token) {
     if (blas && lfm_blas_takes(blas, W, T)) {
         blas_job j = {blas->blas, kernels(), W, X, ldx, T, Y, ldy, scratch};
         lfm_threadpool_run(tp, mm_blas, &j);
         return;
     }
-    matmul_run(tp, &W, 1, X, ldx, T, &Y, &ldy, scratch);
+    matmul_run(tp, &W, 1, X, ldx, T, &Y, &ldy, scratch, per_token);
+}
+
+static void matmul_timed(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy,
+                         void *scratch, const lfm_blas_use *blas, bool per_token) {
+    if (T <= 0) return;
+    if (!lfm_profile_on()) {
+        matmul_one(tp, W, X, ldx, T, Y, ldy, scratch, blas, per_token);
+        return;
+    }
+    double t0 = lfm_profile_now();
+    matmul_one(tp, W, X, ldx, T, Y, ldy, scratch, blas, per_token);
+    lfm_profile_add(W->name, lfm_profile_now() - t0, T);
 }
 
 void lfm_matmul(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy,
                 void *scratch, const lfm_blas_use *blas) {
-    if (T <= 0) return;
-    if (!lfm_profile_on()) {
-        matmul_one(tp, W, X, ldx, T, Y, ldy, scratch, blas);
+    matmul_timed(tp, W, X, ldx, T, Y, ldy, scratch, blas, false);
+}
+
+static void matmul_group(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *X, int64_t ldx, int64_t T,
+                         float *const *Y, const int64_t *ldy, void *scratch, const lfm_blas_use *blas, bool per_token) {
+    if (T <= 0 || n <= 0) return;
+    /* the profile times each weight on its own, so it sees them one by one */
+    if (n > LFM_MATMUL_GROUP_MAX || lfm_profile_on() || !groupable(W, n, kernels())) {
+        for (int i = 0; i < n; i++) matmul_timed(tp, W[i], X, ldx, T, Y[i], ldy[i], scratch, blas, per_token);
         return;
     }
-    double t0 = lfm_profile_now();
-    matmul_one(tp, W, X, ldx, T, Y, ldy, scratch, blas);
-    lfm_profile_add(W->name, lfm_profile_now() - t0, T);
+    matmul_run(tp, W, n, X, ldx, T, Y, ldy, scratch, per_token);
 }
 
 void lfm_matmul_group(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *X, int64_t ldx, int64_t T,
                       float *const *Y, const int64_t *ldy, void *scratch, const lfm_blas_use *blas) {
-    if (T <= 0 || n <= 0) return;
-    /* the profile times each weight on its own, so it sees them one by one */
-    if (n > LFM_MATMUL_GROUP_MAX || lfm_profile_on() || !groupable(W, n, kernels())) {
-        for (int i = 0; i < n; i++) lfm_matmul(tp, W[i], X, ldx, T, Y[i], ldy[i], scratch, blas);
-        return;
-    }
-    matmul_run(tp, W, n, X, ldx, T, Y, ldy, scratch);
+    matmul_group(tp, W, n, X, ldx, T, Y, ldy, scratch, blas, false);
+}
+
+void lfm_matmul_group_per_token(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *X, int64_t ldx, int64_t T,
+                                float *const *Y, const int64_t *ldy, void *scratch, const lfm_blas_use *blas) {
+    matmul_group(tp, W, n, X, ldx, T, Y, ldy, scratch, blas, true);
 }

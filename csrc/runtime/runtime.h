@@ -59,6 +59,10 @@ void lfm_matmul(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t
 #define LFM_MATMUL_GROUP_MAX 4
 void lfm_matmul_group(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *X, int64_t ldx, int64_t T,
                       float *const *Y, const int64_t *ldy, void *scratch, const lfm_blas_use *blas);
+/* lfm_matmul_group for the experts of a MoE layer: quantized weights round every token as in a
+ * one-token batch, as llama.cpp's MUL_MAT_ID does (lfm_qkernels.mm_x8_tok); otherwise the same. */
+void lfm_matmul_group_per_token(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *X, int64_t ldx, int64_t T,
+                                float *const *Y, const int64_t *ldy, void *scratch, const lfm_blas_use *blas);
 
 /* ---- context ---- */
 
@@ -109,6 +113,18 @@ struct lfm_ctx {
     float *scores;               /* (n_threads, n_ctx) attention scores, one row per worker */
     void *mm_scratch;            /* lfm_matmul's quantized activations or OpenBLAS's F32 rows: max over weights
                                   * of lfm_matmul_scratch_bytes */
+    /* MoE layers (NULL for a dense model); k = n_expert_used, E = n_expert, FE = n_ff_exp. A chunk's
+     * T*k (token, slot) pairs, slot t*k + j, are grouped by expert into rows: expert e's rows are
+     * moe_start[e]..moe_start[e+1], its tokens in order. */
+    float *moe_logits;           /* (n_batch, E) router logits, then sigmoid scores */
+    int32_t *moe_sel;            /* (n_batch, k) each token's experts */
+    float *moe_w;                /* (n_batch, k) their weights */
+    int32_t *moe_start;          /* (E + 1) */
+    int32_t *moe_slot;           /* (n_batch*k) row -> slot */
+    int32_t *moe_row;            /* (n_batch*k) slot -> row */
+    float *moe_xo;               /* (n_batch*k, H) per row the token's FFN input, then the expert's output */
+    float *moe_gate;             /* (n_batch*k, FE) gate, then silu(gate) ⊙ up */
+    float *moe_up;               /* (n_batch*k, FE) */
 
     /* ---- output ---- */
     float *logits;               /* (logits_cap, n_vocab); n_logits rows valid */
