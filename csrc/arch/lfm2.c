@@ -151,18 +151,19 @@ static void ffn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
 
 /* ---- mixture of experts (LFM2-MoE) ---- */
 
-/* Route T tokens (transformers' Lfm2MoeTopKRouter; on a GGUF model llama.cpp's build_moe_ffn, which
- * the rounding follows there): moe_sel (T, k) gets each token's k experts, moe_w (T, k) their weights.
+/* Route T tokens (transformers' Lfm2MoeTopKRouter; llama.cpp's build_moe_ffn, whose rounding is
+ * followed for a GGUF model or one quantized on load: lfm_model.llama_routing): moe_sel (T, k) gets
+ * each token's k experts, moe_w (T, k) their weights.
  *   s = sigmoid(router · u)                 one score per expert
  *   the k largest of s + expert_bias        the bias ranks, it never weighs
  *   w = s of those, / their sum, · scale    transformers: / (sum + 1e-6); llama.cpp: / max(sum, 2^-14),
  *                                           the sum taken in double as ggml_sum_rows does
- * Experts come best first (llama.cpp sums them in that order); for a float checkpoint they are then
- * put in expert order, the order transformers adds them in. */
+ * Experts come best first (llama.cpp sums them in that order); for transformers' order they are then
+ * put in expert order, the order it adds them in. */
 static void moe_route(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
     const lfm_config *cfg = &c->model->cfg;
     const int64_t H = cfg->n_embd, E = cfg->n_expert, k = cfg->n_expert_used;
-    const bool gguf = c->model->gguf;
+    const bool llama = c->model->llama_routing;
     const lfm_tensor *R = &ly->ffn_gate_inp;
     if (T == 1 && R->type == LFM_TYPE_F32) /* llama.cpp's lone-token F32 matmul is ggml_vec_dot_f32 */
         for (int64_t e = 0; e < E; e++) c->moe_logits[e] = c->k->dot_f32(c->xb, (const float *)R->data + e * H, H);
@@ -187,7 +188,7 @@ static void moe_route(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
             w[j] = s[best];
         }
         if (cfg->expert_norm) {
-            if (gguf) {
+            if (llama) {
                 double sum = 0;
                 for (int64_t j = 0; j < k; j++) sum += (double)w[j];
                 float d = (float)sum;
@@ -201,7 +202,7 @@ static void moe_route(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
         }
         if (cfg->expert_scale != 1.0f)
             for (int64_t j = 0; j < k; j++) w[j] *= cfg->expert_scale;
-        if (!gguf) /* expert order: insertion sort of k pairs */
+        if (!llama) /* expert order: insertion sort of k pairs */
             for (int64_t j = 1; j < k; j++)
                 for (int64_t i = j; i > 0 && sel[i - 1] > sel[i]; i--) {
                     int32_t ts = sel[i];

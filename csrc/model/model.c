@@ -60,6 +60,7 @@ lfm_status lfm_model_load(const char *path, const lfm_model_params *p, lfm_model
     m->gguf = ends_with(path, ".gguf");
     lfm_status st = m->gguf ? lfm_model_load_gguf(m, path) : lfm_model_load_safetensors(m, path);
     if (st == LFM_OK) st = lfm_model_validate(m);
+    m->llama_routing = m->gguf || p->quantize != LFM_FTYPE_NONE;
     if (st == LFM_OK && p->quantize != LFM_FTYPE_NONE) {
         st = lfm_model_requantize(m, p->quantize, p->n_threads);
         if (st == LFM_OK) st = lfm_model_validate(m);

@@ -77,6 +77,9 @@ struct lfm_model {
     lfm_layer *layers;        /* n_layer */
     bool gguf;                /* loaded from a GGUF file: llama.cpp is its reference, bit for bit where the
                                * kernels follow llama.cpp's order (csrc/kernels/ROUNDING.md) */
+    bool llama_routing;       /* MoE: weigh and sum the experts as llama.cpp does (a GGUF file, or weights
+                               * quantized on load, which are those of the file liquidlfm.quantize
+                               * writes); else as transformers does (arch/lfm2.c, moe_route) */
 
     /* ownership: files mapped and buffers allocated for this model (converted norms,
      * requantized weights); all released by lfm_model_free */
