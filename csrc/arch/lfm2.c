@@ -213,16 +213,48 @@ static void moe_route(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
     }
 }
 
-/* xb (T, H) -> block_out (T, H): each token through its k experts' SwiGLU FFNs, weighted and summed.
- * The (token, slot) pairs are grouped by expert, so each chosen expert runs one matmul over all its
- * tokens and the experts nobody chose are never read: a one-token step reads k experts' rows. */
-static void moe_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
+/* A one-token step's experts: all k gates and ups as one matmul job, then all k downs as another
+ * (two pool round trips instead of 2k); rows in slot order. Each product is the one the per-expert
+ * calls of moe_block give, bit for bit. */
+static void moe_step_experts(struct lfm_ctx *c, const lfm_layer *ly) {
+    const lfm_config *cfg = &c->model->cfg;
+    const int64_t H = cfg->n_embd, k = cfg->n_expert_used, FE = cfg->n_ff_exp;
+    enum { G = LFM_MATMUL_GROUP_MAX / 2 }; /* experts per job */
+    for (int64_t j0 = 0; j0 < k; j0 += G) {
+        const int n = (int)lfm_min64(G, k - j0);
+        lfm_tensor gate_up[2 * G], down[G];
+        const lfm_tensor *gate_up_w[2 * G], *down_w[G];
+        float *gate_up_y[2 * G], *down_y[G];
+        const float *down_x[G];
+        int64_t gate_up_ld[2 * G], down_ld[G];
+        for (int i = 0; i < n; i++) {
+            const int64_t e = c->moe_sel[j0 + i], row = j0 + i;
+            gate_up[2 * i] = lfm_tensor_slice(&ly->ffn_gate_exps, e);
+            gate_up[2 * i + 1] = lfm_tensor_slice(&ly->ffn_up_exps, e);
+            down[i] = lfm_tensor_slice(&ly->ffn_down_exps, e);
+            gate_up_w[2 * i] = &gate_up[2 * i], gate_up_w[2 * i + 1] = &gate_up[2 * i + 1], down_w[i] = &down[i];
+            gate_up_y[2 * i] = c->moe_gate + row * FE, gate_up_y[2 * i + 1] = c->moe_up + row * FE;
+            gate_up_ld[2 * i] = gate_up_ld[2 * i + 1] = FE;
+            down_x[i] = c->moe_gate + row * FE;
+            down_y[i] = c->moe_xo + row * H;
+            down_ld[i] = H;
+        }
+        lfm_matmul_group_per_token(c->tp, gate_up_w, 2 * n, c->xb, H, 1, gate_up_y, gate_up_ld, c->mm_scratch, &c->blas);
+        for (int i = 0; i < n; i++)
+            c->k->silu_mul(c->moe_gate + (j0 + i) * FE, c->moe_gate + (j0 + i) * FE, c->moe_up + (j0 + i) * FE, FE);
+        lfm_matmul_multi_per_token(c->tp, down_w, n, down_x, FE, 1, down_y, down_ld, c->mm_scratch, &c->blas);
+    }
+    for (int64_t j = 0; j < k; j++) c->moe_row[j] = (int32_t)j;
+}
+
+/* A chunk's experts (T > 1): the T*k (token, slot) pairs grouped by expert, so each chosen expert
+ * runs one matmul over all its tokens and the experts nobody chose are never read. Rows in expert
+ * order: moe_row[t*k + j] is the row of slot j of token t. */
+static void moe_chunk_experts(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
     const lfm_config *cfg = &c->model->cfg;
     const int64_t H = cfg->n_embd, E = cfg->n_expert, k = cfg->n_expert_used, FE = cfg->n_ff_exp;
-    moe_route(c, ly, T);
 
-    /* moe_start[e]..moe_start[e+1]: expert e's rows of the grouped buffers, tokens in order;
-     * moe_slot[row] = t*k + j, moe_row[t*k + j] = row */
+    /* moe_start[e]..moe_start[e+1]: expert e's rows, tokens in order; moe_slot[row] = t*k + j */
     int32_t *start = c->moe_start;
     for (int64_t e = 0; e <= E; e++) start[e] = 0;
     for (int64_t i = 0; i < (int64_t)T * k; i++) start[c->moe_sel[i] + 1]++;
@@ -238,13 +270,9 @@ static void moe_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
     for (int64_t e = 0; e < E; e++) {
         const int32_t r0 = start[e], n = start[e + 1] - r0;
         if (n == 0) continue;
-        /* the expert's tokens, gathered (a lone token is read where it is) */
-        const float *x = c->xb;
-        if (T > 1) {
-            for (int32_t i = 0; i < n; i++)
-                memcpy(c->moe_xo + (int64_t)(r0 + i) * H, c->xb + (int64_t)(c->moe_slot[r0 + i] / k) * H, (size_t)H * sizeof(float));
-            x = c->moe_xo + (int64_t)r0 * H;
-        }
+        float *x = c->moe_xo + (int64_t)r0 * H; /* the expert's tokens, gathered */
+        for (int32_t i = 0; i < n; i++)
+            memcpy(x + (int64_t)i * H, c->xb + (int64_t)(c->moe_slot[r0 + i] / k) * H, (size_t)H * sizeof(float));
         const lfm_tensor gate = lfm_tensor_slice(&ly->ffn_gate_exps, e), up = lfm_tensor_slice(&ly->ffn_up_exps, e);
         const lfm_tensor down = lfm_tensor_slice(&ly->ffn_down_exps, e);
         const lfm_tensor *const gate_up_w[2] = {&gate, &up};
@@ -254,10 +282,20 @@ static void moe_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
         lfm_matmul_group_per_token(c->tp, gate_up_w, 2, x, H, n, gate_up_y, gate_up_ld, c->mm_scratch, &c->blas);
         for (int32_t i = 0; i < n; i++) c->k->silu_mul(g + i * FE, g + i * FE, u + i * FE, FE);
         /* the output overwrites this expert's gathered inputs, already used */
-        lfm_matmul_group_per_token(c->tp, (const lfm_tensor *const[]){&down}, 1, g, FE, n,
-                                   (float *const[]){c->moe_xo + (int64_t)r0 * H}, (const int64_t[]){H}, c->mm_scratch, &c->blas);
+        const lfm_tensor *const down_w[1] = {&down};
+        float *const down_y[1] = {x};
+        const int64_t down_ld[1] = {H};
+        lfm_matmul_group_per_token(c->tp, down_w, 1, g, FE, n, down_y, down_ld, c->mm_scratch, &c->blas);
     }
+}
 
+/* xb (T, H) -> block_out (T, H): each token through its k experts' SwiGLU FFNs, weighted and summed. */
+static void moe_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
+    const lfm_config *cfg = &c->model->cfg;
+    const int64_t H = cfg->n_embd, k = cfg->n_expert_used;
+    moe_route(c, ly, T);
+    if (T == 1) moe_step_experts(c, ly);
+    else moe_chunk_experts(c, ly, T);
     /* out = Σ_j w_j · y_j: each product rounded, then added in slot order (ggml_mul, then ggml_add) */
     for (int32_t t = 0; t < T; t++) {
         float *out = c->block_out + (int64_t)t * H;

@@ -40,7 +40,8 @@ void lfm_ctx_free(lfm_ctx *c) {
 }
 
 /* The largest matmul scratch any weight needs for T tokens on n_threads workers. An expert stack is
- * multiplied one expert at a time, by at most T rows (a token picks an expert once). */
+ * multiplied one expert at a time by at most T rows (a token picks an expert once), or in a step
+ * by k inputs of one row each (lfm_matmul_multi_per_token). */
 static size_t max_scratch(const lfm_model *m, int64_t T, int n_threads, const lfm_blas_use *blas) {
     size_t s = 0;
     for (int32_t l = -1; l < m->cfg.n_layer; l++) /* -1: the global tensors (the head) */
@@ -48,7 +49,8 @@ static size_t max_scratch(const lfm_model *m, int64_t T, int n_threads, const lf
             if (lfm_tensor_is_matmul(id) && lfm_tensor_applies(id, &m->cfg, l)) {
                 lfm_tensor W = *lfm_model_tensor_c(m, id, l);
                 if (lfm_tensor_is_experts(id)) W = lfm_tensor_slice(&W, 0);
-                size_t b = lfm_matmul_scratch_bytes(&W, T, n_threads, blas);
+                const int64_t rows = lfm_tensor_is_experts(id) ? lfm_max64(T, m->cfg.n_expert_used) : T;
+                size_t b = lfm_matmul_scratch_bytes(&W, rows, n_threads, blas);
                 s = b > s ? b : s;
             }
     return s;
