@@ -250,10 +250,20 @@ def test_greedy_matches_transformers_generate(gen_model_dir, prompt):
     assert got == want
 
 
-def test_chat_runs(gen_model_dir):
+def test_chat_and_translator_run(gen_model_dir):
+    """The apps drive a MoE model through the same public API (random weights: only the plumbing)."""
+    import warnings
+
+    from liquidlfm.translate import TranslationTruncatedWarning
+
     with lfm.load(gen_model_dir) as model:
         reply = model.chat([{"role": "user", "content": "Hi!"}], max_tokens=8, temperature=0)
-    assert reply.finish_reason in ("stop", "length") and len(reply.token_ids) >= 1
+        assert reply.finish_reason in ("stop", "length") and len(reply.token_ids) >= 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TranslationTruncatedWarning)  # random weights never say <|im_end|>
+            a = lfm.translate("The weather is nice today.", "ko", model=model, max_tokens=6)
+            b = list(lfm.translate(["The weather is nice today."], "ko", model=model, max_tokens=6))
+    assert isinstance(a, str) and b == [a]
 
 
 # ---- GGUF: our engine against llama.cpp on the same files -----------------------------------------
