@@ -799,6 +799,8 @@ static PyObject *py_kernel(PyObject *mod, PyObject *args) {
         if ((res = (PyObject *)PyArray_NewCopy(A[0], NPY_CORDER))) k->softmax(D((PyArrayObject *)res), SIZE(A[0]));
     } else if ((strcmp(name, "silu_mul") == 0 || strcmp(name, "mul") == 0) && n_arr == 2 && SIZE(A[0]) == SIZE(A[1])) {
         if ((res = OUT_LIKE(A[0]))) (name[0] == 's' ? k->silu_mul : k->mul)(D((PyArrayObject *)res), D(A[0]), D(A[1]), SIZE(A[0]));
+    } else if (strcmp(name, "dot_f32") == 0 && n_arr == 2 && SIZE(A[0]) == SIZE(A[1])) {
+        res = PyFloat_FromDouble((double)k->dot_f32(D(A[0]), D(A[1]), SIZE(A[0])));
     } else if (strcmp(name, "add") == 0 && n_arr == 2 && SIZE(A[0]) == SIZE(A[1])) {
         if ((res = (PyObject *)PyArray_NewCopy(A[0], NPY_CORDER))) k->add(D((PyArrayObject *)res), D(A[1]), SIZE(A[0]));
     } else if (strcmp(name, "conv") == 0 && n_arr == 3 && PyArray_NDIM(A[0]) == 2 && PyArray_NDIM(A[1]) == 2 && PyArray_NDIM(A[2]) == 2 &&
