@@ -241,7 +241,8 @@ class Model(GenerationMixin):
 
     def __repr__(self) -> str:
         c = self.config
-        state = "closed" if self.closed else f"{c.n_layer} layers, H={c.n_embd}, vocab={c.n_vocab}, {c.weight_type}"
+        experts = f", {c.n_expert} experts ({c.n_expert_used} per token)" if not self.closed and c.is_moe else ""
+        state = "closed" if self.closed else f"{c.n_layer} layers, H={c.n_embd}{experts}, vocab={c.n_vocab}, {c.weight_type}"
         return f"<liquidlfm.Model {self.path.name!r} {state}>"
 
 

@@ -94,6 +94,7 @@ def test_config(case):
     assert c.n_ff_exp == kw["moe_intermediate_size"] and c.n_layer_dense == kw["num_dense_layers"]
     assert c.expert_bias == kw.get("use_expert_bias", True)
     assert c.layer_types == kw["layer_types"]
+    assert f"{kw['num_experts']} experts ({kw['num_experts_per_tok']} per token)" in repr(model)
     # describe(): the experts as one stack per kind, the router and the bias per MoE layer
     lines = model.describe().splitlines()
     moe_layer = kw["num_dense_layers"]
