@@ -6,6 +6,7 @@ same thread count, decode against the machine's memory read bandwidth, and decod
     python benchmarks/bench_gguf.py --llama-bench ~/llama.cpp/build/bin/llama-bench --rounds 5
     python benchmarks/bench_gguf.py --engines liquidlfm llama-bench llama-cpp-python
     python benchmarks/bench_gguf.py --models 350M --types q4_0 --profile   # where our decode time goes
+    python benchmarks/bench_gguf.py --models 8B-A1B --types q4_0 q4_k_m    # LFM2-MoE (a 16.6 GB F16 file first)
 
 Engines: liquidlfm; llama-bench (a llama.cpp build, ideally native: --llama-bench PATH, else
 $LLAMA_BENCH, else llama-bench on PATH, else /opt/lfm-tools/llama-native/bin/llama-bench); and
@@ -13,8 +14,9 @@ llama-cpp-python (the pip wheel's llama.cpp). Default: liquidlfm and llama-bench
 else liquidlfm and llama-cpp-python.
 
 The models have the real shapes (docs/architecture.md §4) and random weights: an F16 GGUF is written directly with
-numpy + the `gguf` package (LFM2 metadata, a synthetic 65 536-token byte-level BPE vocabulary so
-llama.cpp loads it), then quantized by llama.cpp's own quantizer (the llama-quantize next to
+numpy + the `gguf` package (LFM2 metadata, or for LFM2-8B-A1B llama.cpp's lfm2moe metadata with the
+experts stacked, the router and expert bias in F32 as its converter writes them; a synthetic 65
+536-token byte-level BPE vocabulary so llama.cpp loads it), then quantized by llama.cpp's own quantizer (the llama-quantize next to
 llama-bench, else llama-cpp-python's llama_model_quantize), so the files are what llama.cpp itself
 makes (Q6_K token embedding in Q4_0 / Q4_K_M files, etc.). Files are cached in --cache-dir. Random
 weights say nothing about quality; they are only for speed.
@@ -38,8 +40,9 @@ Decode is bound by memory reads, so the script also measures the read bandwidth 
 of a buffer far larger than the last-level cache, best of several passes) and reports, for tg,
 bytes of weights read per token x tokens/s as GB/s and as a share of that ceiling. Bytes per token
 come from the GGUF's tensor sizes: every layer tensor, the output head (the token embedding when
-tied) and one row of the token embedding. KV cache and conv state reads are left out (under 1% at
-these lengths).
+tied) and one row of the token embedding; of a MoE layer's expert stacks, the share of the experts a
+token uses (expert_used_count / expert_count), the bytes of the experts it is routed to. KV cache and
+conv state reads are left out (under 1% at these lengths).
 """
 from __future__ import annotations
 
@@ -64,6 +67,9 @@ SHAPES = {
     # H, layers, attention layer indices, heads, kv heads, head dim, FFN width, vocab
     "350M": dict(name="LFM2-350M", H=1024, L=16, attn=(2, 5, 8, 10, 12, 14), nh=16, nkv=8, hd=64, F=4608, V=65536),
     "1.2B": dict(name="LFM2.5-1.2B", H=2048, L=16, attn=(2, 5, 8, 10, 12, 14), nh=32, nkv=8, hd=64, F=8192, V=65536),
+    # LFM2-MoE: E experts of width FE, k per token, the first `dense` layers with a dense FFN of F
+    "8B-A1B": dict(name="LFM2-8B-A1B", H=2048, L=24, attn=(2, 6, 10, 14, 18, 21), nh=32, nkv=8, hd=64, F=7168,
+                   V=65536, E=32, k=4, FE=1792, dense=2),
 }
 TYPES = {"q4_0": "Q4_0", "q4_k_m": "Q4_K_M", "q8_0": "Q8_0", "q4_k_s": "Q4_K_S", "q5_k_m": "Q5_K_M",
          "q6_k": "Q6_K", "q5_0": "Q5_0", "q4_1": "Q4_1", "f16": "F16"}
@@ -104,11 +110,13 @@ def _vocab(V):
 
 
 def write_random_f16_gguf(path: Path, shape: dict, seed: int = 0) -> None:
+    """The tensors are written one at a time (the 8B MoE's 16 GB never sit in memory)."""
     import gguf
 
     H, L, F, V, nh, nkv, hd = (shape[k] for k in ("H", "L", "F", "V", "nh", "nkv", "hd"))
+    moe = "E" in shape
     rng = np.random.default_rng(seed)
-    w = gguf.GGUFWriter(str(path) + ".tmp", "lfm2")
+    w = gguf.GGUFWriter(str(path) + ".tmp", "lfm2moe" if moe else "lfm2")
     w.add_block_count(L)
     w.add_context_length(128000)
     w.add_embedding_length(H)
@@ -119,6 +127,12 @@ def write_random_f16_gguf(path: Path, shape: dict, seed: int = 0) -> None:
     w.add_layer_norm_rms_eps(1e-5)
     w.add_shortconv_l_cache(3)
     w.add_vocab_size(V)
+    if moe:
+        w.add_expert_count(shape["E"])
+        w.add_expert_used_count(shape["k"])
+        w.add_expert_feed_forward_length(shape["FE"])
+        w.add_leading_dense_block_count(shape["dense"])
+        w.add_expert_gating_func(gguf.ExpertGatingFuncType.SIGMOID)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     tokens, types, merges = _vocab(V)
     w.add_tokenizer_model("gpt2")
@@ -132,32 +146,43 @@ def write_random_f16_gguf(path: Path, shape: dict, seed: int = 0) -> None:
     w.add_add_bos_token(True)
     w.add_add_eos_token(False)
 
-    def mat(rows, cols):
-        return (rng.standard_normal((rows, cols), dtype=np.float32) * 0.02).astype(np.float16)
+    def mat(*dims):
+        return (rng.standard_normal(dims, dtype=np.float32) * 0.02).astype(np.float16)
 
     def norm(n):
         return (1 + 0.1 * rng.standard_normal(n)).astype(np.float32)
 
     sys.path.insert(0, str(REPO))
-    from liquidlfm.quantize import tensor_table
+    from liquidlfm.quantize import layer_scopes, tensor_table
 
-    dims = {"V": V, "H": H, "3H": 3 * H, "F": F, "nh*hd": nh * hd, "nkv*hd": nkv * hd, "hd": hd, "K": 3}
+    dims = {"V": V, "H": H, "3H": 3 * H, "F": F, "nh*hd": nh * hd, "nkv*hd": nkv * hd, "hd": hd, "K": 3,
+            "E": shape.get("E", 0), "FE": shape.get("FE", 0)}
+    cfg = dict(layer_types=["full_attention" if i in shape["attn"] else "conv" for i in range(L)], n_layer=L, moe=moe,
+               n_layer_dense=shape.get("dense", L), expert_bias=moe)
+    plan = []  # (name, shape, numpy dtype, make the data)
     for i in range(-1, L):  # -1: the global tensors; the head stays tied
-        scopes = ("global",) if i < 0 else ("layer", "attn" if i in shape["attn"] else "conv")
         for row in tensor_table():
-            if row["scope"] not in scopes or row["role"] == "head":
+            if row["scope"] not in layer_scopes(cfg, i) or row["role"] == "head":
                 continue
             dim = tuple(dims[d] for d in row["shape"])
-            if row["role"] == "norm":
-                data = norm(dim[0])
+            if row["role"] in ("norm", "bias"):  # a bias of the sigmoid scores' scale
+                make = (lambda n=dim[0]: norm(n)) if row["role"] == "norm" else \
+                    (lambda n=dim[0]: (0.05 * rng.standard_normal(n)).astype(np.float32))
             elif row["role"] == "conv_kernel":
-                data = (rng.standard_normal(dim) * 0.3).astype(np.float32)
+                make = lambda d=dim: (rng.standard_normal(d) * 0.3).astype(np.float32)  # noqa: E731
+            elif row["role"] == "router":  # F32, as llama.cpp's converter writes it
+                make = lambda d=dim: rng.standard_normal(d, dtype=np.float32) * 0.02  # noqa: E731
             else:
-                data = mat(*dim)
-            w.add_tensor(row["gguf"] % i if i >= 0 else row["gguf"], data)
+                make = lambda d=dim: mat(*d)  # noqa: E731
+            f32 = row["role"] in ("norm", "bias", "conv_kernel", "router")
+            plan.append((row["gguf"] % i if i >= 0 else row["gguf"], dim, np.float32 if f32 else np.float16, make))
+    for name, dim, dt, _ in plan:
+        w.add_tensor_info(name, dim, np.dtype(dt), int(np.prod(dim)) * np.dtype(dt).itemsize)
     w.write_header_to_file()
     w.write_kv_data_to_file()
-    w.write_tensors_to_file()
+    w.write_ti_data_to_file()
+    for _, _, _, make in plan:
+        w.write_tensor_data(make())
     w.close()
     os.replace(str(path) + ".tmp", path)
 
@@ -202,12 +227,18 @@ def model_file(cache: Path, key: str, qtype: str, threads: int, quantize_bin: st
 
 def decode_bytes_per_token(path: Path) -> int:
     """Bytes of weights one decode step reads: every tensor but the token embedding in full (layers,
-    norms, an untied output head), the token embedding in full when it is also the (tied) head, and
-    one row of it for the lookup."""
+    norms, an untied output head; of an expert stack the experts a token uses), the token embedding
+    in full when it is also the (tied) head, and one row of it for the lookup."""
     from gguf import GGUFReader
 
     reader = GGUFReader(str(path))
-    tensors = {t.name: (int(t.n_bytes), [int(d) for d in t.shape]) for t in reader.tensors}
+    arch = str(bytes(reader.fields["general.architecture"].parts[-1]), "utf-8")
+    share = 1.0
+    if f"{arch}.expert_count" in reader.fields:
+        share = int(reader.fields[f"{arch}.expert_used_count"].parts[-1][0]) / int(
+            reader.fields[f"{arch}.expert_count"].parts[-1][0])
+    tensors = {t.name: (int(t.n_bytes * (share if t.name.endswith("_exps.weight") else 1)), [int(d) for d in t.shape])
+               for t in reader.tensors}
     del reader
     if "token_embd.weight" not in tensors:
         raise ValueError(f"{path}: no token_embd.weight tensor")
@@ -566,7 +597,8 @@ def print_tables(args, rows, engines, ceiling):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=["350M", "1.2B"], choices=sorted(SHAPES))
+    ap.add_argument("--models", nargs="+", default=["350M", "1.2B"], choices=sorted(SHAPES),
+                    help="350M, 1.2B (default), 8B-A1B (LFM2-MoE: 16.6 GB F16 file, ~5 GB per quantized one)")
     ap.add_argument("--types", nargs="+", default=["q4_0", "q4_k_m", "q8_0"], choices=sorted(TYPES))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pp", type=int, default=512)

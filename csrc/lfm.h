@@ -140,6 +140,8 @@ const char *lfm_blas_info(void);
 /* ---- model ---- */
 
 #define LFM_MAX_LAYERS 256
+#define LFM_MAX_EXPERTS 1024     /* experts per MoE layer */
+#define LFM_MAX_EXPERTS_USED 64  /* experts per token */
 
 typedef struct {
     int32_t n_vocab;
@@ -156,6 +158,17 @@ typedef struct {
     lfm_token bos_id, eos_id, pad_id; /* -1 when unknown */
     int32_t tied_output;   /* 1: the output head is the token embedding */
     uint8_t is_attn[LFM_MAX_LAYERS]; /* 1: attention layer, 0: short-conv layer */
+    /* mixture of experts (LFM2-MoE; all 0 for a dense model): layers from n_layer_dense on replace
+     * the dense FFN by n_expert experts of width n_ff_exp, of which a router picks n_expert_used
+     * per token (lfm_layer_is_moe) */
+    int32_t n_expert;       /* experts per MoE layer (num_experts); 0: dense model */
+    int32_t n_expert_used;  /* experts per token, top-k (num_experts_per_tok) */
+    int32_t n_ff_exp;       /* one expert's FFN width (moe_intermediate_size) */
+    int32_t n_layer_dense;  /* leading layers that keep a dense FFN (num_dense_layers) */
+    int32_t expert_bias;    /* 1: the router adds a per-expert bias to the scores it ranks (not to
+                               the weights it returns) */
+    int32_t expert_norm;    /* 1: the chosen experts' weights are divided by their sum (norm_topk_prob) */
+    float expert_scale;     /* then multiplied by this (routed_scaling_factor, 1) */
 } lfm_config;
 
 /* llama.cpp's file types (llama_ftype, the GGUF key general.file_type): a rule giving each tensor

@@ -49,6 +49,13 @@ class ModelConfig:
     tied_output: bool
     layer_types: List[str] = field(default_factory=list)
     weight_type: str = "f32"
+    # LFM2-MoE (0 / n_layer / False for a dense model): layers from n_layer_dense on route each token
+    # to n_expert_used of n_expert SwiGLU experts of width n_ff_exp
+    n_expert: int = 0
+    n_expert_used: int = 0
+    n_ff_exp: int = 0
+    n_layer_dense: int = 0
+    expert_bias: bool = False
 
     @classmethod
     def _from_core(cls, d: dict) -> "ModelConfig":
@@ -65,6 +72,10 @@ class ModelConfig:
     @property
     def n_layer_conv(self) -> int:
         return sum(t == "conv" for t in self.layer_types)
+
+    @property
+    def is_moe(self) -> bool:
+        return self.n_expert > 0
 
 
 def _looks_like_repo_id(s: str) -> bool:
@@ -239,7 +250,8 @@ class Model(GenerationMixin):
 
     def __repr__(self) -> str:
         c = self.config
-        state = "closed" if self.closed else f"{c.n_layer} layers, H={c.n_embd}, vocab={c.n_vocab}, {c.weight_type}"
+        experts = f", {c.n_expert} experts ({c.n_expert_used} per token)" if not self.closed and c.is_moe else ""
+        state = "closed" if self.closed else f"{c.n_layer} layers, H={c.n_embd}{experts}, vocab={c.n_vocab}, {c.weight_type}"
         return f"<liquidlfm.Model {self.path.name!r} {state}>"
 
 

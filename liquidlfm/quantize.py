@@ -103,13 +103,15 @@ class SafetensorsFolder:
 
 
 def read_hf_config(folder: Path, st: SafetensorsFolder) -> dict:
-    """Normalise an LFM2 config.json (old and new key names) into the values the GGUF needs."""
+    """Normalise an LFM2 (old and new key names) or LFM2-MoE config.json into the values the GGUF needs."""
     cfg = json.loads((folder / "config.json").read_text())
     arch = (cfg.get("architectures") or ["?"])[0]
-    if cfg.get("model_type") not in (None, "lfm2") or arch not in ("Lfm2ForCausalLM", "?"):
+    moe = cfg.get("model_type") == "lfm2_moe"
+    if not (cfg.get("model_type") in (None, "lfm2") and arch in ("Lfm2ForCausalLM", "?")) and \
+            not (moe and arch in ("Lfm2MoeForCausalLM", "?")):
         from .errors import UnsupportedModelError
-        raise UnsupportedModelError(f"{folder}: model_type {cfg.get('model_type')!r} / {arch}: only dense LFM2 "
-                                    "(Lfm2ForCausalLM) can be converted")
+        raise UnsupportedModelError(f"{folder}: model_type {cfg.get('model_type')!r} / {arch}: only LFM2 "
+                                    "(Lfm2ForCausalLM) and LFM2-MoE (Lfm2MoeForCausalLM) can be converted")
     n_layer = cfg["num_hidden_layers"]
     if "layer_types" in cfg and cfg["layer_types"]:
         layer_types = list(cfg["layer_types"])
@@ -126,7 +128,18 @@ def read_hf_config(folder: Path, st: SafetensorsFolder) -> dict:
     w1 = _hf_name(_row("ffn_gate"), 0)
     F = st.shape(w1)[0] if w1 in st else None
     tie = cfg.get("tie_word_embeddings", cfg.get("tie_embedding", True))
-    return dict(
+    if F is None and moe:  # every layer is MoE: no dense FFN to measure
+        F = cfg.get("intermediate_size")
+    n_expert = cfg.get("num_experts", 0) if moe else 0
+    moe_fields = dict(
+        moe=moe, n_expert=n_expert, n_expert_used=cfg.get("num_experts_per_tok", 0) if moe else 0,
+        n_ff_exp=cfg.get("moe_intermediate_size", 0) if moe else 0,
+        n_layer_dense=min(cfg.get("num_dense_layers", 2), n_layer) if moe else n_layer,
+        expert_bias=bool(cfg.get("use_expert_bias", True)) if moe else False,
+        expert_norm=bool(cfg.get("norm_topk_prob", True)) if moe else True,
+        expert_scale=float(cfg.get("routed_scaling_factor", 1.0)) if moe else 1.0,
+    )
+    return dict(**moe_fields,
         n_layer=n_layer, layer_types=layer_types, n_embd=H, n_head=n_head, n_head_kv=cfg["num_key_value_heads"],
         head_dim=cfg.get("head_dim") or H // n_head,
         n_ff=F, n_ctx=cfg.get("max_position_embeddings", 128000), rope_theta=float(rope),
@@ -162,12 +175,32 @@ def _dims(cfg: dict) -> dict:
     """Values of the table's shape symbols for this config."""
     H, hd = cfg["n_embd"], cfg["head_dim"]
     return {"V": cfg["vocab_size"], "H": H, "3H": 3 * H, "F": cfg["n_ff"], "nh*hd": cfg["n_head"] * hd,
-            "nkv*hd": cfg["n_head_kv"] * hd, "hd": hd, "K": cfg["l_cache"]}
+            "nkv*hd": cfg["n_head_kv"] * hd, "hd": hd, "K": cfg["l_cache"], "E": cfg.get("n_expert", 0),
+            "FE": cfg.get("n_ff_exp", 0)}
 
 
-def tensor_map(cfg: dict, st: SafetensorsFolder) -> list[tuple[str, str, dict, int]]:
-    """(GGUF name, HF name, table row, layer (-1 for the global tensors)) of every tensor the GGUF
-    gets, in the table's order.
+def layer_scopes(cfg: dict, layer: int) -> tuple[str, ...]:
+    """The table scopes layer (-1: the globals) of this config has (tensors.c's lfm_tensor_applies)."""
+    if layer < 0:
+        return ("global",)
+    kind = cfg["layer_types"][layer]
+    scopes = ["layer", "conv" if kind == "conv" else "attn"]
+    if cfg.get("moe") and layer >= cfg["n_layer_dense"]:
+        scopes += ["moe"] + (["moe_bias"] if cfg["expert_bias"] else [])
+    else:
+        scopes.append("ffn")
+    return tuple(scopes)
+
+
+def _expert_hf_names(row: dict, layer: int, n_expert: int) -> list[str]:
+    """The HF names of an expert stack's matrices: the pattern's second %d is the expert."""
+    return [row["hf"] % (layer, e) for e in range(n_expert)]
+
+
+def tensor_map(cfg: dict, st: SafetensorsFolder) -> list[tuple[str, list[str], dict, int]]:
+    """(GGUF name, HF names, table row, layer (-1 for the global tensors)) of every tensor the GGUF
+    gets, in the table's order. HF names: one, or for an expert stack one per expert (stacked,
+    expert-major, into the one GGUF tensor, as llama.cpp's converter does).
 
     Accepts exactly what liquidlfm's safetensors loader accepts: every tensor the table gives this
     config's layers, with its shape (the conv kernel as [H, 1, K] or squeezed [H, K]); lm_head.weight
@@ -177,26 +210,43 @@ def tensor_map(cfg: dict, st: SafetensorsFolder) -> list[tuple[str, str, dict, i
 
     dims = _dims(cfg)
     out, used = [], set()
-    for layer, kind in [(-1, "global")] + list(enumerate(cfg["layer_types"])):
+    for layer in [-1] + list(range(cfg["n_layer"])):
+        scopes = layer_scopes(cfg, layer)
         for row in tensor_table():
-            if row["scope"] not in ((kind,) if kind == "global" else ("layer", "conv" if kind == "conv" else "attn")):
+            if row["scope"] not in scopes:
                 continue
-            hf = _hf_name(row, layer)
+            experts = len(row["shape"]) == 3
+            hfs = _expert_hf_names(row, layer, dims["E"]) if experts else [_hf_name(row, layer)]
             if row["role"] == "head" and cfg["tie"]:
-                used.add(hf)
+                used.update(hfs)
                 continue
-            if hf not in st:
-                raise ModelFormatError(f"missing tensor {hf!r}")
-            want, got = tuple(dims[d] for d in row["shape"]), tuple(st.shape(hf))
-            if row["role"] == "conv_kernel" and len(got) != 2:
-                want = (want[0], 1, want[1])
-            if got != want:
-                raise ModelFormatError(f"tensor {hf!r}: expected shape {list(want)}, got {list(got)}")
-            used.add(hf)
-            out.append((_gguf_name(row, layer), hf, row, layer))
+            want = tuple(dims[d] for d in row["shape"])[1:] if experts else tuple(dims[d] for d in row["shape"])
+            for hf in hfs:
+                if hf not in st:
+                    raise ModelFormatError(f"missing tensor {hf!r}")
+                got, w = tuple(st.shape(hf)), want
+                if row["role"] == "conv_kernel" and len(got) != 2:
+                    w = (want[0], 1, want[1])
+                if got != w:
+                    raise ModelFormatError(f"tensor {hf!r}: expected shape {list(w)}, got {list(got)}")
+                used.add(hf)
+            out.append((_gguf_name(row, layer), hfs, row, layer))
     extra = [n for n in st.names() if n not in used]
     if extra:
-        raise UnsupportedModelError(f"unexpected tensor {extra[0]!r} (not part of a dense LFM2 model with this config)")
+        raise UnsupportedModelError(f"unexpected tensor {extra[0]!r} (not part of an LFM2 model with this config)")
+    return out
+
+
+def _with_zero_expert_bias(cfg: dict, names: list) -> list:
+    """names plus a zero exp_probs_b for each MoE layer of a config without expert bias: llama.cpp's
+    lfm2moe requires the tensor, and ranking by s + 0 is ranking by s (adding 0.0 is exact)."""
+    row = _row("exp_probs_b")
+    out = []
+    for entry in names:
+        out.append(entry)
+        _, _, r, layer = entry
+        if r["id"] == "ffn_gate_inp":  # right after the router, where the table has the bias
+            out.append((_gguf_name(row, layer), [], row, layer))
     return out
 
 
@@ -305,7 +355,9 @@ def core_config(cfg: dict) -> dict:
     """read_hf_config's values under lfm_config's names (what the C core's type rule reads)."""
     return dict(n_vocab=cfg["vocab_size"], n_embd=cfg["n_embd"], n_head=cfg["n_head"], n_head_kv=cfg["n_head_kv"],
                 head_dim=cfg["head_dim"], n_ff=cfg["n_ff"], conv_l_cache=cfg["l_cache"], tied_output=int(cfg["tie"]),
-                is_attn=[k != "conv" for k in cfg["layer_types"]])
+                is_attn=[k != "conv" for k in cfg["layer_types"]], n_expert=cfg.get("n_expert", 0),
+                n_expert_used=cfg.get("n_expert_used", 0), n_ff_exp=cfg.get("n_ff_exp", 0),
+                n_layer_dense=cfg.get("n_layer_dense", cfg["n_layer"]), expert_bias=int(cfg.get("expert_bias", False)))
 
 
 def tensor_types(cfg: dict, target: str, available: Callable[[str], bool] = lambda t: True) -> dict:
@@ -344,9 +396,10 @@ def _float_encode(a: np.ndarray, t: str) -> np.ndarray:
 def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray, str], np.ndarray],
                     available: Callable[[str], bool], progress: bool = False, name: str | None = None,
                     rename: Callable[[str], str] | None = None) -> None:
-    """Write `hf_dir` as an LFM2 GGUF at out_path (atomically). encode(float32 [rows, n], type) must
-    return the row-major bytes (uint8 [rows, row_bytes]) of a quantized type. rename(HF name) -> GGUF
-    name replaces the tensor table's GGUF names (tests pass llama.cpp's own mapping)."""
+    """Write `hf_dir` as an LFM2 (arch "lfm2") or LFM2-MoE ("lfm2moe") GGUF at out_path (atomically).
+    encode(float32 [rows, n], type) must return the row-major bytes (uint8 [rows, row_bytes]) of a
+    quantized type. rename(HF name) -> GGUF name replaces the tensor table's GGUF names (tests pass
+    llama.cpp's own mapping; for an expert stack it gets expert 0's HF name)."""
     import gguf
 
     target = target.lower()
@@ -368,7 +421,7 @@ def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray,
     fd, tmp = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".part", dir=out_path.parent)
     os.close(fd)
     try:
-        w = gguf.GGUFWriter(tmp, "lfm2")
+        w = gguf.GGUFWriter(tmp, "lfm2moe" if cfg["moe"] else "lfm2")
         w.add_name(name or cfg["name"])
         w.add_file_type(FILE_TYPE[target])
         if TYPE_TRAITS[base]["is_quantized"]:
@@ -383,6 +436,17 @@ def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray,
         w.add_layer_norm_rms_eps(cfg["eps"])
         w.add_vocab_size(cfg["vocab_size"])
         w.add_shortconv_l_cache(cfg["l_cache"])
+        if cfg["moe"]:  # llama.cpp's lfm2moe keys (its converter writes these)
+            w.add_expert_count(cfg["n_expert"])
+            w.add_expert_used_count(cfg["n_expert_used"])
+            w.add_expert_feed_forward_length(cfg["n_ff_exp"])
+            w.add_leading_dense_block_count(cfg["n_layer_dense"])
+            w.add_expert_gating_func(gguf.ExpertGatingFuncType.SIGMOID)
+            # llama.cpp always normalizes and never scales for lfm2moe; say so only when the config differs
+            if not cfg["expert_norm"]:
+                w.add_expert_weights_norm(False)
+            if cfg["expert_scale"] != 1.0:
+                w.add_expert_weights_scale(cfg["expert_scale"])
         w.add_tokenizer_model("gpt2")
         w.add_tokenizer_pre("lfm2")
         w.add_token_list(tok["tokens"])
@@ -399,14 +463,18 @@ def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray,
         if tok["chat_template"]:
             w.add_chat_template(tok["chat_template"])
 
+        if cfg["moe"] and not cfg["expert_bias"]:
+            names = _with_zero_expert_bias(cfg, names)
         plan = []
-        for gname, hname, row, layer in names:
-            shape = st.shape(hname)
+        for gname, hnames, row, layer in names:
+            shape = st.shape(hnames[0]) if hnames else (cfg["n_expert"],)
             if row["role"] == "conv_kernel" and len(shape) == 3:
                 shape = (shape[0], shape[2])  # [H, 1, K] -> [H, K]
-            if rename is not None:
-                gname = rename(hname)
-            t = types[(row["id"], layer)]
+            if len(hnames) > 1 or len(row["shape"]) == 3:  # an expert stack: [E, rows, cols]
+                shape = (len(hnames),) + tuple(shape)
+            if rename is not None and hnames:
+                gname = rename(hnames[0])
+            t = types[(row["id"], layer)] if hnames else "f32"
             be, bb = BLOCK[t]
             rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
             nbytes = rows * (shape[-1] // be) * bb
@@ -418,7 +486,7 @@ def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray,
             else:
                 byte_shape = tuple(shape[:-1]) + (shape[-1] // be * bb,)
                 w.add_tensor_info(gname, byte_shape, np.dtype(np.uint8), nbytes, raw_dtype=qtype)
-            plan.append((gname, hname, shape, t))
+            plan.append((gname, hnames, shape, t))
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_ti_data_to_file()
@@ -426,8 +494,13 @@ def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray,
         if progress:
             from tqdm import tqdm
             it = tqdm(plan, desc=f"{out_path.name} ({target})", unit="tensor")
-        for gname, hname, shape, t in it:
-            a = st.get(hname).reshape(shape)
+        for gname, hnames, shape, t in it:
+            if not hnames:  # the zero expert bias llama.cpp needs
+                a = np.zeros(shape, np.float32)
+            elif len(hnames) > 1 or len(shape) == 3:
+                a = np.stack([st.get(h) for h in hnames]).reshape(shape)
+            else:
+                a = st.get(hnames[0]).reshape(shape)
             if not TYPE_TRAITS[t]["is_quantized"]:
                 data = _float_encode(a, t)
             else:

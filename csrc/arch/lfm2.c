@@ -1,8 +1,9 @@
-/* lfm2.c — the LFM2 / LFM2.5 forward pass for a chunk of tokens (docs/architecture.md §1–3).
+/* lfm2.c — the LFM2 / LFM2.5 / LFM2-MoE forward pass for a chunk of tokens (docs/architecture.md §1–3).
  *
  *   x = E[token]
  *   for each layer:  x += Op(RMSNorm(x))      Op = gated short conv  or  GQA attention
- *                    x += FFN(RMSNorm(x))     FFN = w2 · (silu(w1·u) ⊙ w3·u)
+ *                    x += FFN(RMSNorm(x))     FFN = w2 · (silu(w1·u) ⊙ w3·u), or in a MoE layer
+ *                                             the weighted sum of the k experts the router picks
  *   logits = head · RMSNorm(x)
  *
  * A batch is one or more segments, each a run of tokens of one sequence of the context (a prompt
@@ -157,6 +158,167 @@ static void ffn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
     matmul(c, &ly->ffn_down, c->ffn_gate, F, T, c->block_out, H);
 }
 
+/* ---- mixture of experts (LFM2-MoE) ---- */
+
+/* Route T tokens (transformers' Lfm2MoeTopKRouter; llama.cpp's build_moe_ffn, whose rounding is
+ * followed for a GGUF model or one quantized on load: lfm_model.llama_routing): moe_sel (T, k) gets
+ * each token's k experts, moe_w (T, k) their weights.
+ *   s = sigmoid(router · u)                 one score per expert
+ *   the k largest of s + expert_bias        the bias ranks, it never weighs
+ *   w = s of those, / their sum, · scale    transformers: / (sum + 1e-6); llama.cpp: / max(sum, 2^-14),
+ *                                           the sum taken in double as ggml_sum_rows does
+ * Experts come best first (llama.cpp sums them in that order); for transformers' order they are then
+ * put in expert order, the order it adds them in. */
+static void moe_route(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
+    const lfm_config *cfg = &c->model->cfg;
+    const int64_t H = cfg->n_embd, E = cfg->n_expert, k = cfg->n_expert_used;
+    const bool llama = c->model->llama_routing;
+    const lfm_tensor *R = &ly->ffn_gate_inp;
+    if (T == 1 && R->type == LFM_TYPE_F32) /* llama.cpp's lone-token F32 matmul is ggml_vec_dot_f32 */
+        for (int64_t e = 0; e < E; e++) c->moe_logits[e] = c->k->dot_f32(c->xb, (const float *)R->data + e * H, H);
+    else
+        matmul(c, R, c->xb, H, T, c->moe_logits, E);
+    const float *bias = ly->exp_probs_b.data; /* NULL: no expert bias */
+    for (int32_t t = 0; t < T; t++) {
+        float *s = c->moe_logits + t * E, *w = c->moe_w + t * k;
+        int32_t *sel = c->moe_sel + t * k;
+        for (int64_t e = 0; e < E; e++) s[e] = 1.0f / (1.0f + expf(-s[e]));
+        /* top-k by repeated arg-max over what is left; on a tie the lower expert wins */
+        uint8_t taken[LFM_MAX_EXPERTS] = {0};
+        for (int64_t j = 0; j < k; j++) {
+            int64_t best = -1;
+            float best_v = 0;
+            for (int64_t e = 0; e < E; e++) {
+                float v = bias ? s[e] + bias[e] : s[e];
+                if (!taken[e] && (best < 0 || v > best_v || (isnan(best_v) && !isnan(v)))) best = e, best_v = v;
+            }
+            taken[best] = 1;
+            sel[j] = (int32_t)best;
+            w[j] = s[best];
+        }
+        if (cfg->expert_norm) {
+            if (llama) {
+                double sum = 0;
+                for (int64_t j = 0; j < k; j++) sum += (double)w[j];
+                float d = (float)sum;
+                if (!(d >= 6.103515625e-5f)) d = isnan(d) ? d : 6.103515625e-5f; /* ggml_clamp keeps a NaN */
+                for (int64_t j = 0; j < k; j++) w[j] = w[j] / d;
+            } else {
+                float sum = 0;
+                for (int64_t j = 0; j < k; j++) sum += w[j];
+                for (int64_t j = 0; j < k; j++) w[j] = w[j] / (sum + 1e-6f);
+            }
+        }
+        if (cfg->expert_scale != 1.0f)
+            for (int64_t j = 0; j < k; j++) w[j] *= cfg->expert_scale;
+        if (!llama) /* expert order: insertion sort of k pairs */
+            for (int64_t j = 1; j < k; j++)
+                for (int64_t i = j; i > 0 && sel[i - 1] > sel[i]; i--) {
+                    int32_t ts = sel[i];
+                    float tw = w[i];
+                    sel[i] = sel[i - 1], w[i] = w[i - 1];
+                    sel[i - 1] = ts, w[i - 1] = tw;
+                }
+    }
+}
+
+/* A one-token step's experts: all k gates and ups as one matmul job, then all k downs as another
+ * (two pool round trips instead of 2k); rows in slot order. Each product is the one the per-expert
+ * calls of moe_block give, bit for bit. */
+static void moe_step_experts(struct lfm_ctx *c, const lfm_layer *ly) {
+    const lfm_config *cfg = &c->model->cfg;
+    const int64_t H = cfg->n_embd, k = cfg->n_expert_used, FE = cfg->n_ff_exp;
+    enum { G = LFM_MATMUL_GROUP_MAX / 2 }; /* experts per job */
+    for (int64_t j0 = 0; j0 < k; j0 += G) {
+        const int n = (int)lfm_min64(G, k - j0);
+        lfm_tensor gate_up[2 * G], down[G];
+        const lfm_tensor *gate_up_w[2 * G], *down_w[G];
+        float *gate_up_y[2 * G], *down_y[G];
+        const float *down_x[G];
+        int64_t gate_up_ld[2 * G], down_ld[G];
+        for (int i = 0; i < n; i++) {
+            const int64_t e = c->moe_sel[j0 + i], row = j0 + i;
+            gate_up[2 * i] = lfm_tensor_slice(&ly->ffn_gate_exps, e);
+            gate_up[2 * i + 1] = lfm_tensor_slice(&ly->ffn_up_exps, e);
+            down[i] = lfm_tensor_slice(&ly->ffn_down_exps, e);
+            gate_up_w[2 * i] = &gate_up[2 * i], gate_up_w[2 * i + 1] = &gate_up[2 * i + 1], down_w[i] = &down[i];
+            gate_up_y[2 * i] = c->moe_gate + row * FE, gate_up_y[2 * i + 1] = c->moe_up + row * FE;
+            gate_up_ld[2 * i] = gate_up_ld[2 * i + 1] = FE;
+            down_x[i] = c->moe_gate + row * FE;
+            down_y[i] = c->moe_xo + row * H;
+            down_ld[i] = H;
+        }
+        lfm_matmul_group_per_token(c->tp, gate_up_w, 2 * n, c->xb, H, 1, gate_up_y, gate_up_ld, c->mm_scratch, &c->blas);
+        for (int i = 0; i < n; i++)
+            c->k->silu_mul(c->moe_gate + (j0 + i) * FE, c->moe_gate + (j0 + i) * FE, c->moe_up + (j0 + i) * FE, FE);
+        lfm_matmul_multi_per_token(c->tp, down_w, n, down_x, FE, 1, down_y, down_ld, c->mm_scratch, &c->blas);
+    }
+    for (int64_t j = 0; j < k; j++) c->moe_row[j] = (int32_t)j;
+}
+
+/* A chunk's experts (T > 1): the T*k (token, slot) pairs grouped by expert, so each chosen expert
+ * runs one matmul over all its tokens and the experts nobody chose are never read. Rows in expert
+ * order: moe_row[t*k + j] is the row of slot j of token t. */
+static void moe_chunk_experts(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
+    const lfm_config *cfg = &c->model->cfg;
+    const int64_t H = cfg->n_embd, E = cfg->n_expert, k = cfg->n_expert_used, FE = cfg->n_ff_exp;
+
+    /* moe_start[e]..moe_start[e+1]: expert e's rows, tokens in order; moe_slot[row] = t*k + j */
+    int32_t *start = c->moe_start;
+    for (int64_t e = 0; e <= E; e++) start[e] = 0;
+    for (int64_t i = 0; i < (int64_t)T * k; i++) start[c->moe_sel[i] + 1]++;
+    for (int64_t e = 0; e < E; e++) start[e + 1] += start[e];
+    for (int64_t i = 0; i < (int64_t)T * k; i++) {
+        int32_t row = start[c->moe_sel[i]]++;
+        c->moe_slot[row] = (int32_t)i;
+        c->moe_row[i] = row;
+    }
+    for (int64_t e = E; e > 0; e--) start[e] = start[e - 1]; /* the fill moved each start to the next one's */
+    start[0] = 0;
+
+    for (int64_t e = 0; e < E; e++) {
+        const int32_t r0 = start[e], n = start[e + 1] - r0;
+        if (n == 0) continue;
+        float *x = c->moe_xo + (int64_t)r0 * H; /* the expert's tokens, gathered */
+        for (int32_t i = 0; i < n; i++)
+            memcpy(x + (int64_t)i * H, c->xb + (int64_t)(c->moe_slot[r0 + i] / k) * H, (size_t)H * sizeof(float));
+        const lfm_tensor gate = lfm_tensor_slice(&ly->ffn_gate_exps, e), up = lfm_tensor_slice(&ly->ffn_up_exps, e);
+        const lfm_tensor down = lfm_tensor_slice(&ly->ffn_down_exps, e);
+        const lfm_tensor *const gate_up_w[2] = {&gate, &up};
+        float *g = c->moe_gate + (int64_t)r0 * FE, *u = c->moe_up + (int64_t)r0 * FE;
+        float *const gate_up_y[2] = {g, u};
+        const int64_t gate_up_ld[2] = {FE, FE};
+        lfm_matmul_group_per_token(c->tp, gate_up_w, 2, x, H, n, gate_up_y, gate_up_ld, c->mm_scratch, &c->blas);
+        for (int32_t i = 0; i < n; i++) c->k->silu_mul(g + i * FE, g + i * FE, u + i * FE, FE);
+        /* the output overwrites this expert's gathered inputs, already used */
+        const lfm_tensor *const down_w[1] = {&down};
+        float *const down_y[1] = {x};
+        const int64_t down_ld[1] = {H};
+        lfm_matmul_group_per_token(c->tp, down_w, 1, g, FE, n, down_y, down_ld, c->mm_scratch, &c->blas);
+    }
+}
+
+/* xb (T, H) -> block_out (T, H): each token through its k experts' SwiGLU FFNs, weighted and summed. */
+static void moe_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
+    const lfm_config *cfg = &c->model->cfg;
+    const int64_t H = cfg->n_embd, k = cfg->n_expert_used;
+    moe_route(c, ly, T);
+    if (T == 1) moe_step_experts(c, ly);
+    else moe_chunk_experts(c, ly, T);
+    /* out = Σ_j w_j · y_j: each product rounded, then added in slot order (ggml_mul, then ggml_add) */
+    for (int32_t t = 0; t < T; t++) {
+        float *out = c->block_out + (int64_t)t * H;
+        for (int64_t j = 0; j < k; j++) {
+            const float *y = c->moe_xo + (int64_t)c->moe_row[t * k + j] * H;
+            const float w = c->moe_w[t * k + j];
+            if (j == 0)
+                for (int64_t i = 0; i < H; i++) out[i] = y[i] * w;
+            else
+                for (int64_t i = 0; i < H; i++) out[i] += y[i] * w;
+        }
+    }
+}
+
 /* ---- the whole stack ---- */
 
 lfm_status lfm2_forward(struct lfm_ctx *c, const lfm_segment *seg, int32_t n_seg, float *dst) {
@@ -182,7 +344,8 @@ lfm_status lfm2_forward(struct lfm_ctx *c, const lfm_segment *seg, int32_t n_seg
         c->k->add(c->x, c->block_out, (int64_t)T * H);
 
         for (int32_t t = 0; t < T; t++) c->k->rmsnorm(c->xb + t * H, c->x + t * H, ly->ffn_norm.data, H, cfg->norm_eps);
-        ffn_block(c, ly, T);
+        if (lfm_layer_is_moe(cfg, l)) moe_block(c, ly, T);
+        else ffn_block(c, ly, T);
         c->k->add(c->x, c->block_out, (int64_t)T * H);
 
         if (c->abort_cb && c->abort_cb(c->abort_user))

@@ -1,4 +1,5 @@
-/* hf_config.c — read an LFM2 / LFM2.5 config.json (new- and old-style keys, docs/architecture.md §5.1). */
+/* hf_config.c — read an LFM2 / LFM2.5 (new- and old-style keys, docs/architecture.md §5.1) or LFM2-MoE
+ * config.json. */
 #include "format/format.h"
 
 #include <math.h>
@@ -86,40 +87,71 @@ static lfm_status get_token(const lfm_json *root, const char *what, const char *
         if (st_ != LFM_OK) return st_;                                                                                 \
     } while (0)
 
-static lfm_status check_variant(const lfm_json *root, const char *what) {
+/* Which model config.json describes: dense LFM2 / LFM2.5 (model_type "lfm2") or LFM2-MoE
+ * ("lfm2_moe"); anything else, vision-language models included, is refused by name. */
+static lfm_status check_variant(const lfm_json *root, const char *what, bool *moe) {
     const lfm_json *mt = lfm_json_get(root, "model_type");
-    if (mt && mt->type == LFM_JSON_STRING && strcmp(mt->str, "lfm2") != 0) {
-        if (strstr(mt->str, "moe"))
-            return lfm_fail(LFM_ERR_UNSUPPORTED, "%s: model_type \"%s\" is a mixture-of-experts model; only dense LFM2/LFM2.5 (model_type \"lfm2\") is supported", what, mt->str);
-        if (strstr(mt->str, "vl"))
-            return lfm_fail(LFM_ERR_UNSUPPORTED, "%s: model_type \"%s\" is a vision-language model; only text LFM2/LFM2.5 (model_type \"lfm2\") is supported", what, mt->str);
-        return lfm_fail(LFM_ERR_UNSUPPORTED, "%s: model_type \"%s\" is not supported (expected \"lfm2\")", what, mt->str);
-    }
     if (mt && mt->type != LFM_JSON_STRING) return lfm_fail(LFM_ERR_FORMAT, "%s: \"model_type\" must be a string", what);
-    static const char *const moe_keys[] = {"num_experts", "num_experts_per_tok", "num_dense_layers", "moe_intermediate_size", NULL};
-    for (int i = 0; moe_keys[i]; i++)
-        if (lfm_json_get(root, moe_keys[i]))
-            return lfm_fail(LFM_ERR_UNSUPPORTED, "%s: \"%s\" marks a mixture-of-experts model, which is not supported", what, moe_keys[i]);
+    *moe = mt && strcmp(mt->str, "lfm2_moe") == 0;
+    if (mt && !*moe && strcmp(mt->str, "lfm2") != 0) {
+        if (strstr(mt->str, "vl"))
+            return lfm_fail(LFM_ERR_UNSUPPORTED, "%s: model_type \"%s\" is a vision-language model; only text LFM2/LFM2.5 "
+                            "(model_type \"lfm2\") and LFM2-MoE (\"lfm2_moe\") are supported", what, mt->str);
+        return lfm_fail(LFM_ERR_UNSUPPORTED, "%s: model_type \"%s\" is not supported (expected \"lfm2\" or \"lfm2_moe\")", what,
+                        mt->str);
+    }
+    if (!*moe) { /* MoE keys under another model_type: a config we would misread as dense */
+        static const char *const moe_keys[] = {"num_experts", "num_experts_per_tok", "num_dense_layers", "moe_intermediate_size", NULL};
+        for (int i = 0; moe_keys[i]; i++)
+            if (lfm_json_get(root, moe_keys[i]))
+                return lfm_fail(LFM_ERR_UNSUPPORTED, "%s: \"%s\" marks a mixture-of-experts model, but model_type is not "
+                                "\"lfm2_moe\"", what, moe_keys[i]);
+    }
     static const char *const vl_keys[] = {"vision_config", "text_config", "image_token_index", "image_token_id", NULL};
     for (int i = 0; vl_keys[i]; i++)
         if (lfm_json_get(root, vl_keys[i]))
             return lfm_fail(LFM_ERR_UNSUPPORTED, "%s: \"%s\" marks a vision-language model, which is not supported", what, vl_keys[i]);
     const lfm_json *arch = lfm_json_get(root, "architectures");
+    const char *want = *moe ? "Lfm2MoeForCausalLM" : "Lfm2ForCausalLM", *base = *moe ? "Lfm2MoeModel" : "Lfm2Model";
     if (arch && arch->type == LFM_JSON_ARRAY) {
         for (int64_t i = 0; i < arch->n; i++) {
             const lfm_json *a = arch->items[i];
-            if (a->type == LFM_JSON_STRING && strncmp(a->str, "Lfm2", 4) == 0 && strcmp(a->str, "Lfm2ForCausalLM") != 0 &&
-                strcmp(a->str, "Lfm2Model") != 0)
-                return lfm_fail(LFM_ERR_UNSUPPORTED, "%s: architecture \"%s\" is not supported (expected Lfm2ForCausalLM)", what, a->str);
+            if (a->type == LFM_JSON_STRING && strncmp(a->str, "Lfm2", 4) == 0 && strcmp(a->str, want) != 0 && strcmp(a->str, base) != 0)
+                return lfm_fail(LFM_ERR_UNSUPPORTED, "%s: architecture \"%s\" is not supported (expected %s)", what, a->str, want);
         }
     }
+    return LFM_OK;
+}
+
+/* LFM2-MoE's router and experts (transformers' Lfm2MoeConfig; its defaults where a key is absent). */
+static lfm_status read_moe(const lfm_json *root, const char *what, int64_t n_layer, lfm_config *cfg) {
+    int64_t E, k, fe, dense;
+    TRY(get_int(root, what, KEYS("num_experts"), true, 0, 1, LFM_MAX_EXPERTS, &E));
+    TRY(get_int(root, what, KEYS("num_experts_per_tok"), true, 0, 1, LFM_MAX_EXPERTS_USED, &k));
+    TRY(get_int(root, what, KEYS("moe_intermediate_size"), true, 0, 1, 1 << 20, &fe));
+    TRY(get_int(root, what, KEYS("num_dense_layers"), false, 2, 0, INT32_MAX, &dense));
+    if (k > E)
+        return lfm_fail(LFM_ERR_FORMAT, "%s: num_experts_per_tok %lld is larger than num_experts %lld", what, (long long)k, (long long)E);
+    bool bias = true, norm = true;
+    double scale = 1.0;
+    TRY(get_bool(root, what, KEYS("use_expert_bias"), true, &bias));
+    TRY(get_bool(root, what, KEYS("norm_topk_prob"), true, &norm));
+    TRY(get_num(root, what, KEYS("routed_scaling_factor"), 1.0, &scale));
+    cfg->n_expert = (int32_t)E;
+    cfg->n_expert_used = (int32_t)k;
+    cfg->n_ff_exp = (int32_t)fe;
+    cfg->n_layer_dense = (int32_t)(dense < n_layer ? dense : n_layer);
+    cfg->expert_bias = bias;
+    cfg->expert_norm = norm;
+    cfg->expert_scale = (float)scale;
     return LFM_OK;
 }
 
 lfm_status lfm_config_from_json(const lfm_json *root, const char *what, lfm_config *cfg, lfm_ff_candidates *ffc) {
     memset(cfg, 0, sizeof *cfg);
     if (!root || root->type != LFM_JSON_OBJECT) return lfm_fail(LFM_ERR_FORMAT, "%s: expected a JSON object", what);
-    TRY(check_variant(root, what));
+    bool moe = false;
+    TRY(check_variant(root, what, &moe));
 
     int64_t V, H, L, nh, nkv, hd, ff, mult_of, K, n_ctx;
     TRY(get_int(root, what, KEYS("vocab_size"), true, 0, 1, 1 << 24, &V));
@@ -128,7 +160,8 @@ lfm_status lfm_config_from_json(const lfm_json *root, const char *what, lfm_conf
     TRY(get_int(root, what, KEYS("num_attention_heads", "num_heads"), true, 0, 1, 4096, &nh));
     TRY(get_int(root, what, KEYS("num_key_value_heads"), true, 0, 1, 4096, &nkv));
     TRY(get_int(root, what, KEYS("head_dim"), false, H / nh, 2, 1 << 16, &hd)); /* kernel limit: lfm_model_validate */
-    TRY(get_int(root, what, KEYS("block_ff_dim", "intermediate_size"), true, 0, 1, 1 << 20, &ff));
+    /* LFM2-MoE's dense layers take intermediate_size as it is (Lfm2MoeMLP), LFM2's FFN block_ff_dim first */
+    TRY(get_int(root, what, moe ? KEYS("intermediate_size") : KEYS("block_ff_dim", "intermediate_size"), true, 0, 1, 1 << 20, &ff));
     TRY(get_int(root, what, KEYS("block_multiple_of"), false, 256, 1, 1 << 20, &mult_of));
     TRY(get_int(root, what, KEYS("conv_L_cache"), false, 3, 1, 64, &K));
     TRY(get_int(root, what, KEYS("max_position_embeddings"), false, 128000, 1, INT32_MAX, &n_ctx));
@@ -140,6 +173,7 @@ lfm_status lfm_config_from_json(const lfm_json *root, const char *what, lfm_conf
 
     bool auto_adjust, conv_bias, tied;
     TRY(get_bool(root, what, KEYS("block_auto_adjust_ff_dim"), true, &auto_adjust));
+    if (moe) auto_adjust = false;
     TRY(get_bool(root, what, KEYS("conv_bias"), false, &conv_bias));
     TRY(get_bool(root, what, KEYS("tie_word_embeddings", "tie_embedding"), true, &tied));
     if (conv_bias) return lfm_fail(LFM_ERR_UNSUPPORTED, "%s: conv_bias = true is not supported (no released LFM2 model uses it)", what);
@@ -219,6 +253,7 @@ lfm_status lfm_config_from_json(const lfm_json *root, const char *what, lfm_conf
     cfg->norm_eps = (float)eps;
     cfg->rope_theta = (float)theta;
     cfg->tied_output = tied ? 1 : 0;
+    if (moe) TRY(read_moe(root, what, L, cfg));
     TRY(get_token(root, what, "bos_token_id", V, &cfg->bos_id));
     TRY(get_token(root, what, "eos_token_id", V, &cfg->eos_id));
     TRY(get_token(root, what, "pad_token_id", V, &cfg->pad_id));

@@ -41,6 +41,10 @@ typedef struct {
                  float scale, float *scores, int one_token, int f16);
     void (*f16_to_f32)(float *dst, const uint16_t *src, int64_t n);
     void (*bf16_to_f32)(float *dst, const uint16_t *src, int64_t n);
+    /* x . y over n floats in ggml_vec_dot_f32's order (four 8-lane accumulators over steps of 32):
+     * what llama.cpp's F32 matmul does for a lone token, where our GEMM follows its batched order.
+     * The MoE router (F32 in every GGUF) uses it for one-token steps. */
+    float (*dot_f32)(const float *x, const float *y, int64_t n);
 } lfm_kernels;
 
 /* The table of one kernel level, from the static functions of that level's file, which all carry
@@ -52,6 +56,7 @@ typedef struct {
         .gemm = {[LFM_TYPE_F32] = gemm_f32, [LFM_TYPE_F16] = gemm_f16, [LFM_TYPE_BF16] = gemm_bf16}, \
         .rmsnorm = rmsnorm, .rope = rope, .softmax = softmax, .silu_mul = silu_mul, .mul = mul,      \
         .add = add, .conv = conv, .attn = attn, .f16_to_f32 = f16_to_f32, .bf16_to_f32 = bf16_to_f32, \
+        .dot_f32 = dot_f32,                                                                          \
     }
 
 extern const lfm_kernels lfm_kernels_ref;
@@ -96,5 +101,9 @@ void lfm_quantize_act_row(lfm_type vec_dot_type, const float *x, void *dst, int6
  * (rows of xq_row_bytes bytes each). */
 void lfm_matmul_quant_rows(const lfm_tensor *W, const void *Xq, size_t xq_row_bytes, int64_t T,
                            float *Y, int64_t ldy, int64_t r0, int64_t r1);
+/* The same, every token rounded as in a one-token batch (lfm_qkernels.mm_x8_tok): the MoE experts'
+ * order, llama.cpp's MUL_MAT_ID. */
+void lfm_matmul_quant_rows_per_token(const lfm_tensor *W, const void *Xq, size_t xq_row_bytes, int64_t T,
+                                     float *Y, int64_t ldy, int64_t r0, int64_t r1);
 
 #endif /* LFM_KERNELS_H */

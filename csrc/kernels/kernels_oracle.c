@@ -212,4 +212,6 @@ static void conv(float *out, int64_t ld_out, const float *v, int64_t ld_v, int64
 static void f16_to_f32(float *dst, const uint16_t *src, int64_t n) { lfm_kernels_ref.f16_to_f32(dst, src, n); }
 static void bf16_to_f32(float *dst, const uint16_t *src, int64_t n) { lfm_kernels_ref.bf16_to_f32(dst, src, n); }
 
+static float dot_f32(const float *x, const float *y, int64_t n) { return dot_steps32(w_f32, x, y, n); }
+
 const lfm_kernels lfm_kernels_avx2_order = LFM_KERNELS_TABLE("avx2_order");

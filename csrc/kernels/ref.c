@@ -140,6 +140,13 @@ static void bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = lfm_bf16_to_f32(src[i]);
 }
 
+/* in-order float sum, as gemm_f32 */
+static float dot_f32(const float *x, const float *y, int64_t n) {
+    float s = 0;
+    for (int64_t i = 0; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
 const lfm_kernels lfm_kernels_ref = LFM_KERNELS_TABLE("ref");
 
 /* ---- dispatch ---- */

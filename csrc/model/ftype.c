@@ -1,4 +1,4 @@
-/* ftype.c — llama.cpp's file types (lfm_ftype): which storage type each LFM2 tensor gets.
+/* ftype.c — llama.cpp's file types (lfm_ftype): which storage type each LFM2 / LFM2-MoE tensor gets.
  *
  * One rule for both writers of quantized weights: liquidlfm/quantize.py (the GGUF converter, through
  * _core.ftype_tensor_types) and quantize on load (model/requantize.c). It is the decision
@@ -6,15 +6,19 @@
  * (llama_tensor_get_type in src/llama-quant.cpp of llama.cpp 0c1e57098, the one
  * llama-cpp-python 0.3.36 vendors), read for the tensors an LFM2 model has:
  *
- *   - norms and the short-conv kernel are never quantized (1-D, or excluded by name);
+ *   - norms, the short-conv kernel, the MoE router (ffn_gate_inp) and the expert bias are never
+ *     quantized (1-D, or excluded by name);
  *   - the output head, and the token embedding when the head is tied to it, get Q6_K, or Q8_0 when
  *     the mix's type is Q8_0 or its block does not divide the row length (an untied embedding gets
  *     the mix's type);
  *   - attention V: Q4_K_M and Q5_K_M use Q6_K for the attention layers i (counted over attention
  *     layers only, in layer order, n of them) with i < n/8, i >= 7n/8 or (i - n/8) % 3 == 2;
  *     Q4_K_S uses Q5_K for the first 4;
- *   - FFN down, by layer index over all n layers (every LFM2 layer has one): the same test gives
- *     Q6_K in Q4_K_M and Q5_K_M; Q4_K_S uses Q5_K below n/8;
+ *   - FFN down, by layer index over all n layers (every LFM2 layer has one; in a MoE layer it is the
+ *     experts' stack ffn_down_exps, which llama.cpp's name test counts as FFN down): the same test
+ *     gives Q6_K in Q4_K_M and Q5_K_M; Q4_K_S uses Q5_K below n/8;
+ *   - a model with exactly 8 experts (llama.cpp's Mixtral rule): attention V and K in Q8_0 (after
+ *     the rules above), attention output in Q5_K for Q4_K_S / Q4_K_M;
  *   - every other matrix gets the mix's type;
  *   - then a row length the chosen block does not divide falls back: Q4_K to Q5_0, Q5_K to Q5_1,
  *     Q6_K to Q8_0, and to F16 when even that block does not divide it.
@@ -116,7 +120,8 @@ lfm_type lfm_ftype_tensor_type(lfm_ftype f, const lfm_config *c, lfm_tensor_id i
     lfm_type base = lfm_ftype_base_type(f);
     if (base == LFM_TYPE_NONE || (int)id < 0 || id >= LFM_TENSOR_COUNT) return LFM_TYPE_NONE;
     const lfm_tensor_desc *d = &lfm_tensors[id];
-    if (d->role == LFM_ROLE_NORM || d->role == LFM_ROLE_CONV_KERNEL) return LFM_TYPE_NONE;
+    if (d->role == LFM_ROLE_NORM || d->role == LFM_ROLE_CONV_KERNEL || d->role == LFM_ROLE_ROUTER || d->role == LFM_ROLE_BIAS)
+        return LFM_TYPE_NONE;
     if (!lfm_type_is_quantized(base)) return base;
     const int64_t ne0 = lfm_dim_value(c, d->ne[0]);
     lfm_type t = base;
@@ -132,7 +137,12 @@ lfm_type lfm_ftype_tensor_type(lfm_ftype f, const lfm_config *c, lfm_tensor_id i
         }
         if ((f == LFM_FTYPE_Q4_K_M || f == LFM_FTYPE_Q5_K_M) && more_bits(i, n)) t = LFM_TYPE_Q6_K;
         else if (f == LFM_FTYPE_Q4_K_S && i < 4) t = LFM_TYPE_Q5_K;
-    } else if (id == LFM_TENSOR_FFN_DOWN) {
+        if (c->n_expert == 8) t = LFM_TYPE_Q8_0;
+    } else if (id == LFM_TENSOR_ATTN_K) {
+        if (c->n_expert == 8) t = LFM_TYPE_Q8_0;
+    } else if (id == LFM_TENSOR_ATTN_OUT) {
+        if (c->n_expert == 8 && (f == LFM_FTYPE_Q4_K_S || f == LFM_FTYPE_Q4_K_M)) t = LFM_TYPE_Q5_K;
+    } else if (id == LFM_TENSOR_FFN_DOWN || id == LFM_TENSOR_FFN_DOWN_EXPS) {
         if ((f == LFM_FTYPE_Q4_K_M || f == LFM_FTYPE_Q5_K_M) && more_bits(layer, c->n_layer)) t = LFM_TYPE_Q6_K;
         else if (f == LFM_FTYPE_Q4_K_S && layer < c->n_layer / 8) t = LFM_TYPE_Q5_K;
     }

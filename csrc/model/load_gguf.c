@@ -1,4 +1,4 @@
-/* load_gguf.c — GGUF (arch "lfm2") → struct lfm_model.
+/* load_gguf.c — GGUF (arch "lfm2", or "lfm2moe" for LFM2-MoE) → struct lfm_model.
  *
  * Metadata (docs/architecture.md §5.3) becomes lfm_config; tensors (§5.4), named and shaped by the tensor
  * table (model/tensors.c), become views into the mapping, which the model owns. Shapes are checked
@@ -17,7 +17,14 @@ typedef struct {
     struct lfm_model *m;
     lfm_gguf *g;
     const char *path;
+    char arch[16]; /* "lfm2" or "lfm2moe": the prefix of the model's metadata keys */
 } loader;
+
+/* "<arch>.<suffix>" into buf: the model keys carry the architecture's name. */
+static const char *arch_key(const loader *L, const char *suffix, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s.%s", L->arch, suffix);
+    return buf;
+}
 
 /* ---- metadata ---- */
 
@@ -126,9 +133,9 @@ static lfm_status align_tensor(loader *L, lfm_tensor *t) {
     return LFM_OK;
 }
 
-/* Fill *t from the GGUF tensor `name`. nd/ne0/ne1: the expected ggml shape (ne1 ignored for 1-D).
- * Missing and not required: *t stays zeroed and *found is false. */
-static lfm_status get_tensor(loader *L, const char *name, int32_t nd, int64_t ne0, int64_t ne1, bool required,
+/* Fill *t from the GGUF tensor `name`. nd/ne0/ne1/ne2: the expected ggml shape (ne1 ignored for 1-D,
+ * ne2 unless 3-D). Missing and not required: *t stays zeroed and *found is false. */
+static lfm_status get_tensor(loader *L, const char *name, int32_t nd, int64_t ne0, int64_t ne1, int64_t ne2, bool required,
                              lfm_tensor *t, bool *found) {
     memset(t, 0, sizeof *t);
     if (found) *found = false;
@@ -145,8 +152,12 @@ static lfm_status get_tensor(loader *L, const char *name, int32_t nd, int64_t ne
     /* trailing 1s do not count: a [H] norm stored as [H, 1] is still 1-D */
     int32_t eff = n_dims;
     while (eff > 1 && t->ne[eff - 1] == 1) eff--;
-    bool ok = eff <= nd && t->ne[0] == ne0 && (nd < 2 || t->ne[1] == ne1) && t->ne[2] == 1 && t->ne[3] == 1;
+    bool ok = eff <= nd && t->ne[0] == ne0 && (nd < 2 || t->ne[1] == ne1) && t->ne[2] == (nd < 3 ? 1 : ne2) && t->ne[3] == 1;
     if (!ok) {
+        if (nd == 3)
+            return lfm_fail(LFM_ERR_FORMAT, "'%s': tensor '%s': expected ne [%lld, %lld, %lld], got [%lld, %lld, %lld, %lld]",
+                            L->path, name, (long long)ne0, (long long)ne1, (long long)ne2, (long long)t->ne[0],
+                            (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3]);
         if (nd == 1)
             return lfm_fail(LFM_ERR_FORMAT, "'%s': tensor '%s': expected ne [%lld], got [%lld, %lld, %lld, %lld]",
                             L->path, name, (long long)ne0, (long long)t->ne[0], (long long)t->ne[1],
@@ -162,6 +173,7 @@ static lfm_status get_tensor(loader *L, const char *name, int32_t nd, int64_t ne
 
 /* Norms and the conv kernel must be F32: convert F16/BF16/quantized ones into an owned buffer. */
 static lfm_status make_f32(loader *L, lfm_tensor *t) {
+    /* norms, the conv kernel and the expert bias: 1-D or 2-D */
     if (!t->data || t->type == LFM_TYPE_F32) return LFM_OK;
     int64_t n = t->ne[0] * t->ne[1];
     float *buf = malloc((size_t)n * sizeof(float));
@@ -181,39 +193,97 @@ static lfm_status make_f32(loader *L, lfm_tensor *t) {
 
 /* ---- loader ---- */
 
+/* The rows of the first tensor named by table row id (layer `layer`): -1 when absent. */
+static int64_t tensor_ne(loader *L, lfm_tensor_id id, int32_t layer, int dim) {
+    char name[96];
+    lfm_tensor_name(lfm_tensors[id].gguf, layer, name, sizeof name);
+    int64_t it = lfm_gguf_find_tensor(L->g, name);
+    if (it < 0) return -1;
+    int64_t ne[4];
+    lfm_gguf_tensor_info(L->g, it, NULL, NULL, NULL, ne, NULL, NULL);
+    return ne[dim];
+}
+
+/* LFM2-MoE's router and experts (llama.cpp's lfm2moe hyper-parameters). llama.cpp always
+ * normalizes the chosen experts' weights and scales them by nothing for this architecture; the
+ * optional expert_weights_norm / expert_weights_scale keys (which its converter does not write for
+ * LFM2-MoE, and liquidlfm's writes only when a config departs from those defaults) are honoured. */
+static lfm_status load_moe(loader *L, lfm_config *c) {
+    char key[96];
+    int64_t v = 0;
+    lfm_status st;
+    if ((st = meta_int(L, arch_key(L, "expert_count", key, sizeof key), 1, LFM_MAX_EXPERTS, true, &v))) return st;
+    c->n_expert = (int32_t)v;
+    if ((st = meta_int(L, arch_key(L, "expert_used_count", key, sizeof key), 1, LFM_MAX_EXPERTS_USED, true, &v))) return st;
+    c->n_expert_used = (int32_t)v;
+    if (c->n_expert_used > c->n_expert)
+        return lfm_fail(LFM_ERR_FORMAT, "'%s': %d experts used per token out of %d", L->path, c->n_expert_used, c->n_expert);
+    v = 0;
+    if ((st = meta_int(L, arch_key(L, "leading_dense_block_count", key, sizeof key), 0, c->n_layer, false, &v))) return st;
+    c->n_layer_dense = (int32_t)v;
+    v = 2; /* llama.cpp requires the key; its converter writes sigmoid (2) */
+    if ((st = meta_int(L, arch_key(L, "expert_gating_func", key, sizeof key), 0, 1 << 16, false, &v))) return st;
+    if (v != 2)
+        return lfm_fail(LFM_ERR_UNSUPPORTED, "'%s': %s = %lld: only the sigmoid router (2) of LFM2-MoE is supported", L->path, key,
+                        (long long)v);
+    v = 1;
+    if ((st = meta_int(L, arch_key(L, "expert_weights_norm", key, sizeof key), 0, 1, false, &v))) return st;
+    c->expert_norm = (int32_t)v;
+    double scale = 1.0;
+    if ((st = meta_float(L, arch_key(L, "expert_weights_scale", key, sizeof key), 0.0, 1e6, &scale))) return st;
+    c->expert_scale = scale == 0 ? 1.0f : (float)scale; /* llama.cpp: 0 means no scaling */
+    c->expert_bias = c->n_layer_dense < c->n_layer && tensor_ne(L, LFM_TENSOR_FFN_EXP_PROBS_B, c->n_layer_dense, 0) >= 0;
+    /* the experts' width from the first MoE layer's stack (the key, if any, must agree) */
+    c->n_ff_exp = 1;
+    if (c->n_layer_dense < c->n_layer) {
+        int64_t fe = tensor_ne(L, LFM_TENSOR_FFN_GATE_EXPS, c->n_layer_dense, 1);
+        if (fe <= 0 || fe > LFM_MAX_WIDTH) {
+            char name[96];
+            lfm_tensor_name(lfm_tensors[LFM_TENSOR_FFN_GATE_EXPS].gguf, c->n_layer_dense, name, sizeof name);
+            return fe < 0 ? lfm_fail(LFM_ERR_FORMAT, "'%s': missing tensor '%s'", L->path, name)
+                          : lfm_fail(LFM_ERR_FORMAT, "'%s': %s has %lld rows", L->path, name, (long long)fe);
+        }
+        c->n_ff_exp = (int32_t)fe;
+        v = fe;
+        if ((st = meta_int(L, arch_key(L, "expert_feed_forward_length", key, sizeof key), 1, LFM_MAX_WIDTH, false, &v))) return st;
+        if (v != fe)
+            return lfm_fail(LFM_ERR_FORMAT, "'%s': %s = %lld, but the experts' matrices are %lld wide", L->path, key, (long long)v,
+                            (long long)fe);
+    }
+    return LFM_OK;
+}
+
 static lfm_status load(loader *L) {
     struct lfm_model *m = L->m;
     lfm_config *c = &m->cfg;
-    char arch[64];
+    char arch[64], key[96];
     lfm_status st = meta_str(L, "general.architecture", arch, sizeof arch, true);
     if (st) return st;
-    if (strcmp(arch, "lfm2") != 0) {
-        if (strcmp(arch, "lfm2moe") == 0)
-            return lfm_fail(LFM_ERR_UNSUPPORTED, "'%s': architecture 'lfm2moe' (LFM2 mixture-of-experts) is not "
-                            "supported; liquidlfm runs the dense LFM2 / LFM2.5 models (arch 'lfm2')", L->path);
-        return lfm_fail(LFM_ERR_UNSUPPORTED, "'%s': architecture '%s' is not supported (expected 'lfm2')", L->path,
+    if (strcmp(arch, "lfm2") != 0 && strcmp(arch, "lfm2moe") != 0)
+        return lfm_fail(LFM_ERR_UNSUPPORTED, "'%s': architecture '%s' is not supported (expected 'lfm2' or 'lfm2moe')", L->path,
                         arch);
-    }
+    snprintf(L->arch, sizeof L->arch, "%s", arch);
+    const bool moe = strcmp(arch, "lfm2moe") == 0;
 
     int64_t v = 0;
-    if ((st = meta_int(L, "lfm2.block_count", 1, LFM_MAX_LAYERS, true, &v))) return st;
+    if ((st = meta_int(L, arch_key(L, "block_count", key, sizeof key), 1, LFM_MAX_LAYERS, true, &v))) return st;
     c->n_layer = (int32_t)v;
-    if ((st = meta_int(L, "lfm2.embedding_length", 1, 1 << 20, true, &v))) return st;
+    if ((st = meta_int(L, arch_key(L, "embedding_length", key, sizeof key), 1, 1 << 20, true, &v))) return st;
     c->n_embd = (int32_t)v;
     int64_t nh[LFM_MAX_LAYERS], nkv[LFM_MAX_LAYERS];
     bool nh_arr, nkv_arr;
-    if ((st = meta_layer_ints(L, "lfm2.attention.head_count", c->n_layer, 0, 1 << 16, nh, &nh_arr))) return st;
-    if ((st = meta_layer_ints(L, "lfm2.attention.head_count_kv", c->n_layer, 0, 1 << 16, nkv, &nkv_arr)))
+    if ((st = meta_layer_ints(L, arch_key(L, "attention.head_count", key, sizeof key), c->n_layer, 0, 1 << 16, nh, &nh_arr))) return st;
+    if ((st = meta_layer_ints(L, arch_key(L, "attention.head_count_kv", key, sizeof key), c->n_layer, 0, 1 << 16, nkv, &nkv_arr)))
         return st;
     v = 128000;
-    if ((st = meta_int(L, "lfm2.context_length", 1, INT32_MAX, false, &v))) return st;
+    if ((st = meta_int(L, arch_key(L, "context_length", key, sizeof key), 1, INT32_MAX, false, &v))) return st;
     c->n_ctx_train = (int32_t)v;
     v = 3;
-    if ((st = meta_int(L, "lfm2.shortconv.l_cache", 1, 64, false, &v))) return st;
+    if ((st = meta_int(L, arch_key(L, "shortconv.l_cache", key, sizeof key), 1, 64, false, &v))) return st;
     c->conv_l_cache = (int32_t)v;
     double eps = 1e-5, theta = 1e6;
-    if ((st = meta_float(L, "lfm2.attention.layer_norm_rms_epsilon", 0.0, 1.0, &eps))) return st;
-    if ((st = meta_float(L, "lfm2.rope.freq_base", 1e-3, 1e12, &theta))) return st;
+    if ((st = meta_float(L, arch_key(L, "attention.layer_norm_rms_epsilon", key, sizeof key), 0.0, 1.0, &eps))) return st;
+    if ((st = meta_float(L, arch_key(L, "rope.freq_base", key, sizeof key), 1e-3, 1e12, &theta))) return st;
     c->norm_eps = (float)eps;
     c->rope_theta = (float)theta;
     c->bos_id = meta_token(L, "tokenizer.ggml.bos_token_id");
@@ -226,11 +296,8 @@ static lfm_status load(loader *L) {
     c->n_head = 0;
     c->n_head_kv = 0;
     for (int32_t l = 0; l < c->n_layer; l++) {
-        char name[96];
-        lfm_tensor_name(lfm_tensors[LFM_TENSOR_ATTN_Q].gguf, l, name, sizeof name);
-        bool has_attn = lfm_gguf_find_tensor(L->g, name) >= 0;
-        lfm_tensor_name(lfm_tensors[LFM_TENSOR_SHORTCONV_IN_PROJ].gguf, l, name, sizeof name);
-        bool has_conv = lfm_gguf_find_tensor(L->g, name) >= 0;
+        bool has_attn = tensor_ne(L, LFM_TENSOR_ATTN_Q, l, 0) >= 0;
+        bool has_conv = tensor_ne(L, LFM_TENSOR_SHORTCONV_IN_PROJ, l, 0) >= 0;
         if (has_attn == has_conv)
             return lfm_fail(LFM_ERR_FORMAT, "'%s': layer %d has %s", L->path, l,
                             has_attn ? "both attention and short-conv tensors" : "neither attention nor short-conv tensors");
@@ -254,27 +321,29 @@ static lfm_status load(loader *L) {
     }
     c->head_dim = H / c->n_head;
     v = c->head_dim;
-    if ((st = meta_int(L, "lfm2.attention.key_length", 1, 1 << 16, false, &v))) return st;
+    if ((st = meta_int(L, arch_key(L, "attention.key_length", key, sizeof key), 1, 1 << 16, false, &v))) return st;
     if (v != c->head_dim || H % c->n_head != 0)
         return lfm_fail(LFM_ERR_UNSUPPORTED, "'%s': head dim %lld with %d heads and embedding %d (expected "
                         "embedding = heads x head dim)", L->path, (long long)v, c->n_head, H);
+    if (moe && (st = load_moe(L, c))) return st;
 
-    /* the token embedding decides the vocabulary, layer 0's ffn_gate the FFN width (§9, trap 2) */
-    int64_t vf[2];
+    /* the token embedding decides the vocabulary, the first dense layer's ffn_gate the FFN width
+     * (§9, trap 2); a MoE model whose layers are all MoE has no dense FFN and keeps the key's */
+    int64_t vocab = tensor_ne(L, LFM_TENSOR_TOKEN_EMBD, -1, 1);
+    int64_t ff = lfm_layer_is_moe(c, 0) ? 1 : tensor_ne(L, LFM_TENSOR_FFN_GATE, 0, 1);
+    if (lfm_layer_is_moe(c, 0) && (st = meta_int(L, arch_key(L, "feed_forward_length", key, sizeof key), 1, LFM_MAX_WIDTH, false, &ff)))
+        return st;
     const lfm_tensor_id sizer[2] = {LFM_TENSOR_TOKEN_EMBD, LFM_TENSOR_FFN_GATE};
+    const int64_t sizes[2] = {vocab, ff};
     for (int i = 0; i < 2; i++) {
         char name[96];
         lfm_tensor_name(lfm_tensors[sizer[i]].gguf, 0, name, sizeof name);
-        int64_t it = lfm_gguf_find_tensor(L->g, name);
-        if (it < 0) return lfm_fail(LFM_ERR_FORMAT, "'%s': missing tensor '%s'", L->path, name);
-        int64_t ne[4];
-        lfm_gguf_tensor_info(L->g, it, NULL, NULL, NULL, ne, NULL, NULL);
-        if (ne[1] <= 0 || ne[1] > INT32_MAX)
-            return lfm_fail(LFM_ERR_FORMAT, "'%s': %s has %lld rows", L->path, name, (long long)ne[1]);
-        vf[i] = ne[1];
+        if (sizes[i] < 0) return lfm_fail(LFM_ERR_FORMAT, "'%s': missing tensor '%s'", L->path, name);
+        if (sizes[i] <= 0 || sizes[i] > INT32_MAX)
+            return lfm_fail(LFM_ERR_FORMAT, "'%s': %s has %lld rows", L->path, name, (long long)sizes[i]);
     }
-    c->n_vocab = (int32_t)vf[0];
-    c->n_ff = (int32_t)vf[1];
+    c->n_vocab = (int32_t)vocab;
+    c->n_ff = (int32_t)ff;
 
     m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
     if (!m->layers) return lfm_fail(LFM_ERR_OOM, "out of memory for %d layers", c->n_layer);
@@ -284,16 +353,16 @@ static lfm_status load(loader *L) {
             if (!lfm_tensor_applies(id, c, l)) continue;
             const lfm_tensor_desc *d = &lfm_tensors[id];
             lfm_tensor *t = lfm_model_tensor(m, id, l);
-            const int32_t nd = d->ne[1] == LFM_DIM_NONE ? 1 : 2;
-            const int64_t ne0 = lfm_dim_value(c, d->ne[0]), ne1 = lfm_dim_value(c, d->ne[1]);
+            const int32_t nd = lfm_tensor_n_dims(id);
+            const int64_t ne0 = lfm_dim_value(c, d->ne[0]), ne1 = lfm_dim_value(c, d->ne[1]), ne2 = lfm_dim_value(c, d->ne[2]);
             /* the alias (ollama's output_norm) and the head (absent: tied to the embedding) may be missing */
             bool optional = d->gguf_alias || d->role == LFM_ROLE_HEAD, found;
             char name[96];
             lfm_tensor_name(d->gguf, l, name, sizeof name);
-            if ((st = get_tensor(L, name, nd, ne0, ne1, !optional, t, &found))) return st;
+            if ((st = get_tensor(L, name, nd, ne0, ne1, ne2, !optional, t, &found))) return st;
             if (!found && d->gguf_alias) {
                 lfm_tensor_name(d->gguf_alias, l, name, sizeof name);
-                if ((st = get_tensor(L, name, nd, ne0, ne1, true, t, NULL))) return st;
+                if ((st = get_tensor(L, name, nd, ne0, ne1, ne2, true, t, NULL))) return st;
             } else if (!found && d->role == LFM_ROLE_HEAD) {
                 c->tied_output = true;
                 *t = m->tok_embd;
@@ -307,7 +376,7 @@ lfm_status lfm_model_load_gguf(struct lfm_model *m, const char *path) {
     lfm_gguf *g;
     lfm_status st = lfm_gguf_open(path, &g);
     if (st) return st;
-    loader L = {m, g, path};
+    loader L = {m, g, path, ""};
     st = load(&L);
     if (st == LFM_OK) {
         /* the tensors point into the mapping: the model owns it from here on (after load, since

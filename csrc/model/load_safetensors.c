@@ -293,6 +293,41 @@ static lfm_status take_f32(loader *L, const char *name, int n, const int64_t *sh
     return LFM_OK;
 }
 
+/* An expert stack (3-D row of the table): one [ne1, ne0] matrix per expert, each its own HF tensor
+ * ("%d" twice in the name: layer, expert), all of one dtype. t views them where they lie
+ * (lfm_tensor.slices); nothing is copied. */
+static lfm_status take_experts(loader *L, const lfm_tensor_desc *d, int32_t layer, int64_t ne0, int64_t ne1, int64_t n_expert,
+                               lfm_tensor *t) {
+    const void **slices = malloc((size_t)n_expert * sizeof *slices);
+    if (!slices) return lfm_fail(LFM_ERR_OOM, "out of memory");
+    lfm_status st = lfm_model_own(L->m, (void *)slices);
+    if (st != LFM_OK) {
+        free((void *)slices);
+        return st;
+    }
+    const int64_t shape[2] = {ne1, ne0};
+    size_t total = 0;
+    for (int64_t e = 0; e < n_expert; e++) {
+        char name[160];
+        lfm_tensor one;
+        lfm_tensor_name_expert(d->hf, layer, (int32_t)e, name, sizeof name);
+        if ((st = take(L, name, 2, shape, &one)) != LFM_OK) return st;
+        if (e == 0) *t = one;
+        else if (one.type != t->type)
+            return lfm_fail(LFM_ERR_UNSUPPORTED, "tensor '%s': dtype %s, but expert 0's is %s (an expert stack needs one dtype)", name,
+                            lfm_type_name(one.type), lfm_type_name(t->type));
+        slices[e] = one.data;
+        total += one.nbytes;
+    }
+    lfm_tensor_name_expert(d->hf, layer, -1, t->name, sizeof t->name); /* "experts.*." */
+    t->data = slices[0];
+    t->nbytes = total;
+    t->n_dims = 3;
+    t->ne[2] = n_expert;
+    t->slices = slices;
+    return LFM_OK;
+}
+
 static lfm_status build_model(loader *L, const lfm_ff_candidates *ffc) {
     struct lfm_model *m = L->m;
     lfm_config *c = &m->cfg;
@@ -333,12 +368,13 @@ static lfm_status build_model(loader *L, const lfm_ff_candidates *ffc) {
                 st_entry *cw = index_find(L->ix, name);
                 if (!(cw && cw->n_dims == 2)) n = 3, shape[1] = 1, shape[2] = ne0;
             }
-            st = lfm_tensor_wants_f32(id) ? take_f32(L, name, n, shape, ne0, ne1, t) : take(L, name, n, shape, t);
+            if (lfm_tensor_is_experts(id)) st = take_experts(L, d, l, ne0, ne1, lfm_dim_value(c, d->ne[2]), t);
+            else st = lfm_tensor_wants_f32(id) ? take_f32(L, name, n, shape, ne0, ne1, t) : take(L, name, n, shape, t);
             if (st != LFM_OK) return st;
         }
     for (int64_t i = 0; i < L->ix->n; i++)
         if (!L->ix->e[i].used)
-            return lfm_fail(LFM_ERR_UNSUPPORTED, "unexpected tensor '%s' in '%s' (not part of a dense LFM2 model with this config)",
+            return lfm_fail(LFM_ERR_UNSUPPORTED, "unexpected tensor '%s' in '%s' (not part of an LFM2 model with this config)",
                             L->ix->e[i].name, L->ix->e[i].file);
     return LFM_OK;
 }

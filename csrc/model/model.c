@@ -4,6 +4,7 @@
 #include "format/format.h"
 #include "kernels/kernels.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,7 @@ lfm_status lfm_model_load(const char *path, const lfm_model_params *p, lfm_model
     m->gguf = ends_with(path, ".gguf");
     lfm_status st = m->gguf ? lfm_model_load_gguf(m, path) : lfm_model_load_safetensors(m, path);
     if (st == LFM_OK) st = lfm_model_validate(m);
+    m->llama_routing = m->gguf || p->quantize != LFM_FTYPE_NONE;
     if (st == LFM_OK && p->quantize != LFM_FTYPE_NONE) {
         st = lfm_model_requantize(m, p->quantize, p->n_threads);
         if (st == LFM_OK) st = lfm_model_validate(m);
@@ -85,12 +87,19 @@ static lfm_status check_limits(const lfm_config *c) {
     if (c->conv_l_cache > LFM_MAX_CONV_K)
         return lfm_fail(LFM_ERR_UNSUPPORTED, "conv_l_cache %d (short-conv kernel size) is larger than %d, the largest supported (LFM_MAX_CONV_K)",
                         c->conv_l_cache, LFM_MAX_CONV_K);
+    if (c->n_expert < 0 || c->n_expert > LFM_MAX_EXPERTS ||
+        (c->n_expert > 0 && (c->n_expert_used < 1 || c->n_expert_used > c->n_expert || c->n_expert_used > LFM_MAX_EXPERTS_USED ||
+                             c->n_ff_exp < 1 || c->n_layer_dense < 0 || !(c->expert_scale > 0) || !isfinite(c->expert_scale))))
+        return lfm_fail(LFM_ERR_UNSUPPORTED, "mixture of experts with %d experts, %d per token, width %d, scale %g: expected 1..%d "
+                        "experts, 1..min(experts, %d) per token, a positive width and scale", c->n_expert, c->n_expert_used,
+                        c->n_ff_exp, (double)c->expert_scale, LFM_MAX_EXPERTS, LFM_MAX_EXPERTS_USED);
     if (c->n_vocab > LFM_MAX_VOCAB)
         return lfm_fail(LFM_ERR_UNSUPPORTED, "n_vocab %d is larger than %d, the largest supported vocabulary (LFM_MAX_VOCAB)", c->n_vocab,
                         LFM_MAX_VOCAB);
     const struct { const char *what; int64_t v; } widths[] = {
         {"n_embd (hidden size)", c->n_embd},
         {"n_ff (FFN width)", c->n_ff},
+        {"n_ff_exp (expert FFN width)", c->n_ff_exp},
         {"n_head * head_dim", (int64_t)c->n_head * c->head_dim},
         {"n_head_kv * head_dim", (int64_t)c->n_head_kv * c->head_dim},
     };
@@ -107,7 +116,7 @@ static lfm_status check_limits(const lfm_config *c) {
 static const char *role_type_problem(lfm_tensor_role r, lfm_type t) {
     const lfm_type_traits *tt = lfm_type_traits_get(t);
     const bool activation = tt && tt->is_quantized && tt->vec_dot_type == t; /* Q8_1, Q8_K */
-    if ((r == LFM_ROLE_MATRIX || r == LFM_ROLE_HEAD) && !lfm_type_has_matmul(t))
+    if ((r == LFM_ROLE_MATRIX || r == LFM_ROLE_HEAD || r == LFM_ROLE_ROUTER) && !lfm_type_has_matmul(t))
         return activation ? "has no matmul kernel (it is an activation format, not a weight type)" : "has no matmul kernel";
     if (r == LFM_ROLE_EMBEDDING && !(tt && tt->to_float))
         return activation ? "has no row decoder for embedding lookups (it is an activation format, not a weight type)"
@@ -115,17 +124,17 @@ static const char *role_type_problem(lfm_tensor_role r, lfm_type t) {
     return NULL;
 }
 
-static lfm_status check(const lfm_tensor *t, const char *role, int32_t layer, int64_t ne0, int64_t ne1, lfm_tensor_role r,
-                        bool want_f32, bool tied) {
+static lfm_status check(const lfm_tensor *t, const char *role, int32_t layer, int64_t ne0, int64_t ne1, int64_t ne2,
+                        lfm_tensor_role r, bool want_f32, bool tied) {
     char where[96];
     if (layer >= 0) snprintf(where, sizeof where, "layer %d %s", (int)layer, role);
     else if (tied) snprintf(where, sizeof where, "%s (tied to the token embedding)", role);
     else snprintf(where, sizeof where, "%s", role);
     if (!t->data) return lfm_fail(LFM_ERR_FORMAT, "%s: tensor missing", where);
-    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
-        return lfm_fail(LFM_ERR_FORMAT, "%s ('%s'): expected ne [%lld, %lld], got [%lld, %lld, %lld, %lld]", where, t->name,
-                        (long long)ne0, (long long)ne1, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
-                        (long long)t->ne[3]);
+    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != ne2 || t->ne[3] != 1)
+        return lfm_fail(LFM_ERR_FORMAT, "%s ('%s'): expected ne [%lld, %lld, %lld], got [%lld, %lld, %lld, %lld]", where, t->name,
+                        (long long)ne0, (long long)ne1, (long long)ne2, (long long)t->ne[0], (long long)t->ne[1],
+                        (long long)t->ne[2], (long long)t->ne[3]);
     if (want_f32 && t->type != LFM_TYPE_F32)
         return lfm_fail(LFM_ERR_FORMAT, "%s ('%s'): expected an F32 vector (loaders convert norms and conv kernels)", where, t->name);
     int64_t be = lfm_type_block_elems(t->type);
@@ -137,7 +146,7 @@ static lfm_status check(const lfm_tensor *t, const char *role, int32_t layer, in
     if (ne0 % be != 0)
         return lfm_fail(LFM_ERR_FORMAT, "%s ('%s'): row length %lld is not a multiple of the %s block size %lld", where, t->name,
                         (long long)ne0, lfm_type_name(t->type), (long long)be);
-    size_t need = lfm_tensor_row_bytes(t) * (size_t)ne1;
+    size_t need = lfm_tensor_row_bytes(t) * (size_t)ne1 * (size_t)ne2;
     if (t->nbytes < need)
         return lfm_fail(LFM_ERR_FORMAT, "%s ('%s'): %zu bytes of data, %zu needed", where, t->name, t->nbytes, need);
     return LFM_OK;
@@ -161,8 +170,8 @@ lfm_status lfm_model_validate(struct lfm_model *m) {
         for (int id = 0; id < LFM_TENSOR_COUNT; id++) {
             if (!lfm_tensor_applies(id, c, l)) continue;
             const lfm_tensor_desc *d = &lfm_tensors[id];
-            st = check(lfm_model_tensor_c(m, id, l), d->what, l, lfm_dim_value(c, d->ne[0]), lfm_dim_value(c, d->ne[1]), d->role,
-                       lfm_tensor_wants_f32(id), d->role == LFM_ROLE_HEAD && c->tied_output);
+            st = check(lfm_model_tensor_c(m, id, l), d->what, l, lfm_dim_value(c, d->ne[0]), lfm_dim_value(c, d->ne[1]),
+                       lfm_dim_value(c, d->ne[2]), d->role, lfm_tensor_wants_f32(id), d->role == LFM_ROLE_HEAD && c->tied_output);
             if (st != LFM_OK) return st;
         }
     return LFM_OK;
@@ -173,8 +182,10 @@ lfm_status lfm_model_validate(struct lfm_model *m) {
 static void describe_one(const lfm_tensor *t, char *buf, size_t cap, size_t *len) {
     if (!t->data) return;
     char line[200];
-    int n = snprintf(line, sizeof line, "%s %s [%lld, %lld]\n", t->name, lfm_type_name(t->type) ? lfm_type_name(t->type) : "?",
-                     (long long)t->ne[1], (long long)t->ne[0]);
+    const char *type = lfm_type_name(t->type) ? lfm_type_name(t->type) : "?";
+    int n = t->ne[2] > 1 ? snprintf(line, sizeof line, "%s %s [%lld, %lld, %lld]\n", t->name, type, (long long)t->ne[2],
+                                    (long long)t->ne[1], (long long)t->ne[0])
+                         : snprintf(line, sizeof line, "%s %s [%lld, %lld]\n", t->name, type, (long long)t->ne[1], (long long)t->ne[0]);
     if (n < 0) return;
     if (*len + (size_t)n < cap) memcpy(buf + *len, line, (size_t)n + 1);
     *len += (size_t)n;

@@ -18,6 +18,11 @@ typedef struct {
     const void *data;
     size_t nbytes;
     int32_t layout; /* LFM_LAYOUT_ROWS (0, what loaders produce) or a repacked layout (model/repack.c) */
+    /* A 3-D tensor (the experts of a MoE layer, ne[2] of them) is ne[2] matrices of ne[1] rows. NULL:
+     * they are contiguous, matrix i at data + i * ne[1] rows (GGUF stacks them so); else slices[i]
+     * is where matrix i starts (a safetensors checkpoint keeps every expert as its own tensor, and
+     * the loader points at them where they lie instead of copying). Owned by the model. */
+    const void *const *slices;
 } lfm_tensor;
 
 /* How a quantized matrix's blocks are laid out in memory. Loaders always produce ROWS (ggml's);
@@ -26,6 +31,8 @@ typedef struct {
 enum { LFM_LAYOUT_ROWS = 0, LFM_LAYOUT_X8 = 1 };
 
 size_t lfm_tensor_row_bytes(const lfm_tensor *t); /* bytes of one row of ne[0] elements */
+/* Matrix i (< ne[2]) of a 3-D tensor as a 2-D view: ne[0] x ne[1], same type and layout. */
+lfm_tensor lfm_tensor_slice(const lfm_tensor *t, int64_t i);
 /* Row r (of ne[1]*ne[2]*ne[3]) as ne[0] floats: F32/F16/BF16 converted, block types dequantized
  * (model/requantize.c). */
 lfm_status lfm_tensor_row_to_f32(const lfm_tensor *t, int64_t r, float *dst);
@@ -49,7 +56,18 @@ typedef struct {
     lfm_tensor wo;            /* [H, nh*hd] */
     lfm_tensor q_norm;        /* [hd], F32 */
     lfm_tensor k_norm;        /* [hd], F32 */
+    /* MoE layers (lfm_layer_is_moe) have these instead of ffn_gate / ffn_up / ffn_down */
+    lfm_tensor ffn_gate_inp;  /* router [E, H]: one score per expert; never quantized (llama.cpp keeps it F32) */
+    lfm_tensor exp_probs_b;   /* [E] F32, expert bias: added to the scores for ranking only; absent
+                               * when the config has no expert bias */
+    lfm_tensor ffn_gate_exps; /* w1 of every expert [E, F_exp, H] (3-D: lfm_tensor_slice gives one) */
+    lfm_tensor ffn_up_exps;   /* w3 [E, F_exp, H] */
+    lfm_tensor ffn_down_exps; /* w2 [E, H, F_exp] */
 } lfm_layer;
+
+/* Does layer l run the mixture of experts (else the dense FFN)? transformers: layers from
+ * num_dense_layers on; llama.cpp: from leading_dense_block_count on. */
+static inline bool lfm_layer_is_moe(const lfm_config *c, int32_t l) { return c->n_expert > 0 && l >= c->n_layer_dense; }
 
 struct lfm_model {
     lfm_config cfg;
@@ -59,6 +77,9 @@ struct lfm_model {
     lfm_layer *layers;        /* n_layer */
     bool gguf;                /* loaded from a GGUF file: llama.cpp is its reference, bit for bit where the
                                * kernels follow llama.cpp's order (csrc/kernels/ROUNDING.md) */
+    bool llama_routing;       /* MoE: weigh and sum the experts as llama.cpp does (a GGUF file, or weights
+                               * quantized on load, which are those of the file liquidlfm.quantize
+                               * writes); else as transformers does (arch/lfm2.c, moe_route) */
 
     /* ownership: files mapped and buffers allocated for this model (converted norms,
      * requantized weights); all released by lfm_model_free */
@@ -93,6 +114,11 @@ typedef enum {
     LFM_TENSOR_ATTN_OUT,
     LFM_TENSOR_ATTN_Q_NORM,
     LFM_TENSOR_ATTN_K_NORM,
+    LFM_TENSOR_FFN_GATE_INP,
+    LFM_TENSOR_FFN_EXP_PROBS_B,
+    LFM_TENSOR_FFN_GATE_EXPS,
+    LFM_TENSOR_FFN_UP_EXPS,
+    LFM_TENSOR_FFN_DOWN_EXPS,
     LFM_TENSOR_COUNT
 } lfm_tensor_id;
 
@@ -101,6 +127,9 @@ typedef enum {
     LFM_SCOPE_LAYER,  /* every layer: a field of lfm_layer */
     LFM_SCOPE_CONV,   /* short-conv layers only */
     LFM_SCOPE_ATTN,   /* attention layers only */
+    LFM_SCOPE_FFN,    /* layers with a dense FFN: all of a dense model, the leading n_layer_dense of a MoE one */
+    LFM_SCOPE_MOE,    /* MoE layers (lfm_layer_is_moe) */
+    LFM_SCOPE_MOE_BIAS, /* MoE layers of a model whose router has an expert bias */
 } lfm_tensor_scope;
 
 typedef enum {
@@ -110,6 +139,9 @@ typedef enum {
     LFM_ROLE_EMBEDDING,   /* token embedding: rows looked up, never repacked; Q6_K/Q8_0 rule */
     LFM_ROLE_HEAD,        /* output head: a matmul with the embedding's type rule; absent from a
                            * GGUF means tied, in HF present only when config.json unties it */
+    LFM_ROLE_ROUTER,      /* MoE router: a matmul kept in its type (never quantized: llama.cpp's
+                           * converter writes it F32 and llama-quantize skips ffn_gate_inp) */
+    LFM_ROLE_BIAS,        /* a bias vector: F32 (loaders convert), never quantized */
 } lfm_tensor_role;
 
 /* Symbolic sizes a shape is written in, resolved against an lfm_config by lfm_dim_value. */
@@ -123,6 +155,8 @@ typedef enum {
     LFM_DIM_KV,   /* n_head_kv * head_dim */
     LFM_DIM_HD,   /* head_dim */
     LFM_DIM_K,    /* conv kernel length (conv_l_cache) */
+    LFM_DIM_E,    /* experts per MoE layer */
+    LFM_DIM_FE,   /* one expert's FFN width */
     LFM_DIM_COUNT
 } lfm_dim;
 
@@ -131,12 +165,14 @@ typedef struct {
     const char *what;       /* words for messages, e.g. "q_proj" ("layer 3 q_proj: ...") */
     const char *gguf;       /* GGUF name; "%d" stands for the layer in per-layer scopes */
     const char *gguf_alias; /* another GGUF name accepted for the same tensor, or NULL */
-    const char *hf;         /* Hugging Face (safetensors) name, same convention */
+    const char *hf;         /* Hugging Face (safetensors) name, same convention; for a 3-D expert
+                             * stack, one matrix per expert: "%d" twice, the layer then the expert */
     lfm_tensor_scope scope;
     lfm_tensor_role role;
     const char *field;      /* the lfm_tensor it fills: a field of struct lfm_model (GLOBAL) or lfm_layer */
     size_t offset;          /* offsetof that field */
-    lfm_dim ne[2];          /* ggml order: ne[0] is the row length; PyTorch's shape is the reverse */
+    lfm_dim ne[3];          /* ggml order: ne[0] is the row length; PyTorch's shape is the reverse.
+                             * ne[2] = LFM_DIM_E for the experts' stacks (3-D), else NONE */
 } lfm_tensor_desc;
 
 extern const lfm_tensor_desc lfm_tensors[LFM_TENSOR_COUNT];
@@ -144,11 +180,17 @@ extern const lfm_tensor_desc lfm_tensors[LFM_TENSOR_COUNT];
 const char *lfm_dim_name(lfm_dim d);                       /* "H", "3H", "nh*hd", ... */
 int64_t lfm_dim_value(const lfm_config *c, lfm_dim d);    /* 1 for LFM_DIM_NONE */
 bool lfm_tensor_is_matmul(lfm_tensor_id id);               /* MATRIX or HEAD */
-bool lfm_tensor_wants_f32(lfm_tensor_id id);               /* NORM or CONV_KERNEL */
+bool lfm_tensor_wants_f32(lfm_tensor_id id);               /* NORM, CONV_KERNEL or BIAS */
+bool lfm_tensor_is_experts(lfm_tensor_id id);              /* a 3-D stack of one matrix per expert */
+/* Dimensions of a row's shape: 1, 2, or 3 for the experts' stacks. */
+int lfm_tensor_n_dims(lfm_tensor_id id);
 /* Does layer (-1: the model's global tensors) of a model with config c have this tensor? */
 bool lfm_tensor_applies(lfm_tensor_id id, const lfm_config *c, int32_t layer);
 /* The row's GGUF / alias / HF name for layer into buf ("" when the row has no such name). */
 void lfm_tensor_name(const char *pattern, int32_t layer, char *buf, size_t cap);
+/* The same for a name with the expert's number too (the HF names of an expert stack's matrices);
+ * expert < 0 writes "*" (the whole stack, for messages). */
+void lfm_tensor_name_expert(const char *pattern, int32_t layer, int32_t expert, char *buf, size_t cap);
 /* The lfm_tensor a row fills in m (layer ignored for GLOBAL rows). */
 lfm_tensor *lfm_model_tensor(struct lfm_model *m, lfm_tensor_id id, int32_t layer);
 const lfm_tensor *lfm_model_tensor_c(const struct lfm_model *m, lfm_tensor_id id, int32_t layer);
@@ -167,6 +209,7 @@ lfm_status lfm_model_load_gguf(struct lfm_model *m, const char *path);
  *     stack buffer of that size (only checked when the model has attention layers);
  *   conv_l_cache <= LFM_MAX_CONV_K: the conv state holds K-1 rows per layer (the AVX2 conv keeps up
  *     to 16 taps in registers and runs the scalar kernel above that);
+ *   n_expert <= LFM_MAX_EXPERTS, 1 <= n_expert_used <= min(n_expert, LFM_MAX_EXPERTS_USED) for a MoE model;
  *   n_embd, n_ff, n_head*head_dim, n_head_kv*head_dim <= LFM_MAX_WIDTH and n_vocab <=
  *     LFM_MAX_VOCAB: every scratch size (n_batch x width floats, n_rows x n_vocab logits) is then far
  *     from overflowing size_t, and every width fits the int32 fields of lfm_config. */

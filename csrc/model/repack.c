@@ -125,7 +125,9 @@ static bool repack_enabled(void) {
 static bool can_repack(const lfm_tensor *t) {
     if (t->layout != LFM_LAYOUT_ROWS || !t->data || !lfm_type_has_x8(t->type)) return false;
     if (!lfm_qkernels_get()->mm_x8[t->type]) return false;
-    if (t->ne[2] > 1 || t->ne[3] > 1) return false;
+    if (t->ne[3] > 1) return false;
+    /* an expert stack (ne[2] matrices) repacks matrix by matrix: 8-row groups never straddle two
+     * experts, so the stack stays ne[2] X8 matrices one after the other (lfm_tensor_slice) */
     int64_t be = lfm_type_block_elems(t->type);
     return t->ne[1] >= 8 && t->ne[1] % 8 == 0 && t->ne[0] % be == 0 && t->ne[0] / be <= X8_MAX_BLOCKS;
 }
@@ -164,9 +166,24 @@ static bool in_mapping(const struct lfm_model *m, const void *p) {
     return false;
 }
 
+/* Repack rows [0, rows) of src (a mapped file's pages when mapped) into dst. */
+static void repack_rows(lfm_type type, const uint8_t *src, uint8_t *dst, int64_t rows, int64_t cols, size_t bw, bool mapped) {
+    /* A slice of rows at a time, dropping the file pages already copied from this process as we
+     * go (they stay in the page cache), so the peak RSS holds the copy plus one slice, not both
+     * matrices. A tied head shares tok_embd's bytes: embedding lookups then fault back in only
+     * the rows they read. */
+    const int64_t slice = 4096; /* rows, a multiple of 8 */
+    for (int64_t r0 = 0; r0 < rows; r0 += slice) {
+        int64_t n = lfm_min64(slice, rows - r0);
+        lfm_repack_x8(type, src + (size_t)r0 * bw, dst + (size_t)r0 * bw, n, cols);
+        if (mapped) lfm_release_pages(src, (size_t)(r0 + n) * bw);
+    }
+}
+
 static lfm_status repack_one(struct lfm_model *m, lfm_tensor *t) {
     if (!can_repack(t)) return LFM_OK;
-    size_t bytes = lfm_tensor_row_bytes(t) * (size_t)t->ne[1];
+    const size_t bw = lfm_tensor_row_bytes(t), matrix = bw * (size_t)t->ne[1];
+    size_t bytes = matrix * (size_t)t->ne[2];
     void *buf = lfm_aligned_alloc(64, bytes);
     if (!buf)
         return lfm_fail(LFM_ERR_OOM, "repack '%s': cannot allocate %zu bytes", t->name, bytes);
@@ -175,20 +192,12 @@ static lfm_status repack_one(struct lfm_model *m, lfm_tensor *t) {
         free(buf);
         return st;
     }
-    /* A slice of rows at a time, dropping the file pages already copied from this process as we
-     * go (they stay in the page cache), so the peak RSS holds the copy plus one slice, not both
-     * matrices. A tied head shares tok_embd's bytes: embedding lookups then fault back in only
-     * the rows they read. */
-    const int64_t slice = 4096; /* rows, a multiple of 8 */
-    const uint8_t *old = t->data;
-    size_t bw = lfm_tensor_row_bytes(t);
-    bool mapped = in_mapping(m, old);
-    for (int64_t r0 = 0; r0 < t->ne[1]; r0 += slice) {
-        int64_t n = lfm_min64(slice, t->ne[1] - r0);
-        lfm_repack_x8(t->type, old + (size_t)r0 * bw, (uint8_t *)buf + (size_t)r0 * bw, n, t->ne[0]);
-        if (mapped) lfm_release_pages(old, (size_t)(r0 + n) * bw);
+    for (int64_t i = 0; i < t->ne[2]; i++) { /* one matrix, or each expert's */
+        const uint8_t *src = lfm_tensor_slice(t, i).data;
+        repack_rows(t->type, src, (uint8_t *)buf + (size_t)i * matrix, t->ne[1], t->ne[0], bw, in_mapping(m, src));
     }
     t->data = buf;
+    t->slices = NULL;
     t->layout = LFM_LAYOUT_X8;
     return LFM_OK;
 }

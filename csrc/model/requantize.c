@@ -32,6 +32,7 @@ lfm_status lfm_tensor_row_to_f32(const lfm_tensor *t, int64_t r, float *dst) {
         return LFM_OK;
     }
     const uint8_t *src = (const uint8_t *)t->data + (size_t)r * lfm_tensor_row_bytes(t);
+    if (t->slices) src = (const uint8_t *)t->slices[r / t->ne[1]] + (size_t)(r % t->ne[1]) * lfm_tensor_row_bytes(t);
     return lfm_dequantize_row(t->type, src, dst, t->ne[0]); /* float types included */
 }
 
@@ -105,6 +106,7 @@ static lfm_status requant(struct lfm_model *m, lfm_tensor *w, lfm_type t, lfm_te
     w->type = t;
     w->data = dst;
     w->nbytes = rb * (size_t)rows;
+    w->slices = NULL; /* an expert stack is now one contiguous buffer */
     return LFM_OK;
 }
 

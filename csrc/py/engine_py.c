@@ -242,12 +242,17 @@ static PyObject *model_config_dict(PyModel *self) {
     if (!types) return NULL;
     for (int32_t l = 0; l < c->n_layer; l++)
         PyList_SET_ITEM(types, l, PyUnicode_FromString(c->is_attn[l] ? "full_attention" : "conv"));
-    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:i,s:i,s:i,s:O,s:N,s:s}", "n_vocab", c->n_vocab, "n_embd",
-                         c->n_embd, "n_layer", c->n_layer, "n_head", c->n_head, "n_head_kv", c->n_head_kv, "head_dim", c->head_dim,
-                         "n_ff", c->n_ff, "conv_l_cache", c->conv_l_cache, "n_ctx_train", c->n_ctx_train, "norm_eps",
-                         (double)c->norm_eps, "rope_theta", (double)c->rope_theta, "bos_id", c->bos_id, "eos_id", c->eos_id,
-                         "pad_id", c->pad_id, "tied_output", c->tied_output ? Py_True : Py_False, "layer_types", types,
-                         "weight_type", lfm_type_name(self->m->layers[0].ffn_gate.type) ? lfm_type_name(self->m->layers[0].ffn_gate.type) : "?");
+    /* the type of layer 0's FFN: its dense gate, or its experts' gates in a MoE layer */
+    const lfm_layer *l0 = &self->m->layers[0];
+    const char *wt = lfm_type_name(lfm_layer_is_moe(c, 0) ? l0->ffn_gate_exps.type : l0->ffn_gate.type);
+    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:i,s:i,s:i,s:O,s:N,s:s,s:i,s:i,s:i,s:i,s:O}", "n_vocab",
+                         c->n_vocab, "n_embd", c->n_embd, "n_layer", c->n_layer, "n_head", c->n_head, "n_head_kv", c->n_head_kv,
+                         "head_dim", c->head_dim, "n_ff", c->n_ff, "conv_l_cache", c->conv_l_cache, "n_ctx_train", c->n_ctx_train,
+                         "norm_eps", (double)c->norm_eps, "rope_theta", (double)c->rope_theta, "bos_id", c->bos_id, "eos_id",
+                         c->eos_id, "pad_id", c->pad_id, "tied_output", c->tied_output ? Py_True : Py_False, "layer_types", types,
+                         "weight_type", wt ? wt : "?", "n_expert", c->n_expert, "n_expert_used", c->n_expert_used, "n_ff_exp",
+                         c->n_ff_exp, "n_layer_dense", c->n_expert ? c->n_layer_dense : c->n_layer, "expert_bias",
+                         c->expert_bias ? Py_True : Py_False);
 }
 
 static PyObject *model_describe(PyModel *self, PyObject *noargs) {
@@ -977,6 +982,8 @@ static PyObject *py_kernel(PyObject *mod, PyObject *args) {
         if ((res = (PyObject *)PyArray_NewCopy(A[0], NPY_CORDER))) k->softmax(D((PyArrayObject *)res), SIZE(A[0]));
     } else if ((strcmp(name, "silu_mul") == 0 || strcmp(name, "mul") == 0) && n_arr == 2 && SIZE(A[0]) == SIZE(A[1])) {
         if ((res = OUT_LIKE(A[0]))) (name[0] == 's' ? k->silu_mul : k->mul)(D((PyArrayObject *)res), D(A[0]), D(A[1]), SIZE(A[0]));
+    } else if (strcmp(name, "dot_f32") == 0 && n_arr == 2 && SIZE(A[0]) == SIZE(A[1])) {
+        res = PyFloat_FromDouble((double)k->dot_f32(D(A[0]), D(A[1]), SIZE(A[0])));
     } else if (strcmp(name, "add") == 0 && n_arr == 2 && SIZE(A[0]) == SIZE(A[1])) {
         if ((res = (PyObject *)PyArray_NewCopy(A[0], NPY_CORDER))) k->add(D((PyArrayObject *)res), D(A[1]), SIZE(A[0]));
     } else if (strcmp(name, "conv") == 0 && n_arr == 3 && PyArray_NDIM(A[0]) == 2 && PyArray_NDIM(A[1]) == 2 && PyArray_NDIM(A[2]) == 2 &&

@@ -5,18 +5,27 @@
 #include <string.h>
 
 static const char *const scope_names[] = {
-    [LFM_SCOPE_GLOBAL] = "global", [LFM_SCOPE_LAYER] = "layer", [LFM_SCOPE_CONV] = "conv", [LFM_SCOPE_ATTN] = "attn"};
-static const char *const role_names[] = {[LFM_ROLE_NORM] = "norm", [LFM_ROLE_CONV_KERNEL] = "conv_kernel",
+    [LFM_SCOPE_GLOBAL] = "global", [LFM_SCOPE_LAYER] = "layer", [LFM_SCOPE_CONV] = "conv", [LFM_SCOPE_ATTN] = "attn",
+    [LFM_SCOPE_FFN] = "ffn",       [LFM_SCOPE_MOE] = "moe",     [LFM_SCOPE_MOE_BIAS] = "moe_bias"};
+static const char *const role_names[] = {[LFM_ROLE_NORM] = "norm",     [LFM_ROLE_CONV_KERNEL] = "conv_kernel",
                                          [LFM_ROLE_MATRIX] = "matrix", [LFM_ROLE_EMBEDDING] = "embedding",
-                                         [LFM_ROLE_HEAD] = "head"};
+                                         [LFM_ROLE_HEAD] = "head",     [LFM_ROLE_ROUTER] = "router",
+                                         [LFM_ROLE_BIAS] = "bias"};
 
 static PyObject *row_dict(lfm_tensor_id id) {
     const lfm_tensor_desc *d = &lfm_tensors[id];
-    int nd = d->ne[1] == LFM_DIM_NONE ? 1 : 2;
-    PyObject *ne = nd == 1 ? Py_BuildValue("(s)", lfm_dim_name(d->ne[0]))
-                           : Py_BuildValue("(ss)", lfm_dim_name(d->ne[0]), lfm_dim_name(d->ne[1]));
-    PyObject *shape = nd == 1 ? Py_BuildValue("(s)", lfm_dim_name(d->ne[0]))
-                              : Py_BuildValue("(ss)", lfm_dim_name(d->ne[1]), lfm_dim_name(d->ne[0]));
+    const int nd = lfm_tensor_n_dims(id);
+    PyObject *ne = PyTuple_New(nd), *shape = PyTuple_New(nd);
+    for (int i = 0; ne && shape && i < nd; i++) {
+        PyObject *a = PyUnicode_FromString(lfm_dim_name(d->ne[i])), *b = PyUnicode_FromString(lfm_dim_name(d->ne[nd - 1 - i]));
+        if (!a || !b) {
+            Py_XDECREF(a), Py_XDECREF(b);
+            Py_CLEAR(ne);
+            break;
+        }
+        PyTuple_SET_ITEM(ne, i, a);
+        PyTuple_SET_ITEM(shape, i, b);
+    }
     PyObject *row = NULL;
     if (ne && shape)
         row = Py_BuildValue("{s:s,s:s,s:s,s:z,s:s,s:s,s:s,s:s,s:O,s:O,s:O,s:O}", "id", d->id, "what", d->what,
@@ -101,6 +110,12 @@ static PyObject *py_ftype_tensor_types(PyObject *self, PyObject *args) {
         config_int(cfg, "conv_l_cache", 1, LFM_MAX_CONV_K, &c.conv_l_cache) ||
         config_int(cfg, "tied_output", 0, 1, &c.tied_output))
         return NULL;
+    /* MoE fields: optional (a dense model's are 0) */
+    static const char *const moe_keys[] = {"n_expert", "n_expert_used", "n_ff_exp", "n_layer_dense", "expert_bias"};
+    int32_t *const moe_vals[] = {&c.n_expert, &c.n_expert_used, &c.n_ff_exp, &c.n_layer_dense, &c.expert_bias};
+    const long moe_hi[] = {LFM_MAX_EXPERTS, LFM_MAX_EXPERTS_USED, big, LFM_MAX_LAYERS, 1};
+    for (int i = 0; i < 5; i++)
+        if (PyDict_GetItemString(cfg, moe_keys[i]) && config_int(cfg, moe_keys[i], 0, moe_hi[i], moe_vals[i])) return NULL;
     PyObject *attn = PyDict_GetItemString(cfg, "is_attn");
     if (!attn) return PyErr_Format(PyExc_KeyError, "config has no 'is_attn'");
     PyObject *seq = PySequence_Fast(attn, "config 'is_attn' must be a sequence of bools");
@@ -142,12 +157,13 @@ static PyMethodDef tensors_methods[] = {
      "ftype_tensor_types(ftype, config) -> {(tensor id, layer): type name, or None for a tensor never quantized}: "
      "llama-quantize's choice for every tensor of a model (layer -1: the global ones). config: lfm_config's "
      "fields n_vocab, n_embd, n_head, n_head_kv, head_dim, n_ff, conv_l_cache, tied_output, is_attn (one bool per "
-     "layer)."},
+     "layer), and for LFM2-MoE n_expert, n_expert_used, n_ff_exp, n_layer_dense, expert_bias."},
     {"tensor_table", py_tensor_table, METH_NOARGS,
      "tensor_table() -> tuple of dicts, one per LFM2 weight in GGUF writing order: id, what, gguf / gguf_alias / hf "
-     "(printf patterns, %d = layer), scope (global / layer / conv / attn), role (norm / conv_kernel / matrix / "
-     "embedding / head), field, ne (ggml order) and shape (PyTorch order) over the symbols V, H, 3H, F, nh*hd, "
-     "nkv*hd, hd, K, is_matmul, want_f32."},
+     "(printf patterns, %d = layer; an expert stack's HF pattern has a second %d, the expert), scope (global / "
+     "layer / conv / attn / ffn / moe / moe_bias), role (norm / conv_kernel / matrix / embedding / head / router / "
+     "bias), field, ne (ggml order) and shape (PyTorch order) over the symbols V, H, 3H, F, nh*hd, nkv*hd, hd, K, "
+     "E, FE (3 of them for an expert stack), is_matmul, want_f32."},
     {NULL, NULL, 0, NULL},
 };
 

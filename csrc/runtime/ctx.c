@@ -34,17 +34,31 @@ void lfm_ctx_free(lfm_ctx *c) {
     free(c->tok);
     free(c->seg);
     free(c->mm_scratch);
+    free(c->moe_logits);
+    free(c->moe_sel);
+    free(c->moe_w);
+    free(c->moe_start);
+    free(c->moe_slot);
+    free(c->moe_row);
+    free(c->moe_xo);
+    free(c->moe_gate);
+    free(c->moe_up);
     free(c->logits);
     free(c);
 }
 
-/* The largest matmul scratch any weight needs for T tokens on n_threads workers. */
+/* The largest matmul scratch any weight needs for T tokens on n_threads workers. An expert stack is
+ * multiplied one expert at a time by at most T rows (a token picks an expert once), or in a step
+ * by k inputs of one row each (lfm_matmul_multi_per_token). */
 static size_t max_scratch(const lfm_model *m, int64_t T, int n_threads, const lfm_blas_use *blas) {
     size_t s = 0;
     for (int32_t l = -1; l < m->cfg.n_layer; l++) /* -1: the global tensors (the head) */
         for (int id = 0; id < LFM_TENSOR_COUNT; id++)
             if (lfm_tensor_is_matmul(id) && lfm_tensor_applies(id, &m->cfg, l)) {
-                size_t b = lfm_matmul_scratch_bytes(lfm_model_tensor_c(m, id, l), T, n_threads, blas);
+                lfm_tensor W = *lfm_model_tensor_c(m, id, l);
+                if (lfm_tensor_is_experts(id)) W = lfm_tensor_slice(&W, 0);
+                const int64_t rows = lfm_tensor_is_experts(id) ? lfm_max64(T, m->cfg.n_expert_used) : T;
+                size_t b = lfm_matmul_scratch_bytes(&W, rows, n_threads, blas);
                 s = b > s ? b : s;
             }
     return s;
@@ -124,6 +138,21 @@ lfm_status lfm_ctx_init(const lfm_model *m, const lfm_ctx_params *p, lfm_ctx **o
     c->mm_scratch = mm ? malloc(mm) : NULL;
     c->logits = malloc((size_t)cfg->n_vocab * sizeof(float));
     c->logits_cap = 1;
+    if (cfg->n_expert > 0) {
+        const size_t E = (size_t)cfg->n_expert, k = (size_t)cfg->n_expert_used, FE = (size_t)cfg->n_ff_exp;
+        c->moe_logits = malloc(B * E * sizeof(float));
+        c->moe_sel = malloc(B * k * sizeof(int32_t));
+        c->moe_w = malloc(B * k * sizeof(float));
+        c->moe_start = malloc((E + 1) * sizeof(int32_t));
+        c->moe_slot = malloc(B * k * sizeof(int32_t));
+        c->moe_row = malloc(B * k * sizeof(int32_t));
+        c->moe_xo = malloc(B * k * (size_t)H * sizeof(float));
+        c->moe_gate = malloc(B * k * FE * sizeof(float));
+        c->moe_up = malloc(B * k * FE * sizeof(float));
+        if (!c->moe_logits || !c->moe_sel || !c->moe_w || !c->moe_start || !c->moe_slot || !c->moe_row || !c->moe_xo ||
+            !c->moe_gate || !c->moe_up)
+            goto oom;
+    }
     if (!c->x || !c->xb || !c->proj || !c->ffn_up || !c->mix || !c->rope_cs || !c->scores || !c->tok || !c->seg || (mm && !c->mm_scratch) || !c->logits)
         goto oom;
     *out = c;

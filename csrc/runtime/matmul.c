@@ -36,12 +36,14 @@ typedef struct {
     float *Y[LFM_MATMUL_GROUP_MAX];
     int64_t ldy[LFM_MATMUL_GROUP_MAX];
     int64_t row0[LFM_MATMUL_GROUP_MAX + 1]; /* W[i]'s rows are [row0[i], row0[i+1]) of the group's */
-    const float *X;
+    const float *X[LFM_MATMUL_GROUP_MAX]; /* W[i]'s input (the same for all, or one each: lfm_matmul_multi) */
+    int n_inputs;                         /* 1 (a shared input, X[0]) or n */
     int64_t ldx, T;
-    void *xq;
+    void *xq;                             /* input k's T quantized rows from k * T * xq_row on */
     size_t xq_row;
     lfm_type vec_dot_type;
     int64_t granule;                      /* row_granule() */
+    bool per_token;                       /* quantized rows in the one-token order (MoE experts) */
     lfm_gemm_fn gemm[LFM_MATMUL_GROUP_MAX];
 } mm_job;
 
@@ -72,15 +74,21 @@ static void mm_rows(void *arg, int ith, int nth) {
     for (int i = 0; i < j->n && r0 < r1; i++) {
         int64_t a = lfm_max64(r0, j->row0[i]) - j->row0[i], b = lfm_min64(r1, j->row0[i + 1]) - j->row0[i];
         if (a >= b) continue;
-        if (j->gemm[i]) j->gemm[i](j->W[i]->data, j->W[i]->ne[0], j->X, j->ldx, j->T, j->Y[i], j->ldy[i], a, b);
-        else lfm_matmul_quant_rows(j->W[i], j->xq, j->xq_row, j->T, j->Y[i], j->ldy[i], a, b);
+        const int in = j->n_inputs > 1 ? i : 0;
+        const void *xq = (const char *)j->xq + (size_t)in * (size_t)j->T * j->xq_row;
+        if (j->gemm[i]) j->gemm[i](j->W[i]->data, j->W[i]->ne[0], j->X[in], j->ldx, j->T, j->Y[i], j->ldy[i], a, b);
+        else if (j->per_token) lfm_matmul_quant_rows_per_token(j->W[i], xq, j->xq_row, j->T, j->Y[i], j->ldy[i], a, b);
+        else lfm_matmul_quant_rows(j->W[i], xq, j->xq_row, j->T, j->Y[i], j->ldy[i], a, b);
     }
 }
 
+/* every input's T rows, one after the other in xq */
 static void mm_quantize_act(void *arg, int ith, int nth) {
     mm_job *j = arg;
-    for (int64_t t = ith; t < j->T; t += nth)
-        lfm_quantize_act_row(j->vec_dot_type, j->X + t * j->ldx, (char *)j->xq + (size_t)t * j->xq_row, j->W[0]->ne[0]);
+    for (int64_t u = ith; u < j->n_inputs * j->T; u += nth) {
+        const int64_t in = u / j->T, t = u % j->T;
+        lfm_quantize_act_row(j->vec_dot_type, j->X[in] + t * j->ldx, (char *)j->xq + (size_t)u * j->xq_row, j->W[0]->ne[0]);
+    }
 }
 
 /* Whether W[0..n) can run as one job: all quantized into the same activation format (so one
@@ -111,10 +119,13 @@ static void mm_blas(void *arg, int ith, int nth) {
     lfm_blas_matmul_rows(j->blas, j->k, j->W, j->X, j->ldx, j->T, j->Y, j->ldy, j->scratch, ith, nth);
 }
 
-static void matmul_run(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *X, int64_t ldx, int64_t T,
-                       float *const *Y, const int64_t *ldy, void *scratch) {
-    mm_job j = {.n = n, .X = X, .ldx = ldx, .T = T, .xq = scratch, .granule = row_granule(W, n)};
+/* X: one input shared by the n weights (n_inputs 1) or one each (n_inputs n). */
+static void matmul_run(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *const *X, int n_inputs,
+                       int64_t ldx, int64_t T, float *const *Y, const int64_t *ldy, void *scratch, bool per_token) {
+    mm_job j = {.n = n, .n_inputs = n_inputs, .ldx = ldx, .T = T, .xq = scratch, .granule = row_granule(W, n),
+                .per_token = per_token};
     const lfm_kernels *k = kernels();
+    for (int i = 0; i < n_inputs; i++) j.X[i] = X[i];
     for (int i = 0; i < n; i++) {
         j.W[i] = W[i];
         j.Y[i] = Y[i];
@@ -126,41 +137,67 @@ static void matmul_run(lfm_threadpool *tp, const lfm_tensor *const *W, int n, co
     if (!j.gemm[0]) {
         j.vec_dot_type = lfm_type_vec_dot_type(W[0]->type);
         j.xq_row = act_row_bytes(W[0]);
-        if (T <= 2) mm_quantize_act(&j, 0, 1); /* a few rows: cheaper here than a round trip to the pool */
+        /* a few rows (a step's token, or its k experts' rows): cheaper here than a round trip to the pool */
+        if (T <= 2 && n_inputs * T <= LFM_MATMUL_GROUP_MAX) mm_quantize_act(&j, 0, 1);
         else lfm_threadpool_run(tp, mm_quantize_act, &j);
     }
     lfm_threadpool_run(tp, mm_rows, &j);
 }
 
 static void matmul_one(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y,
-                       int64_t ldy, void *scratch, const lfm_blas_use *blas) {
+                       int64_t ldy, void *scratch, const lfm_blas_use *blas, bool per_token) {
     if (blas && lfm_blas_takes(blas, W, T)) {
         blas_job j = {blas->blas, kernels(), W, X, ldx, T, Y, ldy, scratch};
         lfm_threadpool_run(tp, mm_blas, &j);
         return;
     }
-    matmul_run(tp, &W, 1, X, ldx, T, &Y, &ldy, scratch);
+    matmul_run(tp, &W, 1, &X, 1, ldx, T, &Y, &ldy, scratch, per_token);
+}
+
+static void matmul_timed(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy,
+                         void *scratch, const lfm_blas_use *blas, bool per_token) {
+    if (T <= 0) return;
+    if (!lfm_profile_on()) {
+        matmul_one(tp, W, X, ldx, T, Y, ldy, scratch, blas, per_token);
+        return;
+    }
+    double t0 = lfm_profile_now();
+    matmul_one(tp, W, X, ldx, T, Y, ldy, scratch, blas, per_token);
+    lfm_profile_add(W->name, lfm_profile_now() - t0, T);
 }
 
 void lfm_matmul(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t ldx, int64_t T, float *Y, int64_t ldy,
                 void *scratch, const lfm_blas_use *blas) {
-    if (T <= 0) return;
-    if (!lfm_profile_on()) {
-        matmul_one(tp, W, X, ldx, T, Y, ldy, scratch, blas);
+    matmul_timed(tp, W, X, ldx, T, Y, ldy, scratch, blas, false);
+}
+
+static void matmul_group(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *X, int64_t ldx, int64_t T,
+                         float *const *Y, const int64_t *ldy, void *scratch, const lfm_blas_use *blas, bool per_token) {
+    if (T <= 0 || n <= 0) return;
+    /* the profile times each weight on its own, so it sees them one by one */
+    if (n > LFM_MATMUL_GROUP_MAX || lfm_profile_on() || !groupable(W, n, kernels())) {
+        for (int i = 0; i < n; i++) matmul_timed(tp, W[i], X, ldx, T, Y[i], ldy[i], scratch, blas, per_token);
         return;
     }
-    double t0 = lfm_profile_now();
-    matmul_one(tp, W, X, ldx, T, Y, ldy, scratch, blas);
-    lfm_profile_add(W->name, lfm_profile_now() - t0, T);
+    matmul_run(tp, W, n, &X, 1, ldx, T, Y, ldy, scratch, per_token);
 }
 
 void lfm_matmul_group(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *X, int64_t ldx, int64_t T,
                       float *const *Y, const int64_t *ldy, void *scratch, const lfm_blas_use *blas) {
+    matmul_group(tp, W, n, X, ldx, T, Y, ldy, scratch, blas, false);
+}
+
+void lfm_matmul_group_per_token(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *X, int64_t ldx, int64_t T,
+                                float *const *Y, const int64_t *ldy, void *scratch, const lfm_blas_use *blas) {
+    matmul_group(tp, W, n, X, ldx, T, Y, ldy, scratch, blas, true);
+}
+
+void lfm_matmul_multi_per_token(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *const *X, int64_t ldx,
+                                int64_t T, float *const *Y, const int64_t *ldy, void *scratch, const lfm_blas_use *blas) {
     if (T <= 0 || n <= 0) return;
-    /* the profile times each weight on its own, so it sees them one by one */
     if (n > LFM_MATMUL_GROUP_MAX || lfm_profile_on() || !groupable(W, n, kernels())) {
-        for (int i = 0; i < n; i++) lfm_matmul(tp, W[i], X, ldx, T, Y[i], ldy[i], scratch, blas);
+        for (int i = 0; i < n; i++) matmul_timed(tp, W[i], X[i], ldx, T, Y[i], ldy[i], scratch, blas, true);
         return;
     }
-    matmul_run(tp, W, n, X, ldx, T, Y, ldy, scratch);
+    matmul_run(tp, W, n, X, n, ldx, T, Y, ldy, scratch, true);
 }

@@ -55,10 +55,21 @@ void lfm_matmul(lfm_threadpool *tp, const lfm_tensor *W, const float *X, int64_t
  * weights are quantized, share an input width and an activation format, X is quantized once and all
  * their rows go out to the threads as one job (one pool round trip instead of n); each output is the
  * one lfm_matmul gives, bit for bit. Otherwise (float weights, which may go to OpenBLAS) they run one
- * by one. scratch: the largest lfm_matmul_scratch_bytes of the group. */
-#define LFM_MATMUL_GROUP_MAX 4
+ * by one. scratch: the largest lfm_matmul_scratch_bytes of the group. Up to 16: a MoE step's gate
+ * and up matrices of 8 experts. */
+#define LFM_MATMUL_GROUP_MAX 16
 void lfm_matmul_group(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *X, int64_t ldx, int64_t T,
                       float *const *Y, const int64_t *ldy, void *scratch, const lfm_blas_use *blas);
+/* lfm_matmul_group for the experts of a MoE layer: quantized weights round every token as in a
+ * one-token batch, as llama.cpp's MUL_MAT_ID does (lfm_qkernels.mm_x8_tok); otherwise the same. */
+void lfm_matmul_group_per_token(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *X, int64_t ldx, int64_t T,
+                                float *const *Y, const int64_t *ldy, void *scratch, const lfm_blas_use *blas);
+/* n matmuls with an input each: Y[i] = X[i] · W[i]ᵀ (T rows of row stride ldx per input), in the
+ * per-token order of lfm_matmul_group_per_token, as one job when the weights group (one pool round
+ * trip for a decode step's k expert down projections). scratch: n * T rows' worth of the largest
+ * lfm_matmul_scratch_bytes. */
+void lfm_matmul_multi_per_token(lfm_threadpool *tp, const lfm_tensor *const *W, int n, const float *const *X, int64_t ldx,
+                                int64_t T, float *const *Y, const int64_t *ldy, void *scratch, const lfm_blas_use *blas);
 
 /* ---- context ---- */
 
@@ -140,6 +151,18 @@ struct lfm_ctx {
     lfm_segment *seg;            /* (n_seq) the segments of one lfm2_forward call of lfm_ctx_decode_seqs */
     void *mm_scratch;            /* lfm_matmul's quantized activations or OpenBLAS's F32 rows: max over weights
                                   * of lfm_matmul_scratch_bytes */
+    /* MoE layers (NULL for a dense model); k = n_expert_used, E = n_expert, FE = n_ff_exp. A chunk's
+     * T*k (token, slot) pairs, slot t*k + j, are grouped by expert into rows: expert e's rows are
+     * moe_start[e]..moe_start[e+1], its tokens in order. */
+    float *moe_logits;           /* (n_batch, E) router logits, then sigmoid scores */
+    int32_t *moe_sel;            /* (n_batch, k) each token's experts */
+    float *moe_w;                /* (n_batch, k) their weights */
+    int32_t *moe_start;          /* (E + 1) */
+    int32_t *moe_slot;           /* (n_batch*k) row -> slot */
+    int32_t *moe_row;            /* (n_batch*k) slot -> row */
+    float *moe_xo;               /* (n_batch*k, H) per row the token's FFN input, then the expert's output */
+    float *moe_gate;             /* (n_batch*k, FE) gate, then silu(gate) ⊙ up */
+    float *moe_up;               /* (n_batch*k, FE) */
 
     /* ---- output ---- */
     float *logits;               /* (logits_cap, n_vocab); n_logits rows valid */

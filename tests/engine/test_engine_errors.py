@@ -307,15 +307,32 @@ def test_config_ffn_width_disagrees_with_tensors(copy):
         lfm.load(copy)
 
 
-def test_moe_config(copy):
-    edit_config(copy, model_type="lfm2_moe", num_experts=32, num_experts_per_tok=4)
-    with pytest.raises(UnsupportedModelError, match="mixture-of-experts"):
+def test_moe_config_on_a_dense_architecture(copy):
+    """model_type lfm2_moe is LFM2-MoE (tests/engine/test_moe.py), but not with a dense architecture."""
+    edit_config(copy, model_type="lfm2_moe", num_experts=32, num_experts_per_tok=4, moe_intermediate_size=64)
+    with pytest.raises(UnsupportedModelError, match='"Lfm2ForCausalLM" is not supported .expected Lfm2MoeForCausalLM'):
+        lfm.load(copy)
+
+
+@pytest.mark.parametrize("field", ["num_experts", "num_experts_per_tok", "moe_intermediate_size"])
+def test_moe_config_missing_field(copy, field):
+    moe = dict(num_experts=32, num_experts_per_tok=4, moe_intermediate_size=64)
+    moe[field] = None
+    edit_config(copy, model_type="lfm2_moe", architectures=["Lfm2MoeForCausalLM"], **moe)
+    with pytest.raises(ModelFormatError, match=f'missing required field "{field}"'):
+        lfm.load(copy)
+
+
+def test_moe_config_more_experts_per_token_than_experts(copy):
+    edit_config(copy, model_type="lfm2_moe", architectures=["Lfm2MoeForCausalLM"], num_experts=4, num_experts_per_tok=5,
+                moe_intermediate_size=64)
+    with pytest.raises(ModelFormatError, match="num_experts_per_tok 5 is larger than num_experts 4"):
         lfm.load(copy)
 
 
 def test_moe_keys_without_model_type(copy):
     edit_config(copy, num_experts=32)
-    with pytest.raises(UnsupportedModelError, match="mixture-of-experts"):
+    with pytest.raises(UnsupportedModelError, match='"num_experts" marks a mixture-of-experts model, but model_type is not'):
         lfm.load(copy)
 
 

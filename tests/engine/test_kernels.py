@@ -349,6 +349,22 @@ def test_simd_attention_bits_equal_order_oracle(simd, name):
 
 
 @SIMD
+@pytest.mark.parametrize("n", [1, 8, 31, 32, 33, 100, 2048])
+def test_simd_dot_f32_bits_equal_order_oracle(simd, n):
+    """dot_f32 (the MoE router's one-token product): ggml_vec_dot_f32's four accumulators over steps
+    of 32, and the scalar tail, as the order oracle has them; ref.c's plain sum within rounding."""
+    require_simd(simd)
+    rng = np.random.default_rng(n + 11)
+    x = rng.standard_normal(n).astype(np.float32)
+    y = rng.standard_normal(n).astype(np.float32)
+    got = K(simd, "dot_f32", x, y)
+    assert np.float32(got).tobytes() == np.float32(K("avx2_order", "dot_f32", x, y)).tobytes(), n
+    exact = float(np.dot(x.astype(np.float64), y.astype(np.float64)))
+    assert abs(got - exact) <= 1e-5 * np.sqrt(n) * (1 + abs(exact))
+    assert abs(K("ref", "dot_f32", x, y) - exact) <= 1e-5 * np.sqrt(n) * (1 + abs(exact))
+
+
+@SIMD
 @pytest.mark.parametrize("n", [1, 7, 16, 100, 2048])
 def test_simd_orders_shared_with_ref_are_bit_identical(simd, n):
     """rmsnorm, rope, conv, mul, add: the AVX2 order is ref.c's, so the bits are ref.c's."""

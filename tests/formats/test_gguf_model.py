@@ -329,10 +329,17 @@ def _rewrite(src, dst, *, arch=None, drop=(), meta_override=None, reshape=None):
 
 
 def test_other_architectures_unsupported(f32_gguf, tmp_path):
-    for arch in ("lfm2moe", "llama"):
+    for arch in ("llama", "lfm3"):
         p = _rewrite(f32_gguf, tmp_path / f"{arch}.gguf", arch=arch)
-        with pytest.raises(lfm.UnsupportedModelError, match=arch):
+        with pytest.raises(lfm.UnsupportedModelError, match=f"architecture '{arch}' is not supported"):
             lfm.load(str(p))
+
+
+def test_lfm2moe_needs_its_expert_keys(f32_gguf, tmp_path):
+    """A dense file relabelled lfm2moe is read as LFM2-MoE (tests/engine/test_moe.py) and lacks its keys."""
+    p = _rewrite(f32_gguf, tmp_path / "lfm2moe.gguf", arch="lfm2moe")
+    with pytest.raises(lfm.ModelFormatError, match="missing metadata key 'lfm2moe.expert_count'"):
+        lfm.load(str(p))
 
 
 def test_missing_and_misshaped_tensors(f32_gguf, tmp_path):

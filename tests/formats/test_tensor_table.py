@@ -1,7 +1,7 @@
 """The tensor table (csrc/model/tensors.c, _core.tensor_table()) is the one list of LFM2 weights:
-it covers what transformers' Lfm2ForCausalLM has, names tensors like llama.cpp's converter, and
-the Python quantizer, the GGUF loader and the safetensors loader built on it accept and reject the
-same checkpoints, with errors that name the tensor."""
+it covers what transformers' Lfm2ForCausalLM and Lfm2MoeForCausalLM have, names tensors like
+llama.cpp's converter, and the Python quantizer, the GGUF loader and the safetensors loader built on
+it accept and reject the same checkpoints, with errors that name the tensor."""
 import json
 import re
 import shutil
@@ -13,8 +13,8 @@ import pytest
 import liquidlfm as lfm
 from liquidlfm import ModelFormatError, UnsupportedModelError
 from liquidlfm.gguf import read_gguf
-from liquidlfm.quantize import quantize_hf, tensor_table
-from tests.fixtures.hf_models import make_hf_model
+from liquidlfm.quantize import layer_scopes, quantize_hf, tensor_table
+from tests.fixtures.hf_models import make_hf_model, make_moe_hf_model
 
 LAYER_TYPES = ["conv", "full_attention", "conv"]
 SHAPE = dict(vocab_size=320, hidden_size=64, num_hidden_layers=3, layer_types=LAYER_TYPES, num_attention_heads=4,
@@ -22,17 +22,19 @@ SHAPE = dict(vocab_size=320, hidden_size=64, num_hidden_layers=3, layer_types=LA
 DIMS = {"V": 320, "H": 64, "3H": 192, "F": 96, "nh*hd": 64, "nkv*hd": 32, "hd": 16, "K": 3}
 
 
-def expected(layer_types, *, head=True):
-    """{HF name: (GGUF name, PyTorch shape, row)} of every tensor the table gives these layers."""
+def expected(layer_types, *, head=True, moe=None, dims=DIMS):
+    """{HF name: (GGUF name, PyTorch shape, row)} of every tensor the table gives these layers. moe:
+    the MoE part of the config (n_expert, n_layer_dense, expert_bias) for an LFM2-MoE model; an expert
+    stack's HF name is its pattern with "*" for the expert, its shape the stack's."""
+    cfg = dict(layer_types=layer_types, n_layer=len(layer_types), **(moe or {}), moe=moe is not None)
     out = {}
-    for layer, kind in [(-1, "global")] + list(enumerate(layer_types)):
+    for layer in [-1] + list(range(len(layer_types))):
         for row in tensor_table():
-            scopes = ("global",) if kind == "global" else ("layer", "conv" if kind == "conv" else "attn")
-            if row["scope"] not in scopes or (row["role"] == "head" and not head):
+            if row["scope"] not in layer_scopes(cfg, layer) or (row["role"] == "head" and not head):
                 continue
-            hf = row["hf"] % layer if layer >= 0 else row["hf"]
+            hf = (row["hf"].replace("experts.%d", "experts.*") % layer) if layer >= 0 else row["hf"]
             gg = row["gguf"] % layer if layer >= 0 else row["gguf"]
-            out[hf] = (gg, tuple(DIMS[d] for d in row["shape"]), row)
+            out[hf] = (gg, tuple(dims[d] for d in row["shape"]), row)
     return out
 
 
@@ -40,11 +42,13 @@ def test_table_rows():
     rows = tensor_table()
     assert len({r["id"] for r in rows}) == len(rows)
     for r in rows:
-        assert r["scope"] in ("global", "layer", "conv", "attn")
+        assert r["scope"] in ("global", "layer", "conv", "attn", "ffn", "moe", "moe_bias")
         assert ("%d" in r["gguf"]) == ("%d" in r["hf"]) == (r["scope"] != "global"), r
+        # an expert stack (3-D) has one HF tensor per expert: a second %d
+        assert r["hf"].count("%d") == (2 if len(r["ne"]) == 3 else r["scope"] != "global"), r
         assert r["shape"] == tuple(reversed(r["ne"]))
-        assert r["is_matmul"] == (r["role"] in ("matrix", "head"))
-        assert r["want_f32"] == (r["role"] in ("norm", "conv_kernel")) == (len(r["ne"]) == 1 or r["role"] == "conv_kernel")
+        assert r["is_matmul"] == (r["role"] in ("matrix", "head", "router"))
+        assert r["want_f32"] == (r["role"] in ("norm", "conv_kernel", "bias")) == (len(r["ne"]) == 1 or r["role"] == "conv_kernel")
     # the final norm: HF embedding_norm only (transformers and llama.cpp's converter know no
     # model.norm for LFM2); GGUF token_embd_norm, or ollama's output_norm
     (fn,) = [r for r in rows if r["id"] == "output_norm"]

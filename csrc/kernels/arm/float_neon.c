@@ -491,6 +491,8 @@ static void bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
     for (; i < n; i++) dst[i] = lfm_bf16_to_f32(src[i]);
 }
 
+static float dot_f32(const float *x, const float *y, int64_t n) { return dot_steps32(ld8_f32, ld1_f32, x, y, n); }
+
 const lfm_kernels lfm_kernels_neon = LFM_KERNELS_TABLE("neon");
 
 #endif /* __aarch64__ */

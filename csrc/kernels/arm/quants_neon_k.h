@@ -966,6 +966,12 @@ static void kq_mm_q4_K_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, co
         kq_mm_k_x8(kq_q4_Kx8_tiles, n, w, bw, nr, x + (size_t)grouped * bx, bx, nt - grouped, y + grouped * ldy, ldy);
 }
 
+/* every token in the one-token order (llama.cpp's repacked MUL_MAT_ID) */
+static void kq_mm_q4_K_x8_tok(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                              float *y, int64_t ldy) {
+    kq_mm_k_x8(kq_q4_Kx8_tiles, n, w, bw, nr, x, bx, nt, y, ldy);
+}
+
 static void kq_mm_q5_K_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
                           float *y, int64_t ldy) {
     kq_mm_k_x8(nt >= 8 ? kq_q5_Kx8t_tiles : kq_q5_Kx8_tiles, n, w, bw, nr, x, bx, nt, y, ldy);
@@ -981,6 +987,7 @@ static void neon_init_k(lfm_qkernels *k) {
     k->mm[LFM_TYPE_Q5_K] = kq_mm_q5_K;
     k->mm[LFM_TYPE_Q6_K] = kq_mm_q6_K;
     k->mm_x8[LFM_TYPE_Q4_K] = kq_mm_q4_K_x8;
+    k->mm_x8_tok[LFM_TYPE_Q4_K] = kq_mm_q4_K_x8_tok;
     k->mm_x8[LFM_TYPE_Q5_K] = kq_mm_q5_K_x8;
     k->mm_x8[LFM_TYPE_Q6_K] = kq_mm_q6_K_x8;
 }

@@ -335,8 +335,21 @@ static void x8_group_part(lfm_qmm_fn fn, const lfm_tensor *W, size_t bw, const u
     if (y8 != small) free(y8);
 }
 
+static void matmul_quant_rows(const lfm_tensor *W, const void *Xq, size_t xq_row_bytes, int64_t T, float *Y, int64_t ldy,
+                              int64_t r0, int64_t r1, bool per_token);
+
 void lfm_matmul_quant_rows(const lfm_tensor *W, const void *Xq, size_t xq_row_bytes, int64_t T, float *Y,
                            int64_t ldy, int64_t r0, int64_t r1) {
+    matmul_quant_rows(W, Xq, xq_row_bytes, T, Y, ldy, r0, r1, false);
+}
+
+void lfm_matmul_quant_rows_per_token(const lfm_tensor *W, const void *Xq, size_t xq_row_bytes, int64_t T, float *Y,
+                                     int64_t ldy, int64_t r0, int64_t r1) {
+    matmul_quant_rows(W, Xq, xq_row_bytes, T, Y, ldy, r0, r1, true);
+}
+
+static void matmul_quant_rows(const lfm_tensor *W, const void *Xq, size_t xq_row_bytes, int64_t T, float *Y, int64_t ldy,
+                              int64_t r0, int64_t r1, bool per_token) {
     if (r1 <= r0 || T <= 0) return;
     const lfm_qkernels *k = lfm_qkernels_get();
     if ((int)W->type < 0 || (int)W->type >= LFM_TYPE_COUNT) return;
@@ -346,7 +359,7 @@ void lfm_matmul_quant_rows(const lfm_tensor *W, const void *Xq, size_t xq_row_by
     const uint8_t *w = W->data, *x = Xq;
     if (W->layout == LFM_LAYOUT_X8) {
         /* only repacked when the table has the kernel (model/repack.c), and the table never changes */
-        lfm_qmm_fn fx = k->mm_x8[W->type];
+        lfm_qmm_fn fx = per_token && k->mm_x8_tok[W->type] ? k->mm_x8_tok[W->type] : k->mm_x8[W->type];
         if (!fx) return;
         int64_t a = lfm_min64((r0 + 7) / 8 * 8, r1), b = lfm_max64(r1 / 8 * 8, a);
         if (r0 < a) x8_group_part(fx, W, bw, x, xq_row_bytes, T, Y, ldy, r0, a);

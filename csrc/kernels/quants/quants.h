@@ -205,6 +205,11 @@ typedef struct {
      * operations in the same order); Q4_0's sums in the order of llama.cpp's repacked Q4_0 kernel,
      * which its row kernel (llama.cpp's unrepacked one) does not. */
     lfm_qmm_fn mm_x8[LFM_TYPE_COUNT];
+    /* X8 kernels that round every token as the one-token kernel does, for the experts of a MoE
+     * layer: llama.cpp runs its repacked MUL_MAT_ID one token at a time (gemv), whatever the
+     * batch. NULL: mm_x8 already rounds so (today all but Q4_K, whose batched kernel folds the
+     * scales per 64 elements instead of per block). */
+    lfm_qmm_fn mm_x8_tok[LFM_TYPE_COUNT];
     lfm_qact_fn act[LFM_TYPE_COUNT]; /* indexed by the activation type (Q8_0, Q8_1, Q8_K) */
     const char *name;
 } lfm_qkernels;

@@ -1190,6 +1190,13 @@ static void mm_q4_K_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const
     if (nt > grouped) mm_k_x8(block, n, w, bw, nr, x + (size_t)grouped * bx, bx, nt - grouped, y + grouped * ldy, ldy);
 }
 
+/* every token in the one-token order (llama.cpp's repacked MUL_MAT_ID), still 4 tokens per pass */
+static void mm_q4_K_x8_tok(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                           float *y, int64_t ldy) {
+    static const tile_x8_fn block[4] = {q4_Kx8_1, q4_Kx8_2, q4_Kx8_3, q4_Kx8_4};
+    mm_k_x8(block, n, w, bw, nr, x, bx, nt, y, ldy);
+}
+
 static void mm_q5_K_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
                        float *y, int64_t ldy) {
     static const tile_x8_fn dot[4] = {q5_Kx8_1, q5_Kx8_2, q5_Kx8_3, q5_Kx8_4};
@@ -1208,6 +1215,7 @@ void QX86_INIT(lfm_qkernels *k) {
     k->mm_x8[LFM_TYPE_Q4_0] = mm_q4_0_x8;
     k->mm_x8[LFM_TYPE_Q8_0] = mm_q8_0_x8;
     k->mm_x8[LFM_TYPE_Q4_K] = mm_q4_K_x8;
+    k->mm_x8_tok[LFM_TYPE_Q4_K] = mm_q4_K_x8_tok;
     k->mm_x8[LFM_TYPE_Q5_K] = mm_q5_K_x8;
     k->mm_x8[LFM_TYPE_Q6_K] = mm_q6_K_x8;
     k->act[LFM_TYPE_Q8_0] = act_q8_0;
