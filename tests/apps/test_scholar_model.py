@@ -128,9 +128,12 @@ def test_real_engine_draft_cites_only_what_the_prompts_showed(short_context_mode
     chat = m.chat
 
     def recording_chat(messages, **kw):                 # what reached the engine, and that it fit
-        sent.append(messages[-1]["content"])
+        batch = bool(messages) and isinstance(messages[0], list)  # the paragraphs: one batched call
+        for conv in (messages if batch else [messages]):
+            sent.append(conv[-1]["content"])
         out = chat(messages, **kw)
-        assert out.stats.prompt_tokens + kw["max_tokens"] <= kw["n_ctx"] == 1024
+        for r in (out if batch else [out]):
+            assert r.stats.prompt_tokens + kw["max_tokens"] <= kw["n_ctx"] == 1024
         return out
 
     m.chat = recording_chat
