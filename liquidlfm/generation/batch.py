@@ -423,10 +423,18 @@ class BatchEngine:
                 continue
             row_logits = logits[row]
             row += 1
-            if is_prompt:
-                self._prompt_done(r, row_logits)
-            else:
-                self._sample(r, row_logits)
+            group = [r] + list(r.followers)
+            try:
+                if is_prompt:
+                    self._prompt_done(r, row_logits)
+                else:
+                    self._sample(r, row_logits)
+            except Exception as e:  # sampling or detokenizing failed: that request ends, the rest go on
+                with self._cv:
+                    for q in group:
+                        if not q.done:
+                            self._release(q)
+                            q._fail(e)
         return True
 
     def _prompt_done(self, r: Request, logits: np.ndarray) -> None:

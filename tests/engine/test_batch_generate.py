@@ -230,3 +230,22 @@ def test_result_steps_the_engine_itself(tiny_chat_model):
             same(r.result(), alone(m, p, max_tokens=6, **GREEDY))
         first = next(iter(eng.submit(PROMPTS[3], max_tokens=3, **GREEDY)))  # iterating: one chunk at a time
         assert len(first.token_ids) <= 1
+
+
+def test_a_request_whose_token_handling_fails_ends_alone(tiny_chat_model):
+    """An error while sampling or detokenizing one request's token fails that request only; the
+    engine neither stalls on it nor stops serving the others."""
+    m = tiny_chat_model
+    with m.batch(n_seq=2) as eng:
+        bad = eng.submit(PROMPTS[0], max_tokens=8, **GREEDY)
+        good = eng.submit(PROMPTS[1], max_tokens=8, **GREEDY)
+
+        def broken(token, context_full):
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "a tokenizer hole")
+
+        bad.emitter.push = broken
+        eng.run()
+        with pytest.raises(UnicodeDecodeError):
+            bad.result()
+        same(good.result(), alone(m, PROMPTS[1], max_tokens=8, **GREEDY))
+        assert eng.n_active == 0
