@@ -75,9 +75,12 @@ static void mm_rows(void *arg, int ith, int nth) {
         int64_t a = lfm_max64(r0, j->row0[i]) - j->row0[i], b = lfm_min64(r1, j->row0[i + 1]) - j->row0[i];
         if (a >= b) continue;
         const int in = j->n_inputs > 1 ? i : 0;
+        if (j->gemm[i]) { /* float weights: no quantized activations (xq may be NULL) */
+            j->gemm[i](j->W[i]->data, j->W[i]->ne[0], j->X[in], j->ldx, j->T, j->Y[i], j->ldy[i], a, b);
+            continue;
+        }
         const void *xq = (const char *)j->xq + (size_t)in * (size_t)j->T * j->xq_row;
-        if (j->gemm[i]) j->gemm[i](j->W[i]->data, j->W[i]->ne[0], j->X[in], j->ldx, j->T, j->Y[i], j->ldy[i], a, b);
-        else if (j->per_token) lfm_matmul_quant_rows_per_token(j->W[i], xq, j->xq_row, j->T, j->Y[i], j->ldy[i], a, b);
+        if (j->per_token) lfm_matmul_quant_rows_per_token(j->W[i], xq, j->xq_row, j->T, j->Y[i], j->ldy[i], a, b);
         else lfm_matmul_quant_rows(j->W[i], xq, j->xq_row, j->T, j->Y[i], j->ldy[i], a, b);
     }
 }
