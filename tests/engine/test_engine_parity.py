@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import liquidlfm as lfm
-from tests.fixtures.hf_models import hf_logits, load_hf_model, make_hf_model
+from tests.fixtures.hf_models import hf_cached_decode_logits, hf_logits, load_hf_model, make_hf_model
 
 pytestmark = pytest.mark.reference  # transformers computes the expected logits
 
@@ -34,12 +34,23 @@ CONFIGS = {
                                num_attention_heads=6, num_key_value_heads=6, intermediate_size=160, tie_word_embeddings=True),
     "h256_mqa_untied": dict(vocab_size=2048, hidden_size=256, num_hidden_layers=5, layer_types=[C, C, A, C, A],
                             num_attention_heads=4, num_key_value_heads=1, intermediate_size=512, tie_word_embeddings=False),
+    # LFM2-2.6B's layout at a small width: 30 layers, attention at 2,5,9,13,17,21,24,27, GQA 4, and the
+    # FFN width taken as written (its config has block_auto_adjust_ff_dim false, the other sizes true)
+    "lfm2_2p6b_layout": dict(vocab_size=512, hidden_size=128, num_hidden_layers=30,
+                             layer_types=[A if i in (2, 5, 9, 13, 17, 21, 24, 27) else C for i in range(30)],
+                             num_attention_heads=8, num_key_value_heads=2, intermediate_size=672,
+                             block_auto_adjust_ff_dim=False, tie_word_embeddings=True),
     "h64_all_conv": dict(vocab_size=200, hidden_size=64, num_hidden_layers=3, layer_types=[C, C, C],
                          num_attention_heads=4, num_key_value_heads=4, intermediate_size=96, tie_word_embeddings=True),
 }
 
 PARITY = {}
 F32_BOUND = 2.5e-5  # max |liquidlfm - transformers| over all logits, F32 compute (see the docstring)
+# 30 layers accumulate more F32 rounding than the bound allows *in transformers itself*: on the 2.6B
+# layout its own F32 logits are 5.2e-5 from the same model computed in float64, ours 2.5e-5. So deep
+# configs are held to the float64 truth instead: within F32_BOUND of it, or at least as close as
+# transformers' F32 is.
+DEEP = {"lfm2_2p6b_layout"}
 LONG = 600  # tokens: past the first prefill chunk (n_batch 512 by default)
 
 
@@ -68,18 +79,39 @@ def case(request, tmp_path_factory):
     model.close()
 
 
+@pytest.fixture(scope="module")
+def hf_float64(case):
+    """The same transformers model computing in float64 (DEEP configs only)."""
+    import copy
+
+    name, _, _, hf, _ = case
+    return copy.deepcopy(hf).double() if name in DEEP else None
+
+
+def _check_against(name, what, got, ref32, ref64):
+    """Record and assert |got - transformers F32|, or for DEEP configs |got - float64| within
+    max(F32_BOUND, |transformers F32 - float64|)."""
+    err = float(np.abs(got.astype(np.float64) - ref32).max())
+    PARITY[(name, what)] = err
+    if ref64 is None:
+        assert err <= F32_BOUND
+        return
+    ours, theirs = float(np.abs(got - ref64).max()), float(np.abs(ref32 - ref64).max())
+    PARITY[(name, what + " vs f64")] = ours
+    PARITY[(name, what + " transformers f32 vs f64")] = theirs
+    assert ours <= max(F32_BOUND, theirs)
+
+
 @pytest.mark.parametrize("n", [37, LONG])
-def test_full_forward_f32(case, n):
+def test_full_forward_f32(case, hf_float64, n):
     name, kw, path, hf, model = case
     ids = _ids(n, kw["vocab_size"])
     ref = hf_logits(hf, ids)
     out = model.forward(ids)
     assert out.shape == (len(ids), kw["vocab_size"]) and out.dtype == np.float32
-    err = float(np.abs(out.astype(np.float64) - ref).max())
-    PARITY[(name, f"f32_{n}")] = err
-    print(f"\n[parity] {name} F32 {n} tokens max|liquidlfm - transformers| = {err:.3g} "
-          f"(logit scale {np.abs(ref).max():.3g})")
-    assert err <= F32_BOUND
+    print(f"\n[parity] {name} F32 {n} tokens max|liquidlfm - transformers| = "
+          f"{float(np.abs(out.astype(np.float64) - ref).max()):.3g} (logit scale {np.abs(ref).max():.3g})")
+    _check_against(name, f"f32_{n}", out, ref, None if hf_float64 is None else hf_logits(hf_float64, ids))
     assert (out.argmax(-1) == ref.argmax(-1)).mean() == 1.0
     assert model.config.n_ff == hf.model.layers[0].feed_forward.w1.weight.shape[0]
 
@@ -117,30 +149,15 @@ def test_chunked_prefill_equals_unchunked(case):
     np.testing.assert_allclose(a, model.forward(ids), atol=1e-5, rtol=0)
 
 
-def test_prefill_then_steps_match_transformers_cache(case):
+def test_prefill_then_steps_match_transformers_cache(case, hf_float64):
     """prefill(prompt) then step() against transformers' own incremental decode (its cache)."""
-    import torch
-
     name, kw, _, hf, model = case
     prompt, cont = _ids(11, kw["vocab_size"], seed=3), _ids(6, kw["vocab_size"], seed=4)
-    if A not in kw["layer_types"]:
-        # transformers' cache cannot report a length without an attention layer: compare with
-        # its full forward instead
-        ref = list(hf_logits(hf, prompt + cont)[len(prompt) - 1:])
-    else:
-        with torch.no_grad():
-            out = hf(torch.tensor([prompt]), use_cache=True)
-            ref = [out.logits[0, -1].double().numpy()]
-            past = out.past_key_values
-            for t in cont:
-                out = hf(torch.tensor([[t]]), cache=past, use_cache=True)
-                past = out.past_key_values
-                ref.append(out.logits[0, -1].double().numpy())
+    ref = hf_cached_decode_logits(hf, prompt, cont)
     with model.session(n_ctx=32) as s:
         got = [s.prefill(prompt)] + [s.step(t) for t in cont]
-    err = float(np.abs(np.stack(got) - np.stack(ref)).max())
-    PARITY[(name, "hf_cache_decode")] = err
-    assert err <= F32_BOUND
+    ref64 = None if hf_float64 is None else hf_cached_decode_logits(hf_float64, prompt, cont)
+    _check_against(name, "hf_cache_decode", np.stack(got), ref, ref64)
 
 
 def test_session_save_restore_continues_exactly(case):

@@ -23,7 +23,7 @@ import liquidlfm as lfm
 from liquidlfm import ModelFormatError, UnsupportedModelError
 from liquidlfm.quantize import FILE_TYPE, quantize_hf
 from tests.fixtures.gguf_models import hf_to_gguf, llama_quantize, require_exact_llama_reference
-from tests.fixtures.hf_models import hf_logits, load_moe_hf_model, make_moe_hf_model
+from tests.fixtures.hf_models import hf_cached_decode_logits, hf_logits, load_moe_hf_model, make_moe_hf_model
 
 pytestmark = pytest.mark.reference  # transformers builds the models and computes the expected logits
 
@@ -146,21 +146,9 @@ def test_chunked_prefill_equals_unchunked(case):
 
 def test_prefill_then_steps_match_transformers_cache(case):
     """prefill(prompt) then step() against transformers' own incremental decode (its cache)."""
-    import torch
-
     name, kw, _, hf, model = case
     prompt, cont = _ids(11, kw["vocab_size"], seed=3), _ids(6, kw["vocab_size"], seed=4)
-    if A not in kw["layer_types"]:  # transformers' cache needs an attention layer for its length
-        ref = list(hf_logits(hf, prompt + cont)[len(prompt) - 1:])
-    else:
-        with torch.no_grad():
-            out = hf(torch.tensor([prompt]), use_cache=True)
-            ref = [out.logits[0, -1].double().numpy()]
-            past = out.past_key_values
-            for t in cont:
-                out = hf(torch.tensor([[t]]), cache=past, use_cache=True)
-                past = out.past_key_values
-                ref.append(out.logits[0, -1].double().numpy())
+    ref = hf_cached_decode_logits(hf, prompt, cont)
     with model.session(n_ctx=32) as s:
         got = [s.prefill(prompt)] + [s.step(t) for t in cont]
     err = float(np.abs(np.stack(got) - np.stack(ref)).max())
