@@ -67,6 +67,9 @@ SHAPES = {
     # H, layers, attention layer indices, heads, kv heads, head dim, FFN width, vocab
     "350M": dict(name="LFM2-350M", H=1024, L=16, attn=(2, 5, 8, 10, 12, 14), nh=16, nkv=8, hd=64, F=4608, V=65536),
     "1.2B": dict(name="LFM2.5-1.2B", H=2048, L=16, attn=(2, 5, 8, 10, 12, 14), nh=32, nkv=8, hd=64, F=8192, V=65536),
+    # LFM2-2.6B (and its fine-tunes such as LFM-CiteAgent-2.6B): 30 layers, FFN width as written (no auto-adjust)
+    "2.6B": dict(name="LFM2-2.6B", H=2048, L=30, attn=(2, 5, 9, 13, 17, 21, 24, 27), nh=32, nkv=8, hd=64, F=10752,
+                 V=65536),
     # LFM2-MoE: E experts of width FE, k per token, the first `dense` layers with a dense FFN of F
     "8B-A1B": dict(name="LFM2-8B-A1B", H=2048, L=24, attn=(2, 6, 10, 14, 18, 21), nh=32, nkv=8, hd=64, F=7168,
                    V=65536, E=32, k=4, FE=1792, dense=2),
@@ -598,7 +601,7 @@ def print_tables(args, rows, engines, ceiling):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["350M", "1.2B"], choices=sorted(SHAPES),
-                    help="350M, 1.2B (default), 8B-A1B (LFM2-MoE: 16.6 GB F16 file, ~5 GB per quantized one)")
+                    help="350M, 1.2B (default), 2.6B, 8B-A1B (LFM2-MoE: 16.6 GB F16 file, ~5 GB per quantized one)")
     ap.add_argument("--types", nargs="+", default=["q4_0", "q4_k_m", "q8_0"], choices=sorted(TYPES))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pp", type=int, default=512)
