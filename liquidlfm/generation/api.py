@@ -6,7 +6,6 @@ session(n_ctx=None) -> a session with a prefix_cache (see cache.CachedSession).
 """
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from typing import Iterable, Iterator, List, Optional, Protocol, Union, runtime_checkable
@@ -16,11 +15,11 @@ import numpy as np
 from ..errors import ContextFullError
 from .cache import CachedSession
 from .constrain import STOP_TOKEN_TEXTS, mask_words
+from .emit import TokenEmitter
 from .params import SAMPLING_ARGS, make_sampler, resolve_max_tokens, resolve_sampling
-from .results import Chunk, GenerationResult, GenerationStats, collect
+from .results import Chunk, GenerationStats, collect
 from .session_file import load_session, save_session
-from .stops import StopMatcher, normalize_stop
-from .streaming import StreamDecoder
+from .stops import normalize_stop
 
 __all__ = ["GenerationMixin", "GenerationHost", "GenerationTokenizer", "STOP_TOKEN_TEXTS"]
 
@@ -372,12 +371,10 @@ class GenerationMixin:
                 cache.snapshot()
             sampler.accept(ids)
 
-            text_stream = StreamDecoder(tok) if tok is not None else None
-            matcher = StopMatcher(stops)
+            emitter = TokenEmitter(tok, stops, stop_ids, max_tokens, stats)
             n_ctx = session.n_ctx
             native = cache.native_ctx is not None
             stop_list = sorted(stop_ids)
-            finish = None
             if constraint is not None:
                 # the sampler gives every token outside the grammar -inf before anything else; the
                 # mask may be longer than the model's vocabulary (a tokenizer larger than the model)
@@ -385,12 +382,8 @@ class GenerationMixin:
                 n_words = mask_words(self.config.n_vocab)
                 allowed = np.zeros(max(n_words, constraint.n_words), dtype=np.uint32)
                 allowed_view = allowed[:n_words]
-            t1 = time.perf_counter()
-            n = 0
-            while finish is None:
-                if n >= max_tokens:
-                    finish = "length"
-                    break
+            emitter.start_decoding()
+            while emitter.wants_token:
                 if constraint is not None:
                     constraint.fill_mask(allowed)
                     sampler.set_allowed(allowed_view)
@@ -409,34 +402,11 @@ class GenerationMixin:
                             full = len(cache.tokens) >= n_ctx
                 if constraint is not None:
                     constraint.accept(t)
-                if is_stop:
-                    finish = "stop"
-                    break
-                n += 1
-                stats.generated_tokens = n
-                piece = text_stream.feed(t) if text_stream is not None else ""
-                out, hit = matcher.push(piece)
-                if hit:
-                    finish = "stop"
-                elif n >= max_tokens or full:
-                    finish = "length"
-                stats.generation_time = time.perf_counter() - t1
-                if finish is None:
-                    yield Chunk(out, [t], None, dataclasses.replace(stats))
-                else:
-                    if finish == "length":
-                        out += matcher.push(text_stream.flush() if text_stream is not None else "")[0]
-                        out += matcher.flush()
-                    yield Chunk(out, [t], finish, dataclasses.replace(stats))
+                chunk = emitter.push(t, full)
+                yield chunk
+                if chunk.finish_reason is not None:
                     return
-            # ended without emitting the last token (stop token, or max_tokens == 0)
-            tail = ""
-            if text_stream is not None:
-                tail, hit = matcher.push(text_stream.flush())
-                if not hit:
-                    tail += matcher.flush()
-            stats.generation_time = time.perf_counter() - t1
-            yield Chunk(tail, [], finish, dataclasses.replace(stats))
+            yield emitter.end("length")  # max_tokens reached before a token was sampled
         finally:
             if constraint is not None:
                 constraint._release()
