@@ -13,7 +13,9 @@ Resolution order (first hit wins):
 4. The cache: the default model for ``purpose`` (see below) if it is already in the cache folder,
    either as a loose file ``<cache>/<filename>`` or in the huggingface_hub cache layout.
 5. The default model, downloaded once with ``huggingface_hub.hf_hub_download`` (tqdm progress bar on
-   stderr), into the cache; later calls find it in step 4 and work offline.
+   stderr), into the cache; later calls find it in step 4 and work offline. When it cannot be
+   downloaded (offline, or the hub unreachable), another purpose's default model already in the cache
+   is used instead, with a note on stderr.
 
 Offline (``LIQUIDLFM_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``) with nothing cached raises
 :class:`liquidlfm.ModelNotFoundError` whose message gives the exact commands to get a model.
@@ -367,17 +369,25 @@ or "chat") picks the default model when nothing is given."""
         except ModelNotFoundError as e:
             raise ModelNotFoundError(f"LIQUIDLFM_MODEL={env!r}: {e}") from None
     repo_id, filename = DEFAULT_MODELS[purpose]
-    # the cache: this purpose's default first, then the other defaults (offline fallback)
-    order = [DEFAULT_MODELS[purpose]] + [v for k, v in DEFAULT_MODELS.items() if k != purpose]
-    for rid, fn in order:
+    hit = _find_cached(repo_id, filename, None)
+    if hit:
+        return hit
+    # this purpose's default is downloaded when it can be; without network another default model
+    # already in the cache is used instead (offline fallback)
+    why = "downloads are off" if is_offline() else _unreachable()
+    if not why:
+        return _resolve_repo(repo_id, filename, None)
+    for rid, fn in (v for k, v in DEFAULT_MODELS.items() if k != purpose):
         hit = _find_cached(rid, fn, None)
         if hit:
+            print(f"liquidlfm: {repo_id} ({filename}) is not cached and cannot be downloaded ({why}); "
+                  f"using the cached {rid} ({fn})", file=sys.stderr)
             return hit
     if is_offline():
         raise ModelNotFoundError(_how_to_get(repo_id, filename,
                                              f"No model found: none given, LIQUIDLFM_MODEL unset, and the default "
                                              f"model {repo_id} ({filename}) is not in the cache ({cache_dir()})."))
-    return _resolve_repo(repo_id, filename, None)
+    return _resolve_repo(repo_id, filename, None)  # unreachable: raises the how-to message
 
 
 def download(spec: Optional[str] = None, *, purpose: str = "translate", force: bool = False) -> str:
