@@ -229,7 +229,10 @@ def main(argv=None):
     pairs, where = load_pairs(a.data, a.data_set)
     if a.limit:
         pairs = pairs[:a.limit]
-    models = resolve_models(a.model, [q.strip() for q in a.quants.split(",") if q.strip()])
+    try:
+        models = resolve_models(a.model, [q.strip() for q in a.quants.split(",") if q.strip()])
+    except (lfm.ModelNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
     print(f"data: {where}, {len(pairs)} sentences per direction\nprotocol: LFM2 chat template, system "
           f"'Translate the following text to <Korean|English>.', user = the source; max {MAX_NEW_TOKENS} new "
           f"tokens; sampled = temperature 0.3, min_p 0.15, repetition_penalty 1.05, seeds from {a.seed}; "

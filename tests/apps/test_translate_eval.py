@@ -113,3 +113,12 @@ def test_run_prints_ours_beside_published(ev, quant_files, flores, tmp_path, cap
     row = json.loads(out.read_text(encoding="utf-8"))["rows"][0]
     refs = ["The weather is nice today.", "It may rain tomorrow."]
     assert (row["chrF"], row["BLEU"]) == ev.scores(row["hypotheses"], refs) and row["published"] is None
+
+
+def test_offline_without_the_model_says_how_to_get_it(ev, flores, tmp_path, monkeypatch):
+    monkeypatch.setenv("LIQUIDLFM_OFFLINE", "1")
+    monkeypatch.setenv("LIQUIDLFM_CACHE", str(tmp_path / "empty"))
+    monkeypatch.delenv("LIQUIDLFM_MODEL", raising=False)
+    with pytest.raises(SystemExit) as ei:
+        ev.main(["--data", str(flores), "--quants", "Q5_K_M"])
+    assert f"hf download gyung/{STEM}-GGUF {STEM}-Q5_K_M.gguf" in str(ei.value)
