@@ -46,10 +46,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-PUBLISHED = {  # en->ko, FLORES-200 devtest: (chrF, BLEU)
-    "Q8_0": (34.39, 12.93), "Q5_K_M": (34.08, 12.78), "Q4_K_M": (33.97, 12.56), "merged (HF)": (34.61, 13.21),
-}
-PUBLISHED_BASE_CHRF = 27.23  # LFM2-1.2B, the model the KoEn fine-tune starts from
+from liquidlfm.translate.models import KOEN, PUBLISHED_BASE_CHRF  # noqa: E402  (after the sys.path line)
+
+PUBLISHED = KOEN.published  # en->ko, FLORES-200 devtest: quant -> (chrF, BLEU); PUBLISHED_BASE_CHRF: LFM2-1.2B
 SAMPLED = dict(temperature=0.3, min_p=0.15, repetition_penalty=1.05, top_k=0, top_p=1.0)
 GREEDY = dict(temperature=0.0, repetition_penalty=1.0, top_k=0, top_p=1.0, min_p=0.0)
 MAX_NEW_TOKENS = 256
@@ -138,7 +137,6 @@ def is_random(path: str, flag: bool) -> bool:
 def resolve_models(models, quants):
     """[(label, path)]: the given model paths / repo ids, else the KoEn repo's files for quants."""
     from liquidlfm.translate import resolve_translation_model
-    from liquidlfm.translate.models import KOEN
 
     if models:
         return [(Path(m).name if os.path.exists(m) else m, resolve_translation_model(m)) for m in models]
@@ -270,8 +268,8 @@ def main(argv=None):
             print(f"| {r['model']} | {r['decoding']} | {r['sentences']} | {ours[0]} | {ours[1]} | {pub[0]} | "
                   f"{pub[1]} | {r['sent_per_s']:.2f} | {r['gen_tok_per_s']:.1f} |")
         if d == "en-ko":
-            print(f"| (published) KoEn v8 merged, HF | sampled | 1012 | | | {PUBLISHED['merged (HF)'][0]} | "
-                  f"{PUBLISHED['merged (HF)'][1]} | | |")
+            merged = PUBLISHED["merged (HF weights)"]
+            print(f"| (published) KoEn v8 merged, HF weights | sampled | 1012 | | | {merged[0]} | {merged[1]} | | |")
             print(f"| (published) base LFM2-1.2B | sampled | 1012 | | | {PUBLISHED_BASE_CHRF} | | | |")
     if a.json:
         Path(a.json).write_text(json.dumps({"data": where, "rows": rows}, ensure_ascii=False, indent=1),

@@ -54,6 +54,7 @@ class TranslationModelEntry:
     prompt_format: str                     # a key of PROMPT_FORMATS
     pairs: Optional[FrozenSet[Tuple[str, str]]]  # (source, target) codes; None = any pair
     published: Dict[str, Tuple[float, float]] = field(default_factory=dict)  # quant -> (chrF, BLEU) en->ko
+    all_files_listed: bool = False         # True: a quant not in files does not exist in the repo
 
     def file(self, quant: Optional[str] = None) -> str:
         q = (quant or self.default_quant).upper()
@@ -63,13 +64,13 @@ class TranslationModelEntry:
         raise ValueError(f"{self.repo} has no {quant!r} file; quants: {', '.join(self.files)}")
 
     def spec(self, quant: Optional[str] = None) -> str:
-        """The repo:file spec liquidlfm.hub.resolve_model takes. A quant this entry does not list is
-        checked only for the KoEn repo (its three files are known); elsewhere the hub matches it against
-        the repo's file list."""
+        """The repo:file spec liquidlfm.hub.resolve_model takes. A quant this entry does not list is an
+        error when all the repo's files are listed (the KoEn repo's three); otherwise the hub matches it
+        against the repo's file list."""
         try:
             return f"{self.repo}:{self.file(quant)}"
         except ValueError:
-            if self.pairs is not None:
+            if self.all_files_listed:
                 raise
             return f"{self.repo}:{quant}"
 
@@ -82,8 +83,9 @@ KOEN = TranslationModelEntry(
     default_quant="Q8_0",
     prompt_format="koen",
     pairs=frozenset({("en", "ko"), ("ko", "en")}),
-    published={"merged": (34.61, 13.21), "Q8_0": (34.39, 12.93), "Q5_K_M": (34.08, 12.78),
+    published={"merged (HF weights)": (34.61, 13.21), "Q8_0": (34.39, 12.93), "Q5_K_M": (34.08, 12.78),
                "Q4_K_M": (33.97, 12.56)},
+    all_files_listed=True,
 )
 GENERAL = TranslationModelEntry(
     name="general",
