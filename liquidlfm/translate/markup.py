@@ -21,7 +21,9 @@ kind as the source piece:
   ``>`` (quote), ``-`` ``+`` ``*`` + space (list item), ``1.`` / ``1)`` + space (ordered list), a
   thematic break or setext underline (``---``, ``***``, ``___``, ``===``), a code fence, ``<`` (HTML block)
   or ``[`` (link definition) is backslash-escaped;
-- heading text: a trailing ``#`` run (which markdown would read as the closing sequence) is escaped.
+- heading text: a trailing ``#`` run (which markdown would read as the closing sequence) is escaped;
+- an empty (or blank) reply keeps the source piece: nothing would remove a paragraph or turn a setext
+  heading's underline into a thematic break.
 
 A backslash before ASCII punctuation renders as the character alone (and ``&#124;`` as ``|``), so
 escaping never changes what a reader sees; it only stops the character from acting as markup.
@@ -108,7 +110,7 @@ def fit_to_place(translation: str, source: str, *, where: str = "text", line_sta
         raise ValueError(f"where must be 'text', 'cell', 'heading' or 'link', got {where!r}")
     t = _BREAKS.sub(" ", translation).strip()
     if not t:
-        return t
+        return source  # an empty reply would leave an empty paragraph / setext line: keep the source
     chars = set()
     for ch in "`<":
         if not _unescaped(source, ch):

@@ -5,6 +5,7 @@ links, images and code spans as the source."""
 import itertools
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from markdown_it import MarkdownIt
 
 from liquidlfm.segment import segment
@@ -34,6 +35,7 @@ HOSTILE = [
     "+ plus",
     "closing #",
     "",
+    " \n ",
 ]
 
 DOCS = [
@@ -77,6 +79,26 @@ Text [with **bold** link](https://x.y/z "title") and more text.
 > - another quoted item
 
 Last paragraph without newline.""",
+    """\
+Title line
+==========
+
+> > Deep quote. Still deep.
+>
+> Shallow again.
+
+1) First step.
+2) Second step with <b>html</b> and a footnote[^1].
+
+| Col **A** | [Link](https://a.example) |
+| :-- | --: |
+| *x* | `y` |
+
+* [x] Done item.
+* [ ] Open item.
+
+[^1]: The footnote text.
+""",
 ]
 
 
@@ -150,8 +172,8 @@ def test_fit_to_place_is_one_inline_run(reply, where, line_start):
               "heading": ("## {}\n\npara\n", "## x\n\npara\n"),
               "link": ("[{}](http://u.example)\n", "[x](http://u.example)\n")}
     tmpl, ref = shapes[where]
-    if t:
-        assert _shape(tmpl.format(t)) == _shape(ref), t
+    assert t, reply  # an empty reply keeps the source
+    assert _shape(tmpl.format(t)) == _shape(ref), t
 
 
 def test_fit_to_place_keeps_what_it_can():
@@ -178,6 +200,7 @@ def test_fit_to_place_keeps_what_it_can():
     assert fit_to_place("제목 #", "x", where="heading") == "제목 \\#"
     assert fit_to_place("C#", "x", where="heading") == "C#"
     assert fit_to_place("끝\\", "x") == "끝\\\\"
+    assert fit_to_place(" \n", "Source text.") == "Source text."  # nothing back: the source stays
     with pytest.raises(ValueError, match="where"):
         fit_to_place("a", "b", where="table")
 
@@ -193,3 +216,18 @@ def test_plain_text_mode_is_left_alone(template):
     fake = FakeModel(template, transform=lambda s: "X | Y\n\n# Z")
     assert translate("Hello there.", "ko", model=fake, markdown=False) == "X | Y\n\n# Z"
     assert translate("Hello there.", "ko", model=fake) == "X &#124; Y # Z"
+
+
+_TOKENS = list("ab 가#>-+*=_~`|[]()<!\\.:1\t") + ["\n", "\n\n", "```", "~~~", "1. ", "- ", "* ", "> ", "# ", "---",
+                                               "<!--", "-->", "<div>", "](x)", "[a](b)", "![i](j)", "\\|", "| x |",
+                                               "    ", "[^1]", "http://u.example", "&#124;", "**", "\r\n"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.sampled_from(_TOKENS), max_size=12).map("".join), min_size=1, max_size=8))
+def test_any_reply_keeps_the_structure(template, replies):
+    for doc in DOCS:
+        counter, seen = itertools.count(), {}
+        fake = FakeModel(template, transform=lambda s: seen.setdefault(s, replies[next(counter) % len(replies)]))
+        out = translate(doc, "ko", model=fake, batch=False, max_tokens=400)
+        assert _shape(out) == _shape(doc), (replies, out)
