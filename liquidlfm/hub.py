@@ -13,7 +13,9 @@ Resolution order (first hit wins):
 4. The cache: the default model for ``purpose`` (see below) if it is already in the cache folder,
    either as a loose file ``<cache>/<filename>`` or in the huggingface_hub cache layout.
 5. The default model, downloaded once with ``huggingface_hub.hf_hub_download`` (tqdm progress bar on
-   stderr), into the cache; later calls find it in step 4 and work offline.
+   stderr), into the cache; later calls find it in step 4 and work offline. When it cannot be
+   downloaded (offline, or the hub unreachable), another purpose's default model already in the cache
+   is used instead, with a note on stderr.
 
 Offline (``LIQUIDLFM_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``) with nothing cached raises
 :class:`liquidlfm.ModelNotFoundError` whose message gives the exact commands to get a model.
@@ -23,12 +25,15 @@ else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``). Sharing the huggingfa
 file fetched by ``hf download``/transformers is found without a second download, and the usual HF
 tools (``hf cache ls``/``hf cache rm``) manage it. ``HF_ENDPOINT`` is honoured (read at call time).
 
-**Default models** (why): translation uses **LiquidAI/LFM2-350M-GGUF, LFM2-350M-Q4_0.gguf** — a
-~230 MB download that runs in real time on a laptop CPU or phone; Liquid's own translation model
-(LFM2-350M-ENJP-MT) is this size, so a 350M LFM2 is the natural on-device translator, and Q4_0 is the
-simplest, fastest 4-bit format in every CPU backend. Korean is one of LFM2's 8 languages. Where quality
-matters more than size (chat, or better translations: ``model="LiquidAI/LFM2.5-1.2B-Instruct-GGUF"``),
-``purpose="chat"`` picks **LiquidAI/LFM2.5-1.2B-Instruct-GGUF, Q4_K_M** (28T training tokens vs 10T,
+**Default models** (why): Korean<->English translation (``purpose="translate"``) uses
+**gyung/lfm2-1.2b-koen-mt-v8-rl-10k-merged-GGUF, lfm2-1.2b-koen-mt-v8-rl-10k-merged-Q8_0.gguf** (1.25 GB),
+the English<->Korean fine-tune of LFM2-1.2B from the project the translator comes from, in the quant
+that project recommends (published FLORES-200 devtest en->ko chrF 34.39 vs 27.23 for the base
+LFM2-1.2B; the registry and the smaller quants: liquidlfm.translate.models). The translator's other
+language pairs and its fast option (``purpose="translate-general"``) use **LiquidAI/LFM2-350M-GGUF,
+LFM2-350M-Q4_0.gguf** — a ~230 MB download that runs in real time on a laptop CPU or phone; Liquid's own
+translation model (LFM2-350M-ENJP-MT) is this size, and Q4_0 is the simplest, fastest 4-bit format in
+every CPU backend. Where quality matters more than size (chat), ``purpose="chat"`` picks **LiquidAI/LFM2.5-1.2B-Instruct-GGUF, Q4_K_M** (28T training tokens vs 10T,
 instruction-tuned, ~3.4x the parameters and ~3x slower per token; K-quants keep more quality per bit).
 The LFM2.5 file name follows Liquid's ``<model>-<QUANT>.gguf`` convention used in LFM2-350M-GGUF; if a
 repo names its files differently, the file list is fetched and matched instead.
@@ -48,7 +53,10 @@ from .errors import ModelNotFoundError
 __all__ = ["resolve_model", "cache_dir", "is_offline", "DEFAULT_MODELS", "parse_spec", "download"]
 
 DEFAULT_MODELS = {
-    "translate": ("LiquidAI/LFM2-350M-GGUF", "LFM2-350M-Q4_0.gguf"),
+    # Korean<->English: the KoEn fine-tune of LFM2-1.2B (liquidlfm.translate.models says why)
+    "translate": ("gyung/lfm2-1.2b-koen-mt-v8-rl-10k-merged-GGUF", "lfm2-1.2b-koen-mt-v8-rl-10k-merged-Q8_0.gguf"),
+    # the translator's other pairs and its fast option
+    "translate-general": ("LiquidAI/LFM2-350M-GGUF", "LFM2-350M-Q4_0.gguf"),
     "chat": ("LiquidAI/LFM2.5-1.2B-Instruct-GGUF", "LFM2.5-1.2B-Instruct-Q4_K_M.gguf"),
 }
 DEFAULT_QUANT = "Q4_0"
@@ -184,6 +192,8 @@ def _how_to_get(repo_id: str, filename: Optional[str], why: str) -> str:
 def _resolve_repo(repo_id: str, selector: Optional[str], revision: Optional[str], *,
                   force_download: bool = False) -> str:
     offline = is_offline()
+    if selector is None and repo_id == DEFAULT_MODELS["translate"][0]:
+        selector = DEFAULT_MODELS["translate"][1]  # the KoEn repo has no Q4_0: its default is its Q8_0 file
     gguf = _is_gguf_repo(repo_id) or selector is not None
     if not gguf:
         return _resolve_snapshot(repo_id, revision, offline=offline, force_download=force_download)
@@ -342,7 +352,8 @@ def _resolve_spec(spec: str, *, force_download: bool = False) -> str:
 
 def resolve_model(spec: Optional[str] = None, *, purpose: str = "translate") -> str:
     """Return a local path (a .gguf file or an HF model folder) for ``spec``; see the module docstring for
-    the order. ``purpose`` ("translate" or "chat") picks the default model when nothing is given."""
+    the order. ``purpose`` ("translate": Korean<->English, "translate-general": the translator's other pairs,
+or "chat") picks the default model when nothing is given."""
     if purpose not in DEFAULT_MODELS:
         raise ValueError(f"purpose must be one of {sorted(DEFAULT_MODELS)}, got {purpose!r}")
     if spec is not None:
@@ -358,17 +369,25 @@ def resolve_model(spec: Optional[str] = None, *, purpose: str = "translate") -> 
         except ModelNotFoundError as e:
             raise ModelNotFoundError(f"LIQUIDLFM_MODEL={env!r}: {e}") from None
     repo_id, filename = DEFAULT_MODELS[purpose]
-    # the cache: this purpose's default first, then the other defaults (offline fallback)
-    order = [DEFAULT_MODELS[purpose]] + [v for k, v in DEFAULT_MODELS.items() if k != purpose]
-    for rid, fn in order:
+    hit = _find_cached(repo_id, filename, None)
+    if hit:
+        return hit
+    # this purpose's default is downloaded when it can be; without network another default model
+    # already in the cache is used instead (offline fallback)
+    why = "downloads are off" if is_offline() else _unreachable()
+    if not why:
+        return _resolve_repo(repo_id, filename, None)
+    for rid, fn in (v for k, v in DEFAULT_MODELS.items() if k != purpose):
         hit = _find_cached(rid, fn, None)
         if hit:
+            print(f"liquidlfm: {repo_id} ({filename}) is not cached and cannot be downloaded ({why}); "
+                  f"using the cached {rid} ({fn})", file=sys.stderr)
             return hit
     if is_offline():
         raise ModelNotFoundError(_how_to_get(repo_id, filename,
                                              f"No model found: none given, LIQUIDLFM_MODEL unset, and the default "
                                              f"model {repo_id} ({filename}) is not in the cache ({cache_dir()})."))
-    return _resolve_repo(repo_id, filename, None)
+    return _resolve_repo(repo_id, filename, None)  # unreachable: raises the how-to message
 
 
 def download(spec: Optional[str] = None, *, purpose: str = "translate", force: bool = False) -> str:

@@ -31,9 +31,13 @@ class Segment:
     text: str
     translate: bool
     kind: str = "text"  # text | markup | code | space
+    # where a translatable piece sits: text | cell (table cell) | heading | link (link / image text);
+    # the translator makes each translation safe for its place (liquidlfm.translate.markup)
+    where: str = "text"
 
     def __repr__(self) -> str:  # compact in test failure output
-        return f"Segment({self.text!r}, {'T' if self.translate else '-'}, {self.kind})"
+        w = f", {self.where}" if self.translate and self.where != "text" else ""
+        return f"Segment({self.text!r}, {'T' if self.translate else '-'}, {self.kind}{w})"
 
 
 # ---- sentence splitting ----
@@ -111,7 +115,7 @@ def _has_letter(s: str) -> bool:
     return any(ch.isalpha() for ch in s)
 
 
-def _prose(text: str, out: List[Segment]) -> None:
+def _prose(text: str, out: List[Segment], where: str = "text") -> None:
     """Sentences of a prose run: translatable cores, whitespace kept verbatim."""
     for sent in split_sentences(text):
         core = sent.strip()
@@ -121,12 +125,12 @@ def _prose(text: str, out: List[Segment]) -> None:
         i = sent.index(core)
         if i:
             out.append(Segment(sent[:i], False, "space"))
-        out.append(Segment(core, True, "text"))
+        out.append(Segment(core, True, "text", where))
         if i + len(core) < len(sent):
             out.append(Segment(sent[i + len(core) :], False, "space"))
 
 
-def _inline(text: str, out: List[Segment]) -> None:
+def _inline(text: str, out: List[Segment], where: str = "text") -> None:
     """Inline markdown: code spans, URLs and HTML kept, link texts translated on their own."""
     pos = 0
     buf = ""  # prose accumulated (escapes stay inside prose)
@@ -135,19 +139,19 @@ def _inline(text: str, out: List[Segment]) -> None:
             continue  # part of the surrounding prose
         buf = text[pos : m.start()]
         if buf:
-            _prose(buf, out)
+            _prose(buf, out, where)
         if m.group("link"):
             lt = m.group("ltext")
             head = m.group("bang") + "["
             out.append(Segment(head, False, "markup"))
             if lt:
-                _inline(lt, out)
+                _inline(lt, out, "link")
             out.append(Segment("]" + m.group("ltail"), False, "markup"))
         else:
             out.append(Segment(m.group(0), False, "code" if m.group("code") else "markup"))
         pos = m.end()
     if pos < len(text):
-        _prose(text[pos:], out)
+        _prose(text[pos:], out, where)
 
 
 # ---- block markdown ----
@@ -206,7 +210,7 @@ def _table_row(line: str, out: List[Segment]) -> None:
         if c == "|":
             out.append(Segment("|", False, "markup"))
         elif c:
-            _inline(c, out)
+            _inline(c, out, "cell")
     if eol:
         out.append(Segment(eol, False, "space"))
 
@@ -318,7 +322,7 @@ def segment(text: str) -> List[Segment]:
             tail = ""
             if c and rest[: c.start()].strip():
                 rest, tail = rest[: c.start()], rest[c.start() :]
-            _inline(rest, out)
+            _inline(rest, out, "heading")
             if tail or eol:
                 out.append(Segment(tail + eol, False, "markup"))
             i += 1

@@ -21,7 +21,9 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m liquidlfm.tran
     ap = argparse.ArgumentParser(
         prog=prog,
         description="Translate text or a markdown file with an LFM2 model (markdown structure is kept).",
-        epilog=f"Examples:\n  {prog} --to ko \"The weather is nice today.\"\n"
+        epilog=f"Examples:\n  {prog} \"The weather is nice today.\"      (Hangul -> English, else -> Korean)\n"
+               f"  {prog} --to ko \"The weather is nice today.\"\n"
+               f"  {prog} --quant Q4_K_M --quality mbr --seed 0 \"The weather is nice today.\"\n"
                f"  {prog} --to ko < README.md > README.ko.md\n"
                f"  {prog} --to ko --input corpus.jsonl --output out/ --actors 2   (bulk, on Ray)\n\n"
                "Bulk mode: --input a .jsonl/.parquet file or a folder of .md/.txt documents (or any file with\n"
@@ -30,10 +32,20 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m liquidlfm.tran
                "order) and manifest.json; rerunning the same command resumes an interrupted job.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("text", nargs="*", help="text to translate (default: read stdin)")
-    ap.add_argument("--to", "-t", dest="target", help="target language (ko, kor_Hang, Korean, ...)")
+    ap.add_argument("--to", "-t", dest="target", help="target language (ko, kor_Hang, Korean, ...; default: English "
+                                                      "if the text has Hangul, else Korean)")
     ap.add_argument("--from", "-f", dest="source", help="source language (default: detected)")
-    ap.add_argument("--model", "-m", help="model path or Hugging Face repo id (default: LIQUIDLFM_MODEL / cache / "
-                                          "LiquidAI/LFM2-350M-GGUF)")
+    ap.add_argument("--model", "-m", help="model path or Hugging Face repo id (default: LIQUIDLFM_MODEL, else for "
+                                          "Korean<->English gyung/lfm2-1.2b-koen-mt-v8-rl-10k-merged-GGUF (Q8_0), "
+                                          "for other pairs LiquidAI/LFM2-350M-GGUF (Q4_0))")
+    ap.add_argument("--quant", help="file of the default (or --model repo) model: Q8_0 (default), Q5_K_M, Q4_K_M")
+    ap.add_argument("--fast", action="store_true", help="the small general model (LFM2-350M) for every pair")
+    ap.add_argument("--prompt-format", choices=["koen", "liquid"],
+                    help="system prompt style (default: the model's, from the registry; 'liquid' for others)")
+    ap.add_argument("--quality", choices=["plain", "mbr"], default="plain",
+                    help="mbr: --samples samples per piece, the minimum-Bayes-risk (expected chrF) one kept")
+    ap.add_argument("--samples", type=int, default=8, help="samples per piece with --quality mbr (default 8)")
+    ap.add_argument("--seed", type=int, help="sampling seed (--quality mbr): the same seed, the same translation")
     ap.add_argument("--formality", choices=["polite", "casual"])
     ap.add_argument("--glossary", help="glossary file: JSON object or 'term<TAB>translation' lines")
     ap.add_argument("--input", "-i", help="read this file instead of stdin (bulk: a .jsonl/.parquet/text file or "
@@ -64,8 +76,6 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m liquidlfm.tran
         for l in LANGUAGES.values():
             print(f"{l.code}\t{l.flores}\t{l.name}\t{l.native}" + ("" if l.official else "\t(not in LFM2's card)"))
         return 0
-    if not a.target:
-        ap.error("the following arguments are required: --to")
     bulk_only = [f"--{n.replace('_', '-')}" for n in ("ray", "actors", "cpus_per_actor", "batch_size", "n_seq",
                                                       "shard_size")
                  if getattr(a, n) is not None] + (["--overwrite"] if a.overwrite else [])
@@ -74,12 +84,19 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m liquidlfm.tran
             ap.error("bulk mode reads --input; do not also give text")
         if not a.output:
             ap.error("bulk mode needs --output FOLDER")
+        if not a.target:
+            ap.error("bulk mode needs --to (the automatic direction is decided per text, not per job)")
+        single = [f for f, v in (("--quant", a.quant), ("--fast", a.fast), ("--prompt-format", a.prompt_format),
+                                 ("--quality mbr", a.quality == "mbr"), ("--seed", a.seed is not None)) if v]
+        if single:
+            ap.error(f"{', '.join(single)}: not available in bulk mode; pass --model (a path or repo:file)")
         return _run_bulk(a)
     if bulk_only:
         ap.error(f"{', '.join(bulk_only)}: bulk options; give --input a .jsonl/.parquet file or a folder, an --output "
                  "folder ending in /, or --bulk")
     try:
-        language(a.target)
+        if a.target:
+            language(a.target)
         if a.source:
             language(a.source)
         glossary = load_glossary(a.glossary) if a.glossary else None
@@ -105,7 +122,9 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m liquidlfm.tran
                 warnings.simplefilter("default", TranslationTruncatedWarning)
                 for chunk in translate(text, a.target, model=a.model, source=a.source, formality=a.formality,
                                        glossary=glossary, max_tokens=a.max_tokens, stream=True,
-                                       markdown=not a.plain, n_ctx=a.n_ctx, progress=bar):
+                                       markdown=not a.plain, n_ctx=a.n_ctx, progress=bar, quant=a.quant,
+                                       fast=a.fast, prompt_format=a.prompt_format, quality=a.quality,
+                                       n_samples=a.samples, seed=a.seed):
                     out.write(chunk)
                     out.flush()
             if a.text:

@@ -6,7 +6,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Dict, Optional
 
-__all__ = ["Language", "LANGUAGES", "language", "detect_language"]
+__all__ = ["Language", "LANGUAGES", "language", "detect_language", "has_hangul", "auto_target"]
 
 
 @dataclass(frozen=True)
@@ -101,3 +101,15 @@ def detect_language(text: str) -> Optional[str]:
         best = max(scores, key=lambda k: (scores[k], k == "en"))
         return best if scores[best] > 0 else "en"
     return None
+
+
+def has_hangul(text: str) -> bool:
+    """True if text has a character of the Hangul Syllables (U+AC00–D7AF), Hangul Jamo (U+1100–11FF) or
+    Hangul Compatibility Jamo (U+3130–318F) blocks: the KoEn translator's direction rule."""
+    return any(0xAC00 <= o <= 0xD7AF or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F for o in map(ord, text))
+
+
+def auto_target(text: str) -> str:
+    """The automatic Korean<->English direction (the rule of the KoEn model's own project): Hangul
+    anywhere in text -> "en", else "ko"."""
+    return "en" if has_hangul(text) else "ko"

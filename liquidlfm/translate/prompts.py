@@ -1,10 +1,12 @@
-"""The translator's system prompt (target language, register, glossary terms) and glossary files."""
+"""The translator's system prompt (prompt format, target language, register, glossary terms) and glossary
+files."""
 from __future__ import annotations
 
 import json
 from typing import Dict, Optional
 
 from .languages import language
+from .models import PROMPT_FORMATS
 
 __all__ = ["system_prompt", "glossary_for", "load_glossary"]
 
@@ -16,10 +18,14 @@ _FORMALITY = {
 
 
 def system_prompt(target: str, *, formality: Optional[str] = None,
-                  glossary: Optional[Dict[str, str]] = None) -> str:
-    """The system message: ``Translate to Korean.`` (+ register line) (+ glossary lines)."""
+                  glossary: Optional[Dict[str, str]] = None, prompt_format: str = "liquid") -> str:
+    """The system message: the format's first line (``liquid``: ``Translate to Korean.``; ``koen``:
+    ``Translate the following text to Korean.``, see liquidlfm.translate.models), then a register line
+    and glossary lines only when asked."""
     lang = language(target)
-    lines = [f"Translate to {lang.name}."]
+    if prompt_format not in PROMPT_FORMATS:
+        raise ValueError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {prompt_format!r}")
+    lines = [PROMPT_FORMATS[prompt_format].format(language=lang.name)]
     if formality is not None:
         if formality not in ("polite", "casual"):
             raise ValueError(f"formality must be 'polite', 'casual' or None, got {formality!r}")

@@ -1,7 +1,10 @@
-"""The Translator: one model; each piece is a chat prompt (system: ``Translate to Korean.``, user: the
-piece). The pieces of a document or a list run together through the model's batch engine
-(Model.batch, greedy by default); translate_piece runs one piece alone in the translator's session, with
-the prompt prefix up to the user's text kept in the session's prefix cache."""
+"""The Translator: one model; each piece is a chat prompt (system: the prompt format's line, e.g.
+``Translate the following text to Korean.`` for the KoEn model, ``Translate to Korean.`` for a general
+LFM2; user: the piece). The pieces of a document or a list run together through the model's batch engine
+(Model.batch, greedy by default; quality="mbr": N samples per piece, the minimum-Bayes-risk one kept);
+every translation is made safe for its place in the markdown (translate.markup) before it is yielded.
+translate_piece runs one piece alone in the translator's session, with the prompt prefix up to the
+user's text kept in the session's prefix cache."""
 from __future__ import annotations
 
 import json
@@ -12,7 +15,10 @@ from typing import Iterator, List, Optional, Protocol, Sequence, Tuple, runtime_
 from ..errors import ContextFullError
 from ..generation import CachedSession, GenerationResult
 from ..segment import segment, segment_plain
-from .languages import detect_language, language
+from .languages import auto_target, detect_language, language
+from .markup import fit_to_place, starts_line
+from .mbr import mbr_select
+from .models import PROMPT_FORMATS, prompt_format_for
 from .prompts import glossary_for, system_prompt
 
 __all__ = ["Translator", "TranslationModel", "TranslationTruncatedWarning"]
@@ -81,8 +87,13 @@ class Translator:
     prompt), so every piece only prefills its own tokens. Not thread-safe (one session); create one
     per thread."""
 
-    def __init__(self, model: TranslationModel, *, n_ctx: Optional[int] = None):
+    def __init__(self, model: TranslationModel, *, n_ctx: Optional[int] = None,
+                 prompt_format: Optional[str] = None):
         self.model = model
+        # the system prompt's format: given, else the registry's for this model (its path), else "liquid"
+        self.prompt_format = prompt_format or prompt_format_for(model)
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {prompt_format!r}")
         if model.tokenizer is None:
             raise ValueError("the model has no tokenizer; translation needs a model with a tokenizer")
         self.tokenizer = model.tokenizer
@@ -100,7 +111,8 @@ class Translator:
 
     def render(self, text: str, target: str, *, formality=None, glossary=None) -> str:
         """The exact prompt string for one piece (the model's chat template applied to system + user)."""
-        msgs = [{"role": "system", "content": system_prompt(target, formality=formality, glossary=glossary)},
+        msgs = [{"role": "system", "content": system_prompt(target, formality=formality, glossary=glossary,
+                                                             prompt_format=self.prompt_format)},
                 {"role": "user", "content": text}]
         return self.model.apply_chat_template(msgs, add_generation_prompt=True)
 
@@ -136,13 +148,14 @@ class Translator:
 
     def translate_piece(self, text: str, target: str, *, formality=None, glossary=None,
                         max_tokens: Optional[int] = None, temperature: float = 0.0, top_k: int = 0,
-                        min_p: float = 0.0, seed: Optional[int] = None) -> Tuple[str, str]:
+                        min_p: float = 0.0, repetition_penalty: float = 1.0,
+                        seed: Optional[int] = None) -> Tuple[str, str]:
         """Translate one piece (no segmentation). Returns (translation, finish_reason: "stop"|"length")."""
         gl = glossary_for(text, glossary)
         ids, budget = self._piece_prompt(text, target, formality, gl, max_tokens)
         out = self.model.generate(ids, budget, session=self._sess(),
                                   cache_prefix=self._prefix_ids(target, formality, gl),
-                                  **_sampling(temperature, top_k, min_p, seed))
+                                  **_sampling(temperature, top_k, min_p, repetition_penalty, seed))
         return self._finish_piece(ids, out)
 
     def _piece_prompt(self, text, target, formality, gl, max_tokens) -> Tuple[List[int], int]:
@@ -224,22 +237,34 @@ class Translator:
         for _, piece in self.iter_documents([text], target, **kw):
             yield piece
 
-    def iter_documents(self, texts: Sequence[str], target: str, *, source=None, formality=None, glossary=None,
-                       max_tokens=None, markdown=True, progress=None, memo=None, n_seq: Optional[int] = None,
+    def iter_documents(self, texts: Sequence[str], target: Optional[str], *, source=None, formality=None,
+                       glossary=None, max_tokens=None, markdown=True, progress=None, memo=None,
+                       n_seq: Optional[int] = None, quality: str = "plain", n_samples: int = 8,
                        **gen) -> Iterator[Tuple[int, str]]:
         """Yield (document index, piece) for every piece of every document, in order (markup
-        verbatim, translations in between). The pieces that need the model run together through a
-        batch engine of n_seq sequences (default 8): a few batches ahead of the one being yielded.
+        verbatim, translations in between, each made safe for its place: translate.markup). The pieces
+        that need the model run together through a batch engine of n_seq sequences (default 8): a few
+        batches ahead of the one being yielded.
+        target None: each document's own direction (auto_target: Hangul -> English, else Korean).
+        quality: "plain" (one generation per piece) or "mbr" (n_samples per piece in one batch, the
+        minimum-Bayes-risk sample kept, translate.mbr).
         memo: a dict shared across calls to translate repeated pieces once (greedy decoding only)."""
-        tgt = language(target)
+        if quality not in ("plain", "mbr"):
+            raise ValueError(f"quality must be 'plain' or 'mbr', got {quality!r}")
+        n_draw = 1
+        if quality == "mbr":
+            if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+                raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
+            n_draw = n_samples
         src_fixed = language(source).code if source is not None else None
-        joiner = "" if tgt.code in ("ja", "zh") else " "
         greedy = not gen.get("temperature")
-        memo = memo if (memo is not None and greedy) else None
-        plan = []  # (doc, verbatim str) or (doc, key, [part jobs])
-        jobs = []  # [part, gl, prompt ids, budget, request or result or None, (+ (text, finish) once read)]
+        memo = memo if (memo is not None and greedy and n_draw == 1) else None
+        plan = []  # (doc, verbatim str) or (doc, key, [part jobs], segment, joiner)
+        jobs = []  # [part, gl, prompt ids, budget, target, request(s) or result or None, (+ (text, finish) once read)]
         by_key = {}
         for d, text in enumerate(texts):
+            tgt = language(target) if target is not None else language(auto_target(text))
+            joiner = "" if tgt.code in ("ja", "zh") else " "
             for seg in (segment(text) if markdown else segment_plain(text)):
                 if not seg.translate:
                     plan.append((d, seg.text))
@@ -251,83 +276,117 @@ class Translator:
                 if src == tgt.code:
                     plan.append((d, seg.text))  # already in the target language
                 elif memo is not None and key in memo:
-                    plan.append((d, memo[key]))
-                elif memo is not None and key in by_key:
-                    plan.append((d, key, by_key[key]))
+                    plan.append((d, key, None, seg, joiner))
+                elif key in by_key:
+                    plan.append((d, key, by_key[key], seg, joiner))
                 else:
                     parts = []
                     for part in self._fit(piece, tgt.code, formality, glossary, max_tokens):
                         gl = glossary_for(part, glossary)
                         ids, budget = self._piece_prompt(part, tgt.code, formality, gl, max_tokens)
-                        parts.append([part, gl, ids, budget, None])
+                        parts.append([part, gl, ids, budget, tgt.code, None])
                     jobs.extend(parts)
-                    by_key[key] = parts
-                    plan.append((d, key, parts))
-        runner = _PieceRunner(self, jobs, tgt.code, formality, _sampling(**gen), n_seq)
+                    if memo is not None:
+                        by_key[key] = parts
+                    plan.append((d, key, parts, seg, joiner))
+        runner = _PieceRunner(self, jobs, formality, _sampling(**gen), n_seq, n_draw)
+        line = {}  # document -> its output's current line so far (where the next piece lands)
         try:
             for item in plan:
+                d = item[0]
                 if len(item) == 2:
                     out = item[1]
                 else:
-                    d, key, parts = item
-                    outs = []
-                    for job in parts:
-                        o, finish = runner.result(job)
-                        if finish == "length":
-                            warnings.warn(TranslationTruncatedWarning(
-                                f"translation of {job[0][:40]!r}... stopped at the max_tokens limit; it may be "
-                                "incomplete (pass a larger max_tokens)"), stacklevel=3)
-                        outs.append(o)
-                    out = joiner.join(outs)
-                    if memo is not None:
-                        memo[key] = out
+                    _, key, parts, seg, joiner = item
+                    if parts is None:
+                        out = memo[key]
+                    else:
+                        outs = []
+                        for job in parts:
+                            o, finish = runner.result(job)
+                            if finish == "length":
+                                warnings.warn(TranslationTruncatedWarning(
+                                    f"translation of {job[0][:40]!r}... stopped at the max_tokens limit; it may "
+                                    "be incomplete (pass a larger max_tokens)"), stacklevel=3)
+                            outs.append(o)
+                        out = joiner.join(outs)
+                        if memo is not None:
+                            memo[key] = out
+                    if markdown:
+                        out = fit_to_place(out, seg.text, where=seg.where,
+                                           line_start=starts_line(line.get(d, "")))
                     if progress is not None:
                         progress.update(1)
-                yield item[0], out
+                nl = out.rfind("\n")
+                line[d] = out[nl + 1:] if nl >= 0 else line.get(d, "") + out
+                yield d, out
         finally:
             runner.close()
 
 
-def _sampling(temperature: float = 0.0, top_k: int = 0, min_p: float = 0.0, seed: Optional[int] = None) -> dict:
-    # plain sampling as asked: no penalties, no nucleus cut (temperature 0 = argmax)
-    return dict(temperature=temperature, top_k=top_k, top_p=1.0, min_p=min_p, repetition_penalty=1.0, seed=seed)
+def _sampling(temperature: float = 0.0, top_k: int = 0, min_p: float = 0.0, repetition_penalty: float = 1.0,
+              seed: Optional[int] = None) -> dict:
+    # sampling as asked: no nucleus cut, no penalties unless asked (temperature 0 = argmax)
+    return dict(temperature=temperature, top_k=top_k, top_p=1.0, min_p=min_p,
+                repetition_penalty=repetition_penalty, seed=seed)
 
 
 class _PieceRunner:
     """Runs a translator's piece jobs through one BatchEngine, submitting a window of jobs ahead of
-    the one asked for (so memory stays bounded for any number of pieces). A model that does not batch
-    (supports_batch False: a test double) runs each piece alone through the translator's session."""
+    the one asked for (so memory stays bounded for any number of pieces). n_draw > 1 (MBR): each job
+    is n_draw generations of its prompt (submit_n: prefilled once, sample i with seed + i), of which
+    mbr_select keeps one. A model that does not batch (supports_batch False: a test double) runs each
+    generation alone through the translator's session, with the same seeds."""
 
     AHEAD = 4  # batches submitted ahead of the job being read
+    RESULT = 5  # the job's slot for its request(s) / generation result(s)
 
-    def __init__(self, tr: Translator, jobs, target, formality, sampling, n_seq):
-        self.tr, self.jobs, self.target, self.formality, self.sampling = tr, jobs, target, formality, sampling
+    def __init__(self, tr: Translator, jobs, formality, sampling, n_seq, n_draw: int = 1):
+        self.tr, self.jobs, self.formality, self.sampling = tr, jobs, formality, sampling
+        self.n_draw = n_draw
         self.index = {id(j): i for i, j in enumerate(jobs)}
         self.submitted = 0
         self.engine = None
         if jobs and getattr(tr.model, "supports_batch", False):
-            n = min(len(jobs), int(n_seq or 8))
+            n = max(n_draw, min(len(jobs) * n_draw, int(n_seq or 8)))
             self.engine = tr.model.batch(n_seq=n, n_ctx=tr.n_ctx)
 
+    def _seeded(self, i: int) -> dict:
+        sp = dict(self.sampling)
+        if sp.get("seed") is not None:
+            sp["seed"] = int(sp["seed"]) + i
+        return sp
+
     def result(self, job) -> Tuple[str, str]:
-        if job[4] is None:
+        r = self.RESULT
+        if job[r] is None:
             if self.engine is None:
                 ids, budget = job[2], job[3]
-                out = self.tr.model.generate(ids, budget, session=self.tr._sess(),
-                                             cache_prefix=self.tr._prefix_ids(self.target, self.formality, job[1]),
-                                             **self.sampling)
-                job[4] = out
+                job[r] = [self.tr.model.generate(ids, budget, session=self.tr._sess(),
+                                                 cache_prefix=self.tr._prefix_ids(job[4], self.formality, job[1]),
+                                                 **self._seeded(i))
+                          for i in range(self.n_draw)]
             else:
                 i = self.index[id(job)]
-                upto = min(len(self.jobs), i + 1 + self.AHEAD * self.engine.n_seq)
+                ahead = max(1, self.AHEAD * self.engine.n_seq // self.n_draw)
+                upto = min(len(self.jobs), i + 1 + ahead)
                 while self.submitted < upto:
                     j = self.jobs[self.submitted]
-                    j[4] = self.engine.submit(j[2], max_tokens=j[3], **self.sampling)
+                    j[r] = self.engine.submit_n(j[2], self.n_draw, max_tokens=j[3], **self.sampling)
                     self.submitted += 1
-        if len(job) == 5:  # first read: count it once, however many places share this piece
-            out = job[4] if isinstance(job[4], GenerationResult) else job[4].result()
-            job.append(self.tr._finish_piece(job[2], out))
-        return job[5]
+        if len(job) == r + 1:  # first read: count it once, however many places share this piece
+            outs = [o if isinstance(o, GenerationResult) else o.result() for o in job[r]]
+            job.append(self._choose(job[2], outs))
+        return job[r + 1]
+
+    def _choose(self, ids, outs: List[GenerationResult]) -> Tuple[str, str]:
+        """The translation of one piece: its only generation, or the MBR choice among its samples."""
+        tr = self.tr
+        done = [tr._finish_piece(ids, o) for o in outs]
+        if len(done) > 1:  # every sample was generated: the prompt counts once, the samples all
+            tr.stats["segments"] -= len(done) - 1
+            tr.stats["prompt_tokens"] -= len(ids) * (len(done) - 1)
+        return done[mbr_select([t for t, _ in done])]
 
     def close(self) -> None:
         if self.engine is not None:

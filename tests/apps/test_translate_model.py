@@ -147,3 +147,19 @@ def test_cli_errors(tiny_chat_dir, tmp_path):
     assert r.returncode == 2 and "does not exist" in r.stderr
     r = _run_cli(["--list-languages"], tiny_chat_dir)
     assert r.returncode == 0 and "ko\tkor_Hang\tKorean" in r.stdout
+
+
+def test_cli_auto_direction_quant_and_mbr(tiny_chat_dir, tmp_path):
+    # no --to: the KoEn rule picks the direction (the output of random weights means nothing)
+    r = _run_cli(["--max-tokens", "3", "The weather is nice today."], tiny_chat_dir)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip()
+    # mbr with a seed: the same translation twice
+    args = ["--to", "ko", "--max-tokens", "3", "--quality", "mbr", "--samples", "2", "--seed", "1", "Hello there."]
+    r1, r2 = _run_cli(args, tiny_chat_dir), _run_cli(args, tiny_chat_dir)
+    assert r1.returncode == 0 and r1.stdout == r2.stdout, r1.stderr
+    # --quant picks a file of a repo: a local model has none
+    r = _run_cli(["--model", str(tiny_chat_dir), "--quant", "Q4_K_M", "hi"], tiny_chat_dir)
+    assert r.returncode == 2 and "not a repo id" in r.stderr
+    r = _run_cli(["--input", str(tmp_path / "x.jsonl"), "--output", str(tmp_path / "out") + "/"], tiny_chat_dir)
+    assert r.returncode == 2 and "bulk mode needs --to" in r.stderr

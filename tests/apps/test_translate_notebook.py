@@ -39,6 +39,8 @@ def test_translate_notebook_executes(tmp_path, monkeypatch, shared_dir):
     assert "joined == non-streamed: True" in text
     assert "unknown language 'klingon'" in text
     assert "<|im_start|>system\\nTranslate to Korean.<|im_end|>" in text
+    assert "<|im_start|>system\\nTranslate the following text to Korean.<|im_end|>" in text  # the KoEn prompt
+    assert "same with the same seed: True" in text
 
     # offline with an empty cache: the notebook's own random model, in our tmp dir
     assert res["random"] is True and res["max_tokens"] == 12
