@@ -72,6 +72,18 @@ def _model_info(model, purpose: str) -> Dict[str, Any]:
     return {"spec": spec, "path": path, "bytes": size}
 
 
+def _translation_model(model, source: Optional[str], target: str):
+    """The model a bulk translation uses: the one given, else $LIQUIDLFM_MODEL, else the translator's
+    registry entry for the pair (Korean<->English: the KoEn fine-tune; other pairs: a general model),
+    as liquidlfm.translate chooses it."""
+    if model is not None or os.environ.get("LIQUIDLFM_MODEL"):
+        return model
+    from ..translate import language
+    from ..translate.models import model_for
+
+    return model_for(None if source is None else language(source).code, target).spec()
+
+
 def _pick_options(options: Dict[str, Any], allowed, what: str) -> Dict[str, Any]:
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -143,7 +155,7 @@ def translate(source, target_lang: str, out, /, *, model=None, ray_address: Opti
     _positive("n_ctx", n_ctx)
     batch_size = batch_size or max(32, 4 * n_seq)
     records, digest, inputs = _source_records(source, id_field, text_field, format)
-    minfo = _model_info(model, "translate")
+    minfo = _model_info(_translation_model(model, opts.get("source"), target), "translate")
     worker_model = {"spec": minfo["spec"], "path": minfo["path"]}
     identity = dict(opts, target=target, n_ctx=n_ctx)
 
