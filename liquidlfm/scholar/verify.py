@@ -38,10 +38,11 @@ CANON = re.compile(r"\[(P\d+(?:, P\d+)*)\]")
 _YEAR = r"(?:19|20)\d\d"
 # a short key inside a group: "P3", "p03", "Paper 3", "ref 3", "#3", "3" (not a year)
 _SHORT = re.compile(r"^(?:(?:p|paper|ref|reference)\.?\s*[-#]?\s*0*(\d{1,4})|#?\s*0*(?!(?:19|20)\d\d$)(\d{1,4}))$", re.I)
-_BRACKET = re.compile(r"\[([^\[\]\n]{1,200})\]")
-_BRACE = re.compile(r"\{([^{}\n]{1,200})\}")
-_ANGLE = re.compile(r"<([^<>\n]{1,200})>")
-_PARENS = re.compile(r"\(([^()\n]{1,300})\)")
+# groups hold no other group (\x00: a citation already placed, \x01: a sentence-removal mark)
+_BRACKET = re.compile(r"\[([^\[\]\n\x00\x01]{1,200})\]")
+_BRACE = re.compile(r"\{([^{}\n\x00\x01]{1,200})\}")
+_ANGLE = re.compile(r"<([^<>\n\x00\x01]{1,200})>")
+_PARENS = re.compile(r"\(([^()\n\x00\x01]{1,300})\)")
 _CITE_CMD = re.compile(r"\\(?:[Cc]ite[tp]?|citealp|citealt|citeauthor|citeyear|parencite|textcite|autocite)\*?"
                        r"\s*(?:\[[^\]]*\]\s*)*\{([^}]*)\}")
 _LEAD = re.compile(r"^\s*(?:(?:e\.g\.|i\.e\.|cf\.|see(?: also)?|also|and)\s*,?\s*)+", re.I)
@@ -358,28 +359,25 @@ def verify_paragraph(text: str, shorts: dict, theme_keys: Sequence[str] = (),
 
     text = _NARRATIVE.sub(narrative, text)
 
-    def bracket(m):
+    def bracket(m):                                       # "[P1, P4]", "[Zhang et al., 2021]", "[a title]"
         content = m.group(1)
-        if not _looks_like_citation(content) and not (
-                len(_norm(content).split()) >= 3 and res.resolve(content).key is not None):
-            return "(" + content + ")"
-        return put(resolve_items(_group_items(content)))
+        items = _group_items(content)
+        if items and all(_citation_item(x) for x in items):
+            return put(resolve_items(items))
+        if len(_norm(content).split()) >= 3 and res.resolve(content).status in ("ok", "repaired", "ambiguous"):
+            return put(resolve_items([content]))
+        return "(" + content + ")"                        # prose in brackets (bare passes look inside)
 
     text = _BRACKET.sub(bracket, text)
 
-    def other_brackets(m):                                # "{P9}", "<P8>"
-        return put(resolve_items(_group_items(m.group(1)))) if _looks_like_citation(m.group(1)) else m.group(0)
-
-    text = _BRACE.sub(other_brackets, text)
-    text = _ANGLE.sub(other_brackets, text)
-
-    def paren(m):                                         # "(P9)", "(Zhang et al., 2021; Li and Fan, 2022)"
+    def group(m):                                         # "(P9)", "{P9}", "<P8>", "(Zhang et al., 2021; Li, 2022)"
         items = _group_items(m.group(1))
         if not items or not all(_citation_item(x) for x in items):
             return m.group(0)                             # prose in parentheses (bare passes look inside)
         return put(resolve_items(items))
 
-    text = _PARENS.sub(paren, text)
+    for rx in (_BRACE, _ANGLE, _PARENS):
+        text = rx.sub(group, text)
 
     def bare_author_year(m):                              # "Zhang et al., 2021 show", "Zhang 2021"
         if not _is_name(m.group("names")):
