@@ -25,6 +25,9 @@ def build_parser(prog: str = "python -m liquidlfm.scholar") -> argparse.Argument
                     help=f"papers to search (repeatable): {FORMATS_HELP}")
     ap.add_argument("--arxiv", action="store_true", help="also search arXiv (cached on disk)")
     ap.add_argument("--semantic-scholar", action="store_true", help="also search Semantic Scholar (cached)")
+    ap.add_argument("--openalex", action="store_true",
+                    help="also search OpenAlex (cached). With no --corpus and no service flag, Semantic Scholar "
+                         "is searched, falling back to OpenAlex, then arXiv")
     ap.add_argument("--top-k", type=int, default=12, help="papers to retrieve and draft from (default 12)")
     ap.add_argument("--format", choices=("markdown", "latex"),
                     help="output format (default: from --out's suffix, else markdown)")
@@ -66,7 +69,7 @@ def main(argv=None, prog: str = "python -m liquidlfm.scholar") -> int:
     say = progress_callback(progress)
     try:                                                    # corpus first: its errors name what to pass
         papers = gather_papers(args.idea, args.corpus, arxiv=args.arxiv, semantic_scholar=args.semantic_scholar,
-                               cache_dir=args.cache_dir, progress=say)
+                               openalex=args.openalex, cache_dir=args.cache_dir, progress=say)
     except NoCorpusError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

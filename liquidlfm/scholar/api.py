@@ -45,16 +45,18 @@ def load_model(spec=None, *, progress=None):
 
 
 def gather_papers(idea: str, corpus=None, *, papers=None, arxiv: bool = False, semantic_scholar: bool = False,
-                  cache_dir=None, online_limit: int = 40, progress=None) -> list:
-    """The papers to search: the corpus files, given papers, and online results (arXiv / Semantic
-    Scholar when asked, or both when neither a corpus nor papers is given). Raises NoCorpusError
-    with what to pass when that leaves nothing."""
+                  openalex: bool = False, cache_dir=None, online_limit: int = 40, progress=None) -> list:
+    """The papers to search: the corpus files, given papers, and online results: the services asked
+    for (arxiv / semantic_scholar / openalex), pooled; or, when neither a corpus nor papers nor a
+    service is given, LFM-Scholar's chain: Semantic Scholar, falling back to OpenAlex, then arXiv.
+    Raises NoCorpusError with what to pass when that leaves nothing."""
     say = progress or (lambda m: None)
     pool = list(papers or [])
     if corpus is not None:
         say(f"loading corpus {corpus}")
         pool += load_corpus(corpus)
-    if arxiv or semantic_scholar or (corpus is None and papers is None):
+    asked = arxiv or semantic_scholar or openalex
+    if asked or (corpus is None and papers is None):
         from .online import OnlineSearchError, search_online
         if _offline():
             if not pool:
@@ -62,11 +64,13 @@ def gather_papers(idea: str, corpus=None, *, papers=None, arxiv: bool = False, s
                                     f"(LIQUIDLFM_OFFLINE/HF_HUB_OFFLINE); {NO_CORPUS_HELP}")
             say("offline: skipping online search")
         else:
-            use_ax = arxiv or not semantic_scholar
-            use_s2 = semantic_scholar or not arxiv
             try:
-                pool += search_online(idea, arxiv=use_ax, semantic_scholar=use_s2, limit=online_limit,
-                                      cache_dir=cache_dir, log=say)
+                if asked:
+                    pool += search_online(idea, arxiv=arxiv, semantic_scholar=semantic_scholar, openalex=openalex,
+                                          limit=online_limit, cache_dir=cache_dir, log=say)
+                else:
+                    pool += search_online(idea, arxiv=True, semantic_scholar=True, openalex=True, fallback=True,
+                                          limit=online_limit, cache_dir=cache_dir, log=say)
             except OnlineSearchError as e:
                 if not pool:
                     raise NoCorpusError(f"no corpus given and online search failed ({e}); "
@@ -79,13 +83,15 @@ def gather_papers(idea: str, corpus=None, *, papers=None, arxiv: bool = False, s
 
 def draft_related_work(idea: str, corpus=None, *, papers=None, model=None, top_k: int = 12,
                        format: str = "markdown", arxiv: bool = False, semantic_scholar: bool = False,
+                       openalex: bool = False,
                        expand: bool = True, rerank: bool = True, reranker=None, n_candidates: int = 30,
                        max_themes: int = 3, max_tokens: int = 300, n_ctx: Optional[int] = None, cache_dir=None,
                        index: Optional[Index] = None, online_limit: int = 40, progress=False) -> RelatedWork:
     """Draft a Related Work section for `idea`.
 
     corpus: path(s) to .bib/.jsonl/.json/.csv files or folders; papers: a list of Paper instead;
-    arxiv / semantic_scholar: also search online (with neither corpus nor papers, both are searched).
+    arxiv / semantic_scholar / openalex: also search these online, pooled (with neither corpus nor papers
+    nor a service: Semantic Scholar, falling back to OpenAlex, then arXiv; see gather_papers).
     model: None (BM25 only; each paragraph built from metadata), a path / repo id, or a model object
     with the liquidlfm Model API (or any callable generator(prompt, max_tokens=...) -> str).
     reranker: callable (idea, papers) -> relevance scores in [0, 1]; default: the model's yes/no logits.
@@ -108,6 +114,7 @@ def draft_related_work(idea: str, corpus=None, *, papers=None, model=None, top_k
     say = progress_callback(progress)
     if index is None:                                     # corpus problems surface before a model loads
         pool = gather_papers(idea, corpus, papers=papers, arxiv=arxiv, semantic_scholar=semantic_scholar,
+                             openalex=openalex,
                              cache_dir=cache_dir, online_limit=online_limit, progress=say)
         say(f"indexing {len(pool)} papers")
         index = Index(pool)
