@@ -11,14 +11,14 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from .corpus import _KEY_STOP, _ascii_word, last_name
+from .corpus import KEY_STOPWORDS, ascii_word, last_name
 
 
 def _title_words(title: str) -> list:
     out = []
     for w in re.findall(r"[^\W_]+", title):
-        a = _ascii_word(w)
-        if a and a not in _KEY_STOP and not a.isdigit():
+        a = ascii_word(w)
+        if a and a not in KEY_STOPWORDS and not a.isdigit():
             out.append(a.capitalize())
     return out
 
@@ -27,7 +27,7 @@ def key_stem(paper) -> str:
     """Author + year, the part of a key that near-miss repair compares ("Vaswani2017")."""
     surname = ""
     if paper.authors and last_name(paper.authors[0]):
-        surname = _ascii_word(last_name(paper.authors[0]).split()[-1])
+        surname = ascii_word(last_name(paper.authors[0]).split()[-1])
     return f"{(surname or 'anon').capitalize()}{paper.year or 'ND'}"
 
 
