@@ -255,3 +255,20 @@ def test_agent_searches_online_without_a_corpus(tmp_path, monkeypatch):
         assert s.count("/api/query") == 0
     finally:
         s.close()
+
+
+# ---- command line ----
+
+def test_cli_modes_and_their_errors(capsys, monkeypatch, tmp_path, shared_dir):
+    from liquidlfm.scholar.__main__ import main
+    corpus = str(shared_dir / "data" / "papers" / "acl2021.jsonl")
+    assert main(["word alignment", "--corpus", corpus, "--search", "agent", "--no-model"]) == 2
+    assert "--search agent needs a model" in capsys.readouterr().err
+    assert main(["word alignment", "--corpus", corpus, "--search-rounds", "0"]) == 2
+    assert "--search-rounds must be between 1 and 20" in capsys.readouterr().err
+    monkeypatch.setenv("LIQUIDLFM_OFFLINE", "1")
+    monkeypatch.setenv("LIQUIDLFM_CACHE", str(tmp_path))
+    monkeypatch.delenv("LIQUIDLFM_MODEL", raising=False)
+    assert main(["word alignment", "--corpus", corpus, "--model", "cite-agent-1.2b", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "gyung/LFM2.5-CiteAgent-1.2B-v1-GGUF:LFM2.5-1.2B-Instruct.Q4_K_M.gguf" in err
