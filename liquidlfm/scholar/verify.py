@@ -52,12 +52,18 @@ _NAMES = rf"{_NAME}(?:\s+et\s+al\.?|(?:,\s*{_NAME})*,?\s+(?:and|&)\s+{_NAME})?"
 _AY_ITEM = re.compile(rf"^(?P<names>{_NAMES}),?\s+\(?(?P<year>{_YEAR})[a-z]?\)?$")
 _NARRATIVE = re.compile(rf"(?<![\w@])(?P<names>{_NAMES})\s*[(\[]\s*(?P<years>{_YEAR}[a-z]?"
                         rf"(?:\s*[,;]\s*{_YEAR}[a-z]?)*)\s*[)\]]")
-_BARE_AY = re.compile(rf"(?<![\w@])(?P<names>{_NAMES}),?\s+(?P<year>{_YEAR})[a-z]?(?![\w\-–]|[.,]\d)")
-_BARE_SHORT = re.compile(r"(?<![\w@#/.\-])(?:[Pp][-\s]?0*(\d{1,4})|(?:[Pp]aper|[Rr]ef(?:erence)?\.?)\s*#?\s*0*(\d{1,4}))"
+# Bare tokens count wherever non-word characters delimit them ("P1-P12", "x/zhang2021word"); a year
+# followed by "-2020" or ".5" is a range or a number, not a citation.
+_BARE_AY = re.compile(rf"(?<![\w@])(?P<names>{_NAMES}),?\s+(?P<year>{_YEAR})[a-z]?(?!\w|[-–]\d|[.,]\d)")
+_BARE_SHORT = re.compile(r"(?<![\w@#])(?:[Pp][-\s]?0*(\d{1,4})|(?:[Pp]apers?|[Rr]efs?\.?|[Rr]eferences?)\s*#?\s*0*(\d{1,4}))"
                          r"(?!\w|[.,]\d)")
 # a key glued from letters and a year: zhang2021word, Zhang2021Word, Vaswani2017, @zhang2021
-_KEYLIKE = re.compile(rf"(?<![\w@/.\-])@?([A-Za-z][A-Za-z'’]*(?:-[A-Za-z]+)*{_YEAR}[a-z]?[A-Za-z0-9]*)(?![\w\-])")
-_AT_KEY = re.compile(r"(?<![\w.])@([A-Za-z][\w:.\-]*\w)")
+_KEYLIKE = re.compile(rf"(?<![\w@])@?([A-Za-z][A-Za-z'’]*{_YEAR}[a-z]?[A-Za-z0-9]*)(?!\w)")
+# any other key-shaped token inside a group: no spaces, two digits in a row (DBLP:conf/acl/Zhang21)
+_KEYISH = re.compile(r"^@?[A-Za-z][\w:./+'’-]*\d\d[\w:./+'’-]*$")
+# brackets some models write in full width, and their ASCII forms
+_WIDE_BRACKETS = str.maketrans("［］｛｝＜＞（）【】〔〕〈〉《》", "[]{}<>()[][]<><>")
+_AT_KEY = re.compile(r"(?<![\w.])@([A-Za-z][\w:.]*\w)")
 _KEY_PARTS = re.compile(rf"^([A-Za-z][A-Za-z'’\-]*?)({_YEAR})[a-z]?([A-Za-z]*)\d*$")
 _SPECIAL = re.compile(r"<\|[^|>]{1,40}\|>|</?s>|\x00|[\x01-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
 # capitalised words that precede a year in prose without naming an author ("Since 2019", "In May 2020")
@@ -249,7 +255,7 @@ def _citation_item(x: str) -> bool:
     x = _LEAD.sub("", x.strip().strip("'\"`*")).strip()
     if not x:
         return False
-    if _SHORT.match(x) or _AT_KEY.fullmatch(x) or _KEYLIKE.fullmatch(x):
+    if _SHORT.match(x) or _AT_KEY.fullmatch(x) or _KEYLIKE.fullmatch(x) or _KEYISH.match(x):
         return True
     ay = _AY_ITEM.match(x)
     return bool(ay and _is_name(ay.group("names")))
@@ -293,13 +299,17 @@ def scrub_citations(text: str) -> tuple:
     return re.sub(r"\s+", " ", re.sub(r"\(\s*\)|\[\s*\]", " ", text)).strip(" ,;:-"), removed
 
 
-def clean_model_text(text: str) -> str:
-    text = _SPECIAL.sub("", text or "")
+def clean_model_text(text: str, headings: Optional[list] = None) -> str:
+    """The model's text on one line, without special tokens, control characters and heading lines
+    (headings are Scholar's to write; they are appended to `headings` when a list is given)."""
+    text = _SPECIAL.sub("", text or "").translate(_WIDE_BRACKETS)
     lines = []
     for line in text.splitlines():
         s = line.strip()
         if re.match(r"^#{1,6}\s", s) or re.match(r"^(\*\*)?related work(\*\*)?:?$", s, re.I):
-            continue                                     # headings are ours to write
+            if headings is not None:
+                headings.append(s)
+            continue
         lines.append(s)
     return re.sub(r"\s+", " ", " ".join(lines)).strip()
 
@@ -342,7 +352,11 @@ def verify_paragraph(text: str, shorts: dict, theme_keys: Sequence[str] = (),
                 keys.append(k)
         return keys
 
-    text = clean_model_text(text)
+    headings = []
+    text = clean_model_text(text, headings)
+    for h in headings:
+        rep.dropped += [(x, "in a heading line the model wrote (Scholar writes the headings); removed")
+                        for x in find_citation_like(h)]
     text = _CITE_CMD.sub(lambda m: put(resolve_items(m.group(1).split(","))), text)
 
     def narrative(m):                                     # "Zhang et al. (2021) show ...", "Li [2022]"
