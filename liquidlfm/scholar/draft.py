@@ -49,7 +49,7 @@ class RelatedWork:
     report: VerifyReport = field(default_factory=VerifyReport)
     notes: list = field(default_factory=list)  # what was shortened or left out to fit the context
     prompt_format: str = "chat"     # how the prose was asked for: "chat" or "cite-agent" (models.py)
-    keys: dict = field(default_factory=dict)   # "P1" -> the [AuthorYearKeyword] key its prompt showed (cite-agent)
+    citeagent_keys: dict = field(default_factory=dict)  # "P1" -> its [AuthorYearKeyword] key (cite-agent format)
 
     # -- content --
     def cited_short_keys(self) -> list:
@@ -499,4 +499,4 @@ def draft_from_retrieval(idea: str, retrieval: Retrieval, *, model=None, model_n
     return RelatedWork(idea=idea, retrieval=retrieval, shorts=shorts, themes=themes, format=format,
                        model_name=model_name if model is not None else "", themes_by=themes_by,
                        report=total, notes=notes, prompt_format=prompt_format if model is not None else "chat",
-                       keys=aliases)
+                       citeagent_keys=aliases)

@@ -120,7 +120,7 @@ def test_cite_agent_draft_prompt_keys_and_verification():
         assert f"[{k}] {h.paper.title}" in prompt
         assert abstract_head(h.paper.abstract) in prompt and len(abstract_head(h.paper.abstract)) <= 301
     assert re.search(r"- Alignment models: \[\w+\], \[\w+\], \[\w+\]", prompt)
-    assert d.keys == dict(zip([f"P{i}" for i in range(1, 7)], keys))
+    assert d.citeagent_keys == dict(zip([f"P{i}" for i in range(1, 7)], keys))
     a, b = d.themes
     by_key = {p.key: s for s, p in d.shorts.items()}
     mask_align = next(k for k, p in d.shorts.items() if p.title.startswith("Mask-Align"))
