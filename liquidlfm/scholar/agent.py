@@ -8,9 +8,10 @@ this repeats for up to MAX_ROUNDS rounds, or until the model answers without a c
 are the pool the usual retrieval (BM25 + reranking) then ranks for the idea, so an agent that finds
 off-topic papers still has them ranked, and the verifier still allows only what was retrieved.
 
-The calls are read from the reply's decoded text (the whole reply, after generation): a model that
-spelt the markers out in ordinary tokens would be read as calling, which can cost one extra search
-and nothing else, since a search is all a call can do.
+The calls are read from the reply's decoded text (the whole reply, after generation). When the reply
+carries its token ids (a liquidlfm GenerationResult) and the tokenizer has <|tool_call_start|> as one
+special token, a reply without that token holds no call, whatever its text spells: only the model's
+own tool-call token starts a call, as the LFM2 reference says (the server splits streams the same way).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from ..tool_calls import split_tool_calls
+from ..tool_calls import TOOL_CALL_START, split_tool_calls
 from .llm import ChatPrompting, GenerationModel, model_context
 
 MAX_ROUNDS = 5
@@ -107,6 +108,10 @@ def agent_search(model, idea: str, search: Callable[[str], list], *, max_rounds:
         return json.dumps([{"title": p.title, "authors": p.short_authors(), "year": p.year,
                             "abstract": _head(p.abstract)} for p in found], ensure_ascii=False)
 
+    start_id = None                                       # the <|tool_call_start|> token, when it is one
+    if callable(getattr(tok, "encode", None)):
+        marker = tok.encode(TOOL_CALL_START, add_special_tokens=False, parse_special=True)
+        start_id = marker[0] if len(marker) == 1 else None
     kw = {"max_tokens": max_tokens, "temperature": 0.0, "seed": 0}
     if n_ctx is not None and callable(getattr(model, "session", None)):
         kw["n_ctx"] = n_ctx
@@ -118,9 +123,14 @@ def agent_search(model, idea: str, search: Callable[[str], list], *, max_rounds:
                 note(f"agent search stopped after {out.rounds} rounds: the conversation ({used} tokens) and a "
                      f"reply ({max_tokens}) no longer fit the context of {n_ctx}")
                 break
-        reply = str(model.chat(out.messages, tools=[SEARCH_TOOL], **kw))
+        result = model.chat(out.messages, tools=[SEARCH_TOOL], **kw)
+        reply = str(result)
         out.rounds += 1
         _, calls = split_tool_calls(reply)
+        ids = getattr(result, "token_ids", None)
+        if calls and start_id is not None and ids is not None and start_id not in list(ids):
+            note("the reply spells a tool call in ordinary text, not with the tool-call token; not run")
+            calls = []
         out.messages.append({"role": "assistant", "content": reply})
         if not calls:
             break

@@ -19,7 +19,7 @@ from .keys import author_year_keys
 from .llm import PromptMeter, json_max_tokens, supports_structured_output, without_chat_template
 from .retrieve import Retrieval
 from .text import STOPWORDS, analyze, stem, words
-from .verify import VerifyReport, cited_keys, scrub_citations, verify_paragraph
+from .verify import VerifyReport, cited_keys, find_citation_like, scrub_citations, verify_paragraph
 
 SYSTEM = ("You are a careful research assistant writing the Related Work section of a paper. "
           "You only state what the given abstracts say and cite only the given paper keys.")
@@ -373,7 +373,8 @@ _SECTION_HEADING = re.compile(r"^\s*(?:#{1,6}\s*(.+?)\s*#*|\*\*(.+?)\*\*:?|(?:th
 def split_sections(text: str, names: list) -> list:
     """The model's Related Work cut into one text per theme (names, in order): a heading line that
     names a theme (closest name, difflib ratio >= 0.6) starts its text; other headings, and text
-    before any heading, take the next theme not yet written. Text past the last theme joins it.
+    before any heading, take the next theme not yet written. Text past the last theme joins it. A
+    heading holding a citation stays in its text, so the verifier reports that citation.
     A prompt the model goes on to continue ("### Instruction:") ends the answer there."""
     import difflib
 
@@ -395,6 +396,8 @@ def split_sections(text: str, names: list) -> list:
             current = best[1] if best[0] >= 0.6 else next_free()
             if current is not None:
                 written.add(current)
+                if find_citation_like(line):              # the verifier reports what a heading cited
+                    out[current].append(line)
             continue
         if not line.strip():
             continue

@@ -272,3 +272,35 @@ def test_cli_modes_and_their_errors(capsys, monkeypatch, tmp_path, shared_dir):
     assert main(["word alignment", "--corpus", corpus, "--model", "cite-agent-1.2b", "-q"]) == 2
     err = capsys.readouterr().err
     assert "gyung/LFM2.5-CiteAgent-1.2B-v1-GGUF:LFM2.5-1.2B-Instruct.Q4_K_M.gguf" in err
+
+
+class Reply(str):
+    """A reply with token ids, as liquidlfm's GenerationResult carries them."""
+
+    def __new__(cls, text, token_ids):
+        r = super().__new__(cls, text)
+        r.token_ids = token_ids
+        return r
+
+
+class MarkerTokenizer:
+    """<|tool_call_start|> is the single special token 7; everything else one id per byte + 300."""
+
+    def encode(self, text, add_special_tokens=True, parse_special=True):
+        if parse_special and text == TOOL_CALL_START:
+            return [7]
+        return [300 + b for b in text.encode()]
+
+
+def test_only_the_tool_call_token_starts_a_call():
+    search, seen = corpus_search(make_papers())
+    text = call('search_paper(query="word alignment")')
+    model = ChatDouble(replies=[Reply(text, [7, 300, 301]), Reply(text, [300, 301, 302]), "Done."],
+                       tokenizer=MarkerTokenizer())
+    out = agent_search(model, IDEA, search)
+    assert seen == ["word alignment"] and out.rounds == 2        # the spelt-out call ended the search
+    assert "spells a tool call in ordinary text" in out.notes[0]
+
+
+def test_citation_in_a_heading_is_reported():
+    assert split_sections("### Work [P9]\nText [P1].", ["Work"]) == ["### Work [P9]\nText [P1]."]
