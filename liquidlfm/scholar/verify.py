@@ -46,9 +46,10 @@ _PARENS = re.compile(r"\(([^()\n\x00\x01]{1,300})\)")
 _CITE_CMD = re.compile(r"\\(?:[Cc]ite[tp]?|citealp|citealt|citeauthor|citeyear|parencite|textcite|autocite)\*?"
                        r"\s*(?:\[[^\]]*\]\s*)*\{([^}]*)\}")
 _LEAD = re.compile(r"^\s*(?:(?:e\.g\.|i\.e\.|cf\.|see(?: also)?|also|and)\s*,?\s*)+", re.I)
-# a family name: a capitalised word with a lower-case letter (not an acronym), after particles
-_NAME = r"(?:(?:van|von|de|der|den|da|di|le|la|du|del|dos)\s+)*[A-Z][a-zß-ÿ'’\-]*[a-zß-ÿ][A-Za-zß-ÿ'’\-]*"
-_NAMES = rf"{_NAME}(?:\s+et\s+al\.?|(?:,\s*{_NAME})*,?\s+(?:and|&)\s+{_NAME})?"
+# a family name: a capitalised word, after particles (_is_name rejects acronyms and common words).
+# Bounded repeats keep matching linear on hostile text (a 3000-letter word, 2000 names in a row).
+_NAME = r"(?:(?:van|von|de|der|den|da|di|le|la|du|del|dos)\s+){0,3}[A-Z][A-Za-zß-ÿ'’\-]{1,40}"
+_NAMES = rf"{_NAME}(?:\s+et\s+al\.?|(?:,\s*{_NAME}){{0,6}},?\s+(?:and|&)\s+{_NAME})?"
 _AY_ITEM = re.compile(rf"^(?P<names>{_NAMES}),?\s+\(?(?P<year>{_YEAR})[a-z]?\)?$")
 _NARRATIVE = re.compile(rf"(?<![\w@])(?P<names>{_NAMES})\s*[(\[]\s*(?P<years>{_YEAR}[a-z]?"
                         rf"(?:\s*[,;]\s*{_YEAR}[a-z]?)*)\s*[)\]]")
@@ -246,8 +247,11 @@ def _short_order(k: str):
 
 
 def _is_name(names: str) -> bool:
-    first = re.split(r"\s+", names.strip())[0].lower().strip("'’-")
-    return first not in _NOT_NAMES
+    """Whether the names of an author-year match name people: the first family name has a lower-case
+    letter (not an acronym: "BERT (2019)") and is not a word that precedes years in prose."""
+    words = [w for w in re.split(r"\s+", names.strip()) if w[:1].isupper()]
+    first = words[0] if words else ""
+    return bool(re.search(r"[a-zß-ÿ]", first)) and first.lower().strip("'’-") not in _NOT_NAMES
 
 
 def _citation_item(x: str) -> bool:

@@ -225,3 +225,14 @@ def test_whole_draft_renders_only_retrieved_papers(pieces):
             assert any(what.lower() in w.lower() for w in reported(d.report)), (written, d.report.problems())
         elif kind == "ambiguous":
             assert any("Zhang" in w for w, _, _ in d.report.flagged), written
+
+
+def test_hostile_text_is_verified_in_reasonable_time():
+    """Regexes over model text stay near-linear: each of these once backtracked for minutes."""
+    import time
+    for text in ["A" + "a" * 3000 + " 2021 x.", " ".join(["Zhang,"] * 2000) + " and Li 2021.",
+                 "van " * 2000 + "Zhang 2021.", "(" * 3000 + "Zhang, 2021" + ")" * 3000, "B" + "aB" * 2000 + " (2021)"]:
+        t = time.perf_counter()
+        out, rep = verify_paragraph(text, SHORTS, aliases=ALIASES)
+        assert time.perf_counter() - t < 20, text[:40]
+        assert set(cited_keys(out)) <= set(SHORTS)
