@@ -228,7 +228,7 @@ def test_whole_draft_renders_only_retrieved_papers(pieces):
 
 
 def test_hostile_text_is_verified_in_reasonable_time():
-    """Regexes over model text stay near-linear: each of these once backtracked for minutes."""
+    """Regexes over model text stay near-linear (2000 names in a row once backtracked for minutes)."""
     import time
     for text in ["A" + "a" * 3000 + " 2021 x.", " ".join(["Zhang,"] * 2000) + " and Li 2021.",
                  "van " * 2000 + "Zhang 2021.", "(" * 3000 + "Zhang, 2021" + ")" * 3000, "B" + "aB" * 2000 + " (2021)"]:
