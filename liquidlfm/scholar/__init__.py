@@ -10,6 +10,11 @@ A liquidlfm model answers the parsed steps under structured output (themes and k
 under a schema, paragraphs under a grammar whose brackets hold only the keys the paragraph's prompt
 showed), so its answers always parse. Every prompt, with its answer's bound, is fitted to the
 model's context (budget.py).
+
+LFM-Scholar's own ways are here too (README "LFM-Scholar"): its CiteAgent models by name
+(model="cite-agent-2.6b", models.py) drafting from their instruction/response prompt with
+[AuthorYearKeyword] keys, and search="agent", where the model calls a search_paper tool (agent.py).
+Online search: Semantic Scholar, OpenAlex and arXiv (online.py).
 """
 from .api import DEFAULT_MODEL, NoCorpusError, draft_related_work, gather_papers, load_model
 from .corpus import CorpusError, Paper, load_corpus

@@ -77,23 +77,23 @@ def last_name(author: str) -> str:
     return " ".join(parts[i:])
 
 
-def _ascii_word(s: str) -> str:
+def ascii_word(s: str) -> str:
     s = unicodedata.normalize("NFKD", s)
     return re.sub(r"[^a-z0-9]", "", s.encode("ascii", "ignore").decode().lower())
 
 
-_KEY_STOP = {"a", "an", "the", "on", "of", "in", "for", "to", "and", "with", "from", "towards",
+KEY_STOPWORDS = {"a", "an", "the", "on", "of", "in", "for", "to", "and", "with", "from", "towards",
              "toward", "is", "are", "via", "by", "at", "what", "how", "when", "do", "does", "can"}
 
 
 def make_key(authors: Iterable[str], year: Optional[int], title: str) -> str:
     """zhang2021bidirectional — first author's surname, year, first content word of the title."""
     authors = list(authors)
-    last = _ascii_word(last_name(authors[0]).split()[-1]) if authors and last_name(authors[0]) else ""
+    last = ascii_word(last_name(authors[0]).split()[-1]) if authors and last_name(authors[0]) else ""
     word = ""
     for w in re.findall(r"[^\W_]+", title):
-        a = _ascii_word(w)
-        if a and a not in _KEY_STOP:
+        a = ascii_word(w)
+        if a and a not in KEY_STOPWORDS:
             word = a
             break
     key = f"{last or 'anon'}{year or ''}{word}"

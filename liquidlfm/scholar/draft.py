@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .llm import PromptMeter, json_max_tokens, supports_structured_output
+from .keys import author_year_keys
+from .llm import PromptMeter, json_max_tokens, supports_structured_output, without_chat_template
 from .retrieve import Retrieval
 from .text import STOPWORDS, analyze, stem, words
-from .verify import VerifyReport, cited_keys, verify_paragraph
+from .verify import VerifyReport, cited_keys, find_citation_like, scrub_citations, verify_paragraph
 
 SYSTEM = ("You are a careful research assistant writing the Related Work section of a paper. "
           "You only state what the given abstracts say and cite only the given paper keys.")
@@ -47,6 +48,8 @@ class RelatedWork:
     themes_by: str = "code"
     report: VerifyReport = field(default_factory=VerifyReport)
     notes: list = field(default_factory=list)  # what was shortened or left out to fit the context
+    prompt_format: str = "chat"     # how the prose was asked for: "chat" or "cite-agent" (models.py)
+    citeagent_keys: dict = field(default_factory=dict)  # "P1" -> its [AuthorYearKeyword] key (cite-agent format)
 
     # -- content --
     def cited_short_keys(self) -> list:
@@ -70,7 +73,8 @@ class RelatedWork:
         return [h.paper for h in self.retrieval.hits]
 
     def provenance(self) -> str:
-        how = (f"prose by model {self.model_name}; every citation checked against the papers its prompt showed"
+        fmt = " (CiteAgent prompt format)" if self.prompt_format == "cite-agent" else ""
+        how = (f"prose by model {self.model_name}{fmt}; every citation checked against the papers its prompt showed"
                if self.model_name else
                "drafted WITHOUT a model: each sentence is built from the retrieved papers' metadata")
         return f"{len(self.retrieved)} papers retrieved, {len(self.cited)} cited; {how}"
@@ -331,6 +335,81 @@ def fit_paragraph(meter: PromptMeter, idea: str, theme: Theme, shorts: dict, max
     return fitted, keys
 
 
+# ---- drafting in the CiteAgent models' format ----
+
+CITE_AGENT_EXCERPT_CHARS = 300     # the abstract head each reference shows
+CITE_AGENT_MAX_WORDS = 80          # words of that head fitting starts from (300 characters are fewer)
+
+
+def abstract_head(text: str, n_chars: int = CITE_AGENT_EXCERPT_CHARS) -> str:
+    """The first n_chars characters of an abstract (whitespace normalised), "…" appended when cut."""
+    t = " ".join(text.split())
+    return t if len(t) <= n_chars else t[:n_chars].rstrip() + "…"
+
+
+def cite_agent_prompt(idea: str, themes: list, keys: list, aliases: dict, shorts: dict, excerpts: list) -> str:
+    """The whole Related Work asked for in one instruction/response prompt (the CiteAgent models'
+    training format, our wording): the themes with their papers' keys, then every reference shown
+    under its [AuthorYearKeyword] key (aliases: short key -> that key) with its abstract's head
+    (excerpts[i] for keys[i]). Papers not in keys were left out to fit and are not listed."""
+    shown = set(keys)
+    theme_lines = "\n".join(
+        f"- {th.name}: " + ", ".join(f"[{aliases[k]}]" for k in th.keys if k in shown)
+        for th in themes if any(k in shown for k in th.keys))
+    refs = "\n\n".join(f"[{aliases[k]}] {shorts[k].title} ({shorts[k].short_authors()}, {shorts[k].year or 'n.d.'})\n"
+                        f"{ex}" for k, ex in zip(keys, excerpts))
+    return ("### Instruction:\n"
+            "Write the Related Work section of a paper on the research idea below. Give each theme its own "
+            "paragraph, in the order listed, and begin each paragraph with a line holding '### ' and the "
+            "theme's name. Say only what the references' text below supports, and back each statement with "
+            f"the keys of the references it comes from, in square brackets, like [{aliases[keys[0]]}]. "
+            "Use no key that is not listed under References.\n\n"
+            f"Research idea: {idea}\n\nThemes:\n{theme_lines}\n\nReferences:\n{refs}\n\n### Response:")
+
+
+_SECTION_HEADING = re.compile(r"^\s*(?:#{1,6}\s*(.+?)\s*#*|\*\*(.+?)\*\*:?|(?:theme\s*\d*\s*[:.]\s*)(.+))\s*$", re.I)
+
+
+def split_sections(text: str, names: list) -> list:
+    """The model's Related Work cut into one text per theme (names, in order): a heading line that
+    names a theme (closest name, difflib ratio >= 0.6) starts its text; other headings, and text
+    before any heading, take the next theme not yet written. Text past the last theme joins it. A
+    heading holding a citation stays in its text, so the verifier reports that citation.
+    A prompt the model goes on to continue ("### Instruction:") ends the answer there."""
+    import difflib
+
+    text = re.split(r"^\s*#{1,6}\s*(?:instruction|input|response)\s*:", text or "", flags=re.I | re.M)[0]
+    out = [[] for _ in names]
+    written, current = set(), None
+
+    def next_free():
+        free = [i for i in range(len(names)) if i not in written]
+        return free[0] if free else (len(names) - 1 if names else None)
+
+    for line in text.splitlines():
+        m = _SECTION_HEADING.match(line)
+        if m and len(line) < 120:
+            title = next(g for g in m.groups() if g)
+            scores = [(difflib.SequenceMatcher(None, title.lower(), n.lower()).ratio(), i) for i, n in enumerate(names)
+                      if i not in written]
+            best = max(scores) if scores else (0.0, None)
+            current = best[1] if best[0] >= 0.6 else next_free()
+            if current is not None:
+                written.add(current)
+                if find_citation_like(line):              # the verifier reports what a heading cited
+                    out[current].append(line)
+            continue
+        if not line.strip():
+            continue
+        if current is None:
+            current = next_free()
+            if current is None:
+                break
+            written.add(current)
+        out[current].append(line)
+    return ["\n".join(x) for x in out]
+
+
 def progress_callback(progress):
     """A msg -> None callback from progress: None/True prints timestamped lines to stderr, False is
     silent, a callable is used as is."""
@@ -344,9 +423,14 @@ def progress_callback(progress):
 
 def draft_from_retrieval(idea: str, retrieval: Retrieval, *, model=None, model_name: str = "",
                          format: str = "markdown", max_themes: int = 3, max_tokens: int = 300,
-                         n_ctx=None, progress=None) -> RelatedWork:
+                         n_ctx=None, prompt_format: str = "chat", progress=None) -> RelatedWork:
     """Themes, one paragraph per theme, each verified. n_ctx: the context every prompt is fitted to
-    (see llm.model_context); each paragraph may cite only the papers its prompt showed."""
+    (see llm.model_context); each paragraph may cite only the papers its prompt showed.
+    prompt_format "chat": one chat prompt per theme (batched), papers under [P1]..[Pn] keys;
+    "cite-agent": the whole section in one instruction/response prompt with [AuthorYearKeyword] keys
+    (cite_agent_prompt), cut into the themes' paragraphs by its headings (split_sections)."""
+    if prompt_format not in ("chat", "cite-agent"):
+        raise ValueError(f"prompt_format must be 'chat' or 'cite-agent', got {prompt_format!r}")
     say = progress_callback(progress)
     shorts = {f"P{i}": h.paper for i, h in enumerate(retrieval.hits, 1)}
     if not shorts:
@@ -365,9 +449,31 @@ def draft_from_retrieval(idea: str, retrieval: Retrieval, *, model=None, model_n
         themes_by = "model" if themes else "code (model's grouping was unusable)"
     if not themes:
         themes = code_themes(shorts, max_themes)
+    for th in themes:                                     # a theme's name cites nothing
+        name, removed = scrub_citations(th.name)
+        if removed:
+            note(f"theme name {th.name!r}: citation-like text {removed} removed")
+            th.name = name[:1].upper() + name[1:] if len(name) >= 3 else "Further related work"
+    aliases = {}                                          # "P1" -> "Zhang2021Word" (cite-agent keys)
     if model is None:
         for th in themes:
             th.prompt_keys, th.raw = list(th.keys), ""
+    elif prompt_format == "cite-agent":
+        aliases = dict(zip(shorts, author_year_keys(list(shorts.values()))))
+        raw_meter = PromptMeter(without_chat_template(model), meter.n_ctx)
+        keys = list(shorts)                               # best-ranked first
+        budget = max_tokens * len(themes)
+        f = raw_meter.fit(lambda kept, ex: cite_agent_prompt(idea, themes, [keys[i] for i in kept], aliases, shorts, ex),
+                          [abstract_head(shorts[k].abstract) for k in keys], max_tokens=budget,
+                          max_words=CITE_AGENT_MAX_WORDS, what="the Related Work prompt (CiteAgent format)")
+        shown = [keys[i] for i in f.kept]
+        msg = f.note("the Related Work prompt", left_out=keys[len(shown):])
+        if msg:
+            note(msg + ("; those left out cannot be cited" if f.dropped else ""))
+        say(f"writing the Related Work in one answer (CiteAgent format, {len(themes)} themes)")
+        sections = split_sections(raw_meter.generate(f, max_tokens=budget), [th.name for th in themes])
+        for th, text in zip(themes, sections):
+            th.prompt_keys, th.raw = list(shown), text
     else:
         # first fit every paragraph's prompt (what it shows is what it may cite), then write them
         fitted = []
@@ -387,10 +493,13 @@ def draft_from_retrieval(idea: str, retrieval: Retrieval, *, model=None, model_n
     total, seen = VerifyReport(), set()
     for th in themes:
         citable = {k: shorts[k] for k in th.prompt_keys}
-        th.text, th.report = verify_paragraph(th.raw, citable, th.prompt_keys, th.name, seen)
+        own = [k for k in th.keys if k in citable] or th.prompt_keys     # what a fallback sentence cites
+        th.text, th.report = verify_paragraph(th.raw, citable, own, th.name, seen,
+                                              aliases={aliases[k]: k for k in citable if k in aliases})
         total.merge(th.report)
     if model is not None:
         say(f"verified citations: {total.summary()}")
     return RelatedWork(idea=idea, retrieval=retrieval, shorts=shorts, themes=themes, format=format,
                        model_name=model_name if model is not None else "", themes_by=themes_by,
-                       report=total, notes=notes)
+                       report=total, notes=notes, prompt_format=prompt_format if model is not None else "chat",
+                       citeagent_keys=aliases)

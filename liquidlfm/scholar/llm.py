@@ -24,7 +24,8 @@ from .budget import DEFAULT_MARGIN, MIN_EXCERPT_WORDS, ContextBudget, FittedProm
 
 __all__ = ["TextGenerator", "ChatPrompting", "GenerationModel", "ScoringTokenizer", "SessionScorer",
            "ForwardScorer", "generate_text", "generate_json", "supports_structured_output", "json_max_tokens",
-           "json_schema_format", "render_chat", "model_context", "open_session", "PromptMeter", "generate_texts"]
+           "json_schema_format", "render_chat", "model_context", "open_session", "PromptMeter", "generate_texts",
+           "without_chat_template"]
 
 
 @runtime_checkable
@@ -119,6 +120,34 @@ def open_session(model, n_ctx: Optional[int] = None):
         close = getattr(s, "close", None)
         if close is not None:
             close()
+
+
+class _WithoutChatTemplate:
+    """A GenerationModel whose prompts are sent as written (model.generate, special tokens added),
+    never through its chat template: for prompts in a model's own training format (the CiteAgent
+    models' instruction/response prompt). Everything else is the wrapped model's."""
+
+    chat_template = None
+
+    def __init__(self, model):
+        self._model = model
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def generate(self, prompt, max_tokens: Optional[int] = None, **kwargs) -> str:
+        return self._model.generate(prompt, max_tokens=max_tokens, **kwargs)
+
+    def chat(self, messages, tools=None, stream: bool = False, max_tokens: Optional[int] = None, **kwargs):
+        raise TypeError("this view of the model sends prompts as written; use generate()")
+
+
+def without_chat_template(model):
+    """model, seen as a GenerationModel without a chat template (generate_text then sends a prompt
+    as written, plus a newline); a model without one, or a plain generator, is returned as is."""
+    if isinstance(model, GenerationModel) and model.chat_template:
+        return _WithoutChatTemplate(model)
+    return model
 
 
 def _messages(user: str, system: Optional[str]) -> list:

@@ -1,10 +1,14 @@
-"""Online paper search: arXiv (through the `arxiv` package) and Semantic Scholar (its public Graph API),
-each with a rate limit, retries with exponential backoff on 429/5xx/connection errors, and an on-disk
+"""Online paper search: Semantic Scholar (its public Graph API), OpenAlex (its REST API) and arXiv
+(through the `arxiv` package), each with a rate limit, retries with exponential backoff on 429/5xx/connection errors, and an on-disk
 cache keyed by (service, query, limit) so a repeated query never touches the network.
 
 Base URLs can be pointed elsewhere (tests use a loopback replay server):
-LIQUIDLFM_ARXIV_URL, LIQUIDLFM_S2_URL; cache dir: LIQUIDLFM_SCHOLAR_CACHE (default
-~/.cache/liquidlfm/scholar); Semantic Scholar API key (optional): S2_API_KEY.
+LIQUIDLFM_ARXIV_URL, LIQUIDLFM_S2_URL, LIQUIDLFM_OPENALEX_URL; cache dir: LIQUIDLFM_SCHOLAR_CACHE (default
+~/.cache/liquidlfm/scholar); Semantic Scholar API key (optional): S2_API_KEY; OpenAlex (optional):
+OPENALEX_API_KEY, OPENALEX_MAILTO (its "polite pool" address).
+
+search_online() either pools the services it is given, or (fallback=True, LFM-Scholar's order)
+tries Semantic Scholar, then OpenAlex, then arXiv, and stops at the first that returns papers.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from .corpus import Paper, paper_from_record, finalize
 
 ARXIV_URL = "https://export.arxiv.org/api/query"
 S2_URL = "https://api.semanticscholar.org/graph/v1"
+OPENALEX_URL = "https://api.openalex.org"
 RETRY_STATUS = (429, 500, 502, 503, 504)
 
 
@@ -258,17 +263,106 @@ class Arxiv(_Client):
         return out
 
 
-def search_online(query: str, *, arxiv: bool = True, semantic_scholar: bool = True, limit: int = 40,
-                  cache_dir=None, log: Optional[Callable] = None, clients=None) -> list:
-    """Search the chosen services and pool the results (deduplicated, unique keys).
-    Raises OnlineSearchError(unreachable=True) if every service is unreachable."""
+class OpenAlex(_Client):
+    """OpenAlex works search (GET {base}/works?search=...). Abstracts come as an inverted index
+    (word -> positions) and are rebuilt in order (abstract_from_inverted_index)."""
+
+    name = "openalex"
+    SELECT = "id,doi,display_name,title,publication_year,authorships,abstract_inverted_index,primary_location"
+
+    def __init__(self, base_url=None, *, api_key=None, mailto=None, **kw):
+        kw.setdefault("min_interval", 0.2)                       # OpenAlex allows 10 requests / s
+        super().__init__(base_url or os.environ.get("LIQUIDLFM_OPENALEX_URL") or OPENALEX_URL, **kw)
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENALEX_API_KEY")
+        self.mailto = mailto if mailto is not None else os.environ.get("OPENALEX_MAILTO")
+        import requests
+        self.session = requests.Session()
+
+    def _fetch(self, query, limit):
+        params = {"search": query, "per-page": max(1, min(int(limit), 200)), "select": self.SELECT}
+        if self.api_key:
+            params["api_key"] = self.api_key
+        if self.mailto:
+            params["mailto"] = self.mailto
+        r = self.session.get(f"{self.base_url}/works", timeout=self.timeout, params=params,
+                             headers={"User-Agent": "liquidlfm-scholar/0.1"})
+        if r.status_code in RETRY_STATUS:
+            raise _Retryable(r.status_code, _retry_after(r.headers))
+        if r.status_code != 200:
+            raise OnlineSearchError(f"{self.name}: HTTP {r.status_code} for '{query[:60]}': {r.text[:200]}")
+        try:
+            data = r.json()
+        except ValueError:
+            raise OnlineSearchError(f"{self.name}: response is not JSON: {r.text[:120]!r}") from None
+        results = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(results, list):
+            raise OnlineSearchError(f"{self.name}: response has no 'results' list: {r.text[:120]!r}")
+        out = []
+        for i, d in enumerate(results, 1):
+            title = (d.get("display_name") or d.get("title") or "") if isinstance(d, dict) else ""
+            if not title:
+                continue
+            where = f"{self.name} result {i}"
+            try:
+                abstract = abstract_from_inverted_index(d.get("abstract_inverted_index"))
+            except ValueError as e:
+                self.log(f"{where}: abstract left out ({e})")
+                abstract = ""
+            loc = d.get("primary_location") or {}
+            source = loc.get("source") or {}
+            doi = (d.get("doi") or "").replace("https://doi.org/", "")
+            rec = {"title": title, "abstract": abstract,
+                   "authors": [((a.get("author") or {}).get("display_name") or "") for a in d.get("authorships") or []],
+                   "year": d.get("publication_year"), "venue": source.get("display_name") or "",
+                   "url": loc.get("landing_page_url") or d.get("id") or "",
+                   "id": doi or (d.get("id") or "").rsplit("/", 1)[-1]}
+            rec["authors"] = [a for a in rec["authors"] if a]
+            out.append(paper_from_record(rec, where, self.name))
+        return out
+
+
+def abstract_from_inverted_index(index) -> str:
+    """OpenAlex's abstract_inverted_index ({"word": [positions], ...}) -> the text, words in position
+    order. None or {} -> "". ValueError when it is not a map of words to lists of non-negative ints,
+    or two words claim one position."""
+    if not index:
+        return ""
+    if not isinstance(index, dict):
+        raise ValueError(f"abstract_inverted_index is a {type(index).__name__}, not an object")
+    at = {}
+    for word, positions in index.items():
+        if not isinstance(positions, list):
+            raise ValueError(f"positions of {word!r} are not a list")
+        for pos in positions:
+            if isinstance(pos, bool) or not isinstance(pos, int) or pos < 0:
+                raise ValueError(f"position {pos!r} of {word!r} is not a non-negative integer")
+            if pos in at and at[pos] != word:
+                raise ValueError(f"position {pos} holds both {at[pos]!r} and {word!r}")
+            at[pos] = word
+    return " ".join(at[p] for p in sorted(at))
+
+
+SERVICES = ("semantic-scholar", "openalex", "arxiv")           # LFM-Scholar's fallback order
+
+
+def search_online(query: str, *, arxiv: bool = True, semantic_scholar: bool = True, openalex: bool = False,
+                  fallback: bool = False, limit: int = 40, cache_dir=None, log: Optional[Callable] = None,
+                  clients=None) -> list:
+    """Search the chosen services and pool the results (deduplicated, unique keys); with
+    fallback=True, try them in turn (Semantic Scholar, OpenAlex, arXiv) and keep the first that
+    returns papers. Raises OnlineSearchError if every service failed (unreachable=True when every
+    one was unreachable)."""
     log = log or (lambda m: None)
     if clients is None:
         clients = []
-        if arxiv:
-            clients.append(Arxiv(cache_dir=cache_dir, log=log))
         if semantic_scholar:
             clients.append(SemanticScholar(cache_dir=cache_dir, log=log))
+        if openalex:
+            clients.append(OpenAlex(cache_dir=cache_dir, log=log))
+        if arxiv:
+            clients.append(Arxiv(cache_dir=cache_dir, log=log))
+        if not fallback:                                  # pooled: the order of today's results
+            clients.sort(key=lambda c: {"arxiv": 0}.get(c.name, 1))
     if not clients:
         raise ValueError("no online service chosen")
     papers, errors = [], []
@@ -278,10 +372,14 @@ def search_online(query: str, *, arxiv: bool = True, semantic_scholar: bool = Tr
             got = c.search(query, limit)
         except OnlineSearchError as e:
             errors.append(e)
-            log(f"{c.name} failed: {e}")
+            log(f"{c.name} failed: {e}" + ("; trying the next service" if fallback else ""))
             continue
         log(f"{c.name}: {len(got)} papers")
         papers.extend(got)
+        if fallback and got:
+            break
+        if fallback:
+            log(f"{c.name} found nothing; trying the next service")
     if not papers and errors:
         raise OnlineSearchError("; ".join(str(e) for e in errors),
                                 unreachable=all(e.unreachable for e in errors))

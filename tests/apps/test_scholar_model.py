@@ -167,3 +167,23 @@ def test_engine_model_answers_parse_under_structured_output(tiny, shared_dir):
                            top_k=6, n_candidates=7, max_tokens=60)
     check_invariants(d)
     assert d.themes_by == "model" and not d.report.dropped and not d.report.repaired
+
+
+def test_agent_search_and_cite_agent_format_on_the_real_engine(tiny, shared_dir):
+    """Both of LFM-Scholar's modes through the real engine: the agent's conversation rendered by the
+    real chat template with the tool listed, the draft prompt sent without it. Random weights call
+    no tool, so the classic search takes over; the point is that the loop, the raw prompt and the
+    verifier run end to end and every citation stays grounded."""
+    from liquidlfm.scholar.agent import SEARCH_TOOL, agent_search
+
+    papers = load_corpus(shared_dir / "data" / "papers" / "acl2021.jsonl")
+    messages = []
+    d = draft_related_work("unsupervised word alignment for machine translation", papers=papers, model=tiny,
+                           top_k=5, n_candidates=6, max_tokens=30, search="agent", max_search_rounds=2,
+                           prompt_format="cite-agent", progress=messages.append)
+    check_invariants(d)
+    assert d.prompt_format == "cite-agent" and any("agent search" in m for m in messages)
+    out = agent_search(tiny, "word alignment", lambda q: papers[:3], max_rounds=2, max_tokens=16)
+    assert 1 <= out.rounds <= 2 and out.messages[-1]["role"] in ("assistant", "tool")
+    rendered = tiny.apply_chat_template(out.messages, tools=[SEARCH_TOOL])
+    assert "<|tool_list_start|>" in rendered and '"search_paper"' in rendered

@@ -300,3 +300,115 @@ def test_search_online_one_service_down(server, tmp_path):
     with pytest.raises(OnlineSearchError) as e:
         search_online("q", clients=[down])
     assert e.value.unreachable
+
+
+# ---- OpenAlex ----
+
+OPENALEX_BODY = {
+    "meta": {"count": 3, "page": 1, "per_page": 3},
+    "results": [
+        {"id": "https://openalex.org/W111", "doi": "https://doi.org/10.5555/conv.2025",
+         "display_name": "Gated Convolutions for Small Language Models", "publication_year": 2025,
+         "authorships": [{"author": {"display_name": "Ada Lovelace"}}, {"author": {"display_name": "Alan Turing"}}],
+         # "short gated convolutions replace most attention layers ." with "convolutions" at 2 and 9
+         "abstract_inverted_index": {"short": [0], "gated": [1], "convolutions": [2, 9], "replace": [3],
+                                     "most": [4], "attention": [5], "layers": [6], "so": [7], "do": [8]},
+         "primary_location": {"landing_page_url": "https://example.org/w111",
+                              "source": {"display_name": "TMLR"}}},
+        {"id": "https://openalex.org/W222", "doi": None, "display_name": "Edge Inference Without Attention",
+         "publication_year": 2024, "authorships": [], "abstract_inverted_index": None, "primary_location": None},
+        {"id": "https://openalex.org/W333", "display_name": "Broken Abstract", "publication_year": 2023,
+         "authorships": [{"author": {"display_name": "Grace Hopper"}}],
+         "abstract_inverted_index": {"a": [0], "b": [0]}},
+        {"id": "https://openalex.org/W444", "display_name": None, "title": None},
+    ],
+}
+
+
+def test_openalex_abstract_from_inverted_index():
+    from liquidlfm.scholar.online import abstract_from_inverted_index
+    assert abstract_from_inverted_index({"b": [1, 3], "a": [0, 2], "c": [4]}) == "a b a b c"
+    assert abstract_from_inverted_index(None) == "" and abstract_from_inverted_index({}) == ""
+    assert abstract_from_inverted_index({"gap": [5], "start": [0]}) == "start gap"
+    for bad, msg in [([1], "not an object"), ({"a": 1}, "not a list"), ({"a": [-1]}, "non-negative"),
+                     ({"a": ["0"]}, "non-negative"), ({"a": [0], "b": [0]}, "both 'a' and 'b'")]:
+        with pytest.raises(ValueError, match=msg):
+            abstract_from_inverted_index(bad)
+
+
+def test_openalex_retries_rebuilds_abstracts_and_caches(tmp_path):
+    from liquidlfm.scholar.online import OpenAlex
+    s = Replay({"/works": [(503, {}, "busy"), (429, {"Retry-After": "0.02"}, "slow"),
+                           (200, JSON_H, json.dumps(OPENALEX_BODY))]})
+    try:
+        sleeps, logs = Sleeps(), []
+        c = OpenAlex(s.url, cache_dir=tmp_path, min_interval=0, backoff=0.5, sleep=sleeps, mailto="me@example.org",
+                     log=logs.append)
+        papers = c.search("gated convolutions small language models", limit=7)
+        assert [p.title for p in papers] == ["Gated Convolutions for Small Language Models",
+                                             "Edge Inference Without Attention", "Broken Abstract"]
+        a, b, broken = papers
+        assert a.abstract == "short gated convolutions replace most attention layers so do convolutions"
+        assert a.authors == ("Ada Lovelace", "Alan Turing") and a.year == 2025 and a.venue == "TMLR"
+        assert a.id == "10.5555/conv.2025" and a.url == "https://example.org/w111" and a.source == "openalex"
+        assert b.abstract == "" and b.authors == () and b.id == "W222" and b.url == "https://openalex.org/W222"
+        assert broken.abstract == "" and any("result 3: abstract left out" in m for m in logs)
+        assert s.count("/works") == 3 and sleeps == [0.5, 0.02]
+        _, q, _ = s.seen[-1]
+        assert q["search"] == ["gated convolutions small language models"] and q["per-page"] == ["7"]
+        assert q["mailto"] == ["me@example.org"] and "abstract_inverted_index" in q["select"][0]
+        again = OpenAlex(s.url, cache_dir=tmp_path, min_interval=0, sleep=sleeps).search(
+            "gated  convolutions small language models", limit=7)
+        assert [p.to_dict() for p in again] == [p.to_dict() for p in papers] and s.count("/works") == 3
+    finally:
+        s.close()
+
+
+def test_openalex_bad_responses(tmp_path):
+    from liquidlfm.scholar.online import OpenAlex
+    s = Replay({"/works": [(400, {}, "bad search")], "/x/works": [(200, JSON_H, '{"meta": {}}')]})
+    try:
+        with pytest.raises(OnlineSearchError, match="openalex: HTTP 400"):
+            OpenAlex(s.url, cache_dir=tmp_path, min_interval=0, sleep=Sleeps()).search("q", 3)
+        with pytest.raises(OnlineSearchError, match="no 'results' list"):
+            OpenAlex(s.url + "/x", cache_dir=tmp_path, min_interval=0, sleep=Sleeps()).search("q", 3)
+    finally:
+        s.close()
+
+
+def test_fallback_chain_semantic_scholar_then_openalex_then_arxiv(tmp_path):
+    from liquidlfm.scholar.online import OpenAlex
+    s = Replay({"/graph/v1/paper/search": [(500, {}, "down")], "/works": [(200, JSON_H, json.dumps(OPENALEX_BODY))],
+                "/empty/works": [(200, JSON_H, '{"results": []}')], "/api/query": [(200, ATOM_H, ATOM)]})
+    try:
+        def clients(openalex_path):
+            kw = dict(cache_dir=tmp_path, min_interval=0, max_retries=0, sleep=Sleeps())
+            return [SemanticScholar(s.url + "/graph/v1", **kw), OpenAlex(s.url + openalex_path, **kw),
+                    Arxiv(s.url + "/api/query", **kw)]
+        logs = []
+        got = search_online("q", clients=clients(""), fallback=True, log=logs.append)
+        assert {p.source for p in got} == {"openalex"} and s.count("/api/query") == 0
+        assert any("semantic-scholar failed" in m and "trying the next service" in m for m in logs)
+        got = search_online("q", clients=clients("/empty"), fallback=True, log=logs.append)
+        assert {p.source for p in got} == {"arxiv"} and any("openalex found nothing" in m for m in logs)
+        pooled = search_online("q", clients=clients(""))             # no fallback: every service, pooled
+        assert {p.source for p in pooled} == {"openalex", "arxiv"}
+    finally:
+        s.close()
+
+
+def test_default_online_search_is_the_fallback_chain(tmp_path, monkeypatch):
+    s = Replay({"/graph/v1/paper/search": [(200, JSON_H, json.dumps(S2_BODY))],
+                "/works": [(200, JSON_H, json.dumps(OPENALEX_BODY))], "/api/query": [(200, ATOM_H, ATOM)]})
+    try:
+        monkeypatch.setenv("LIQUIDLFM_ARXIV_URL", s.url + "/api/query")
+        monkeypatch.setenv("LIQUIDLFM_S2_URL", s.url + "/graph/v1")
+        monkeypatch.setenv("LIQUIDLFM_OPENALEX_URL", s.url)
+        from liquidlfm.scholar import gather_papers
+        papers = gather_papers("hybrid convolution attention", cache_dir=tmp_path)
+        assert {p.source for p in papers} == {"semantic-scholar"}                # the first that answers
+        assert s.count("/works") == 0 and s.count("/api/query") == 0
+        papers = gather_papers("hybrid convolution attention", openalex=True, arxiv=True, cache_dir=tmp_path)
+        assert {p.source for p in papers} == {"openalex", "arxiv"}               # asked for: pooled
+    finally:
+        s.close()
