@@ -120,6 +120,17 @@ class _Client:
         self.cache.put(key, [p.to_dict() for p in papers])
         return papers
 
+    def _json_response(self, r, query):
+        """A JSON service's answer: retryable statuses raise _Retryable, other errors OnlineSearchError."""
+        if r.status_code in RETRY_STATUS:
+            raise _Retryable(r.status_code, _retry_after(r.headers))
+        if r.status_code != 200:
+            raise OnlineSearchError(f"{self.name}: HTTP {r.status_code} for '{query[:60]}': {r.text[:200]}")
+        try:
+            return r.json()
+        except ValueError:
+            raise OnlineSearchError(f"{self.name}: response is not JSON: {r.text[:120]!r}") from None
+
     def _with_retries(self, fn, query):
         import requests
 
@@ -195,14 +206,7 @@ class SemanticScholar(_Client):
             headers["x-api-key"] = self.api_key
         r = self.session.get(f"{self.base_url}/paper/search", timeout=self.timeout, headers=headers,
                              params={"query": query, "limit": min(int(limit), 100), "fields": self.FIELDS})
-        if r.status_code in RETRY_STATUS:
-            raise _Retryable(r.status_code, _retry_after(r.headers))
-        if r.status_code != 200:
-            raise OnlineSearchError(f"{self.name}: HTTP {r.status_code} for '{query[:60]}': {r.text[:200]}")
-        try:
-            data = r.json()
-        except ValueError:
-            raise OnlineSearchError(f"{self.name}: response is not JSON: {r.text[:120]!r}") from None
+        data = self._json_response(r, query)
         out = []
         for i, d in enumerate(data.get("data") or [], 1):
             if not d.get("title"):
@@ -286,14 +290,7 @@ class OpenAlex(_Client):
             params["mailto"] = self.mailto
         r = self.session.get(f"{self.base_url}/works", timeout=self.timeout, params=params,
                              headers={"User-Agent": "liquidlfm-scholar/0.1"})
-        if r.status_code in RETRY_STATUS:
-            raise _Retryable(r.status_code, _retry_after(r.headers))
-        if r.status_code != 200:
-            raise OnlineSearchError(f"{self.name}: HTTP {r.status_code} for '{query[:60]}': {r.text[:200]}")
-        try:
-            data = r.json()
-        except ValueError:
-            raise OnlineSearchError(f"{self.name}: response is not JSON: {r.text[:120]!r}") from None
+        data = self._json_response(r, query)
         results = data.get("results") if isinstance(data, dict) else None
         if not isinstance(results, list):
             raise OnlineSearchError(f"{self.name}: response has no 'results' list: {r.text[:120]!r}")

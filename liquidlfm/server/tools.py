@@ -1,15 +1,7 @@
-"""LFM2 tool calls <-> OpenAI tool_calls.
+"""LFM2 tool calls <-> OpenAI tool_calls, for the server.
 
-LFM2 answers a tool request with its own tokens around a Python-style list of calls
-(docs/architecture.md §7.3; /work/shared/docs/lfm2-reference.md §7.3):
-
-    <|tool_call_start|>[get_weather(city="Paris", days=2), get_time(tz="CET")]<|tool_call_end|>
-
-(or, when the system prompt asks for JSON, `[{"name": "get_weather", "arguments": {"city": "Paris"}}]`).
-parse_tool_calls() turns the text between the two tokens into OpenAI's shape, reading it with
-Python's `ast` and accepting literals only (strings, numbers, True/False/None, lists, tuples,
-dicts): nothing is ever evaluated (the reader lives in liquidlfm/tool_calls.py, shared with Scholar's
-agent search). ToolCallSplitter separates a generated token stream into content
+Reading the calls a model wrote (parse_tool_calls, literals only, nothing evaluated) lives in
+liquidlfm/tool_calls.py, shared with Scholar's agent search. ToolCallSplitter separates a generated token stream into content
 text and call lists by the two token ids, as the reference says to (never by decoded text, which
 ordinary tokens could spell). format_tool_calls() writes an assistant message's OpenAI `tool_calls`
 back as LFM2 text, for templates that ignore the field (LFM2's shipped template does).

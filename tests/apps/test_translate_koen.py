@@ -13,7 +13,7 @@ from liquidlfm.translate import (REGISTRY, Translator, auto_target, has_hangul, 
                                  resolve_translation_model, system_prompt, translate)
 from liquidlfm.translate.models import GENERAL, KOEN, entry_for
 from tests.fixtures.fake_lm import FakeModel
-from tests.fixtures.hub_server import FakeHub, tiny_gguf_bytes
+from tests.fixtures.hub_server import FakeHub, isolate_hub, tiny_gguf_bytes
 
 KOEN_REPO = "gyung/lfm2-1.2b-koen-mt-v8-rl-10k-merged-GGUF"
 KOEN_FILES = {q: f"lfm2-1.2b-koen-mt-v8-rl-10k-merged-{q}.gguf" for q in ("Q8_0", "Q5_K_M", "Q4_K_M")}
@@ -152,16 +152,7 @@ def test_translate_picks_the_direction_per_text(koen_fake):
 
 @pytest.fixture
 def hub_env(monkeypatch, tmp_path):
-    for k in ("LIQUIDLFM_MODEL", "LIQUIDLFM_OFFLINE", "HF_HUB_OFFLINE", "HF_TOKEN", "HF_HUB_CACHE", "HF_HOME"):
-        monkeypatch.delenv(k, raising=False)
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("LIQUIDLFM_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    import huggingface_hub.constants as c
-    monkeypatch.setattr(c, "HF_HUB_OFFLINE", False)
-    return cache
+    return isolate_hub(monkeypatch, tmp_path)
 
 
 def test_each_pair_resolves_its_model(hub_env, monkeypatch, tmp_path):

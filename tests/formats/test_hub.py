@@ -9,7 +9,7 @@ import pytest
 import liquidlfm
 from liquidlfm import hub
 from liquidlfm.hub import resolve_model
-from tests.fixtures.hub_server import FakeHub, tiny_gguf_bytes
+from tests.fixtures.hub_server import FakeHub, isolate_hub, tiny_gguf_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 DEF_REPO, DEF_FILE = hub.DEFAULT_MODELS["translate"]
@@ -18,17 +18,7 @@ DEF_REPO, DEF_FILE = hub.DEFAULT_MODELS["translate"]
 @pytest.fixture
 def env(monkeypatch, tmp_path):
     """A clean environment: empty cache in tmp, no model env var, online, no real endpoint."""
-    for k in ("LIQUIDLFM_MODEL", "LIQUIDLFM_OFFLINE", "HF_HUB_OFFLINE", "HF_TOKEN", "HF_HUB_CACHE", "HF_HOME"):
-        monkeypatch.delenv(k, raising=False)
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("LIQUIDLFM_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
-    # anything that escapes to the network would hit this closed loopback port and fail fast
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    import huggingface_hub.constants as c
-    monkeypatch.setattr(c, "HF_HUB_OFFLINE", False)
-    return cache
+    return isolate_hub(monkeypatch, tmp_path)
 
 
 @pytest.fixture
