@@ -56,6 +56,12 @@ class ModelConfig:
     n_ff_exp: int = 0
     n_layer_dense: int = 0
     expert_bias: bool = False
+    # "lfm2" (LFM2, LFM2.5, LFM2-MoE) or "lfm3"; LFM3's "sliding_attention" layers see the last
+    # sliding_window positions; sandwich_norm / attn_gate: its use_sandwich_norm / use_attention_gate
+    arch: str = "lfm2"
+    sliding_window: int = 0
+    sandwich_norm: bool = False
+    attn_gate: bool = False
 
     @classmethod
     def _from_core(cls, d: dict) -> "ModelConfig":
@@ -67,7 +73,7 @@ class ModelConfig:
 
     @property
     def n_layer_attn(self) -> int:
-        return sum(t == "full_attention" for t in self.layer_types)
+        return sum(t != "conv" for t in self.layer_types)
 
     @property
     def n_layer_conv(self) -> int:

@@ -325,6 +325,7 @@ static lfm_status load(loader *L) {
     if (v != c->head_dim || H % c->n_head != 0)
         return lfm_fail(LFM_ERR_UNSUPPORTED, "'%s': head dim %lld with %d heads and embedding %d (expected "
                         "embedding = heads x head dim)", L->path, (long long)v, c->n_head, H);
+    c->rope_pairs = c->head_dim / 2; /* plain RoPE over the whole head */
     if (moe && (st = load_moe(L, c))) return st;
 
     /* the token embedding decides the vocabulary, the first dense layer's ffn_gate the FFN width
