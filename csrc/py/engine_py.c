@@ -246,7 +246,7 @@ static PyObject *model_config_dict(PyModel *self) {
     const lfm_layer *l0 = &self->m->layers[0];
     const char *wt = lfm_type_name(lfm_layer_is_moe(c, 0) ? l0->ffn_gate_exps.type : l0->ffn_gate.type);
     return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:i,s:i,s:i,s:O,s:N,s:s,s:i,s:i,s:i,s:i,s:O,"
-                         "s:s,s:i,s:O,s:O}", "n_vocab",
+                         "s:s,s:i,s:O,s:O,s:i,s:f,s:i}", "n_vocab",
                          c->n_vocab, "n_embd", c->n_embd, "n_layer", c->n_layer, "n_head", c->n_head, "n_head_kv", c->n_head_kv,
                          "head_dim", c->head_dim, "n_ff", c->n_ff, "conv_l_cache", c->conv_l_cache, "n_ctx_train", c->n_ctx_train,
                          "norm_eps", (double)c->norm_eps, "rope_theta", (double)c->rope_theta, "bos_id", c->bos_id, "eos_id",
@@ -255,7 +255,8 @@ static PyObject *model_config_dict(PyModel *self) {
                          c->n_ff_exp, "n_layer_dense", c->n_expert ? c->n_layer_dense : c->n_layer, "expert_bias",
                          c->expert_bias ? Py_True : Py_False, "arch", c->arch == LFM_ARCH_LFM3 ? "lfm3" : "lfm2",
                          "sliding_window", c->n_swa, "sandwich_norm", c->sandwich_norm ? Py_True : Py_False, "attn_gate",
-                         c->attn_gate ? Py_True : Py_False);
+                         c->attn_gate ? Py_True : Py_False, "rope_pairs", c->rope_pairs, "rope_theta_swa",
+                         (double)c->rope_theta_swa, "rope_pairs_swa", c->rope_pairs_swa);
 }
 
 static PyObject *model_describe(PyModel *self, PyObject *noargs) {
