@@ -44,18 +44,25 @@ static void matmul(struct lfm_ctx *c, const lfm_tensor *W, const float *X, int64
 
 /* dst (T, hd): cos/sin of pos·θ^(-2i/hd) for each token's own position, for the first `pairs` pairs;
  * the others get cos 1, sin 0, so the rotation leaves them exactly as they are (LFM3's proportional
- * RoPE, whose zero frequencies do the same). The angle is built by repeated float multiplication by
- * θ^(-2/hd), as llama.cpp does: within float rounding of transformers' pos·inv_freq, and identical
- * to llama.cpp's, which GGUF models are checked against bit for bit. */
+ * RoPE, whose zero frequencies do the same). For LFM2 the angle is built by repeated float
+ * multiplication by θ^(-2/hd), as llama.cpp does: within float rounding of transformers'
+ * pos·inv_freq, and identical to llama.cpp's, which GGUF models are checked against bit for bit. */
 static void rope_table(struct lfm_ctx *c, int32_t T, float *dst, float theta, int32_t pairs) {
     const int64_t hd = c->model->cfg.head_dim, half = hd / 2;
     const float step = powf(theta, -2.0f / (float)hd);
+    /* LFM3 has no llama.cpp to follow: its angles are transformers' own, pos · (1 / θ^(2i/hd)) in float
+     * (Lfm3RotaryEmbedding), which stays exact far into a long prompt where the repeated product drifts */
+    const bool hf_angles = c->model->cfg.arch == LFM_ARCH_LFM3;
+    float inv_freq[LFM_MAX_HEAD_DIM / 2];
+    for (int64_t i = 0; hf_angles && i < half; i++) inv_freq[i] = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
     for (int32_t t = 0; t < T; t++) {
         float *cs = dst + t * hd;
-        float ang = (float)c->tok[t].pos;
+        const float pos = (float)c->tok[t].pos;
+        float ang = pos;
         for (int64_t i = 0; i < half; i++) {
-            cs[i] = i < pairs ? cosf(ang) : 1.0f;
-            cs[half + i] = i < pairs ? sinf(ang) : 0.0f;
+            const float a = hf_angles ? pos * inv_freq[i] : ang;
+            cs[i] = i < pairs ? cosf(a) : 1.0f;
+            cs[half + i] = i < pairs ? sinf(a) : 0.0f;
             ang *= step;
         }
     }

@@ -27,7 +27,7 @@ C, S, A = "conv", "sliding_attention", "full_attention"
 
 CONFIGS = {
     # name: make_lfm3_hf_model kwargs
-    "h64_mixed_gqa2_w8": dict(vocab_size=256, hidden_size=64, num_hidden_layers=4, layer_types=[C, S, A, S],
+    "h64_mixed_gqa2_w8": dict(vocab_size=320, hidden_size=64, num_hidden_layers=4, layer_types=[C, S, A, S],
                               num_attention_heads=4, num_key_value_heads=2, head_dim=16, intermediate_size=96,
                               sliding_window=8, tie_word_embeddings=True),
     "h96_all_conv_but_one_mha_w16": dict(vocab_size=300, hidden_size=96, num_hidden_layers=5, layer_types=[C, C, S, C, C],
@@ -37,13 +37,13 @@ CONFIGS = {
                                           num_attention_heads=8, num_key_value_heads=2, head_dim=32, intermediate_size=256,
                                           sliding_window=8, use_sandwich_norm=False, use_attention_gate=False,
                                           tie_word_embeddings=True),
-    "h64_full_first_hd32_rope": dict(vocab_size=200, hidden_size=64, num_hidden_layers=3, layer_types=[A, C, S],
+    "h64_full_first_hd32_rope": dict(vocab_size=288, hidden_size=64, num_hidden_layers=3, layer_types=[A, C, S],
                                      num_attention_heads=4, num_key_value_heads=2, head_dim=32, intermediate_size=128,
                                      sliding_window=16, tie_word_embeddings=False,
                                      rope_parameters={"full_attention": {"rope_type": "proportional", "rope_theta": 5e5,
                                                                          "partial_rotary_factor": 0.25},
                                                       "sliding_attention": {"rope_type": "default", "rope_theta": 2e4}}),
-    "h64_default_pattern_gate_only": dict(vocab_size=256, hidden_size=64, num_hidden_layers=8, layer_types=None,
+    "h64_default_pattern_gate_only": dict(vocab_size=300, hidden_size=64, num_hidden_layers=8, layer_types=None,
                                           num_attention_heads=4, num_key_value_heads=1, head_dim=16, intermediate_size=96,
                                           sliding_window=8, use_sandwich_norm=False, tie_word_embeddings=True),
 }
@@ -319,6 +319,45 @@ def test_quantize_on_load(made, ftype):
     np.testing.assert_array_equal(ring, plain)
 
 
+# ---- GGUF (arch "lfm3", liquidlfm's own: README, "GGUF for LFM3") --------------------------------
+
+
+@pytest.mark.parametrize("ftype", ["f32", "q8_0", "q4_k_m"])
+def test_gguf_round_trip(made, tmp_path, ftype):
+    """liquidlfm quantize writes an lfm3 GGUF that the GGUF loader reads back into the same model: F32 gives
+    the safetensors logits bit for bit, a quantized file those of quantize on load (the same type rule)."""
+    from liquidlfm.gguf import read_gguf
+    from liquidlfm.quantize import quantize_hf
+
+    name, kw, path, model = made
+    g = quantize_hf(path, tmp_path / f"m-{ftype}.gguf", ftype, progress=False)
+    ids = _ids(48, kw["vocab_size"], seed=9)
+    with lfm.load(str(g)) as f:
+        c, want = f.config, model.config
+        for k in ("arch", "layer_types", "head_dim", "sliding_window", "sandwich_norm", "attn_gate", "rope_pairs",
+                  "rope_pairs_swa", "conv_l_cache", "tied_output", "n_ff"):
+            assert getattr(c, k) == getattr(want, k), k
+        assert c.rope_theta == want.rope_theta and (c.rope_theta_swa == want.rope_theta_swa or S not in c.layer_types)
+        got = f.forward(ids)
+    if ftype == "f32":
+        np.testing.assert_array_equal(got, model.forward(ids))
+    else:
+        with lfm.load(path, quantize=ftype) as q:
+            np.testing.assert_array_equal(got, q.forward(ids))
+    info = read_gguf(g)
+    meta = info.metadata
+    assert meta["general.architecture"] == "lfm3"
+    assert meta["lfm3.attention.key_length"] == kw["head_dim"]
+    if S in _layer_types(kw):
+        assert meta["lfm3.attention.sliding_window"] == kw["sliding_window"]
+        assert [bool(x) for x in meta["lfm3.attention.sliding_window_pattern"]] == [t == S for t in _layer_types(kw)]
+    names = {t.name for t in info.tensors}
+    assert ("blk.0.post_attention_norm.weight" in names) == model.config.sandwich_norm
+    assert ("blk.0.post_ffw_norm.weight" in names) == model.config.sandwich_norm
+    first_attn = next(i for i, t in enumerate(_layer_types(kw)) if t != C)
+    assert (f"blk.{first_attn}.attn_gate.weight" in names) == model.config.attn_gate
+
+
 # ---- greedy generation and the apps ------------------------------------------------------------------
 
 
@@ -354,8 +393,9 @@ def test_generate_chat_stream_run(gen_model_dir):
         reply = model.chat([{"role": "user", "content": "Hi!"}], max_tokens=8, temperature=0)
         assert reply.finish_reason in ("stop", "length") and len(reply.token_ids) >= 1
         whole = model.generate("Once upon a time", max_tokens=10, temperature=0)
-        streamed = "".join(ch.text for ch in model.generate("Once upon a time", max_tokens=10, temperature=0, stream=True))
-    assert streamed == whole.text
+        chunks = list(model.stream("Once upon a time", max_tokens=10, temperature=0))
+    assert "".join(ch.text for ch in chunks) == whole  # a str with .token_ids
+    assert [t for ch in chunks for t in ch.token_ids] == whole.token_ids
 
 
 # ---- config errors -----------------------------------------------------------------------------------
