@@ -70,6 +70,7 @@ static void rope_table(struct lfm_ctx *c, int32_t T, float *dst, float theta, in
 
 static void rope_tables(struct lfm_ctx *c, int32_t T) {
     const lfm_config *cfg = &c->model->cfg;
+    if (!c->n_layer_attn) return; /* nothing reads them; head_dim is then not bounded by LFM_MAX_HEAD_DIM */
     rope_table(c, T, c->rope_cs, cfg->rope_theta, cfg->rope_pairs);
     if (c->rope_cs_swa) rope_table(c, T, c->rope_cs_swa, cfg->rope_theta_swa, cfg->rope_pairs_swa);
 }
