@@ -236,7 +236,7 @@ def test_n_seq_each_sequence_as_if_alone(made):
             want = a.decode([4])
             for _ in range(12):
                 want = a.decode([int(np.argmax(want))])
-        np.testing.assert_allclose(got[s], want, atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(got[s], want)  # F32: bit for bit (README, "Many sequences")
 
 
 def test_seq_copy_then_diverge(made):
@@ -250,7 +250,7 @@ def test_seq_copy_then_diverge(made):
     for s in range(2):
         with _core.Ctx(model._core, n_ctx=128, n_batch=8) as a:
             a.decode(prompt, logits="none")
-            np.testing.assert_allclose(got[s], a.decode(tails[s]), atol=1e-5, rtol=0)
+            np.testing.assert_array_equal(got[s], a.decode(tails[s]))
 
 
 @pytest.mark.parametrize("kv_f16", [False, True])
@@ -269,7 +269,7 @@ def test_state_save_restore(made, kv_f16):
             b.load(blob)
             assert b.pos == len(prompt)
             got = np.stack([b.decode([t]) for t in cont])
-        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(got, want)
 
 
 def test_state_blob_rejects_another_model_and_old_versions(made, tmp_path):
@@ -317,6 +317,41 @@ def test_quantize_on_load(made, ftype):
     # where a position's rows lie changes nothing (a step and a batch may differ: their attention sums in
     # another order, and int8 activations can round a last-bit difference to another step)
     np.testing.assert_array_equal(ring, plain)
+
+
+LEVEL_CHILD = r"""
+import sys, numpy as np, liquidlfm as lfm
+path, out, ftype = sys.argv[1], sys.argv[2], sys.argv[3]
+ids = [int(x) for x in np.random.RandomState(11).randint(0, 200, size=40)]
+with lfm.load(path, quantize=None if ftype == "f32" else ftype) as m, m.session(n_ctx=128, n_batch=6) as s:
+    np.save(out, np.concatenate([m.forward(ids), s.decode(ids, "all"), np.stack([s.step(t) for t in ids[:10]])]))
+"""
+
+
+def test_every_kernel_level(made, tmp_path):
+    """The scalar reference and every SIMD level this CPU has (LFM_KERNELS, in a child each): F32 within
+    rounding of each other, quantized weights bit for bit across the SIMD levels (kernels/ROUNDING.md)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.engine.test_quants import simd_levels_present
+
+    name, kw, path, _ = made
+    if name != "h64_mixed_gqa2_w8":
+        pytest.skip("one config is enough: the levels run the same kernels for every LFM3 shape")
+    levels = ["ref"] + simd_levels_present(_core.cpu_features())[1]
+    got = {}
+    for ftype in ("f32", "q8_0", "q4_k_m"):
+        for level in levels:
+            out = tmp_path / f"{ftype}-{level}.npy"
+            subprocess.run([sys.executable, "-c", LEVEL_CHILD, str(path), str(out), ftype], check=True,
+                           env=dict(os.environ, LFM_KERNELS=level), capture_output=True)
+            got[ftype, level] = np.load(out)
+    for level in levels[1:]:
+        np.testing.assert_allclose(got["f32", level], got["f32", "ref"], atol=1e-5, rtol=0)
+        for ftype in ("q8_0", "q4_k_m"):
+            np.testing.assert_array_equal(got[ftype, level], got[ftype, levels[1]])
 
 
 # ---- GGUF (arch "lfm3", liquidlfm's own: README, "GGUF for LFM3") --------------------------------
