@@ -249,7 +249,8 @@ typedef enum {
 } lfm_logits_mode;
 
 typedef struct {
-    int32_t n_ctx;     /* positions the KV cache holds; <= 0: min(n_ctx_train, 32768) */
+    int32_t n_ctx;     /* positions the KV cache holds; <= 0: min(n_ctx_train, 32768). An LFM3 sliding-window
+                          layer keeps only its last n_swa + n_batch - 1 of them (a ring) */
     int32_t n_batch;   /* max tokens per internal forward chunk; <= 0: 512 */
     int32_t n_threads; /* <= 0: all cores */
     int32_t kv_f16;    /* nonzero: K and V kept in F16 (half the memory; llama.cpp's default cache,
@@ -279,7 +280,9 @@ void lfm_ctx_reset(lfm_ctx *c); /* sequence 0 back to position 0, empty state; n
 /* Called between layers/chunks; returning nonzero aborts the decode with LFM_ERR_ABORTED. */
 void lfm_ctx_set_abort_callback(lfm_ctx *c, int (*cb)(void *user), void *user);
 
-/* Whole recurrent state of sequence 0 (position, conv state, KV rows 0..pos, last logits row) as a blob. */
+/* Whole recurrent state of sequence 0 (position, conv state, KV rows 0..pos, or a sliding-window layer's
+ * last n_swa-1, last logits row) as a blob; it depends on the model and position only, not on n_ctx,
+ * n_batch or n_seq. */
 size_t lfm_ctx_state_size(const lfm_ctx *c);
 lfm_status lfm_ctx_state_save(const lfm_ctx *c, void *dst, size_t cap, size_t *written);
 /* Rejects blobs of another model shape or a corrupt blob; on failure the context is unchanged. */
