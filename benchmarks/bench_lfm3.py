@@ -1,7 +1,7 @@
 """Prefill / decode speed and peak memory of an LFM3-1.7B-shaped random model: liquidlfm against
 transformers' Lfm3ForCausalLM on the CPU.
 
-    nice -n 10 python benchmarks/bench_lfm3.py                      # pp 64, tg 16, 2 threads, BF16 checkpoint
+    nice -n 10 python benchmarks/bench_lfm3.py                      # pp 64, tg 16, 2 threads, BF16 + Q4_K_M
     nice -n 10 python benchmarks/bench_lfm3.py --pp 128 --tg 32 --threads 1 2 --skip-hf
 
 The shape is transformers 5.25's Lfm3Config defaults (tests/fixtures/hf_models.LFM3_17B_SHAPE: 24
@@ -30,6 +30,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_engine import CHILD, fmt  # noqa: E402  (the liquidlfm child process and the ± format)
+
+# the same child, with the weights quantized on load (argv[7]: a file type, "" for none)
+assert "m = lfm.load(path, blas=blas)" in CHILD
+Q_CHILD = CHILD.replace("m = lfm.load(path, blas=blas)", "m = lfm.load(path, blas=blas, quantize=sys.argv[7] or None)")
 
 HF_CHILD = r"""
 import json, sys, time
@@ -147,6 +151,8 @@ def main(argv=None):
     ap.add_argument("--pp", type=int, default=64)
     ap.add_argument("--tg", type=int, default=16)
     ap.add_argument("--skip-hf", action="store_true", help="liquidlfm only")
+    ap.add_argument("--quantize", nargs="*", default=["q4_k_m"],
+                    help="also run liquidlfm with the weights quantized on load to these file types")
     ap.add_argument("--model-dir", default=os.environ.get("LIQUIDLFM_BENCH_DIR", "/tmp/liquidlfm-bench"))
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -156,7 +162,8 @@ def main(argv=None):
     print(f"| engine | threads | pp{a.pp} t/s | tg{a.tg} t/s | pp t/CPU-s | tg t/CPU-s | peak RSS MiB | load s |")
     print("|---|---|---|---|---|---|---|---|")
     for th in a.threads:
-        rows = [("liquidlfm", run(CHILD, path, th, a.pp, a.tg, 1, "auto"))]
+        rows = [("liquidlfm (bf16)", run(CHILD, path, th, a.pp, a.tg, 1, "auto"))]
+        rows += [(f"liquidlfm ({q}, quantized on load)", run(Q_CHILD, path, th, a.pp, a.tg, 1, "auto", q)) for q in a.quantize]
         if not a.skip_hf:
             rows.append(("transformers (bf16)", run(HF_CHILD, path, th, a.pp, a.tg, "bfloat16")))
         for name, r in rows:
