@@ -301,6 +301,25 @@ static lfm_status load_lfm3(loader *L, lfm_config *c) {
     return LFM_OK;
 }
 
+/* The first tensor of the file no table row of this config names (an LFM_ERR_FORMAT naming it). */
+static lfm_status unused_tensor(loader *L, const lfm_config *c) {
+    for (int64_t i = 0; i < lfm_gguf_n_tensors(L->g); i++) {
+        const char *tn = NULL;
+        lfm_gguf_tensor_info(L->g, i, &tn, NULL, NULL, NULL, NULL, NULL);
+        bool known = false;
+        for (int32_t l = -1; l < c->n_layer && !known; l++)
+            for (int id = 0; id < LFM_TENSOR_COUNT && !known; id++) {
+                char name[96];
+                lfm_tensor_name(lfm_tensors[id].gguf, l, name, sizeof name);
+                known = lfm_tensor_applies(id, c, l) && tn && strcmp(name, tn) == 0;
+            }
+        if (!known)
+            return lfm_fail(LFM_ERR_FORMAT, "'%s': unexpected tensor '%s' (not part of an LFM3 model with this file's layers "
+                            "and options: the optional tensors must be in every layer of their kind)", L->path, tn ? tn : "?");
+    }
+    return lfm_fail(LFM_ERR_FORMAT, "'%s': a tensor appears twice", L->path);
+}
+
 static lfm_status load(loader *L) {
     struct lfm_model *m = L->m;
     lfm_config *c = &m->cfg;
@@ -403,6 +422,7 @@ static lfm_status load(loader *L) {
     m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
     if (!m->layers) return lfm_fail(LFM_ERR_OOM, "out of memory for %d layers", c->n_layer);
     c->tied_output = false;
+    int64_t n_used = 0;
     for (int32_t l = -1; l < c->n_layer; l++) /* -1: the global tensors */
         for (int id = 0; id < LFM_TENSOR_COUNT; id++) {
             if (!lfm_tensor_applies(id, c, l)) continue;
@@ -423,7 +443,12 @@ static lfm_status load(loader *L) {
                 *t = m->tok_embd;
             }
             if (lfm_tensor_wants_f32(id) && (st = make_f32(L, t))) return st;
+            n_used += t->data != NULL && !(d->role == LFM_ROLE_HEAD && c->tied_output);
         }
+    /* LFM3's optional parts are told by their tensors (load_lfm3): a file with them in some layers
+     * but not where we looked would otherwise lose them silently, so every tensor must be used */
+    if (lfm3 && n_used != lfm_gguf_n_tensors(L->g))
+        return unused_tensor(L, c);
     return LFM_OK;
 }
 

@@ -393,6 +393,67 @@ def test_gguf_round_trip(made, tmp_path, ftype):
     assert (f"blk.{first_attn}.attn_gate.weight" in names) == model.config.attn_gate
 
 
+def _rewrite_gguf(src, dst, *, meta=None, drop_keys=(), drop_tensors=()):
+    """Copy a GGUF with metadata values replaced (key -> value of the key's type), keys or tensors dropped."""
+    import gguf
+
+    r = gguf.GGUFReader(str(src))
+    w = gguf.GGUFWriter(str(dst), "lfm3")
+    for k, f in r.fields.items():
+        if k.startswith("GGUF.") or k == "general.architecture" or k in drop_keys:
+            continue
+        v = (meta or {}).get(k, f.contents())
+        if f.types[0] == gguf.GGUFValueType.ARRAY:
+            w.add_key_value(k, v, f.types[0], sub_type=f.types[1])
+        else:
+            w.add_key_value(k, v, f.types[0])
+    for t in r.tensors:
+        if t.name not in drop_tensors:
+            w.add_tensor(t.name, np.array(t.data), raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return dst
+
+
+@pytest.fixture(scope="module")
+def lfm3_gguf(tmp_path_factory):
+    """An F32 lfm3 GGUF of layers conv, sliding, full, sliding (gate and sandwich norms on)."""
+    from liquidlfm.quantize import quantize_hf
+
+    d = tmp_path_factory.mktemp("lfm3_gguf")
+    hf = make_lfm3_hf_model(d / "hf", layer_types=[C, S, A, S], tokenizer=False, seed=4)
+    return quantize_hf(hf, d / "m.gguf", "f32", progress=False)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (dict(meta={"lfm3.attention.sliding_window_pattern": [True, True, False, True]}), "layer 0, a short-conv layer"),
+    (dict(drop_keys=("lfm3.attention.sliding_window",)), "missing metadata key 'lfm3.attention.sliding_window'"),
+    (dict(drop_keys=("lfm3.rope.freq_base_swa",)), "lfm3.rope.freq_base_swa"),
+    (dict(drop_keys=("lfm3.attention.key_length",)), "missing metadata key 'lfm3.attention.key_length'"),
+    (dict(meta={"lfm3.rope.dimension_count": 7}), "must be even"),
+    (dict(meta={"lfm3.rope.dimension_count": 18}), "lfm3.rope.dimension_count"),
+    (dict(meta={"lfm3.attention.value_length": 8}), "key length 16 and value length 8 differ"),
+    (dict(drop_tensors=("blk.3.attn_gate.weight",)), "missing tensor 'blk.3.attn_gate.weight'"),
+    (dict(drop_tensors=("blk.1.attn_gate.weight",)), "unexpected tensor 'blk.2.attn_gate.weight'"),
+    (dict(drop_tensors=("blk.0.post_attention_norm.weight",)), "unexpected tensor 'blk.0.post_ffw_norm.weight'"),
+    (dict(drop_tensors=("blk.2.post_ffw_norm.weight",)), "missing tensor 'blk.2.post_ffw_norm.weight'"),
+])
+def test_gguf_errors_name_the_key_or_tensor(lfm3_gguf, tmp_path, edit, match):
+    bad = _rewrite_gguf(lfm3_gguf, tmp_path / "bad.gguf", **edit)
+    with pytest.raises((lfm.ModelFormatError, lfm.UnsupportedModelError), match=match):
+        lfm.load(str(bad))
+
+
+def test_gguf_without_sliding_layers_needs_no_window_keys(lfm3_gguf, tmp_path):
+    """A pattern of all false turns the sliding layers into full ones (the window keys then unused)."""
+    ok = _rewrite_gguf(lfm3_gguf, tmp_path / "full.gguf", meta={"lfm3.attention.sliding_window_pattern": [False] * 4},
+                       drop_keys=("lfm3.attention.sliding_window", "lfm3.rope.freq_base_swa"))
+    with lfm.load(str(ok)) as m:
+        assert m.config.layer_types == [C, A, A, A]
+
+
 # ---- greedy generation and the apps ------------------------------------------------------------------
 
 
