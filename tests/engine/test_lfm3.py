@@ -23,6 +23,8 @@ import liquidlfm as lfm
 from liquidlfm import _core
 from tests.fixtures.hf_models import hf_logits, load_lfm3_hf_model, make_lfm3_hf_model
 
+pytestmark = pytest.mark.reference  # the checkpoints are transformers' own Lfm3ForCausalLM (and it is the reference)
+
 C, S, A = "conv", "sliding_attention", "full_attention"
 
 CONFIGS = {
@@ -108,7 +110,6 @@ def test_config(made):
 # ---- against transformers ----------------------------------------------------------------------------
 
 
-@pytest.mark.reference
 @pytest.mark.parametrize("n", [70, LONG])
 def test_full_forward_f32(case, n):
     name, kw, _, hf, model = case
@@ -124,7 +125,6 @@ def test_full_forward_f32(case, n):
     assert (out.argmax(-1) == ref.argmax(-1)).mean() == 1.0
 
 
-@pytest.mark.reference
 @pytest.mark.parametrize("n_batch", [1, 5, 16])
 def test_ring_cache_matches_transformers(case, n_batch):
     """A sliding layer's ring (n_ctx 256, far more than window + n_batch) against transformers' mask, token
@@ -142,7 +142,6 @@ def test_ring_cache_matches_transformers(case, n_batch):
     assert err <= F32_BOUND
 
 
-@pytest.mark.reference
 def test_prefill_then_steps_match_transformers_cache(case):
     """prefill(prompt) then step() against transformers' own incremental decode (its sliding cache)."""
     import torch
@@ -164,7 +163,6 @@ def test_prefill_then_steps_match_transformers_cache(case):
     assert err <= F32_BOUND
 
 
-@pytest.mark.reference
 def test_window_matters(case, tmp_path):
     """The same weights with a window wider than the prompt give other logits, by far more than the
     bound: the tests above do check which positions a sliding layer sees."""
@@ -464,7 +462,6 @@ def gen_model_dir(tmp_path_factory):
                               intermediate_size=128, sliding_window=8, seed=3, tokenizer=True)
 
 
-@pytest.mark.reference
 @pytest.mark.parametrize("prompt", ["Once upon a time", "안녕하세요, 오늘 날씨는", "def fibonacci(n):\n    "])
 def test_greedy_matches_transformers_generate(gen_model_dir, prompt):
     import torch
