@@ -169,7 +169,29 @@ typedef struct {
                                the weights it returns) */
     int32_t expert_norm;    /* 1: the chosen experts' weights are divided by their sum (norm_topk_prob) */
     float expert_scale;     /* then multiplied by this (routed_scaling_factor, 1) */
+    /* LFM3 (transformers' Lfm3ForCausalLM; for LFM2 arch is LFM_ARCH_LFM2, rope_pairs is head_dim/2 and
+     * the rest 0). Its attention layers are full or sliding-window; each kind has its own RoPE. */
+    int32_t arch;           /* lfm_arch */
+    uint8_t is_swa[LFM_MAX_LAYERS]; /* 1: a sliding-window attention layer (is_attn is 1 too) */
+    int32_t n_swa;          /* sliding_window: a token of a sliding layer sees itself and the n_swa-1
+                               positions before it (transformers' kv > q - window) */
+    int32_t rope_pairs;     /* full attention layers: frequency pairs i (dims i and i + head_dim/2, angle
+                               pos·rope_theta^(-2i/head_dim)) that rotate, from i = 0; the others pass
+                               through. head_dim/2 for plain RoPE; transformers' "proportional" RoPE
+                               rotates int(partial_rotary_factor·head_dim // 2) */
+    float rope_theta_swa;   /* sliding layers' RoPE base */
+    int32_t rope_pairs_swa; /* and their rotating pairs, as rope_pairs */
+    int32_t sandwich_norm;  /* 1: RMSNorm (post_operator_norm / post_ffn_norm) on each block's output
+                               before the residual add (use_sandwich_norm) */
+    int32_t attn_gate;      /* 1: each attention head's output times sigmoid(g_proj · u)[head]
+                               (use_attention_gate) */
 } lfm_config;
+
+/* Which model family a config describes (lfm_config.arch). */
+typedef enum {
+    LFM_ARCH_LFM2 = 0, /* LFM2, LFM2.5 and LFM2-MoE (n_expert > 0) */
+    LFM_ARCH_LFM3 = 1,
+} lfm_arch;
 
 /* llama.cpp's file types (llama_ftype, the GGUF key general.file_type): a rule giving each tensor
  * of a model its storage type, as llama-quantize applies it (lfm_ftype_tensor_type in
@@ -227,7 +249,8 @@ typedef enum {
 } lfm_logits_mode;
 
 typedef struct {
-    int32_t n_ctx;     /* positions the KV cache holds; <= 0: min(n_ctx_train, 32768) */
+    int32_t n_ctx;     /* positions the KV cache holds; <= 0: min(n_ctx_train, 32768). An LFM3 sliding-window
+                          layer keeps only its last n_swa + n_batch - 1 of them (a ring) */
     int32_t n_batch;   /* max tokens per internal forward chunk; <= 0: 512 */
     int32_t n_threads; /* <= 0: all cores */
     int32_t kv_f16;    /* nonzero: K and V kept in F16 (half the memory; llama.cpp's default cache,
@@ -257,7 +280,9 @@ void lfm_ctx_reset(lfm_ctx *c); /* sequence 0 back to position 0, empty state; n
 /* Called between layers/chunks; returning nonzero aborts the decode with LFM_ERR_ABORTED. */
 void lfm_ctx_set_abort_callback(lfm_ctx *c, int (*cb)(void *user), void *user);
 
-/* Whole recurrent state of sequence 0 (position, conv state, KV rows 0..pos, last logits row) as a blob. */
+/* Whole recurrent state of sequence 0 (position, conv state, KV rows 0..pos, or a sliding-window layer's
+ * last n_swa-1, last logits row) as a blob; it depends on the model and position only, not on n_ctx,
+ * n_batch or n_seq. */
 size_t lfm_ctx_state_size(const lfm_ctx *c);
 lfm_status lfm_ctx_state_save(const lfm_ctx *c, void *dst, size_t cap, size_t *written);
 /* Rejects blobs of another model shape or a corrupt blob; on failure the context is unchanged. */

@@ -10,7 +10,9 @@ class ModelFormatError(LiquidLFMError, ValueError):
 
 
 class UnsupportedModelError(LiquidLFMError, ValueError):
-    """A well-formed model we do not run: another architecture, MoE, vision, an unknown tensor type."""
+    """A well-formed model we do not run: an architecture other than LFM2, LFM2.5, LFM2-MoE and LFM3 (vision
+    models included), an option of those none of their released models uses (conv_bias, attention_bias,
+    scaled RoPE), an unknown tensor type."""
 
 
 class ContextFullError(LiquidLFMError, RuntimeError):

@@ -56,6 +56,17 @@ class ModelConfig:
     n_ff_exp: int = 0
     n_layer_dense: int = 0
     expert_bias: bool = False
+    # "lfm2" (LFM2, LFM2.5, LFM2-MoE) or "lfm3"; LFM3's "sliding_attention" layers see the last
+    # sliding_window positions; sandwich_norm / attn_gate: its use_sandwich_norm / use_attention_gate
+    arch: str = "lfm2"
+    sliding_window: int = 0
+    sandwich_norm: bool = False
+    attn_gate: bool = False
+    # RoPE: full attention layers rotate their first rope_pairs frequency pairs (dims i and
+    # i + head_dim/2) at rope_theta; sliding layers rope_pairs_swa at rope_theta_swa
+    rope_pairs: int = 0
+    rope_theta_swa: float = 0.0
+    rope_pairs_swa: int = 0
 
     @classmethod
     def _from_core(cls, d: dict) -> "ModelConfig":
@@ -67,7 +78,7 @@ class ModelConfig:
 
     @property
     def n_layer_attn(self) -> int:
-        return sum(t == "full_attention" for t in self.layer_types)
+        return sum(t != "conv" for t in self.layer_types)
 
     @property
     def n_layer_conv(self) -> int:
@@ -251,6 +262,8 @@ class Model(GenerationMixin):
     def __repr__(self) -> str:
         c = self.config
         experts = f", {c.n_expert} experts ({c.n_expert_used} per token)" if not self.closed and c.is_moe else ""
+        if not self.closed and c.arch == "lfm3":
+            experts = f", LFM3 (sliding window {c.sliding_window})"
         state = "closed" if self.closed else f"{c.n_layer} layers, H={c.n_embd}{experts}, vocab={c.n_vocab}, {c.weight_type}"
         return f"<liquidlfm.Model {self.path.name!r} {state}>"
 

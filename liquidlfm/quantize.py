@@ -102,16 +102,41 @@ class SafetensorsFolder:
         return np.asarray(a, dtype=np.float32).reshape(shape)
 
 
+def _read_lfm3_config(folder: Path) -> dict:
+    """An LFM3 config.json as the C core reads it (hf_config.c: Lfm3Config's defaults, the RoPE of each
+    attention kind, the flags it refuses): the engine's own reading, so the GGUF says what liquidlfm
+    runs from the folder."""
+    from . import _core
+    m = _core.Model(str(folder))
+    try:
+        c = m.config
+    finally:
+        m.close()
+    return dict(
+        moe=False, lfm3=True, n_expert=0, n_expert_used=0, n_ff_exp=0, n_layer_dense=c["n_layer"], expert_bias=False,
+        expert_norm=True, expert_scale=1.0, n_layer=c["n_layer"], layer_types=c["layer_types"], n_embd=c["n_embd"],
+        n_head=c["n_head"], n_head_kv=c["n_head_kv"], head_dim=c["head_dim"], n_ff=c["n_ff"], n_ctx=c["n_ctx_train"],
+        rope_theta=c["rope_theta"], eps=c["norm_eps"], l_cache=c["conv_l_cache"], vocab_size=c["n_vocab"],
+        tie=c["tied_output"], bos=None if c["bos_id"] < 0 else c["bos_id"], eos=None if c["eos_id"] < 0 else c["eos_id"],
+        pad=None if c["pad_id"] < 0 else c["pad_id"], name=folder.name, sliding_window=c["sliding_window"],
+        sandwich_norm=c["sandwich_norm"], attn_gate=c["attn_gate"], rope_pairs=c["rope_pairs"],
+        rope_theta_swa=c["rope_theta_swa"], rope_pairs_swa=c["rope_pairs_swa"],
+    )
+
+
 def read_hf_config(folder: Path, st: SafetensorsFolder) -> dict:
-    """Normalise an LFM2 (old and new key names) or LFM2-MoE config.json into the values the GGUF needs."""
+    """Normalise an LFM2 (old and new key names), LFM2-MoE or LFM3 config.json into the values the GGUF needs."""
     cfg = json.loads((folder / "config.json").read_text())
     arch = (cfg.get("architectures") or ["?"])[0]
+    if cfg.get("model_type") == "lfm3" and arch in ("Lfm3ForCausalLM", "?"):
+        return _read_lfm3_config(folder)
     moe = cfg.get("model_type") == "lfm2_moe"
     if not (cfg.get("model_type") in (None, "lfm2") and arch in ("Lfm2ForCausalLM", "?")) and \
             not (moe and arch in ("Lfm2MoeForCausalLM", "?")):
         from .errors import UnsupportedModelError
         raise UnsupportedModelError(f"{folder}: model_type {cfg.get('model_type')!r} / {arch}: only LFM2 "
-                                    "(Lfm2ForCausalLM) and LFM2-MoE (Lfm2MoeForCausalLM) can be converted")
+                                    "(Lfm2ForCausalLM), LFM2-MoE (Lfm2MoeForCausalLM) and LFM3 (Lfm3ForCausalLM) "
+                                    "can be converted")
     n_layer = cfg["num_hidden_layers"]
     if "layer_types" in cfg and cfg["layer_types"]:
         layer_types = list(cfg["layer_types"])
@@ -139,7 +164,7 @@ def read_hf_config(folder: Path, st: SafetensorsFolder) -> dict:
         expert_norm=bool(cfg.get("norm_topk_prob", True)) if moe else True,
         expert_scale=float(cfg.get("routed_scaling_factor", 1.0)) if moe else 1.0,
     )
-    return dict(**moe_fields,
+    return dict(**moe_fields, lfm3=False,
         n_layer=n_layer, layer_types=layer_types, n_embd=H, n_head=n_head, n_head_kv=cfg["num_key_value_heads"],
         head_dim=cfg.get("head_dim") or H // n_head,
         n_ff=F, n_ctx=cfg.get("max_position_embeddings", 128000), rope_theta=float(rope),
@@ -163,8 +188,9 @@ def _row(tensor_id: str) -> dict:
     return next(r for r in tensor_table() if r["id"] == tensor_id)
 
 
-def _hf_name(row: dict, layer: int) -> str:
-    return row["hf"] % layer if row["scope"] != "global" else row["hf"]
+def _hf_name(row: dict, layer: int, lfm3: bool = False) -> str:
+    name = row["hf_lfm3"] if lfm3 else row["hf"]  # LFM3 names its attention as Qwen3 (tensors.c)
+    return name % layer if row["scope"] != "global" else name
 
 
 def _gguf_name(row: dict, layer: int) -> str:
@@ -176,7 +202,7 @@ def _dims(cfg: dict) -> dict:
     H, hd = cfg["n_embd"], cfg["head_dim"]
     return {"V": cfg["vocab_size"], "H": H, "3H": 3 * H, "F": cfg["n_ff"], "nh*hd": cfg["n_head"] * hd,
             "nkv*hd": cfg["n_head_kv"] * hd, "hd": hd, "K": cfg["l_cache"], "E": cfg.get("n_expert", 0),
-            "FE": cfg.get("n_ff_exp", 0)}
+            "FE": cfg.get("n_ff_exp", 0), "nh": cfg["n_head"]}
 
 
 def layer_scopes(cfg: dict, layer: int) -> tuple[str, ...]:
@@ -185,6 +211,10 @@ def layer_scopes(cfg: dict, layer: int) -> tuple[str, ...]:
         return ("global",)
     kind = cfg["layer_types"][layer]
     scopes = ["layer", "conv" if kind == "conv" else "attn"]
+    if cfg.get("attn_gate") and kind != "conv":
+        scopes.append("attn_gate")
+    if cfg.get("sandwich_norm"):
+        scopes.append("sandwich")
     if cfg.get("moe") and layer >= cfg["n_layer_dense"]:
         scopes += ["moe"] + (["moe_bias"] if cfg["expert_bias"] else [])
     else:
@@ -216,7 +246,7 @@ def tensor_map(cfg: dict, st: SafetensorsFolder) -> list[tuple[str, list[str], d
             if row["scope"] not in scopes:
                 continue
             experts = len(row["shape"]) == 3
-            hfs = _expert_hf_names(row, layer, dims["E"]) if experts else [_hf_name(row, layer)]
+            hfs = _expert_hf_names(row, layer, dims["E"]) if experts else [_hf_name(row, layer, cfg.get("lfm3", False))]
             if row["role"] == "head" and cfg["tie"]:
                 used.update(hfs)
                 continue
@@ -233,7 +263,7 @@ def tensor_map(cfg: dict, st: SafetensorsFolder) -> list[tuple[str, list[str], d
             out.append((_gguf_name(row, layer), hfs, row, layer))
     extra = [n for n in st.names() if n not in used]
     if extra:
-        raise UnsupportedModelError(f"unexpected tensor {extra[0]!r} (not part of an LFM2 model with this config)")
+        raise UnsupportedModelError(f"unexpected tensor {extra[0]!r} (not part of an LFM2/LFM3 model with this config)")
     return out
 
 
@@ -357,7 +387,8 @@ def core_config(cfg: dict) -> dict:
                 head_dim=cfg["head_dim"], n_ff=cfg["n_ff"], conv_l_cache=cfg["l_cache"], tied_output=int(cfg["tie"]),
                 is_attn=[k != "conv" for k in cfg["layer_types"]], n_expert=cfg.get("n_expert", 0),
                 n_expert_used=cfg.get("n_expert_used", 0), n_ff_exp=cfg.get("n_ff_exp", 0),
-                n_layer_dense=cfg.get("n_layer_dense", cfg["n_layer"]), expert_bias=int(cfg.get("expert_bias", False)))
+                n_layer_dense=cfg.get("n_layer_dense", cfg["n_layer"]), expert_bias=int(cfg.get("expert_bias", False)),
+                attn_gate=int(cfg.get("attn_gate", False)), sandwich_norm=int(cfg.get("sandwich_norm", False)))
 
 
 def tensor_types(cfg: dict, target: str, available: Callable[[str], bool] = lambda t: True) -> dict:
@@ -421,7 +452,7 @@ def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray,
     fd, tmp = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".part", dir=out_path.parent)
     os.close(fd)
     try:
-        w = gguf.GGUFWriter(tmp, "lfm2moe" if cfg["moe"] else "lfm2")
+        w = gguf.GGUFWriter(tmp, "lfm3" if cfg["lfm3"] else "lfm2moe" if cfg["moe"] else "lfm2")
         w.add_name(name or cfg["name"])
         w.add_file_type(FILE_TYPE[target])
         if TYPE_TRAITS[base]["is_quantized"]:
@@ -436,6 +467,16 @@ def write_lfm2_gguf(hf_dir, out_path, target: str, encode: Callable[[np.ndarray,
         w.add_layer_norm_rms_eps(cfg["eps"])
         w.add_vocab_size(cfg["vocab_size"])
         w.add_shortconv_l_cache(cfg["l_cache"])
+        if cfg["lfm3"]:  # liquidlfm's lfm3 keys (README, "GGUF for LFM3"; llama.cpp has no lfm3)
+            w.add_key_length(cfg["head_dim"])
+            w.add_value_length(cfg["head_dim"])
+            w.add_rope_dimension_count(2 * cfg["rope_pairs"])
+            swa = [k == "sliding_attention" for k in cfg["layer_types"]]
+            if any(swa):
+                w.add_sliding_window(cfg["sliding_window"])
+                w.add_sliding_window_pattern(swa)
+                w.add_rope_freq_base_swa(cfg["rope_theta_swa"])
+                w.add_rope_dimension_count_swa(2 * cfg["rope_pairs_swa"])
         if cfg["moe"]:  # llama.cpp's lfm2moe keys (its converter writes these)
             w.add_expert_count(cfg["n_expert"])
             w.add_expert_used_count(cfg["n_expert_used"])

@@ -1,10 +1,14 @@
-/* lfm2.c — the LFM2 / LFM2.5 / LFM2-MoE forward pass for a chunk of tokens (docs/architecture.md §1–3).
+/* lfm2.c — the LFM2 / LFM2.5 / LFM2-MoE / LFM3 forward pass for a chunk of tokens (docs/architecture.md §1–3).
  *
  *   x = E[token]
  *   for each layer:  x += Op(RMSNorm(x))      Op = gated short conv  or  GQA attention
  *                    x += FFN(RMSNorm(x))     FFN = w2 · (silu(w1·u) ⊙ w3·u), or in a MoE layer
  *                                             the weighted sum of the k experts the router picks
  *   logits = head · RMSNorm(x)
+ *
+ * LFM3 (cfg->arch) on the same path: attention layers are full or sliding-window (each kind with its
+ * own RoPE), an optional sigmoid gate per head scales the attention output, and with sandwich norms
+ * each block's output is RMSNormed before it is added: x += RMSNorm(Op(RMSNorm(x))), same for the FFN.
  *
  * A batch is one or more segments, each a run of tokens of one sequence of the context (a prompt
  * chunk, or one decode token). Activations are F32 (T, width) matrices, one row per token of the whole
@@ -38,23 +42,37 @@ static void matmul(struct lfm_ctx *c, const lfm_tensor *W, const float *X, int64
     lfm_matmul(c->tp, W, X, ldx, T, Y, ldy, c->mm_scratch, &c->blas);
 }
 
-/* rope_cs (T, hd): cos/sin of pos·θ^(-2i/hd) for each token's own position. The angle is built by
- * repeated float multiplication by θ^(-2/hd), as llama.cpp does: within float rounding of
- * transformers' pos·inv_freq, and identical to llama.cpp's, which GGUF models are checked against
- * bit for bit. */
-static void rope_tables(struct lfm_ctx *c, int32_t T) {
-    const lfm_config *cfg = &c->model->cfg;
-    const int64_t hd = cfg->head_dim, half = hd / 2;
-    const float step = powf(cfg->rope_theta, -2.0f / (float)hd);
+/* dst (T, hd): cos/sin of pos·θ^(-2i/hd) for each token's own position, for the first `pairs` pairs;
+ * the others get cos 1, sin 0, so the rotation leaves them exactly as they are (LFM3's proportional
+ * RoPE, whose zero frequencies do the same). For LFM2 the angle is built by repeated float
+ * multiplication by θ^(-2/hd), as llama.cpp does: within float rounding of transformers'
+ * pos·inv_freq, and identical to llama.cpp's, which GGUF models are checked against bit for bit. */
+static void rope_table(struct lfm_ctx *c, int32_t T, float *dst, float theta, int32_t pairs) {
+    const int64_t hd = c->model->cfg.head_dim, half = hd / 2;
+    const float step = powf(theta, -2.0f / (float)hd);
+    /* LFM3 has no llama.cpp to follow: its angles are transformers' own, pos · (1 / θ^(2i/hd)) in float
+     * (Lfm3RotaryEmbedding), which stays exact far into a long prompt where the repeated product drifts */
+    const bool hf_angles = c->model->cfg.arch == LFM_ARCH_LFM3;
+    float inv_freq[LFM_MAX_HEAD_DIM / 2];
+    for (int64_t i = 0; hf_angles && i < half; i++) inv_freq[i] = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
     for (int32_t t = 0; t < T; t++) {
-        float *cs = c->rope_cs + t * hd;
-        float ang = (float)c->tok[t].pos;
+        float *cs = dst + t * hd;
+        const float pos = (float)c->tok[t].pos;
+        float ang = pos;
         for (int64_t i = 0; i < half; i++) {
-            cs[i] = cosf(ang);
-            cs[half + i] = sinf(ang);
+            const float a = hf_angles ? pos * inv_freq[i] : ang;
+            cs[i] = i < pairs ? cosf(a) : 1.0f;
+            cs[half + i] = i < pairs ? sinf(a) : 0.0f;
             ang *= step;
         }
     }
+}
+
+static void rope_tables(struct lfm_ctx *c, int32_t T) {
+    const lfm_config *cfg = &c->model->cfg;
+    if (!c->n_layer_attn) return; /* nothing reads them; head_dim is then not bounded by LFM_MAX_HEAD_DIM */
+    rope_table(c, T, c->rope_cs, cfg->rope_theta, cfg->rope_pairs);
+    if (c->rope_cs_swa) rope_table(c, T, c->rope_cs_swa, cfg->rope_theta_swa, cfg->rope_pairs_swa);
 }
 
 /* ---- gated short-conv block (§2.2) ---- */
@@ -79,12 +97,13 @@ typedef struct {
     struct lfm_ctx *c;
     const float *q;     /* (T, ldq): the q columns of qkv */
     int64_t ldq;
-    int32_t a, T;       /* attention layer (c->slot[l]), tokens in the batch */
+    int32_t l, a, T;    /* layer, attention layer (c->slot[l]), tokens in the batch */
 } attn_job;
 
 /* attn_out (T, nq): one (token, query head) pair at a time, split over the pool's threads. A token
- * attends to its own sequence's KV rows 0..its position. Query head h reads KV head h / (nh/nkv)
- * (§2.3, GQA). */
+ * attends to its own sequence's KV rows for positions lfm_attn_first..its position (0.. in a full
+ * layer, its window in a sliding one): one contiguous run of rows either way (runtime.h, lfm_seq).
+ * Query head h reads KV head h / (nh/nkv) (§2.3, GQA). */
 static void attn_worker(void *arg, int ith, int nth) {
     attn_job *j = arg;
     struct lfm_ctx *c = j->c;
@@ -97,9 +116,10 @@ static void attn_worker(void *arg, int ith, int nth) {
         const lfm_tok_info *ti = &c->tok[t];
         const lfm_seq *s = &c->seqs[ti->seq];
         size_t head = (size_t)(g * hd) * c->kv_elem; /* byte offset of KV head g within a cache row */
-        const char *kc = lfm_kv_row(c, s->k_cache, j->a, 0), *vc = lfm_kv_row(c, s->v_cache, j->a, 0);
+        const int32_t first = lfm_attn_first(cfg, j->l, ti->pos), row = lfm_kv_slot(c, j->a, first);
+        const char *kc = lfm_kv_row(c, s->k_cache, j->a, row), *vc = lfm_kv_row(c, s->v_cache, j->a, row);
         c->k->attn(c->attn_out + t * nh * hd + h * hd, j->q + t * j->ldq + h * hd, kc + head, vc + head, c->kv_dim,
-                   ti->pos + 1, hd, scale, scores, ti->one_token, c->kv_f16);
+                   ti->pos - first + 1, hd, scale, scores, ti->one_token, c->kv_f16);
     }
 }
 
@@ -113,19 +133,22 @@ static void store_kv_row(const struct lfm_ctx *c, void *dst, const float *src, i
     for (int64_t i = 0; i < n; i++) h[i] = lfm_float_to_half(src[i]);
 }
 
-/* xb (T, H) -> block_out (T, H). Writes each token's K and V row at its position in its sequence's caches. */
+/* xb (T, H) -> block_out (T, H). Writes each token's K and V row at its position in its sequence's
+ * caches (twice in a ring). LFM3: a sliding layer has its own RoPE and window; with attn_gate each
+ * head's output is scaled by sigmoid(g_proj · u)[head] before the output projection. */
 static void attn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t l, int32_t T) {
     const lfm_config *cfg = &c->model->cfg;
     const int64_t H = cfg->n_embd, hd = cfg->head_dim, nh = cfg->n_head, nkvh = cfg->n_head_kv;
-    const int64_t nq = nh * hd, nkv = c->kv_dim, ld = nq + 2 * nkv;
-    const int32_t a = c->slot[l];
-    float *q = c->qkv, *k = c->qkv + nq, *v = c->qkv + nq + nkv; /* columns of qkv */
-    const lfm_tensor *const qkv_w[3] = {&ly->wq, &ly->wk, &ly->wv};
-    float *const qkv_y[3] = {q, k, v};
-    const int64_t qkv_ld[3] = {ld, ld, ld};
-    lfm_matmul_group(c->tp, qkv_w, 3, c->xb, H, T, qkv_y, qkv_ld, c->mm_scratch, &c->blas);
+    const int64_t nq = nh * hd, nkv = c->kv_dim, ld = nq + 2 * nkv + (cfg->attn_gate ? nh : 0);
+    const int32_t a = c->slot[l], ring = c->kv_ring[a];
+    const float *rope = cfg->is_swa[l] ? c->rope_cs_swa : c->rope_cs;
+    float *q = c->qkv, *k = c->qkv + nq, *v = c->qkv + nq + nkv, *gate = c->qkv + nq + 2 * nkv; /* columns of qkv */
+    const lfm_tensor *const qkv_w[4] = {&ly->wq, &ly->wk, &ly->wv, &ly->attn_gate};
+    float *const qkv_y[4] = {q, k, v, gate};
+    const int64_t qkv_ld[4] = {ld, ld, ld, ld};
+    lfm_matmul_group(c->tp, qkv_w, cfg->attn_gate ? 4 : 3, c->xb, H, T, qkv_y, qkv_ld, c->mm_scratch, &c->blas);
     for (int32_t t = 0; t < T; t++) {
-        const float *cs = c->rope_cs + t * hd;
+        const float *cs = rope + t * hd;
         for (int64_t h = 0; h < nh; h++) {
             float *qh = q + t * ld + h * hd;
             c->k->rmsnorm(qh, qh, ly->q_norm.data, hd, cfg->norm_eps); /* QK-norm before RoPE */
@@ -137,11 +160,23 @@ static void attn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t l, int32_
             c->k->rope(kh, cs, hd);
         }
         const lfm_seq *s = &c->seqs[c->tok[t].seq];
-        store_kv_row(c, lfm_kv_row(c, s->k_cache, a, c->tok[t].pos), k + t * ld, nkv);
-        store_kv_row(c, lfm_kv_row(c, s->v_cache, a, c->tok[t].pos), v + t * ld, nkv);
+        const int32_t row = lfm_kv_slot(c, a, c->tok[t].pos);
+        store_kv_row(c, lfm_kv_row(c, s->k_cache, a, row), k + t * ld, nkv);
+        store_kv_row(c, lfm_kv_row(c, s->v_cache, a, row), v + t * ld, nkv);
+        if (ring) { /* the mirror row, so that every window is contiguous */
+            store_kv_row(c, lfm_kv_row(c, s->k_cache, a, row + ring), k + t * ld, nkv);
+            store_kv_row(c, lfm_kv_row(c, s->v_cache, a, row + ring), v + t * ld, nkv);
+        }
     }
-    attn_job j = {c, q, ld, a, T};
+    attn_job j = {c, q, ld, l, a, T};
     lfm_threadpool_run(c->tp, attn_worker, &j);
+    if (cfg->attn_gate)
+        for (int32_t t = 0; t < T; t++)
+            for (int64_t h = 0; h < nh; h++) {
+                const float g = 1.0f / (1.0f + expf(-gate[t * ld + h]));
+                float *o = c->attn_out + t * nq + h * hd;
+                for (int64_t i = 0; i < hd; i++) o[i] *= g;
+            }
     matmul(c, &ly->wo, c->attn_out, nq, T, c->block_out, H);
 }
 
@@ -341,11 +376,17 @@ lfm_status lfm2_forward(struct lfm_ctx *c, const lfm_segment *seg, int32_t n_seg
         for (int32_t t = 0; t < T; t++) c->k->rmsnorm(c->xb + t * H, c->x + t * H, ly->attn_norm.data, H, cfg->norm_eps);
         if (cfg->is_attn[l]) attn_block(c, ly, l, T);
         else conv_block(c, ly, l, seg, n_seg, T);
+        if (cfg->sandwich_norm) /* LFM3: the block's output normed before it joins the residual */
+            for (int32_t t = 0; t < T; t++)
+                c->k->rmsnorm(c->block_out + t * H, c->block_out + t * H, ly->post_attn_norm.data, H, cfg->norm_eps);
         c->k->add(c->x, c->block_out, (int64_t)T * H);
 
         for (int32_t t = 0; t < T; t++) c->k->rmsnorm(c->xb + t * H, c->x + t * H, ly->ffn_norm.data, H, cfg->norm_eps);
         if (lfm_layer_is_moe(cfg, l)) moe_block(c, ly, T);
         else ffn_block(c, ly, T);
+        if (cfg->sandwich_norm)
+            for (int32_t t = 0; t < T; t++)
+                c->k->rmsnorm(c->block_out + t * H, c->block_out + t * H, ly->post_ffn_norm.data, H, cfg->norm_eps);
         c->k->add(c->x, c->block_out, (int64_t)T * H);
 
         if (c->abort_cb && c->abort_cb(c->abort_user))

@@ -19,7 +19,9 @@
  *     gives Q6_K in Q4_K_M and Q5_K_M; Q4_K_S uses Q5_K below n/8;
  *   - a model with exactly 8 experts (llama.cpp's Mixtral rule): attention V and K in Q8_0 (after
  *     the rules above), attention output in Q5_K for Q4_K_S / Q4_K_M;
- *   - every other matrix gets the mix's type;
+ *   - every other matrix gets the mix's type (LFM3's attention gate g_proj too: llama.cpp has no rule
+ *     for qwen3next's attn_gate, the same tensor, so it gets the mix's type as q_proj does; LFM3's
+ *     sandwich norms are norms);
  *   - then a row length the chosen block does not divide falls back: Q4_K to Q5_0, Q5_K to Q5_1,
  *     Q6_K to Q8_0, and to F16 when even that block does not divide it.
  * The float file types (F32, F16, BF16) give every quantizable tensor that type. */

@@ -253,17 +253,84 @@ static lfm_status load_moe(loader *L, lfm_config *c) {
     return LFM_OK;
 }
 
+/* LFM3 (arch "lfm3": liquidlfm's own, llama.cpp has none; README, "GGUF for LFM3"): which attention
+ * layers slide (attention.sliding_window_pattern, one bool per layer), the window, each kind's RoPE
+ * (rope.freq_base / rope.dimension_count for full layers, the _swa keys for sliding ones; a
+ * dimension count is twice the rotating pairs, transformers' proportional layout, see lfm_config),
+ * and the optional parts, told by their tensors: sandwich norms (layer 0's post_attention_norm) and
+ * the attention gate (the first attention layer's attn_gate). */
+static lfm_status load_lfm3(loader *L, lfm_config *c) {
+    char key[96];
+    int64_t v = 0, swa[LFM_MAX_LAYERS] = {0};
+    bool any_swa = false, is_array = true;
+    lfm_status st;
+    c->arch = LFM_ARCH_LFM3;
+    arch_key(L, "attention.sliding_window_pattern", key, sizeof key);
+    if (lfm_gguf_find_key(L->g, key) >= 0) {
+        if ((st = meta_layer_ints(L, key, c->n_layer, 0, 1, swa, &is_array))) return st;
+        if (!is_array) return lfm_fail(LFM_ERR_FORMAT, "'%s': %s must be a list of one bool per layer", L->path, key);
+    }
+    for (int32_t l = 0; l < c->n_layer; l++) {
+        if (swa[l] && !c->is_attn[l])
+            return lfm_fail(LFM_ERR_FORMAT, "'%s': %s marks layer %d, a short-conv layer, as sliding-window attention", L->path, key, l);
+        c->is_swa[l] = (uint8_t)swa[l];
+        any_swa |= swa[l] != 0;
+    }
+    v = c->head_dim;
+    if ((st = meta_int(L, arch_key(L, "rope.dimension_count", key, sizeof key), 0, c->head_dim, false, &v))) return st;
+    if (v % 2) return lfm_fail(LFM_ERR_FORMAT, "'%s': %s = %lld must be even (pairs of dimensions rotate)", L->path, key, (long long)v);
+    c->rope_pairs = (int32_t)(v / 2);
+    if (any_swa) {
+        if ((st = meta_int(L, arch_key(L, "attention.sliding_window", key, sizeof key), 1, INT32_MAX, true, &v))) return st;
+        c->n_swa = (int32_t)v;
+        double theta = 0;
+        if ((st = meta_float(L, arch_key(L, "rope.freq_base_swa", key, sizeof key), 1e-3, 1e12, &theta))) return st;
+        if (!(theta > 1)) return lfm_fail(LFM_ERR_FORMAT, "'%s': missing or invalid %s (sliding layers' RoPE base)", L->path, key);
+        c->rope_theta_swa = (float)theta;
+        v = c->head_dim;
+        if ((st = meta_int(L, arch_key(L, "rope.dimension_count_swa", key, sizeof key), 0, c->head_dim, false, &v))) return st;
+        if (v % 2) return lfm_fail(LFM_ERR_FORMAT, "'%s': %s = %lld must be even", L->path, key, (long long)v);
+        c->rope_pairs_swa = (int32_t)(v / 2);
+    }
+    c->sandwich_norm = tensor_ne(L, LFM_TENSOR_POST_ATTN_NORM, 0, 0) >= 0;
+    for (int32_t l = 0; l < c->n_layer; l++)
+        if (c->is_attn[l]) {
+            c->attn_gate = tensor_ne(L, LFM_TENSOR_ATTN_GATE, l, 0) >= 0;
+            break;
+        }
+    return LFM_OK;
+}
+
+/* The first tensor of the file no table row of this config names (an LFM_ERR_FORMAT naming it). */
+static lfm_status unused_tensor(loader *L, const lfm_config *c) {
+    for (int64_t i = 0; i < lfm_gguf_n_tensors(L->g); i++) {
+        const char *tn = NULL;
+        lfm_gguf_tensor_info(L->g, i, &tn, NULL, NULL, NULL, NULL, NULL);
+        bool known = false;
+        for (int32_t l = -1; l < c->n_layer && !known; l++)
+            for (int id = 0; id < LFM_TENSOR_COUNT && !known; id++) {
+                char name[96];
+                lfm_tensor_name(lfm_tensors[id].gguf, l, name, sizeof name);
+                known = lfm_tensor_applies(id, c, l) && tn && strcmp(name, tn) == 0;
+            }
+        if (!known)
+            return lfm_fail(LFM_ERR_FORMAT, "'%s': unexpected tensor '%s' (not part of an LFM3 model with this file's layers "
+                            "and options: the optional tensors must be in every layer of their kind)", L->path, tn ? tn : "?");
+    }
+    return lfm_fail(LFM_ERR_FORMAT, "'%s': a tensor appears twice", L->path);
+}
+
 static lfm_status load(loader *L) {
     struct lfm_model *m = L->m;
     lfm_config *c = &m->cfg;
     char arch[64], key[96];
     lfm_status st = meta_str(L, "general.architecture", arch, sizeof arch, true);
     if (st) return st;
-    if (strcmp(arch, "lfm2") != 0 && strcmp(arch, "lfm2moe") != 0)
-        return lfm_fail(LFM_ERR_UNSUPPORTED, "'%s': architecture '%s' is not supported (expected 'lfm2' or 'lfm2moe')", L->path,
-                        arch);
+    if (strcmp(arch, "lfm2") != 0 && strcmp(arch, "lfm2moe") != 0 && strcmp(arch, "lfm3") != 0)
+        return lfm_fail(LFM_ERR_UNSUPPORTED, "'%s': architecture '%s' is not supported (expected 'lfm2', 'lfm2moe' or 'lfm3')",
+                        L->path, arch);
     snprintf(L->arch, sizeof L->arch, "%s", arch);
-    const bool moe = strcmp(arch, "lfm2moe") == 0;
+    const bool moe = strcmp(arch, "lfm2moe") == 0, lfm3 = strcmp(arch, "lfm3") == 0;
 
     int64_t v = 0;
     if ((st = meta_int(L, arch_key(L, "block_count", key, sizeof key), 1, LFM_MAX_LAYERS, true, &v))) return st;
@@ -321,11 +388,18 @@ static lfm_status load(loader *L) {
     }
     c->head_dim = H / c->n_head;
     v = c->head_dim;
-    if ((st = meta_int(L, arch_key(L, "attention.key_length", key, sizeof key), 1, 1 << 16, false, &v))) return st;
-    if (v != c->head_dim || H % c->n_head != 0)
+    if ((st = meta_int(L, arch_key(L, "attention.key_length", key, sizeof key), 1, 1 << 16, lfm3, &v))) return st;
+    if (lfm3) { /* LFM3 gives head_dim, independent of the embedding (Lfm3Config.head_dim) */
+        int64_t vl = v;
+        c->head_dim = (int32_t)v;
+        if ((st = meta_int(L, arch_key(L, "attention.value_length", key, sizeof key), 1, 1 << 16, false, &vl))) return st;
+        if (vl != v) return lfm_fail(LFM_ERR_UNSUPPORTED, "'%s': key length %lld and value length %lld differ", L->path, (long long)v, (long long)vl);
+    } else if (v != c->head_dim || H % c->n_head != 0)
         return lfm_fail(LFM_ERR_UNSUPPORTED, "'%s': head dim %lld with %d heads and embedding %d (expected "
                         "embedding = heads x head dim)", L->path, (long long)v, c->n_head, H);
+    c->rope_pairs = c->head_dim / 2; /* plain RoPE over the whole head */
     if (moe && (st = load_moe(L, c))) return st;
+    if (lfm3 && (st = load_lfm3(L, c))) return st;
 
     /* the token embedding decides the vocabulary, the first dense layer's ffn_gate the FFN width
      * (§9, trap 2); a MoE model whose layers are all MoE has no dense FFN and keeps the key's */
@@ -348,6 +422,7 @@ static lfm_status load(loader *L) {
     m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
     if (!m->layers) return lfm_fail(LFM_ERR_OOM, "out of memory for %d layers", c->n_layer);
     c->tied_output = false;
+    int64_t n_used = 0;
     for (int32_t l = -1; l < c->n_layer; l++) /* -1: the global tensors */
         for (int id = 0; id < LFM_TENSOR_COUNT; id++) {
             if (!lfm_tensor_applies(id, c, l)) continue;
@@ -368,7 +443,12 @@ static lfm_status load(loader *L) {
                 *t = m->tok_embd;
             }
             if (lfm_tensor_wants_f32(id) && (st = make_f32(L, t))) return st;
+            n_used += t->data != NULL && !(d->role == LFM_ROLE_HEAD && c->tied_output);
         }
+    /* LFM3's optional parts are told by their tensors (load_lfm3): a file with them in some layers
+     * but not where we looked would otherwise lose them silently, so every tensor must be used */
+    if (lfm3 && n_used != lfm_gguf_n_tensors(L->g))
+        return unused_tensor(L, c);
     return LFM_OK;
 }
 

@@ -353,7 +353,7 @@ static lfm_status build_model(loader *L, const lfm_ff_candidates *ffc) {
             if (!lfm_tensor_applies(id, c, l)) continue;
             const lfm_tensor_desc *d = &lfm_tensors[id];
             lfm_tensor *t = lfm_model_tensor(m, id, l);
-            lfm_tensor_name(d->hf, l, name, sizeof name);
+            lfm_tensor_name(lfm_tensor_hf(id, c), l, name, sizeof name);
             if (d->role == LFM_ROLE_HEAD && c->tied_output) {
                 *t = m->tok_embd;
                 st_entry *lm = index_find(L->ix, name);
@@ -374,7 +374,7 @@ static lfm_status build_model(loader *L, const lfm_ff_candidates *ffc) {
         }
     for (int64_t i = 0; i < L->ix->n; i++)
         if (!L->ix->e[i].used)
-            return lfm_fail(LFM_ERR_UNSUPPORTED, "unexpected tensor '%s' in '%s' (not part of an LFM2 model with this config)",
+            return lfm_fail(LFM_ERR_UNSUPPORTED, "unexpected tensor '%s' in '%s' (not part of an LFM2/LFM3 model with this config)",
                             L->ix->e[i].name, L->ix->e[i].file);
     return LFM_OK;
 }

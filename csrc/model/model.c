@@ -161,6 +161,16 @@ lfm_status lfm_model_validate(struct lfm_model *m) {
                         c->n_vocab, c->n_embd, c->n_layer, c->n_head, c->n_head_kv, c->head_dim, c->n_ff, c->conv_l_cache);
     lfm_status st = check_limits(c);
     if (st != LFM_OK) return st;
+    if (c->arch != LFM_ARCH_LFM2 && c->arch != LFM_ARCH_LFM3) return lfm_fail(LFM_ERR_FORMAT, "unknown architecture %d", (int)c->arch);
+    if (c->rope_pairs < 0 || c->rope_pairs > c->head_dim / 2 || c->rope_pairs_swa < 0 || c->rope_pairs_swa > c->head_dim / 2)
+        return lfm_fail(LFM_ERR_FORMAT, "RoPE rotates %d (full layers) and %d (sliding layers) frequency pairs of a head of %d: "
+                        "expected 0..%d", c->rope_pairs, c->rope_pairs_swa, c->head_dim, c->head_dim / 2);
+    for (int32_t l = 0; l < c->n_layer; l++)
+        if (c->is_swa[l] && (!c->is_attn[l] || c->arch != LFM_ARCH_LFM3 || c->n_swa < 1 || !(c->rope_theta_swa > 0)))
+            return lfm_fail(LFM_ERR_FORMAT, "layer %d: a sliding-window layer needs an LFM3 attention layer, a window >= 1 (got %d) "
+                            "and a RoPE base > 0", (int)l, c->n_swa);
+    if (c->arch == LFM_ARCH_LFM3 && c->n_expert > 0)
+        return lfm_fail(LFM_ERR_UNSUPPORTED, "LFM3 with a mixture of experts is not supported");
     /* a special id outside the vocabulary (GGUF metadata is not checked against it) is unknown */
     lfm_token *special[] = {&m->cfg.bos_id, &m->cfg.eos_id, &m->cfg.pad_id};
     for (int i = 0; i < 3; i++)

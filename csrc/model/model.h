@@ -63,6 +63,10 @@ typedef struct {
     lfm_tensor ffn_gate_exps; /* w1 of every expert [E, F_exp, H] (3-D: lfm_tensor_slice gives one) */
     lfm_tensor ffn_up_exps;   /* w3 [E, F_exp, H] */
     lfm_tensor ffn_down_exps; /* w2 [E, H, F_exp] */
+    /* LFM3 */
+    lfm_tensor attn_gate;     /* g_proj [nh, H]: one gate logit per query head (attention layers, attn_gate) */
+    lfm_tensor post_attn_norm; /* post_operator_norm [H], F32 (every layer, sandwich_norm) */
+    lfm_tensor post_ffn_norm; /* post_ffn_norm [H], F32 (every layer, sandwich_norm) */
 } lfm_layer;
 
 /* Does layer l run the mixture of experts (else the dense FFN)? transformers: layers from
@@ -119,6 +123,9 @@ typedef enum {
     LFM_TENSOR_FFN_GATE_EXPS,
     LFM_TENSOR_FFN_UP_EXPS,
     LFM_TENSOR_FFN_DOWN_EXPS,
+    LFM_TENSOR_ATTN_GATE,
+    LFM_TENSOR_POST_ATTN_NORM,
+    LFM_TENSOR_POST_FFN_NORM,
     LFM_TENSOR_COUNT
 } lfm_tensor_id;
 
@@ -130,6 +137,8 @@ typedef enum {
     LFM_SCOPE_FFN,    /* layers with a dense FFN: all of a dense model, the leading n_layer_dense of a MoE one */
     LFM_SCOPE_MOE,    /* MoE layers (lfm_layer_is_moe) */
     LFM_SCOPE_MOE_BIAS, /* MoE layers of a model whose router has an expert bias */
+    LFM_SCOPE_ATTN_GATE, /* attention layers of a model with an attention output gate (LFM3) */
+    LFM_SCOPE_SANDWICH, /* every layer of a model with sandwich norms (LFM3) */
 } lfm_tensor_scope;
 
 typedef enum {
@@ -157,6 +166,7 @@ typedef enum {
     LFM_DIM_K,    /* conv kernel length (conv_l_cache) */
     LFM_DIM_E,    /* experts per MoE layer */
     LFM_DIM_FE,   /* one expert's FFN width */
+    LFM_DIM_NH,   /* query heads */
     LFM_DIM_COUNT
 } lfm_dim;
 
@@ -173,6 +183,8 @@ typedef struct {
     size_t offset;          /* offsetof that field */
     lfm_dim ne[3];          /* ggml order: ne[0] is the row length; PyTorch's shape is the reverse.
                              * ne[2] = LFM_DIM_E for the experts' stacks (3-D), else NONE */
+    const char *hf_lfm3;    /* the HF name in an LFM3 checkpoint where it differs (its attention is
+                             * Qwen3's: o_proj, q_norm, k_norm), else NULL */
 } lfm_tensor_desc;
 
 extern const lfm_tensor_desc lfm_tensors[LFM_TENSOR_COUNT];
@@ -186,6 +198,8 @@ bool lfm_tensor_is_experts(lfm_tensor_id id);              /* a 3-D stack of one
 int lfm_tensor_n_dims(lfm_tensor_id id);
 /* Does layer (-1: the model's global tensors) of a model with config c have this tensor? */
 bool lfm_tensor_applies(lfm_tensor_id id, const lfm_config *c, int32_t layer);
+/* The HF name of row id in a checkpoint of a model with config c (hf, or hf_lfm3 for LFM3). */
+const char *lfm_tensor_hf(lfm_tensor_id id, const lfm_config *c);
 /* The row's GGUF / alias / HF name for layer into buf ("" when the row has no such name). */
 void lfm_tensor_name(const char *pattern, int32_t layer, char *buf, size_t cap);
 /* The same for a name with the expert's number too (the HF names of an expert stack's matrices);

@@ -15,7 +15,7 @@
 #define L(f) #f, offsetof(lfm_layer, f)
 
 const lfm_tensor_desc lfm_tensors[LFM_TENSOR_COUNT] = {
-    /* id, what, GGUF name, GGUF alias, HF name, scope, role, field (+ offset), ne (ggml order) */
+    /* id, what, GGUF name, GGUF alias, HF name, scope, role, field (+ offset), ne (ggml order)[, HF name in LFM3] */
     [LFM_TENSOR_TOKEN_EMBD] = {"token_embd", "token embedding", "token_embd.weight", NULL, "model.embed_tokens.weight",
                                LFM_SCOPE_GLOBAL, LFM_ROLE_EMBEDDING, G(tok_embd), {LFM_DIM_H, LFM_DIM_V}},
     /* the FINAL norm, applied after the last layer despite its names (§2.5, §9 trap 1) */
@@ -58,13 +58,13 @@ const lfm_tensor_desc lfm_tensors[LFM_TENSOR_COUNT] = {
                            LFM_SCOPE_ATTN, LFM_ROLE_MATRIX, L(wv), {LFM_DIM_H, LFM_DIM_KV}},
     [LFM_TENSOR_ATTN_OUT] = {"attn_output", "out_proj", "blk.%d.attn_output.weight", NULL,
                              "model.layers.%d.self_attn.out_proj.weight", LFM_SCOPE_ATTN, LFM_ROLE_MATRIX, L(wo),
-                             {LFM_DIM_Q, LFM_DIM_H}},
+                             {LFM_DIM_Q, LFM_DIM_H}, "model.layers.%d.self_attn.o_proj.weight"},
     [LFM_TENSOR_ATTN_Q_NORM] = {"attn_q_norm", "q_layernorm", "blk.%d.attn_q_norm.weight", NULL,
                                 "model.layers.%d.self_attn.q_layernorm.weight", LFM_SCOPE_ATTN, LFM_ROLE_NORM,
-                                L(q_norm), {LFM_DIM_HD, LFM_DIM_NONE}},
+                                L(q_norm), {LFM_DIM_HD, LFM_DIM_NONE}, "model.layers.%d.self_attn.q_norm.weight"},
     [LFM_TENSOR_ATTN_K_NORM] = {"attn_k_norm", "k_layernorm", "blk.%d.attn_k_norm.weight", NULL,
                                 "model.layers.%d.self_attn.k_layernorm.weight", LFM_SCOPE_ATTN, LFM_ROLE_NORM,
-                                L(k_norm), {LFM_DIM_HD, LFM_DIM_NONE}},
+                                L(k_norm), {LFM_DIM_HD, LFM_DIM_NONE}, "model.layers.%d.self_attn.k_norm.weight"},
 
     /* LFM2-MoE's sparse FFN (transformers' Lfm2MoeSparseMoeBlock, llama.cpp's lfm2moe). The HF
      * checkpoint keeps one w1/w3/w2 per expert (transformers fuses them into gate_up_proj /
@@ -86,6 +86,21 @@ const lfm_tensor_desc lfm_tensors[LFM_TENSOR_COUNT] = {
     [LFM_TENSOR_FFN_DOWN_EXPS] = {"ffn_down_exps", "experts' down (w2)", "blk.%d.ffn_down_exps.weight", NULL,
                                   "model.layers.%d.feed_forward.experts.%d.w2.weight", LFM_SCOPE_MOE, LFM_ROLE_MATRIX,
                                   L(ffn_down_exps), {LFM_DIM_FE, LFM_DIM_H, LFM_DIM_E}},
+
+    /* LFM3 (transformers' Lfm3ForCausalLM). llama.cpp has no lfm3 architecture; the GGUF names are
+     * its existing ones for the same concepts: qwen3next's per-head output gate "attn_gate", gemma's
+     * sandwich norms "post_attention_norm" / "post_ffw_norm" (here on conv layers too, as lfm2's
+     * "attn_norm" is the operator norm of either kind). The checkpoint names g_proj "gate_proj"
+     * (transformers renames it on load, conversion_mapping.py). */
+    [LFM_TENSOR_ATTN_GATE] = {"attn_gate", "g_proj (attention gate)", "blk.%d.attn_gate.weight", NULL,
+                              "model.layers.%d.self_attn.gate_proj.weight", LFM_SCOPE_ATTN_GATE, LFM_ROLE_MATRIX,
+                              L(attn_gate), {LFM_DIM_H, LFM_DIM_NH}},
+    [LFM_TENSOR_POST_ATTN_NORM] = {"post_attention_norm", "post-operator norm", "blk.%d.post_attention_norm.weight", NULL,
+                                   "model.layers.%d.post_operator_norm.weight", LFM_SCOPE_SANDWICH, LFM_ROLE_NORM,
+                                   L(post_attn_norm), {LFM_DIM_H, LFM_DIM_NONE}},
+    [LFM_TENSOR_POST_FFN_NORM] = {"post_ffw_norm", "post-ffn norm", "blk.%d.post_ffw_norm.weight", NULL,
+                                  "model.layers.%d.post_ffn_norm.weight", LFM_SCOPE_SANDWICH, LFM_ROLE_NORM,
+                                  L(post_ffn_norm), {LFM_DIM_H, LFM_DIM_NONE}},
 };
 
 #undef G
@@ -95,7 +110,7 @@ const char *lfm_dim_name(lfm_dim d) {
     static const char *const names[LFM_DIM_COUNT] = {
         [LFM_DIM_NONE] = "", [LFM_DIM_V] = "V",       [LFM_DIM_H] = "H",        [LFM_DIM_3H] = "3H", [LFM_DIM_F] = "F",
         [LFM_DIM_Q] = "nh*hd", [LFM_DIM_KV] = "nkv*hd", [LFM_DIM_HD] = "hd", [LFM_DIM_K] = "K",
-        [LFM_DIM_E] = "E",     [LFM_DIM_FE] = "FE",
+        [LFM_DIM_E] = "E",     [LFM_DIM_FE] = "FE",   [LFM_DIM_NH] = "nh",
     };
     return (unsigned)d < LFM_DIM_COUNT ? names[d] : "?";
 }
@@ -112,6 +127,7 @@ int64_t lfm_dim_value(const lfm_config *c, lfm_dim d) {
     case LFM_DIM_K: return c->conv_l_cache;
     case LFM_DIM_E: return c->n_expert;
     case LFM_DIM_FE: return c->n_ff_exp;
+    case LFM_DIM_NH: return c->n_head;
     default: return 1;
     }
 }
@@ -153,8 +169,15 @@ bool lfm_tensor_applies(lfm_tensor_id id, const lfm_config *c, int32_t layer) {
     case LFM_SCOPE_FFN: return layer >= 0 && !lfm_layer_is_moe(c, layer);
     case LFM_SCOPE_MOE: return layer >= 0 && lfm_layer_is_moe(c, layer);
     case LFM_SCOPE_MOE_BIAS: return layer >= 0 && lfm_layer_is_moe(c, layer) && c->expert_bias;
+    case LFM_SCOPE_ATTN_GATE: return layer >= 0 && c->is_attn[layer] && c->attn_gate;
+    case LFM_SCOPE_SANDWICH: return layer >= 0 && c->sandwich_norm;
     }
     return false;
+}
+
+const char *lfm_tensor_hf(lfm_tensor_id id, const lfm_config *c) {
+    const lfm_tensor_desc *d = &lfm_tensors[id];
+    return c->arch == LFM_ARCH_LFM3 && d->hf_lfm3 ? d->hf_lfm3 : d->hf;
 }
 
 void lfm_tensor_name(const char *pattern, int32_t layer, char *buf, size_t cap) {

@@ -241,18 +241,22 @@ static PyObject *model_config_dict(PyModel *self) {
     PyObject *types = PyList_New(c->n_layer);
     if (!types) return NULL;
     for (int32_t l = 0; l < c->n_layer; l++)
-        PyList_SET_ITEM(types, l, PyUnicode_FromString(c->is_attn[l] ? "full_attention" : "conv"));
+        PyList_SET_ITEM(types, l, PyUnicode_FromString(c->is_swa[l] ? "sliding_attention" : c->is_attn[l] ? "full_attention" : "conv"));
     /* the type of layer 0's FFN: its dense gate, or its experts' gates in a MoE layer */
     const lfm_layer *l0 = &self->m->layers[0];
     const char *wt = lfm_type_name(lfm_layer_is_moe(c, 0) ? l0->ffn_gate_exps.type : l0->ffn_gate.type);
-    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:i,s:i,s:i,s:O,s:N,s:s,s:i,s:i,s:i,s:i,s:O}", "n_vocab",
+    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:i,s:i,s:i,s:O,s:N,s:s,s:i,s:i,s:i,s:i,s:O,"
+                         "s:s,s:i,s:O,s:O,s:i,s:f,s:i}", "n_vocab",
                          c->n_vocab, "n_embd", c->n_embd, "n_layer", c->n_layer, "n_head", c->n_head, "n_head_kv", c->n_head_kv,
                          "head_dim", c->head_dim, "n_ff", c->n_ff, "conv_l_cache", c->conv_l_cache, "n_ctx_train", c->n_ctx_train,
                          "norm_eps", (double)c->norm_eps, "rope_theta", (double)c->rope_theta, "bos_id", c->bos_id, "eos_id",
                          c->eos_id, "pad_id", c->pad_id, "tied_output", c->tied_output ? Py_True : Py_False, "layer_types", types,
                          "weight_type", wt ? wt : "?", "n_expert", c->n_expert, "n_expert_used", c->n_expert_used, "n_ff_exp",
                          c->n_ff_exp, "n_layer_dense", c->n_expert ? c->n_layer_dense : c->n_layer, "expert_bias",
-                         c->expert_bias ? Py_True : Py_False);
+                         c->expert_bias ? Py_True : Py_False, "arch", c->arch == LFM_ARCH_LFM3 ? "lfm3" : "lfm2",
+                         "sliding_window", c->n_swa, "sandwich_norm", c->sandwich_norm ? Py_True : Py_False, "attn_gate",
+                         c->attn_gate ? Py_True : Py_False, "rope_pairs", c->rope_pairs, "rope_theta_swa",
+                         (double)c->rope_theta_swa, "rope_pairs_swa", c->rope_pairs_swa);
 }
 
 static PyObject *model_describe(PyModel *self, PyObject *noargs) {

@@ -6,7 +6,8 @@
 
 static const char *const scope_names[] = {
     [LFM_SCOPE_GLOBAL] = "global", [LFM_SCOPE_LAYER] = "layer", [LFM_SCOPE_CONV] = "conv", [LFM_SCOPE_ATTN] = "attn",
-    [LFM_SCOPE_FFN] = "ffn",       [LFM_SCOPE_MOE] = "moe",     [LFM_SCOPE_MOE_BIAS] = "moe_bias"};
+    [LFM_SCOPE_FFN] = "ffn",       [LFM_SCOPE_MOE] = "moe",     [LFM_SCOPE_MOE_BIAS] = "moe_bias",
+    [LFM_SCOPE_ATTN_GATE] = "attn_gate", [LFM_SCOPE_SANDWICH] = "sandwich"};
 static const char *const role_names[] = {[LFM_ROLE_NORM] = "norm",     [LFM_ROLE_CONV_KERNEL] = "conv_kernel",
                                          [LFM_ROLE_MATRIX] = "matrix", [LFM_ROLE_EMBEDDING] = "embedding",
                                          [LFM_ROLE_HEAD] = "head",     [LFM_ROLE_ROUTER] = "router",
@@ -28,11 +29,11 @@ static PyObject *row_dict(lfm_tensor_id id) {
     }
     PyObject *row = NULL;
     if (ne && shape)
-        row = Py_BuildValue("{s:s,s:s,s:s,s:z,s:s,s:s,s:s,s:s,s:O,s:O,s:O,s:O}", "id", d->id, "what", d->what,
+        row = Py_BuildValue("{s:s,s:s,s:s,s:z,s:s,s:s,s:s,s:s,s:O,s:O,s:O,s:O,s:s}", "id", d->id, "what", d->what,
                             "gguf", d->gguf, "gguf_alias", d->gguf_alias, "hf", d->hf, "scope", scope_names[d->scope],
                             "role", role_names[d->role], "field", d->field, "ne", ne, "shape", shape, "is_matmul",
                             lfm_tensor_is_matmul(id) ? Py_True : Py_False, "want_f32",
-                            lfm_tensor_wants_f32(id) ? Py_True : Py_False);
+                            lfm_tensor_wants_f32(id) ? Py_True : Py_False, "hf_lfm3", d->hf_lfm3 ? d->hf_lfm3 : d->hf);
     Py_XDECREF(ne);
     Py_XDECREF(shape);
     return row;
@@ -116,6 +117,11 @@ static PyObject *py_ftype_tensor_types(PyObject *self, PyObject *args) {
     const long moe_hi[] = {LFM_MAX_EXPERTS, LFM_MAX_EXPERTS_USED, big, LFM_MAX_LAYERS, 1};
     for (int i = 0; i < 5; i++)
         if (PyDict_GetItemString(cfg, moe_keys[i]) && config_int(cfg, moe_keys[i], 0, moe_hi[i], moe_vals[i])) return NULL;
+    /* LFM3 fields: optional (an LFM2 model has neither a gate nor sandwich norms) */
+    static const char *const lfm3_keys[] = {"attn_gate", "sandwich_norm"};
+    int32_t *const lfm3_vals[] = {&c.attn_gate, &c.sandwich_norm};
+    for (int i = 0; i < 2; i++)
+        if (PyDict_GetItemString(cfg, lfm3_keys[i]) && config_int(cfg, lfm3_keys[i], 0, 1, lfm3_vals[i])) return NULL;
     PyObject *attn = PyDict_GetItemString(cfg, "is_attn");
     if (!attn) return PyErr_Format(PyExc_KeyError, "config has no 'is_attn'");
     PyObject *seq = PySequence_Fast(attn, "config 'is_attn' must be a sequence of bools");
@@ -157,7 +163,8 @@ static PyMethodDef tensors_methods[] = {
      "ftype_tensor_types(ftype, config) -> {(tensor id, layer): type name, or None for a tensor never quantized}: "
      "llama-quantize's choice for every tensor of a model (layer -1: the global ones). config: lfm_config's "
      "fields n_vocab, n_embd, n_head, n_head_kv, head_dim, n_ff, conv_l_cache, tied_output, is_attn (one bool per "
-     "layer), and for LFM2-MoE n_expert, n_expert_used, n_ff_exp, n_layer_dense, expert_bias."},
+     "layer), for LFM2-MoE n_expert, n_expert_used, n_ff_exp, n_layer_dense, expert_bias, for LFM3 attn_gate and "
+     "sandwich_norm (0/1)."},
     {"tensor_table", py_tensor_table, METH_NOARGS,
      "tensor_table() -> tuple of dicts, one per LFM2 weight in GGUF writing order: id, what, gguf / gguf_alias / hf "
      "(printf patterns, %d = layer; an expert stack's HF pattern has a second %d, the expert), scope (global / "

@@ -18,6 +18,8 @@ void lfm_ctx_free(lfm_ctx *c) {
     if (!c) return;
     lfm_threadpool_free(c->tp);
     free(c->slot);
+    free(c->kv_row0);
+    free(c->kv_ring);
     for (int32_t s = 0; c->seqs && s < c->n_seq; s++) {
         free(c->seqs[s].k_cache);
         free(c->seqs[s].v_cache);
@@ -30,6 +32,7 @@ void lfm_ctx_free(lfm_ctx *c) {
     free(c->ffn_up);
     free(c->mix);  /* also conv_out, attn_out */
     free(c->rope_cs);
+    free(c->rope_cs_swa);
     free(c->scores);
     free(c->tok);
     free(c->seg);
@@ -103,6 +106,20 @@ lfm_status lfm_ctx_init(const lfm_model *m, const lfm_ctx_params *p, lfm_ctx **o
 
     c->kv_dim = nkv;
     const size_t B = (size_t)n_batch;
+    /* per attention layer its rows: n_ctx, or a mirrored ring of a sliding window (runtime.h, lfm_seq) */
+    c->kv_row0 = calloc((size_t)c->n_layer_attn + 1, sizeof *c->kv_row0);
+    c->kv_ring = calloc((size_t)c->n_layer_attn + 1, sizeof *c->kv_ring);
+    if (!c->kv_row0 || !c->kv_ring) goto oom;
+    bool any_swa = false;
+    for (int32_t l = 0; l < cfg->n_layer; l++) {
+        if (!cfg->is_attn[l]) continue;
+        const int32_t a = c->slot[l];
+        const int64_t ring = (int64_t)cfg->n_swa + n_batch - 1;
+        any_swa |= cfg->is_swa[l] != 0;
+        c->kv_ring[a] = cfg->is_swa[l] && 2 * ring < n_ctx ? (int32_t)ring : 0;
+        c->kv_row0[a] = c->kv_rows;
+        c->kv_rows += c->kv_ring[a] ? 2 * (size_t)ring : (size_t)n_ctx;
+    }
     /* large buffers come from calloc → fresh zero pages: KV rows cost memory only once written, so
      * n_seq sequences of n_ctx positions cost what their tokens use. One allocation per sequence and
      * cache: each stays within what the OS lets a single mapping reserve. */
@@ -111,8 +128,8 @@ lfm_status lfm_ctx_init(const lfm_model *m, const lfm_ctx_params *p, lfm_ctx **o
     for (int32_t s = 0; s < n_seq; s++) {
         lfm_seq *q = &c->seqs[s];
         if (c->n_layer_attn) {
-            q->k_cache = calloc((size_t)c->n_layer_attn * (size_t)n_ctx, lfm_kv_row_bytes(c));
-            q->v_cache = calloc((size_t)c->n_layer_attn * (size_t)n_ctx, lfm_kv_row_bytes(c));
+            q->k_cache = calloc(c->kv_rows, lfm_kv_row_bytes(c));
+            q->v_cache = calloc(c->kv_rows, lfm_kv_row_bytes(c));
             if (!q->k_cache || !q->v_cache) goto oom;
         }
         if (c->n_layer_conv && K > 1) {
@@ -121,7 +138,8 @@ lfm_status lfm_ctx_init(const lfm_model *m, const lfm_ctx_params *p, lfm_ctx **o
         }
     }
     /* scratch: roles whose lives do not overlap share an allocation (see struct lfm_ctx) */
-    const int64_t n_proj = lfm_max64(lfm_max64(3 * H, nq + 2 * nkv), F), n_mix = lfm_max64(H, nq);
+    const int64_t n_gate = cfg->attn_gate ? cfg->n_head : 0; /* g_proj's columns follow q | k | v */
+    const int64_t n_proj = lfm_max64(lfm_max64(3 * H, nq + 2 * nkv + n_gate), F), n_mix = lfm_max64(H, nq);
     c->x = malloc(B * (size_t)H * sizeof(float));
     c->xb = malloc(B * (size_t)H * sizeof(float));
     c->block_out = c->xb;
@@ -131,6 +149,7 @@ lfm_status lfm_ctx_init(const lfm_model *m, const lfm_ctx_params *p, lfm_ctx **o
     c->mix = malloc(B * (size_t)n_mix * sizeof(float));
     c->conv_out = c->attn_out = c->mix;
     c->rope_cs = malloc(B * (size_t)hd * sizeof(float));
+    if (any_swa && !(c->rope_cs_swa = malloc(B * (size_t)hd * sizeof(float)))) goto oom;
     c->scores = malloc((size_t)lfm_threadpool_n_threads(c->tp) * (size_t)n_ctx * sizeof(float));
     c->tok = malloc(B * sizeof *c->tok);
     c->seg = malloc((size_t)n_seq * sizeof *c->seg);
@@ -357,8 +376,10 @@ lfm_status lfm_ctx_seq_copy(lfm_ctx *c, int32_t src, int32_t dst) {
         const lfm_seq *a = &c->seqs[src];
         lfm_seq *b = &c->seqs[dst];
         if (a->conv_state) memcpy(b->conv_state, a->conv_state, (size_t)c->n_layer_conv * lfm_conv_state_bytes(c));
-        const size_t bytes = (size_t)a->pos * lfm_kv_row_bytes(c); /* rows >= pos are never read */
         for (int32_t l = 0; l < c->n_layer_attn; l++) {
+            /* rows >= pos are never read; a ring is copied whole */
+            const size_t rows = c->kv_ring[l] ? 2 * (size_t)c->kv_ring[l] : (size_t)a->pos;
+            const size_t bytes = rows * lfm_kv_row_bytes(c);
             memcpy(lfm_kv_row(c, b->k_cache, l, 0), lfm_kv_row(c, a->k_cache, l, 0), bytes);
             memcpy(lfm_kv_row(c, b->v_cache, l, 0), lfm_kv_row(c, a->v_cache, l, 0), bytes);
         }

@@ -92,10 +92,18 @@ void lfm_matmul_multi_per_token(lfm_threadpool *tp, const lfm_tensor *const *W, 
  *            lfm_generate_step and the state blob. */
 
 /* One sequence's recurrent state. The KV caches are allocated with calloc (fresh zero pages), so a
- * sequence costs memory only for the positions it has written. */
+ * sequence costs memory only for the positions it has written.
+ *
+ * KV layout: the attention layers' rows one layer after the other. A full-attention layer keeps
+ * n_ctx rows, position p in row p. A sliding-window layer (LFM3) keeps a ring of R = n_swa + n_batch - 1
+ * positions (when its 2R rows are fewer than n_ctx; else it is laid out as a full layer): a forward pass
+ * writes up to n_batch positions of a sequence before its tokens attend, and the oldest of them still
+ * looks n_swa - 1 positions back. Each position is written twice, at p mod R and at R + p mod R, so
+ * every window (at most n_swa <= R consecutive positions) is one contiguous run of rows from
+ * (first position) mod R, in position order, as in a full layer: the attention kernel is the same. */
 typedef struct {
-    void *k_cache;               /* (n_layer_attn, n_ctx, kv_dim) after QK-norm and RoPE; F32, or F16 if kv_f16 */
-    void *v_cache;               /* (n_layer_attn, n_ctx, kv_dim); address rows with lfm_kv_row */
+    void *k_cache;               /* (kv_rows, kv_dim) after QK-norm and RoPE; F32, or F16 if kv_f16 */
+    void *v_cache;               /* (kv_rows, kv_dim); address rows with lfm_kv_row */
     float *conv_state;           /* (n_layer_conv, K-1, H) the last K-1 inputs B⊙X, oldest first; lfm_conv_state */
     int32_t pos;                 /* tokens decoded so far = the next token's position */
 } lfm_seq;
@@ -129,6 +137,9 @@ struct lfm_ctx {
     /* ---- state ---- */
     lfm_seq *seqs;               /* (n_seq) */
     int64_t kv_dim;              /* n_head_kv * head_dim: values per cached position */
+    size_t *kv_row0;             /* (n_layer_attn) first row of attention layer a in a sequence's cache */
+    int32_t *kv_ring;            /* (n_layer_attn) 0: n_ctx rows, position p in row p; R > 0: a mirrored ring of 2R rows */
+    size_t kv_rows;              /* rows of one sequence's cache, all attention layers */
     int kv_f16;
     size_t kv_elem;              /* bytes per cached value: 4 (F32) or 2 (F16) */
 
@@ -145,7 +156,8 @@ struct lfm_ctx {
     float *mix;                  /* allocation of (n_batch, max(H, nq)) floats, the input of an out_proj, viewed as: */
     float *conv_out;             /*   (n_batch, H) C ⊙ z */
     float *attn_out;             /*   (n_batch, nq) softmax(q·kᵀ/√hd)·v, the heads side by side */
-    float *rope_cs;              /* (n_batch, hd) per token hd/2 cosines then hd/2 sines */
+    float *rope_cs;              /* (n_batch, hd) per token hd/2 cosines then hd/2 sines (full attention layers) */
+    float *rope_cs_swa;          /* (n_batch, hd) the same for the sliding-window layers' RoPE; NULL without them */
     float *scores;               /* (n_threads, n_ctx) attention scores, one row per worker */
     lfm_tok_info *tok;           /* (n_batch) each token's sequence and position */
     lfm_segment *seg;            /* (n_seq) the segments of one lfm2_forward call of lfm_ctx_decode_seqs */
@@ -176,11 +188,22 @@ struct lfm_ctx {
 /* Bytes of one cached position (kv_dim values). */
 static inline size_t lfm_kv_row_bytes(const struct lfm_ctx *c) { return (size_t)c->kv_dim * c->kv_elem; }
 
-/* Row `pos` of attention layer `attn_layer` (c->slot[l]) in cache (a sequence's k_cache or v_cache):
- * kv_dim values, F32 or F16. Rows of one layer are consecutive, so a layer's first n rows are
+/* Row `row` of attention layer `attn_layer` (c->slot[l]) in cache (a sequence's k_cache or v_cache):
+ * kv_dim values, F32 or F16. Rows of one layer are consecutive, so its rows r..r+n-1 are
  * n * lfm_kv_row_bytes(c) contiguous bytes. */
-static inline void *lfm_kv_row(const struct lfm_ctx *c, void *cache, int32_t attn_layer, int32_t pos) {
-    return (char *)cache + ((size_t)attn_layer * (size_t)c->n_ctx + (size_t)pos) * lfm_kv_row_bytes(c);
+static inline void *lfm_kv_row(const struct lfm_ctx *c, void *cache, int32_t attn_layer, int32_t row) {
+    return (char *)cache + (c->kv_row0[attn_layer] + (size_t)row) * lfm_kv_row_bytes(c);
+}
+
+/* The row holding position pos in attention layer attn_layer (the first of its two rows in a ring). */
+static inline int32_t lfm_kv_slot(const struct lfm_ctx *c, int32_t attn_layer, int32_t pos) {
+    return c->kv_ring[attn_layer] ? pos % c->kv_ring[attn_layer] : pos;
+}
+
+/* The first position a token at pos attends to in layer l: pos - n_swa + 1 (not below 0) in a
+ * sliding-window layer (transformers' mask: kv > q - window), else 0. */
+static inline int32_t lfm_attn_first(const lfm_config *cfg, int32_t l, int32_t pos) {
+    return cfg->is_swa[l] && pos >= cfg->n_swa ? pos - cfg->n_swa + 1 : 0;
 }
 
 /* Bytes of one conv layer's state: (K-1, H) floats. */

@@ -329,10 +329,17 @@ def _rewrite(src, dst, *, arch=None, drop=(), meta_override=None, reshape=None):
 
 
 def test_other_architectures_unsupported(f32_gguf, tmp_path):
-    for arch in ("llama", "lfm3"):
+    for arch in ("llama", "lfm2vl"):
         p = _rewrite(f32_gguf, tmp_path / f"{arch}.gguf", arch=arch)
         with pytest.raises(lfm.UnsupportedModelError, match=f"architecture '{arch}' is not supported"):
             lfm.load(str(p))
+
+
+def test_lfm3_needs_its_head_size_key(f32_gguf, tmp_path):
+    """A dense file relabelled lfm3 is read as LFM3 (tests/engine/test_lfm3.py), whose head size is a key."""
+    p = _rewrite(f32_gguf, tmp_path / "lfm3.gguf", arch="lfm3")
+    with pytest.raises(lfm.ModelFormatError, match="missing metadata key 'lfm3.attention.key_length'"):
+        lfm.load(str(p))
 
 
 def test_lfm2moe_needs_its_expert_keys(f32_gguf, tmp_path):

@@ -42,8 +42,8 @@ def test_table_rows():
     rows = tensor_table()
     assert len({r["id"] for r in rows}) == len(rows)
     for r in rows:
-        assert r["scope"] in ("global", "layer", "conv", "attn", "ffn", "moe", "moe_bias")
-        assert ("%d" in r["gguf"]) == ("%d" in r["hf"]) == (r["scope"] != "global"), r
+        assert r["scope"] in ("global", "layer", "conv", "attn", "ffn", "moe", "moe_bias", "attn_gate", "sandwich")
+        assert ("%d" in r["gguf"]) == ("%d" in r["hf"]) == ("%d" in r["hf_lfm3"]) == (r["scope"] != "global"), r
         # an expert stack (3-D) has one HF tensor per expert: a second %d
         assert r["hf"].count("%d") == (2 if len(r["ne"]) == 3 else r["scope"] != "global"), r
         assert r["shape"] == tuple(reversed(r["ne"]))

@@ -9,7 +9,7 @@ static lfm_model *g_model;
 static lfm_ctx *g_ctx[2];
 
 /* Mirrors the header in csrc/runtime/state.c (the checksum field is its last 8 bytes). */
-#define STATE_HEADER_BYTES (2 * 4 + 6 * 4 + LFM_MAX_LAYERS + 4 * 4 + 2 * 8)
+#define STATE_HEADER_BYTES (2 * 4 + 6 * 4 + 2 * LFM_MAX_LAYERS + 2 * 4 + 4 * 4 + 2 * 8)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     const char *path = getenv("FUZZ_MODEL");

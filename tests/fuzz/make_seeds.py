@@ -48,9 +48,29 @@ def gguf_seeds(out: Path, tmp: Path) -> Path:
             llama_quantize(f32, out / "gguf" / f"tiny-{t}", t, n_threads=1)
     except Exception as e:  # llama.cpp's Python binding is optional here
         print(f"make_seeds: no K-quant seed ({e})", file=sys.stderr)
+    # LFM3 (arch "lfm3", liquidlfm's own writer): sliding-window keys, attn_gate and the post norms
+    from liquidlfm.quantize import quantize_hf
+    try:
+        for t in ("f32", "q8_0"):
+            quantize_hf(_tiny_lfm3(tmp / "lfm3"), out / "gguf" / f"tiny-lfm3-{t}", t, progress=False)
+    except ImportError as e:  # transformers builds the LFM3 checkpoint
+        print(f"make_seeds: no LFM3 seed ({e})", file=sys.stderr)
     model = out / "model.gguf"
     hf_to_gguf(hf, model, "q8_0")
     return model
+
+
+def _tiny_lfm3(dest: Path, **kw) -> Path:
+    """A tiny LFM3 checkpoint (every layer kind, both optional parts), made once per directory."""
+    from tests.fixtures.hf_models import make_lfm3_hf_model
+
+    if (dest / "config.json").exists():
+        return dest
+    args = dict(vocab_size=320, hidden_size=32, num_hidden_layers=3, layer_types=["conv", "sliding_attention",
+                "full_attention"], num_attention_heads=2, num_key_value_heads=1, head_dim=16, intermediate_size=64,
+                sliding_window=4, tokenizer=False, max_position_embeddings=64)
+    args.update(kw)
+    return make_lfm3_hf_model(dest, **args)
 
 
 def safetensors_seeds(out: Path, tmp: Path) -> None:
@@ -59,6 +79,13 @@ def safetensors_seeds(out: Path, tmp: Path) -> None:
         hf = _tiny_hf(tmp / f"st{i}", vocab_size=64, hidden_size=32, heads=2, kv_heads=1, ff=64, **kw)
         blob = (hf / "config.json").read_bytes() + SAFETENSORS_SEP + (hf / "model.safetensors").read_bytes()
         (out / "safetensors" / f"tiny{i}").write_bytes(blob)
+    try:
+        hf = _tiny_lfm3(tmp / "lfm3")
+    except ImportError as e:
+        print(f"make_seeds: no LFM3 seed ({e})", file=sys.stderr)
+        return
+    blob = (hf / "config.json").read_bytes() + SAFETENSORS_SEP + (hf / "model.safetensors").read_bytes()
+    (out / "safetensors" / "tiny-lfm3").write_bytes(blob)
 
 
 def tokenizer_seeds(out: Path) -> None:
