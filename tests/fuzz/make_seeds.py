@@ -53,6 +53,8 @@ def gguf_seeds(out: Path, tmp: Path) -> Path:
     try:
         for t in ("f32", "q8_0"):
             quantize_hf(_tiny_lfm3(tmp / "lfm3"), out / "gguf" / f"tiny-lfm3-{t}", t, progress=False)
+        # the model the state_lfm3 run of fuzz_state loads: its blobs carry the sliding layers' ring
+        quantize_hf(_tiny_lfm3(tmp / "lfm3"), out / "model-lfm3.gguf", "q8_0", progress=False)
     except ImportError as e:  # transformers builds the LFM3 checkpoint
         print(f"make_seeds: no LFM3 seed ({e})", file=sys.stderr)
     model = out / "model.gguf"
@@ -108,19 +110,19 @@ def tokenizer_seeds(out: Path) -> None:
             (out / "tokenizer" / f"v{vocab_size}-{j}").write_bytes(blob)
 
 
-def state_seeds(out: Path, model: Path) -> None:
+def state_seeds(out: Path, model: Path, name: str = "state") -> None:
     import liquidlfm as lfm
 
-    (out / "state").mkdir(parents=True, exist_ok=True)
+    (out / name).mkdir(parents=True, exist_ok=True)
     m = lfm.load(str(model))
     for f16, kv in ((0, "f32"), (1, "f16")):
         s = m.session(n_ctx=16, n_threads=1, kv_cache=kv)  # = the contexts of fuzz_state.c
-        for n in (0, 1, 3):
+        for n in (0, 1, 3, 9):  # 9: past an LFM3 seed's window of 4
             if n:
                 s.decode(list(range(1, n + 1)))
             blob = s.save()
             for fix in (0, 2):
-                (out / "state" / f"{kv}-{n}-{fix}").write_bytes(bytes([f16 | fix]) + blob)
+                (out / name / f"{kv}-{n}-{fix}").write_bytes(bytes([f16 | fix]) + blob)
             s.reset()
         s.close()
     m.close()
@@ -176,6 +178,8 @@ def main(argv) -> int:
         python_seeds(out, tmp)
     tokenizer_seeds(out)
     state_seeds(out, model)
+    if (out / "model-lfm3.gguf").exists():
+        state_seeds(out, out / "model-lfm3.gguf", "state_lfm3")
     sampler_seeds(out)
     quant_seeds(out)
     for d in sorted(p for p in out.iterdir() if p.is_dir()):

@@ -28,6 +28,7 @@ echo "fuzz: built and seeded in $(($(date +%s) - t0))s"
 
 C_TARGETS=()
 for f in tests/fuzz/fuzz_*.c; do n="$(basename "$f" .c)"; C_TARGETS+=("${n#fuzz_}"); done
+C_TARGETS+=(state_lfm3)  # fuzz_state again, on an LFM3 model (sliding-window ring in the blob)
 PY_TARGETS=(py_tokenizer_json py_gguf_vocab py_chat_template)  # atheris, tests/fuzz/py_targets.py
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${C_TARGETS[@]}" "${PY_TARGETS[@]}"); fi
 
@@ -40,6 +41,7 @@ failed=()
 for t in "${TARGETS[@]}"; do
     case "$t" in
         py_*) cmd=(python3 tests/fuzz/py_targets.py "${t#py_}"); secs="${FUZZ_PY_SECONDS:-20}" ;;
+        state_lfm3) cmd=(env FUZZ_MODEL="$OUT/seeds/model-lfm3.gguf" "$OUT/fuzz_state"); secs="$SECONDS_PER_TARGET" ;;
         *) cmd=("$OUT/fuzz_$t"); secs="$SECONDS_PER_TARGET" ;;
     esac
     dict=()
