@@ -21,7 +21,8 @@ import pytest
 
 import liquidlfm as lfm
 from liquidlfm import _core
-from tests.fixtures.hf_models import hf_cached_decode_logits, hf_logits, load_lfm3_hf_model, make_lfm3_hf_model
+from tests.fixtures.hf_models import (assert_greedy_matches_hf_generate, hf_cached_decode_logits, hf_logits,
+                                      load_lfm3_hf_model, make_lfm3_hf_model)
 
 pytestmark = pytest.mark.reference  # the checkpoints are transformers' own Lfm3ForCausalLM (and it is the reference)
 
@@ -455,18 +456,8 @@ def gen_model_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("prompt", ["Once upon a time", "안녕하세요, 오늘 날씨는", "def fibonacci(n):\n    "])
 def test_greedy_matches_transformers_generate(gen_model_dir, prompt):
-    import torch
-
-    hf = load_lfm3_hf_model(gen_model_dir)
     with lfm.load(gen_model_dir) as model:
-        ids = model.tokenizer.encode(prompt)
-        with torch.no_grad():
-            out = hf.generate(torch.tensor([ids]), max_new_tokens=32, do_sample=False, eos_token_id=[2, 7],
-                              pad_token_id=0, attention_mask=torch.ones(1, len(ids), dtype=torch.long))
-        want = out[0, len(ids):].tolist()
-        r = model.generate(prompt, max_tokens=32, temperature=0, repetition_penalty=1.0)
-    got = r.token_ids + ([want[len(r.token_ids)]] if r.finish_reason == "stop" else [])  # HF keeps the eos
-    assert got == want
+        assert_greedy_matches_hf_generate(load_lfm3_hf_model(gen_model_dir), model, prompt, 32)
 
 
 def test_generate_chat_stream_run(gen_model_dir):

@@ -23,7 +23,8 @@ import liquidlfm as lfm
 from liquidlfm import ModelFormatError, UnsupportedModelError
 from liquidlfm.quantize import FILE_TYPE, quantize_hf
 from tests.fixtures.gguf_models import hf_to_gguf, llama_quantize, require_exact_llama_reference
-from tests.fixtures.hf_models import hf_cached_decode_logits, hf_logits, load_moe_hf_model, make_moe_hf_model
+from tests.fixtures.hf_models import (assert_greedy_matches_hf_generate, hf_cached_decode_logits, hf_logits,
+                                      load_moe_hf_model, make_moe_hf_model)
 
 pytestmark = pytest.mark.reference  # transformers builds the models and computes the expected logits
 
@@ -225,18 +226,8 @@ def gen_model_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("prompt", ["Once upon a time", "안녕하세요, 오늘 날씨는", "def fibonacci(n):\n    "])
 def test_greedy_matches_transformers_generate(gen_model_dir, prompt):
-    import torch
-
-    hf = load_moe_hf_model(gen_model_dir)
     with lfm.load(gen_model_dir) as model:
-        ids = model.tokenizer.encode(prompt)
-        with torch.no_grad():
-            out = hf.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False, eos_token_id=[2, 7],
-                              pad_token_id=0, attention_mask=torch.ones(1, len(ids), dtype=torch.long))
-        want = out[0, len(ids):].tolist()
-        r = model.generate(prompt, max_tokens=24, temperature=0, repetition_penalty=1.0)
-    got = r.token_ids + ([want[len(r.token_ids)]] if r.finish_reason == "stop" else [])  # HF keeps the eos
-    assert got == want
+        assert_greedy_matches_hf_generate(load_moe_hf_model(gen_model_dir), model, prompt, 24)
 
 
 def test_chat_and_translator_run(gen_model_dir):
