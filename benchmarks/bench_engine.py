@@ -64,23 +64,13 @@ def tensor_specs(s):
     return out
 
 
-def make_model(dest: Path, key: str, dtype: str) -> Path:
-    """Write config.json + model.safetensors for a random model of shape `key` (skip if present)."""
-    s = SHAPES[key]
-    dest.mkdir(parents=True, exist_ok=True)
+def write_random_safetensors(dest: Path, cfg: dict, specs, dtype: str) -> Path:
+    """config.json + model.safetensors (F32 or BF16) holding specs' tensors [(name, shape, table row)]:
+    norms 1, conv taps 0.3, the rest a tiled block of random values shifted per tensor (all a speed
+    measurement needs, and no torch init). Written to a temporary file first."""
     st = dest / "model.safetensors"
-    if st.is_file() and (dest / "config.json").is_file():
-        return dest
-    cfg = dict(architectures=["Lfm2ForCausalLM"], model_type="lfm2", vocab_size=VOCAB, hidden_size=s["hidden_size"],
-               num_hidden_layers=s["num_hidden_layers"], num_attention_heads=s["num_attention_heads"],
-               num_key_value_heads=s["num_key_value_heads"], block_ff_dim=s["block_ff_dim"],
-               block_auto_adjust_ff_dim=True, block_ffn_dim_multiplier=1.0, block_multiple_of=256,
-               layer_types=["full_attention" if l in s["attn"] else "conv" for l in range(s["num_hidden_layers"])],
-               norm_eps=1e-5, conv_L_cache=3, rope_theta=1e6, tie_word_embeddings=True,
-               max_position_embeddings=128000, bos_token_id=1, eos_token_id=7, pad_token_id=0)
     esize = 4 if dtype == "f32" else 2
     header, off = {}, 0
-    specs = tensor_specs(s)
     for name, shape, _ in specs:
         n = int(np.prod(shape)) * esize
         header[name] = dict(dtype="F32" if dtype == "f32" else "BF16", shape=list(shape), data_offsets=[off, off + n])
@@ -109,6 +99,23 @@ def make_model(dest: Path, key: str, dtype: str) -> Path:
     os.replace(tmp, st)
     (dest / "config.json").write_text(json.dumps(cfg, indent=1))
     return dest
+
+
+def make_model(dest: Path, key: str, dtype: str) -> Path:
+    """Write config.json + model.safetensors for a random model of shape `key` (skip if present)."""
+    s = SHAPES[key]
+    dest.mkdir(parents=True, exist_ok=True)
+    st = dest / "model.safetensors"
+    if st.is_file() and (dest / "config.json").is_file():
+        return dest
+    cfg = dict(architectures=["Lfm2ForCausalLM"], model_type="lfm2", vocab_size=VOCAB, hidden_size=s["hidden_size"],
+               num_hidden_layers=s["num_hidden_layers"], num_attention_heads=s["num_attention_heads"],
+               num_key_value_heads=s["num_key_value_heads"], block_ff_dim=s["block_ff_dim"],
+               block_auto_adjust_ff_dim=True, block_ffn_dim_multiplier=1.0, block_multiple_of=256,
+               layer_types=["full_attention" if l in s["attn"] else "conv" for l in range(s["num_hidden_layers"])],
+               norm_eps=1e-5, conv_L_cache=3, rope_theta=1e6, tie_word_embeddings=True,
+               max_position_embeddings=128000, bos_token_id=1, eos_token_id=7, pad_token_id=0)
+    return write_random_safetensors(dest, cfg, tensor_specs(s), dtype)
 
 
 CHILD = r"""

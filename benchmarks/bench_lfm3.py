@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import struct
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_engine import CHILD, fmt  # noqa: E402  (the liquidlfm child process and the ± format)
+from bench_engine import CHILD, fmt, write_random_safetensors  # noqa: E402  (the liquidlfm child process and the ± format)
 
 # the same child, with the weights quantized on load (argv[7]: a file type, "" for none)
 assert "m = lfm.load(path, blas=blas)" in CHILD
@@ -108,33 +107,7 @@ def make_model(dest: Path) -> Path:
     cfg = lfm3_config()
     if st.is_file() and (dest / "config.json").is_file():
         return dest
-    header, off, specs = {}, 0, tensor_specs(cfg)
-    for name, shape, _ in specs:
-        n = int(np.prod(shape)) * 2
-        header[name] = dict(dtype="BF16", shape=list(shape), data_offsets=[off, off + n])
-        off += n
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    block = (np.random.default_rng(0).standard_normal(1 << 20) * 0.02).astype(np.float32)
-    block = (block.view(np.uint32) >> 16).astype(np.uint16)
-    tmp = st.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h)
-        for name, shape, row in specs:
-            n = int(np.prod(shape))
-            if row["want_f32"]:  # norms 1, conv taps 0.3
-                v = np.ones(n, np.float32) if row["role"] == "norm" else np.full(n, 0.3, np.float32)
-                f.write((v.view(np.uint32) >> 16).astype(np.uint16).tobytes())
-                continue
-            start = 0
-            while n > 0:  # tiled random block, shifted per tensor
-                k = min(n, block.size - start)
-                f.write(block[start:start + k].tobytes())
-                n -= k
-                start = (start + 9973) % (block.size // 2)
-    os.replace(tmp, st)
-    (dest / "config.json").write_text(json.dumps(cfg, indent=1))
-    return dest
+    return write_random_safetensors(dest, cfg, tensor_specs(cfg), "bf16")
 
 
 def run(child: str, *args) -> dict:

@@ -18,6 +18,7 @@ import pytest
 
 import liquidlfm as lfm
 from tests.fixtures.hf_models import hf_cached_decode_logits, hf_logits, load_hf_model, make_hf_model
+from tests.fixtures.parity import F32_BOUND, print_parity_table, random_ids
 
 pytestmark = pytest.mark.reference  # transformers computes the expected logits
 
@@ -45,7 +46,6 @@ CONFIGS = {
 }
 
 PARITY = {}
-F32_BOUND = 2.5e-5  # max |liquidlfm - transformers| over all logits, F32 compute (see the docstring)
 # 30 layers accumulate more F32 rounding than the bound allows *in transformers itself*: on the 2.6B
 # layout its own F32 logits are 5.2e-5 from the same model computed in float64, ours 2.5e-5. So deep
 # configs are held to the float64 truth instead: within F32_BOUND of it, or at least as close as
@@ -58,14 +58,10 @@ LONG = 600  # tokens: past the first prefill chunk (n_batch 512 by default)
 def parity_table():
     """Print the numbers the tests below measured (visible with -s); asserts live in the tests."""
     yield
-    if PARITY:
-        print("\n| config | check | max abs error |\n|---|---|---|")
-        for (name, what), err in sorted(PARITY.items()):
-            print(f"| {name} | {what} | {err:.3g} |")
+    print_parity_table(PARITY)
 
 
-def _ids(n, vocab, seed=0):
-    return [int(x) for x in np.random.RandomState(seed).randint(0, vocab, size=n)]
+_ids = random_ids
 
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))

@@ -23,6 +23,7 @@ import liquidlfm as lfm
 from liquidlfm import _core
 from tests.fixtures.hf_models import (assert_greedy_matches_hf_generate, hf_cached_decode_logits, hf_logits,
                                       load_lfm3_hf_model, make_lfm3_hf_model)
+from tests.fixtures.parity import F32_BOUND, check_full_forward_f32, print_parity_table, random_ids
 
 pytestmark = pytest.mark.reference  # the checkpoints are transformers' own Lfm3ForCausalLM (and it is the reference)
 
@@ -52,7 +53,6 @@ CONFIGS = {
 }
 
 PARITY = {}
-F32_BOUND = 2.5e-5  # as tests/engine/test_engine_parity.py
 LONG = 600  # tokens: past the first prefill chunk (n_batch 512 by default)
 
 
@@ -60,14 +60,10 @@ LONG = 600  # tokens: past the first prefill chunk (n_batch 512 by default)
 def parity_table():
     """Print the numbers the tests below measured (visible with -s); asserts live in the tests."""
     yield
-    if PARITY:
-        print("\n| config | check | max abs error |\n|---|---|---|")
-        for (name, what), err in sorted(PARITY.items()):
-            print(f"| {name} | {what} | {err:.3g} |")
+    print_parity_table(PARITY)
 
 
-def _ids(n, vocab, seed=0):
-    return [int(x) for x in np.random.RandomState(seed).randint(0, vocab, size=n)]
+_ids = random_ids
 
 
 def _layer_types(kw):
@@ -114,16 +110,7 @@ def test_config(made):
 @pytest.mark.parametrize("n", [70, LONG])
 def test_full_forward_f32(case, n):
     name, kw, _, hf, model = case
-    ids = _ids(n, kw["vocab_size"])
-    ref = hf_logits(hf, ids)
-    out = model.forward(ids)
-    assert out.shape == (n, kw["vocab_size"]) and out.dtype == np.float32
-    err = float(np.abs(out.astype(np.float64) - ref).max())
-    PARITY[(name, f"f32_{n}")] = err
-    print(f"\n[lfm3 parity] {name} F32 {n} tokens max|liquidlfm - transformers| = {err:.3g} "
-          f"(logit scale {np.abs(ref).max():.3g})")
-    assert err <= F32_BOUND
-    assert (out.argmax(-1) == ref.argmax(-1)).mean() == 1.0
+    check_full_forward_f32(PARITY, "lfm3 parity", name, kw["vocab_size"], hf, model, n)
 
 
 @pytest.mark.parametrize("n_batch", [1, 5, 16])

@@ -25,6 +25,7 @@ from liquidlfm.quantize import FILE_TYPE, quantize_hf
 from tests.fixtures.gguf_models import hf_to_gguf, llama_quantize, require_exact_llama_reference
 from tests.fixtures.hf_models import (assert_greedy_matches_hf_generate, hf_cached_decode_logits, hf_logits,
                                       load_moe_hf_model, make_moe_hf_model)
+from tests.fixtures.parity import F32_BOUND, check_full_forward_f32, print_parity_table, random_ids
 
 pytestmark = pytest.mark.reference  # transformers builds the models and computes the expected logits
 
@@ -52,7 +53,6 @@ CONFIGS = {
 
 PARITY = {}  # (config, check) -> max abs error
 GGUF_PARITY = {}  # file type -> (batch top-1, batch max err, steps top-1, steps max err)
-F32_BOUND = 2.5e-5  # as the dense models' (tests/engine/test_engine_parity.py)
 LONG = 600  # tokens: past the first prefill chunk (n_batch 512 by default)
 
 
@@ -60,18 +60,14 @@ LONG = 600  # tokens: past the first prefill chunk (n_batch 512 by default)
 def parity_tables():
     """Print what the tests below measured (visible with -s); asserts live in the tests."""
     yield
-    if PARITY:
-        print("\n| config | check | max abs error |\n|---|---|---|")
-        for (name, what), err in sorted(PARITY.items()):
-            print(f"| {name} | {what} | {err:.3g} |")
+    print_parity_table(PARITY)
     if GGUF_PARITY:
         print("\n| GGUF | 128-token batch: top-1 / max err | 48 one-token steps: top-1 / max err |\n|---|---|---|")
         for t, (b1, bm, s1, sm) in GGUF_PARITY.items():
             print(f"| {t} | {b1:.0%} / {bm:.3g} | {s1:.0%} / {sm:.3g} |")
 
 
-def _ids(n, vocab, seed=0):
-    return [int(x) for x in np.random.RandomState(seed).randint(0, vocab, size=n)]
+_ids = random_ids
 
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
@@ -109,16 +105,7 @@ def test_config(case):
 @pytest.mark.parametrize("n", [37, LONG])
 def test_full_forward_f32(case, n):
     name, kw, _, hf, model = case
-    ids = _ids(n, kw["vocab_size"])
-    ref = hf_logits(hf, ids)
-    out = model.forward(ids)
-    assert out.shape == (n, kw["vocab_size"]) and out.dtype == np.float32
-    err = float(np.abs(out.astype(np.float64) - ref).max())
-    PARITY[(name, f"f32_{n}")] = err
-    print(f"\n[moe parity] {name} F32 {n} tokens max|liquidlfm - transformers| = {err:.3g} "
-          f"(logit scale {np.abs(ref).max():.3g})")
-    assert err <= F32_BOUND
-    assert (out.argmax(-1) == ref.argmax(-1)).mean() == 1.0
+    check_full_forward_f32(PARITY, "moe parity", name, kw["vocab_size"], hf, model, n)
 
 
 def test_decode_token_by_token_equals_full_forward(case):
