@@ -73,15 +73,14 @@ def _model_info(model, purpose: str) -> Dict[str, Any]:
 
 
 def _translation_model(model, source: Optional[str], target: str):
-    """The model a bulk translation uses: the one given, else $LIQUIDLFM_MODEL, else the translator's
-    registry entry for the pair (Korean<->English: the KoEn fine-tune; other pairs: a general model),
-    as liquidlfm.translate chooses it."""
-    if model is not None or os.environ.get("LIQUIDLFM_MODEL"):
+    """The model a bulk translation uses: the one given, else the one liquidlfm.translate would take for
+    the pair ($LIQUIDLFM_MODEL, else the registry's: the KoEn fine-tune for Korean<->English, a general
+    model for other pairs), resolved to a local path by the translator's own resolver."""
+    if model is not None:
         return model
-    from ..translate import language
-    from ..translate.models import model_for
+    from ..translate import resolve_translation_model
 
-    return model_for(None if source is None else language(source).code, target).spec()
+    return resolve_translation_model(None, source=source, target=target)
 
 
 def _pick_options(options: Dict[str, Any], allowed, what: str) -> Dict[str, Any]:

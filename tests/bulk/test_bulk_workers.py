@@ -72,16 +72,16 @@ def test_errors_that_are_not_about_one_record_fail_the_batch(template):
         w(batch(["One.", "Two."]))
 
 
-@pytest.mark.parametrize("source, target, repo", [
-    (None, "ko", "gyung/lfm2-1.2b-koen-mt-v8-rl-10k-merged-GGUF"),
-    ("Korean", "en", "gyung/lfm2-1.2b-koen-mt-v8-rl-10k-merged-GGUF"),
-    ("en", "ja", "LiquidAI/LFM2-350M-GGUF"),
+@pytest.mark.parametrize("source, target, purpose", [
+    (None, "ko", "translate"),            # the KoEn fine-tune
+    ("Korean", "en", "translate"),
+    ("en", "ja", "translate-general"),    # the general model
 ])
-def test_bulk_default_model_is_the_translators_for_the_pair(monkeypatch, source, target, repo):
+def test_bulk_default_model_is_the_translators_for_the_pair(monkeypatch, source, target, purpose):
+    from liquidlfm import hub
     from liquidlfm.bulk import _translation_model
 
     monkeypatch.delenv("LIQUIDLFM_MODEL", raising=False)
-    assert _translation_model(None, source, target).startswith(repo)
+    monkeypatch.setattr(hub, "resolve_model", lambda spec=None, *, purpose="translate": f"{spec}|{purpose}")
+    assert _translation_model(None, source, target) == f"None|{purpose}"
     assert _translation_model("/some/model.gguf", source, target) == "/some/model.gguf"
-    monkeypatch.setenv("LIQUIDLFM_MODEL", "/env/model.gguf")
-    assert _translation_model(None, source, target) is None  # resolved from the environment later
