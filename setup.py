@@ -38,6 +38,7 @@ ISA_FLAGS = {  # suffix -> (architecture, flags)
     "_avx2.c": (X86, ["-mavx2", "-mfma", "-mf16c"]),
     "_avxvnni.c": (X86, ["-mavxvnni", "-mavx2", "-mfma", "-mf16c"]),
     "_avx512.c": (X86, ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c"]),
+    "_avx512zmm.c": (X86, ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx2", "-mfma", "-mf16c"]),
     "_neon.c": (ARM64, ["-march=armv8-a"]),
     "_neon_dotprod.c": (ARM64, ["-march=armv8.2-a+dotprod"]),
     "_neon_i8mm.c": (ARM64, ["-march=armv8.2-a+dotprod+i8mm"]),

@@ -42,6 +42,7 @@ lfm_status lfm_fail_io(int err, const char *fmt, ...)
 
 typedef struct {
     bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, avxvnni; /* x86 */
+    bool avx512_full_width; /* 512-bit operations run at full width, not split in two 256-bit halves (cpu.c) */
     bool neon, dotprod, i8mm;                                                /* arm64: ASIMD, SDOT, SMMLA */
     bool force_ref;       /* LFM_KERNELS=ref in the environment */
     char kernels_env[16]; /* LFM_KERNELS as given ("" when unset): the level to force (kernels/quants/type_traits.c) */

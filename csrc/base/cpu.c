@@ -34,6 +34,26 @@ static bool sysctl_flag(const char *name) {
 }
 #endif
 
+#if defined(__x86_64__) || defined(__i386__)
+/* Whether this AVX-512 CPU executes a 512-bit operation at full width. No CPUID bit says so; it is
+ * known per family: Intel's AVX-512 cores do (one or two 512-bit FMA ports), AMD's Zen 4 (family
+ * 19h) splits each into two 256-bit halves, Zen 5 (family 1Ah) servers and desktops run them whole
+ * while its mobile parts (models 20h-2Fh Strix, 60h-7Fh Krackan) keep the 256-bit data path. On a
+ * split machine 256-bit kernels are as fast and leave the 8-row layouts whole, so they stay the
+ * default there (kernels/quants/type_traits.c). */
+static bool avx512_runs_full_width(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+    const bool amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u; /* "AuthenticAMD" */
+    const bool intel = b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu; /* "GenuineIntel" */
+    if (intel) return true;
+    if (!amd || !__get_cpuid(1, &a, &b, &c, &d)) return false;
+    const unsigned family = ((a >> 8) & 0xf) + ((a >> 20) & 0xff), model = ((a >> 4) & 0xf) | ((a >> 12) & 0xf0);
+    if (family < 0x1a) return false;
+    return family > 0x1a || !((model >= 0x20 && model <= 0x2f) || (model >= 0x60 && model <= 0x7f));
+}
+#endif
+
 static void detect_cpu(void) {
     lfm_cpu_features f = {0};
 #if defined(__x86_64__) || defined(__i386__)
@@ -60,6 +80,7 @@ static void detect_cpu(void) {
         if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avxvnni = ymm_ok && ((a >> 4) & 1);
         f.fma = f.fma && ymm_ok;
         f.f16c = f.f16c && ymm_ok;
+        f.avx512_full_width = f.avx512f && avx512_runs_full_width();
     }
 #elif defined(__aarch64__)
     f.neon = true; /* ASIMD is mandatory in AArch64 */

@@ -48,9 +48,10 @@ static PyObject *py_cpu_features(PyObject *self, PyObject *noargs) {
     (void)noargs;
     const lfm_cpu_features *f = lfm_cpu();
 #define B(x) ((x) ? Py_True : Py_False)
-    return Py_BuildValue("{s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:s,s:i}", "avx2", B(f->avx2), "fma", B(f->fma),
+    return Py_BuildValue("{s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:s,s:i}", "avx2", B(f->avx2), "fma", B(f->fma),
                          "f16c", B(f->f16c), "avx512f", B(f->avx512f), "avx512bw", B(f->avx512bw), "avx512vl",
-                         B(f->avx512vl), "avx512vnni", B(f->avx512vnni), "avxvnni", B(f->avxvnni), "neon", B(f->neon),
+                         B(f->avx512vl), "avx512vnni", B(f->avx512vnni), "avxvnni", B(f->avxvnni),
+                         "avx512_full_width", B(f->avx512_full_width), "neon", B(f->neon),
                          "dotprod", B(f->dotprod), "i8mm", B(f->i8mm), "force_ref", B(f->force_ref), "kernels_env",
                          f->kernels_env, "usable_cores", lfm_n_cores());
 #undef B

@@ -22,9 +22,10 @@ from liquidlfm import _core
 from .test_quants import ORACLE_TOKENS, SIMD_TYPES, X8_TYPES, python_argv, random_blocks, simd_levels_present
 
 REPO = Path(__file__).resolve().parents[2]
-X86_LEVELS = ["avx2", "avxvnni", "avx512"]
+X86_LEVELS = ["avx2", "avxvnni", "avx512", "avx512zmm"]
 NEEDS = {"avx2": ("avx2", "fma", "f16c"), "avxvnni": ("avx2", "fma", "f16c", "avxvnni"),
-         "avx512": ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512vnni")}
+         "avx512": ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512vnni"),
+         "avx512zmm": ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512vnni")}
 KERNEL_TESTS = ["tests/engine/test_kernels.py", "tests/engine/test_quants.py", "tests/engine/test_nonfinite.py"]
 
 FEATS = _core.cpu_features()
@@ -47,11 +48,10 @@ def run_child(code, level):
 
 @pytest.mark.parametrize("level", X86_LEVELS)
 def test_kernel_suite_at_level(level):
-    """The kernel tests pass with the level forced (the best level is the suite's own run, so it is skipped)."""
+    """The kernel tests pass with the level forced (the level in use is the suite's own run, so it is skipped)."""
     require_level(level)
-    best = simd_levels_present(FEATS)[1][-1]
-    if level == best:
-        pytest.skip(f"{level} is this CPU's best level: the kernel tests of the main run cover it")
+    if level == _core._quant_kernels():
+        pytest.skip(f"{level} is the level in use: the kernel tests of the main run cover it")
     env = dict(os.environ, LFM_KERNELS=level)
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not reference",
                         *KERNEL_TESTS], env=env, cwd=REPO, capture_output=True, text=True)

@@ -399,6 +399,7 @@ LEVEL_KERNELS = {
     "avx2": (SIMD_TYPES, X8_TYPES),
     "avxvnni": (SIMD_TYPES, X8_TYPES),
     "avx512": (SIMD_TYPES, X8_TYPES),
+    "avx512zmm": (SIMD_TYPES, X8_TYPES),
     "neon": (SIMD_TYPES, X8_TYPES),
     "dotprod": (SIMD_TYPES, X8_TYPES),
     "i8mm": (SIMD_TYPES, X8_TYPES),
@@ -516,21 +517,25 @@ def simd_levels_present(feats):
         present = ["neon"] + (["dotprod"] if feats["dotprod"] else [])
         present += ["i8mm"] if feats["dotprod"] and feats["i8mm"] else []
     else:
-        chain = ["avx2", "avxvnni", "avx512"]
+        chain = ["avx2", "avxvnni", "avx512", "avx512zmm"]
         avx2 = feats["avx2"] and feats["fma"] and feats["f16c"]
         present = ["avx2"] if avx2 else []
         present += ["avxvnni"] if avx2 and feats["avxvnni"] else []
-        present += ["avx512"] if avx2 and all(feats[f] for f in ("avx512f", "avx512bw", "avx512vl", "avx512vnni")) else []
+        avx512 = avx2 and all(feats[f] for f in ("avx512f", "avx512bw", "avx512vl", "avx512vnni"))
+        present += ["avx512", "avx512zmm"] if avx512 else []
     return chain, present
 
 
 def expected_level(feats, env):
-    """The best level present, or with LFM_KERNELS naming a level the best present at or below it."""
+    """The best level present, or with LFM_KERNELS naming a level the best present at or below it. Unforced,
+    avx512zmm only where 512-bit operations run at full width (base/cpu.c)."""
     chain, present = simd_levels_present(feats)
     if env == "ref":
         return "ref"
     if env in chain:
         present = [lv for lv in present if chain.index(lv) <= chain.index(env)]
+    elif not feats.get("avx512_full_width"):
+        present = [lv for lv in present if lv != "avx512zmm"]
     return present[-1] if present else "ref"
 
 

@@ -215,7 +215,7 @@ typedef struct {
 } lfm_qkernels;
 
 /* Scalar oracle (quants_ref.c) and the ISA tables, which fill in what they speed up on top of the
- * level below: ref, then avx2, then avxvnni, then avx512 on x86 (kernels/x86/quants_x86.h, compiled once per level); ref, then neon, then dotprod, then i8mm on arm64
+ * level below: ref, then avx2, then avxvnni, then avx512, then avx512zmm on x86 (kernels/x86/quants_x86.h, compiled once per level); ref, then neon, then dotprod, then i8mm on arm64
  * (kernels/arm/quants_neon*.c: one source, kernels/arm/quants_neon_32.h and quants_neon_k.h,
  * compiled once per level with that level's -march). */
 void lfm_qkernels_init_ref(lfm_qkernels *k);
@@ -223,6 +223,7 @@ void lfm_qkernels_init_ref(lfm_qkernels *k);
 void lfm_qkernels_init_avx2(lfm_qkernels *k);
 void lfm_qkernels_init_avxvnni(lfm_qkernels *k);
 void lfm_qkernels_init_avx512(lfm_qkernels *k);
+void lfm_qkernels_init_avx512zmm(lfm_qkernels *k);
 #endif
 #if defined(LFM_IS_ARM64)
 void lfm_qkernels_init_neon(lfm_qkernels *k);
@@ -238,9 +239,11 @@ typedef enum {
     LFM_QLEVEL_DOTPROD,
     LFM_QLEVEL_I8MM,
     LFM_QLEVEL_AVXVNNI,
+    LFM_QLEVEL_AVX512ZMM,
     LFM_QLEVEL_COUNT
 } lfm_qlevel;
-const char *lfm_qlevel_name(lfm_qlevel level); /* "ref", "avx2", "avx512", "neon", "dotprod", "i8mm", "avxvnni" */
+const char *lfm_qlevel_name(lfm_qlevel level); /* "ref", "avx2", "avx512", "neon", "dotprod", "i8mm", "avxvnni",
+                                               "avx512zmm" */
 /* The table of one level; NULL when this CPU or build lacks it. */
 const lfm_qkernels *lfm_qkernels_level(lfm_qlevel level);
 /* The level in use: the best this CPU has, or the one LFM_KERNELS names (ref, or a SIMD level: the

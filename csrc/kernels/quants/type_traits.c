@@ -149,21 +149,22 @@ static lfm_once_flag levels_once = LFM_ONCE_INIT;
 static const lfm_qlevel level_chain[] = {
     LFM_QLEVEL_REF,
 #if defined(LFM_IS_X86)
-    LFM_QLEVEL_AVX2, LFM_QLEVEL_AVXVNNI, LFM_QLEVEL_AVX512,
+    LFM_QLEVEL_AVX2, LFM_QLEVEL_AVXVNNI, LFM_QLEVEL_AVX512, LFM_QLEVEL_AVX512ZMM,
 #endif
 #if defined(LFM_IS_ARM64)
     LFM_QLEVEL_NEON, LFM_QLEVEL_DOTPROD, LFM_QLEVEL_I8MM,
 #endif
 };
 
-static const char *const level_names[LFM_QLEVEL_COUNT] = {"ref", "avx2", "avx512", "neon", "dotprod", "i8mm", "avxvnni"};
+static const char *const level_names[LFM_QLEVEL_COUNT] = {"ref", "avx2", "avx512", "neon", "dotprod", "i8mm", "avxvnni", "avx512zmm"};
 
 static bool level_present(lfm_qlevel l, const lfm_cpu_features *f) {
     switch (l) {
     case LFM_QLEVEL_REF: return true;
     case LFM_QLEVEL_AVX2: return f->avx2 && f->fma && f->f16c;
     case LFM_QLEVEL_AVXVNNI: return f->avx2 && f->fma && f->f16c && f->avxvnni;
-    case LFM_QLEVEL_AVX512: return f->avx2 && f->fma && f->f16c && f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni;
+    case LFM_QLEVEL_AVX512:
+    case LFM_QLEVEL_AVX512ZMM: return f->avx2 && f->fma && f->f16c && f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni;
     case LFM_QLEVEL_NEON: return f->neon;
     case LFM_QLEVEL_DOTPROD: return f->neon && f->dotprod;
     case LFM_QLEVEL_I8MM: return f->neon && f->dotprod && f->i8mm;
@@ -178,6 +179,7 @@ static void level_init(lfm_qlevel l, lfm_qkernels *k) {
     case LFM_QLEVEL_AVX2: lfm_qkernels_init_avx2(k); break;
     case LFM_QLEVEL_AVXVNNI: lfm_qkernels_init_avxvnni(k); break;
     case LFM_QLEVEL_AVX512: lfm_qkernels_init_avx512(k); break;
+    case LFM_QLEVEL_AVX512ZMM: lfm_qkernels_init_avx512zmm(k); break;
 #endif
 #if defined(LFM_IS_ARM64)
     case LFM_QLEVEL_NEON: lfm_qkernels_init_neon(k); break;
@@ -203,7 +205,9 @@ static void levels_init(void) {
         level_init(l, &levels[l]);
         level_ok[l] = true;
         below = l;
-        if (stop < 0 || (int)i <= stop) level_used = l;
+        /* unforced, the 512-bit kernels only where 512-bit operations run at full width (cpu.c) */
+        const bool preferred = l != LFM_QLEVEL_AVX512ZMM || f->avx512_full_width;
+        if (stop < 0 ? preferred : (int)i <= stop) level_used = l;
     }
 }
 

@@ -2,6 +2,7 @@
  *   quants_avx2.c    AVX2 + FMA + F16C
  *   quants_avxvnni.c + AVX-VNNI (VEX vpdpbusd / vpdpwssd on 256 bits: Alder Lake and later clients, Zen 5)
  *   quants_avx512.c  + AVX-512 F/BW/VL/VNNI (the same instructions EVEX-encoded, 32 registers)
+ *   quants_avx512zmm.c  the same, with the X8 prefill kernels on 512-bit registers (QX86_ZMM)
  * Each .c defines QX86_INIT (its init function's name) and, for the VNNI levels, QX86_VNNI_VEX or
  * QX86_VNNI_EVEX before including this file.
  *
@@ -17,7 +18,7 @@
  * block is used NT times and an activation block NR times: decode (T = 1) runs 4x1 tiles, prefill
  * larger ones (see mm_tiled). Activation quantization gives the same bytes as the scalar oracle. */
 #ifndef QX86_INIT
-#error "quants_x86.h is included by quants_avx2.c, quants_avxvnni.c and quants_avx512.c"
+#error "quants_x86.h is included by quants_avx2.c, quants_avxvnni.c, quants_avx512.c and quants_avx512zmm.c"
 #endif
 #include "kernels/kernels.h"
 
@@ -683,6 +684,32 @@ static void x8_drive(const tile_x8_fn *tiles, int64_t max_nt, int64_t nb, int64_
             }
     }
 }
+
+#if defined(QX86_ZMM)
+/* a 512-bit X8 tile: two 8-row groups side by side (register lane r = row r of the 16; w1 holds the
+ * second group's blocks) against nt tokens (nt fixed per function) */
+typedef void (*tile_x16_fn)(int64_t nb, const uint8_t *w0, const uint8_t *w1, const uint8_t *x, size_t bx, float *y,
+                            int64_t ldy);
+
+/* x8_drive with pairs of groups through the 512-bit tiles (tiles16[k] takes k + 1 tokens, up to
+ * max_nt16); a share of rows with an odd number of groups runs its last group through the 256-bit
+ * tiles, which give the same bits */
+static void x16_drive(const tile_x16_fn *tiles16, int64_t max_nt16, const tile_x8_fn *tiles8, int64_t max_nt8,
+                      int64_t nb, int64_t chunk, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx,
+                      int64_t nt, float *y, int64_t ldy) {
+    const int64_t nr16 = nr - nr % 16;
+    for (int64_t t0 = 0; t0 < nt; t0 += chunk) {
+        int64_t t1 = lfm_min64(nt, t0 + chunk);
+        for (int64_t r = 0; r < nr16; r += 16)
+            for (int64_t t = t0; t < t1; t += max_nt16) {
+                int64_t tt = lfm_min64(max_nt16, t1 - t);
+                tiles16[tt - 1](nb, w + (size_t)r * bw, w + (size_t)(r + 8) * bw, x + (size_t)t * bx, bx, y + t * ldy + r, ldy);
+            }
+        if (nr16 < nr) x8_drive(tiles8, max_nt8, nb, t1 - t0, w + (size_t)nr16 * bw, bw, nr - nr16, x + (size_t)t0 * bx, bx,
+                                t1 - t0, y + t0 * ldy + nr16, ldy);
+    }
+}
+#endif
 
 /* ---- Q8_0 in LFM_LAYOUT_X8 ----
  *
