@@ -5,7 +5,7 @@ same thread count, decode against the machine's memory read bandwidth, and decod
     python benchmarks/bench_gguf.py --quick               # 350M, Q4_0, pp128 / tg32, one repetition, one round
     python benchmarks/bench_gguf.py --llama-bench ~/llama.cpp/build/bin/llama-bench --rounds 5
     python benchmarks/bench_gguf.py --engines liquidlfm llama-bench llama-cpp-python
-    python benchmarks/bench_gguf.py --models 350M --types q4_0 --profile   # where our decode time goes
+    python benchmarks/bench_gguf.py --models 350M --types q4_0 --profile   # where our prefill and decode time goes
     python benchmarks/bench_gguf.py --models 8B-A1B --types q4_0 q4_k_m    # LFM2-MoE (a 16.6 GB F16 file first)
 
 Engines: liquidlfm; llama-bench (a llama.cpp build, ideally native: --llama-bench PATH, else
@@ -372,7 +372,17 @@ def worker_liquidlfm(path, threads, pp, tg, reps, n_batch, profile):
     if pp:
         with model.session(n_ctx=pp, n_batch=n_batch) as s:
             s.prefill(tokens(pp))  # warm-up
-            res["pp"] = _timed_samples(lambda: s.prefill(tokens(pp)), pp, reps, s.reset)
+            if profile:  # one prompt, each weight matrix timed on its own
+                s.reset()
+                _core._profile_enable(True)
+                _core._profile_get(reset=True)
+                t = time.perf_counter()
+                s.prefill(tokens(pp))
+                res["profile"] = {"total_s": time.perf_counter() - t, "steps": 1, "tokens": pp, "phase": "prefill",
+                                  "matmuls": _core._profile_get(reset=True)}
+                _core._profile_enable(False)
+            else:
+                res["pp"] = _timed_samples(lambda: s.prefill(tokens(pp)), pp, reps, s.reset)
     if tg:
         with model.session(n_ctx=tg, n_batch=n_batch) as s:
             s.step(tokens(1)[0])  # warm-up
@@ -387,7 +397,7 @@ def worker_liquidlfm(path, threads, pp, tg, reps, n_batch, profile):
             t = time.perf_counter()
             res["tg"] = _timed_samples(generate, tg, reps, s.reset)
             if profile:
-                res["profile"] = {"total_s": time.perf_counter() - t, "steps": tg * reps,
+                res["profile"] = {"total_s": time.perf_counter() - t, "steps": tg * reps, "phase": "decode",
                                   "matmuls": _core._profile_get(reset=True)}
                 _core._profile_enable(False)
     model.close()
@@ -499,11 +509,17 @@ def print_profile(label, prof):
         r[0] += calls
         r[1] += sec
     mm = sum(v[1] for v in by_role.values())
-    print(f"\n#### decode profile: {label} ({steps} steps, {1e3 * total / steps:.2f} ms/token)\n")
-    print("| op | ms/token | share |")
+    prefill = prof.get("phase") == "prefill"
+    unit = "prompt" if prefill else "token"
+    if prefill:
+        print(f"\n#### prefill profile: {label} (one pp{prof['tokens']} prompt, {1e3 * total:.1f} ms, "
+              f"{prof['tokens'] / total:.1f} t/s with every matmul timed apart)\n")
+    else:
+        print(f"\n#### decode profile: {label} ({steps} steps, {1e3 * total / steps:.2f} ms/token)\n")
+    print(f"| op | ms/{unit} | share |")
     print("|---|---|---|")
     for role, (calls, sec) in sorted(by_role.items(), key=lambda kv: -kv[1][1]):
-        print(f"| matmul {role} ({calls // steps}/token) | {1e3 * sec / steps:.2f} | {100 * sec / total:.1f}% |")
+        print(f"| matmul {role} ({calls // steps}/{unit}) | {1e3 * sec / steps:.2f} | {100 * sec / total:.1f}% |")
     rest = total - mm
     print(f"| everything else (attention, conv, norms, RoPE, SwiGLU, embedding, Python) | {1e3 * rest / steps:.2f} | "
           f"{100 * rest / total:.1f}% |")
@@ -610,7 +626,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions per engine run (llama-bench -r)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; figures are their median")
     ap.add_argument("--quick", action="store_true", help="350M, Q4_0, pp128/tg32, one repetition, one round")
-    ap.add_argument("--profile", action="store_true", help="also split our decode time per weight matrix")
+    ap.add_argument("--profile", action="store_true", help="also split our prefill and decode time per weight matrix")
     ap.add_argument("--no-busy", action="store_true", help="skip the tg run with a busy core")
     ap.add_argument("--engines", nargs="+", choices=ENGINES,
                     help="default: liquidlfm llama-bench, or liquidlfm llama-cpp-python without a llama-bench")
@@ -688,9 +704,11 @@ def main():
             if loads:
                 loads.append(os.getloadavg()[0])
             if args.profile and "liquidlfm" in engines:
-                r = run_worker("liquidlfm", path, args, 0, args.tg, 1, profile=True)
-                if "profile" in r:
-                    profiles.append((f"{row['model']} {row['type']}", r["profile"]))
+                for pp, tg in ((args.pp, 0), (0, args.tg)):
+                    if pp or tg:
+                        r = run_worker("liquidlfm", path, args, pp, tg, 1, profile=True)
+                        if "profile" in r:
+                            profiles.append((f"{row['model']} {row['type']}", r["profile"]))
             print(f"# done {row['model']} {row['type']}: " +
                   json.dumps({e: {t: summarize(v[t]) for t in ("pp", "tg", "tg_busy")} for e, v in runs.items()}),
                   file=sys.stderr, flush=True)

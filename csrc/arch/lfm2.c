@@ -42,6 +42,55 @@ static void matmul(struct lfm_ctx *c, const lfm_tensor *W, const float *X, int64
     lfm_matmul(c->tp, W, X, ldx, T, Y, ldy, c->mm_scratch, &c->blas);
 }
 
+/* ---- per-token work over the pool ----
+ * The norms, SwiGLU, gating and the KV writes treat each token's row on its own, so a chunk's rows
+ * are split between the threads (same calls, same bits); a step's single row stays on this thread,
+ * where a pool round trip would cost more than the row. */
+
+typedef void (*token_fn)(struct lfm_ctx *c, const void *arg, int32_t t);
+
+typedef struct {
+    struct lfm_ctx *c;
+    token_fn fn;
+    const void *arg;
+    int32_t T;
+} tokens_job;
+
+static void tokens_worker(void *p, int ith, int nth) {
+    const tokens_job *j = p;
+    const int32_t per = j->T / nth, extra = j->T % nth;
+    const int32_t t0 = ith * per + (ith < extra ? ith : extra), t1 = t0 + per + (ith < extra ? 1 : 0);
+    for (int32_t t = t0; t < t1; t++) j->fn(j->c, j->arg, t);
+}
+
+enum { TOKENS_PARALLEL_MIN = 4 };
+
+static void for_each_token(struct lfm_ctx *c, int32_t T, token_fn fn, const void *arg) {
+    if (T < TOKENS_PARALLEL_MIN) {
+        for (int32_t t = 0; t < T; t++) fn(c, arg, t);
+        return;
+    }
+    tokens_job j = {c, fn, arg, T};
+    lfm_threadpool_run(c->tp, tokens_worker, &j);
+}
+
+typedef struct {
+    float *out;
+    const float *x, *w;
+    int64_t n, ld_out, ld_x;
+} rows_norm;
+
+static void norm_row(struct lfm_ctx *c, const void *arg, int32_t t) {
+    const rows_norm *a = arg;
+    c->k->rmsnorm(a->out + t * a->ld_out, a->x + t * a->ld_x, a->w, a->n, c->model->cfg.norm_eps);
+}
+
+/* out (T, n) = RMSNorm(x (T, n)) · w, row by row; out may be x */
+static void norm_rows(struct lfm_ctx *c, float *out, const float *x, const float *w, int64_t n, int32_t T) {
+    const rows_norm a = {out, x, w, n, n, n};
+    for_each_token(c, T, norm_row, &a);
+}
+
 /* dst (T, hd): cos/sin of pos·θ^(-2i/hd) for each token's own position, for the first `pairs` pairs;
  * the others get cos 1, sin 0, so the rotation leaves them exactly as they are (LFM3's proportional
  * RoPE, whose zero frequencies do the same). For LFM2 the angle is built by repeated float
@@ -78,16 +127,29 @@ static void rope_tables(struct lfm_ctx *c, int32_t T) {
 /* ---- gated short-conv block (§2.2) ---- */
 
 /* xb (T, H) -> block_out (T, H). Reads and updates this layer's conv state of each segment's sequence. */
+/* conv_bcx's columns are B, C, X (each H wide) */
+static void conv_gate_in(struct lfm_ctx *c, const void *arg, int32_t t) {
+    const int64_t H = c->model->cfg.n_embd;
+    float *row = c->conv_bcx + t * 3 * H;
+    c->k->mul(row, row, row + 2 * H, H);
+}
+
+static void conv_gate_out(struct lfm_ctx *c, const void *arg, int32_t t) {
+    const int64_t H = c->model->cfg.n_embd;
+    const float *row = c->conv_bcx + t * 3 * H;
+    c->k->mul(c->conv_out + t * H, row + H, row + 2 * H, H);
+}
+
 static void conv_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t l, const lfm_segment *seg, int32_t n_seg, int32_t T) {
     const lfm_config *cfg = &c->model->cfg;
     const int64_t H = cfg->n_embd, K = cfg->conv_l_cache, ld = 3 * H;
-    float *B = c->conv_bcx, *C = c->conv_bcx + H, *X = c->conv_bcx + 2 * H; /* columns of conv_bcx */
+    float *B = c->conv_bcx, *X = c->conv_bcx + 2 * H; /* columns of conv_bcx (B, C, X) */
     matmul(c, &ly->conv_in_proj, c->xb, H, T, c->conv_bcx, ld);
-    for (int32_t t = 0; t < T; t++) c->k->mul(B + t * ld, B + t * ld, X + t * ld, H); /* v = B ⊙ X, into B */
+    for_each_token(c, T, conv_gate_in, NULL); /* v = B ⊙ X, into B */
     for (int32_t i = 0, t0 = 0; i < n_seg; t0 += seg[i].n_tokens, i++) /* z, into X */
         c->k->conv(X + t0 * ld, ld, B + t0 * ld, ld, seg[i].n_tokens, H, ly->conv_kernel.data, K,
                    lfm_conv_state(c, &c->seqs[seg[i].seq], c->slot[l]));
-    for (int32_t t = 0; t < T; t++) c->k->mul(c->conv_out + t * H, C + t * ld, X + t * ld, H); /* C ⊙ z */
+    for_each_token(c, T, conv_gate_out, NULL); /* C ⊙ z */
     matmul(c, &ly->conv_out_proj, c->conv_out, H, T, c->block_out, H);
 }
 
@@ -133,12 +195,58 @@ static void store_kv_row(const struct lfm_ctx *c, void *dst, const float *src, i
     for (int64_t i = 0; i < n; i++) h[i] = lfm_float_to_half(src[i]);
 }
 
+/* one attention layer's columns of qkv and where its K/V rows go */
+typedef struct {
+    const lfm_layer *ly;
+    float *q, *k, *v, *gate;
+    int64_t ld;
+    int32_t a, ring;
+    const float *rope;
+} attn_rows;
+
+/* token t: QK-norm, then RoPE, on its q and k heads; its K and V rows into its sequence's caches */
+static void attn_qk_kv_row(struct lfm_ctx *c, const void *arg, int32_t t) {
+    const attn_rows *r = arg;
+    const lfm_config *cfg = &c->model->cfg;
+    const int64_t hd = cfg->head_dim, nkv = c->kv_dim;
+    const float *cs = r->rope + t * hd;
+    for (int64_t h = 0; h < cfg->n_head; h++) {
+        float *qh = r->q + t * r->ld + h * hd;
+        c->k->rmsnorm(qh, qh, r->ly->q_norm.data, hd, cfg->norm_eps); /* QK-norm before RoPE */
+        c->k->rope(qh, cs, hd);
+    }
+    for (int64_t h = 0; h < cfg->n_head_kv; h++) {
+        float *kh = r->k + t * r->ld + h * hd;
+        c->k->rmsnorm(kh, kh, r->ly->k_norm.data, hd, cfg->norm_eps);
+        c->k->rope(kh, cs, hd);
+    }
+    const lfm_seq *s = &c->seqs[c->tok[t].seq];
+    const int32_t row = lfm_kv_slot(c, r->a, c->tok[t].pos);
+    store_kv_row(c, lfm_kv_row(c, s->k_cache, r->a, row), r->k + t * r->ld, nkv);
+    store_kv_row(c, lfm_kv_row(c, s->v_cache, r->a, row), r->v + t * r->ld, nkv);
+    if (r->ring) { /* the mirror row, so that every window is contiguous */
+        store_kv_row(c, lfm_kv_row(c, s->k_cache, r->a, row + r->ring), r->k + t * r->ld, nkv);
+        store_kv_row(c, lfm_kv_row(c, s->v_cache, r->a, row + r->ring), r->v + t * r->ld, nkv);
+    }
+}
+
+/* LFM3's gate: token t's head outputs scaled by sigmoid(g_proj · u) */
+static void attn_gate_row(struct lfm_ctx *c, const void *arg, int32_t t) {
+    const attn_rows *r = arg;
+    const int64_t hd = c->model->cfg.head_dim, nh = c->model->cfg.n_head;
+    for (int64_t h = 0; h < nh; h++) {
+        const float g = 1.0f / (1.0f + expf(-r->gate[t * r->ld + h]));
+        float *o = c->attn_out + t * nh * hd + h * hd;
+        for (int64_t i = 0; i < hd; i++) o[i] *= g;
+    }
+}
+
 /* xb (T, H) -> block_out (T, H). Writes each token's K and V row at its position in its sequence's
  * caches (twice in a ring). LFM3: a sliding layer has its own RoPE and window; with attn_gate each
  * head's output is scaled by sigmoid(g_proj · u)[head] before the output projection. */
 static void attn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t l, int32_t T) {
     const lfm_config *cfg = &c->model->cfg;
-    const int64_t H = cfg->n_embd, hd = cfg->head_dim, nh = cfg->n_head, nkvh = cfg->n_head_kv;
+    const int64_t H = cfg->n_embd, hd = cfg->head_dim, nh = cfg->n_head;
     const int64_t nq = nh * hd, nkv = c->kv_dim, ld = nq + 2 * nkv + (cfg->attn_gate ? nh : 0);
     const int32_t a = c->slot[l], ring = c->kv_ring[a];
     const float *rope = cfg->is_swa[l] ? c->rope_cs_swa : c->rope_cs;
@@ -147,40 +255,20 @@ static void attn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t l, int32_
     float *const qkv_y[4] = {q, k, v, gate};
     const int64_t qkv_ld[4] = {ld, ld, ld, ld};
     lfm_matmul_group(c->tp, qkv_w, cfg->attn_gate ? 4 : 3, c->xb, H, T, qkv_y, qkv_ld, c->mm_scratch, &c->blas);
-    for (int32_t t = 0; t < T; t++) {
-        const float *cs = rope + t * hd;
-        for (int64_t h = 0; h < nh; h++) {
-            float *qh = q + t * ld + h * hd;
-            c->k->rmsnorm(qh, qh, ly->q_norm.data, hd, cfg->norm_eps); /* QK-norm before RoPE */
-            c->k->rope(qh, cs, hd);
-        }
-        for (int64_t h = 0; h < nkvh; h++) {
-            float *kh = k + t * ld + h * hd;
-            c->k->rmsnorm(kh, kh, ly->k_norm.data, hd, cfg->norm_eps);
-            c->k->rope(kh, cs, hd);
-        }
-        const lfm_seq *s = &c->seqs[c->tok[t].seq];
-        const int32_t row = lfm_kv_slot(c, a, c->tok[t].pos);
-        store_kv_row(c, lfm_kv_row(c, s->k_cache, a, row), k + t * ld, nkv);
-        store_kv_row(c, lfm_kv_row(c, s->v_cache, a, row), v + t * ld, nkv);
-        if (ring) { /* the mirror row, so that every window is contiguous */
-            store_kv_row(c, lfm_kv_row(c, s->k_cache, a, row + ring), k + t * ld, nkv);
-            store_kv_row(c, lfm_kv_row(c, s->v_cache, a, row + ring), v + t * ld, nkv);
-        }
-    }
+    const attn_rows r = {ly, q, k, v, gate, ld, a, ring, rope};
+    for_each_token(c, T, attn_qk_kv_row, &r);
     attn_job j = {c, q, ld, l, a, T};
     lfm_threadpool_run(c->tp, attn_worker, &j);
-    if (cfg->attn_gate)
-        for (int32_t t = 0; t < T; t++)
-            for (int64_t h = 0; h < nh; h++) {
-                const float g = 1.0f / (1.0f + expf(-gate[t * ld + h]));
-                float *o = c->attn_out + t * nq + h * hd;
-                for (int64_t i = 0; i < hd; i++) o[i] *= g;
-            }
+    if (cfg->attn_gate) for_each_token(c, T, attn_gate_row, &r);
     matmul(c, &ly->wo, c->attn_out, nq, T, c->block_out, H);
 }
 
 /* ---- SwiGLU FFN (§2.4) ---- */
+
+static void swiglu_row(struct lfm_ctx *c, const void *arg, int32_t t) {
+    const int64_t F = c->model->cfg.n_ff;
+    c->k->silu_mul(c->ffn_gate + t * F, c->ffn_gate + t * F, c->ffn_up + t * F, F);
+}
 
 /* xb (T, H) -> block_out (T, H). */
 static void ffn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
@@ -189,7 +277,7 @@ static void ffn_block(struct lfm_ctx *c, const lfm_layer *ly, int32_t T) {
     float *const gate_up_y[2] = {c->ffn_gate, c->ffn_up};
     const int64_t gate_up_ld[2] = {F, F};
     lfm_matmul_group(c->tp, gate_up_w, 2, c->xb, H, T, gate_up_y, gate_up_ld, c->mm_scratch, &c->blas);
-    for (int32_t t = 0; t < T; t++) c->k->silu_mul(c->ffn_gate + t * F, c->ffn_gate + t * F, c->ffn_up + t * F, F);
+    for_each_token(c, T, swiglu_row, NULL);
     matmul(c, &ly->ffn_down, c->ffn_gate, F, T, c->block_out, H);
 }
 
@@ -373,20 +461,17 @@ lfm_status lfm2_forward(struct lfm_ctx *c, const lfm_segment *seg, int32_t n_seg
 
     for (int32_t l = 0; l < cfg->n_layer; l++) {
         const lfm_layer *ly = &m->layers[l];
-        for (int32_t t = 0; t < T; t++) c->k->rmsnorm(c->xb + t * H, c->x + t * H, ly->attn_norm.data, H, cfg->norm_eps);
+        norm_rows(c, c->xb, c->x, ly->attn_norm.data, H, T);
         if (cfg->is_attn[l]) attn_block(c, ly, l, T);
         else conv_block(c, ly, l, seg, n_seg, T);
         if (cfg->sandwich_norm) /* LFM3: the block's output normed before it joins the residual */
-            for (int32_t t = 0; t < T; t++)
-                c->k->rmsnorm(c->block_out + t * H, c->block_out + t * H, ly->post_attn_norm.data, H, cfg->norm_eps);
+            norm_rows(c, c->block_out, c->block_out, ly->post_attn_norm.data, H, T);
         c->k->add(c->x, c->block_out, (int64_t)T * H);
 
-        for (int32_t t = 0; t < T; t++) c->k->rmsnorm(c->xb + t * H, c->x + t * H, ly->ffn_norm.data, H, cfg->norm_eps);
+        norm_rows(c, c->xb, c->x, ly->ffn_norm.data, H, T);
         if (lfm_layer_is_moe(cfg, l)) moe_block(c, ly, T);
         else ffn_block(c, ly, T);
-        if (cfg->sandwich_norm)
-            for (int32_t t = 0; t < T; t++)
-                c->k->rmsnorm(c->block_out + t * H, c->block_out + t * H, ly->post_ffn_norm.data, H, cfg->norm_eps);
+        if (cfg->sandwich_norm) norm_rows(c, c->block_out, c->block_out, ly->post_ffn_norm.data, H, T);
         c->k->add(c->x, c->block_out, (int64_t)T * H);
 
         if (c->abort_cb && c->abort_cb(c->abort_user))
