@@ -1236,16 +1236,19 @@ static void mm_q6_K_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const
 }
 
 #if defined(QX86_ZMM)
-/* ---- Q4_K / Q6_K in LFM_LAYOUT_X8 on 512-bit registers: two 8-row groups per register ----
+/* ---- Q4_K / Q5_K / Q6_K in LFM_LAYOUT_X8 on 512-bit registers: two 8-row groups per register ----
  *
  * Register lane r (< 16) is row r of two groups side by side: lanes 0..7 the first group's rows
  * (blocks at w0), 8..15 the second's (w1). Each 256-bit half of every vector holds what the 256-bit
  * kernel's vector holds for its group, and every operation here works lane by lane or inside 128-bit
- * lanes (vpshufb), so each row's int32 lanes and float operations are tile_q4_Kx8's / tile_q6_Kx8's
- * (their VNNI paths: this level has EVEX VNNI), bit for bit. The activations' 4-byte groups are
+ * lanes (vpshufb), so each row's int32 lanes and float operations are tile_q4_Kx8's / tile_q5_Kx8's /
+ * tile_q6_Kx8's (their VNNI paths: this level has EVEX VNNI), bit for bit. The drivers keep mm_*_K_x8's
+ * token split (which decides the rounding order) and token chunks. The activations' 4-byte groups are
  * broadcast by the VNNI instructions themselves (EVEX {1to16} memory operands). */
 
-#define K16_MAXT 8 /* the largest token count of a 512-bit K-quant tile */
+/* Tokens per 512-bit K-quant tile: 4, as the 256-bit tiles (6 or 8 measured slower: the accumulators
+ * and per-token scales no longer fit the 32 registers) */
+#define K16_MAXT 4
 
 /* 32 bytes at a (lanes 0..7) and 32 at b (lanes 8..15) */
 INLINE __m512i ld_x16(const uint8_t *a, const uint8_t *b) {
@@ -1263,6 +1266,17 @@ INLINE __m256i ld_x16_half(const void *a, const void *b) {
 INLINE __m512 ph_x16(const lfm_half *a, const lfm_half *b) { return _mm512_cvtph_ps(ld_x16_half(a, b)); }
 
 INLINE __m512i bcast_i32_x16(const void *p) { return _mm512_set1_epi32(load_i32(p)); }
+
+/* vpdpbusd(acc, u, the 4 bytes at p in every lane), the broadcast embedded in the instruction (GCC
+ * keeps a separate vpbroadcastd otherwise) */
+INLINE __m512i dpbusd_bcast_x16(__m512i acc, __m512i u, const void *p) {
+#if defined(K16_NO_ASM)
+    return _mm512_dpbusd_epi32(acc, u, bcast_i32_x16(p));
+#else
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const int32_t *)p));
+    return acc;
+#endif
+}
 
 /* hsum_rows8 on 16 rows */
 INLINE __m512 hsum_rows16(const __m512 a[8]) {
@@ -1317,8 +1331,8 @@ INLINE void tile_q4_Kx16(int64_t nb, const uint8_t *w0, const uint8_t *w1, const
                 const __m512i q = ld_x16(g0[ib].qs + 128 * j + 32 * c, g1[ib].qs + 128 * j + 32 * c);
                 const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
                 for (int t = 0; t < NT; t++) {
-                    v_lo[t] = _mm512_dpbusd_epi32(v_lo[t], lo, bcast_i32_x16(yb[t]->qs + 64 * c + 4 * j));
-                    v_hi[t] = _mm512_dpbusd_epi32(v_hi[t], hi, bcast_i32_x16(yb[t]->qs + 64 * c + 32 + 4 * j));
+                    v_lo[t] = dpbusd_bcast_x16(v_lo[t], lo, yb[t]->qs + 64 * c + 4 * j);
+                    v_hi[t] = dpbusd_bcast_x16(v_hi[t], hi, yb[t]->qs + 64 * c + 32 + 4 * j);
                 }
             }
             /* scales and mins 2c and 2c + 1 of each row */
@@ -1398,7 +1412,7 @@ INLINE void tile_q6_Kx16(int64_t nb, const uint8_t *w0, const uint8_t *w1, const
                         q6_unpack_x16(ld_x16(p0, p1), ld_x16(p0 + 32, p1 + 32), ld_x16(p0 + 64, p1 + 64), q);
                         for (int k = 0; k < 4; k++)
                             for (int t = 0; t < NT; t++)
-                                a[k][t] = _mm512_dpbusd_epi32(a[k][t], q[k], bcast_i32_x16(yb[t]->qs + 128 * h + 32 * k + 4 * j));
+                                a[k][t] = dpbusd_bcast_x16(a[k][t], q[k], yb[t]->qs + 128 * h + 32 * k + 4 * j);
                     }
                     for (int k = 0; k < 4; k++) {
                         const __m512i pair = sp[4 * h + k];
@@ -1438,7 +1452,105 @@ INLINE void tile_q6_Kx16(int64_t nb, const uint8_t *w0, const uint8_t *w1, const
     for (int t = 0; t < NT; t++) _mm512_storeu_ps(y + t * ldy, tiled ? tacc[t] : hsum_rows16(acc[t]));
 }
 
-/* NAME##_1 .. NAME##_8: BASE(..., N tokens, MODE) as tile_x16_fn; NAME##_tiles lists them */
+/* q5_fifth_bit / q5_unpack on 16 rows */
+INLINE __m512i q5_fifth_bit_x16(__m512i hb, const int k) {
+    const __m512i b = _mm512_and_si512(hb, _mm512_set1_epi8((char)(1 << k)));
+    return k < 4 ? _mm512_slli_epi16(b, 4 - k) : k > 4 ? _mm512_srli_epi16(b, k - 4) : b;
+}
+
+INLINE void q5_unpack_x16(__m512i q, __m512i hb, const int c, __m512i *lo, __m512i *hi) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    *lo = _mm512_or_si512(_mm512_and_si512(q, m4), q5_fifth_bit_x16(hb, 2 * c));
+    *hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4), q5_fifth_bit_x16(hb, 2 * c + 1));
+}
+
+/* tile_q5_Kx8 (its VNNI paths) on two groups */
+INLINE void tile_q5_Kx16(int64_t nb, const uint8_t *w0, const uint8_t *w1, const uint8_t *x, size_t bx, float *y,
+                         int64_t ldy, const int NT, const int tiled) {
+    __m512 acc[K16_MAXT][8], macc[K16_MAXT], tacc[K16_MAXT];
+    for (int t = 0; t < NT; t++) {
+        macc[t] = tacc[t] = _mm512_setzero_ps();
+        if (!tiled)
+            for (int j = 0; j < 8; j++) acc[t][j] = _mm512_setzero_ps();
+    }
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    const __m512i lo8 = _mm512_set1_epi32(0xff);
+    const lfm_block_q5_Kx8 *g0 = (const lfm_block_q5_Kx8 *)(const void *)w0;
+    const lfm_block_q5_Kx8 *g1 = (const lfm_block_q5_Kx8 *)(const void *)w1;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        prefetch_lines((const uint8_t *)(g0 + ib), (int)sizeof *g0);
+        prefetch_lines((const uint8_t *)(g1 + ib), (int)sizeof *g1);
+        const lfm_block_q8_K *yb[K16_MAXT];
+        const __m512 d16 = ph_x16(g0[ib].d, g1[ib].d), m16 = ph_x16(g0[ib].dmin, g1[ib].dmin);
+        for (int t = 0; t < NT; t++) yb[t] = (const lfm_block_q8_K *)(const void *)(x + t * bx) + ib;
+        __m512i sc[2], mn[2];
+        k4_scales_x16(g0[ib].scales, g1[ib].scales, sc, mn);
+        __m512i mins[K16_MAXT], tot[K16_MAXT];
+        for (int t = 0; t < NT; t++) {
+            mins[t] = tot[t] = _mm512_setzero_si512();
+            for (int i = 0; i < 8; i++)
+                mins[t] = _mm512_add_epi32(mins[t], _mm512_madd_epi16(row_byte_pairs_x16(mn[i / 4], i % 4), bsum_pair_x16(yb[t], i)));
+        }
+        if (tiled) {
+            for (int c = 0; c < 4; c++) {
+                __m512i a_lo[K16_MAXT], a_hi[K16_MAXT];
+                for (int t = 0; t < NT; t++) a_lo[t] = a_hi[t] = _mm512_setzero_si512();
+                for (int j = 0; j < 8; j++) {
+                    const __m512i hb = ld_x16(g0[ib].qh + 32 * j, g1[ib].qh + 32 * j);
+                    const __m512i q = ld_x16(g0[ib].qs + 128 * j + 32 * c, g1[ib].qs + 128 * j + 32 * c);
+                    __m512i lo, hi;
+                    q5_unpack_x16(q, hb, c, &lo, &hi);
+                    for (int t = 0; t < NT; t++) {
+                        a_lo[t] = dpbusd_bcast_x16(a_lo[t], lo, yb[t]->qs + 64 * c + 4 * j);
+                        a_hi[t] = dpbusd_bcast_x16(a_hi[t], hi, yb[t]->qs + 64 * c + 32 + 4 * j);
+                    }
+                }
+                const __m512i s_lo = _mm512_and_si512(_mm512_srli_epi32(sc[c / 2], 8 * ((2 * c) % 4)), lo8);
+                const __m512i s_hi = _mm512_and_si512(_mm512_srli_epi32(sc[c / 2], 8 * ((2 * c + 1) % 4)), lo8);
+                for (int t = 0; t < NT; t++)
+                    tot[t] = _mm512_add_epi32(tot[t], _mm512_add_epi32(_mm512_mullo_epi32(a_lo[t], s_lo), _mm512_mullo_epi32(a_hi[t], s_hi)));
+            }
+        } else {
+            __m512i s[8]; /* scale i of each row as the int16 pair (s, s) */
+            for (int i = 0; i < 8; i++) s[i] = row_byte_pairs_x16(sc[i / 4], i % 4);
+            __m512 dd[K16_MAXT]; /* y.d * d */
+            for (int t = 0; t < NT; t++) dd[t] = _mm512_mul_ps(_mm512_set1_ps(yb[t]->d), d16);
+            for (int j = 0; j < 8; j++) {
+                const __m512i hb = ld_x16(g0[ib].qh + 32 * j, g1[ib].qh + 32 * j);
+                __m512i v[K16_MAXT], v2[K16_MAXT];
+                for (int t = 0; t < NT; t++) v[t] = v2[t] = _mm512_setzero_si512();
+                for (int c = 0; c < 4; c++) {
+                    const __m512i q = ld_x16(g0[ib].qs + 128 * j + 32 * c, g1[ib].qs + 128 * j + 32 * c);
+                    __m512i lo, hi;
+                    q5_unpack_x16(q, hb, c, &lo, &hi);
+                    for (int t = 0; t < NT; t++) {
+                        const __m512i y0 = bcast_i32_x16(yb[t]->qs + 64 * c + 4 * j);
+                        const __m512i y1 = bcast_i32_x16(yb[t]->qs + 64 * c + 32 + 4 * j);
+                        v[t] = _mm512_dpwssd_epi32(v[t], _mm512_maddubs_epi16(lo, y0), s[2 * c]);
+                        v2[t] = _mm512_dpwssd_epi32(v2[t], _mm512_maddubs_epi16(hi, y1), s[2 * c + 1]);
+                    }
+                }
+                for (int t = 0; t < NT; t++)
+                    acc[t][j] = _mm512_fmadd_ps(dd[t], _mm512_cvtepi32_ps(_mm512_add_epi32(v[t], v2[t])), acc[t][j]);
+            }
+        }
+        for (int t = 0; t < NT; t++) {
+            const __m512 fmins = _mm512_cvtepi32_ps(mins[t]);
+            if (tiled) {
+                /* -dmin (AVX-512 F has no vxorps on zmm: the integer xor of the sign bit) */
+                const __m512 neg_m16 = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(m16), _mm512_castps_si512(sign)));
+                const __m512 r = _mm512_fmadd_ps(neg_m16, fmins, _mm512_mul_ps(d16, _mm512_cvtepi32_ps(tot[t])));
+                tacc[t] = _mm512_fmadd_ps(r, _mm512_set1_ps(yb[t]->d), tacc[t]);
+            } else {
+                macc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(-yb[t]->d), m16), fmins, macc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++)
+        _mm512_storeu_ps(y + t * ldy, tiled ? tacc[t] : _mm512_add_ps(hsum_rows16(acc[t]), macc[t]));
+}
+
+/* NAME##_1 .. NAME##_4: BASE(..., N tokens, MODE) as tile_x16_fn; NAME##_tiles lists them */
 #define X16_FN(NAME, BASE, MODE, N)                                                                                   \
     static void NAME##_##N(int64_t nb, const uint8_t *w0, const uint8_t *w1, const uint8_t *x, size_t bx, float *y,   \
                            int64_t ldy) {                                                                             \
@@ -1446,22 +1558,14 @@ INLINE void tile_q6_Kx16(int64_t nb, const uint8_t *w0, const uint8_t *w1, const
     }
 #define X16_FNS(NAME, BASE, MODE)                                                                                     \
     X16_FN(NAME, BASE, MODE, 1) X16_FN(NAME, BASE, MODE, 2) X16_FN(NAME, BASE, MODE, 3) X16_FN(NAME, BASE, MODE, 4)   \
-    X16_FN(NAME, BASE, MODE, 5) X16_FN(NAME, BASE, MODE, 6) X16_FN(NAME, BASE, MODE, 7) X16_FN(NAME, BASE, MODE, 8)   \
-    static const tile_x16_fn NAME##_tiles[8] = {NAME##_1, NAME##_2, NAME##_3, NAME##_4,                               \
-                                                NAME##_5, NAME##_6, NAME##_7, NAME##_8};
+    static const tile_x16_fn NAME##_tiles[K16_MAXT] = {NAME##_1, NAME##_2, NAME##_3, NAME##_4};
 
 X16_FNS(q4_Kx16, tile_q4_Kx16, K4_BLOCK)
 X16_FNS(q4_Kx16g, tile_q4_Kx16, K4_GEMM4)
 X16_FNS(q6_Kx16, tile_q6_Kx16, 0)
 X16_FNS(q6_Kx16t, tile_q6_Kx16, 1)
-
-/* tokens per 512-bit tile */
-#ifndef Q4K16_NT
-#define Q4K16_NT 4
-#endif
-#ifndef Q6K16_NT
-#define Q6K16_NT 4
-#endif
+X16_FNS(q5_Kx16, tile_q5_Kx16, 0)
+X16_FNS(q5_Kx16t, tile_q5_Kx16, 1)
 
 /* mm_k_x8 with pairs of groups in the 512-bit tiles (the same token chunks; an odd last group runs
  * the 256-bit tiles8) */
@@ -1478,23 +1582,31 @@ static void mm_q4_K_x16(int64_t n, const uint8_t *w, size_t bw, int64_t nr, cons
     static const tile_x8_fn block[4] = {q4_Kx8_1, q4_Kx8_2, q4_Kx8_3, q4_Kx8_4};
     static const tile_x8_fn gemm4[4] = {q4_Kx8g_1, q4_Kx8g_2, q4_Kx8g_3, q4_Kx8g_4};
     const int64_t grouped = nt > 3 ? nt - nt % 4 : 0;
-    if (grouped) mm_k_x16(q4_Kx16g_tiles, Q4K16_NT, gemm4, n, w, bw, nr, x, bx, grouped, y, ldy);
+    if (grouped) mm_k_x16(q4_Kx16g_tiles, K16_MAXT, gemm4, n, w, bw, nr, x, bx, grouped, y, ldy);
     if (nt > grouped)
-        mm_k_x16(q4_Kx16_tiles, Q4K16_NT, block, n, w, bw, nr, x + (size_t)grouped * bx, bx, nt - grouped,
+        mm_k_x16(q4_Kx16_tiles, K16_MAXT, block, n, w, bw, nr, x + (size_t)grouped * bx, bx, nt - grouped,
                  y + grouped * ldy, ldy);
 }
 
 static void mm_q4_K_x16_tok(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
                             float *y, int64_t ldy) {
     static const tile_x8_fn block[4] = {q4_Kx8_1, q4_Kx8_2, q4_Kx8_3, q4_Kx8_4};
-    mm_k_x16(q4_Kx16_tiles, Q4K16_NT, block, n, w, bw, nr, x, bx, nt, y, ldy);
+    mm_k_x16(q4_Kx16_tiles, K16_MAXT, block, n, w, bw, nr, x, bx, nt, y, ldy);
+}
+
+static void mm_q5_K_x16(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                        float *y, int64_t ldy) {
+    static const tile_x8_fn dot[4] = {q5_Kx8_1, q5_Kx8_2, q5_Kx8_3, q5_Kx8_4};
+    static const tile_x8_fn tiled[4] = {q5_Kx8t_1, q5_Kx8t_2, q5_Kx8t_3, q5_Kx8t_4};
+    if (nt >= 8) mm_k_x16(q5_Kx16t_tiles, K16_MAXT, tiled, n, w, bw, nr, x, bx, nt, y, ldy);
+    else mm_k_x16(q5_Kx16_tiles, 4, dot, n, w, bw, nr, x, bx, nt, y, ldy);
 }
 
 static void mm_q6_K_x16(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
                         float *y, int64_t ldy) {
     static const tile_x8_fn dot[4] = {q6_Kx8_1, q6_Kx8_2, q6_Kx8_3, q6_Kx8_4};
     static const tile_x8_fn tiled[4] = {q6_Kx8t_1, q6_Kx8t_2, q6_Kx8t_3, q6_Kx8t_4};
-    if (nt >= 8) mm_k_x16(q6_Kx16t_tiles, Q6K16_NT, tiled, n, w, bw, nr, x, bx, nt, y, ldy);
+    if (nt >= 8) mm_k_x16(q6_Kx16t_tiles, K16_MAXT, tiled, n, w, bw, nr, x, bx, nt, y, ldy);
     else mm_k_x16(q6_Kx16_tiles, 4, dot, n, w, bw, nr, x, bx, nt, y, ldy);
 }
 #endif
@@ -1520,6 +1632,7 @@ void QX86_INIT(lfm_qkernels *k) {
 #if defined(QX86_ZMM)
     k->mm_x8[LFM_TYPE_Q4_K] = mm_q4_K_x16;
     k->mm_x8_tok[LFM_TYPE_Q4_K] = mm_q4_K_x16_tok;
+    k->mm_x8[LFM_TYPE_Q5_K] = mm_q5_K_x16;
     k->mm_x8[LFM_TYPE_Q6_K] = mm_q6_K_x16;
 #endif
 }
