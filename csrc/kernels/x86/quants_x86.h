@@ -1273,7 +1273,7 @@ INLINE __m512i dpbusd_bcast_x16(__m512i acc, __m512i u, const void *p) {
 #if defined(K16_NO_ASM) /* -DK16_NO_ASM: the intrinsics, for comparison */
     return _mm512_dpbusd_epi32(acc, u, bcast_i32_x16(p));
 #else
-    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const int32_t *)p));
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const char(*)[4])p));
     return acc;
 #endif
 }
