@@ -98,3 +98,43 @@ def test_levels_give_the_same_bits():
         assert results[level].size == results[first].size > 0
         diff = np.flatnonzero(results[level] != results[first])
         assert diff.size == 0, f"{level} differs from {first} at {diff.size} of {results[first].size} outputs"
+
+
+# the K-quant X8 kernels over the shapes the 512-bit tiles (avx512zmm) split differently: pairs of 8-row
+# groups with an odd one left (24, 40 rows) or not (16, 32, 48), rows long enough that the tokens run in
+# several chunks (80 blocks: 11 tokens a chunk), and token counts on both sides of Q4_K's 4-token groups
+# and Q5_K/Q6_K's 8-token switch
+_X8_K_MATMULS = """
+import sys, numpy as np
+from liquidlfm import _core
+from tests.engine.test_quants import random_blocks
+types, tokens = {types!r}, {tokens!r}
+assert _core._quant_kernels() == {level!r}, _core._quant_kernels()
+rng = np.random.default_rng(17)
+out = []
+for qt in types:
+    for rows, cols in [(16, 512), (24, 256 * 80), (32, 768), (40, 256 * 80), (48, 256 * 80)]:
+        w = random_blocks(qt, rows * cols // 256, rng, scale=0.05).tobytes()
+        for T in tokens:
+            x = (rng.standard_normal((T, cols)) * 2).astype(np.float32)
+            out.append(_core._quant_matmul(qt, w, rows, cols, x, x8=True).view(np.uint32).ravel())
+sys.stdout.buffer.write(np.concatenate(out).tobytes())
+"""
+
+
+def test_levels_give_the_same_bits_x8_k_shapes():
+    """Every level this CPU has: the same K-quant X8 matmul floats over group pairs, odd groups and token chunks."""
+    if os.environ.get("LFM_KERNELS"):
+        pytest.skip(f"LFM_KERNELS={os.environ['LFM_KERNELS']} is set for this run: the levels are forced here")
+    present = simd_levels_present(FEATS)[1]
+    if len(present) < 2:
+        pytest.skip(f"this CPU has only {present or 'no SIMD level'}: nothing to compare")
+    types = [int(t) for t in (Q.Q4_K, Q.Q5_K, Q.Q6_K)]
+    tokens = list(range(1, 14)) + [16, 17, 24]
+    results = {level: np.frombuffer(run_child(_X8_K_MATMULS.format(types=types, tokens=tokens, level=level), level),
+                                    dtype=np.uint32) for level in present}
+    first = present[0]
+    for level in present[1:]:
+        assert results[level].size == results[first].size > 0
+        diff = np.flatnonzero(results[level] != results[first])
+        assert diff.size == 0, f"{level} differs from {first} at {diff.size} of {results[first].size} outputs"

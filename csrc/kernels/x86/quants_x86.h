@@ -1235,6 +1235,384 @@ static void mm_q6_K_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const
     mm_k_x8(nt >= 8 ? tiled : dot, n, w, bw, nr, x, bx, nt, y, ldy);
 }
 
+#if defined(QX86_ZMM)
+/* ---- Q4_K / Q5_K / Q6_K in LFM_LAYOUT_X8 on 512-bit registers: two 8-row groups per register ----
+ *
+ * Register lane r (< 16) is row r of two groups side by side: lanes 0..7 the first group's rows
+ * (blocks at w0), 8..15 the second's (w1). Each 256-bit half of every vector holds what the 256-bit
+ * kernel's vector holds for its group, and every operation here works lane by lane or inside 128-bit
+ * lanes (vpshufb), so each row's int32 lanes and float operations are tile_q4_Kx8's / tile_q5_Kx8's /
+ * tile_q6_Kx8's (their VNNI paths: this level has EVEX VNNI), bit for bit. The drivers keep mm_*_K_x8's
+ * token split (which decides the rounding order) and token chunks. */
+
+/* Tokens per 512-bit K-quant tile: 4, as the 256-bit tiles (6 or 8 measured slower: the accumulators
+ * and per-token scales no longer fit the 32 registers) */
+#define K16_MAXT 4
+
+/* 32 bytes at a (lanes 0..7) and 32 at b (lanes 8..15) */
+INLINE __m512i ld_x16(const uint8_t *a, const uint8_t *b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+                              _mm256_loadu_si256((const __m256i *)b), 1);
+}
+
+/* 16 bytes at a and 16 at b */
+INLINE __m256i ld_x16_half(const void *a, const void *b) {
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)a)),
+                                   _mm_loadu_si128((const __m128i *)b), 1);
+}
+
+/* the 8 halves at a and the 8 at b as 16 floats */
+INLINE __m512 ph_x16(const lfm_half *a, const lfm_half *b) { return _mm512_cvtph_ps(ld_x16_half(a, b)); }
+
+INLINE __m512i bcast_i32_x16(const void *p) { return _mm512_set1_epi32(load_i32(p)); }
+
+/* vpdpbusd(acc, u, the 4 bytes at p in every lane), the broadcast embedded in the instruction (GCC
+ * keeps a separate vpbroadcastd otherwise). Measured on Zen 5: +15-25% for the Q5_K / Q6_K tiles, but
+ * slower for Q4_K's, which keeps the intrinsics (and GCC's vpbroadcastd). */
+INLINE __m512i dpbusd_bcast_x16(__m512i acc, __m512i u, const void *p) {
+#if defined(K16_NO_ASM) /* -DK16_NO_ASM: the intrinsics, for comparison */
+    return _mm512_dpbusd_epi32(acc, u, bcast_i32_x16(p));
+#else
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const char(*)[4])p));
+    return acc;
+#endif
+}
+
+/* hsum_rows8 on 16 rows */
+INLINE __m512 hsum_rows16(const __m512 a[8]) {
+    __m512 s0 = _mm512_add_ps(a[0], a[4]), s1 = _mm512_add_ps(a[1], a[5]);
+    __m512 s2 = _mm512_add_ps(a[2], a[6]), s3 = _mm512_add_ps(a[3], a[7]);
+    return _mm512_add_ps(_mm512_add_ps(s0, s2), _mm512_add_ps(s1, s3));
+}
+
+/* row_byte_pairs on 16 rows */
+INLINE __m512i row_byte_pairs_x16(__m512i v, int i) {
+    const char z = (char)0x80;
+    __m128i m = _mm_setr_epi8((char)i, z, (char)i, z, (char)(4 + i), z, (char)(4 + i), z, (char)(8 + i), z,
+                              (char)(8 + i), z, (char)(12 + i), z, (char)(12 + i), z);
+    return _mm512_shuffle_epi8(v, _mm512_broadcast_i32x4(m));
+}
+
+INLINE __m512i bsum_pair_x16(const lfm_block_q8_K *b, int j) { return bcast_i32_x16(b->bsums + 2 * j); }
+
+/* k4_scales_x8 on two group blocks' scales */
+INLINE void k4_scales_x16(const uint8_t *s0, const uint8_t *s1, __m512i sc[2], __m512i mn[2]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m6 = _mm512_set1_epi8(0x3f), m2 = _mm512_set1_epi8(0x03);
+    const __m512i a0 = ld_x16(s0, s1), a1 = ld_x16(s0 + 32, s1 + 32), a2 = ld_x16(s0 + 64, s1 + 64);
+    sc[0] = _mm512_and_si512(a0, m6);
+    mn[0] = _mm512_and_si512(a1, m6);
+    sc[1] = _mm512_or_si512(_mm512_and_si512(a2, m4), _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(a0, 6), m2), 4));
+    mn[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(a2, 4), m4),
+                            _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(a1, 6), m2), 4));
+}
+
+/* tile_q4_Kx8 (its VNNI path) on two groups */
+INLINE void tile_q4_Kx16(int64_t nb, const uint8_t *w0, const uint8_t *w1, const uint8_t *x, size_t bx, float *y,
+                         int64_t ldy, const int NT, const int mode) {
+    __m512 sacc[K16_MAXT], macc[K16_MAXT];
+    for (int t = 0; t < NT; t++) sacc[t] = _mm512_setzero_ps(), macc[t] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0f), lo8 = _mm512_set1_epi32(0xff);
+    const lfm_block_q4_Kx8 *g0 = (const lfm_block_q4_Kx8 *)(const void *)w0;
+    const lfm_block_q4_Kx8 *g1 = (const lfm_block_q4_Kx8 *)(const void *)w1;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        prefetch_lines((const uint8_t *)(g0 + ib), (int)sizeof *g0);
+        prefetch_lines((const uint8_t *)(g1 + ib), (int)sizeof *g1);
+        const lfm_block_q8_K *yb[K16_MAXT];
+        const __m512 d16 = ph_x16(g0[ib].d, g1[ib].d), m16 = ph_x16(g0[ib].dmin, g1[ib].dmin);
+        for (int t = 0; t < NT; t++) yb[t] = (const lfm_block_q8_K *)(const void *)(x + t * bx) + ib;
+        __m512i sc[2], mn[2];
+        k4_scales_x16(g0[ib].scales, g1[ib].scales, sc, mn);
+        __m512i vb[K16_MAXT], mb[K16_MAXT];
+        for (int t = 0; t < NT; t++) vb[t] = _mm512_setzero_si512(), mb[t] = _mm512_setzero_si512();
+#pragma GCC unroll 4 /* GCC leaves this loop rolled (shift counts in registers): ~10% slower */
+        for (int c = 0; c < 4; c++) {
+            __m512i v_lo[K16_MAXT], v_hi[K16_MAXT];
+            for (int t = 0; t < NT; t++) v_lo[t] = _mm512_setzero_si512(), v_hi[t] = _mm512_setzero_si512();
+            for (int j = 0; j < 8; j++) {
+                const __m512i q = ld_x16(g0[ib].qs + 128 * j + 32 * c, g1[ib].qs + 128 * j + 32 * c);
+                const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+                for (int t = 0; t < NT; t++) {
+                    v_lo[t] = _mm512_dpbusd_epi32(v_lo[t], lo, bcast_i32_x16(yb[t]->qs + 64 * c + 4 * j));
+                    v_hi[t] = _mm512_dpbusd_epi32(v_hi[t], hi, bcast_i32_x16(yb[t]->qs + 64 * c + 32 + 4 * j));
+                }
+            }
+            /* scales and mins 2c and 2c + 1 of each row */
+            const __m512i s_lo = _mm512_and_si512(_mm512_srli_epi32(sc[c / 2], 8 * ((2 * c) % 4)), lo8);
+            const __m512i s_hi = _mm512_and_si512(_mm512_srli_epi32(sc[c / 2], 8 * ((2 * c + 1) % 4)), lo8);
+            const __m512i n_lo = row_byte_pairs_x16(mn[c / 2], (2 * c) % 4);
+            const __m512i n_hi = row_byte_pairs_x16(mn[c / 2], (2 * c + 1) % 4);
+            for (int t = 0; t < NT; t++) {
+                const __m512i v = _mm512_add_epi32(_mm512_mullo_epi32(v_lo[t], s_lo), _mm512_mullo_epi32(v_hi[t], s_hi));
+                const __m512i mc = _mm512_add_epi32(_mm512_madd_epi16(n_lo, bsum_pair_x16(yb[t], 2 * c)),
+                                                    _mm512_madd_epi16(n_hi, bsum_pair_x16(yb[t], 2 * c + 1)));
+                if (mode == K4_GEMM4) {
+                    const __m512 yd = _mm512_set1_ps(yb[t]->d);
+                    sacc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(d16, yd), sacc[t]);
+                    macc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mc), _mm512_mul_ps(m16, yd), macc[t]);
+                } else {
+                    vb[t] = _mm512_add_epi32(vb[t], v);
+                    mb[t] = _mm512_add_epi32(mb[t], mc);
+                }
+            }
+        }
+        if (mode != K4_GEMM4)
+            for (int t = 0; t < NT; t++) {
+                const __m512 yd = _mm512_set1_ps(yb[t]->d);
+                sacc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(vb[t]), _mm512_mul_ps(d16, yd), sacc[t]);
+                macc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mb[t]), _mm512_mul_ps(m16, yd), macc[t]);
+            }
+    }
+    for (int t = 0; t < NT; t++) _mm512_storeu_ps(y + t * ldy, _mm512_sub_ps(sacc[t], macc[t]));
+}
+
+/* q6_unpack on 16 rows */
+INLINE void q6_unpack_x16(__m512i ql0, __m512i ql1, __m512i qh, __m512i q[4]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    q[0] = _mm512_or_si512(_mm512_and_si512(ql0, m4), _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30));
+    q[1] = _mm512_or_si512(_mm512_and_si512(ql1, m4), _mm512_and_si512(_mm512_slli_epi16(qh, 2), m30));
+    q[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql0, 4), m4), _mm512_and_si512(qh, m30));
+    q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql1, 4), m4), _mm512_and_si512(_mm512_srli_epi16(qh, 2), m30));
+}
+
+/* tile_q6_Kx8 (its VNNI paths) on two groups */
+INLINE void tile_q6_Kx16(int64_t nb, const uint8_t *w0, const uint8_t *w1, const uint8_t *x, size_t bx, float *y,
+                         int64_t ldy, const int NT, const int tiled) {
+    __m512 acc[K16_MAXT][8], tacc[K16_MAXT];
+    for (int t = 0; t < NT; t++) {
+        tacc[t] = _mm512_setzero_ps();
+        if (!tiled)
+            for (int j = 0; j < 8; j++) acc[t][j] = _mm512_setzero_ps();
+    }
+    const __m512i dup_even = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13));
+    const __m512i dup_odd = _mm512_broadcast_i32x4(_mm_setr_epi8(2, 3, 2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15));
+    const lfm_block_q6_Kx8 *g0 = (const lfm_block_q6_Kx8 *)(const void *)w0;
+    const lfm_block_q6_Kx8 *g1 = (const lfm_block_q6_Kx8 *)(const void *)w1;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        prefetch_lines((const uint8_t *)(g0 + ib), (int)sizeof *g0);
+        prefetch_lines((const uint8_t *)(g1 + ib), (int)sizeof *g1);
+        const lfm_block_q8_K *yb[K16_MAXT];
+        const __m512 d16 = ph_x16(g0[ib].d, g1[ib].d);
+        for (int t = 0; t < NT; t++) yb[t] = (const lfm_block_q8_K *)(const void *)(x + t * bx) + ib;
+        __m512i sp[8]; /* sp[k]: the int16 pairs (s[2k], s[2k+1]) of each row */
+        for (int k = 0; k < 8; k++) sp[k] = _mm512_cvtepi8_epi16(ld_x16_half(g0[ib].scales + 16 * k, g1[ib].scales + 16 * k));
+        if (tiled) {
+            __m512i tot[K16_MAXT];
+            for (int t = 0; t < NT; t++) {
+                tot[t] = _mm512_setzero_si512();
+                for (int k = 0; k < 8; k++) /* the -32 offset */
+                    tot[t] = _mm512_sub_epi32(tot[t], _mm512_slli_epi32(_mm512_madd_epi16(sp[k], bsum_pair_x16(yb[t], k)), 5));
+            }
+            for (int half = 0; half < 2; half++)
+#pragma GCC unroll 2 /* measured a little faster unrolled */
+                for (int h = 0; h < 2; h++) {
+                    __m512i a[4][K16_MAXT];
+                    for (int k = 0; k < 4; k++)
+                        for (int t = 0; t < NT; t++) a[k][t] = _mm512_setzero_si512();
+                    for (int j = 4 * half; j < 4 * half + 4; j++) {
+                        const uint8_t *p0 = g0[ib].q + 192 * j + 96 * h, *p1 = g1[ib].q + 192 * j + 96 * h;
+                        __m512i q[4];
+                        q6_unpack_x16(ld_x16(p0, p1), ld_x16(p0 + 32, p1 + 32), ld_x16(p0 + 64, p1 + 64), q);
+                        for (int k = 0; k < 4; k++)
+                            for (int t = 0; t < NT; t++)
+                                a[k][t] = dpbusd_bcast_x16(a[k][t], q[k], yb[t]->qs + 128 * h + 32 * k + 4 * j);
+                    }
+                    for (int k = 0; k < 4; k++) {
+                        const __m512i pair = sp[4 * h + k];
+                        const __m512i s32 = half ? _mm512_srai_epi32(pair, 16) : _mm512_srai_epi32(_mm512_slli_epi32(pair, 16), 16);
+                        for (int t = 0; t < NT; t++) tot[t] = _mm512_add_epi32(tot[t], _mm512_mullo_epi32(a[k][t], s32));
+                    }
+                }
+            for (int t = 0; t < NT; t++)
+                tacc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d16, _mm512_cvtepi32_ps(tot[t])), _mm512_set1_ps(yb[t]->d), tacc[t]);
+            continue;
+        }
+        __m512i s[16]; /* s[g]: scale g of each row, twice */
+        for (int k = 0; k < 8; k++) {
+            s[2 * k] = _mm512_shuffle_epi8(sp[k], dup_even);
+            s[2 * k + 1] = _mm512_shuffle_epi8(sp[k], dup_odd);
+        }
+        for (int j = 0; j < 8; j++) {
+            __m512i v[K16_MAXT];
+            for (int t = 0; t < NT; t++)
+                v[t] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_madd_epi16(sp[j], bsum_pair_x16(yb[t], j)), 5));
+            for (int h = 0; h < 2; h++) {
+                const uint8_t *p0 = g0[ib].q + 192 * j + 96 * h, *p1 = g1[ib].q + 192 * j + 96 * h;
+                __m512i q[4];
+                q6_unpack_x16(ld_x16(p0, p1), ld_x16(p0 + 32, p1 + 32), ld_x16(p0 + 64, p1 + 64), q);
+                for (int k = 0; k < 4; k++) {
+                    const __m512i sk = s[8 * h + 2 * k + (j >= 4)];
+                    for (int t = 0; t < NT; t++) {
+                        const __m512i yv = bcast_i32_x16(yb[t]->qs + 128 * h + 32 * k + 4 * j);
+                        v[t] = _mm512_dpwssd_epi32(v[t], _mm512_maddubs_epi16(q[k], yv), sk);
+                    }
+                }
+            }
+            for (int t = 0; t < NT; t++)
+                acc[t][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v[t]), _mm512_mul_ps(d16, _mm512_set1_ps(yb[t]->d)), acc[t][j]);
+        }
+    }
+    for (int t = 0; t < NT; t++) _mm512_storeu_ps(y + t * ldy, tiled ? tacc[t] : hsum_rows16(acc[t]));
+}
+
+/* q5_fifth_bit / q5_unpack on 16 rows */
+INLINE __m512i q5_fifth_bit_x16(__m512i hb, const int k) {
+    const __m512i b = _mm512_and_si512(hb, _mm512_set1_epi8((char)(1 << k)));
+    return k < 4 ? _mm512_slli_epi16(b, 4 - k) : k > 4 ? _mm512_srli_epi16(b, k - 4) : b;
+}
+
+INLINE void q5_unpack_x16(__m512i q, __m512i hb, const int c, __m512i *lo, __m512i *hi) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    *lo = _mm512_or_si512(_mm512_and_si512(q, m4), q5_fifth_bit_x16(hb, 2 * c));
+    *hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4), q5_fifth_bit_x16(hb, 2 * c + 1));
+}
+
+/* tile_q5_Kx8 (its VNNI paths) on two groups */
+INLINE void tile_q5_Kx16(int64_t nb, const uint8_t *w0, const uint8_t *w1, const uint8_t *x, size_t bx, float *y,
+                         int64_t ldy, const int NT, const int tiled) {
+    __m512 acc[K16_MAXT][8], macc[K16_MAXT], tacc[K16_MAXT];
+    for (int t = 0; t < NT; t++) {
+        macc[t] = tacc[t] = _mm512_setzero_ps();
+        if (!tiled)
+            for (int j = 0; j < 8; j++) acc[t][j] = _mm512_setzero_ps();
+    }
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    const __m512i lo8 = _mm512_set1_epi32(0xff);
+    const lfm_block_q5_Kx8 *g0 = (const lfm_block_q5_Kx8 *)(const void *)w0;
+    const lfm_block_q5_Kx8 *g1 = (const lfm_block_q5_Kx8 *)(const void *)w1;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        prefetch_lines((const uint8_t *)(g0 + ib), (int)sizeof *g0);
+        prefetch_lines((const uint8_t *)(g1 + ib), (int)sizeof *g1);
+        const lfm_block_q8_K *yb[K16_MAXT];
+        const __m512 d16 = ph_x16(g0[ib].d, g1[ib].d), m16 = ph_x16(g0[ib].dmin, g1[ib].dmin);
+        for (int t = 0; t < NT; t++) yb[t] = (const lfm_block_q8_K *)(const void *)(x + t * bx) + ib;
+        __m512i sc[2], mn[2];
+        k4_scales_x16(g0[ib].scales, g1[ib].scales, sc, mn);
+        __m512i mins[K16_MAXT], tot[K16_MAXT];
+        for (int t = 0; t < NT; t++) {
+            mins[t] = tot[t] = _mm512_setzero_si512();
+            for (int i = 0; i < 8; i++)
+                mins[t] = _mm512_add_epi32(mins[t], _mm512_madd_epi16(row_byte_pairs_x16(mn[i / 4], i % 4), bsum_pair_x16(yb[t], i)));
+        }
+        if (tiled) {
+            for (int c = 0; c < 4; c++) {
+                __m512i a_lo[K16_MAXT], a_hi[K16_MAXT];
+                for (int t = 0; t < NT; t++) a_lo[t] = a_hi[t] = _mm512_setzero_si512();
+                for (int j = 0; j < 8; j++) {
+                    const __m512i hb = ld_x16(g0[ib].qh + 32 * j, g1[ib].qh + 32 * j);
+                    const __m512i q = ld_x16(g0[ib].qs + 128 * j + 32 * c, g1[ib].qs + 128 * j + 32 * c);
+                    __m512i lo, hi;
+                    q5_unpack_x16(q, hb, c, &lo, &hi);
+                    for (int t = 0; t < NT; t++) {
+                        a_lo[t] = dpbusd_bcast_x16(a_lo[t], lo, yb[t]->qs + 64 * c + 4 * j);
+                        a_hi[t] = dpbusd_bcast_x16(a_hi[t], hi, yb[t]->qs + 64 * c + 32 + 4 * j);
+                    }
+                }
+                const __m512i s_lo = _mm512_and_si512(_mm512_srli_epi32(sc[c / 2], 8 * ((2 * c) % 4)), lo8);
+                const __m512i s_hi = _mm512_and_si512(_mm512_srli_epi32(sc[c / 2], 8 * ((2 * c + 1) % 4)), lo8);
+                for (int t = 0; t < NT; t++)
+                    tot[t] = _mm512_add_epi32(tot[t], _mm512_add_epi32(_mm512_mullo_epi32(a_lo[t], s_lo), _mm512_mullo_epi32(a_hi[t], s_hi)));
+            }
+        } else {
+            __m512i s[8]; /* scale i of each row as the int16 pair (s, s) */
+            for (int i = 0; i < 8; i++) s[i] = row_byte_pairs_x16(sc[i / 4], i % 4);
+            __m512 dd[K16_MAXT]; /* y.d * d */
+            for (int t = 0; t < NT; t++) dd[t] = _mm512_mul_ps(_mm512_set1_ps(yb[t]->d), d16);
+            for (int j = 0; j < 8; j++) {
+                const __m512i hb = ld_x16(g0[ib].qh + 32 * j, g1[ib].qh + 32 * j);
+                __m512i v[K16_MAXT], v2[K16_MAXT];
+                for (int t = 0; t < NT; t++) v[t] = v2[t] = _mm512_setzero_si512();
+                for (int c = 0; c < 4; c++) {
+                    const __m512i q = ld_x16(g0[ib].qs + 128 * j + 32 * c, g1[ib].qs + 128 * j + 32 * c);
+                    __m512i lo, hi;
+                    q5_unpack_x16(q, hb, c, &lo, &hi);
+                    for (int t = 0; t < NT; t++) {
+                        const __m512i y0 = bcast_i32_x16(yb[t]->qs + 64 * c + 4 * j);
+                        const __m512i y1 = bcast_i32_x16(yb[t]->qs + 64 * c + 32 + 4 * j);
+                        v[t] = _mm512_dpwssd_epi32(v[t], _mm512_maddubs_epi16(lo, y0), s[2 * c]);
+                        v2[t] = _mm512_dpwssd_epi32(v2[t], _mm512_maddubs_epi16(hi, y1), s[2 * c + 1]);
+                    }
+                }
+                for (int t = 0; t < NT; t++)
+                    acc[t][j] = _mm512_fmadd_ps(dd[t], _mm512_cvtepi32_ps(_mm512_add_epi32(v[t], v2[t])), acc[t][j]);
+            }
+        }
+        for (int t = 0; t < NT; t++) {
+            const __m512 fmins = _mm512_cvtepi32_ps(mins[t]);
+            if (tiled) {
+                /* -dmin (AVX-512 F has no vxorps on zmm: the integer xor of the sign bit) */
+                const __m512 neg_m16 = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(m16), _mm512_castps_si512(sign)));
+                const __m512 r = _mm512_fmadd_ps(neg_m16, fmins, _mm512_mul_ps(d16, _mm512_cvtepi32_ps(tot[t])));
+                tacc[t] = _mm512_fmadd_ps(r, _mm512_set1_ps(yb[t]->d), tacc[t]);
+            } else {
+                macc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(-yb[t]->d), m16), fmins, macc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++)
+        _mm512_storeu_ps(y + t * ldy, tiled ? tacc[t] : _mm512_add_ps(hsum_rows16(acc[t]), macc[t]));
+}
+
+/* NAME##_1 .. NAME##_4: BASE(..., N tokens, MODE) as tile_x16_fn; NAME##_tiles lists them */
+#define X16_FN(NAME, BASE, MODE, N)                                                                                   \
+    static void NAME##_##N(int64_t nb, const uint8_t *w0, const uint8_t *w1, const uint8_t *x, size_t bx, float *y,   \
+                           int64_t ldy) {                                                                             \
+        BASE(nb, w0, w1, x, bx, y, ldy, N, MODE);                                                                     \
+    }
+#define X16_FNS(NAME, BASE, MODE)                                                                                     \
+    X16_FN(NAME, BASE, MODE, 1) X16_FN(NAME, BASE, MODE, 2) X16_FN(NAME, BASE, MODE, 3) X16_FN(NAME, BASE, MODE, 4)   \
+    static const tile_x16_fn NAME##_tiles[K16_MAXT] = {NAME##_1, NAME##_2, NAME##_3, NAME##_4};
+
+X16_FNS(q4_Kx16, tile_q4_Kx16, K4_BLOCK)
+X16_FNS(q4_Kx16g, tile_q4_Kx16, K4_GEMM4)
+X16_FNS(q6_Kx16, tile_q6_Kx16, 0)
+X16_FNS(q6_Kx16t, tile_q6_Kx16, 1)
+X16_FNS(q5_Kx16, tile_q5_Kx16, 0)
+X16_FNS(q5_Kx16t, tile_q5_Kx16, 1)
+
+/* mm_k_x8 with pairs of groups in the 512-bit tiles (the same token chunks; an odd last group runs
+ * the 256-bit tiles8) */
+static void mm_k_x16(const tile_x16_fn *tiles16, int64_t max_nt16, const tile_x8_fn tiles8[4], int64_t n,
+                     const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt, float *y,
+                     int64_t ldy) {
+    int64_t chunk = lfm_max64(4, lfm_min64(64, (int64_t)((256 << 10) / bx)));
+    x16_drive(tiles16, max_nt16, tiles8, 4, n / LFM_QK_K, chunk, w, bw, nr, x, bx, nt, y, ldy);
+}
+
+/* mm_q4_K_x8's token split: groups of 4 through the GEMM order, the rest one by one */
+static void mm_q4_K_x16(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                        float *y, int64_t ldy) {
+    static const tile_x8_fn block[4] = {q4_Kx8_1, q4_Kx8_2, q4_Kx8_3, q4_Kx8_4};
+    static const tile_x8_fn gemm4[4] = {q4_Kx8g_1, q4_Kx8g_2, q4_Kx8g_3, q4_Kx8g_4};
+    const int64_t grouped = nt > 3 ? nt - nt % 4 : 0;
+    if (grouped) mm_k_x16(q4_Kx16g_tiles, K16_MAXT, gemm4, n, w, bw, nr, x, bx, grouped, y, ldy);
+    if (nt > grouped)
+        mm_k_x16(q4_Kx16_tiles, K16_MAXT, block, n, w, bw, nr, x + (size_t)grouped * bx, bx, nt - grouped,
+                 y + grouped * ldy, ldy);
+}
+
+static void mm_q4_K_x16_tok(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                            float *y, int64_t ldy) {
+    static const tile_x8_fn block[4] = {q4_Kx8_1, q4_Kx8_2, q4_Kx8_3, q4_Kx8_4};
+    mm_k_x16(q4_Kx16_tiles, K16_MAXT, block, n, w, bw, nr, x, bx, nt, y, ldy);
+}
+
+static void mm_q5_K_x16(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                        float *y, int64_t ldy) {
+    static const tile_x8_fn dot[4] = {q5_Kx8_1, q5_Kx8_2, q5_Kx8_3, q5_Kx8_4};
+    static const tile_x8_fn tiled[4] = {q5_Kx8t_1, q5_Kx8t_2, q5_Kx8t_3, q5_Kx8t_4};
+    if (nt >= 8) mm_k_x16(q5_Kx16t_tiles, K16_MAXT, tiled, n, w, bw, nr, x, bx, nt, y, ldy);
+    else mm_k_x16(q5_Kx16_tiles, 4, dot, n, w, bw, nr, x, bx, nt, y, ldy);
+}
+
+static void mm_q6_K_x16(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                        float *y, int64_t ldy) {
+    static const tile_x8_fn dot[4] = {q6_Kx8_1, q6_Kx8_2, q6_Kx8_3, q6_Kx8_4};
+    static const tile_x8_fn tiled[4] = {q6_Kx8t_1, q6_Kx8t_2, q6_Kx8t_3, q6_Kx8t_4};
+    if (nt >= 8) mm_k_x16(q6_Kx16t_tiles, K16_MAXT, tiled, n, w, bw, nr, x, bx, nt, y, ldy);
+    else mm_k_x16(q6_Kx16_tiles, 4, dot, n, w, bw, nr, x, bx, nt, y, ldy);
+}
+#endif
+
 void QX86_INIT(lfm_qkernels *k) {
     k->mm_x8[LFM_TYPE_Q4_0] = mm_q4_0_x8;
     k->mm_x8[LFM_TYPE_Q8_0] = mm_q8_0_x8;
@@ -1253,4 +1631,10 @@ void QX86_INIT(lfm_qkernels *k) {
     k->mm[LFM_TYPE_Q4_K] = mm_q4_K_llama;
     k->mm[LFM_TYPE_Q5_K] = mm_q5_K_llama;
     k->mm[LFM_TYPE_Q6_K] = mm_q6_K_llama;
+#if defined(QX86_ZMM)
+    k->mm_x8[LFM_TYPE_Q4_K] = mm_q4_K_x16;
+    k->mm_x8_tok[LFM_TYPE_Q4_K] = mm_q4_K_x16_tok;
+    k->mm_x8[LFM_TYPE_Q5_K] = mm_q5_K_x16;
+    k->mm_x8[LFM_TYPE_Q6_K] = mm_q6_K_x16;
+#endif
 }
