@@ -683,6 +683,21 @@ INLINE __m512 load_2x8_half(const lfm_half *a, const lfm_half *b) {
     return _mm512_cvtph_ps(_mm256_set_m128i(_mm_loadu_si128((const __m128i *)b), _mm_loadu_si128((const __m128i *)a)));
 }
 
+/* GCC keeps an array of accumulators in memory too (a store per update) unless its loops are
+ * unrolled before scalar replacement; the loops run NT (a constant) or 4 / 8 times */
+#define ZMM_UNROLL _Pragma("GCC unroll 16")
+
+/* vpdpbusd with the s8 operand a dword of p broadcast by the instruction ({1to16}): GCC 12 keeps a
+ * separate vpbroadcastd for _mm512_dpbusd_epi32(acc, u, _mm512_set1_epi32(..)) */
+INLINE __m512i dpbusd_bcst(__m512i acc, __m512i u, const void *p) {
+#if defined(__GNUC__) && !defined(__clang__) && !defined(QX86_NO_ASM_BCST)
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const char(*)[4])p));
+    return acc;
+#else
+    return _mm512_dpbusd_epi32(acc, u, _mm512_set1_epi32(load_i32(p)));
+#endif
+}
+
 /* Tokens per 512-bit Q4_0 tile: 8 weight vectors + NT accumulators + the dot-product temporaries */
 #ifndef Q4_0X16_MAXT
 #define Q4_0X16_MAXT 8
@@ -691,31 +706,31 @@ INLINE __m512 load_2x8_half(const lfm_half *a, const lfm_half *b) {
 INLINE void tile_q4_0x16(int64_t nb, const uint8_t *w0, const uint8_t *w1, const uint8_t *x, size_t bx,
                          const int32_t *xs, float *y, int64_t ldy, const int NT) {
     __m512 acc[Q4_0X16_MAXT];
-    for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
+    ZMM_UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const lfm_block_q4_0x8 *g0 = (const lfm_block_q4_0x8 *)(const void *)w0;
     const lfm_block_q4_0x8 *g1 = (const lfm_block_q4_0x8 *)(const void *)w1;
     for (int64_t ib = 0; ib < nb; ib++) {
         __m512i lo[4], hi[4];
-        for (int k = 0; k < 4; k++) {
+        ZMM_UNROLL for (int k = 0; k < 4; k++) {
             __m512i v = load_2x256(g0[ib].qs + 32 * k, g1[ib].qs + 32 * k);
             lo[k] = _mm512_and_si512(v, m4);
             hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
         }
         const __m512 d16 = load_2x8_half(g0[ib].d, g1[ib].d);
-        for (int t = 0; t < NT; t++) {
+        ZMM_UNROLL for (int t = 0; t < NT; t++) {
             const lfm_block_q8_0 *xb = (const lfm_block_q8_0 *)(const void *)(x + t * bx) + ib;
             /* the activation bytes go in by the instructions' embedded broadcast ({1to16}) */
             __m512i s0 = _mm512_set1_epi32(-8 * xs[t * nb + ib]), s1 = _mm512_setzero_si512();
-            for (int k = 0; k < 4; k++) {
-                s0 = _mm512_dpbusd_epi32(s0, lo[k], _mm512_set1_epi32(load_i32(xb->qs + 4 * k)));
-                s1 = _mm512_dpbusd_epi32(s1, hi[k], _mm512_set1_epi32(load_i32(xb->qs + 16 + 4 * k)));
+            ZMM_UNROLL for (int k = 0; k < 4; k++) {
+                s0 = dpbusd_bcst(s0, lo[k], xb->qs + 4 * k);
+                s1 = dpbusd_bcst(s1, hi[k], xb->qs + 16 + 4 * k);
             }
             const __m512i i32 = _mm512_add_epi32(s0, s1);
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i32), _mm512_mul_ps(d16, _mm512_set1_ps(h2f(xb->d))), acc[t]);
         }
     }
-    for (int t = 0; t < NT; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
+    ZMM_UNROLL for (int t = 0; t < NT; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
 }
 
 typedef void (*q4_0x8_fn)(int64_t, const uint8_t *, const uint8_t *, size_t, const int32_t *, float *, int64_t);
@@ -924,8 +939,8 @@ static void mm_q8_0_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const
 INLINE void tile_q8_0x16(int64_t nb, const uint8_t *w0, const uint8_t *w1, const uint8_t *xbias, size_t bx, float *y,
                          int64_t ldy, const int NT) {
     __m512 acc[Q8_0X16_MAXT][8];
-    for (int t = 0; t < NT; t++)
-        for (int k = 0; k < 8; k++) acc[t][k] = _mm512_setzero_ps();
+    ZMM_UNROLL for (int t = 0; t < NT; t++)
+        ZMM_UNROLL for (int k = 0; k < 8; k++) acc[t][k] = _mm512_setzero_ps();
     const __m512i bias = _mm512_set1_epi8((char)0x80);
     const lfm_block_q8_0x8 *g0 = (const lfm_block_q8_0x8 *)(const void *)w0;
     const lfm_block_q8_0x8 *g1 = (const lfm_block_q8_0x8 *)(const void *)w1;
@@ -933,21 +948,21 @@ INLINE void tile_q8_0x16(int64_t nb, const uint8_t *w0, const uint8_t *w1, const
         const lfm_block_q8_0 *xb[Q8_0X16_MAXT];
         __m512 d[Q8_0X16_MAXT];
         const __m512 d16 = load_2x8_half(g0[ib].d, g1[ib].d);
-        for (int t = 0; t < NT; t++) {
+        ZMM_UNROLL for (int t = 0; t < NT; t++) {
             xb[t] = (const lfm_block_q8_0 *)(const void *)(xbias + t * bx) + ib;
             d[t] = _mm512_mul_ps(d16, _mm512_set1_ps(h2f(xb[t]->d)));
         }
-        for (int k = 0; k < 8; k++) {
+        ZMM_UNROLL for (int k = 0; k < 8; k++) {
             const __m512i v = load_2x256(g0[ib].qs + 32 * k, g1[ib].qs + 32 * k);
             /* -128 * (the 4 weight bytes of lane k): takes the activations' bias back */
             const __m512i neg_bias = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, v));
-            for (int t = 0; t < NT; t++) {
-                const __m512i p = _mm512_dpbusd_epi32(neg_bias, _mm512_set1_epi32(load_i32(xb[t]->qs + 4 * k)), v);
+            ZMM_UNROLL for (int t = 0; t < NT; t++) {
+                const __m512i p = dpbusd_bcst(neg_bias, v, xb[t]->qs + 4 * k);
                 acc[t][k] = _mm512_fmadd_ps(d[t], _mm512_cvtepi32_ps(p), acc[t][k]);
             }
         }
     }
-    for (int t = 0; t < NT; t++) {
+    ZMM_UNROLL for (int t = 0; t < NT; t++) {
         __m512 *a = acc[t];
         __m512 even = _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6]));
         __m512 odd = _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7]));
