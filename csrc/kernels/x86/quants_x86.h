@@ -700,7 +700,7 @@ INLINE __m512i dpbusd_bcst(__m512i acc, __m512i u, const void *p) {
 
 /* Tokens per 512-bit Q4_0 tile: 8 weight vectors + NT accumulators + the dot-product temporaries */
 #ifndef Q4_0X16_MAXT
-#define Q4_0X16_MAXT 8
+#define Q4_0X16_MAXT 16
 #endif
 
 INLINE void tile_q4_0x16(int64_t nb, const uint8_t *w0, const uint8_t *w1, const uint8_t *x, size_t bx,
