@@ -687,8 +687,9 @@ INLINE __m512 load_2x8_half(const lfm_half *a, const lfm_half *b) {
  * unrolled before scalar replacement; the loops run NT (a constant) or 4 / 8 times */
 #define ZMM_UNROLL _Pragma("GCC unroll 16")
 
-/* vpdpbusd with the s8 operand a dword of p broadcast by the instruction ({1to16}): GCC 12 keeps a
- * separate vpbroadcastd for _mm512_dpbusd_epi32(acc, u, _mm512_set1_epi32(..)) */
+/* vpdpbusd(acc, u, the s8 dword at p broadcast by the instruction, {1to16}): only the signed operand
+ * can be broadcast. GCC 12 keeps a separate vpbroadcastd for _mm512_dpbusd_epi32(acc, u,
+ * _mm512_set1_epi32(..)), hence the asm. */
 INLINE __m512i dpbusd_bcst(__m512i acc, __m512i u, const void *p) {
 #if defined(__GNUC__) && !defined(__clang__) && !defined(QX86_NO_ASM_BCST)
     __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const char(*)[4])p));
@@ -926,8 +927,8 @@ static void mm_q8_0_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const
 /* ---- Q8_0 in LFM_LAYOUT_X8 on 512-bit registers: two 8-row groups per register ----
  * tile_q8_0x8's arithmetic with lanes 0-7 = rows of group w0, 8-15 = rows of group w1 (the same int32
  * per lane, the same fma chain per k and final sum: the same bits). The activations come pre-biased
- * (x ^ 0x80, once per chunk for all rows), so a token's step per k is one vpdpbusd with the 4
- * activation bytes by embedded broadcast, one cvt and one fma. */
+ * (x ^ 0x80, once per chunk for all rows), so a token's step per k is a broadcast load of its 4
+ * bytes, one vpdpbusd, one cvt and one fma (3-8% faster than an xor per token and k). */
 
 #include <stdlib.h> /* malloc: the biased activations */
 
@@ -957,7 +958,9 @@ INLINE void tile_q8_0x16(int64_t nb, const uint8_t *w0, const uint8_t *w1, const
             /* -128 * (the 4 weight bytes of lane k): takes the activations' bias back */
             const __m512i neg_bias = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, v));
             ZMM_UNROLL for (int t = 0; t < NT; t++) {
-                const __m512i p = dpbusd_bcst(neg_bias, v, xb[t]->qs + 4 * k);
+                /* the biased bytes are the unsigned operand, so not the one vpdpbusd can broadcast: a
+                 * vpbroadcastd from memory (a load, no vector ALU operation) */
+                const __m512i p = _mm512_dpbusd_epi32(neg_bias, _mm512_set1_epi32(load_i32(xb[t]->qs + 4 * k)), v);
                 acc[t][k] = _mm512_fmadd_ps(d[t], _mm512_cvtepi32_ps(p), acc[t][k]);
             }
         }
