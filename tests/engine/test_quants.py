@@ -564,6 +564,28 @@ def test_matmul_rejects_bad_input():
         _core._quant_matmul(int(Q.F16), w, 1, 32, np.zeros(32, np.float32))
 
 
+
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q8_0], ids=lambda t: t.name)
+def test_x8_32_blocks_many_rows_and_tokens_bit_identical_to_order_oracle(qtype):
+    """The Q4_0 / Q8_0 X8 drivers past one tile: rows with an even and an odd number of 8-row groups
+    (the 512-bit kernels take the groups in pairs, an odd last one through the 256-bit tiles), and
+    token counts past a tile and past a chunk (Q4_0's 64 tokens, Q8_0's 256), bit for bit."""
+    require_simd_kernels(qtype, True)
+    rng = np.random.default_rng(int(qtype) + 53)
+    bs, ts = GGML_QUANT_SIZES[qtype]
+    for rows, cols in [(32, 256), (40, 128), (56, 96)]:
+        w = random_blocks(qtype, rows * cols // bs, rng, scale=0.05).tobytes()
+        for T in (11, 16, 17, 64, 65, 300):
+            x = (rng.standard_normal((T, cols)) * 2).astype(np.float32)
+            x[:, :7] *= 60  # int8 extremes in the first block
+            want = _core._quant_matmul_oracle(int(qtype), w, rows, cols, x, x8=True)
+            got = _core._quant_matmul(int(qtype), w, rows, cols, x, x8=True)
+            assert np.array_equal(bits(got), bits(want)), (rows, cols, T, np.abs(got - want).max())
+            r0, r1 = 3, rows - 5  # a thread's share that cuts the first and the last group
+            part = _core._quant_matmul(int(qtype), w, rows, cols, x, x8=True, r0=r0, r1=r1)
+            assert np.array_equal(bits(part[:, r0:r1]), bits(want[:, r0:r1])), (rows, cols, T, r0, r1)
+
+
 # ---- repacked layouts ----
 
 def has_x8(qtype):

@@ -667,6 +667,162 @@ static void mm_q4_0_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const
     }
 }
 
+#if defined(QX86_ZMM)
+/* ---- Q4_0 in LFM_LAYOUT_X8 on 512-bit registers: two 8-row groups per register ----
+ * tile_q4_0x8's arithmetic with lanes 0-7 = rows of group w0, 8-15 = rows of group w1: every lane's
+ * int32 and its cvt / mul / fma are the 256-bit tile's, so the floats are the same bits. */
+
+/* 32 bytes of a (lanes 0-7) and 32 of b (lanes 8-15) */
+INLINE __m512i load_2x256(const void *a, const void *b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+                              _mm256_loadu_si256((const __m256i *)b), 1);
+}
+
+/* the 8 scales of group a (lanes 0-7) and of group b (lanes 8-15) */
+INLINE __m512 load_2x8_half(const lfm_half *a, const lfm_half *b) {
+    return _mm512_cvtph_ps(_mm256_set_m128i(_mm_loadu_si128((const __m128i *)b), _mm_loadu_si128((const __m128i *)a)));
+}
+
+/* GCC keeps an array of accumulators in memory too (a store per update) unless its loops are
+ * unrolled before scalar replacement; the loops run NT (a constant) or 4 / 8 times */
+#define ZMM_UNROLL _Pragma("GCC unroll 16")
+
+/* vpdpbusd(acc, u, the s8 dword at p broadcast by the instruction, {1to16}): only the signed operand
+ * can be broadcast. GCC 12 keeps a separate vpbroadcastd for _mm512_dpbusd_epi32(acc, u,
+ * _mm512_set1_epi32(..)), hence the asm. */
+INLINE __m512i dpbusd_bcst(__m512i acc, __m512i u, const void *p) {
+#if defined(__GNUC__) && !defined(__clang__) && !defined(QX86_NO_ASM_BCST)
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const char(*)[4])p));
+    return acc;
+#else
+    return _mm512_dpbusd_epi32(acc, u, _mm512_set1_epi32(load_i32(p)));
+#endif
+}
+
+/* The two groups' blocks are two streams the hardware prefetcher follows less well than the 256-bit
+ * tiles' one: software prefetch ZMM_PREFETCH_AHEAD bytes ahead in both (measured: Q8_0 at 1-3 tokens
+ * ~2x faster, which was slower than the 256-bit tiles without it; prefill tiles the same or better) */
+#ifndef ZMM_PREFETCH_AHEAD
+#define ZMM_PREFETCH_AHEAD 2048
+#endif
+INLINE void prefetch_2x(const void *a, const void *b, int bytes) {
+    if (ZMM_PREFETCH_AHEAD <= 0) return; /* -DZMM_PREFETCH_AHEAD=0: hardware prefetch only */
+    for (int o = 0; o < bytes; o += 64) {
+        _mm_prefetch((const char *)a + ZMM_PREFETCH_AHEAD + o, _MM_HINT_T0);
+        _mm_prefetch((const char *)b + ZMM_PREFETCH_AHEAD + o, _MM_HINT_T0);
+    }
+}
+
+/* Tokens per 512-bit Q4_0 tile (8, 12 or 16): 8 weight vectors + NT accumulators + the dot-product
+ * temporaries fit the 32 registers at 16, measured a little faster than 8 and 12 */
+#ifndef Q4_0X16_MAXT
+#define Q4_0X16_MAXT 16
+#endif
+
+INLINE void tile_q4_0x16(int64_t nb, const uint8_t *w0, const uint8_t *w1, const uint8_t *x, size_t bx,
+                         const int32_t *xs, float *y, int64_t ldy, const int NT) {
+    __m512 acc[Q4_0X16_MAXT];
+    ZMM_UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const lfm_block_q4_0x8 *g0 = (const lfm_block_q4_0x8 *)(const void *)w0;
+    const lfm_block_q4_0x8 *g1 = (const lfm_block_q4_0x8 *)(const void *)w1;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        __m512i lo[4], hi[4];
+        ZMM_UNROLL for (int k = 0; k < 4; k++) {
+            __m512i v = load_2x256(g0[ib].qs + 32 * k, g1[ib].qs + 32 * k);
+            lo[k] = _mm512_and_si512(v, m4);
+            hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        }
+        const __m512 d16 = load_2x8_half(g0[ib].d, g1[ib].d);
+        prefetch_2x(&g0[ib], &g1[ib], (int)sizeof(lfm_block_q4_0x8));
+        ZMM_UNROLL for (int t = 0; t < NT; t++) {
+            const lfm_block_q8_0 *xb = (const lfm_block_q8_0 *)(const void *)(x + t * bx) + ib;
+            /* the activation bytes go in by the instructions' embedded broadcast ({1to16}) */
+            __m512i s0 = _mm512_set1_epi32(-8 * xs[t * nb + ib]), s1 = _mm512_setzero_si512();
+            ZMM_UNROLL for (int k = 0; k < 4; k++) {
+                s0 = dpbusd_bcst(s0, lo[k], xb->qs + 4 * k);
+                s1 = dpbusd_bcst(s1, hi[k], xb->qs + 16 + 4 * k);
+            }
+            const __m512i i32 = _mm512_add_epi32(s0, s1);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i32), _mm512_mul_ps(d16, _mm512_set1_ps(h2f(xb->d))), acc[t]);
+        }
+    }
+    ZMM_UNROLL for (int t = 0; t < NT; t++) _mm512_storeu_ps(y + t * ldy, acc[t]);
+}
+
+typedef void (*q4_0x8_fn)(int64_t, const uint8_t *, const uint8_t *, size_t, const int32_t *, float *, int64_t);
+typedef void (*q4_0x16_fn)(int64_t, const uint8_t *, const uint8_t *, const uint8_t *, size_t, const int32_t *, float *,
+                           int64_t);
+#define Q4_0X16_TILE(N)                                                                                              \
+    static void q4_0x16_##N(int64_t nb, const uint8_t *w0, const uint8_t *w1, const uint8_t *x, size_t bx,            \
+                            const int32_t *xs, float *y, int64_t ldy) {                                              \
+        tile_q4_0x16(nb, w0, w1, x, bx, xs, y, ldy, N);                                                              \
+    }
+Q4_0X16_TILE(1)
+Q4_0X16_TILE(2)
+Q4_0X16_TILE(3)
+Q4_0X16_TILE(4)
+Q4_0X16_TILE(5)
+Q4_0X16_TILE(6)
+Q4_0X16_TILE(7)
+Q4_0X16_TILE(8)
+#if Q4_0X16_MAXT > 8
+Q4_0X16_TILE(9)
+Q4_0X16_TILE(10)
+Q4_0X16_TILE(11)
+Q4_0X16_TILE(12)
+#endif
+#if Q4_0X16_MAXT > 12
+Q4_0X16_TILE(13)
+Q4_0X16_TILE(14)
+Q4_0X16_TILE(15)
+Q4_0X16_TILE(16)
+#endif
+#undef Q4_0X16_TILE
+
+/* mm_q4_0_x8 with pairs of groups through tile_q4_0x16; an odd last group takes the 256-bit tiles */
+static void mm_q4_0_x16(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                        float *y, int64_t ldy) {
+    static const q4_0x16_fn tiles16[Q4_0X16_MAXT] = {
+        q4_0x16_1, q4_0x16_2, q4_0x16_3, q4_0x16_4, q4_0x16_5, q4_0x16_6, q4_0x16_7, q4_0x16_8,
+#if Q4_0X16_MAXT > 8
+        q4_0x16_9, q4_0x16_10, q4_0x16_11, q4_0x16_12,
+#endif
+#if Q4_0X16_MAXT > 12
+        q4_0x16_13, q4_0x16_14, q4_0x16_15, q4_0x16_16,
+#endif
+    };
+    static const q4_0x8_fn tiles8[Q4_0X8_MAXT] = {q4_0x8_1, q4_0x8_2, q4_0x8_3, q4_0x8_4,
+                                                  q4_0x8_5, q4_0x8_6, q4_0x8_7, q4_0x8_8};
+    /* 1-2 tokens read weights from memory faster one group (one stream) at a time: the 256-bit tiles
+     * (same bits; measured 32768x4096 at 1 token ~45-50 vs ~36-40 GMAC/s, 2 tokens ~88 vs ~70) */
+    if (nt < 3) {
+        mm_q4_0_x8(n, w, bw, nr, x, bx, nt, y, ldy);
+        return;
+    }
+    enum { XS_CAP = 8192 }; /* as mm_q4_0_x8 */
+    int32_t xs[XS_CAP];
+    const int64_t nb = n / LFM_QK, nr16 = nr - nr % 16;
+    const int64_t chunk = lfm_max64(1, lfm_min64(64, XS_CAP / nb));
+    for (int64_t t0 = 0; t0 < nt; t0 += chunk) {
+        int64_t t1 = lfm_min64(nt, t0 + chunk);
+        q8_0_block_sums(x + (size_t)t0 * bx, bx, t1 - t0, nb, xs);
+        for (int64_t r = 0; r < nr16; r += 16)
+            for (int64_t t = t0; t < t1; t += Q4_0X16_MAXT) {
+                int64_t tt = lfm_min64(Q4_0X16_MAXT, t1 - t);
+                tiles16[tt - 1](nb, w + (size_t)r * bw, w + (size_t)(r + 8) * bw, x + (size_t)t * bx, bx,
+                                xs + (t - t0) * nb, y + t * ldy + r, ldy);
+            }
+        if (nr16 < nr)
+            for (int64_t t = t0; t < t1; t += Q4_0X8_MAXT) {
+                int64_t tt = lfm_min64(Q4_0X8_MAXT, t1 - t);
+                tiles8[tt - 1](nb, w + (size_t)nr16 * bw, x + (size_t)t * bx, bx, xs + (t - t0) * nb, y + t * ldy + nr16,
+                               ldy);
+            }
+    }
+}
+#endif
+
 /* ---- X8 drivers ---- */
 
 /* an X8 tile: one 8-row group against nt tokens (nt fixed per function) */
@@ -788,6 +944,113 @@ static void mm_q8_0_x8(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const
      * well enough (measured +3-5% at 256 tokens for 8192x2048 and 2048x8192, even at 512 tokens) */
     x8_drive(tiles, Q8_0X8_MAXT, n / LFM_QK, 256, w, bw, nr, x, bx, nt, y, ldy);
 }
+
+#if defined(QX86_ZMM)
+/* ---- Q8_0 in LFM_LAYOUT_X8 on 512-bit registers: two 8-row groups per register ----
+ * tile_q8_0x8's arithmetic with lanes 0-7 = rows of group w0, 8-15 = rows of group w1 (the same int32
+ * per lane, the same fma chain per k and final sum: the same bits). The activations come pre-biased
+ * (x ^ 0x80, once per chunk for all rows), so a token's step per k is a broadcast load of its 4
+ * bytes, one vpdpbusd, one cvt and one fma (3-8% faster than an xor per token and k). */
+
+#include <stdlib.h> /* malloc: the biased activations */
+
+/* Tokens per 512-bit Q8_0 tile: 8 accumulators per token, 3 tokens' in the 32 registers */
+#ifndef Q8_0X16_MAXT
+#define Q8_0X16_MAXT 3
+#endif
+
+INLINE void tile_q8_0x16(int64_t nb, const uint8_t *w0, const uint8_t *w1, const uint8_t *xbias, size_t bx, float *y,
+                         int64_t ldy, const int NT) {
+    __m512 acc[Q8_0X16_MAXT][8];
+    ZMM_UNROLL for (int t = 0; t < NT; t++)
+        ZMM_UNROLL for (int k = 0; k < 8; k++) acc[t][k] = _mm512_setzero_ps();
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    const lfm_block_q8_0x8 *g0 = (const lfm_block_q8_0x8 *)(const void *)w0;
+    const lfm_block_q8_0x8 *g1 = (const lfm_block_q8_0x8 *)(const void *)w1;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const lfm_block_q8_0 *xb[Q8_0X16_MAXT];
+        __m512 d[Q8_0X16_MAXT];
+        const __m512 d16 = load_2x8_half(g0[ib].d, g1[ib].d);
+        prefetch_2x(&g0[ib], &g1[ib], (int)sizeof(lfm_block_q8_0x8));
+        ZMM_UNROLL for (int t = 0; t < NT; t++) {
+            xb[t] = (const lfm_block_q8_0 *)(const void *)(xbias + t * bx) + ib;
+            d[t] = _mm512_mul_ps(d16, _mm512_set1_ps(h2f(xb[t]->d)));
+        }
+        ZMM_UNROLL for (int k = 0; k < 8; k++) {
+            const __m512i v = load_2x256(g0[ib].qs + 32 * k, g1[ib].qs + 32 * k);
+            /* -128 * (the 4 weight bytes of lane k): takes the activations' bias back */
+            const __m512i neg_bias = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, v));
+            ZMM_UNROLL for (int t = 0; t < NT; t++) {
+                /* the biased bytes are the unsigned operand, so not the one vpdpbusd can broadcast: a
+                 * vpbroadcastd from memory (a load, no vector ALU operation) */
+                const __m512i p = _mm512_dpbusd_epi32(neg_bias, _mm512_set1_epi32(load_i32(xb[t]->qs + 4 * k)), v);
+                acc[t][k] = _mm512_fmadd_ps(d[t], _mm512_cvtepi32_ps(p), acc[t][k]);
+            }
+        }
+    }
+    ZMM_UNROLL for (int t = 0; t < NT; t++) {
+        __m512 *a = acc[t];
+        __m512 even = _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6]));
+        __m512 odd = _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7]));
+        _mm512_storeu_ps(y + t * ldy, _mm512_add_ps(even, odd));
+    }
+}
+
+typedef void (*q8_0x16_fn)(int64_t, const uint8_t *, const uint8_t *, const uint8_t *, size_t, float *, int64_t);
+static void q8_0x16_1(int64_t nb, const uint8_t *w0, const uint8_t *w1, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q8_0x16(nb, w0, w1, x, bx, y, ldy, 1); }
+static void q8_0x16_2(int64_t nb, const uint8_t *w0, const uint8_t *w1, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q8_0x16(nb, w0, w1, x, bx, y, ldy, 2); }
+#if Q8_0X16_MAXT >= 3
+static void q8_0x16_3(int64_t nb, const uint8_t *w0, const uint8_t *w1, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q8_0x16(nb, w0, w1, x, bx, y, ldy, 3); }
+#endif
+
+/* nt activation rows of nb Q8_0 blocks, bytes ^ 0x80 (= + 128, unsigned for vpdpbusd), to rows of nb blocks */
+static void q8_0_bias_rows(const uint8_t *x, size_t bx, int64_t nt, int64_t nb, uint8_t *out) {
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    for (int64_t t = 0; t < nt; t++) {
+        const lfm_block_q8_0 *xb = (const lfm_block_q8_0 *)(const void *)(x + (size_t)t * bx);
+        lfm_block_q8_0 *ob = (lfm_block_q8_0 *)(void *)(out + (size_t)t * nb * sizeof(lfm_block_q8_0));
+        for (int64_t i = 0; i < nb; i++) {
+            ob[i].d = xb[i].d;
+            _mm256_storeu_si256((__m256i *)(void *)ob[i].qs,
+                                _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)xb[i].qs), bias));
+        }
+    }
+}
+
+/* mm_q8_0_x8 with pairs of groups through tile_q8_0x16 (an odd last group through the 256-bit tiles) */
+static void mm_q8_0_x16(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
+                        float *y, int64_t ldy) {
+    static const q8_0x16_fn tiles16[Q8_0X16_MAXT] = {q8_0x16_1, q8_0x16_2,
+#if Q8_0X16_MAXT >= 3
+                                                     q8_0x16_3
+#endif
+    };
+    static const tile_x8_fn tiles8[Q8_0X8_MAXT] = {q8_0x8_1, q8_0x8_2, q8_0x8_3};
+    const int64_t nb = n / LFM_QK, nr16 = nr - nr % 16, chunk = 256; /* mm_q8_0_x8's chunks */
+    const size_t bxb = (size_t)nb * sizeof(lfm_block_q8_0);
+    /* decode (1 token) reads weights from memory faster one group (one stream) at a time: the 256-bit
+     * tiles, as without memory for the biased activations or with fewer than 16 rows (same bits) */
+    uint8_t *xbias = nr16 && nt > 1 ? malloc((size_t)lfm_min64(nt, chunk) * bxb) : NULL;
+    if (!xbias) {
+        mm_q8_0_x8(n, w, bw, nr, x, bx, nt, y, ldy);
+        return;
+    }
+    for (int64_t t0 = 0; t0 < nt; t0 += chunk) {
+        int64_t t1 = lfm_min64(nt, t0 + chunk);
+        q8_0_bias_rows(x + (size_t)t0 * bx, bx, t1 - t0, nb, xbias);
+        for (int64_t r = 0; r < nr16; r += 16)
+            for (int64_t t = t0; t < t1; t += Q8_0X16_MAXT) {
+                int64_t tt = lfm_min64(Q8_0X16_MAXT, t1 - t);
+                tiles16[tt - 1](nb, w + (size_t)r * bw, w + (size_t)(r + 8) * bw, xbias + (size_t)(t - t0) * bxb, bxb,
+                                y + t * ldy + r, ldy);
+            }
+        if (nr16 < nr)
+            x8_drive(tiles8, Q8_0X8_MAXT, nb, t1 - t0, w + (size_t)nr16 * bw, bw, nr - nr16, x + (size_t)t0 * bx, bx,
+                     t1 - t0, y + t0 * ldy + nr16, ldy);
+    }
+    free(xbias);
+}
+#endif
 
 /* Q5_K / Q6_K: llama.cpp switches to its tiled kernel for batches of 8 or more tokens */
 static void mm_q5_K_llama(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
@@ -1632,6 +1895,8 @@ void QX86_INIT(lfm_qkernels *k) {
     k->mm[LFM_TYPE_Q5_K] = mm_q5_K_llama;
     k->mm[LFM_TYPE_Q6_K] = mm_q6_K_llama;
 #if defined(QX86_ZMM)
+    k->mm_x8[LFM_TYPE_Q4_0] = mm_q4_0_x16;
+    k->mm_x8[LFM_TYPE_Q8_0] = mm_q8_0_x16;
     k->mm_x8[LFM_TYPE_Q4_K] = mm_q4_K_x16;
     k->mm_x8_tok[LFM_TYPE_Q4_K] = mm_q4_K_x16_tok;
     k->mm_x8[LFM_TYPE_Q5_K] = mm_q5_K_x16;
