@@ -81,23 +81,25 @@ sys.stdout.buffer.write(np.concatenate(out).tobytes())
 """
 
 
-def test_levels_give_the_same_bits():
-    """Every level this CPU has: the same matmul floats, every type, layout and token count."""
+def assert_levels_agree(child_code):
+    """child_code(level) -> the program whose printed float bits every level this CPU has must agree on."""
     if os.environ.get("LFM_KERNELS"):
         pytest.skip(f"LFM_KERNELS={os.environ['LFM_KERNELS']} is set for this run: the levels are forced here")
     present = simd_levels_present(FEATS)[1]
     if len(present) < 2:
         pytest.skip(f"this CPU has only {present or 'no SIMD level'}: nothing to compare")
-    results = {}
-    for level in present:
-        code = _MATMULS.format(types=[int(t) for t in SIMD_TYPES], tokens=list(ORACLE_TOKENS), level=level,
-                               x8_types={int(t) for t in X8_TYPES})
-        results[level] = np.frombuffer(run_child(code, level), dtype=np.uint32)
+    results = {level: np.frombuffer(run_child(child_code(level), level), dtype=np.uint32) for level in present}
     first = present[0]
     for level in present[1:]:
         assert results[level].size == results[first].size > 0
         diff = np.flatnonzero(results[level] != results[first])
         assert diff.size == 0, f"{level} differs from {first} at {diff.size} of {results[first].size} outputs"
+
+
+def test_levels_give_the_same_bits():
+    """Every level this CPU has: the same matmul floats, every type, layout and token count."""
+    assert_levels_agree(lambda level: _MATMULS.format(types=[int(t) for t in SIMD_TYPES], tokens=list(ORACLE_TOKENS),
+                                                      level=level, x8_types={int(t) for t in X8_TYPES}))
 
 
 # the K-quant X8 kernels over the shapes the 512-bit tiles (avx512zmm) split differently: pairs of 8-row
@@ -124,17 +126,6 @@ sys.stdout.buffer.write(np.concatenate(out).tobytes())
 
 def test_levels_give_the_same_bits_x8_k_shapes():
     """Every level this CPU has: the same K-quant X8 matmul floats over group pairs, odd groups and token chunks."""
-    if os.environ.get("LFM_KERNELS"):
-        pytest.skip(f"LFM_KERNELS={os.environ['LFM_KERNELS']} is set for this run: the levels are forced here")
-    present = simd_levels_present(FEATS)[1]
-    if len(present) < 2:
-        pytest.skip(f"this CPU has only {present or 'no SIMD level'}: nothing to compare")
     types = [int(t) for t in (Q.Q4_K, Q.Q5_K, Q.Q6_K)]
     tokens = list(range(1, 14)) + [16, 17, 24]
-    results = {level: np.frombuffer(run_child(_X8_K_MATMULS.format(types=types, tokens=tokens, level=level), level),
-                                    dtype=np.uint32) for level in present}
-    first = present[0]
-    for level in present[1:]:
-        assert results[level].size == results[first].size > 0
-        diff = np.flatnonzero(results[level] != results[first])
-        assert diff.size == 0, f"{level} differs from {first} at {diff.size} of {results[first].size} outputs"
+    assert_levels_agree(lambda level: _X8_K_MATMULS.format(types=types, tokens=tokens, level=level))
