@@ -27,6 +27,8 @@ isa_flags() {  # mirror of setup.py's ISA_FLAGS; prints "skip" for another archi
         *_avxvnni.c) [ "$X86" = 1 ] && echo "-mavxvnni -mavx2 -mfma -mf16c" || echo skip ;;
         *_avx512.c) [ "$X86" = 1 ] && echo "-mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c" \
                     || echo skip ;;
+        *_avx512zmm.c) [ "$X86" = 1 ] && echo "-mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c" \
+                       || echo skip ;;
         *_neon.c) [ "$ARM" = 1 ] && echo "-march=armv8-a" || echo skip ;;
         *_neon_dotprod.c) [ "$ARM" = 1 ] && echo "-march=armv8.2-a+dotprod" || echo skip ;;
         *_neon_i8mm.c) [ "$ARM" = 1 ] && echo "-march=armv8.2-a+dotprod+i8mm" || echo skip ;;
