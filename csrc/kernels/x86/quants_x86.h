@@ -1461,10 +1461,11 @@ static void q5_Kx8t_3(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx,
 static void q5_Kx8t_4(int64_t nb, const uint8_t *w, const uint8_t *x, size_t bx, float *y, int64_t ldy) { tile_q5_Kx8(nb, w, x, bx, y, ldy, 4, 1); }
 
 /* 8-row groups x 4-token tiles, the tokens in chunks whose activations stay in L2 */
+static int64_t k_chunk_tokens(size_t bx) { return lfm_max64(4, lfm_min64(64, (int64_t)((256 << 10) / bx))); }
+
 static void mm_k_x8(const tile_x8_fn tiles[4], int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x,
                     size_t bx, int64_t nt, float *y, int64_t ldy) {
-    int64_t chunk = lfm_max64(4, lfm_min64(64, (int64_t)((256 << 10) / bx)));
-    x8_drive(tiles, 4, n / LFM_QK_K, chunk, w, bw, nr, x, bx, nt, y, ldy);
+    x8_drive(tiles, 4, n / LFM_QK_K, k_chunk_tokens(bx), w, bw, nr, x, bx, nt, y, ldy);
 }
 
 /* the token split of mm_q4_K_llama: groups of 4 through the GEMM order, the rest one by one */
@@ -1832,27 +1833,24 @@ X16_FNS(q6_Kx16t, tile_q6_Kx16, 1)
 X16_FNS(q5_Kx16, tile_q5_Kx16, 0)
 X16_FNS(q5_Kx16t, tile_q5_Kx16, 1)
 
-/* mm_k_x8 with pairs of groups in the 512-bit tiles (the same token chunks; an odd last group runs
- * the 256-bit tiles8) */
+/* Decode-sized batches (1-2 tokens) stream the weights from memory, which one 8-row group at a time
+ * does faster than two (measured on Zen 5, 65536x1024 at 1 token, 2 threads: Q6_K 53 vs 35 GB/s,
+ * Q4_K 59 vs 33): they take the 256-bit tiles, which give the same bits. */
+enum { K16_MIN_TOKENS = 3 };
+
+/* mm_k_x8 with pairs of groups in the 512-bit tiles (the same token chunks; an odd last group, and
+ * batches under K16_MIN_TOKENS, run the 256-bit tiles8) */
 static void mm_k_x16(const tile_x16_fn *tiles16, int64_t max_nt16, const tile_x8_fn tiles8[4], int64_t n,
                      const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt, float *y,
                      int64_t ldy) {
-    int64_t chunk = lfm_max64(4, lfm_min64(64, (int64_t)((256 << 10) / bx)));
-    x16_drive(tiles16, max_nt16, tiles8, 4, n / LFM_QK_K, chunk, w, bw, nr, x, bx, nt, y, ldy);
+    if (nt < K16_MIN_TOKENS) mm_k_x8(tiles8, n, w, bw, nr, x, bx, nt, y, ldy);
+    else x16_drive(tiles16, max_nt16, tiles8, 4, n / LFM_QK_K, k_chunk_tokens(bx), w, bw, nr, x, bx, nt, y, ldy);
 }
 
 /* mm_q4_K_x8's token split: groups of 4 through the GEMM order, the rest one by one */
-/* Decode-sized batches (1-2 tokens) stream the weights from memory, which one 8-row group at a time
- * does faster than two (measured on Zen 5, 65536x1024 at 1 token, 2 threads: Q6_K 53 vs 35 GB/s,
- * Q4_K 59 vs 33): they take the 256-bit drivers, which give the same bits. */
-enum { K16_MIN_TOKENS = 3 };
 
 static void mm_q4_K_x16(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
                         float *y, int64_t ldy) {
-    if (nt < K16_MIN_TOKENS) {
-        mm_q4_K_x8(n, w, bw, nr, x, bx, nt, y, ldy);
-        return;
-    }
     static const tile_x8_fn block[4] = {q4_Kx8_1, q4_Kx8_2, q4_Kx8_3, q4_Kx8_4};
     static const tile_x8_fn gemm4[4] = {q4_Kx8g_1, q4_Kx8g_2, q4_Kx8g_3, q4_Kx8g_4};
     const int64_t grouped = nt > 3 ? nt - nt % 4 : 0;
@@ -1864,20 +1862,12 @@ static void mm_q4_K_x16(int64_t n, const uint8_t *w, size_t bw, int64_t nr, cons
 
 static void mm_q4_K_x16_tok(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
                             float *y, int64_t ldy) {
-    if (nt < K16_MIN_TOKENS) {
-        mm_q4_K_x8_tok(n, w, bw, nr, x, bx, nt, y, ldy);
-        return;
-    }
     static const tile_x8_fn block[4] = {q4_Kx8_1, q4_Kx8_2, q4_Kx8_3, q4_Kx8_4};
     mm_k_x16(q4_Kx16_tiles, K16_MAXT, block, n, w, bw, nr, x, bx, nt, y, ldy);
 }
 
 static void mm_q5_K_x16(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
                         float *y, int64_t ldy) {
-    if (nt < K16_MIN_TOKENS) {
-        mm_q5_K_x8(n, w, bw, nr, x, bx, nt, y, ldy);
-        return;
-    }
     static const tile_x8_fn dot[4] = {q5_Kx8_1, q5_Kx8_2, q5_Kx8_3, q5_Kx8_4};
     static const tile_x8_fn tiled[4] = {q5_Kx8t_1, q5_Kx8t_2, q5_Kx8t_3, q5_Kx8t_4};
     if (nt >= 8) mm_k_x16(q5_Kx16t_tiles, K16_MAXT, tiled, n, w, bw, nr, x, bx, nt, y, ldy);
@@ -1886,10 +1876,6 @@ static void mm_q5_K_x16(int64_t n, const uint8_t *w, size_t bw, int64_t nr, cons
 
 static void mm_q6_K_x16(int64_t n, const uint8_t *w, size_t bw, int64_t nr, const uint8_t *x, size_t bx, int64_t nt,
                         float *y, int64_t ldy) {
-    if (nt < K16_MIN_TOKENS) {
-        mm_q6_K_x8(n, w, bw, nr, x, bx, nt, y, ldy);
-        return;
-    }
     static const tile_x8_fn dot[4] = {q6_Kx8_1, q6_Kx8_2, q6_Kx8_3, q6_Kx8_4};
     static const tile_x8_fn tiled[4] = {q6_Kx8t_1, q6_Kx8t_2, q6_Kx8t_3, q6_Kx8t_4};
     if (nt >= 8) mm_k_x16(q6_Kx16t_tiles, K16_MAXT, tiled, n, w, bw, nr, x, bx, nt, y, ldy);
