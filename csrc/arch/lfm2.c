@@ -77,17 +77,17 @@ static void for_each_token(struct lfm_ctx *c, int32_t T, token_fn fn, const void
 typedef struct {
     float *out;
     const float *x, *w;
-    int64_t n, ld_out, ld_x;
+    int64_t n;
 } rows_norm;
 
 static void norm_row(struct lfm_ctx *c, const void *arg, int32_t t) {
     const rows_norm *a = arg;
-    c->k->rmsnorm(a->out + t * a->ld_out, a->x + t * a->ld_x, a->w, a->n, c->model->cfg.norm_eps);
+    c->k->rmsnorm(a->out + t * a->n, a->x + t * a->n, a->w, a->n, c->model->cfg.norm_eps);
 }
 
 /* out (T, n) = RMSNorm(x (T, n)) · w, row by row; out may be x */
 static void norm_rows(struct lfm_ctx *c, float *out, const float *x, const float *w, int64_t n, int32_t T) {
-    const rows_norm a = {out, x, w, n, n, n};
+    const rows_norm a = {out, x, w, n};
     for_each_token(c, T, norm_row, &a);
 }
 
